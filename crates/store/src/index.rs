@@ -1,0 +1,229 @@
+//! In-memory indexes over the records of a store, rebuilt on start.
+//!
+//! Per kind: a primary map `id → IndexEntry` (ordered, so listing pages by id
+//! without touching the store) and term sets `(field, value) → {ids}` for the
+//! fields a kind indexes plus `origin`. The caller supplies the terms; the
+//! index knows no kind.
+//!
+//! Each entry carries the blake3 digest of the exact record bytes whose
+//! signature was verified when they entered this center. A read from the
+//! backend is checked against it, so bytes changed on disk after verification
+//! are caught on every read at the cost of one hash, not one signature check.
+//!
+//! Invariant: a term set contains an id iff the primary entry for that id is
+//! live and was indexed with that term. Queries never scan the primary map
+//! when a filter is given.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
+use std::sync::Arc;
+
+/// blake3 digest of a record's stored bytes.
+pub type Digest = [u8; 32];
+
+/// blake3 of `bytes`.
+pub fn digest(bytes: &[u8]) -> Digest {
+    *blake3::hash(bytes).as_bytes()
+}
+
+/// What the index knows of one record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// Digest of the verified stored bytes.
+    pub digest: Digest,
+    /// Tombstone (kept until purged; invisible to queries).
+    pub deleted: bool,
+}
+
+#[derive(Default)]
+struct KindIndex {
+    primary: BTreeMap<Arc<str>, IndexEntry>,
+    /// field → value → ids.
+    terms: HashMap<&'static str, HashMap<Box<str>, BTreeSet<Arc<str>>>>,
+    live: usize,
+}
+
+impl KindIndex {
+    fn unindex(&mut self, id: &str, terms: &[(&'static str, String)]) {
+        for (field, value) in terms {
+            let Some(vals) = self.terms.get_mut(field) else { continue };
+            if let Some(set) = vals.get_mut(value.as_str()) {
+                set.remove(id);
+                if set.is_empty() {
+                    vals.remove(value.as_str());
+                }
+            }
+        }
+    }
+}
+
+/// One page of a query.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Page {
+    pub ids: Vec<String>,
+    /// Set when more results follow the last id.
+    pub more: bool,
+}
+
+/// The indexes of all kinds.
+#[derive(Default)]
+pub struct Index {
+    kinds: HashMap<String, KindIndex>,
+}
+
+impl Index {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records `(kind, id)` as it now is. `old_terms` are the terms it was
+    /// indexed with before (empty if it was absent or a tombstone); `new_terms`
+    /// the terms of the new live version (ignored for tombstones).
+    pub fn upsert(
+        &mut self,
+        kind: &str,
+        id: &str,
+        entry: IndexEntry,
+        old_terms: &[(&'static str, String)],
+        new_terms: &[(&'static str, String)],
+    ) {
+        let k = self.kinds.entry(kind.to_string()).or_default();
+        let (key, was_live) = match k.primary.get_key_value(id) {
+            Some((key, e)) => (key.clone(), !e.deleted),
+            None => (Arc::<str>::from(id), false),
+        };
+        k.unindex(id, old_terms);
+        let live = !entry.deleted;
+        if live {
+            for t in new_terms {
+                k.terms
+                    .entry(t.0)
+                    .or_default()
+                    .entry(t.1.as_str().into())
+                    .or_default()
+                    .insert(key.clone());
+            }
+        }
+        k.live = k.live + live as usize - was_live as usize;
+        k.primary.insert(key, entry);
+    }
+
+    /// Forgets `(kind, id)` entirely (a purged tombstone, or a removed live
+    /// record whose `old_terms` are given).
+    pub fn remove(&mut self, kind: &str, id: &str, old_terms: &[(&'static str, String)]) {
+        let Some(k) = self.kinds.get_mut(kind) else { return };
+        k.unindex(id, old_terms);
+        if let Some(e) = k.primary.remove(id) {
+            if !e.deleted {
+                k.live -= 1;
+            }
+        }
+    }
+
+    pub fn get(&self, kind: &str, id: &str) -> Option<&IndexEntry> {
+        self.kinds.get(kind)?.primary.get(id)
+    }
+
+    /// Live records of a kind.
+    pub fn live(&self, kind: &str) -> usize {
+        self.kinds.get(kind).map_or(0, |k| k.live)
+    }
+
+    /// All entries, tombstones included.
+    pub fn entries(&self, kind: &str) -> usize {
+        self.kinds.get(kind).map_or(0, |k| k.primary.len())
+    }
+
+    /// Live ids of `kind` matching every `(field, value)` filter, in id order,
+    /// strictly after `after`, at most `limit`.
+    pub fn query(&self, kind: &str, filters: &[(&str, &str)], after: Option<&str>, limit: usize) -> Page {
+        let Some(k) = self.kinds.get(kind) else { return Page::default() };
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut ids = Vec::with_capacity(limit.min(1024));
+        let mut more = false;
+        if filters.is_empty() {
+            for (id, e) in k.primary.range::<str, _>((lower, Bound::Unbounded)) {
+                if e.deleted {
+                    continue;
+                }
+                if ids.len() == limit {
+                    more = true;
+                    break;
+                }
+                ids.push(id.to_string());
+            }
+            return Page { ids, more };
+        }
+        let mut sets = Vec::with_capacity(filters.len());
+        for (f, v) in filters {
+            match k.terms.get(f).and_then(|vals| vals.get(*v)) {
+                Some(s) => sets.push(s),
+                None => return Page::default(),
+            }
+        }
+        sets.sort_by_key(|s| s.len());
+        let (first, rest) = sets.split_first().expect("filters not empty");
+        for id in first.range::<str, _>((lower, Bound::Unbounded)) {
+            if rest.iter().all(|s| s.contains(id)) {
+                if ids.len() == limit {
+                    more = true;
+                    break;
+                }
+                ids.push(id.to_string());
+            }
+        }
+        Page { ids, more }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(deleted: bool) -> IndexEntry {
+        IndexEntry { digest: [0; 32], deleted }
+    }
+
+    fn t(f: &'static str, v: &str) -> (&'static str, String) {
+        (f, v.to_string())
+    }
+
+    #[test]
+    fn filters_intersect_and_page() {
+        let mut ix = Index::new();
+        for i in 0..10 {
+            let mut terms = vec![t("status", if i % 2 == 0 { "online" } else { "offline" })];
+            if i % 3 == 0 {
+                terms.push(t("capability", "translate"));
+            }
+            ix.upsert("agent", &format!("a{i}"), e(false), &[], &terms);
+        }
+        assert_eq!(ix.live("agent"), 10);
+        let p = ix.query("agent", &[("status", "online"), ("capability", "translate")], None, 10);
+        assert_eq!(p.ids, vec!["a0", "a6"]);
+        let p = ix.query("agent", &[("status", "online")], None, 2);
+        assert_eq!((p.ids.clone(), p.more), (vec!["a0".to_string(), "a2".into()], true));
+        let p = ix.query("agent", &[("status", "online")], Some("a2"), 10);
+        assert_eq!(p.ids, vec!["a4", "a6", "a8"]);
+        assert!(!p.more);
+        assert!(ix.query("agent", &[("status", "sleeping")], None, 10).ids.is_empty());
+        assert!(ix.query("other", &[], None, 10).ids.is_empty());
+    }
+
+    #[test]
+    fn updates_move_terms_and_tombstones_hide() {
+        let mut ix = Index::new();
+        ix.upsert("agent", "a", e(false), &[], &[t("status", "online")]);
+        ix.upsert("agent", "a", e(false), &[t("status", "online")], &[t("status", "offline")]);
+        assert!(ix.query("agent", &[("status", "online")], None, 10).ids.is_empty());
+        assert_eq!(ix.query("agent", &[("status", "offline")], None, 10).ids, vec!["a"]);
+        ix.upsert("agent", "a", e(true), &[t("status", "offline")], &[]);
+        assert_eq!(ix.live("agent"), 0);
+        assert_eq!(ix.entries("agent"), 1);
+        assert!(ix.query("agent", &[], None, 10).ids.is_empty());
+        assert!(ix.query("agent", &[("status", "offline")], None, 10).ids.is_empty());
+        ix.remove("agent", "a", &[]);
+        assert_eq!(ix.entries("agent"), 0);
+        assert!(ix.get("agent", "a").is_none());
+    }
+}

@@ -1,0 +1,90 @@
+//! Storage for regmesh: a byte-level [`Store`] trait keyed by `(kind, id)`,
+//! an append-only change log for watchers, and small metadata cells.
+//!
+//! Backends: [`RedbStore`] (embedded, single file, crash-safe; the default)
+//! and [`MemStore`] (volatile; for tests and simulation). Every backend must
+//! pass [`conformance`]. The store knows nothing about kinds or record
+//! formats: it stores opaque bytes, so adding a kind never touches it.
+//!
+//! [`Index`] holds the in-memory secondary indexes, rebuilt on start.
+//!
+//! Must never: interpret record bytes, or acknowledge a batch that is not
+//! durable (for durable backends).
+
+pub mod conformance;
+mod index;
+mod mem;
+mod redb_store;
+
+pub use index::{digest, Digest, Index, IndexEntry, Page};
+pub use mem::MemStore;
+pub use redb_store::RedbStore;
+
+use thiserror::Error;
+
+/// A storage failure.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The backend failed (disk, file, lock). For [`Store::apply`]: the batch
+    /// was not committed; state is as before the call.
+    #[error("storage backend: {0}")]
+    Backend(String),
+    /// Stored data is not what this version of regmesh wrote. State unchanged.
+    #[error("storage is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// One atomic, durable unit of change.
+#[derive(Debug, Default, Clone)]
+pub struct WriteBatch {
+    /// Records to insert or replace: `(kind, id, bytes)`.
+    pub puts: Vec<(String, String, Vec<u8>)>,
+    /// Records to remove entirely (purged tombstones): `(kind, id)`.
+    pub removes: Vec<(String, String)>,
+    /// Change-log entries to append: `(change number, bytes)`. Numbers are
+    /// assigned by the caller and strictly increasing.
+    pub changes: Vec<(u64, Vec<u8>)>,
+    /// Drop change-log entries numbered below this.
+    pub trim_changes_below: Option<u64>,
+    /// Metadata cells to set.
+    pub meta: Vec<(String, Vec<u8>)>,
+}
+
+impl WriteBatch {
+    pub fn is_empty(&self) -> bool {
+        self.puts.is_empty()
+            && self.removes.is_empty()
+            && self.changes.is_empty()
+            && self.trim_changes_below.is_none()
+            && self.meta.is_empty()
+    }
+}
+
+/// A storage backend. All methods are blocking; callers on an async runtime
+/// run them on a blocking thread.
+pub trait Store: Send + Sync + 'static {
+    /// Applies `batch` atomically: after return, either all of it is durable
+    /// (for durable backends: survives a crash) or, on error, none of it is.
+    fn apply(&self, batch: &WriteBatch) -> Result<(), StoreError>;
+
+    /// Bytes of one record.
+    fn get(&self, kind: &str, id: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Bytes of several records of one kind, read from one snapshot.
+    fn get_many(&self, kind: &str, ids: &[&str]) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
+
+    /// Visits every record in `(kind, id)` order. `f` returns false to stop.
+    fn scan(&self, f: &mut dyn FnMut(&str, &str, &[u8]) -> bool) -> Result<(), StoreError>;
+
+    /// Change-log entries numbered above `after`, in order, at most `limit`.
+    fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
+
+    /// Lowest and highest change numbers held, if any.
+    fn change_bounds(&self) -> Result<Option<(u64, u64)>, StoreError>;
+
+    /// One metadata cell.
+    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Short backend name for status output (`redb`, `memory`).
+    fn backend(&self) -> &'static str;
+}

@@ -1,0 +1,165 @@
+//! The default backend: one redb file. redb is a pure-Rust, copy-on-write
+//! B-tree with ACID transactions; a committed write transaction with
+//! `Durability::Immediate` (redb's default) is on disk before `commit`
+//! returns, and a crash at any point leaves the last committed state.
+//!
+//! Tables: `records` (key `kind \0 id`), `changes` (u64 → bytes), `meta`
+//! (str → bytes). A `meta` cell `store.format` records the layout version.
+
+use crate::{Store, StoreError, WriteBatch};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use std::path::Path;
+
+const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
+const CHANGES: TableDefinition<u64, &[u8]> = TableDefinition::new("changes");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// Layout version written in `meta["store.format"]`.
+const STORE_FORMAT: &[u8] = b"1";
+
+/// redb-backed [`Store`].
+pub struct RedbStore {
+    db: Database,
+}
+
+fn be<E: std::fmt::Display>(e: E) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn key(kind: &str, id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(kind.len() + 1 + id.len());
+    k.extend_from_slice(kind.as_bytes());
+    k.push(0);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn split_key(k: &[u8]) -> Result<(&str, &str), StoreError> {
+    let p = k
+        .iter()
+        .position(|b| *b == 0)
+        .ok_or_else(|| StoreError::Corrupt("record key without separator".into()))?;
+    let kind = std::str::from_utf8(&k[..p]).map_err(|_| StoreError::Corrupt("kind not UTF-8".into()))?;
+    let id = std::str::from_utf8(&k[p + 1..]).map_err(|_| StoreError::Corrupt("id not UTF-8".into()))?;
+    Ok((kind, id))
+}
+
+impl RedbStore {
+    /// Opens or creates the database file at `path` with a page cache of
+    /// `cache_bytes`. Refuses a file written with an unknown layout.
+    pub fn open(path: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(path)
+            .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
+        let w = db.begin_write().map_err(be)?;
+        {
+            w.open_table(RECORDS).map_err(be)?;
+            w.open_table(CHANGES).map_err(be)?;
+            let mut meta = w.open_table(META).map_err(be)?;
+            let existing = meta.get("store.format").map_err(be)?.map(|v| v.value().to_vec());
+            match existing {
+                None => {
+                    meta.insert("store.format", STORE_FORMAT).map_err(be)?;
+                }
+                Some(v) if v == STORE_FORMAT => {}
+                Some(v) => {
+                    return Err(StoreError::Corrupt(format!(
+                        "{} has store format {:?}; this build reads format {:?}",
+                        path.display(),
+                        String::from_utf8_lossy(&v),
+                        String::from_utf8_lossy(STORE_FORMAT)
+                    )))
+                }
+            }
+        }
+        w.commit().map_err(be)?;
+        Ok(RedbStore { db })
+    }
+}
+
+impl Store for RedbStore {
+    fn apply(&self, b: &WriteBatch) -> Result<(), StoreError> {
+        let w = self.db.begin_write().map_err(be)?;
+        {
+            let mut records = w.open_table(RECORDS).map_err(be)?;
+            for (k, i, v) in &b.puts {
+                records.insert(key(k, i).as_slice(), v.as_slice()).map_err(be)?;
+            }
+            for (k, i) in &b.removes {
+                records.remove(key(k, i).as_slice()).map_err(be)?;
+            }
+            let mut changes = w.open_table(CHANGES).map_err(be)?;
+            for (n, v) in &b.changes {
+                changes.insert(*n, v.as_slice()).map_err(be)?;
+            }
+            if let Some(below) = b.trim_changes_below {
+                changes.retain_in(..below, |_, _| false).map_err(be)?;
+            }
+            let mut meta = w.open_table(META).map_err(be)?;
+            for (k, v) in &b.meta {
+                meta.insert(k.as_str(), v.as_slice()).map_err(be)?;
+            }
+        }
+        w.commit().map_err(be)
+    }
+
+    fn get(&self, kind: &str, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let r = self.db.begin_read().map_err(be)?;
+        let t = r.open_table(RECORDS).map_err(be)?;
+        Ok(t.get(key(kind, id).as_slice()).map_err(be)?.map(|v| v.value().to_vec()))
+    }
+
+    fn get_many(&self, kind: &str, ids: &[&str]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let r = self.db.begin_read().map_err(be)?;
+        let t = r.open_table(RECORDS).map_err(be)?;
+        ids.iter()
+            .map(|id| Ok(t.get(key(kind, id).as_slice()).map_err(be)?.map(|v| v.value().to_vec())))
+            .collect()
+    }
+
+    fn scan(&self, f: &mut dyn FnMut(&str, &str, &[u8]) -> bool) -> Result<(), StoreError> {
+        let r = self.db.begin_read().map_err(be)?;
+        let t = r.open_table(RECORDS).map_err(be)?;
+        for e in t.iter().map_err(be)? {
+            let (k, v) = e.map_err(be)?;
+            let (kind, id) = split_key(k.value())?;
+            if !f(kind, id, v.value()) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let r = self.db.begin_read().map_err(be)?;
+        let t = r.open_table(CHANGES).map_err(be)?;
+        let mut out = Vec::new();
+        if after == u64::MAX {
+            return Ok(out);
+        }
+        for e in t.range(after + 1..).map_err(be)?.take(limit) {
+            let (k, v) = e.map_err(be)?;
+            out.push((k.value(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn change_bounds(&self) -> Result<Option<(u64, u64)>, StoreError> {
+        let r = self.db.begin_read().map_err(be)?;
+        let t = r.open_table(CHANGES).map_err(be)?;
+        let first = t.first().map_err(be)?.map(|(k, _)| k.value());
+        let last = t.last().map_err(be)?.map(|(k, _)| k.value());
+        Ok(first.zip(last))
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let r = self.db.begin_read().map_err(be)?;
+        let t = r.open_table(META).map_err(be)?;
+        Ok(t.get(key).map_err(be)?.map(|v| v.value().to_vec()))
+    }
+
+    fn backend(&self) -> &'static str {
+        "redb"
+    }
+}
