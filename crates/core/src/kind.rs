@@ -40,6 +40,9 @@ pub struct Prepared {
 }
 
 /// A record kind. Implementations must be pure: no I/O, no clock.
+///
+/// A kind whose records have leases keeps the lease length in the body field
+/// `lease_s` (seconds); a heartbeat renews the lease for that long.
 pub trait Kind: Send + Sync + 'static {
     /// Kind name as it appears in records (`[a-z0-9.]{1,32}`).
     fn name(&self) -> &'static str;

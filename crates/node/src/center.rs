@@ -1,0 +1,1083 @@
+//! A running registry center: identity, store, indexes, the single writer,
+//! leases and the change feed.
+//!
+//! # Writes
+//! Every write goes through one bounded queue to one writer thread, which
+//! drains up to `store.write_batch_max` queued writes, applies them in order
+//! to an overlay (so later writes in a batch see earlier ones), commits them
+//! in one durable transaction (group commit), then updates the indexes,
+//! publishes change events, and only then answers the callers. A write is
+//! acknowledged only after it is on disk, and is visible to reads before it is
+//! acknowledged. A full queue is refused at once (503), never waited on.
+//!
+//! # Reads
+//! Reads go to the index (ids, filters, paging) and then to the store. Every
+//! record's Ed25519 signature was verified when it entered the center (signed
+//! here, or checked on start-up); each read checks the stored bytes against
+//! the blake3 digest kept in the index for those verified bytes.
+//!
+//! # Leases (document 000 §2.4.2, §4.1.1)
+//! A record with a lease that is not renewed becomes `offline` when the lease
+//! runs out (event `expire`), and is deleted `leases.retention_s` later
+//! (event `delete`, reason `retention`). Tombstones are purged after
+//! `leases.tombstone_horizon_s`. Only the origin decides expiry.
+//!
+//! Must never: acknowledge before commit; let a failed batch leave the
+//! indexes, counters or clock ahead of the store.
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use regmesh_core::codec::{self, canonical_json};
+use regmesh_core::sign::{key_hex, verify_record};
+use regmesh_core::{HlcClock, Hlc, Identity, Kind, Kinds, Prepared, Record, VerifyingKey};
+use regmesh_store::{digest, Digest, Index, IndexEntry, RedbStore, Store, WriteBatch};
+use serde_json::Value;
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// Milliseconds since the Unix epoch, from the system clock.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// File name of the identity key inside the data directory.
+pub const KEY_FILE: &str = "identity.key";
+/// File name of the database inside the data directory.
+pub const DB_FILE: &str = "regmesh.redb";
+
+/// What a change event reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventType {
+    /// Created, replaced, or renewed by a heartbeat.
+    Put,
+    /// The lease ran out; the record is now offline.
+    Expire,
+    /// Deleted (tombstone).
+    Delete,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Put => "put",
+            EventType::Expire => "expire",
+            EventType::Delete => "delete",
+        }
+    }
+}
+
+/// Why a record was deleted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeleteReason {
+    /// A client asked.
+    Client,
+    /// Its lease ran out and the retention period passed.
+    Retention,
+}
+
+/// One entry of the change feed.
+#[derive(Clone, Debug)]
+pub struct Event {
+    /// Change number, increasing by one per change, never reused.
+    pub no: u64,
+    pub typ: EventType,
+    pub reason: Option<DeleteReason>,
+    pub record: Record,
+}
+
+fn encode_event(typ: EventType, reason: Option<DeleteReason>, record_bytes: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(2 + record_bytes.len());
+    v.push(match typ {
+        EventType::Put => 1,
+        EventType::Expire => 2,
+        EventType::Delete => 3,
+    });
+    v.push(match reason {
+        None => 0,
+        Some(DeleteReason::Client) => 1,
+        Some(DeleteReason::Retention) => 2,
+    });
+    v.extend_from_slice(record_bytes);
+    v
+}
+
+fn decode_event(no: u64, b: &[u8]) -> Result<Event, String> {
+    if b.len() < 2 {
+        return Err(format!("change {no} is truncated"));
+    }
+    let typ = match b[0] {
+        1 => EventType::Put,
+        2 => EventType::Expire,
+        3 => EventType::Delete,
+        t => return Err(format!("change {no} has unknown type {t}")),
+    };
+    let reason = match b[1] {
+        0 => None,
+        1 => Some(DeleteReason::Client),
+        2 => Some(DeleteReason::Retention),
+        r => return Err(format!("change {no} has unknown reason {r}")),
+    };
+    let record = codec::decode(&b[2..]).map_err(|e| format!("change {no}: {e}"))?;
+    Ok(Event { no, typ, reason, record })
+}
+
+/// A write a client (or the lease sweeper) asks for.
+#[derive(Debug)]
+pub enum WriteOp {
+    /// Create or replace with a validated body. `if_version`: only if the
+    /// current version is this one (HTTP `If-Match`).
+    Put { prepared: Prepared, if_version: Option<Hlc> },
+    /// Delete (leave a tombstone).
+    Delete { if_version: Option<Hlc> },
+    /// Renew the lease and mark online.
+    Heartbeat,
+    /// Internal: a lease, retention or tombstone deadline may have passed.
+    Sweep,
+}
+
+/// Result of an accepted write.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Created(Record),
+    Replaced(Record),
+    Renewed(Record),
+    Deleted(Record),
+    /// Nothing to do (sweeps that found nothing due).
+    Nothing,
+}
+
+/// A write was refused. Unless stated, nothing was changed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteError {
+    #[error("{kind}/{id} does not exist")]
+    NotFound { kind: String, id: String },
+    #[error("{kind}/{id} is owned by center {owner}; only its origin may change it")]
+    NotOwner { kind: String, id: String, owner: String },
+    #[error("current version is {current}, not {expected}")]
+    VersionMismatch { current: String, expected: String },
+    #[error("record would be {bytes} bytes; the limit is {max}")]
+    TooLarge { bytes: usize, max: usize },
+    #[error("write queue is full ({0} waiting); retry shortly")]
+    Overloaded(usize),
+    #[error("storage failed: {0}")]
+    Storage(String),
+    #[error("the center is shutting down")]
+    ShuttingDown,
+}
+
+/// A read failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ReadError {
+    #[error("stored bytes of {kind}/{id} do not match the verified digest")]
+    Integrity { kind: String, id: String },
+    #[error("storage failed: {0}")]
+    Storage(String),
+    #[error("{0}")]
+    BadQuery(String),
+}
+
+/// Start-up failed. Nothing is running.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("data directory {path}: {msg}")]
+    DataDir { path: String, msg: String },
+    #[error("{0}")]
+    Store(#[from] regmesh_store::StoreError),
+}
+
+struct Op {
+    kind: String,
+    id: String,
+    op: WriteOp,
+    reply: Option<oneshot::Sender<Result<Outcome, WriteError>>>,
+}
+
+/// Deadlines of records this center must act on (lease end, retention end,
+/// tombstone purge), ordered by time.
+#[derive(Default)]
+struct Deadlines {
+    by_time: BTreeSet<(u64, String, String)>,
+    by_key: HashMap<(String, String), u64>,
+}
+
+impl Deadlines {
+    fn set(&mut self, kind: &str, id: &str, at: Option<u64>) {
+        let key = (kind.to_string(), id.to_string());
+        if let Some(old) = self.by_key.remove(&key) {
+            self.by_time.remove(&(old, key.0.clone(), key.1.clone()));
+        }
+        if let Some(at) = at {
+            self.by_time.insert((at, key.0.clone(), key.1.clone()));
+            self.by_key.insert(key, at);
+        }
+    }
+
+    fn take_due(&mut self, now: u64, max: usize) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some(first) = self.by_time.first() else { break };
+            if first.0 > now {
+                break;
+            }
+            let (_, k, i) = self.by_time.pop_first().expect("first exists");
+            self.by_key.remove(&(k.clone(), i.clone()));
+            out.push((k, i));
+        }
+        out
+    }
+
+    fn len(&self) -> usize {
+        self.by_key.len()
+    }
+}
+
+/// The writer's private clock and counters.
+#[derive(Clone)]
+struct WriterState {
+    hlc: HlcClock,
+    seq: u64,
+    change: u64,
+    first_change: u64,
+}
+
+/// Limits and timings the center applies.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub max_record_bytes: usize,
+    pub write_batch_max: usize,
+    pub write_queue: usize,
+    pub watch_history: u64,
+    pub retention_ms: u64,
+    pub tombstone_horizon_ms: u64,
+    pub sweep_interval_ms: u64,
+}
+
+impl Settings {
+    pub fn from_config(c: &Config) -> Self {
+        Settings {
+            max_record_bytes: c.limits.max_record_bytes,
+            write_batch_max: c.store.write_batch_max,
+            write_queue: c.store.write_queue,
+            watch_history: c.store.watch_history,
+            retention_ms: c.leases.retention_s.saturating_mul(1000),
+            tombstone_horizon_ms: c.leases.tombstone_horizon_s.saturating_mul(1000),
+            sweep_interval_ms: c.leases.sweep_interval_ms,
+        }
+    }
+}
+
+struct Shared {
+    id: String,
+    identity: Identity,
+    keys: HashMap<String, VerifyingKey>,
+    kinds: Kinds,
+    store: Arc<dyn Store>,
+    index: RwLock<Index>,
+    deadlines: Mutex<Deadlines>,
+    events: broadcast::Sender<Arc<Event>>,
+    head: AtomicU64,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+}
+
+/// A registry center. Cheap to share behind an `Arc`; dropping the last
+/// reference stops the writer after it has committed what was queued.
+pub struct Center {
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Op>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    started: Instant,
+}
+
+/// Loads the identity key from `dir`, creating it (mode 0600) on first start.
+pub fn load_or_create_identity(dir: &Path) -> Result<Identity, OpenError> {
+    let err = |msg: String| OpenError::DataDir { path: dir.display().to_string(), msg };
+    std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+    let path = dir.join(KEY_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(pem) => Identity::from_pkcs8_pem(&pem).map_err(|e| err(format!("{KEY_FILE}: {e}"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut seed = [0u8; 32];
+            getrandom::fill(&mut seed).map_err(|e| err(format!("no OS randomness: {e}")))?;
+            let id = Identity::from_seed(seed);
+            let pem = id.to_pkcs8_pem().map_err(|e| err(e.to_string()))?;
+            write_private_file(&path, pem.as_bytes()).map_err(|e| err(format!("{KEY_FILE}: {e}")))?;
+            tracing::info!(key = %key_hex(&id.verifying_key()), "created identity key {}", path.display());
+            Ok(id)
+        }
+        Err(e) => Err(err(format!("{KEY_FILE}: {e}"))),
+    }
+}
+
+/// Writes `bytes` to `path` atomically (temp file, fsync, rename, fsync dir),
+/// readable by the owner only.
+pub fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(parent) = path.parent() {
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}
+
+impl Center {
+    /// Opens the center described by `cfg` with the built-in kinds and the
+    /// embedded store in `cfg.data_dir`.
+    pub fn open(cfg: &Config) -> Result<Arc<Center>, OpenError> {
+        Self::open_with(cfg, Kinds::builtin(), None)
+    }
+
+    /// Opens with the given kinds, and a given store instead of the embedded
+    /// one if `store` is set.
+    pub fn open_with(cfg: &Config, kinds: Kinds, store: Option<Arc<dyn Store>>) -> Result<Arc<Center>, OpenError> {
+        cfg.validate()?;
+        let identity = load_or_create_identity(&cfg.data_dir)?;
+        let store: Arc<dyn Store> = match store {
+            Some(s) => s,
+            None => Arc::new(RedbStore::open(&cfg.data_dir.join(DB_FILE), cfg.store.cache_mib << 20)?),
+        };
+        match store.meta("center.id")? {
+            Some(v) if v != cfg.id.as_bytes() => {
+                return Err(OpenError::DataDir {
+                    path: cfg.data_dir.display().to_string(),
+                    msg: format!(
+                        "belongs to center {:?}, not {:?}; use that id or another data directory",
+                        String::from_utf8_lossy(&v),
+                        cfg.id
+                    ),
+                })
+            }
+            Some(_) => {}
+            None => store.apply(&WriteBatch {
+                meta: vec![("center.id".into(), cfg.id.as_bytes().to_vec())],
+                ..Default::default()
+            })?,
+        }
+        let settings = Settings::from_config(cfg);
+        let metrics = Arc::new(Metrics::default());
+        let mut keys = HashMap::new();
+        keys.insert(cfg.id.clone(), identity.verifying_key());
+
+        let last_hlc = match store.meta("hlc")? {
+            Some(b) if b.len() == 12 => Hlc::new(
+                u64::from_be_bytes(b[..8].try_into().unwrap()),
+                u32::from_be_bytes(b[8..].try_into().unwrap()),
+            ),
+            _ => Hlc::ZERO,
+        };
+        let seq = match store.meta("seq")? {
+            Some(b) if b.len() == 8 => u64::from_be_bytes(b.try_into().unwrap()),
+            _ => 0,
+        };
+        let (first_change, change) = store.change_bounds()?.unwrap_or((1, 0));
+        let (events, _) = broadcast::channel(4096);
+        let shared = Arc::new(Shared {
+            id: cfg.id.clone(),
+            identity,
+            keys,
+            kinds,
+            store,
+            index: RwLock::new(Index::new()),
+            deadlines: Mutex::new(Deadlines::default()),
+            events,
+            head: AtomicU64::new(change),
+            settings,
+            metrics,
+        });
+        let t0 = Instant::now();
+        let loaded = shared.rebuild()?;
+        tracing::info!(
+            records = loaded,
+            elapsed_ms = t0.elapsed().as_millis() as u64,
+            "indexes rebuilt and signatures verified"
+        );
+        let state = WriterState { hlc: HlcClock::resume(last_hlc), seq, change, first_change };
+        let (tx, rx) = mpsc::channel(shared.settings.write_queue);
+        let w = shared.clone();
+        let writer = std::thread::Builder::new()
+            .name("regmesh-writer".into())
+            .spawn(move || w.writer_loop(rx, state))
+            .map_err(|e| OpenError::DataDir { path: "writer thread".into(), msg: e.to_string() })?;
+        Ok(Arc::new(Center { shared, tx, writer: Mutex::new(Some(writer)), started: Instant::now() }))
+    }
+
+    pub fn id(&self) -> &str {
+        &self.shared.id
+    }
+
+    pub fn public_key_hex(&self) -> String {
+        key_hex(&self.shared.identity.verifying_key())
+    }
+
+    pub fn kinds(&self) -> &Kinds {
+        &self.shared.kinds
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.shared.metrics
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.shared.settings
+    }
+
+    /// Last committed change number.
+    pub fn head(&self) -> u64 {
+        self.shared.head.load(Ordering::Acquire)
+    }
+
+    /// Queues a write and waits for it to be durable. Refuses at once when
+    /// the queue is full.
+    pub async fn write(&self, kind: &str, id: &str, op: WriteOp) -> Result<Outcome, WriteError> {
+        let (reply, rx) = oneshot::channel();
+        let op = Op { kind: kind.to_string(), id: id.to_string(), op, reply: Some(reply) };
+        match self.tx.try_send(op) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.shared.metrics.shed.fetch_add(1, Ordering::Relaxed);
+                return Err(WriteError::Overloaded(self.shared.settings.write_queue));
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(WriteError::ShuttingDown),
+        }
+        rx.await.unwrap_or(Err(WriteError::ShuttingDown))
+    }
+
+    /// The live record `(kind, id)`, or None if absent or deleted.
+    pub fn get(&self, kind: &str, id: &str) -> Result<Option<Record>, ReadError> {
+        self.shared.read_verified(kind, id)
+    }
+
+    /// A page of live records of `kind` matching all `filters`, in id order
+    /// after `after`. Returns the records and whether more follow.
+    pub fn list(
+        &self,
+        kind: &str,
+        filters: &[(&str, &str)],
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Record>, bool), ReadError> {
+        let k = self
+            .shared
+            .kinds
+            .get(kind)
+            .ok_or_else(|| ReadError::BadQuery(format!("unknown kind {kind:?}")))?;
+        for (f, _) in filters {
+            if *f != "origin" && !k.index_fields().contains(f) {
+                return Err(ReadError::BadQuery(format!("{kind} records cannot be filtered by {f:?}")));
+            }
+        }
+        let page = self.shared.index.read().expect("index lock").query(kind, filters, after, limit);
+        let ids: Vec<&str> = page.ids.iter().map(String::as_str).collect();
+        let got = self.shared.store.get_many(kind, &ids).map_err(|e| ReadError::Storage(e.to_string()))?;
+        let mut out = Vec::with_capacity(ids.len());
+        for (id, bytes) in ids.iter().zip(got) {
+            let ok = {
+                let ix = self.shared.index.read().expect("index lock");
+                match (ix.get(kind, id), &bytes) {
+                    (Some(e), Some(b)) if !e.deleted && e.digest == digest(b) => Some(b),
+                    _ => None,
+                }
+            };
+            // A write may have landed between the index and the store read:
+            // fall back to the careful single read.
+            let rec = match ok {
+                Some(b) => Some(codec::decode(b).map_err(|e| ReadError::Storage(e.to_string()))?),
+                None => self.shared.read_verified(kind, id)?,
+            };
+            out.extend(rec);
+        }
+        Ok((out, page.more))
+    }
+
+    /// Subscribes to change events committed from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.shared.events.subscribe()
+    }
+
+    /// Oldest and newest change numbers still in the change log.
+    pub fn change_bounds(&self) -> Result<Option<(u64, u64)>, ReadError> {
+        self.shared.store.change_bounds().map_err(|e| ReadError::Storage(e.to_string()))
+    }
+
+    /// Logged changes numbered above `after`, at most `limit`.
+    pub fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, ReadError> {
+        let raw = self
+            .shared
+            .store
+            .changes_after(after, limit)
+            .map_err(|e| ReadError::Storage(e.to_string()))?;
+        raw.into_iter()
+            .map(|(n, b)| decode_event(n, &b).map_err(ReadError::Storage))
+            .collect()
+    }
+
+    /// Summary for `GET /v1/status`.
+    pub fn status(&self) -> Value {
+        let ix = self.shared.index.read().expect("index lock");
+        let mut records = serde_json::Map::new();
+        let mut tombstones = 0;
+        for k in self.shared.kinds.names() {
+            records.insert(k.into(), Value::from(ix.live(k)));
+            tombstones += ix.entries(k) - ix.live(k);
+        }
+        drop(ix);
+        serde_json::json!({
+            "id": self.shared.id,
+            "public_key": self.public_key_hex(),
+            "software": concat!("regmesh ", env!("CARGO_PKG_VERSION")),
+            "store": self.shared.store.backend(),
+            "uptime_s": self.started.elapsed().as_secs(),
+            "records": records,
+            "tombstones": tombstones,
+            "change": self.head(),
+            "write_queue": {
+                "waiting": self.shared.settings.write_queue - self.tx.capacity(),
+                "capacity": self.shared.settings.write_queue,
+            },
+            "deadlines": self.shared.deadlines.lock().expect("deadlines lock").len(),
+        })
+    }
+
+    /// Numbers for `/metrics` that are read, not counted.
+    pub fn gauges(&self) -> Vec<(&'static str, &'static str, String, u64)> {
+        let ix = self.shared.index.read().expect("index lock");
+        let mut out = Vec::new();
+        for k in self.shared.kinds.names() {
+            out.push(("regmesh_records", "Live records by kind.", format!("kind=\"{k}\""), ix.live(k) as u64));
+            out.push((
+                "regmesh_tombstones",
+                "Tombstones kept by kind.",
+                format!("kind=\"{k}\""),
+                (ix.entries(k) - ix.live(k)) as u64,
+            ));
+        }
+        drop(ix);
+        out.push((
+            "regmesh_write_queue_waiting",
+            "Writes waiting for the writer.",
+            String::new(),
+            (self.shared.settings.write_queue - self.tx.capacity()) as u64,
+        ));
+        out.push(("regmesh_change_head", "Last committed change number.", String::new(), self.head()));
+        out.push((
+            "regmesh_lease_deadlines",
+            "Records with a pending lease, retention or purge deadline.",
+            String::new(),
+            self.shared.deadlines.lock().expect("deadlines lock").len() as u64,
+        ));
+        out
+    }
+
+    /// Queues sweeps for every deadline that has passed. Returns how many.
+    pub async fn sweep_due(&self) -> usize {
+        let due = self
+            .shared
+            .deadlines
+            .lock()
+            .expect("deadlines lock")
+            .take_due(now_ms(), self.shared.settings.write_batch_max);
+        let n = due.len();
+        for (kind, id) in due {
+            let op = Op { kind, id, op: WriteOp::Sweep, reply: None };
+            if self.tx.send(op).await.is_err() {
+                break;
+            }
+        }
+        n
+    }
+
+    /// Runs [`Center::sweep_due`] forever at the configured interval.
+    pub async fn run_sweeper(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(self.shared.settings.sweep_interval_ms));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.sweep_due().await;
+        }
+    }
+
+    /// Stops accepting writes and waits until everything queued is committed.
+    pub fn close(self: Arc<Self>) {
+        let Ok(center) = Arc::try_unwrap(self) else {
+            tracing::warn!("center still shared at close; writer stops when the last reference drops");
+            return;
+        };
+        let handle = center.writer.lock().expect("writer lock").take();
+        drop(center.tx);
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+}
+
+/// The per-key state of one batch: the record before the batch and after the
+/// ops applied so far.
+struct Slot {
+    before: Option<Record>,
+    after: Option<Record>,
+    after_digest: Option<Digest>,
+    touched: bool,
+}
+
+impl Shared {
+    fn kind(&self, name: &str) -> Option<&Arc<dyn Kind>> {
+        self.kinds.get(name)
+    }
+
+    fn terms(&self, r: &Record) -> Vec<(&'static str, String)> {
+        if r.deleted {
+            return Vec::new();
+        }
+        let mut t = vec![("origin", r.origin.clone())];
+        if let (Some(k), Ok(body)) = (self.kind(&r.kind), r.body_value()) {
+            t.extend(k.index_terms(&body));
+        }
+        t
+    }
+
+    /// When this center must next look at `r`, if ever.
+    fn deadline(&self, r: &Record) -> Option<u64> {
+        if r.deleted {
+            return Some(r.version.wall_ms.saturating_add(self.settings.tombstone_horizon_ms));
+        }
+        if r.origin != self.id {
+            return None;
+        }
+        let exp = r.expires_at_ms?;
+        let expired = match (self.kind(&r.kind), r.body_value()) {
+            (Some(k), Ok(b)) => k.is_expired_state(&b),
+            _ => false,
+        };
+        Some(if expired { exp.saturating_add(self.settings.retention_ms) } else { exp })
+    }
+
+    /// Reads `(kind, id)` from the store and checks it against the index
+    /// digest. None for absent or tombstone.
+    fn read_verified(&self, kind: &str, id: &str) -> Result<Option<Record>, ReadError> {
+        let mut last_digest = None;
+        for attempt in 0..5 {
+            let entry = self.index.read().expect("index lock").get(kind, id).cloned();
+            let Some(entry) = entry else { return Ok(None) };
+            if entry.deleted {
+                return Ok(None);
+            }
+            let bytes = self.store.get(kind, id).map_err(|e| ReadError::Storage(e.to_string()))?;
+            if let Some(b) = bytes {
+                let d = digest(&b);
+                if d == entry.digest {
+                    return codec::decode(&b).map(Some).map_err(|e| ReadError::Storage(e.to_string()));
+                }
+                last_digest = Some(d);
+            }
+            // Raced with a commit (store ahead of index), or the bytes changed
+            // under us. Give the writer a moment to publish, then look again.
+            std::thread::sleep(Duration::from_millis(1 << attempt));
+        }
+        self.metrics.integrity_errors.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(kind, id, ?last_digest, "stored record does not match its verified digest");
+        Err(ReadError::Integrity { kind: kind.into(), id: id.into() })
+    }
+
+    /// Reads the current version (tombstones included) for the writer.
+    fn load_for_write(&self, kind: &str, id: &str) -> Result<Option<Record>, WriteError> {
+        let Some(entry) = self.index.read().expect("index lock").get(kind, id).cloned() else {
+            return Ok(None);
+        };
+        let bytes = self.store.get(kind, id).map_err(|e| WriteError::Storage(e.to_string()))?;
+        match bytes {
+            Some(b) if digest(&b) == entry.digest => {
+                codec::decode(&b).map(Some).map_err(|e| WriteError::Storage(e.to_string()))
+            }
+            _ => {
+                self.metrics.integrity_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(kind, id, "stored record does not match its verified digest; refusing to write over it");
+                Err(WriteError::Storage(format!("integrity check failed for {kind}/{id}")))
+            }
+        }
+    }
+
+    /// Start-up: verify every stored record and rebuild the indexes and
+    /// deadlines. Records that fail verification are left out and logged.
+    fn rebuild(&self) -> Result<usize, regmesh_store::StoreError> {
+        const CHUNK: usize = 4096;
+        let mut chunk: Vec<Vec<u8>> = Vec::with_capacity(CHUNK);
+        let mut loaded = 0usize;
+        let mut bad = 0usize;
+        let mut flush = |chunk: &mut Vec<Vec<u8>>| {
+            let verified = self.verify_chunk(chunk);
+            let mut ix = self.index.write().expect("index lock");
+            let mut dl = self.deadlines.lock().expect("deadlines lock");
+            for (bytes, rec) in chunk.drain(..).zip(verified) {
+                match rec {
+                    Ok(r) => {
+                        let terms = self.terms(&r);
+                        ix.upsert(&r.kind, &r.id, IndexEntry { digest: digest(&bytes), deleted: r.deleted }, &[], &terms);
+                        dl.set(&r.kind, &r.id, self.deadline(&r));
+                        loaded += 1;
+                    }
+                    Err(e) => {
+                        bad += 1;
+                        tracing::error!("left out of the index: {e}");
+                    }
+                }
+            }
+        };
+        self.store.scan(&mut |_, _, v| {
+            chunk.push(v.to_vec());
+            if chunk.len() == CHUNK {
+                flush(&mut chunk);
+            }
+            true
+        })?;
+        flush(&mut chunk);
+        if bad > 0 {
+            self.metrics.integrity_errors.fetch_add(bad as u64, Ordering::Relaxed);
+            tracing::error!(bad, "stored records failed verification and are not served");
+        }
+        Ok(loaded)
+    }
+
+    /// Decodes and verifies a chunk of stored records on all cores.
+    fn verify_chunk(&self, chunk: &[Vec<u8>]) -> Vec<Result<Record, String>> {
+        let one = |b: &Vec<u8>| -> Result<Record, String> {
+            let r = codec::decode(b).map_err(|e| e.to_string())?;
+            let key = self
+                .keys
+                .get(&r.origin)
+                .ok_or_else(|| format!("{}/{}: no key for origin {:?}", r.kind, r.id, r.origin))?;
+            verify_record(&r, key).map_err(|e| e.to_string())?;
+            Ok(r)
+        };
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+        let per = chunk.len().div_ceil(threads).max(1);
+        std::thread::scope(|s| {
+            let handles: Vec<_> =
+                chunk.chunks(per).map(|part| s.spawn(move || part.iter().map(one).collect::<Vec<_>>())).collect();
+            handles.into_iter().flat_map(|h| h.join().expect("verify thread")).collect()
+        })
+    }
+
+    fn writer_loop(self: Arc<Self>, mut rx: mpsc::Receiver<Op>, mut st: WriterState) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut ops = vec![first];
+            while ops.len() < self.settings.write_batch_max {
+                match rx.try_recv() {
+                    Ok(op) => ops.push(op),
+                    Err(_) => break,
+                }
+            }
+            self.commit_batch(&mut st, ops);
+        }
+        tracing::debug!("writer stopped");
+    }
+
+    /// Applies `ops` in order, commits once, then publishes and answers.
+    fn commit_batch(&self, st: &mut WriterState, ops: Vec<Op>) {
+        let now = now_ms();
+        let before_state = st.clone();
+        let mut slots: HashMap<(String, String), Slot> = HashMap::new();
+        let mut batch = WriteBatch::default();
+        let mut events: Vec<Event> = Vec::new();
+        let mut replies: Vec<(Option<oneshot::Sender<Result<Outcome, WriteError>>>, Result<Outcome, WriteError>)> =
+            Vec::with_capacity(ops.len());
+        // Sweeps that found nothing due (re-arm from the record) and sweeps
+        // that could not load the record (look again in a second).
+        let mut resweep: Vec<(String, String)> = Vec::new();
+        let mut retry: Vec<(String, String)> = Vec::new();
+
+        for op in ops {
+            let key = (op.kind.clone(), op.id.clone());
+            if !slots.contains_key(&key) {
+                match self.load_for_write(&op.kind, &op.id) {
+                    Ok(r) => {
+                        slots.insert(key.clone(), Slot { before: r.clone(), after: r, after_digest: None, touched: false });
+                    }
+                    Err(e) => {
+                        if matches!(op.op, WriteOp::Sweep) {
+                            retry.push(key);
+                        }
+                        replies.push((op.reply, Err(e)));
+                        continue;
+                    }
+                }
+            }
+            let slot = slots.get_mut(&key).expect("slot present");
+            let is_sweep = matches!(op.op, WriteOp::Sweep);
+            let result = self.apply_op(st, now, &op.kind, &op.id, op.op, slot.after.as_ref());
+            match result {
+                Ok(Applied::Write { record, typ, reason, outcome }) => {
+                    let bytes = codec::encode(&record);
+                    st.change += 1;
+                    batch.changes.push((st.change, encode_event(typ, reason, &bytes)));
+                    slot.after_digest = Some(digest(&bytes));
+                    batch.puts.push((op.kind.clone(), op.id.clone(), bytes));
+                    events.push(Event { no: st.change, typ, reason, record: record.clone() });
+                    slot.after = Some(record);
+                    slot.touched = true;
+                    replies.push((op.reply, Ok(outcome)));
+                }
+                Ok(Applied::Purge) => {
+                    batch.removes.push((op.kind.clone(), op.id.clone()));
+                    slot.after = None;
+                    slot.after_digest = None;
+                    slot.touched = true;
+                    replies.push((op.reply, Ok(Outcome::Nothing)));
+                }
+                Ok(Applied::Nothing) => {
+                    if is_sweep {
+                        resweep.push(key);
+                    }
+                    replies.push((op.reply, Ok(Outcome::Nothing)));
+                }
+                Err(e) => replies.push((op.reply, Err(e))),
+            }
+        }
+
+        if !batch.puts.is_empty() || !batch.removes.is_empty() {
+            let h = st.hlc.last();
+            let mut hb = h.wall_ms.to_be_bytes().to_vec();
+            hb.extend_from_slice(&h.logical.to_be_bytes());
+            batch.meta.push(("hlc".into(), hb));
+            batch.meta.push(("seq".into(), st.seq.to_be_bytes().to_vec()));
+            if st.change >= st.first_change + self.settings.watch_history {
+                let keep_from = st.change + 1 - self.settings.watch_history;
+                batch.trim_changes_below = Some(keep_from);
+                st.first_change = keep_from;
+            }
+            let t0 = Instant::now();
+            if let Err(e) = self.store.apply(&batch) {
+                tracing::error!("commit of {} writes failed: {e}", batch.puts.len() + batch.removes.len());
+                *st = before_state;
+                let err = WriteError::Storage(e.to_string());
+                let mut dl = self.deadlines.lock().expect("deadlines lock");
+                for (k, i) in slots.keys().chain(retry.iter()) {
+                    // Nothing changed: look at every record involved again in a second.
+                    dl.set(k, i, Some(now + 1000));
+                }
+                drop(dl);
+                for (reply, res) in replies {
+                    let res = match res {
+                        Ok(Outcome::Nothing) => Ok(Outcome::Nothing),
+                        Ok(_) => Err(err.clone()),
+                        Err(e) => Err(e),
+                    };
+                    if let Some(r) = reply {
+                        let _ = r.send(res);
+                    }
+                }
+                return;
+            }
+            self.metrics.observe_commit(batch.puts.len() + batch.removes.len(), t0.elapsed());
+            {
+                let mut ix = self.index.write().expect("index lock");
+                let mut dl = self.deadlines.lock().expect("deadlines lock");
+                for ((k, i), slot) in &slots {
+                    if !slot.touched {
+                        continue;
+                    }
+                    let old_terms = slot.before.as_ref().map(|r| self.terms(r)).unwrap_or_default();
+                    match (&slot.after, slot.after_digest) {
+                        (Some(r), Some(d)) => {
+                            let new_terms = self.terms(r);
+                            ix.upsert(k, i, IndexEntry { digest: d, deleted: r.deleted }, &old_terms, &new_terms);
+                            dl.set(k, i, self.deadline(r));
+                        }
+                        _ => {
+                            ix.remove(k, i, &old_terms);
+                            dl.set(k, i, None);
+                        }
+                    }
+                }
+            }
+            self.head.store(st.change, Ordering::Release);
+            for ev in events {
+                self.metrics.count_event(ev.typ, ev.reason);
+                let _ = self.events.send(Arc::new(ev));
+            }
+        }
+        if !resweep.is_empty() || !retry.is_empty() {
+            let mut dl = self.deadlines.lock().expect("deadlines lock");
+            for key in resweep {
+                let at = slots.get(&key).and_then(|s| s.after.as_ref()).and_then(|r| self.deadline(r));
+                dl.set(&key.0, &key.1, at);
+            }
+            for (k, i) in retry {
+                dl.set(&k, &i, Some(now + 1000));
+            }
+        }
+        for (reply, res) in replies {
+            if let Some(r) = reply {
+                let _ = r.send(res);
+            }
+        }
+    }
+
+    /// Decides what one op does to the current version `cur`.
+    fn apply_op(
+        &self,
+        st: &mut WriterState,
+        now: u64,
+        kind_name: &str,
+        id: &str,
+        op: WriteOp,
+        cur: Option<&Record>,
+    ) -> Result<Applied, WriteError> {
+        let not_found = || WriteError::NotFound { kind: kind_name.into(), id: id.into() };
+        let live = cur.filter(|r| !r.deleted);
+        if let Some(r) = live {
+            if r.origin != self.id && !matches!(op, WriteOp::Sweep) {
+                return Err(WriteError::NotOwner { kind: kind_name.into(), id: id.into(), owner: r.origin.clone() });
+            }
+        }
+        let check_version = |want: Option<Hlc>| -> Result<(), WriteError> {
+            match (want, live) {
+                (Some(w), Some(r)) if r.version != w => Err(WriteError::VersionMismatch {
+                    current: r.version.to_string(),
+                    expected: w.to_string(),
+                }),
+                (Some(w), None) => Err(WriteError::VersionMismatch { current: "none".into(), expected: w.to_string() }),
+                _ => Ok(()),
+            }
+        };
+        let kind = self.kind(kind_name).ok_or_else(not_found)?;
+        match op {
+            WriteOp::Put { prepared, if_version } => {
+                check_version(if_version)?;
+                let rec = self.stamp(
+                    st,
+                    now,
+                    kind_name,
+                    id,
+                    canonical_json(&prepared.body),
+                    prepared.lease_s.map(|l| now.saturating_add(l.saturating_mul(1000))),
+                    prepared.visibility,
+                    false,
+                )?;
+                let outcome = if live.is_some() { Outcome::Replaced(rec.clone()) } else { Outcome::Created(rec.clone()) };
+                Ok(Applied::Write { record: rec, typ: EventType::Put, reason: None, outcome })
+            }
+            WriteOp::Delete { if_version } => {
+                let r = live.ok_or_else(not_found)?;
+                check_version(if_version)?;
+                let rec = self.stamp(st, now, kind_name, id, "{}".into(), None, r.visibility.clone(), true)?;
+                Ok(Applied::Write {
+                    outcome: Outcome::Deleted(rec.clone()),
+                    record: rec,
+                    typ: EventType::Delete,
+                    reason: Some(DeleteReason::Client),
+                })
+            }
+            WriteOp::Heartbeat => {
+                let r = live.ok_or_else(not_found)?;
+                let mut body = r.body_value().map_err(|e| WriteError::Storage(e.to_string()))?;
+                kind.on_heartbeat(&mut body);
+                let lease = body.get("lease_s").and_then(Value::as_u64);
+                let rec = self.stamp(
+                    st,
+                    now,
+                    kind_name,
+                    id,
+                    canonical_json(&body),
+                    lease.map(|l| now.saturating_add(l.saturating_mul(1000))),
+                    r.visibility.clone(),
+                    false,
+                )?;
+                Ok(Applied::Write { outcome: Outcome::Renewed(rec.clone()), record: rec, typ: EventType::Put, reason: None })
+            }
+            WriteOp::Sweep => {
+                let Some(r) = cur else { return Ok(Applied::Nothing) };
+                match self.deadline(r) {
+                    Some(at) if at <= now => {}
+                    _ => return Ok(Applied::Nothing),
+                }
+                if r.deleted {
+                    return Ok(Applied::Purge);
+                }
+                let mut body = r.body_value().map_err(|e| WriteError::Storage(e.to_string()))?;
+                if !kind.is_expired_state(&body) {
+                    kind.on_lease_expired(&mut body);
+                    let rec = self.stamp(
+                        st,
+                        now,
+                        kind_name,
+                        id,
+                        canonical_json(&body),
+                        r.expires_at_ms,
+                        r.visibility.clone(),
+                        false,
+                    )?;
+                    Ok(Applied::Write { outcome: Outcome::Nothing, record: rec, typ: EventType::Expire, reason: None })
+                } else {
+                    let rec = self.stamp(st, now, kind_name, id, "{}".into(), None, r.visibility.clone(), true)?;
+                    Ok(Applied::Write {
+                        outcome: Outcome::Nothing,
+                        record: rec,
+                        typ: EventType::Delete,
+                        reason: Some(DeleteReason::Retention),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Builds, size-checks and signs a new version originated here.
+    #[allow(clippy::too_many_arguments)]
+    fn stamp(
+        &self,
+        st: &mut WriterState,
+        now: u64,
+        kind: &str,
+        id: &str,
+        body: String,
+        expires_at_ms: Option<u64>,
+        visibility: regmesh_core::Visibility,
+        deleted: bool,
+    ) -> Result<Record, WriteError> {
+        let mut rec = Record {
+            kind: kind.into(),
+            id: id.into(),
+            origin: self.id.clone(),
+            version: Hlc::ZERO,
+            seq: 0,
+            expires_at_ms,
+            visibility,
+            deleted,
+            body,
+            sig: [0; 64],
+        };
+        let size = codec::encode(&rec).len();
+        if size > self.settings.max_record_bytes {
+            return Err(WriteError::TooLarge { bytes: size, max: self.settings.max_record_bytes });
+        }
+        rec.version = st.hlc.tick(now);
+        st.seq += 1;
+        rec.seq = st.seq;
+        self.identity.sign_record(&mut rec);
+        Ok(rec)
+    }
+}
+
+enum Applied {
+    Write { record: Record, typ: EventType, reason: Option<DeleteReason>, outcome: Outcome },
+    Purge,
+    Nothing,
+}

@@ -1,0 +1,293 @@
+//! Center configuration: a TOML file, every field optional with a documented
+//! default, overridden by command-line flags. `regmesh config show` prints the
+//! effective result.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Default client API address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7700";
+/// Default data directory.
+pub const DEFAULT_DATA_DIR: &str = "./regmesh-data";
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Center id (`[A-Za-z0-9._-]{1,64}`). Default: the host name.
+    pub id: String,
+    /// Directory holding the identity key and the database.
+    pub data_dir: PathBuf,
+    pub api: ApiConfig,
+    pub store: StoreConfig,
+    pub leases: LeaseConfig,
+    pub limits: LimitsConfig,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Client API listen address.
+    pub listen: SocketAddr,
+    /// Largest request body, bytes.
+    pub max_body_bytes: usize,
+    /// Requests served at once; more get 503.
+    pub max_concurrent_requests: usize,
+    /// Open watch streams at once; more get 503.
+    pub max_watchers: usize,
+    /// Bearer tokens. With none, the API only listens on loopback.
+    pub tokens: Vec<TokenConfig>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Label for logs.
+    #[serde(default)]
+    pub name: String,
+    /// The secret a client sends as `Authorization: Bearer <token>`.
+    pub token: String,
+    /// Any of `read`, `write`, `admin` (admin implies the others).
+    pub scopes: Vec<Scope>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    Read,
+    Write,
+    Admin,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Page cache of the embedded database, MiB.
+    pub cache_mib: usize,
+    /// Writes waiting for the writer; more get 503.
+    pub write_queue: usize,
+    /// Most writes committed in one transaction (group commit).
+    pub write_batch_max: usize,
+    /// Change-log entries kept for `GET /v1/watch?since=`.
+    pub watch_history: u64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LeaseConfig {
+    /// How long an agent whose lease ran out stays (as `offline`) before it
+    /// is removed, seconds (document 000 §4.1.1).
+    pub retention_s: u64,
+    /// How long a tombstone is kept before it is purged, seconds.
+    pub tombstone_horizon_s: u64,
+    /// How often lease deadlines are checked, milliseconds.
+    pub sweep_interval_ms: u64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest encoded record, bytes.
+    pub max_record_bytes: usize,
+    /// Default and largest page size of `GET /v1/agents`.
+    pub list_limit_default: usize,
+    pub list_limit_max: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            id: default_center_id(),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            api: ApiConfig::default(),
+            store: StoreConfig::default(),
+            leases: LeaseConfig::default(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: DEFAULT_LISTEN.parse().expect("default listen address"),
+            max_body_bytes: 128 * 1024,
+            max_concurrent_requests: 1024,
+            max_watchers: 256,
+            tokens: Vec::new(),
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            cache_mib: 128,
+            write_queue: 4096,
+            write_batch_max: 1024,
+            watch_history: 100_000,
+        }
+    }
+}
+
+impl Default for LeaseConfig {
+    fn default() -> Self {
+        LeaseConfig {
+            retention_s: 24 * 3600,
+            tombstone_horizon_s: 7 * 24 * 3600,
+            sweep_interval_ms: 500,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_record_bytes: regmesh_core::limits::RECORD_BYTES_MAX,
+            list_limit_default: 100,
+            list_limit_max: 1000,
+        }
+    }
+}
+
+/// The config could not be used. Nothing was started.
+#[derive(Debug, thiserror::Error)]
+#[error("config: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Reads a TOML file; unknown keys are errors.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+        toml::from_str(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))
+    }
+
+    /// A config for tests: loopback, port 0, the given data directory,
+    /// short sweep interval.
+    pub fn for_test(id: &str, data_dir: &Path) -> Config {
+        let mut c = Config {
+            id: id.to_string(),
+            data_dir: data_dir.to_path_buf(),
+            ..Config::default()
+        };
+        c.api.listen = "127.0.0.1:0".parse().unwrap();
+        c.store.cache_mib = 8;
+        c.leases.sweep_interval_ms = 50;
+        c
+    }
+
+    /// Checks every rule the types cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        regmesh_core::validate_center_id(&self.id).map_err(|e| ConfigError(format!("id: {e}")))?;
+        let nonzero = [
+            ("api.max_body_bytes", self.api.max_body_bytes as u64),
+            ("api.max_concurrent_requests", self.api.max_concurrent_requests as u64),
+            ("api.max_watchers", self.api.max_watchers as u64),
+            ("store.cache_mib", self.store.cache_mib as u64),
+            ("store.write_queue", self.store.write_queue as u64),
+            ("store.write_batch_max", self.store.write_batch_max as u64),
+            ("store.watch_history", self.store.watch_history),
+            ("leases.sweep_interval_ms", self.leases.sweep_interval_ms),
+            ("limits.max_record_bytes", self.limits.max_record_bytes as u64),
+            ("limits.list_limit_default", self.limits.list_limit_default as u64),
+            ("limits.list_limit_max", self.limits.list_limit_max as u64),
+        ];
+        for (name, v) in nonzero {
+            if v == 0 {
+                return Err(ConfigError(format!("{name} must be greater than 0")));
+            }
+        }
+        if self.limits.list_limit_default > self.limits.list_limit_max {
+            return Err(ConfigError("limits.list_limit_default exceeds limits.list_limit_max".into()));
+        }
+        for t in &self.api.tokens {
+            if t.token.len() < 16 {
+                return Err(ConfigError(format!(
+                    "api.tokens {:?}: a token must be at least 16 characters",
+                    t.name
+                )));
+            }
+            if t.scopes.is_empty() {
+                return Err(ConfigError(format!("api.tokens {:?}: no scopes", t.name)));
+            }
+        }
+        if self.api.tokens.is_empty() && !self.api.listen.ip().is_loopback() {
+            return Err(ConfigError(format!(
+                "api.listen {} is not a loopback address and no api.tokens are configured; \
+                 add a token or listen on 127.0.0.1 / [::1]",
+                self.api.listen
+            )));
+        }
+        Ok(())
+    }
+
+    /// TOML of the effective config, with token secrets masked.
+    pub fn to_toml_redacted(&self) -> String {
+        let mut c = self.clone();
+        for t in &mut c.api.tokens {
+            t.token = "<redacted>".into();
+        }
+        toml::to_string(&c).expect("config serializes")
+    }
+}
+
+/// The host name, reduced to the characters a center id allows.
+pub fn default_center_id() -> String {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default();
+    let id: String = raw
+        .trim()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '-' })
+        .take(regmesh_core::id::CENTER_ID_BYTES_MAX)
+        .collect();
+    if id.is_empty() {
+        "regmesh".into()
+    } else {
+        id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_round_trip() {
+        let c = Config { id: "c1".into(), ..Config::default() };
+        c.validate().unwrap();
+        let back: Config = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn refuses_public_listen_without_tokens() {
+        let mut c = Config { id: "c1".into(), ..Config::default() };
+        c.api.listen = "0.0.0.0:7700".parse().unwrap();
+        assert!(c.validate().unwrap_err().0.contains("loopback"));
+        c.api.tokens.push(TokenConfig { name: "ops".into(), token: "x".repeat(32), scopes: vec![Scope::Admin] });
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_refused() {
+        assert!(toml::from_str::<Config>("idd = \"x\"").is_err());
+        let c: Config = toml::from_str("id = \"bad id\"").unwrap();
+        assert!(c.validate().is_err());
+        let c: Config = toml::from_str("id = \"c1\"\n[store]\nwrite_queue = 0").unwrap();
+        assert!(c.validate().is_err());
+        let c: Config = toml::from_str("id = \"c1\"\n[[api.tokens]]\ntoken = \"short\"\nscopes = [\"read\"]").unwrap();
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn redacts_tokens() {
+        let mut c = Config { id: "c1".into(), ..Config::default() };
+        c.api.tokens.push(TokenConfig { name: "a".into(), token: "s3cr3t-s3cr3t-s3cr3t".into(), scopes: vec![Scope::Read] });
+        let t = c.to_toml_redacted();
+        assert!(!t.contains("s3cr3t") && t.contains("<redacted>"));
+    }
+}

@@ -1,0 +1,77 @@
+//! regmesh node: runs a registry center. Owns the tokio runtime pieces: the
+//! writer thread and lease sweeper of [`Center`], the HTTP client API
+//! ([`api`]), configuration, metrics, and a small HTTP client ([`client`])
+//! used by the CLI, the tests and the benchmarks.
+//!
+//! Must never: hold protocol or merge logic of its own (that is core's), or
+//! acknowledge a write the store has not made durable.
+
+pub mod api;
+pub mod center;
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod metrics;
+
+pub use center::Center;
+pub use config::Config;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// A center serving its API. Dropping it does not stop it; call
+/// [`Running::shutdown`].
+pub struct Running {
+    pub addr: SocketAddr,
+    pub center: Arc<Center>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    sweeper: tokio::task::JoinHandle<()>,
+}
+
+/// Opens the center and starts serving on `cfg.api.listen`.
+pub async fn start(cfg: &Config) -> Result<Running, StartError> {
+    let center = Center::open(cfg)?;
+    let listener = tokio::net::TcpListener::bind(cfg.api.listen)
+        .await
+        .map_err(|source| StartError::Listen { addr: cfg.api.listen, source })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Listen { addr: cfg.api.listen, source })?;
+    let app = api::router(center.clone(), cfg);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    let sweeper = tokio::spawn(center.clone().run_sweeper());
+    tracing::info!(id = center.id(), %addr, key = %center.public_key_hex(), "registry center serving");
+    Ok(Running { addr, center, stop, server, sweeper })
+}
+
+impl Running {
+    /// Stops accepting requests, lets in-flight ones finish (watch streams
+    /// are cut after a grace period), and commits everything queued.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        self.sweeper.abort();
+        let _ = self.sweeper.await;
+        let mut server = self.server;
+        if tokio::time::timeout(std::time::Duration::from_secs(5), &mut server).await.is_err() {
+            server.abort();
+        }
+        let center = self.center;
+        // Requests still holding the center finish within the timeout above.
+        let _ = tokio::task::spawn_blocking(move || center.close()).await;
+    }
+}
+
+/// The center could not start. Nothing is running.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Open(#[from] center::OpenError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+}
