@@ -1,0 +1,324 @@
+//! `regmesh`: run a registry center (`serve`), talk to one (`agent ...`),
+//! print the effective configuration (`config show`).
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use hyper::{Method, StatusCode};
+use regmesh_node::client::{Client, Reply};
+use regmesh_node::Config;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "regmesh", version, about = "A federated registry: registry centers that keep agent records and sync them over a peer mesh.")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a registry center.
+    Serve(ServeArgs),
+    /// Register, read, list, renew and remove agents at a running center.
+    Agent {
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(subcommand)]
+        cmd: AgentCmd,
+    },
+    /// Inspect configuration.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    /// TOML configuration file (see README "Configuration").
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Center id, [A-Za-z0-9._-]{1,64} [default: the host name].
+    #[arg(long)]
+    id: Option<String>,
+    /// Client API listen address [default: 127.0.0.1:7700].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Data directory (identity key and database) [default: ./regmesh-data].
+    #[arg(long)]
+    data: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Print the effective configuration (file + flags + defaults) as TOML.
+    Show(ServeArgs),
+}
+
+#[derive(Args)]
+struct ConnArgs {
+    /// Center to talk to.
+    #[arg(long, global = true, env = "REGMESH_SERVER", default_value = "http://127.0.0.1:7700")]
+    server: String,
+    /// Bearer token, if the center requires one.
+    #[arg(long, global = true, env = "REGMESH_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum AgentCmd {
+    /// Create or replace an agent. The JSON document (--json, --file, or
+    /// standard input with --file -) is merged with the flags.
+    Put {
+        /// Agent id, e.g. did:web:example.com:a1
+        id: String,
+        /// Agent JSON document.
+        #[arg(long, conflicts_with = "file")]
+        json: Option<String>,
+        /// File with the agent JSON document ("-" for standard input).
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// IPv6 or IPv4 address (repeatable).
+        #[arg(long = "address")]
+        addresses: Vec<String>,
+        /// Endpoint as PROTOCOL=URL, e.g. a2a=https://a1.example.com/a2a (repeatable).
+        #[arg(long = "endpoint")]
+        endpoints: Vec<String>,
+        /// Capability name (repeatable).
+        #[arg(long = "capability")]
+        capabilities: Vec<String>,
+        /// online, offline or unknown.
+        #[arg(long)]
+        status: Option<String>,
+        /// Lease in seconds; renew with `agent beat`.
+        #[arg(long)]
+        lease: Option<u64>,
+        /// Only replace if the current version is this one.
+        #[arg(long)]
+        if_version: Option<String>,
+    },
+    /// Show one agent.
+    Get { id: String },
+    /// List agents, optionally filtered.
+    Ls {
+        #[arg(long)]
+        capability: Option<String>,
+        #[arg(long)]
+        tag: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        origin: Option<String>,
+        /// Page size.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Continue from a previous page's next_cursor.
+        #[arg(long)]
+        cursor: Option<String>,
+        /// Follow next_cursor until the end.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Delete an agent.
+    Rm { id: String },
+    /// Heartbeat: renew the lease and mark online.
+    Beat { id: String },
+}
+
+fn effective_config(a: &ServeArgs) -> Result<Config> {
+    let mut cfg = match &a.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    if let Some(id) = &a.id {
+        cfg.id = id.clone();
+    }
+    if let Some(l) = a.listen {
+        cfg.api.listen = l;
+    }
+    if let Some(d) = &a.data {
+        cfg.data_dir = d.clone();
+    }
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<std::process::ExitCode> {
+    match cli.cmd {
+        Cmd::Serve(a) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_env("REGMESH_LOG")
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                )
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .init();
+            let cfg = effective_config(&a)?;
+            let running = regmesh_node::start(&cfg).await?;
+            // Machine-readable line for scripts and tests: the bound address.
+            println!("listening on http://{}", running.addr);
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            running.shutdown().await;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Cmd::Config { cmd: ConfigCmd::Show(a) } => {
+            print!("{}", effective_config(&a)?.to_toml_redacted());
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Cmd::Agent { conn, cmd } => agent(conn, cmd).await,
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Prints a reply: JSON bodies pretty on stdout for 2xx, the error message
+/// on stderr otherwise. Returns the exit code.
+fn report(r: &Reply) -> std::process::ExitCode {
+    if r.status.is_success() {
+        if !r.body.is_empty() {
+            let v = r.json();
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        }
+        std::process::ExitCode::SUCCESS
+    } else {
+        let v = r.json();
+        let msg = v["error"]["message"].as_str().unwrap_or("");
+        let code = v["error"]["code"].as_str().unwrap_or("");
+        eprintln!("error: {} {code}: {msg}", r.status.as_u16());
+        std::process::ExitCode::FAILURE
+    }
+}
+
+fn enc(id: &str) -> String {
+    // Record ids are already URL-safe except '%', which must be escaped.
+    id.replace('%', "%25")
+}
+
+async fn agent(conn: ConnArgs, cmd: AgentCmd) -> Result<std::process::ExitCode> {
+    let client = Client::new(&conn.server, conn.token.clone())?;
+    let reply = match cmd {
+        AgentCmd::Put { id, json, file, addresses, endpoints, capabilities, status, lease, if_version } => {
+            let mut doc: Value = match (json, file) {
+                (Some(j), _) => serde_json::from_str(&j).context("--json is not valid JSON")?,
+                (None, Some(p)) if p.as_os_str() == "-" => {
+                    serde_json::from_reader(std::io::stdin()).context("standard input is not valid JSON")?
+                }
+                (None, Some(p)) => serde_json::from_slice(&std::fs::read(&p).with_context(|| p.display().to_string())?)
+                    .with_context(|| format!("{} is not valid JSON", p.display()))?,
+                (None, None) => json!({}),
+            };
+            let Some(obj) = doc.as_object_mut() else { bail!("the agent document must be a JSON object") };
+            let push = |obj: &mut serde_json::Map<String, Value>, key: &str, items: Vec<Value>| {
+                if !items.is_empty() {
+                    let arr = obj.entry(key).or_insert_with(|| json!([]));
+                    if let Some(a) = arr.as_array_mut() {
+                        a.extend(items);
+                    }
+                }
+            };
+            push(obj, "addresses", addresses.into_iter().map(Value::String).collect());
+            let mut eps = Vec::new();
+            for e in endpoints {
+                let Some((p, u)) = e.split_once('=') else { bail!("--endpoint must be PROTOCOL=URL, got {e:?}") };
+                eps.push(json!({"protocol": p, "url": u}));
+            }
+            push(obj, "endpoints", eps);
+            push(obj, "capabilities", capabilities.into_iter().map(|c| json!({"name": c})).collect());
+            if let Some(s) = status {
+                obj.insert("status".into(), Value::String(s));
+            }
+            if let Some(l) = lease {
+                obj.insert("lease_s".into(), Value::from(l));
+            }
+            let mut c = client.connect().await?;
+            let body = serde_json::to_vec(&doc)?;
+            let mut b = c.builder(Method::PUT, &format!("/v1/agents/{}", enc(&id))).header("content-type", "application/json");
+            if let Some(v) = if_version {
+                b = b.header("if-match", format!("\"{v}\""));
+            }
+            c.send_raw(b.body(http_body_util::Full::new(body.into()))?).await?
+        }
+        AgentCmd::Get { id } => client.request(Method::GET, &format!("/v1/agents/{}", enc(&id)), None).await?,
+        AgentCmd::Rm { id } => {
+            let r = client.request(Method::DELETE, &format!("/v1/agents/{}", enc(&id)), None).await?;
+            if r.status == StatusCode::NO_CONTENT {
+                eprintln!("deleted {id}");
+            }
+            r
+        }
+        AgentCmd::Beat { id } => client.request(Method::POST, &format!("/v1/agents/{}/heartbeat", enc(&id)), None).await?,
+        AgentCmd::Ls { capability, tag, status, origin, limit, cursor, all } => {
+            let mut params: Vec<(String, String)> = Vec::new();
+            for (k, v) in [("capability", capability), ("tag", tag), ("status", status), ("origin", origin), ("cursor", cursor)] {
+                if let Some(v) = v {
+                    params.push((k.into(), v));
+                }
+            }
+            if let Some(l) = limit {
+                params.push(("limit".into(), l.to_string()));
+            }
+            let mut c = client.connect().await?;
+            let mut items = Vec::new();
+            loop {
+                let q: Vec<String> = params.iter().map(|(k, v)| format!("{k}={}", query_escape(v))).collect();
+                let r = c.request(Method::GET, &format!("/v1/agents?{}", q.join("&")), None).await?;
+                if !r.status.is_success() || !all {
+                    return Ok(report(&r));
+                }
+                let v = r.json();
+                items.extend(v["items"].as_array().cloned().unwrap_or_default());
+                match v["next_cursor"].as_str() {
+                    Some(next) => {
+                        params.retain(|(k, _)| k != "cursor");
+                        params.push(("cursor".into(), next.to_string()));
+                    }
+                    None => break,
+                }
+            }
+            println!("{}", serde_json::to_string_pretty(&json!({"items": items, "next_cursor": null}))?);
+            return Ok(std::process::ExitCode::SUCCESS);
+        }
+    };
+    Ok(report(&reply))
+}
+
+fn query_escape(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~:".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
