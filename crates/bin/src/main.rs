@@ -11,7 +11,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "regmesh", version, about = "A federated registry: registry centers that keep agent records and sync them over a peer mesh.")]
+#[command(
+    name = "regmesh",
+    version,
+    about = "A federated registry: registry centers that keep agent records and sync them over a peer mesh."
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -183,7 +187,9 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             running.shutdown().await;
             Ok(std::process::ExitCode::SUCCESS)
         }
-        Cmd::Config { cmd: ConfigCmd::Show(a) } => {
+        Cmd::Config {
+            cmd: ConfigCmd::Show(a),
+        } => {
             print!("{}", effective_config(&a)?.to_toml_redacted());
             Ok(std::process::ExitCode::SUCCESS)
         }
@@ -226,7 +232,17 @@ fn enc(id: &str) -> String {
 async fn agent(conn: ConnArgs, cmd: AgentCmd) -> Result<std::process::ExitCode> {
     let client = Client::new(&conn.server, conn.token.clone())?;
     let reply = match cmd {
-        AgentCmd::Put { id, json, file, addresses, endpoints, capabilities, status, lease, if_version } => {
+        AgentCmd::Put {
+            id,
+            json,
+            file,
+            addresses,
+            endpoints,
+            capabilities,
+            status,
+            lease,
+            if_version,
+        } => {
             let mut doc: Value = match (json, file) {
                 (Some(j), _) => serde_json::from_str(&j).context("--json is not valid JSON")?,
                 (None, Some(p)) if p.as_os_str() == "-" => {
@@ -236,7 +252,9 @@ async fn agent(conn: ConnArgs, cmd: AgentCmd) -> Result<std::process::ExitCode> 
                     .with_context(|| format!("{} is not valid JSON", p.display()))?,
                 (None, None) => json!({}),
             };
-            let Some(obj) = doc.as_object_mut() else { bail!("the agent document must be a JSON object") };
+            let Some(obj) = doc.as_object_mut() else {
+                bail!("the agent document must be a JSON object")
+            };
             let push = |obj: &mut serde_json::Map<String, Value>, key: &str, items: Vec<Value>| {
                 if !items.is_empty() {
                     let arr = obj.entry(key).or_insert_with(|| json!([]));
@@ -248,11 +266,17 @@ async fn agent(conn: ConnArgs, cmd: AgentCmd) -> Result<std::process::ExitCode> 
             push(obj, "addresses", addresses.into_iter().map(Value::String).collect());
             let mut eps = Vec::new();
             for e in endpoints {
-                let Some((p, u)) = e.split_once('=') else { bail!("--endpoint must be PROTOCOL=URL, got {e:?}") };
+                let Some((p, u)) = e.split_once('=') else {
+                    bail!("--endpoint must be PROTOCOL=URL, got {e:?}")
+                };
                 eps.push(json!({"protocol": p, "url": u}));
             }
             push(obj, "endpoints", eps);
-            push(obj, "capabilities", capabilities.into_iter().map(|c| json!({"name": c})).collect());
+            push(
+                obj,
+                "capabilities",
+                capabilities.into_iter().map(|c| json!({"name": c})).collect(),
+            );
             if let Some(s) = status {
                 obj.insert("status".into(), Value::String(s));
             }
@@ -261,24 +285,50 @@ async fn agent(conn: ConnArgs, cmd: AgentCmd) -> Result<std::process::ExitCode> 
             }
             let mut c = client.connect().await?;
             let body = serde_json::to_vec(&doc)?;
-            let mut b = c.builder(Method::PUT, &format!("/v1/agents/{}", enc(&id))).header("content-type", "application/json");
+            let mut b = c
+                .builder(Method::PUT, &format!("/v1/agents/{}", enc(&id)))
+                .header("content-type", "application/json");
             if let Some(v) = if_version {
                 b = b.header("if-match", format!("\"{v}\""));
             }
             c.send_raw(b.body(http_body_util::Full::new(body.into()))?).await?
         }
-        AgentCmd::Get { id } => client.request(Method::GET, &format!("/v1/agents/{}", enc(&id)), None).await?,
+        AgentCmd::Get { id } => {
+            client
+                .request(Method::GET, &format!("/v1/agents/{}", enc(&id)), None)
+                .await?
+        }
         AgentCmd::Rm { id } => {
-            let r = client.request(Method::DELETE, &format!("/v1/agents/{}", enc(&id)), None).await?;
+            let r = client
+                .request(Method::DELETE, &format!("/v1/agents/{}", enc(&id)), None)
+                .await?;
             if r.status == StatusCode::NO_CONTENT {
                 eprintln!("deleted {id}");
             }
             r
         }
-        AgentCmd::Beat { id } => client.request(Method::POST, &format!("/v1/agents/{}/heartbeat", enc(&id)), None).await?,
-        AgentCmd::Ls { capability, tag, status, origin, limit, cursor, all } => {
+        AgentCmd::Beat { id } => {
+            client
+                .request(Method::POST, &format!("/v1/agents/{}/heartbeat", enc(&id)), None)
+                .await?
+        }
+        AgentCmd::Ls {
+            capability,
+            tag,
+            status,
+            origin,
+            limit,
+            cursor,
+            all,
+        } => {
             let mut params: Vec<(String, String)> = Vec::new();
-            for (k, v) in [("capability", capability), ("tag", tag), ("status", status), ("origin", origin), ("cursor", cursor)] {
+            for (k, v) in [
+                ("capability", capability),
+                ("tag", tag),
+                ("status", status),
+                ("origin", origin),
+                ("cursor", cursor),
+            ] {
                 if let Some(v) = v {
                     params.push((k.into(), v));
                 }
@@ -290,7 +340,9 @@ async fn agent(conn: ConnArgs, cmd: AgentCmd) -> Result<std::process::ExitCode> 
             let mut items = Vec::new();
             loop {
                 let q: Vec<String> = params.iter().map(|(k, v)| format!("{k}={}", query_escape(v))).collect();
-                let r = c.request(Method::GET, &format!("/v1/agents?{}", q.join("&")), None).await?;
+                let r = c
+                    .request(Method::GET, &format!("/v1/agents?{}", q.join("&")), None)
+                    .await?;
                 if !r.status.is_success() || !all {
                     return Ok(report(&r));
                 }
@@ -304,7 +356,10 @@ async fn agent(conn: ConnArgs, cmd: AgentCmd) -> Result<std::process::ExitCode> 
                     None => break,
                 }
             }
-            println!("{}", serde_json::to_string_pretty(&json!({"items": items, "next_cursor": null}))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json!({"items": items, "next_cursor": null}))?
+            );
             return Ok(std::process::ExitCode::SUCCESS);
         }
     };

@@ -170,8 +170,7 @@ impl Kind for AgentKind {
         for f in ASSIGNED_FIELDS {
             obj.remove(*f);
         }
-        let inp: Input = serde_json::from_value(Value::Object(obj))
-            .map_err(|e| err("", e.to_string()))?;
+        let inp: Input = serde_json::from_value(Value::Object(obj)).map_err(|e| err("", e.to_string()))?;
         if let Some(body_id) = &inp.id {
             if body_id != id {
                 return Err(err("id", format!("{body_id:?} does not match the URL's id {id:?}")));
@@ -208,11 +207,16 @@ impl Kind for AgentKind {
             let p = &e.protocol;
             let ok = !p.is_empty()
                 && p.len() <= 32
-                && p.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && p.chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
                 && p.chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-' | '+'));
             if !ok {
-                return Err(err(f, "must be a short lowercase label such as a2a, mcp, http (1-32 of a-z 0-9 . _ - +)"));
+                return Err(err(
+                    f,
+                    "must be a short lowercase label such as a2a, mcp, http (1-32 of a-z 0-9 . _ - +)",
+                ));
             }
         }
         if inp.capabilities.len() > CAPABILITIES_MAX {
@@ -222,7 +226,10 @@ impl Kind for AgentKind {
         for (i, c) in inp.capabilities.into_iter().enumerate() {
             check_token(&format!("capabilities[{i}].name"), &c.name, NAME_BYTES_MAX)?;
             if caps.iter().any(|m: &Map<String, Value>| m["name"] == c.name.as_str()) {
-                return Err(err(format!("capabilities[{i}].name"), format!("{:?} appears twice", c.name)));
+                return Err(err(
+                    format!("capabilities[{i}].name"),
+                    format!("{:?} appears twice", c.name),
+                ));
             }
             if c.tags.len() > TAGS_MAX {
                 return Err(err(format!("capabilities[{i}].tags"), format!("at most {TAGS_MAX}")));
@@ -261,7 +268,10 @@ impl Kind for AgentKind {
         }
         if let Some(l) = inp.lease_s {
             if !(LEASE_S_MIN..=LEASE_S_MAX).contains(&l) {
-                return Err(err("lease_s", format!("must be {LEASE_S_MIN} to {LEASE_S_MAX} seconds")));
+                return Err(err(
+                    "lease_s",
+                    format!("must be {LEASE_S_MIN} to {LEASE_S_MAX} seconds"),
+                ));
             }
         }
         let visibility = match &inp.visibility {
@@ -271,7 +281,10 @@ impl Kind for AgentKind {
 
         let mut body = Map::new();
         body.insert("addresses".into(), addresses.into_iter().map(Value::String).collect());
-        body.insert("endpoints".into(), serde_json::to_value(&inp.endpoints).expect("endpoints serialize"));
+        body.insert(
+            "endpoints".into(),
+            serde_json::to_value(&inp.endpoints).expect("endpoints serialize"),
+        );
         body.insert(
             "status".into(),
             serde_json::to_value(inp.status.unwrap_or(Status::Unknown)).expect("status serializes"),
@@ -381,9 +394,18 @@ mod tests {
             (json!({"addresses": ["fe80::1"]}), "addresses[0]"),
             (json!({"addresses": ["169.254.1.1"]}), "addresses[0]"),
             (json!({"addresses": ["not-an-ip"]}), "addresses[0]"),
-            (json!({"endpoints": [{"url": "http://[fe80::1]:80/", "protocol": "http"}]}), "endpoints[0].url"),
-            (json!({"endpoints": [{"url": "nope", "protocol": "http"}]}), "endpoints[0].url"),
-            (json!({"endpoints": [{"url": "http://x", "protocol": "HTTP Proto"}]}), "endpoints[0].protocol"),
+            (
+                json!({"endpoints": [{"url": "http://[fe80::1]:80/", "protocol": "http"}]}),
+                "endpoints[0].url",
+            ),
+            (
+                json!({"endpoints": [{"url": "nope", "protocol": "http"}]}),
+                "endpoints[0].url",
+            ),
+            (
+                json!({"endpoints": [{"url": "http://x", "protocol": "HTTP Proto"}]}),
+                "endpoints[0].protocol",
+            ),
             (json!({"addresses": ["::2"], "bogus": 1}), ""),
             (json!({"addresses": ["::2"], "status": "sleepy"}), ""),
             (json!({"addresses": ["::2"], "lease_s": 0}), "lease_s"),
@@ -391,8 +413,14 @@ mod tests {
             (json!({"addresses": ["::2"], "card": "x"}), "card"),
             (json!({"addresses": ["::2"], "visibility": "secret"}), "visibility"),
             (json!({"addresses": ["::2"], "id": "other"}), "id"),
-            (json!({"addresses": ["::2"], "capabilities": [{"name": "a b"}]}), "capabilities[0].name"),
-            (json!({"addresses": ["::2"], "capabilities": [{"name": "a"}, {"name": "a"}]}), "capabilities[1].name"),
+            (
+                json!({"addresses": ["::2"], "capabilities": [{"name": "a b"}]}),
+                "capabilities[0].name",
+            ),
+            (
+                json!({"addresses": ["::2"], "capabilities": [{"name": "a"}, {"name": "a"}]}),
+                "capabilities[1].name",
+            ),
             (json!([1]), ""),
         ];
         for (v, field) in bad {
@@ -400,7 +428,10 @@ mod tests {
             assert_eq!(e.field, field, "{v}: {e}");
         }
         let deep = (0..20).fold(json!(1), |acc, _| json!({ "a": acc }));
-        assert_eq!(prep(json!({"addresses": ["::2"], "metadata": deep})).unwrap_err().field, "metadata");
+        assert_eq!(
+            prep(json!({"addresses": ["::2"], "metadata": deep})).unwrap_err().field,
+            "metadata"
+        );
         assert!(AgentKind.prepare("bad id", json!({"addresses": ["::2"]})).is_err());
     }
 }

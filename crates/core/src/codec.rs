@@ -54,8 +54,7 @@ pub fn encode_unsigned(r: &Record) -> Vec<u8> {
 
 /// Signed form: [`encode_unsigned`] followed by the 64-byte signature.
 pub fn encode(r: &Record) -> Vec<u8> {
-    let mut out =
-        Vec::with_capacity(128 + r.kind.len() + r.id.len() + r.origin.len() + r.body.len());
+    let mut out = Vec::with_capacity(128 + r.kind.len() + r.id.len() + r.origin.len() + r.body.len());
     write_unsigned(r, &mut out);
     out.extend_from_slice(&r.sig);
     out
@@ -232,10 +231,7 @@ mod tests {
     #[test]
     fn canonical_sorts_keys_at_every_level() {
         let v = json!({"b": 1, "a": {"z": [1, {"y": 2, "x": 3}], "c": "s"}});
-        assert_eq!(
-            canonical_json(&v),
-            r#"{"a":{"c":"s","z":[1,{"x":3,"y":2}]},"b":1}"#
-        );
+        assert_eq!(canonical_json(&v), r#"{"a":{"c":"s","z":[1,{"x":3,"y":2}]},"b":1}"#);
     }
 
     #[test]

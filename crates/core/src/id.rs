@@ -36,21 +36,16 @@ pub fn validate_center_id(id: &str) -> Result<(), IdError> {
 /// `did:web:example.com:a1` is valid; whitespace, `/`, `?`, `#` are not.
 pub fn validate_record_id(id: &str) -> Result<(), IdError> {
     if id.is_empty() || id.len() > RECORD_ID_BYTES_MAX {
-        return Err(IdError(format!(
-            "id must be 1 to {RECORD_ID_BYTES_MAX} characters"
-        )));
+        return Err(IdError(format!("id must be 1 to {RECORD_ID_BYTES_MAX} characters")));
     }
     let b = id.as_bytes();
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
         if c == b'%' {
-            let ok = b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
-                && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit);
+            let ok = b.get(i + 1).is_some_and(u8::is_ascii_hexdigit) && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit);
             if !ok {
-                return Err(IdError(
-                    "id has a '%' not followed by two hex digits".into(),
-                ));
+                return Err(IdError("id has a '%' not followed by two hex digits".into()));
             }
             i += 3;
             continue;

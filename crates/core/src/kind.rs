@@ -113,10 +113,7 @@ pub fn view(r: &Record, stale: bool) -> Value {
         Value::String(crate::time::rfc3339_ms(r.version.wall_ms)),
     );
     if let Some(t) = r.expires_at_ms {
-        m.insert(
-            "expires_at".into(),
-            Value::String(crate::time::rfc3339_ms(t)),
-        );
+        m.insert("expires_at".into(), Value::String(crate::time::rfc3339_ms(t)));
     }
     if stale {
         m.insert("stale".into(), Value::Bool(true));

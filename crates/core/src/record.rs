@@ -40,9 +40,9 @@ impl Visibility {
             "public" => Ok(Visibility::Public),
             "local" => Ok(Visibility::Local),
             _ => {
-                let group = s.strip_prefix("authorized:").ok_or_else(|| {
-                    format!("visibility {s:?} is not public, local or authorized:<group>")
-                })?;
+                let group = s
+                    .strip_prefix("authorized:")
+                    .ok_or_else(|| format!("visibility {s:?} is not public, local or authorized:<group>"))?;
                 crate::id::validate_center_id(group)
                     .map_err(|_| format!("visibility group {group:?} must be 1-64 of A-Z a-z 0-9 . _ -"))?;
                 Ok(Visibility::Authorized(group.to_string()))
@@ -145,9 +145,6 @@ mod tests {
         assert!(Visibility::parse("authorized:").is_err());
         assert!(Visibility::parse("authorized:a b").is_err());
         assert!(Visibility::parse("secret").is_err());
-        assert_eq!(
-            Visibility::parse("authorized:x").unwrap().to_string(),
-            "authorized:x"
-        );
+        assert_eq!(Visibility::parse("authorized:x").unwrap().to_string(), "authorized:x");
     }
 }

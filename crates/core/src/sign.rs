@@ -6,8 +6,8 @@
 use crate::codec::encode_unsigned;
 use crate::record::Record;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier};
 pub use ed25519_dalek::VerifyingKey;
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier};
 use thiserror::Error;
 
 const RECORD_CONTEXT: &[u8] = b"regmesh-record-v1\0";
@@ -16,11 +16,7 @@ const RECORD_CONTEXT: &[u8] = b"regmesh-record-v1\0";
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum SignatureError {
     #[error("signature of {kind}/{id} from {origin} does not verify")]
-    Bad {
-        kind: String,
-        id: String,
-        origin: String,
-    },
+    Bad { kind: String, id: String, origin: String },
     #[error("identity key: {0}")]
     Key(String),
 }

@@ -56,7 +56,11 @@ pub fn router(center: Arc<Center>, cfg: &Config) -> Router {
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this endpoint")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this endpoint",
+            )
         })
         .layer(middleware::from_fn_with_state(api.clone(), guard))
         .with_state(api)
@@ -82,8 +86,12 @@ async fn guard(State(api): State<Api>, req: Request, next: Next) -> Response {
     let Ok(_permit) = api.requests.clone().try_acquire_owned() else {
         metrics.shed.fetch_add(1, Ordering::Relaxed);
         metrics.count_status(503);
-        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "too many requests in flight; retry shortly")
-            .into_response();
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "too many requests in flight; retry shortly",
+        )
+        .into_response();
     };
     if !api.tokens.is_empty() {
         if let Some(need) = required_scope(req.method(), req.uri().path()) {
@@ -138,7 +146,9 @@ fn etag(r: &Record) -> HeaderValue {
 }
 
 fn if_match(headers: &HeaderMap) -> Result<Option<Hlc>, ApiError> {
-    let Some(v) = headers.get(header::IF_MATCH) else { return Ok(None) };
+    let Some(v) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
     let s = v.to_str().unwrap_or("").trim().trim_matches('"');
     s.parse::<Hlc>()
         .map(Some)
@@ -153,7 +163,10 @@ fn record_response(status: StatusCode, r: &Record) -> Response {
 
 /// Reads a JSON body: content type, size limit, syntax.
 async fn json_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Value, ApiError> {
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     if mime != "application/json" {
         return Err(ApiError::new(
@@ -163,9 +176,16 @@ async fn json_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Valu
         ));
     }
     let too_large = || {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("request body exceeds {limit} bytes"))
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("request body exceeds {limit} bytes"),
+        )
     };
-    if let Some(n) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok()) {
+    if let Some(n) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+    {
         if n > limit {
             return Err(too_large());
         }
@@ -189,7 +209,11 @@ async fn put_agent(
         err
     })?;
     let if_version = if_match(&headers)?;
-    match api.center.write(AGENT, &id, WriteOp::Put { prepared, if_version }).await? {
+    match api
+        .center
+        .write(AGENT, &id, WriteOp::Put { prepared, if_version })
+        .await?
+    {
         Outcome::Created(r) => {
             let mut resp = record_response(StatusCode::CREATED, &r);
             if let Ok(loc) = HeaderValue::from_str(&format!("/v1/agents/{id}")) {
@@ -198,7 +222,11 @@ async fn put_agent(
             Ok(resp)
         }
         Outcome::Replaced(r) => Ok(record_response(StatusCode::OK, &r)),
-        other => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("unexpected outcome {other:?}"))),
+        other => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("unexpected outcome {other:?}"),
+        )),
     }
 }
 
@@ -225,7 +253,11 @@ async fn heartbeat(State(api): State<Api>, p: Result<Path<String>, PathRejection
     let id = path_id(p)?;
     match api.center.write(AGENT, &id, WriteOp::Heartbeat).await? {
         Outcome::Renewed(r) => Ok(record_response(StatusCode::OK, &r)),
-        other => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("unexpected outcome {other:?}"))),
+        other => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("unexpected outcome {other:?}"),
+        )),
     }
 }
 
@@ -255,28 +287,45 @@ fn decode_cursor(c: &str) -> Result<String, ApiError> {
     if hex.is_empty() || hex.len() % 2 != 0 || hex.len() > 2 * regmesh_core::id::RECORD_ID_BYTES_MAX {
         return Err(bad());
     }
-    let bytes: Option<Vec<u8>> =
-        (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect();
+    let bytes: Option<Vec<u8>> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect();
     let id = String::from_utf8(bytes.ok_or_else(bad)?).map_err(|_| bad())?;
     regmesh_core::validate_record_id(&id).map_err(|_| bad())?;
     Ok(id)
 }
 
-async fn list_agents(State(api): State<Api>, q: Result<Query<ListParams>, QueryRejection>) -> Result<Response, ApiError> {
+async fn list_agents(
+    State(api): State<Api>,
+    q: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad("bad_query", e.body_text()))?;
     let limit = q.limit.unwrap_or(api.list_limit_default);
     if limit == 0 || limit > api.list_limit_max {
-        return Err(ApiError::bad("bad_query", format!("limit must be 1 to {}", api.list_limit_max)));
+        return Err(ApiError::bad(
+            "bad_query",
+            format!("limit must be 1 to {}", api.list_limit_max),
+        ));
     }
     let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
     let mut filters: Vec<(&str, &str)> = Vec::new();
-    for (name, v) in [("capability", &q.capability), ("tag", &q.tag), ("status", &q.status), ("origin", &q.origin)] {
+    for (name, v) in [
+        ("capability", &q.capability),
+        ("tag", &q.tag),
+        ("status", &q.status),
+        ("origin", &q.origin),
+    ] {
         if let Some(v) = v {
             filters.push((name, v.as_str()));
         }
     }
     let (records, more) = api.center.list(AGENT, &filters, after.as_deref(), limit)?;
-    let next = if more { records.last().map(|r| encode_cursor(&r.id)) } else { None };
+    let next = if more {
+        records.last().map(|r| encode_cursor(&r.id))
+    } else {
+        None
+    };
     let items: Vec<Value> = records.iter().map(|r| view(r, false)).collect();
     Ok(Json(json!({"items": items, "next_cursor": next})).into_response())
 }
@@ -357,12 +406,21 @@ async fn watch(
     let Query(q) = q.map_err(|e| ApiError::bad("bad_query", e.body_text()))?;
     let last_event_id = headers
         .get("last-event-id")
-        .map(|v| v.to_str().ok().and_then(|s| s.parse::<u64>().ok()).ok_or_else(|| ApiError::bad("bad_header", "Last-Event-ID must be a change number")))
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or_else(|| ApiError::bad("bad_header", "Last-Event-ID must be a change number"))
+        })
         .transpose()?;
     let since = q.since.or(last_event_id);
     let permit = api.watchers.clone().try_acquire_owned().map_err(|_| {
         api.center.metrics().shed.fetch_add(1, Ordering::Relaxed);
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "too many open watch streams")
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "too many open watch streams",
+        )
     })?;
     // Subscribe before reading the head, so nothing falls between them.
     let rx = api.center.subscribe();
@@ -370,7 +428,10 @@ async fn watch(
     let sent = match since {
         None => head,
         Some(s) if s > head => {
-            return Err(ApiError::bad("bad_query", format!("since={s} is ahead of this center's last change {head}")))
+            return Err(ApiError::bad(
+                "bad_query",
+                format!("since={s} is ahead of this center's last change {head}"),
+            ))
         }
         Some(s) => {
             if s < head {
@@ -393,7 +454,10 @@ async fn watch(
         sent,
         replay: sent < head,
         buf: Default::default(),
-        _permit: WatcherPermit { _slot: permit, metrics: api.center.metrics().clone() },
+        _permit: WatcherPermit {
+            _slot: permit,
+            metrics: api.center.metrics().clone(),
+        },
     };
     let stream = futures_util::stream::unfold(state, |mut st| async move {
         loop {
@@ -423,5 +487,7 @@ async fn watch(
             }
         }
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response())
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
 }

@@ -29,7 +29,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use regmesh_core::codec::{self, canonical_json};
 use regmesh_core::sign::{key_hex, verify_record};
-use regmesh_core::{HlcClock, Hlc, Identity, Kind, Kinds, Prepared, Record, VerifyingKey};
+use regmesh_core::{Hlc, HlcClock, Identity, Kind, Kinds, Prepared, Record, VerifyingKey};
 use regmesh_store::{digest, Digest, Index, IndexEntry, RedbStore, Store, WriteBatch};
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
@@ -125,7 +125,12 @@ fn decode_event(no: u64, b: &[u8]) -> Result<Event, String> {
         r => return Err(format!("change {no} has unknown reason {r}")),
     };
     let record = codec::decode(&b[2..]).map_err(|e| format!("change {no}: {e}"))?;
-    Ok(Event { no, typ, reason, record })
+    Ok(Event {
+        no,
+        typ,
+        reason,
+        record,
+    })
 }
 
 /// A write a client (or the lease sweeper) asks for.
@@ -133,7 +138,10 @@ fn decode_event(no: u64, b: &[u8]) -> Result<Event, String> {
 pub enum WriteOp {
     /// Create or replace with a validated body. `if_version`: only if the
     /// current version is this one (HTTP `If-Match`).
-    Put { prepared: Prepared, if_version: Option<Hlc> },
+    Put {
+        prepared: Prepared,
+        if_version: Option<Hlc>,
+    },
     /// Delete (leave a tombstone).
     Delete { if_version: Option<Hlc> },
     /// Renew the lease and mark online.
@@ -194,11 +202,14 @@ pub enum OpenError {
     Store(#[from] regmesh_store::StoreError),
 }
 
+/// Where the writer sends the result of one op.
+type ReplyTo = oneshot::Sender<Result<Outcome, WriteError>>;
+
 struct Op {
     kind: String,
     id: String,
     op: WriteOp,
-    reply: Option<oneshot::Sender<Result<Outcome, WriteError>>>,
+    reply: Option<ReplyTo>,
 }
 
 /// Deadlines of records this center must act on (lease end, retention end,
@@ -300,7 +311,10 @@ pub struct Center {
 
 /// Loads the identity key from `dir`, creating it (mode 0600) on first start.
 pub fn load_or_create_identity(dir: &Path) -> Result<Identity, OpenError> {
-    let err = |msg: String| OpenError::DataDir { path: dir.display().to_string(), msg };
+    let err = |msg: String| OpenError::DataDir {
+        path: dir.display().to_string(),
+        msg,
+    };
     std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
     let path = dir.join(KEY_FILE);
     match std::fs::read_to_string(&path) {
@@ -410,14 +424,27 @@ impl Center {
             elapsed_ms = t0.elapsed().as_millis() as u64,
             "indexes rebuilt and signatures verified"
         );
-        let state = WriterState { hlc: HlcClock::resume(last_hlc), seq, change, first_change };
+        let state = WriterState {
+            hlc: HlcClock::resume(last_hlc),
+            seq,
+            change,
+            first_change,
+        };
         let (tx, rx) = mpsc::channel(shared.settings.write_queue);
         let w = shared.clone();
         let writer = std::thread::Builder::new()
             .name("regmesh-writer".into())
             .spawn(move || w.writer_loop(rx, state))
-            .map_err(|e| OpenError::DataDir { path: "writer thread".into(), msg: e.to_string() })?;
-        Ok(Arc::new(Center { shared, tx, writer: Mutex::new(Some(writer)), started: Instant::now() }))
+            .map_err(|e| OpenError::DataDir {
+                path: "writer thread".into(),
+                msg: e.to_string(),
+            })?;
+        Ok(Arc::new(Center {
+            shared,
+            tx,
+            writer: Mutex::new(Some(writer)),
+            started: Instant::now(),
+        }))
     }
 
     pub fn id(&self) -> &str {
@@ -449,7 +476,12 @@ impl Center {
     /// the queue is full.
     pub async fn write(&self, kind: &str, id: &str, op: WriteOp) -> Result<Outcome, WriteError> {
         let (reply, rx) = oneshot::channel();
-        let op = Op { kind: kind.to_string(), id: id.to_string(), op, reply: Some(reply) };
+        let op = Op {
+            kind: kind.to_string(),
+            id: id.to_string(),
+            op,
+            reply: Some(reply),
+        };
         match self.tx.try_send(op) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -482,12 +514,23 @@ impl Center {
             .ok_or_else(|| ReadError::BadQuery(format!("unknown kind {kind:?}")))?;
         for (f, _) in filters {
             if *f != "origin" && !k.index_fields().contains(f) {
-                return Err(ReadError::BadQuery(format!("{kind} records cannot be filtered by {f:?}")));
+                return Err(ReadError::BadQuery(format!(
+                    "{kind} records cannot be filtered by {f:?}"
+                )));
             }
         }
-        let page = self.shared.index.read().expect("index lock").query(kind, filters, after, limit);
+        let page = self
+            .shared
+            .index
+            .read()
+            .expect("index lock")
+            .query(kind, filters, after, limit);
         let ids: Vec<&str> = page.ids.iter().map(String::as_str).collect();
-        let got = self.shared.store.get_many(kind, &ids).map_err(|e| ReadError::Storage(e.to_string()))?;
+        let got = self
+            .shared
+            .store
+            .get_many(kind, &ids)
+            .map_err(|e| ReadError::Storage(e.to_string()))?;
         let mut out = Vec::with_capacity(ids.len());
         for (id, bytes) in ids.iter().zip(got) {
             let ok = {
@@ -515,7 +558,10 @@ impl Center {
 
     /// Oldest and newest change numbers still in the change log.
     pub fn change_bounds(&self) -> Result<Option<(u64, u64)>, ReadError> {
-        self.shared.store.change_bounds().map_err(|e| ReadError::Storage(e.to_string()))
+        self.shared
+            .store
+            .change_bounds()
+            .map_err(|e| ReadError::Storage(e.to_string()))
     }
 
     /// Logged changes numbered above `after`, at most `limit`.
@@ -562,7 +608,12 @@ impl Center {
         let ix = self.shared.index.read().expect("index lock");
         let mut out = Vec::new();
         for k in self.shared.kinds.names() {
-            out.push(("regmesh_records", "Live records by kind.", format!("kind=\"{k}\""), ix.live(k) as u64));
+            out.push((
+                "regmesh_records",
+                "Live records by kind.",
+                format!("kind=\"{k}\""),
+                ix.live(k) as u64,
+            ));
             out.push((
                 "regmesh_tombstones",
                 "Tombstones kept by kind.",
@@ -577,7 +628,12 @@ impl Center {
             String::new(),
             (self.shared.settings.write_queue - self.tx.capacity()) as u64,
         ));
-        out.push(("regmesh_change_head", "Last committed change number.", String::new(), self.head()));
+        out.push((
+            "regmesh_change_head",
+            "Last committed change number.",
+            String::new(),
+            self.head(),
+        ));
         out.push((
             "regmesh_lease_deadlines",
             "Records with a pending lease, retention or purge deadline.",
@@ -597,7 +653,12 @@ impl Center {
             .take_due(now_ms(), self.shared.settings.write_batch_max);
         let n = due.len();
         for (kind, id) in due {
-            let op = Op { kind, id, op: WriteOp::Sweep, reply: None };
+            let op = Op {
+                kind,
+                id,
+                op: WriteOp::Sweep,
+                reply: None,
+            };
             if self.tx.send(op).await.is_err() {
                 break;
             }
@@ -667,7 +728,11 @@ impl Shared {
             (Some(k), Ok(b)) => k.is_expired_state(&b),
             _ => false,
         };
-        Some(if expired { exp.saturating_add(self.settings.retention_ms) } else { exp })
+        Some(if expired {
+            exp.saturating_add(self.settings.retention_ms)
+        } else {
+            exp
+        })
     }
 
     /// Reads `(kind, id)` from the store and checks it against the index
@@ -680,11 +745,16 @@ impl Shared {
             if entry.deleted {
                 return Ok(None);
             }
-            let bytes = self.store.get(kind, id).map_err(|e| ReadError::Storage(e.to_string()))?;
+            let bytes = self
+                .store
+                .get(kind, id)
+                .map_err(|e| ReadError::Storage(e.to_string()))?;
             if let Some(b) = bytes {
                 let d = digest(&b);
                 if d == entry.digest {
-                    return codec::decode(&b).map(Some).map_err(|e| ReadError::Storage(e.to_string()));
+                    return codec::decode(&b)
+                        .map(Some)
+                        .map_err(|e| ReadError::Storage(e.to_string()));
                 }
                 last_digest = Some(d);
             }
@@ -693,8 +763,16 @@ impl Shared {
             std::thread::sleep(Duration::from_millis(1 << attempt));
         }
         self.metrics.integrity_errors.fetch_add(1, Ordering::Relaxed);
-        tracing::error!(kind, id, ?last_digest, "stored record does not match its verified digest");
-        Err(ReadError::Integrity { kind: kind.into(), id: id.into() })
+        tracing::error!(
+            kind,
+            id,
+            ?last_digest,
+            "stored record does not match its verified digest"
+        );
+        Err(ReadError::Integrity {
+            kind: kind.into(),
+            id: id.into(),
+        })
     }
 
     /// Reads the current version (tombstones included) for the writer.
@@ -702,14 +780,21 @@ impl Shared {
         let Some(entry) = self.index.read().expect("index lock").get(kind, id).cloned() else {
             return Ok(None);
         };
-        let bytes = self.store.get(kind, id).map_err(|e| WriteError::Storage(e.to_string()))?;
+        let bytes = self
+            .store
+            .get(kind, id)
+            .map_err(|e| WriteError::Storage(e.to_string()))?;
         match bytes {
-            Some(b) if digest(&b) == entry.digest => {
-                codec::decode(&b).map(Some).map_err(|e| WriteError::Storage(e.to_string()))
-            }
+            Some(b) if digest(&b) == entry.digest => codec::decode(&b)
+                .map(Some)
+                .map_err(|e| WriteError::Storage(e.to_string())),
             _ => {
                 self.metrics.integrity_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(kind, id, "stored record does not match its verified digest; refusing to write over it");
+                tracing::error!(
+                    kind,
+                    id,
+                    "stored record does not match its verified digest; refusing to write over it"
+                );
                 Err(WriteError::Storage(format!("integrity check failed for {kind}/{id}")))
             }
         }
@@ -730,7 +815,16 @@ impl Shared {
                 match rec {
                     Ok(r) => {
                         let terms = self.terms(&r);
-                        ix.upsert(&r.kind, &r.id, IndexEntry { digest: digest(&bytes), deleted: r.deleted }, &[], &terms);
+                        ix.upsert(
+                            &r.kind,
+                            &r.id,
+                            IndexEntry {
+                                digest: digest(&bytes),
+                                deleted: r.deleted,
+                            },
+                            &[],
+                            &terms,
+                        );
                         dl.set(&r.kind, &r.id, self.deadline(&r));
                         loaded += 1;
                     }
@@ -770,9 +864,14 @@ impl Shared {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
         let per = chunk.len().div_ceil(threads).max(1);
         std::thread::scope(|s| {
-            let handles: Vec<_> =
-                chunk.chunks(per).map(|part| s.spawn(move || part.iter().map(one).collect::<Vec<_>>())).collect();
-            handles.into_iter().flat_map(|h| h.join().expect("verify thread")).collect()
+            let handles: Vec<_> = chunk
+                .chunks(per)
+                .map(|part| s.spawn(move || part.iter().map(one).collect::<Vec<_>>()))
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("verify thread"))
+                .collect()
         })
     }
 
@@ -797,8 +896,7 @@ impl Shared {
         let mut slots: HashMap<(String, String), Slot> = HashMap::new();
         let mut batch = WriteBatch::default();
         let mut events: Vec<Event> = Vec::new();
-        let mut replies: Vec<(Option<oneshot::Sender<Result<Outcome, WriteError>>>, Result<Outcome, WriteError>)> =
-            Vec::with_capacity(ops.len());
+        let mut replies: Vec<(Option<ReplyTo>, Result<Outcome, WriteError>)> = Vec::with_capacity(ops.len());
         // Sweeps that found nothing due (re-arm from the record) and sweeps
         // that could not load the record (look again in a second).
         let mut resweep: Vec<(String, String)> = Vec::new();
@@ -809,7 +907,15 @@ impl Shared {
             if !slots.contains_key(&key) {
                 match self.load_for_write(&op.kind, &op.id) {
                     Ok(r) => {
-                        slots.insert(key.clone(), Slot { before: r.clone(), after: r, after_digest: None, touched: false });
+                        slots.insert(
+                            key.clone(),
+                            Slot {
+                                before: r.clone(),
+                                after: r,
+                                after_digest: None,
+                                touched: false,
+                            },
+                        );
                     }
                     Err(e) => {
                         if matches!(op.op, WriteOp::Sweep) {
@@ -824,13 +930,23 @@ impl Shared {
             let is_sweep = matches!(op.op, WriteOp::Sweep);
             let result = self.apply_op(st, now, &op.kind, &op.id, op.op, slot.after.as_ref());
             match result {
-                Ok(Applied::Write { record, typ, reason, outcome }) => {
+                Ok(Applied::Write {
+                    record,
+                    typ,
+                    reason,
+                    outcome,
+                }) => {
                     let bytes = codec::encode(&record);
                     st.change += 1;
                     batch.changes.push((st.change, encode_event(typ, reason, &bytes)));
                     slot.after_digest = Some(digest(&bytes));
                     batch.puts.push((op.kind.clone(), op.id.clone(), bytes));
-                    events.push(Event { no: st.change, typ, reason, record: record.clone() });
+                    events.push(Event {
+                        no: st.change,
+                        typ,
+                        reason,
+                        record: record.clone(),
+                    });
                     slot.after = Some(record);
                     slot.touched = true;
                     replies.push((op.reply, Ok(outcome)));
@@ -865,7 +981,10 @@ impl Shared {
             }
             let t0 = Instant::now();
             if let Err(e) = self.store.apply(&batch) {
-                tracing::error!("commit of {} writes failed: {e}", batch.puts.len() + batch.removes.len());
+                tracing::error!(
+                    "commit of {} writes failed: {e}",
+                    batch.puts.len() + batch.removes.len()
+                );
                 *st = before_state;
                 let err = WriteError::Storage(e.to_string());
                 let mut dl = self.deadlines.lock().expect("deadlines lock");
@@ -886,7 +1005,8 @@ impl Shared {
                 }
                 return;
             }
-            self.metrics.observe_commit(batch.puts.len() + batch.removes.len(), t0.elapsed());
+            self.metrics
+                .observe_commit(batch.puts.len() + batch.removes.len(), t0.elapsed());
             {
                 let mut ix = self.index.write().expect("index lock");
                 let mut dl = self.deadlines.lock().expect("deadlines lock");
@@ -898,7 +1018,16 @@ impl Shared {
                     match (&slot.after, slot.after_digest) {
                         (Some(r), Some(d)) => {
                             let new_terms = self.terms(r);
-                            ix.upsert(k, i, IndexEntry { digest: d, deleted: r.deleted }, &old_terms, &new_terms);
+                            ix.upsert(
+                                k,
+                                i,
+                                IndexEntry {
+                                    digest: d,
+                                    deleted: r.deleted,
+                                },
+                                &old_terms,
+                                &new_terms,
+                            );
                             dl.set(k, i, self.deadline(r));
                         }
                         _ => {
@@ -917,7 +1046,10 @@ impl Shared {
         if !resweep.is_empty() || !retry.is_empty() {
             let mut dl = self.deadlines.lock().expect("deadlines lock");
             for key in resweep {
-                let at = slots.get(&key).and_then(|s| s.after.as_ref()).and_then(|r| self.deadline(r));
+                let at = slots
+                    .get(&key)
+                    .and_then(|s| s.after.as_ref())
+                    .and_then(|r| self.deadline(r));
                 dl.set(&key.0, &key.1, at);
             }
             for (k, i) in retry {
@@ -941,11 +1073,18 @@ impl Shared {
         op: WriteOp,
         cur: Option<&Record>,
     ) -> Result<Applied, WriteError> {
-        let not_found = || WriteError::NotFound { kind: kind_name.into(), id: id.into() };
+        let not_found = || WriteError::NotFound {
+            kind: kind_name.into(),
+            id: id.into(),
+        };
         let live = cur.filter(|r| !r.deleted);
         if let Some(r) = live {
             if r.origin != self.id && !matches!(op, WriteOp::Sweep) {
-                return Err(WriteError::NotOwner { kind: kind_name.into(), id: id.into(), owner: r.origin.clone() });
+                return Err(WriteError::NotOwner {
+                    kind: kind_name.into(),
+                    id: id.into(),
+                    owner: r.origin.clone(),
+                });
             }
         }
         let check_version = |want: Option<Hlc>| -> Result<(), WriteError> {
@@ -954,7 +1093,10 @@ impl Shared {
                     current: r.version.to_string(),
                     expected: w.to_string(),
                 }),
-                (Some(w), None) => Err(WriteError::VersionMismatch { current: "none".into(), expected: w.to_string() }),
+                (Some(w), None) => Err(WriteError::VersionMismatch {
+                    current: "none".into(),
+                    expected: w.to_string(),
+                }),
                 _ => Ok(()),
             }
         };
@@ -972,8 +1114,17 @@ impl Shared {
                     prepared.visibility,
                     false,
                 )?;
-                let outcome = if live.is_some() { Outcome::Replaced(rec.clone()) } else { Outcome::Created(rec.clone()) };
-                Ok(Applied::Write { record: rec, typ: EventType::Put, reason: None, outcome })
+                let outcome = if live.is_some() {
+                    Outcome::Replaced(rec.clone())
+                } else {
+                    Outcome::Created(rec.clone())
+                };
+                Ok(Applied::Write {
+                    record: rec,
+                    typ: EventType::Put,
+                    reason: None,
+                    outcome,
+                })
             }
             WriteOp::Delete { if_version } => {
                 let r = live.ok_or_else(not_found)?;
@@ -1001,7 +1152,12 @@ impl Shared {
                     r.visibility.clone(),
                     false,
                 )?;
-                Ok(Applied::Write { outcome: Outcome::Renewed(rec.clone()), record: rec, typ: EventType::Put, reason: None })
+                Ok(Applied::Write {
+                    outcome: Outcome::Renewed(rec.clone()),
+                    record: rec,
+                    typ: EventType::Put,
+                    reason: None,
+                })
             }
             WriteOp::Sweep => {
                 let Some(r) = cur else { return Ok(Applied::Nothing) };
@@ -1025,7 +1181,12 @@ impl Shared {
                         r.visibility.clone(),
                         false,
                     )?;
-                    Ok(Applied::Write { outcome: Outcome::Nothing, record: rec, typ: EventType::Expire, reason: None })
+                    Ok(Applied::Write {
+                        outcome: Outcome::Nothing,
+                        record: rec,
+                        typ: EventType::Expire,
+                        reason: None,
+                    })
                 } else {
                     let rec = self.stamp(st, now, kind_name, id, "{}".into(), None, r.visibility.clone(), true)?;
                     Ok(Applied::Write {
@@ -1066,7 +1227,10 @@ impl Shared {
         };
         let size = codec::encode(&rec).len();
         if size > self.settings.max_record_bytes {
-            return Err(WriteError::TooLarge { bytes: size, max: self.settings.max_record_bytes });
+            return Err(WriteError::TooLarge {
+                bytes: size,
+                max: self.settings.max_record_bytes,
+            });
         }
         rec.version = st.hlc.tick(now);
         st.seq += 1;
@@ -1076,8 +1240,15 @@ impl Shared {
     }
 }
 
+/// What one op does, decided before the batch commits. Short-lived.
+#[allow(clippy::large_enum_variant)]
 enum Applied {
-    Write { record: Record, typ: EventType, reason: Option<DeleteReason>, outcome: Outcome },
+    Write {
+        record: Record,
+        typ: EventType,
+        reason: Option<DeleteReason>,
+        outcome: Outcome,
+    },
     Purge,
     Nothing,
 }

@@ -58,25 +58,41 @@ impl Client {
             .map(|s| s.trim_end_matches('/'))
             .filter(|s| !s.is_empty() && !s.contains('/'))
             .ok_or_else(|| ClientError::BadUrl(url.to_string()))?;
-        Ok(Client { authority: authority.to_string(), token })
+        Ok(Client {
+            authority: authority.to_string(),
+            token,
+        })
     }
 
     pub async fn connect(&self) -> Result<Conn, ClientError> {
-        let err = |msg: String| ClientError::Connect { addr: self.authority.clone(), msg };
+        let err = |msg: String| ClientError::Connect {
+            addr: self.authority.clone(),
+            msg,
+        };
         let stream = tokio::time::timeout(REQUEST_TIMEOUT, tokio::net::TcpStream::connect(&self.authority))
             .await
             .map_err(|_| err("timed out".into()))?
             .map_err(|e| err(e.to_string()))?;
         let _ = stream.set_nodelay(true);
-        let (send, conn) = http1::handshake(TokioIo::new(stream)).await.map_err(|e| err(e.to_string()))?;
+        let (send, conn) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| err(e.to_string()))?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        Ok(Conn { send, client: self.clone() })
+        Ok(Conn {
+            send,
+            client: self.clone(),
+        })
     }
 
     /// One request on a fresh connection.
-    pub async fn request(&self, method: Method, path: &str, json: Option<&serde_json::Value>) -> Result<Reply, ClientError> {
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        json: Option<&serde_json::Value>,
+    ) -> Result<Reply, ClientError> {
         self.connect().await?.request(method, path, json).await
     }
 }
@@ -89,18 +105,27 @@ pub struct Conn {
 
 impl Conn {
     fn build(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Request<Full<Bytes>> {
-        let mut b = Request::builder().method(method).uri(path).header("host", &self.client.authority);
+        let mut b = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &self.client.authority);
         if let Some(t) = &self.client.token {
             b = b.header("authorization", format!("Bearer {t}"));
         }
         if body.is_some() {
             b = b.header("content-type", "application/json");
         }
-        b.body(Full::new(Bytes::from(body.unwrap_or_default()))).expect("request builds")
+        b.body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .expect("request builds")
     }
 
     /// Sends a request and reads the whole response.
-    pub async fn request(&mut self, method: Method, path: &str, json: Option<&serde_json::Value>) -> Result<Reply, ClientError> {
+    pub async fn request(
+        &mut self,
+        method: Method,
+        path: &str,
+        json: Option<&serde_json::Value>,
+    ) -> Result<Reply, ClientError> {
         let body = json.map(|v| serde_json::to_vec(v).expect("json serializes"));
         self.send_raw(self.build(method, path, body)).await
     }
@@ -109,13 +134,27 @@ impl Conn {
     pub async fn send_raw(&mut self, req: Request<Full<Bytes>>) -> Result<Reply, ClientError> {
         let fut = async {
             self.send.ready().await.map_err(|e| ClientError::Http(e.to_string()))?;
-            let resp = self.send.send_request(req).await.map_err(|e| ClientError::Http(e.to_string()))?;
+            let resp = self
+                .send
+                .send_request(req)
+                .await
+                .map_err(|e| ClientError::Http(e.to_string()))?;
             let (parts, body) = resp.into_parts();
             let limited = http_body_util::Limited::new(body, RESPONSE_BYTES_MAX);
-            let body = limited.collect().await.map_err(|e| ClientError::Http(e.to_string()))?.to_bytes();
-            Ok(Reply { status: parts.status, headers: parts.headers, body })
+            let body = limited
+                .collect()
+                .await
+                .map_err(|e| ClientError::Http(e.to_string()))?
+                .to_bytes();
+            Ok(Reply {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            })
         };
-        tokio::time::timeout(REQUEST_TIMEOUT, fut).await.map_err(|_| ClientError::Timeout(REQUEST_TIMEOUT))?
+        tokio::time::timeout(REQUEST_TIMEOUT, fut)
+            .await
+            .map_err(|_| ClientError::Timeout(REQUEST_TIMEOUT))?
     }
 
     /// Sends a request and returns the response with its body unread (for
@@ -132,7 +171,10 @@ impl Conn {
     /// A request builder with this connection's host and token, for callers
     /// that need headers of their own.
     pub fn builder(&self, method: Method, path: &str) -> hyper::http::request::Builder {
-        let mut b = Request::builder().method(method).uri(path).header("host", &self.client.authority);
+        let mut b = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &self.client.authority);
         if let Some(t) = &self.client.token {
             b = b.header("authorization", format!("Bearer {t}"));
         }

@@ -158,8 +158,7 @@ pub struct ConfigError(pub String);
 impl Config {
     /// Reads a TOML file; unknown keys are errors.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
         toml::from_str(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))
     }
 
@@ -199,7 +198,9 @@ impl Config {
             }
         }
         if self.limits.list_limit_default > self.limits.list_limit_max {
-            return Err(ConfigError("limits.list_limit_default exceeds limits.list_limit_max".into()));
+            return Err(ConfigError(
+                "limits.list_limit_default exceeds limits.list_limit_max".into(),
+            ));
         }
         for t in &self.api.tokens {
             if t.token.len() < 16 {
@@ -241,7 +242,13 @@ pub fn default_center_id() -> String {
     let id: String = raw
         .trim()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
         .take(regmesh_core::id::CENTER_ID_BYTES_MAX)
         .collect();
     if id.is_empty() {
@@ -257,7 +264,10 @@ mod tests {
 
     #[test]
     fn defaults_are_valid_and_round_trip() {
-        let c = Config { id: "c1".into(), ..Config::default() };
+        let c = Config {
+            id: "c1".into(),
+            ..Config::default()
+        };
         c.validate().unwrap();
         let back: Config = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
         assert_eq!(back, c);
@@ -265,10 +275,17 @@ mod tests {
 
     #[test]
     fn refuses_public_listen_without_tokens() {
-        let mut c = Config { id: "c1".into(), ..Config::default() };
+        let mut c = Config {
+            id: "c1".into(),
+            ..Config::default()
+        };
         c.api.listen = "0.0.0.0:7700".parse().unwrap();
         assert!(c.validate().unwrap_err().0.contains("loopback"));
-        c.api.tokens.push(TokenConfig { name: "ops".into(), token: "x".repeat(32), scopes: vec![Scope::Admin] });
+        c.api.tokens.push(TokenConfig {
+            name: "ops".into(),
+            token: "x".repeat(32),
+            scopes: vec![Scope::Admin],
+        });
         c.validate().unwrap();
     }
 
@@ -285,8 +302,15 @@ mod tests {
 
     #[test]
     fn redacts_tokens() {
-        let mut c = Config { id: "c1".into(), ..Config::default() };
-        c.api.tokens.push(TokenConfig { name: "a".into(), token: "s3cr3t-s3cr3t-s3cr3t".into(), scopes: vec![Scope::Read] });
+        let mut c = Config {
+            id: "c1".into(),
+            ..Config::default()
+        };
+        c.api.tokens.push(TokenConfig {
+            name: "a".into(),
+            token: "s3cr3t-s3cr3t-s3cr3t".into(),
+            scopes: vec![Scope::Read],
+        });
         let t = c.to_toml_redacted();
         assert!(!t.contains("s3cr3t") && t.contains("<redacted>"));
     }

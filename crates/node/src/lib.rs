@@ -34,8 +34,14 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
     let center = Center::open(cfg)?;
     let listener = tokio::net::TcpListener::bind(cfg.api.listen)
         .await
-        .map_err(|source| StartError::Listen { addr: cfg.api.listen, source })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Listen { addr: cfg.api.listen, source })?;
+        .map_err(|source| StartError::Listen {
+            addr: cfg.api.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Listen {
+        addr: cfg.api.listen,
+        source,
+    })?;
     let app = api::router(center.clone(), cfg);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
@@ -47,7 +53,13 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
     });
     let sweeper = tokio::spawn(center.clone().run_sweeper());
     tracing::info!(id = center.id(), %addr, key = %center.public_key_hex(), "registry center serving");
-    Ok(Running { addr, center, stop, server, sweeper })
+    Ok(Running {
+        addr,
+        center,
+        stop,
+        server,
+        sweeper,
+    })
 }
 
 impl Running {
@@ -58,7 +70,10 @@ impl Running {
         self.sweeper.abort();
         let _ = self.sweeper.await;
         let mut server = self.server;
-        if tokio::time::timeout(std::time::Duration::from_secs(5), &mut server).await.is_err() {
+        if tokio::time::timeout(std::time::Duration::from_secs(5), &mut server)
+            .await
+            .is_err()
+        {
             server.abort();
         }
         let center = self.center;

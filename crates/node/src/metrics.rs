@@ -67,11 +67,30 @@ impl Metrics {
             "regmesh_http_responses_total",
             "counter",
             "Client API responses by status class.",
-            &[("class=\"2xx\"", g(&self.http_2xx)), ("class=\"4xx\"", g(&self.http_4xx)), ("class=\"5xx\"", g(&self.http_5xx))],
+            &[
+                ("class=\"2xx\"", g(&self.http_2xx)),
+                ("class=\"4xx\"", g(&self.http_4xx)),
+                ("class=\"5xx\"", g(&self.http_5xx)),
+            ],
         );
-        family("regmesh_load_shed_total", "counter", "Requests refused with 503 because a limit was reached.", &[("", g(&self.shed))]);
-        family("regmesh_commits_total", "counter", "Storage transactions committed.", &[("", g(&self.commits))]);
-        family("regmesh_committed_writes_total", "counter", "Record writes committed.", &[("", g(&self.committed_writes))]);
+        family(
+            "regmesh_load_shed_total",
+            "counter",
+            "Requests refused with 503 because a limit was reached.",
+            &[("", g(&self.shed))],
+        );
+        family(
+            "regmesh_commits_total",
+            "counter",
+            "Storage transactions committed.",
+            &[("", g(&self.commits))],
+        );
+        family(
+            "regmesh_committed_writes_total",
+            "counter",
+            "Record writes committed.",
+            &[("", g(&self.committed_writes))],
+        );
         family(
             "regmesh_commit_seconds_total",
             "counter",
@@ -95,7 +114,12 @@ impl Metrics {
             "Stored records that failed signature or digest checks.",
             &[("", g(&self.integrity_errors))],
         );
-        family("regmesh_watchers", "gauge", "Open watch streams.", &[("", g(&self.watchers))]);
+        family(
+            "regmesh_watchers",
+            "gauge",
+            "Open watch streams.",
+            &[("", g(&self.watchers))],
+        );
         let mut last = "";
         for (name, help, labels, v) in gauges {
             if *name != last {

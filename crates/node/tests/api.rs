@@ -46,11 +46,29 @@ async fn create_read_replace_delete() {
     assert_eq!(v2["addresses"], json!(["2001:db8::2"]));
     assert_ne!(v2["version"], v["version"]);
 
-    assert_eq!(c.req(Method::DELETE, "/v1/agents/did:web:example.com:a1", None).await.status, StatusCode::NO_CONTENT);
-    assert_eq!(c.get("/v1/agents/did:web:example.com:a1").await.status, StatusCode::NOT_FOUND);
-    assert_eq!(c.req(Method::DELETE, "/v1/agents/did:web:example.com:a1", None).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        c.req(Method::DELETE, "/v1/agents/did:web:example.com:a1", None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        c.get("/v1/agents/did:web:example.com:a1").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        c.req(Method::DELETE, "/v1/agents/did:web:example.com:a1", None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
     // Re-creating after delete is a create.
-    assert_eq!(c.put("/v1/agents/did:web:example.com:a1", agent("2001:db8::3")).await.status, StatusCode::CREATED);
+    assert_eq!(
+        c.put("/v1/agents/did:web:example.com:a1", agent("2001:db8::3"))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
     let st = c.get("/v1/status").await.json();
     assert_eq!(st["records"]["agent"], 1);
     assert_eq!(st["id"], "c1");
@@ -64,16 +82,76 @@ async fn bad_input_is_refused_and_changes_nothing() {
     let before = fingerprint(&c).await;
 
     let cases: Vec<(&str, &str, Vec<u8>, StatusCode, &str)> = vec![
-        ("/v1/agents/a1", "application/json", b"{\"addresses\": [".to_vec(), StatusCode::BAD_REQUEST, "malformed_json"),
-        ("/v1/agents/a1", "application/json", br#"{"addresses":["::2"],"colour":"red"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid"),
-        ("/v1/agents/a1", "application/json", br#"{"status":"online"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid"),
-        ("/v1/agents/a1", "application/json", br#"{"addresses":["fe80::1"]}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid"),
-        ("/v1/agents/a1", "application/json", br#"{"addresses":["::2"],"id":"a2"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid"),
-        ("/v1/agents/a1", "application/json", br#"[1,2]"#.to_vec(), StatusCode::BAD_REQUEST, "invalid"),
-        ("/v1/agents/a%20b", "application/json", br#"{"addresses":["::2"]}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_id"),
-        ("/v1/agents/a1", "text/plain", br#"{"addresses":["::2"]}"#.to_vec(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
-        ("/v1/agents/a1", "", br#"{"addresses":["::2"]}"#.to_vec(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
-        ("/v1/agents/a1", "application/json", vec![b' '; 200 * 1024], StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+        (
+            "/v1/agents/a1",
+            "application/json",
+            b"{\"addresses\": [".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            "/v1/agents/a1",
+            "application/json",
+            br#"{"addresses":["::2"],"colour":"red"}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid",
+        ),
+        (
+            "/v1/agents/a1",
+            "application/json",
+            br#"{"status":"online"}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid",
+        ),
+        (
+            "/v1/agents/a1",
+            "application/json",
+            br#"{"addresses":["fe80::1"]}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid",
+        ),
+        (
+            "/v1/agents/a1",
+            "application/json",
+            br#"{"addresses":["::2"],"id":"a2"}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid",
+        ),
+        (
+            "/v1/agents/a1",
+            "application/json",
+            br#"[1,2]"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid",
+        ),
+        (
+            "/v1/agents/a%20b",
+            "application/json",
+            br#"{"addresses":["::2"]}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_id",
+        ),
+        (
+            "/v1/agents/a1",
+            "text/plain",
+            br#"{"addresses":["::2"]}"#.to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            "/v1/agents/a1",
+            "",
+            br#"{"addresses":["::2"]}"#.to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            "/v1/agents/a1",
+            "application/json",
+            vec![b' '; 200 * 1024],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+        ),
     ];
     for (path, ct, body, status, code) in cases {
         let r = c.put_raw(path, ct, body.clone()).await;
@@ -82,9 +160,24 @@ async fn bad_input_is_refused_and_changes_nothing() {
         assert!(!r.json()["error"]["message"].as_str().unwrap().is_empty());
         assert_eq!(fingerprint(&c).await, before, "a refused request changed state: {code}");
     }
-    let r = c.put_raw("/v1/agents/a1", "application/json", br#"{"addresses":["::2"],"colour":"red"}"#.to_vec()).await;
-    assert!(r.json()["error"]["message"].as_str().unwrap().contains("colour"), "message names the field");
-    let r = c.put_raw("/v1/agents/a1", "application/json", br#"{"addresses":["fe80::1"]}"#.to_vec()).await;
+    let r = c
+        .put_raw(
+            "/v1/agents/a1",
+            "application/json",
+            br#"{"addresses":["::2"],"colour":"red"}"#.to_vec(),
+        )
+        .await;
+    assert!(
+        r.json()["error"]["message"].as_str().unwrap().contains("colour"),
+        "message names the field"
+    );
+    let r = c
+        .put_raw(
+            "/v1/agents/a1",
+            "application/json",
+            br#"{"addresses":["fe80::1"]}"#.to_vec(),
+        )
+        .await;
     assert_eq!(r.json()["error"]["field"], "addresses[0]");
 
     // A record over the record limit (body under the body limit): 413.
@@ -107,9 +200,15 @@ async fn bad_input_is_refused_and_changes_nothing() {
         assert_eq!(r.json()["error"]["code"], code, "{q}");
     }
     // Unknown ids and endpoints.
-    assert_eq!(c.req(Method::POST, "/v1/agents/nobody/heartbeat", None).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        c.req(Method::POST, "/v1/agents/nobody/heartbeat", None).await.status,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(c.get("/v1/nothing").await.json()["error"]["code"], "not_found");
-    assert_eq!(c.req(Method::PATCH, "/v1/agents/a1", None).await.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        c.req(Method::PATCH, "/v1/agents/a1", None).await.status,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
     assert_eq!(fingerprint(&c).await, before);
     c.stop().await;
 }
@@ -124,7 +223,9 @@ async fn conditional_writes() {
             conn.builder(Method::PUT, "/v1/agents/a1")
                 .header("content-type", "application/json")
                 .header("if-match", "\"1.0\"")
-                .body(http_body_util::Full::new(serde_json::to_vec(&agent("::9")).unwrap().into()))
+                .body(http_body_util::Full::new(
+                    serde_json::to_vec(&agent("::9")).unwrap().into(),
+                ))
                 .unwrap(),
         )
         .await
@@ -135,7 +236,9 @@ async fn conditional_writes() {
             conn.builder(Method::PUT, "/v1/agents/a1")
                 .header("content-type", "application/json")
                 .header("if-match", format!("\"{}\"", v["version"].as_str().unwrap()))
-                .body(http_body_util::Full::new(serde_json::to_vec(&agent("::9")).unwrap().into()))
+                .body(http_body_util::Full::new(
+                    serde_json::to_vec(&agent("::9")).unwrap().into(),
+                ))
                 .unwrap(),
         )
         .await
@@ -155,16 +258,29 @@ async fn filtered_listing_and_paging() {
         } else {
             json!([{"name": "translate", "tags": ["en-fr"]}])
         };
-        assert_eq!(c.put(&format!("/v1/agents/a{i:02}"), a).await.status, StatusCode::CREATED);
+        assert_eq!(
+            c.put(&format!("/v1/agents/a{i:02}"), a).await.status,
+            StatusCode::CREATED
+        );
     }
-    let ids = |v: &Value| v["items"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    let ids = |v: &Value| {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
     let v = c.get("/v1/agents?capability=summarize").await.json();
     assert_eq!(ids(&v), vec!["a00", "a05", "a10", "a15", "a20"]);
     let v = c.get("/v1/agents?capability=summarize&status=online").await.json();
     assert_eq!(ids(&v), vec!["a00", "a10", "a20"]);
     let v = c.get("/v1/agents?tag=en-fr&status=offline&origin=c1").await.json();
     assert_eq!(ids(&v).len(), 10);
-    assert!(c.get("/v1/agents?origin=c9").await.json()["items"].as_array().unwrap().is_empty());
+    assert!(c.get("/v1/agents?origin=c9").await.json()["items"]
+        .as_array()
+        .unwrap()
+        .is_empty());
 
     // Page through everything, 7 at a time: every id once, in order.
     let mut seen = Vec::new();
@@ -191,25 +307,61 @@ async fn filtered_listing_and_paging() {
 async fn tokens_and_scopes() {
     let c = start_with(|cfg| {
         cfg.api.tokens = vec![
-            TokenConfig { name: "reader".into(), token: "r".repeat(24), scopes: vec![Scope::Read] },
-            TokenConfig { name: "writer".into(), token: "w".repeat(24), scopes: vec![Scope::Read, Scope::Write] },
+            TokenConfig {
+                name: "reader".into(),
+                token: "r".repeat(24),
+                scopes: vec![Scope::Read],
+            },
+            TokenConfig {
+                name: "writer".into(),
+                token: "w".repeat(24),
+                scopes: vec![Scope::Read, Scope::Write],
+            },
         ];
     })
     .await;
-    let writer = regmesh_node::client::Client::new(&format!("http://{}", c.client.authority), Some("w".repeat(24))).unwrap();
-    let reader = regmesh_node::client::Client::new(&format!("http://{}", c.client.authority), Some("r".repeat(24))).unwrap();
+    let writer =
+        regmesh_node::client::Client::new(&format!("http://{}", c.client.authority), Some("w".repeat(24))).unwrap();
+    let reader =
+        regmesh_node::client::Client::new(&format!("http://{}", c.client.authority), Some("r".repeat(24))).unwrap();
     let anon = regmesh_node::client::Client::new(&format!("http://{}", c.client.authority), None).unwrap();
-    let wrong = regmesh_node::client::Client::new(&format!("http://{}", c.client.authority), Some("x".repeat(24))).unwrap();
+    let wrong =
+        regmesh_node::client::Client::new(&format!("http://{}", c.client.authority), Some("x".repeat(24))).unwrap();
     let body = agent("::5");
-    assert_eq!(anon.request(Method::GET, "/v1/agents", None).await.unwrap().status, StatusCode::UNAUTHORIZED);
-    assert_eq!(wrong.request(Method::GET, "/v1/agents", None).await.unwrap().status, StatusCode::UNAUTHORIZED);
-    assert_eq!(anon.request(Method::GET, "/healthz", None).await.unwrap().status, StatusCode::OK);
+    assert_eq!(
+        anon.request(Method::GET, "/v1/agents", None).await.unwrap().status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        wrong.request(Method::GET, "/v1/agents", None).await.unwrap().status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        anon.request(Method::GET, "/healthz", None).await.unwrap().status,
+        StatusCode::OK
+    );
     let r = reader.request(Method::PUT, "/v1/agents/a1", Some(&body)).await.unwrap();
     assert_eq!(r.status, StatusCode::FORBIDDEN);
-    assert_eq!(reader.request(Method::GET, "/v1/agents/a1", None).await.unwrap().status, StatusCode::NOT_FOUND);
-    assert_eq!(writer.request(Method::PUT, "/v1/agents/a1", Some(&body)).await.unwrap().status, StatusCode::CREATED);
-    assert_eq!(reader.request(Method::GET, "/v1/agents/a1", None).await.unwrap().status, StatusCode::OK);
-    assert_eq!(reader.request(Method::GET, "/metrics", None).await.unwrap().status, StatusCode::OK);
+    assert_eq!(
+        reader.request(Method::GET, "/v1/agents/a1", None).await.unwrap().status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        writer
+            .request(Method::PUT, "/v1/agents/a1", Some(&body))
+            .await
+            .unwrap()
+            .status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        reader.request(Method::GET, "/v1/agents/a1", None).await.unwrap().status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        reader.request(Method::GET, "/metrics", None).await.unwrap().status,
+        StatusCode::OK
+    );
     c.stop().await;
 }
 
@@ -219,7 +371,11 @@ async fn sheds_load_with_503_when_requests_in_flight_reach_the_limit() {
     let c = start_with(|cfg| cfg.api.max_concurrent_requests = 1).await;
     // Hold the only slot: a PUT whose body never finishes arriving.
     let mut slow = tokio::net::TcpStream::connect(&c.client.authority).await.unwrap();
-    slow.write_all(b"PUT /v1/agents/slow HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{").await.unwrap();
+    slow.write_all(
+        b"PUT /v1/agents/slow HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{",
+    )
+    .await
+    .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let r = c.get("/v1/agents").await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
@@ -236,7 +392,12 @@ async fn sheds_load_with_503_when_requests_in_flight_reach_the_limit() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert!(ok, "slot never freed");
-    assert!(c.get("/metrics").await.body.windows(23).any(|w| w == b"regmesh_load_shed_total"));
+    assert!(c
+        .get("/metrics")
+        .await
+        .body
+        .windows(23)
+        .any(|w| w == b"regmesh_load_shed_total"));
     c.stop().await;
 }
 
@@ -251,7 +412,10 @@ async fn full_write_queue_refuses_and_loses_nothing_acknowledged() {
     for i in 0..64 {
         let client = c.client.clone();
         tasks.push(tokio::spawn(async move {
-            let r = client.request(Method::PUT, &format!("/v1/agents/q{i}"), Some(&agent("::7"))).await.unwrap();
+            let r = client
+                .request(Method::PUT, &format!("/v1/agents/q{i}"), Some(&agent("::7")))
+                .await
+                .unwrap();
             (i, r.status)
         }));
     }
@@ -266,7 +430,11 @@ async fn full_write_queue_refuses_and_loses_nothing_acknowledged() {
     }
     for i in 0..64 {
         let got = c.get(&format!("/v1/agents/q{i}")).await.status;
-        let want = if created.contains(&i) { StatusCode::OK } else { StatusCode::NOT_FOUND };
+        let want = if created.contains(&i) {
+            StatusCode::OK
+        } else {
+            StatusCode::NOT_FOUND
+        };
         assert_eq!(got, want, "q{i}: acknowledged iff stored");
     }
     c.stop().await;

@@ -61,7 +61,10 @@ async fn watch_replays_then_follows_and_resumes() {
 
     // Replay from the beginning.
     let evs = read_events(&c, "/v1/watch?since=0", 3, Duration::from_secs(5)).await;
-    let summary: Vec<(u64, &str, &str)> = evs.iter().map(|(n, t, d)| (*n, t.as_str(), d["id"].as_str().unwrap())).collect();
+    let summary: Vec<(u64, &str, &str)> = evs
+        .iter()
+        .map(|(n, t, d)| (*n, t.as_str(), d["id"].as_str().unwrap()))
+        .collect();
     assert_eq!(summary, vec![(1, "put", "a1"), (2, "put", "a2"), (3, "delete", "a1")]);
     assert_eq!(evs[2].2["reason"], "client");
     assert_eq!(evs[0].2["record"]["addresses"], json!(["::1"]));
@@ -70,7 +73,9 @@ async fn watch_replays_then_follows_and_resumes() {
     let c2 = c.client.clone();
     let writer = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        c2.request(Method::PUT, "/v1/agents/a3", Some(&agent("::3"))).await.unwrap();
+        c2.request(Method::PUT, "/v1/agents/a3", Some(&agent("::3")))
+            .await
+            .unwrap();
     });
     let evs = read_events(&c, "/v1/watch?since=2", 2, Duration::from_secs(5)).await;
     writer.await.unwrap();
@@ -113,13 +118,26 @@ async fn lease_expiry_marks_offline_then_retention_removes() {
     assert_eq!(c.get("/v1/agents/leased").await.json()["status"], "online");
 
     // Then it stops beating: offline after ~1 s, gone ~1 s later.
-    let evs = read_events(&c, &format!("/v1/watch?since={}", c.center().head()), 2, Duration::from_secs(6)).await;
-    let kinds: Vec<(&str, &str)> = evs.iter().map(|e| (e.1.as_str(), e.2["id"].as_str().unwrap())).collect();
+    let evs = read_events(
+        &c,
+        &format!("/v1/watch?since={}", c.center().head()),
+        2,
+        Duration::from_secs(6),
+    )
+    .await;
+    let kinds: Vec<(&str, &str)> = evs
+        .iter()
+        .map(|e| (e.1.as_str(), e.2["id"].as_str().unwrap()))
+        .collect();
     assert_eq!(kinds, vec![("expire", "leased"), ("delete", "leased")]);
     assert_eq!(evs[0].2["record"]["status"], "offline");
     assert_eq!(evs[1].2["reason"], "retention");
     assert_eq!(c.get("/v1/agents/leased").await.status, StatusCode::NOT_FOUND);
-    assert_eq!(c.get("/v1/agents/forever").await.status, StatusCode::OK, "records without a lease stay");
+    assert_eq!(
+        c.get("/v1/agents/forever").await.status,
+        StatusCode::OK,
+        "records without a lease stay"
+    );
     c.stop().await;
 }
 
@@ -141,7 +159,10 @@ async fn offline_agent_comes_back_with_a_heartbeat() {
     assert_eq!(c.get("/v1/agents?status=offline").await.json()["items"][0]["id"], "b1");
     let r = c.req(Method::POST, "/v1/agents/b1/heartbeat", None).await;
     assert_eq!(r.json()["status"], "online");
-    assert!(c.get("/v1/agents?status=offline").await.json()["items"].as_array().unwrap().is_empty());
+    assert!(c.get("/v1/agents?status=offline").await.json()["items"]
+        .as_array()
+        .unwrap()
+        .is_empty());
     c.stop().await;
 }
 
@@ -172,9 +193,16 @@ impl Kind for NoteKind {
         "note"
     }
     fn prepare(&self, _id: &str, input: Value) -> Result<Prepared, ValidationError> {
-        let text = input.get("text").and_then(Value::as_str).ok_or_else(|| ValidationError::new("text", "required"))?;
+        let text = input
+            .get("text")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ValidationError::new("text", "required"))?;
         let topic = input.get("topic").and_then(Value::as_str).unwrap_or("general");
-        Ok(Prepared { body: json!({"text": text, "topic": topic}), lease_s: None, visibility: Visibility::Local })
+        Ok(Prepared {
+            body: json!({"text": text, "topic": topic}),
+            lease_s: None,
+            visibility: Visibility::Local,
+        })
     }
     fn index_fields(&self) -> &'static [&'static str] {
         &["topic"]
@@ -202,14 +230,37 @@ async fn a_second_kind_needs_no_store_or_center_changes() {
     let center = Center::open_with(&cfg, kinds_with_note(), None).unwrap();
     for (id, topic) in [("n1", "ops"), ("n2", "dev"), ("n3", "ops")] {
         let p = NoteKind.prepare(id, json!({"text": "hello", "topic": topic})).unwrap();
-        center.write("note", id, WriteOp::Put { prepared: p, if_version: None }).await.unwrap();
+        center
+            .write(
+                "note",
+                id,
+                WriteOp::Put {
+                    prepared: p,
+                    if_version: None,
+                },
+            )
+            .await
+            .unwrap();
     }
     // Same id in two kinds does not collide.
     let p = regmesh_core::AgentKind.prepare("n1", agent("::1")).unwrap();
-    center.write("agent", "n1", WriteOp::Put { prepared: p, if_version: None }).await.unwrap();
+    center
+        .write(
+            "agent",
+            "n1",
+            WriteOp::Put {
+                prepared: p,
+                if_version: None,
+            },
+        )
+        .await
+        .unwrap();
     let (ops, _) = center.list("note", &[("topic", "ops")], None, 10).unwrap();
     assert_eq!(ops.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), vec!["n1", "n3"]);
-    assert!(center.list("note", &[("capability", "x")], None, 10).is_err(), "agent fields are not note fields");
+    assert!(
+        center.list("note", &[("capability", "x")], None, 10).is_err(),
+        "agent fields are not note fields"
+    );
     assert_eq!(center.get("note", "n2").unwrap().unwrap().visibility, Visibility::Local);
     center.close();
     // And it all comes back, verified, after a restart.
@@ -227,14 +278,27 @@ async fn tampered_bytes_are_caught_on_read_and_on_start() {
     let center = Center::open_with(&cfg, Kinds::builtin(), Some(store.clone() as Arc<dyn Store>)).unwrap();
     for id in ["good", "victim"] {
         let p = regmesh_core::AgentKind.prepare(id, agent("::1")).unwrap();
-        center.write("agent", id, WriteOp::Put { prepared: p, if_version: None }).await.unwrap();
+        center
+            .write(
+                "agent",
+                id,
+                WriteOp::Put {
+                    prepared: p,
+                    if_version: None,
+                },
+            )
+            .await
+            .unwrap();
     }
     // Someone edits the stored bytes: the address becomes 2001:db8::bad.
     let bytes = store.get("agent", "victim").unwrap().unwrap();
     let mut rec = regmesh_core::codec::decode(&bytes).unwrap();
     rec.body = rec.body.replace("::1", "2001:db8::bad");
     store
-        .apply(&WriteBatch { puts: vec![("agent".into(), "victim".into(), regmesh_core::codec::encode(&rec))], ..Default::default() })
+        .apply(&WriteBatch {
+            puts: vec![("agent".into(), "victim".into(), regmesh_core::codec::encode(&rec))],
+            ..Default::default()
+        })
         .unwrap();
     let err = center.get("agent", "victim").unwrap_err();
     assert!(err.to_string().contains("verified digest"), "{err}");
@@ -252,7 +316,9 @@ async fn tampered_bytes_are_caught_on_read_and_on_start() {
 async fn data_dir_of_another_center_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     Center::open(&Config::for_test("c1", dir.path())).unwrap().close();
-    let e = Center::open(&Config::for_test("c2", dir.path())).err().expect("must refuse");
+    let e = Center::open(&Config::for_test("c2", dir.path()))
+        .err()
+        .expect("must refuse");
     assert!(e.to_string().contains("belongs to center \"c1\""), "{e}");
 }
 
@@ -266,6 +332,9 @@ async fn identity_key_is_kept_across_restarts() {
     assert_eq!(b.public_key_hex(), k1);
     b.close();
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(dir.path().join("identity.key")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(dir.path().join("identity.key"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o077, 0, "identity key readable by others");
 }

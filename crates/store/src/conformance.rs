@@ -40,10 +40,22 @@ pub fn run_durable(dir: &Path, open: &dyn Fn(&Path) -> Box<dyn Store>) {
         s.apply(&put("agent", "b", b"2")).unwrap();
     }
     let s = open(&path);
-    assert_eq!(s.get("agent", "a").unwrap().as_deref(), Some(&b"1"[..]), "record lost on reopen");
-    assert_eq!(s.get("agent", "b").unwrap().as_deref(), Some(&b"2"[..]), "second batch lost on reopen");
+    assert_eq!(
+        s.get("agent", "a").unwrap().as_deref(),
+        Some(&b"1"[..]),
+        "record lost on reopen"
+    );
+    assert_eq!(
+        s.get("agent", "b").unwrap().as_deref(),
+        Some(&b"2"[..]),
+        "second batch lost on reopen"
+    );
     assert_eq!(s.change_bounds().unwrap(), Some((1, 1)), "change log lost on reopen");
-    assert_eq!(s.meta("seq").unwrap().as_deref(), Some(&b"7"[..]), "meta lost on reopen");
+    assert_eq!(
+        s.meta("seq").unwrap().as_deref(),
+        Some(&b"7"[..]),
+        "meta lost on reopen"
+    );
 }
 
 fn put_get_replace(s: &dyn Store) {
@@ -51,7 +63,11 @@ fn put_get_replace(s: &dyn Store) {
     s.apply(&put("agent", "a", b"v1")).unwrap();
     assert_eq!(s.get("agent", "a").unwrap().as_deref(), Some(&b"v1"[..]));
     s.apply(&put("agent", "a", b"v2")).unwrap();
-    assert_eq!(s.get("agent", "a").unwrap().as_deref(), Some(&b"v2"[..]), "replace did not replace");
+    assert_eq!(
+        s.get("agent", "a").unwrap().as_deref(),
+        Some(&b"v2"[..]),
+        "replace did not replace"
+    );
     assert!(s.apply(&WriteBatch::default()).is_ok(), "empty batch refused");
 }
 
@@ -62,7 +78,11 @@ fn kinds_are_separate(s: &dyn Store) {
     assert_eq!(s.get("note", "x").unwrap().as_deref(), Some(&b"note"[..]));
     // A kind that is a prefix of another must not collide.
     s.apply(&put("a", "gent\0x", b"evil")).unwrap();
-    assert_eq!(s.get("agent", "x").unwrap().as_deref(), Some(&b"agent"[..]), "kind/id keys collide");
+    assert_eq!(
+        s.get("agent", "x").unwrap().as_deref(),
+        Some(&b"agent"[..]),
+        "kind/id keys collide"
+    );
 }
 
 fn batch_is_atomic_and_complete(s: &dyn Store) {
@@ -82,11 +102,17 @@ fn batch_is_atomic_and_complete(s: &dyn Store) {
 
 fn remove(s: &dyn Store) {
     s.apply(&put("agent", "a", b"v")).unwrap();
-    s.apply(&WriteBatch { removes: vec![("agent".into(), "a".into())], ..Default::default() })
-        .unwrap();
+    s.apply(&WriteBatch {
+        removes: vec![("agent".into(), "a".into())],
+        ..Default::default()
+    })
+    .unwrap();
     assert_eq!(s.get("agent", "a").unwrap(), None, "removed record still there");
-    s.apply(&WriteBatch { removes: vec![("agent".into(), "never".into())], ..Default::default() })
-        .expect("removing an absent record must succeed");
+    s.apply(&WriteBatch {
+        removes: vec![("agent".into(), "never".into())],
+        ..Default::default()
+    })
+    .expect("removing an absent record must succeed");
 }
 
 fn get_many_and_scan_order(s: &dyn Store) {
@@ -103,7 +129,11 @@ fn get_many_and_scan_order(s: &dyn Store) {
     })
     .unwrap();
     let keys: Vec<(&str, &str)> = seen.iter().map(|(k, i, _)| (k.as_str(), i.as_str())).collect();
-    assert_eq!(keys, vec![("agent", "a"), ("agent", "b"), ("agent", "c"), ("zeta", "a")], "scan order");
+    assert_eq!(
+        keys,
+        vec![("agent", "a"), ("agent", "b"), ("agent", "c"), ("zeta", "a")],
+        "scan order"
+    );
     let mut n = 0;
     s.scan(&mut |_, _, _| {
         n += 1;
@@ -117,14 +147,21 @@ fn change_log(s: &dyn Store) {
     assert_eq!(s.change_bounds().unwrap(), None);
     assert!(s.changes_after(0, 10).unwrap().is_empty());
     for n in 1..=10u64 {
-        s.apply(&WriteBatch { changes: vec![(n, n.to_be_bytes().to_vec())], ..Default::default() })
-            .unwrap();
+        s.apply(&WriteBatch {
+            changes: vec![(n, n.to_be_bytes().to_vec())],
+            ..Default::default()
+        })
+        .unwrap();
     }
     let got: Vec<u64> = s.changes_after(3, 4).unwrap().into_iter().map(|(n, _)| n).collect();
     assert_eq!(got, vec![4, 5, 6, 7], "changes_after window");
     assert!(s.changes_after(10, 5).unwrap().is_empty());
     assert!(s.changes_after(u64::MAX, 5).unwrap().is_empty());
-    s.apply(&WriteBatch { trim_changes_below: Some(6), ..Default::default() }).unwrap();
+    s.apply(&WriteBatch {
+        trim_changes_below: Some(6),
+        ..Default::default()
+    })
+    .unwrap();
     assert_eq!(s.change_bounds().unwrap(), Some((6, 10)), "trim");
     let got: Vec<u64> = s.changes_after(0, 100).unwrap().into_iter().map(|(n, _)| n).collect();
     assert_eq!(got, vec![6, 7, 8, 9, 10]);
@@ -132,8 +169,16 @@ fn change_log(s: &dyn Store) {
 
 fn meta_cells(s: &dyn Store) {
     assert_eq!(s.meta("x").unwrap(), None);
-    s.apply(&WriteBatch { meta: vec![("x".into(), b"1".to_vec())], ..Default::default() }).unwrap();
-    s.apply(&WriteBatch { meta: vec![("x".into(), b"2".to_vec())], ..Default::default() }).unwrap();
+    s.apply(&WriteBatch {
+        meta: vec![("x".into(), b"1".to_vec())],
+        ..Default::default()
+    })
+    .unwrap();
+    s.apply(&WriteBatch {
+        meta: vec![("x".into(), b"2".to_vec())],
+        ..Default::default()
+    })
+    .unwrap();
     assert_eq!(s.meta("x").unwrap().as_deref(), Some(&b"2"[..]));
 }
 

@@ -46,7 +46,9 @@ struct KindIndex {
 impl KindIndex {
     fn unindex(&mut self, id: &str, terms: &[(&'static str, String)]) {
         for (field, value) in terms {
-            let Some(vals) = self.terms.get_mut(field) else { continue };
+            let Some(vals) = self.terms.get_mut(field) else {
+                continue;
+            };
             if let Some(set) = vals.get_mut(value.as_str()) {
                 set.remove(id);
                 if set.is_empty() {
@@ -137,7 +139,9 @@ impl Index {
     /// Live ids of `kind` matching every `(field, value)` filter, in id order,
     /// strictly after `after`, at most `limit`.
     pub fn query(&self, kind: &str, filters: &[(&str, &str)], after: Option<&str>, limit: usize) -> Page {
-        let Some(k) = self.kinds.get(kind) else { return Page::default() };
+        let Some(k) = self.kinds.get(kind) else {
+            return Page::default();
+        };
         let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
         let mut ids = Vec::with_capacity(limit.min(1024));
         let mut more = false;
@@ -181,7 +185,10 @@ mod tests {
     use super::*;
 
     fn e(deleted: bool) -> IndexEntry {
-        IndexEntry { digest: [0; 32], deleted }
+        IndexEntry {
+            digest: [0; 32],
+            deleted,
+        }
     }
 
     fn t(f: &'static str, v: &str) -> (&'static str, String) {
@@ -214,7 +221,13 @@ mod tests {
     fn updates_move_terms_and_tombstones_hide() {
         let mut ix = Index::new();
         ix.upsert("agent", "a", e(false), &[], &[t("status", "online")]);
-        ix.upsert("agent", "a", e(false), &[t("status", "online")], &[t("status", "offline")]);
+        ix.upsert(
+            "agent",
+            "a",
+            e(false),
+            &[t("status", "online")],
+            &[t("status", "offline")],
+        );
         assert!(ix.query("agent", &[("status", "online")], None, 10).ids.is_empty());
         assert_eq!(ix.query("agent", &[("status", "offline")], None, 10).ids, vec!["a"]);
         ix.upsert("agent", "a", e(true), &[t("status", "offline")], &[]);

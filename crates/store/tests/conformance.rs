@@ -13,8 +13,7 @@ fn redb_backend_conforms() {
     let n = std::cell::Cell::new(0);
     conformance::run(&|| {
         n.set(n.get() + 1);
-        Box::new(RedbStore::open(&dir.path().join(format!("s{}.redb", n.get())), 1 << 20).unwrap())
-            as Box<dyn Store>
+        Box::new(RedbStore::open(&dir.path().join(format!("s{}.redb", n.get())), 1 << 20).unwrap()) as Box<dyn Store>
     });
     conformance::run_durable(dir.path(), &|p| {
         Box::new(RedbStore::open(p, 1 << 20).unwrap()) as Box<dyn Store>

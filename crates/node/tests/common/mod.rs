@@ -18,8 +18,16 @@ pub async fn start_with(f: impl FnOnce(&mut Config)) -> TestCenter {
     let mut cfg = Config::for_test("c1", dir.path());
     f(&mut cfg);
     let running = regmesh_node::start(&cfg).await.unwrap();
-    let client = Client::new(&format!("http://{}", running.addr), cfg.api.tokens.first().map(|t| t.token.clone())).unwrap();
-    TestCenter { running: Some(running), client, dir }
+    let client = Client::new(
+        &format!("http://{}", running.addr),
+        cfg.api.tokens.first().map(|t| t.token.clone()),
+    )
+    .unwrap();
+    TestCenter {
+        running: Some(running),
+        client,
+        dir,
+    }
 }
 
 pub async fn start() -> TestCenter {
