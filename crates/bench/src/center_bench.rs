@@ -27,6 +27,9 @@ struct Opts {
     agents: usize,
     seconds: u64,
     connections: usize,
+    /// Keep the data here (and reuse it: `--phases read,http` skips loading).
+    data: Option<std::path::PathBuf>,
+    phases: Vec<String>,
 }
 
 fn parse() -> Result<Opts> {
@@ -34,6 +37,8 @@ fn parse() -> Result<Opts> {
         agents: 1_000_000,
         seconds: 10,
         connections: 32,
+        data: None,
+        phases: vec!["write".into(), "read".into(), "http".into()],
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -46,11 +51,15 @@ fn parse() -> Result<Opts> {
             "--agents" => o.agents = val()?,
             "--seconds" => o.seconds = val()? as u64,
             "--connections" => o.connections = val()?,
+            "--data" => o.data = Some(args.next().context("--data needs a directory")?.into()),
+            "--phases" => o.phases = args.next().context("--phases needs a list")?.split(',').map(String::from).collect(),
             "--quick" => {
                 o.agents = 50_000;
                 o.seconds = 3;
             }
-            _ => bail!("unknown argument {a}; use --agents N --seconds S --connections C --quick"),
+            _ => bail!(
+                "unknown argument {a}; use --agents N --seconds S --connections C --data DIR --phases write,read,http --quick"
+            ),
         }
     }
     Ok(o)
@@ -264,9 +273,13 @@ fn main() -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let dir = tempfile::tempdir()?;
-    let mut cfg = Config::for_test("bench", dir.path());
+    let tmp = tempfile::tempdir()?;
+    let dir = o.data.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    // The operator's defaults (page cache included), on a loopback test port.
+    let mut cfg = Config::for_test("bench", &dir);
+    cfg.store.cache_mib = Config::default().store.cache_mib;
     cfg.leases.sweep_interval_ms = 1000;
+    let phase = |p: &str| o.phases.iter().any(|x| x == p);
     println!(
         "# regmesh center benchmark: {} agents, {} s per phase, {} HTTP connections",
         o.agents, o.seconds, o.connections
@@ -280,33 +293,44 @@ fn main() -> Result<()> {
 
     // Phase 1: in-process writes (every write durable before it is acknowledged).
     let center = Center::open(&cfg)?;
-    let writes = rt.block_on(write_all_in_process(&center, o.agents, 512));
+    let writes = if phase("write") {
+        Some(rt.block_on(write_all_in_process(&center, o.agents, 512)))
+    } else {
+        None
+    };
     let sample = center.get("agent", &agent_id(0))?.context("agent 0 missing")?;
     let record_bytes = regmesh_core::codec::encode(&sample).len();
     println!("encoded agent record: {record_bytes} bytes");
     println!();
     println!("| operation | ops/s | p50 µs | p99 µs | ops |");
     println!("|---|---:|---:|---:|---:|");
-    row("in-process: put (durable, group commit)", &writes);
+    if let Some(w) = &writes {
+        row("in-process: put (durable, group commit)", w);
+    }
 
     // Phase 2: in-process reads on 2 threads.
     let n = o.agents;
-    let by_id = run_threads(2, o.seconds, |rng| {
-        let i = rng.below(n);
-        let r = center.get("agent", &agent_id(i)).expect("read");
-        assert!(r.is_some());
-    });
-    row("in-process: get by id", &by_id);
-    let filtered = run_threads(2, o.seconds, |rng| {
-        let cap = format!("cap-{}", rng.below(CAPS));
-        let (items, _) = center
-            .list("agent", &[("capability", &cap), ("status", "online")], None, 10)
-            .expect("list");
-        assert!(!items.is_empty());
-    });
-    row("in-process: capability+status filter, page of 10", &filtered);
+    if phase("read") {
+        let by_id = run_threads(2, o.seconds, |rng| {
+            let i = rng.below(n);
+            let r = center.get("agent", &agent_id(i)).expect("read");
+            assert!(r.is_some());
+        });
+        row("in-process: get by id", &by_id);
+        let filtered = run_threads(2, o.seconds, |rng| {
+            let cap = format!("cap-{}", rng.below(CAPS));
+            let (items, _) = center
+                .list("agent", &[("capability", &cap), ("status", "online")], None, 10)
+                .expect("list");
+            assert!(!items.is_empty());
+        });
+        row("in-process: capability+status filter, page of 10", &filtered);
+    }
     let head = center.head();
     center.close();
+    if !phase("http") {
+        return Ok(());
+    }
 
     // Phase 3: a real `regmesh serve` process on the same data directory.
     let exe = std::env::current_exe()?.with_file_name("regmesh");
@@ -319,7 +343,7 @@ fn main() -> Result<()> {
     let t0 = Instant::now();
     let mut child = Command::new(&exe)
         .args(["serve", "--id", "bench", "--listen", "127.0.0.1:0", "--data"])
-        .arg(dir.path())
+        .arg(&dir)
         .env("REGMESH_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()?;

@@ -6,7 +6,7 @@
 //! records generically; adding a kind touches only this registry.
 
 use crate::record::{Record, Visibility};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use thiserror::Error;
@@ -96,32 +96,67 @@ impl Kinds {
     }
 }
 
-/// The JSON a client sees for a live record: the body's fields plus `id`,
-/// `visibility`, and the fields the center assigned.
-pub fn view(r: &Record, stale: bool) -> Value {
-    let mut m = match r.body_value() {
-        Ok(Value::Object(m)) => m,
-        _ => Map::new(),
-    };
-    m.insert("id".into(), Value::String(r.id.clone()));
-    m.insert("visibility".into(), Value::String(r.visibility.to_string()));
-    m.insert("origin".into(), Value::String(r.origin.clone()));
-    m.insert("version".into(), Value::String(r.version.to_string()));
-    m.insert("seq".into(), Value::from(r.seq));
-    m.insert(
-        "updated_at".into(),
-        Value::String(crate::time::rfc3339_ms(r.version.wall_ms)),
-    );
+/// Top-level names the envelope puts into a record's JSON view; a kind's body
+/// must not use them (the center refuses such a body).
+pub const ENVELOPE_FIELDS: &[&str] = &[
+    "id",
+    "visibility",
+    "origin",
+    "version",
+    "seq",
+    "updated_at",
+    "expires_at",
+    "stale",
+];
+
+/// The JSON text a client sees for a live record: the body's fields plus
+/// `id`, `visibility`, and the fields the center assigned. Built by splicing
+/// the envelope into the canonical body text, without re-parsing the body.
+pub fn view_json(r: &Record, stale: bool) -> String {
+    let q = |s: &str| serde_json::to_string(s).expect("strings serialize");
+    let mut out = String::with_capacity(r.body.len() + 200);
+    out.push_str("{\"id\":");
+    out.push_str(&q(&r.id));
+    out.push_str(",\"visibility\":");
+    out.push_str(&q(&r.visibility.to_string()));
+    out.push_str(",\"origin\":");
+    out.push_str(&q(&r.origin));
+    out.push_str(",\"version\":\"");
+    out.push_str(&r.version.to_string());
+    out.push_str("\",\"seq\":");
+    out.push_str(&r.seq.to_string());
+    out.push_str(",\"updated_at\":\"");
+    out.push_str(&crate::time::rfc3339_ms(r.version.wall_ms));
+    out.push('"');
     if let Some(t) = r.expires_at_ms {
-        m.insert("expires_at".into(), Value::String(crate::time::rfc3339_ms(t)));
+        out.push_str(",\"expires_at\":\"");
+        out.push_str(&crate::time::rfc3339_ms(t));
+        out.push('"');
     }
     if stale {
-        m.insert("stale".into(), Value::Bool(true));
+        out.push_str(",\"stale\":true");
     }
-    Value::Object(m)
+    let inner = r
+        .body
+        .trim()
+        .strip_prefix('{')
+        .and_then(|b| b.strip_suffix('}'))
+        .unwrap_or("")
+        .trim();
+    if !inner.is_empty() {
+        out.push(',');
+        out.push_str(inner);
+    }
+    out.push('}');
+    out
 }
 
-/// Fields of [`view`] that the center assigns; accepted in input (so a client
+/// [`view_json`] as a parsed value.
+pub fn view(r: &Record, stale: bool) -> Value {
+    serde_json::from_str(&view_json(r, stale)).expect("view is valid JSON")
+}
+
+/// Fields of [`view_json`] that the center assigns; accepted in input (so a client
 /// can PUT back what it GOT) and ignored.
 pub const ASSIGNED_FIELDS: &[&str] = &["origin", "version", "seq", "updated_at", "expires_at", "stale"];
 
@@ -131,5 +166,41 @@ pub fn json_depth(v: &Value) -> usize {
         Value::Array(a) => 1 + a.iter().map(json_depth).max().unwrap_or(0),
         Value::Object(m) => 1 + m.values().map(json_depth).max().unwrap_or(0),
         _ => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Hlc, Visibility};
+
+    #[test]
+    fn view_splices_envelope_into_body() {
+        let mut r = Record {
+            kind: "agent".into(),
+            id: "did:web:x\"y".into(),
+            origin: "c1".into(),
+            version: Hlc::new(1_700_000_000_123, 4),
+            seq: 9,
+            expires_at_ms: Some(1_700_000_060_123),
+            visibility: Visibility::Authorized("g".into()),
+            deleted: false,
+            body: r#"{"addresses":["::1"],"status":"online"}"#.into(),
+            sig: [0; 64],
+        };
+        let v = view(&r, true);
+        assert_eq!(v["id"], "did:web:x\"y");
+        assert_eq!(v["visibility"], "authorized:g");
+        assert_eq!(v["version"], "1700000000123.4");
+        assert_eq!(v["seq"], 9);
+        assert_eq!(v["updated_at"], "2023-11-14T22:13:20.123Z");
+        assert_eq!(v["expires_at"], "2023-11-14T22:14:20.123Z");
+        assert_eq!(v["stale"], true);
+        assert_eq!(v["addresses"][0], "::1");
+        r.body = "{}".into();
+        r.expires_at_ms = None;
+        let v = view(&r, false);
+        assert!(v.get("expires_at").is_none() && v.get("stale").is_none());
+        assert_eq!(v.as_object().unwrap().len(), 6);
     }
 }

@@ -15,7 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use regmesh_core::agent::AGENT;
-use regmesh_core::{kind::view, Hlc, Record};
+use regmesh_core::kind::{view, view_json};
+use regmesh_core::{Hlc, Record};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
@@ -155,8 +156,16 @@ fn if_match(headers: &HeaderMap) -> Result<Option<Hlc>, ApiError> {
         .map_err(|_| ApiError::bad("bad_header", "If-Match must be a version as returned in ETag"))
 }
 
+/// A response whose body is JSON text built by hand.
+fn json_text(body: String) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        body,
+    )
+}
+
 fn record_response(status: StatusCode, r: &Record) -> Response {
-    let mut resp = (status, Json(view(r, false))).into_response();
+    let mut resp = (status, json_text(view_json(r, false))).into_response();
     resp.headers_mut().insert(header::ETAG, etag(r));
     resp
 }
@@ -326,8 +335,18 @@ async fn list_agents(
     } else {
         None
     };
-    let items: Vec<Value> = records.iter().map(|r| view(r, false)).collect();
-    Ok(Json(json!({"items": items, "next_cursor": next})).into_response())
+    let mut out = String::with_capacity(records.iter().map(|r| r.body.len() + 256).sum::<usize>() + 64);
+    out.push_str("{\"items\":[");
+    for (i, r) in records.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&view_json(r, false));
+    }
+    out.push_str("],\"next_cursor\":");
+    out.push_str(&serde_json::to_string(&next).expect("cursor serializes"));
+    out.push('}');
+    Ok(json_text(out).into_response())
 }
 
 async fn status(State(api): State<Api>) -> Json<Value> {

@@ -170,6 +170,8 @@ pub enum WriteError {
     NotOwner { kind: String, id: String, owner: String },
     #[error("current version is {current}, not {expected}")]
     VersionMismatch { current: String, expected: String },
+    #[error("{0}")]
+    Invalid(String),
     #[error("record would be {bytes} bytes; the limit is {max}")]
     TooLarge { bytes: usize, max: usize },
     #[error("write queue is full ({0} waiting); retry shortly")]
@@ -475,6 +477,19 @@ impl Center {
     /// Queues a write and waits for it to be durable. Refuses at once when
     /// the queue is full.
     pub async fn write(&self, kind: &str, id: &str, op: WriteOp) -> Result<Outcome, WriteError> {
+        if let WriteOp::Put { prepared, .. } = &op {
+            let Some(obj) = prepared.body.as_object() else {
+                return Err(WriteError::Invalid(format!("a {kind} body must be a JSON object")));
+            };
+            if let Some(f) = regmesh_core::kind::ENVELOPE_FIELDS
+                .iter()
+                .find(|f| obj.contains_key(**f))
+            {
+                return Err(WriteError::Invalid(format!(
+                    "a {kind} body must not carry the envelope field {f:?}"
+                )));
+            }
+        }
         let (reply, rx) = oneshot::channel();
         let op = Op {
             kind: kind.to_string(),

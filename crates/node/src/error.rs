@@ -61,6 +61,7 @@ impl From<WriteError> for ApiError {
             WriteError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
             WriteError::NotOwner { .. } => (StatusCode::CONFLICT, "not_owner"),
             WriteError::VersionMismatch { .. } => (StatusCode::PRECONDITION_FAILED, "version_mismatch"),
+            WriteError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
             WriteError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             WriteError::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             WriteError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),

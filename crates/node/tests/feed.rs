@@ -262,6 +262,24 @@ async fn a_second_kind_needs_no_store_or_center_changes() {
         "agent fields are not note fields"
     );
     assert_eq!(center.get("note", "n2").unwrap().unwrap().visibility, Visibility::Local);
+    // A body may not shadow the envelope's fields in the JSON view.
+    let bad = Prepared {
+        body: json!({"text": "x", "origin": "forged"}),
+        lease_s: None,
+        visibility: Visibility::Public,
+    };
+    let e = center
+        .write(
+            "note",
+            "n9",
+            WriteOp::Put {
+                prepared: bad,
+                if_version: None,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("origin"), "{e}");
     center.close();
     // And it all comes back, verified, after a restart.
     let center = Center::open_with(&cfg, kinds_with_note(), None).unwrap();

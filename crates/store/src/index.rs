@@ -1,7 +1,7 @@
 //! In-memory indexes over the records of a store, rebuilt on start.
 //!
-//! Per kind: a primary map `id → IndexEntry` (ordered, so listing pages by id
-//! without touching the store) and term sets `(field, value) → {ids}` for the
+//! Per kind: a primary hash map `id → IndexEntry`, the ids in order (so
+//! listing pages by id without touching the store), and term sets `(field, value) → {ids}` for the
 //! fields a kind indexes plus `origin`. The caller supplies the terms; the
 //! index knows no kind.
 //!
@@ -14,7 +14,7 @@
 //! live and was indexed with that term. Queries never scan the primary map
 //! when a filter is given.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -37,7 +37,10 @@ pub struct IndexEntry {
 
 #[derive(Default)]
 struct KindIndex {
-    primary: BTreeMap<Arc<str>, IndexEntry>,
+    /// Point lookups: O(1), no string comparisons along a tree path.
+    primary: HashMap<Arc<str>, IndexEntry>,
+    /// The same ids in order, for paging (shares the `Arc<str>`s).
+    order: BTreeSet<Arc<str>>,
     /// field → value → ids.
     terms: HashMap<&'static str, HashMap<Box<str>, BTreeSet<Arc<str>>>>,
     live: usize,
@@ -92,7 +95,11 @@ impl Index {
         let k = self.kinds.entry(kind.to_string()).or_default();
         let (key, was_live) = match k.primary.get_key_value(id) {
             Some((key, e)) => (key.clone(), !e.deleted),
-            None => (Arc::<str>::from(id), false),
+            None => {
+                let key = Arc::<str>::from(id);
+                k.order.insert(key.clone());
+                (key, false)
+            }
         };
         k.unindex(id, old_terms);
         let live = !entry.deleted;
@@ -116,6 +123,7 @@ impl Index {
         let Some(k) = self.kinds.get_mut(kind) else { return };
         k.unindex(id, old_terms);
         if let Some(e) = k.primary.remove(id) {
+            k.order.remove(id);
             if !e.deleted {
                 k.live -= 1;
             }
@@ -146,8 +154,8 @@ impl Index {
         let mut ids = Vec::with_capacity(limit.min(1024));
         let mut more = false;
         if filters.is_empty() {
-            for (id, e) in k.primary.range::<str, _>((lower, Bound::Unbounded)) {
-                if e.deleted {
+            for id in k.order.range::<str, _>((lower, Bound::Unbounded)) {
+                if k.primary.get(id).is_none_or(|e| e.deleted) {
                     continue;
                 }
                 if ids.len() == limit {
