@@ -211,6 +211,9 @@ struct Op {
     kind: String,
     id: String,
     op: WriteOp,
+    /// Canonical JSON of a put's body, computed by the caller's task so the
+    /// single writer does not spend its time on it.
+    canonical: Option<String>,
     reply: Option<ReplyTo>,
 }
 
@@ -490,11 +493,16 @@ impl Center {
                 )));
             }
         }
+        let canonical = match &op {
+            WriteOp::Put { prepared, .. } => Some(canonical_json(&prepared.body)),
+            _ => None,
+        };
         let (reply, rx) = oneshot::channel();
         let op = Op {
             kind: kind.to_string(),
             id: id.to_string(),
             op,
+            canonical,
             reply: Some(reply),
         };
         match self.tx.try_send(op) {
@@ -672,6 +680,7 @@ impl Center {
                 kind,
                 id,
                 op: WriteOp::Sweep,
+                canonical: None,
                 reply: None,
             };
             if self.tx.send(op).await.is_err() {
@@ -916,6 +925,7 @@ impl Shared {
         // that could not load the record (look again in a second).
         let mut resweep: Vec<(String, String)> = Vec::new();
         let mut retry: Vec<(String, String)> = Vec::new();
+        let mut pending: Vec<Pending> = Vec::new();
 
         for op in ops {
             let key = (op.kind.clone(), op.id.clone());
@@ -943,28 +953,24 @@ impl Shared {
             }
             let slot = slots.get_mut(&key).expect("slot present");
             let is_sweep = matches!(op.op, WriteOp::Sweep);
-            let result = self.apply_op(st, now, &op.kind, &op.id, op.op, slot.after.as_ref());
-            match result {
+            match self.apply_op(st, now, &op.kind, &op.id, op.op, op.canonical, slot.after.as_ref()) {
                 Ok(Applied::Write {
                     record,
                     typ,
                     reason,
                     outcome,
                 }) => {
-                    let bytes = codec::encode(&record);
-                    st.change += 1;
-                    batch.changes.push((st.change, encode_event(typ, reason, &bytes)));
-                    slot.after_digest = Some(digest(&bytes));
-                    batch.puts.push((op.kind.clone(), op.id.clone(), bytes));
-                    events.push(Event {
-                        no: st.change,
+                    // Later ops in this batch see this version (unsigned as yet).
+                    slot.after = Some(record.clone());
+                    slot.touched = true;
+                    pending.push(Pending {
+                        key,
+                        record,
                         typ,
                         reason,
-                        record: record.clone(),
+                        done: outcome,
+                        reply: op.reply,
                     });
-                    slot.after = Some(record);
-                    slot.touched = true;
-                    replies.push((op.reply, Ok(outcome)));
                 }
                 Ok(Applied::Purge) => {
                     batch.removes.push((op.kind.clone(), op.id.clone()));
@@ -981,6 +987,27 @@ impl Shared {
                 }
                 Err(e) => replies.push((op.reply, Err(e))),
             }
+        }
+
+        // Sign every new version of the batch; the versions and sequence
+        // numbers were assigned in order above, signatures are independent.
+        self.sign_all(&mut pending);
+        for p in pending {
+            let bytes = codec::encode(&p.record);
+            st.change += 1;
+            batch.changes.push((st.change, encode_event(p.typ, p.reason, &bytes)));
+            let slot = slots.get_mut(&p.key).expect("slot present");
+            // Versions are signed in op order, so the last one of a key wins.
+            slot.after_digest = Some(digest(&bytes));
+            slot.after = Some(p.record.clone());
+            batch.puts.push((p.key.0, p.key.1, bytes));
+            replies.push((p.reply, Ok(p.done.with(&p.record))));
+            events.push(Event {
+                no: st.change,
+                typ: p.typ,
+                reason: p.reason,
+                record: p.record,
+            });
         }
 
         if !batch.puts.is_empty() || !batch.removes.is_empty() {
@@ -1086,6 +1113,7 @@ impl Shared {
         kind_name: &str,
         id: &str,
         op: WriteOp,
+        canonical: Option<String>,
         cur: Option<&Record>,
     ) -> Result<Applied, WriteError> {
         let not_found = || WriteError::NotFound {
@@ -1124,16 +1152,12 @@ impl Shared {
                     now,
                     kind_name,
                     id,
-                    canonical_json(&prepared.body),
+                    canonical.unwrap_or_else(|| canonical_json(&prepared.body)),
                     prepared.lease_s.map(|l| now.saturating_add(l.saturating_mul(1000))),
                     prepared.visibility,
                     false,
                 )?;
-                let outcome = if live.is_some() {
-                    Outcome::Replaced(rec.clone())
-                } else {
-                    Outcome::Created(rec.clone())
-                };
+                let outcome = if live.is_some() { Done::Replaced } else { Done::Created };
                 Ok(Applied::Write {
                     record: rec,
                     typ: EventType::Put,
@@ -1146,7 +1170,7 @@ impl Shared {
                 check_version(if_version)?;
                 let rec = self.stamp(st, now, kind_name, id, "{}".into(), None, r.visibility.clone(), true)?;
                 Ok(Applied::Write {
-                    outcome: Outcome::Deleted(rec.clone()),
+                    outcome: Done::Deleted,
                     record: rec,
                     typ: EventType::Delete,
                     reason: Some(DeleteReason::Client),
@@ -1168,7 +1192,7 @@ impl Shared {
                     false,
                 )?;
                 Ok(Applied::Write {
-                    outcome: Outcome::Renewed(rec.clone()),
+                    outcome: Done::Renewed,
                     record: rec,
                     typ: EventType::Put,
                     reason: None,
@@ -1197,7 +1221,7 @@ impl Shared {
                         false,
                     )?;
                     Ok(Applied::Write {
-                        outcome: Outcome::Nothing,
+                        outcome: Done::Nothing,
                         record: rec,
                         typ: EventType::Expire,
                         reason: None,
@@ -1205,7 +1229,7 @@ impl Shared {
                 } else {
                     let rec = self.stamp(st, now, kind_name, id, "{}".into(), None, r.visibility.clone(), true)?;
                     Ok(Applied::Write {
-                        outcome: Outcome::Nothing,
+                        outcome: Done::Nothing,
                         record: rec,
                         typ: EventType::Delete,
                         reason: Some(DeleteReason::Retention),
@@ -1215,7 +1239,29 @@ impl Shared {
         }
     }
 
-    /// Builds, size-checks and signs a new version originated here.
+    /// Signs `pending` in place, on two threads when there are enough.
+    fn sign_all(&self, pending: &mut [Pending]) {
+        if pending.len() < PARALLEL_SIGN_MIN {
+            for p in pending.iter_mut() {
+                self.identity.sign_record(&mut p.record);
+            }
+            return;
+        }
+        let (a, b) = pending.split_at_mut(pending.len() / 2);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for p in b.iter_mut() {
+                    self.identity.sign_record(&mut p.record);
+                }
+            });
+            for p in a.iter_mut() {
+                self.identity.sign_record(&mut p.record);
+            }
+        });
+    }
+
+    /// Builds and size-checks a new version originated here (signed later,
+    /// with the rest of its batch).
     #[allow(clippy::too_many_arguments)]
     fn stamp(
         &self,
@@ -1250,19 +1296,54 @@ impl Shared {
         rec.version = st.hlc.tick(now);
         st.seq += 1;
         rec.seq = st.seq;
-        self.identity.sign_record(&mut rec);
         Ok(rec)
     }
 }
 
 /// What one op does, decided before the batch commits. Short-lived.
 #[allow(clippy::large_enum_variant)]
+/// Which [`Outcome`] a write produces once its version is signed.
+#[derive(Clone, Copy)]
+enum Done {
+    Created,
+    Replaced,
+    Renewed,
+    Deleted,
+    Nothing,
+}
+
+impl Done {
+    fn with(self, r: &Record) -> Outcome {
+        match self {
+            Done::Created => Outcome::Created(r.clone()),
+            Done::Replaced => Outcome::Replaced(r.clone()),
+            Done::Renewed => Outcome::Renewed(r.clone()),
+            Done::Deleted => Outcome::Deleted(r.clone()),
+            Done::Nothing => Outcome::Nothing,
+        }
+    }
+}
+
+/// A version waiting for its signature within one batch.
+struct Pending {
+    key: (String, String),
+    record: Record,
+    typ: EventType,
+    reason: Option<DeleteReason>,
+    done: Done,
+    reply: Option<ReplyTo>,
+}
+
+/// Below this many versions a batch is signed on the writer thread alone.
+const PARALLEL_SIGN_MIN: usize = 32;
+
 enum Applied {
+    /// A new version, stamped but not yet signed.
     Write {
         record: Record,
         typ: EventType,
         reason: Option<DeleteReason>,
-        outcome: Outcome,
+        outcome: Done,
     },
     Purge,
     Nothing,
