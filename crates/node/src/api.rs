@@ -30,6 +30,7 @@ pub struct Api {
     pub center: Arc<Center>,
     tokens: Arc<Vec<TokenConfig>>,
     max_body_bytes: usize,
+    body_timeout: Duration,
     list_limit_default: usize,
     list_limit_max: usize,
     requests: Arc<Semaphore>,
@@ -42,6 +43,7 @@ pub fn router(center: Arc<Center>, cfg: &Config) -> Router {
         center,
         tokens: Arc::new(cfg.api.tokens.clone()),
         max_body_bytes: cfg.api.max_body_bytes,
+        body_timeout: Duration::from_millis(cfg.api.body_timeout_ms),
         list_limit_default: cfg.limits.list_limit_default,
         list_limit_max: cfg.limits.list_limit_max,
         requests: Arc::new(Semaphore::new(cfg.api.max_concurrent_requests)),
@@ -171,7 +173,7 @@ fn record_response(status: StatusCode, r: &Record) -> Response {
 }
 
 /// Reads a JSON body: content type, size limit, syntax.
-async fn json_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Value, ApiError> {
+async fn json_body(headers: &HeaderMap, body: Body, limit: usize, deadline: Duration) -> Result<Value, ApiError> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -199,7 +201,16 @@ async fn json_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Valu
             return Err(too_large());
         }
     }
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| too_large())?;
+    let bytes = tokio::time::timeout(deadline, axum::body::to_bytes(body, limit))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                format!("request body not received within {} ms", deadline.as_millis()),
+            )
+        })?
+        .map_err(|_| too_large())?;
     serde_json::from_slice(&bytes).map_err(|e| ApiError::bad("malformed_json", format!("body is not valid JSON: {e}")))
 }
 
@@ -210,7 +221,7 @@ async fn put_agent(
     body: Body,
 ) -> Result<Response, ApiError> {
     let id = path_id(p)?;
-    let value = json_body(&headers, body, api.max_body_bytes).await?;
+    let value = json_body(&headers, body, api.max_body_bytes, api.body_timeout).await?;
     let kind = api.center.kinds().get(AGENT).expect("agent kind is built in").clone();
     let prepared = kind.prepare(&id, value).map_err(|e| {
         let mut err = ApiError::bad("invalid", e.to_string());
@@ -398,6 +409,7 @@ fn sse_event(ev: &Event) -> axum::response::sse::Event {
 struct WatchState {
     center: Arc<Center>,
     rx: broadcast::Receiver<Arc<Event>>,
+    closing: tokio::sync::watch::Receiver<bool>,
     sent: u64,
     replay: bool,
     buf: std::collections::VecDeque<Event>,
@@ -470,6 +482,7 @@ async fn watch(
     let state = WatchState {
         center: api.center.clone(),
         rx,
+        closing: api.center.closing(),
         sent,
         replay: sent < head,
         buf: Default::default(),
@@ -497,7 +510,14 @@ async fn watch(
                     }
                 }
             }
-            match st.rx.recv().await {
+            if *st.closing.borrow() {
+                return None;
+            }
+            let received = tokio::select! {
+                r = st.rx.recv() => r,
+                _ = st.closing.changed() => return None,
+            };
+            match received {
                 Ok(ev) if ev.no <= st.sent => continue,
                 Ok(ev) if ev.no == st.sent + 1 => st.buf.push_back((*ev).clone()),
                 // A gap (lagged behind the live channel): read it from the log.

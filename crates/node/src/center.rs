@@ -309,6 +309,8 @@ struct Shared {
 /// reference stops the writer after it has committed what was queued.
 pub struct Center {
     shared: Arc<Shared>,
+    /// Set once the center begins to close; long-lived streams end on it.
+    closing: tokio::sync::watch::Sender<bool>,
     tx: mpsc::Sender<Op>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     started: Instant,
@@ -446,6 +448,7 @@ impl Center {
             })?;
         Ok(Arc::new(Center {
             shared,
+            closing: tokio::sync::watch::Sender::new(false),
             tx,
             writer: Mutex::new(Some(writer)),
             started: Instant::now(),
@@ -698,6 +701,16 @@ impl Center {
             tick.tick().await;
             self.sweep_due().await;
         }
+    }
+
+    /// Tells long-lived readers (watch streams) to finish.
+    pub fn begin_close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Resolves once [`Center::begin_close`] has been called.
+    pub fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.closing.subscribe()
     }
 
     /// Stops accepting writes and waits until everything queued is committed.

@@ -33,6 +33,10 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// Requests served at once; more get 503.
     pub max_concurrent_requests: usize,
+    /// Open client connections; more wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Deadline for receiving a request body, milliseconds; slower gets 408.
+    pub body_timeout_ms: u64,
     /// Open watch streams at once; more get 503.
     pub max_watchers: usize,
     /// Bearer tokens. With none, the API only listens on loopback.
@@ -113,6 +117,8 @@ impl Default for ApiConfig {
             listen: DEFAULT_LISTEN.parse().expect("default listen address"),
             max_body_bytes: 128 * 1024,
             max_concurrent_requests: 1024,
+            max_connections: 4096,
+            body_timeout_ms: 10_000,
             max_watchers: 256,
             tokens: Vec::new(),
         }
@@ -183,6 +189,8 @@ impl Config {
             ("api.max_body_bytes", self.api.max_body_bytes as u64),
             ("api.max_concurrent_requests", self.api.max_concurrent_requests as u64),
             ("api.max_watchers", self.api.max_watchers as u64),
+            ("api.max_connections", self.api.max_connections as u64),
+            ("api.body_timeout_ms", self.api.body_timeout_ms),
             ("store.cache_mib", self.store.cache_mib as u64),
             ("store.write_queue", self.store.write_queue as u64),
             ("store.write_batch_max", self.store.write_batch_max as u64),

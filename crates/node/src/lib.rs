@@ -11,6 +11,7 @@ pub mod center;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod listener;
 pub mod metrics;
 
 pub use center::Center;
@@ -42,6 +43,7 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
         addr: cfg.api.listen,
         source,
     })?;
+    let listener = listener::LimitedListener::new(listener, cfg.api.max_connections);
     let app = api::router(center.clone(), cfg);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
@@ -66,6 +68,7 @@ impl Running {
     /// Stops accepting requests, lets in-flight ones finish (watch streams
     /// are cut after a grace period), and commits everything queued.
     pub async fn shutdown(self) {
+        self.center.begin_close();
         let _ = self.stop.send(());
         self.sweeper.abort();
         let _ = self.sweeper.await;

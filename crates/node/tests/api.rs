@@ -451,3 +451,81 @@ async fn metrics_and_health() {
     assert_eq!(c.get("/healthz").await.json(), json!({"status": "ok"}));
     c.stop().await;
 }
+
+#[tokio::test]
+async fn slow_bodies_time_out_with_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let c = start_with(|cfg| cfg.api.body_timeout_ms = 200).await;
+    let mut slow = tokio::net::TcpStream::connect(&c.client.authority).await.unwrap();
+    slow.write_all(
+        b"PUT /v1/agents/slow HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), slow.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("\"timeout\""), "{text}");
+    assert_eq!(c.get("/v1/agents/slow").await.status, StatusCode::NOT_FOUND);
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn open_connections_are_bounded() {
+    let c = start_with(|cfg| cfg.api.max_connections = 2).await;
+    let mut a = c.client.connect().await.unwrap();
+    let mut b = c.client.connect().await.unwrap();
+    assert_eq!(
+        a.request(Method::GET, "/healthz", None).await.unwrap().status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        b.request(Method::GET, "/healthz", None).await.unwrap().status,
+        StatusCode::OK
+    );
+    // A third connection is not served while both slots are held...
+    let third = tokio::spawn({
+        let client = c.client.clone();
+        async move { client.request(Method::GET, "/healthz", None).await.map(|r| r.status) }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!third.is_finished(), "third connection was served beyond the limit");
+    // ...and is served as soon as one closes.
+    drop(a);
+    let status = tokio::time::timeout(std::time::Duration::from_secs(5), third)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    drop(b);
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_ends_watch_streams_and_commits_queued_writes() {
+    let c = start().await;
+    c.put("/v1/agents/a1", agent("::1")).await;
+    let mut conn = c.client.connect().await.unwrap();
+    let resp = conn.stream("/v1/watch?since=0").await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let dir = c.dir.path().to_path_buf();
+    let t0 = std::time::Instant::now();
+    let running = { c.running };
+    running.unwrap().shutdown().await;
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(4),
+        "shutdown waited on a watcher: {:?}",
+        t0.elapsed()
+    );
+    // The writer was joined (the database is no longer held open), and the
+    // write is there.
+    let center = regmesh_node::Center::open(&regmesh_node::Config::for_test("c1", &dir)).unwrap();
+    assert!(center.get("agent", "a1").unwrap().is_some());
+    center.close();
+    drop(resp);
+}
