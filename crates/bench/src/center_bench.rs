@@ -74,7 +74,7 @@ fn agent_doc(i: usize) -> serde_json::Value {
     json!({
         "addresses": [format!("2001:db8:{:x}:{:x}::1", i >> 16, i & 0xffff)],
         "endpoints": [{"url": format!("https://agents.example.com/a/{i}/a2a"), "protocol": "a2a"}],
-        "status": if i % 3 == 0 { "offline" } else { "online" },
+        "status": if i.is_multiple_of(3) { "offline" } else { "online" },
         "capabilities": [
             {"name": format!("cap-{}", i % CAPS), "description": "translates between language pairs", "tags": ["lang", "fast"]},
             {"name": format!("cap-{}", (i * 7 + 3) % CAPS), "tags": ["batch"]}
@@ -222,14 +222,12 @@ async fn write_all_in_process(center: &Arc<Center>, n: usize, concurrency: usize
     Figures::from(all, t0.elapsed().as_secs_f64())
 }
 
+/// Builds request `k` of a load phase: method, path, optional JSON body.
+type MakeRequest = Arc<dyn Fn(&mut Rng, usize) -> (Method, String, Option<serde_json::Value>) + Send + Sync>;
+
 /// HTTP load: `conns` keep-alive connections issuing requests built by
 /// `path` for `secs`. `body` makes PUTs.
-async fn http_load(
-    client: &Client,
-    conns: usize,
-    secs: u64,
-    make: Arc<dyn Fn(&mut Rng, usize) -> (Method, String, Option<serde_json::Value>) + Send + Sync>,
-) -> Result<(Figures, usize)> {
+async fn http_load(client: &Client, conns: usize, secs: u64, make: MakeRequest) -> Result<(Figures, usize)> {
     let deadline = Instant::now() + Duration::from_secs(secs);
     let counter = Arc::new(AtomicUsize::new(0));
     let errors = Arc::new(AtomicUsize::new(0));
@@ -358,26 +356,24 @@ fn main() -> Result<()> {
     let rss_loaded = rss_of(child.id());
     let client = Client::new(&url, None)?;
 
-    let get_path: Arc<dyn Fn(&mut Rng, usize) -> (Method, String, Option<serde_json::Value>) + Send + Sync> =
+    let get_path: MakeRequest =
         Arc::new(move |rng, _| (Method::GET, format!("/v1/agents/{}", agent_id(rng.below(n))), None));
     let (http_get, e1) = rt.block_on(http_load(&client, o.connections, o.seconds, get_path))?;
-    let filt_path: Arc<dyn Fn(&mut Rng, usize) -> (Method, String, Option<serde_json::Value>) + Send + Sync> =
-        Arc::new(|rng, _| {
-            (
-                Method::GET,
-                format!("/v1/agents?capability=cap-{}&status=online&limit=10", rng.below(CAPS)),
-                None,
-            )
-        });
+    let filt_path: MakeRequest = Arc::new(|rng, _| {
+        (
+            Method::GET,
+            format!("/v1/agents?capability=cap-{}&status=online&limit=10", rng.below(CAPS)),
+            None,
+        )
+    });
     let (http_filt, e2) = rt.block_on(http_load(&client, o.connections, o.seconds, filt_path))?;
-    let put_path: Arc<dyn Fn(&mut Rng, usize) -> (Method, String, Option<serde_json::Value>) + Send + Sync> =
-        Arc::new(move |_, k| {
-            (
-                Method::PUT,
-                format!("/v1/agents/{}", agent_id(n + k)),
-                Some(agent_doc(n + k)),
-            )
-        });
+    let put_path: MakeRequest = Arc::new(move |_, k| {
+        (
+            Method::PUT,
+            format!("/v1/agents/{}", agent_id(n + k)),
+            Some(agent_doc(n + k)),
+        )
+    });
     let (http_put, e3) = rt.block_on(http_load(&client, o.connections.max(64), o.seconds, put_path))?;
     let rss_after = rss_of(child.id());
     let _ = Command::new("kill").arg(child.id().to_string()).status();

@@ -966,7 +966,7 @@ impl Shared {
             }
             let slot = slots.get_mut(&key).expect("slot present");
             let is_sweep = matches!(op.op, WriteOp::Sweep);
-            match self.apply_op(st, now, &op.kind, &op.id, op.op, op.canonical, slot.after.as_ref()) {
+            match self.apply_op(st, now, (&op.kind, &op.id), op.op, op.canonical, slot.after.as_ref()) {
                 Ok(Applied::Write {
                     record,
                     typ,
@@ -1123,8 +1123,7 @@ impl Shared {
         &self,
         st: &mut WriterState,
         now: u64,
-        kind_name: &str,
-        id: &str,
+        (kind_name, id): (&str, &str),
         op: WriteOp,
         canonical: Option<String>,
         cur: Option<&Record>,
@@ -1313,8 +1312,6 @@ impl Shared {
     }
 }
 
-/// What one op does, decided before the batch commits. Short-lived.
-#[allow(clippy::large_enum_variant)]
 /// Which [`Outcome`] a write produces once its version is signed.
 #[derive(Clone, Copy)]
 enum Done {
@@ -1350,6 +1347,8 @@ struct Pending {
 /// Below this many versions a batch is signed on the writer thread alone.
 const PARALLEL_SIGN_MIN: usize = 32;
 
+/// What one op does, decided before the batch commits. Short-lived.
+#[allow(clippy::large_enum_variant)]
 enum Applied {
     /// A new version, stamped but not yet signed.
     Write {

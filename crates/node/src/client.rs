@@ -105,13 +105,7 @@ pub struct Conn {
 
 impl Conn {
     fn build(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Request<Full<Bytes>> {
-        let mut b = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", &self.client.authority);
-        if let Some(t) = &self.client.token {
-            b = b.header("authorization", format!("Bearer {t}"));
-        }
+        let mut b = self.builder(method, path);
         if body.is_some() {
             b = b.header("content-type", "application/json");
         }
