@@ -1,0 +1,22 @@
+//! regmesh proto: the protocol logic of the peer mesh as sans-io state
+//! machines. Each takes inputs (a message, a timer firing, a clock reading
+//! passed in as milliseconds) and returns decisions; none owns a socket, a
+//! task or a clock, so the node and the deterministic simulator drive the
+//! very same code.
+//!
+//! Building blocks (this crate grows into the full mesh machine):
+//! - [`dedup`]: which flooded messages are new, per initiator, tolerant of
+//!   reordering (DRiP §5.4 as DESIGN.md amends it), and the own counter.
+//! - [`lifecycle`]: per-peer state NEEDED → KNOWN → INTRODUCED → OPERATIONAL
+//!   ⇄ DEGRADED ⇄ INTERRUPTED (document 003).
+//! - [`watermark`]: per-origin highest contiguous sequence number.
+//! - [`digest`]: order-independent digest of a set of record versions.
+//! - [`node_state`]: this center's DRiP state (active / inactive / sync).
+//!
+//! Must never: perform I/O, read a clock, or grow without a bound.
+
+pub mod dedup;
+pub mod digest;
+pub mod lifecycle;
+pub mod node_state;
+pub mod watermark;
