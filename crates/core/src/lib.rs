@@ -11,6 +11,7 @@ pub mod agent;
 pub mod codec;
 pub mod hlc;
 pub mod id;
+pub mod jwt;
 pub mod kind;
 pub mod limits;
 pub mod record;

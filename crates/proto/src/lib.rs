@@ -12,6 +12,7 @@
 //! - [`watermark`]: per-origin highest contiguous sequence number.
 //! - [`digest`]: order-independent digest of a set of record versions.
 //! - [`node_state`]: this center's DRiP state (active / inactive / sync).
+//! - [`replay`]: refusal of replayed peer-call tokens.
 //!
 //! Must never: perform I/O, read a clock, or grow without a bound.
 
@@ -19,4 +20,5 @@ pub mod dedup;
 pub mod digest;
 pub mod lifecycle;
 pub mod node_state;
+pub mod replay;
 pub mod watermark;
