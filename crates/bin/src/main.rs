@@ -1,6 +1,8 @@
 //! `regmesh`: run a registry center (`serve`), talk to one (`agent ...`),
 //! print the effective configuration (`config show`).
 
+mod init;
+
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use hyper::{Method, StatusCode};
@@ -31,6 +33,21 @@ enum Cmd {
         conn: ConnArgs,
         #[command(subcommand)]
         cmd: AgentCmd,
+    },
+    /// Write a local mesh of N centers: CA, keys, certificates, configs.
+    Init {
+        /// How many centers (c1 … cN).
+        #[arg(long)]
+        centers: usize,
+        /// How they peer.
+        #[arg(long, value_enum, default_value = "full")]
+        topology: init::Topology,
+        /// Folder to write into.
+        #[arg(long)]
+        out: PathBuf,
+        /// Client API port of c1; center i uses P + 10·(i−1), and the next port for peers.
+        #[arg(long, default_value_t = 17700)]
+        base_port: u16,
     },
     /// Inspect configuration.
     Config {
@@ -194,6 +211,15 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             Ok(std::process::ExitCode::SUCCESS)
         }
         Cmd::Agent { conn, cmd } => agent(conn, cmd).await,
+        Cmd::Init {
+            centers,
+            topology,
+            out,
+            base_port,
+        } => {
+            init::run(centers, topology, &out, base_port)?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -344,6 +344,19 @@ impl Kind for AgentKind {
     fn is_expired_state(&self, body: &Value) -> bool {
         body.get("status").and_then(Value::as_str) == Some("offline")
     }
+
+    fn part_visibilities(&self, body: &Value) -> Vec<Visibility> {
+        body.get("capabilities")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                c.get("visibility")
+                    .and_then(Value::as_str)
+                    .map_or(Visibility::Local, |v| Visibility::parse(v).unwrap_or(Visibility::Local))
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -67,6 +67,12 @@ pub trait Kind: Send + Sync + 'static {
 
     /// True if the body already reflects an expired lease.
     fn is_expired_state(&self, body: &Value) -> bool;
+
+    /// Visibilities of parts of the body that have their own (agent:
+    /// capabilities). Export policy requires a peer to be allowed every one.
+    fn part_visibilities(&self, _body: &Value) -> Vec<crate::Visibility> {
+        Vec::new()
+    }
 }
 
 /// The set of kinds a center knows, by name.

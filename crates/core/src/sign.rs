@@ -88,3 +88,16 @@ pub fn verify_record(r: &Record, origin_key: &VerifyingKey) -> Result<(), Signat
 pub fn key_hex(k: &VerifyingKey) -> String {
     k.as_bytes().iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Parses a public key from 64 hex digits.
+pub fn key_from_hex(s: &str) -> Result<VerifyingKey, SignatureError> {
+    if s.len() != 64 {
+        return Err(SignatureError::Key("public key must be 64 hex digits".into()));
+    }
+    let mut b = [0u8; 32];
+    for (i, out) in b.iter_mut().enumerate() {
+        *out = u8::from_str_radix(&s[2 * i..2 * i + 2], 16)
+            .map_err(|_| SignatureError::Key("public key must be 64 hex digits".into()))?;
+    }
+    VerifyingKey::from_bytes(&b).map_err(|e| SignatureError::Key(e.to_string()))
+}

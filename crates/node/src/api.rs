@@ -166,8 +166,8 @@ fn json_text(body: String) -> impl IntoResponse {
     )
 }
 
-fn record_response(status: StatusCode, r: &Record) -> Response {
-    let mut resp = (status, json_text(view_json(r, false))).into_response();
+fn record_response(status: StatusCode, r: &Record, stale: bool) -> Response {
+    let mut resp = (status, json_text(view_json(r, stale))).into_response();
     resp.headers_mut().insert(header::ETAG, etag(r));
     resp
 }
@@ -235,13 +235,13 @@ async fn put_agent(
         .await?
     {
         Outcome::Created(r) => {
-            let mut resp = record_response(StatusCode::CREATED, &r);
+            let mut resp = record_response(StatusCode::CREATED, &r, false);
             if let Ok(loc) = HeaderValue::from_str(&format!("/v1/agents/{id}")) {
                 resp.headers_mut().insert(header::LOCATION, loc);
             }
             Ok(resp)
         }
-        Outcome::Replaced(r) => Ok(record_response(StatusCode::OK, &r)),
+        Outcome::Replaced(r) => Ok(record_response(StatusCode::OK, &r, false)),
         other => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
@@ -253,7 +253,7 @@ async fn put_agent(
 async fn get_agent(State(api): State<Api>, p: Result<Path<String>, PathRejection>) -> Result<Response, ApiError> {
     let id = path_id(p)?;
     match api.center.get(AGENT, &id)? {
-        Some(r) => Ok(record_response(StatusCode::OK, &r)),
+        Some(r) => Ok(record_response(StatusCode::OK, &r, api.center.is_stale(&r))),
         None => Err(ApiError::not_found(format!("agent {id} does not exist"))),
     }
 }
@@ -272,7 +272,7 @@ async fn delete_agent(
 async fn heartbeat(State(api): State<Api>, p: Result<Path<String>, PathRejection>) -> Result<Response, ApiError> {
     let id = path_id(p)?;
     match api.center.write(AGENT, &id, WriteOp::Heartbeat).await? {
-        Outcome::Renewed(r) => Ok(record_response(StatusCode::OK, &r)),
+        Outcome::Renewed(r) => Ok(record_response(StatusCode::OK, &r, false)),
         other => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
@@ -352,7 +352,7 @@ async fn list_agents(
         if i > 0 {
             out.push(',');
         }
-        out.push_str(&view_json(r, false));
+        out.push_str(&view_json(r, api.center.is_stale(r)));
     }
     out.push_str("],\"next_cursor\":");
     out.push_str(&serde_json::to_string(&next).expect("cursor serializes"));

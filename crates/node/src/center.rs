@@ -148,6 +148,10 @@ pub enum WriteOp {
     Heartbeat,
     /// Internal: a lease, retention or tombstone deadline may have passed.
     Sweep,
+    /// Internal: a version from another center, already verified by
+    /// [`Center::apply_remote`] (the only way to submit one).
+    #[doc(hidden)]
+    Merge(Box<Record>),
 }
 
 /// Result of an accepted write.
@@ -371,7 +375,24 @@ impl Center {
     /// one if `store` is set.
     pub fn open_with(cfg: &Config, kinds: Kinds, store: Option<Arc<dyn Store>>) -> Result<Arc<Center>, OpenError> {
         cfg.validate()?;
-        let identity = load_or_create_identity(&cfg.data_dir)?;
+        let identity = match &cfg.peer {
+            // In a mesh the identity is the key the center's certificate holds.
+            Some(p) => {
+                let pem = std::fs::read_to_string(&p.key).map_err(|e| OpenError::DataDir {
+                    path: p.key.display().to_string(),
+                    msg: e.to_string(),
+                })?;
+                Identity::from_pkcs8_pem(&pem).map_err(|e| OpenError::DataDir {
+                    path: p.key.display().to_string(),
+                    msg: e.to_string(),
+                })?
+            }
+            None => load_or_create_identity(&cfg.data_dir)?,
+        };
+        std::fs::create_dir_all(&cfg.data_dir).map_err(|e| OpenError::DataDir {
+            path: cfg.data_dir.display().to_string(),
+            msg: e.to_string(),
+        })?;
         let store: Arc<dyn Store> = match store {
             Some(s) => s,
             None => Arc::new(RedbStore::open(&cfg.data_dir.join(DB_FILE), cfg.store.cache_mib << 20)?),
@@ -396,6 +417,13 @@ impl Center {
         let settings = Settings::from_config(cfg);
         let metrics = Arc::new(Metrics::default());
         let mut keys = HashMap::new();
+        for c in &cfg.centers {
+            let k = regmesh_core::sign::key_from_hex(&c.public_key).map_err(|e| OpenError::DataDir {
+                path: format!("centers {:?}", c.id),
+                msg: e.to_string(),
+            })?;
+            keys.insert(c.id.clone(), k);
+        }
         keys.insert(cfg.id.clone(), identity.verifying_key());
 
         let last_hlc = match store.meta("hlc")? {
@@ -483,6 +511,11 @@ impl Center {
     /// Queues a write and waits for it to be durable. Refuses at once when
     /// the queue is full.
     pub async fn write(&self, kind: &str, id: &str, op: WriteOp) -> Result<Outcome, WriteError> {
+        if matches!(op, WriteOp::Merge(_)) {
+            return Err(WriteError::Invalid(
+                "versions from other centers go through apply_remote".into(),
+            ));
+        }
         if let WriteOp::Put { prepared, .. } = &op {
             let Some(obj) = prepared.body.as_object() else {
                 return Err(WriteError::Invalid(format!("a {kind} body must be a JSON object")));
@@ -517,6 +550,81 @@ impl Center {
             Err(mpsc::error::TrySendError::Closed(_)) => return Err(WriteError::ShuttingDown),
         }
         rx.await.unwrap_or(Err(WriteError::ShuttingDown))
+    }
+
+    /// Applies versions received from a peer. Every record is checked first:
+    /// known kind, known origin, valid signature, size. If any fails, nothing
+    /// is applied. Each record then merges under the lattice order, so older
+    /// or duplicate versions change nothing. Returns how many were newer than
+    /// what this center held.
+    pub async fn apply_remote(&self, records: Vec<Record>) -> Result<usize, WriteError> {
+        for r in &records {
+            if self.shared.kinds.get(&r.kind).is_none() {
+                return Err(WriteError::Invalid(format!(
+                    "unknown kind {:?} in {}/{}",
+                    r.kind, r.kind, r.id
+                )));
+            }
+            regmesh_core::validate_record_id(&r.id).map_err(|e| WriteError::Invalid(format!("{}: {e}", r.kind)))?;
+            let key = self.shared.keys.get(&r.origin).ok_or_else(|| {
+                WriteError::Invalid(format!(
+                    "{}/{}: origin {:?} is not a known center",
+                    r.kind, r.id, r.origin
+                ))
+            })?;
+            verify_record(r, key).map_err(|e| WriteError::Invalid(e.to_string()))?;
+            let size = codec::encode(r).len();
+            if size > self.shared.settings.max_record_bytes {
+                return Err(WriteError::TooLarge {
+                    bytes: size,
+                    max: self.shared.settings.max_record_bytes,
+                });
+            }
+        }
+        let mut waits = Vec::with_capacity(records.len());
+        for r in records {
+            let (reply, rx) = oneshot::channel();
+            let op = Op {
+                kind: r.kind.clone(),
+                id: r.id.clone(),
+                op: WriteOp::Merge(Box::new(r)),
+                canonical: None,
+                reply: Some(reply),
+            };
+            self.tx.send(op).await.map_err(|_| WriteError::ShuttingDown)?;
+            waits.push(rx);
+        }
+        let mut applied = 0;
+        for w in waits {
+            match w.await.unwrap_or(Err(WriteError::ShuttingDown))? {
+                Outcome::Nothing => {}
+                _ => applied += 1,
+            }
+        }
+        Ok(applied)
+    }
+
+    /// True if `r` belongs to another center and its lease has run out
+    /// without word from its origin: served, but marked stale.
+    pub fn is_stale(&self, r: &Record) -> bool {
+        r.origin != self.shared.id && r.expires_at_ms.is_some_and(|t| t < now_ms())
+    }
+
+    /// Known public key of center `id`.
+    pub fn key_of(&self, id: &str) -> Option<VerifyingKey> {
+        self.shared.keys.get(id).copied()
+    }
+
+    /// Signs a peer-call token for `aud`.
+    pub fn token_for(&self, aud: &str, now_s: u64, jti: [u8; 16]) -> String {
+        regmesh_core::jwt::issue(
+            &self.shared.identity,
+            &self.shared.id,
+            aud,
+            now_s,
+            regmesh_core::jwt::TTL_S_DEFAULT,
+            jti,
+        )
     }
 
     /// The live record `(kind, id)`, or None if absent or deleted.
@@ -972,6 +1080,7 @@ impl Shared {
                     typ,
                     reason,
                     outcome,
+                    signed,
                 }) => {
                     // Later ops in this batch see this version (unsigned as yet).
                     slot.after = Some(record.clone());
@@ -979,6 +1088,7 @@ impl Shared {
                     pending.push(Pending {
                         key,
                         record,
+                        signed,
                         typ,
                         reason,
                         done: outcome,
@@ -1134,7 +1244,7 @@ impl Shared {
         };
         let live = cur.filter(|r| !r.deleted);
         if let Some(r) = live {
-            if r.origin != self.id && !matches!(op, WriteOp::Sweep) {
+            if r.origin != self.id && !matches!(op, WriteOp::Sweep | WriteOp::Merge(_)) {
                 return Err(WriteError::NotOwner {
                     kind: kind_name.into(),
                     id: id.into(),
@@ -1175,6 +1285,7 @@ impl Shared {
                     typ: EventType::Put,
                     reason: None,
                     outcome,
+                    signed: false,
                 })
             }
             WriteOp::Delete { if_version } => {
@@ -1186,6 +1297,7 @@ impl Shared {
                     record: rec,
                     typ: EventType::Delete,
                     reason: Some(DeleteReason::Client),
+                    signed: false,
                 })
             }
             WriteOp::Heartbeat => {
@@ -1208,6 +1320,33 @@ impl Shared {
                     record: rec,
                     typ: EventType::Put,
                     reason: None,
+                    signed: false,
+                })
+            }
+            WriteOp::Merge(rec) => {
+                let rec = *rec;
+                if cur.is_some_and(|c| !rec.supersedes(c)) {
+                    return Ok(Applied::Nothing);
+                }
+                st.hlc
+                    .observe(rec.version, now)
+                    .map_err(|e| WriteError::Invalid(e.to_string()))?;
+                if rec.origin == self.id {
+                    // Our own version back from a peer (after we lost data):
+                    // never reuse its sequence number.
+                    st.seq = st.seq.max(rec.seq);
+                }
+                let (typ, outcome) = match (rec.deleted, live.is_some()) {
+                    (true, _) => (EventType::Delete, Done::Deleted),
+                    (false, true) => (EventType::Put, Done::Replaced),
+                    (false, false) => (EventType::Put, Done::Created),
+                };
+                Ok(Applied::Write {
+                    record: rec,
+                    typ,
+                    reason: None,
+                    outcome,
+                    signed: true,
                 })
             }
             WriteOp::Sweep => {
@@ -1237,6 +1376,7 @@ impl Shared {
                         record: rec,
                         typ: EventType::Expire,
                         reason: None,
+                        signed: false,
                     })
                 } else {
                     let rec = self.stamp(st, now, kind_name, id, "{}".into(), None, r.visibility.clone(), true)?;
@@ -1245,6 +1385,7 @@ impl Shared {
                         record: rec,
                         typ: EventType::Delete,
                         reason: Some(DeleteReason::Retention),
+                        signed: false,
                     })
                 }
             }
@@ -1253,22 +1394,19 @@ impl Shared {
 
     /// Signs `pending` in place, on two threads when there are enough.
     fn sign_all(&self, pending: &mut [Pending]) {
-        if pending.len() < PARALLEL_SIGN_MIN {
-            for p in pending.iter_mut() {
+        let sign = |p: &mut Pending| {
+            if !p.signed {
                 self.identity.sign_record(&mut p.record);
             }
+        };
+        if pending.len() < PARALLEL_SIGN_MIN {
+            pending.iter_mut().for_each(sign);
             return;
         }
         let (a, b) = pending.split_at_mut(pending.len() / 2);
         std::thread::scope(|s| {
-            s.spawn(|| {
-                for p in b.iter_mut() {
-                    self.identity.sign_record(&mut p.record);
-                }
-            });
-            for p in a.iter_mut() {
-                self.identity.sign_record(&mut p.record);
-            }
+            s.spawn(|| b.iter_mut().for_each(sign));
+            a.iter_mut().for_each(sign);
         });
     }
 
@@ -1338,6 +1476,8 @@ impl Done {
 struct Pending {
     key: (String, String),
     record: Record,
+    /// Already signed (by its origin); skip signing.
+    signed: bool,
     typ: EventType,
     reason: Option<DeleteReason>,
     done: Done,
@@ -1356,6 +1496,8 @@ enum Applied {
         typ: EventType,
         reason: Option<DeleteReason>,
         outcome: Done,
+        /// Already signed by its origin (a merged remote version).
+        signed: bool,
     },
     Purge,
     Nothing,

@@ -22,6 +22,76 @@ pub struct Config {
     pub store: StoreConfig,
     pub leases: LeaseConfig,
     pub limits: LimitsConfig,
+    /// The peer listener (mutual TLS). Absent: a standalone center.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<PeerListenConfig>,
+    /// The peers this center talks to directly.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<PeerConfig>,
+    /// Centers whose records this center accepts: their ids and public keys
+    /// (peers and non-neighbours alike). Records from other origins are refused.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub centers: Vec<CenterKey>,
+}
+
+/// The peer listener and this center's TLS identity. Relative paths are
+/// relative to the config file.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PeerListenConfig {
+    /// Peer API listen address (HTTPS, mutual TLS).
+    pub listen: SocketAddr,
+    /// This center's certificate (PEM), issued by `ca` for the center id.
+    pub cert: PathBuf,
+    /// This center's Ed25519 private key (PKCS#8 PEM). It is also the key
+    /// that signs records and tokens, replacing `data_dir/identity.key`.
+    pub key: PathBuf,
+    /// CA certificate(s) (PEM) that peers' certificates must chain to.
+    pub ca: PathBuf,
+    /// How often this center beats to each peer, milliseconds.
+    #[serde(default = "default_beat_interval_ms")]
+    pub beat_interval_ms: u64,
+    /// Largest accepted difference between a token's `iat` and our clock, s.
+    #[serde(default = "default_clock_skew_s")]
+    pub clock_skew_s: u64,
+    /// Largest peer request body, bytes.
+    #[serde(default = "default_peer_body_bytes")]
+    pub max_body_bytes: usize,
+}
+
+fn default_beat_interval_ms() -> u64 {
+    1000
+}
+fn default_clock_skew_s() -> u64 {
+    30
+}
+fn default_peer_body_bytes() -> usize {
+    16 << 20
+}
+
+/// One peer and what this center exports to it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// The peer's center id (its certificate is issued for this name).
+    pub id: String,
+    /// Its peer API, `https://host:port`.
+    pub url: String,
+    /// Kinds exported to it; empty means every kind.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kinds: Vec<String>,
+    /// Visibility groups it belongs to: records and capabilities marked
+    /// `authorized:<group>` go to it only for these groups.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+}
+
+/// A center whose records are accepted, and its Ed25519 public key (hex).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CenterKey {
+    pub id: String,
+    pub public_key: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -107,6 +177,9 @@ impl Default for Config {
             store: StoreConfig::default(),
             leases: LeaseConfig::default(),
             limits: LimitsConfig::default(),
+            peer: None,
+            peers: Vec::new(),
+            centers: Vec::new(),
         }
     }
 }
@@ -162,10 +235,35 @@ impl Default for LimitsConfig {
 pub struct ConfigError(pub String);
 
 impl Config {
-    /// Reads a TOML file; unknown keys are errors.
+    /// Reads a TOML file; unknown keys are errors. Relative paths in it
+    /// (data_dir, peer cert/key/ca) are taken relative to the file's folder.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
-        toml::from_str(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))
+        let mut c: Config = toml::from_str(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() && !base.as_os_str().is_empty() {
+                *p = base.join(&*p);
+            }
+        };
+        if toml::from_str::<toml::Value>(&text)
+            .ok()
+            .and_then(|v| v.get("data_dir").cloned())
+            .is_some()
+        {
+            fix(&mut c.data_dir);
+        }
+        if let Some(p) = &mut c.peer {
+            fix(&mut p.cert);
+            fix(&mut p.key);
+            fix(&mut p.ca);
+        }
+        Ok(c)
+    }
+
+    /// The public key configured for center `id`, if any.
+    pub fn center_key(&self, id: &str) -> Option<&str> {
+        self.centers.iter().find(|c| c.id == id).map(|c| c.public_key.as_str())
     }
 
     /// A config for tests: loopback, port 0, the given data directory,
@@ -219,6 +317,60 @@ impl Config {
             }
             if t.scopes.is_empty() {
                 return Err(ConfigError(format!("api.tokens {:?}: no scopes", t.name)));
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for p in &self.peers {
+            regmesh_core::validate_center_id(&p.id).map_err(|e| ConfigError(format!("peers {:?}: {e}", p.id)))?;
+            if p.id == self.id {
+                return Err(ConfigError(format!("peers: {:?} is this center itself", p.id)));
+            }
+            if !seen.insert(p.id.as_str()) {
+                return Err(ConfigError(format!("peers: {:?} appears twice", p.id)));
+            }
+            let rest = p.url.strip_prefix("https://").ok_or_else(|| {
+                ConfigError(format!(
+                    "peers {:?}: url must be https://host:port, not {:?}",
+                    p.id, p.url
+                ))
+            })?;
+            if rest.is_empty() || rest.contains('/') {
+                return Err(ConfigError(format!("peers {:?}: url must be https://host:port", p.id)));
+            }
+            if self.center_key(&p.id).is_none() {
+                return Err(ConfigError(format!(
+                    "peers {:?}: no [[centers]] entry with its public key",
+                    p.id
+                )));
+            }
+            for g in &p.groups {
+                regmesh_core::validate_center_id(g)
+                    .map_err(|_| ConfigError(format!("peers {:?}: bad group {g:?}", p.id)))?;
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for c in &self.centers {
+            regmesh_core::validate_center_id(&c.id).map_err(|e| ConfigError(format!("centers {:?}: {e}", c.id)))?;
+            if !seen.insert(c.id.as_str()) {
+                return Err(ConfigError(format!("centers: {:?} appears twice", c.id)));
+            }
+            if c.public_key.len() != 64 || !c.public_key.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(ConfigError(format!(
+                    "centers {:?}: public_key must be 64 hex digits",
+                    c.id
+                )));
+            }
+        }
+        if !self.peers.is_empty() && self.peer.is_none() {
+            return Err(ConfigError(
+                "peers are configured but [peer] (listener, cert, key, ca) is not".into(),
+            ));
+        }
+        if let Some(p) = &self.peer {
+            if p.beat_interval_ms == 0 || p.max_body_bytes == 0 {
+                return Err(ConfigError(
+                    "peer.beat_interval_ms and peer.max_body_bytes must be greater than 0".into(),
+                ));
             }
         }
         if self.api.tokens.is_empty() && !self.api.listen.ip().is_loopback() {

@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod listener;
 pub mod metrics;
+pub mod peer;
 
 pub use center::Center;
 pub use config::Config;
@@ -32,6 +33,11 @@ pub struct Running {
 
 /// Opens the center and starts serving on `cfg.api.listen`.
 pub async fn start(cfg: &Config) -> Result<Running, StartError> {
+    if cfg.peer.is_some() {
+        return Err(StartError::Peer(
+            "this build has no peer listener yet; remove [peer] and [[peers]]".into(),
+        ));
+    }
     let center = Center::open(cfg)?;
     let listener = tokio::net::TcpListener::bind(cfg.api.listen)
         .await
@@ -90,6 +96,8 @@ impl Running {
 pub enum StartError {
     #[error("{0}")]
     Open(#[from] center::OpenError),
+    #[error("peer mesh: {0}")]
+    Peer(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
 }

@@ -13,6 +13,7 @@
 //! - [`digest`]: order-independent digest of a set of record versions.
 //! - [`node_state`]: this center's DRiP state (active / inactive / sync).
 //! - [`replay`]: refusal of replayed peer-call tokens.
+//! - [`policy`]: per-peer export policy.
 //!
 //! Must never: perform I/O, read a clock, or grow without a bound.
 
@@ -20,5 +21,6 @@ pub mod dedup;
 pub mod digest;
 pub mod lifecycle;
 pub mod node_state;
+pub mod policy;
 pub mod replay;
 pub mod watermark;

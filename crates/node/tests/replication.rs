@@ -1,0 +1,118 @@
+//! Versions from another center: verified, merged, never re-signed; bad
+//! batches change nothing; only the origin may change its records.
+
+mod common;
+
+use common::agent;
+use regmesh_core::{AgentKind, Kind};
+use regmesh_node::center::{Center, WriteError, WriteOp};
+use regmesh_node::config::CenterKey;
+use regmesh_node::Config;
+use std::sync::Arc;
+
+async fn pair() -> (Arc<Center>, Arc<Center>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let c1 = Center::open(&Config::for_test("c1", &dir.path().join("c1"))).unwrap();
+    let mut cfg2 = Config::for_test("c2", &dir.path().join("c2"));
+    cfg2.centers.push(CenterKey {
+        id: "c1".into(),
+        public_key: c1.public_key_hex(),
+    });
+    let c2 = Center::open(&cfg2).unwrap();
+    (c1, c2, dir)
+}
+
+async fn put(c: &Center, id: &str, addr: &str) {
+    let p = AgentKind.prepare(id, agent(addr)).unwrap();
+    c.write(
+        "agent",
+        id,
+        WriteOp::Put {
+            prepared: p,
+            if_version: None,
+        },
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn merges_verified_versions_and_ignores_old_ones() {
+    let (c1, c2, _dir) = pair().await;
+    put(&c1, "a1", "2001:db8::1").await;
+    let v1 = c1.get("agent", "a1").unwrap().unwrap();
+    put(&c1, "a1", "2001:db8::2").await;
+    let v2 = c1.get("agent", "a1").unwrap().unwrap();
+
+    assert_eq!(c2.apply_remote(vec![v2.clone()]).await.unwrap(), 1);
+    assert_eq!(
+        c2.apply_remote(vec![v1.clone()]).await.unwrap(),
+        0,
+        "older version changes nothing"
+    );
+    assert_eq!(
+        c2.apply_remote(vec![v2.clone()]).await.unwrap(),
+        0,
+        "duplicate changes nothing"
+    );
+    let got = c2.get("agent", "a1").unwrap().unwrap();
+    assert_eq!(got, v2, "stored exactly as signed by its origin");
+    assert_eq!(c2.list("agent", &[("origin", "c1")], None, 10).unwrap().0.len(), 1);
+
+    // Only the origin may change it.
+    let p = AgentKind.prepare("a1", agent("::9")).unwrap();
+    let e = c2
+        .write(
+            "agent",
+            "a1",
+            WriteOp::Put {
+                prepared: p,
+                if_version: None,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, WriteError::NotOwner { ref owner, .. } if owner == "c1"),
+        "{e}"
+    );
+
+    // A delete at the origin travels as a tombstone and wins.
+    c1.write("agent", "a1", WriteOp::Delete { if_version: None })
+        .await
+        .unwrap();
+    let events = c1.changes_after(0, 10).unwrap();
+    let tomb = events.last().unwrap().record.clone();
+    assert!(tomb.deleted);
+    assert_eq!(c2.apply_remote(vec![tomb]).await.unwrap(), 1);
+    assert!(c2.get("agent", "a1").unwrap().is_none());
+    assert_eq!(
+        c2.apply_remote(vec![v2]).await.unwrap(),
+        0,
+        "no resurrection by an older version"
+    );
+    assert!(c2.get("agent", "a1").unwrap().is_none());
+}
+
+#[tokio::test]
+async fn bad_batches_change_nothing() {
+    let (c1, c2, _dir) = pair().await;
+    put(&c1, "a1", "2001:db8::1").await;
+    put(&c1, "a2", "2001:db8::2").await;
+    let good = c1.get("agent", "a1").unwrap().unwrap();
+    let mut tampered = c1.get("agent", "a2").unwrap().unwrap();
+    tampered.body = tampered.body.replace("2001:db8::2", "2001:db8::666");
+    let head = c2.head();
+    let e = c2.apply_remote(vec![good.clone(), tampered]).await.unwrap_err();
+    assert!(e.to_string().contains("does not verify"), "{e}");
+    assert_eq!(c2.head(), head, "nothing applied, not even the good record");
+    assert!(c2.get("agent", "a1").unwrap().is_none());
+
+    // An origin we have no key for.
+    let stranger = Center::open(&Config::for_test("c9", &_dir.path().join("c9"))).unwrap();
+    put(&stranger, "s1", "2001:db8::9").await;
+    let s1 = stranger.get("agent", "s1").unwrap().unwrap();
+    let e = c2.apply_remote(vec![s1]).await.unwrap_err();
+    assert!(e.to_string().contains("not a known center"), "{e}");
+    assert_eq!(c2.head(), head);
+}
