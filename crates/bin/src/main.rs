@@ -49,6 +49,19 @@ enum Cmd {
         #[arg(long, default_value_t = 17700)]
         base_port: u16,
     },
+    /// Print the token (JWT) this center would send to a peer, for
+    /// reproducing DRiP requests by hand with curl.
+    Token {
+        /// The center's config (its key is `[peer].key`).
+        #[arg(long)]
+        config: PathBuf,
+        /// The peer the token is for (its `aud`).
+        #[arg(long)]
+        to: String,
+        /// Lifetime in seconds (at most 300).
+        #[arg(long, default_value_t = 60)]
+        ttl: u64,
+    },
     /// Inspect configuration.
     Config {
         #[command(subcommand)]
@@ -211,6 +224,26 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             Ok(std::process::ExitCode::SUCCESS)
         }
         Cmd::Agent { conn, cmd } => agent(conn, cmd).await,
+        Cmd::Token { config, to, ttl } => {
+            let cfg = Config::load(&config)?;
+            cfg.validate()?;
+            let p = cfg
+                .peer
+                .as_ref()
+                .context("this config has no [peer] section (not in a mesh)")?;
+            if !cfg.peers.iter().any(|x| x.id == to) {
+                bail!("{to:?} is not a peer of {}", cfg.id);
+            }
+            let pem = std::fs::read_to_string(&p.key).with_context(|| p.key.display().to_string())?;
+            let identity = regmesh_core::Identity::from_pkcs8_pem(&pem)?;
+            let mut jti = [0u8; 16];
+            getrandom::fill(&mut jti).map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs();
+            println!("{}", regmesh_core::jwt::issue(&identity, &cfg.id, &to, now, ttl, jti));
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         Cmd::Init {
             centers,
             topology,

@@ -140,10 +140,17 @@ fn sigkill_loses_no_acknowledged_write() {
         .unwrap();
     let client = Client::new(&url, None).unwrap();
 
-    // 8 writers put (and sometimes delete) agents as fast as they can; after
-    // 400 acknowledgements we SIGKILL the center mid-load.
-    let acked: Vec<(String, bool)> = rt.block_on(async {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, bool)>();
+    // 8 writers put (and sometimes delete) agents as fast as they can. Each
+    // reports an op before sending it and again once it is acknowledged.
+    // After 400 acknowledgements the center is SIGKILLed mid-load; then every
+    // report is drained (writers stop on the first failed call).
+    #[derive(Clone, Copy, PartialEq, Debug)]
+    enum Ev {
+        Sent,
+        Acked,
+    }
+    let reports: Vec<(String, bool, Ev)> = rt.block_on(async {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, bool, Ev)>();
         for w in 0..8 {
             let client = client.clone();
             let tx = tx.clone();
@@ -152,20 +159,18 @@ fn sigkill_loses_no_acknowledged_write() {
                 for i in 0.. {
                     let id = format!("w{w}-{i}");
                     let body = serde_json::json!({"addresses": [format!("2001:db8::{w}:{i}")], "capabilities": [{"name": "crash-test"}]});
+                    let _ = tx.send((id.clone(), true, Ev::Sent));
                     match conn.request(hyper::Method::PUT, &format!("/v1/agents/{id}"), Some(&body)).await {
                         Ok(r) if r.status.is_success() => {
-                            if tx.send((id.clone(), true)).is_err() {
-                                return;
-                            }
+                            let _ = tx.send((id.clone(), true, Ev::Acked));
                         }
                         _ => return,
                     }
                     if i % 5 == 4 {
+                        let _ = tx.send((id.clone(), false, Ev::Sent));
                         match conn.request(hyper::Method::DELETE, &format!("/v1/agents/{id}"), None).await {
                             Ok(r) if r.status.as_u16() == 204 => {
-                                if tx.send((id, false)).is_err() {
-                                    return;
-                                }
+                                let _ = tx.send((id, false, Ev::Acked));
                             }
                             _ => return,
                         }
@@ -174,21 +179,38 @@ fn sigkill_loses_no_acknowledged_write() {
             });
         }
         drop(tx);
-        let mut acked = Vec::new();
-        while let Some(a) = rx.recv().await {
-            acked.push(a);
-            if acked.len() == 400 {
+        let mut reports = Vec::new();
+        let mut acks = 0;
+        while let Some(r) = rx.recv().await {
+            acks += (r.2 == Ev::Acked) as usize;
+            reports.push(r);
+            if acks == 400 {
                 break;
             }
         }
-        acked
+        // SIGKILL: no shutdown path runs.
+        child.kill().unwrap();
+        child.wait().unwrap();
+        while let Some(r) = rx.recv().await {
+            reports.push(r);
+        }
+        reports
     });
-    // SIGKILL: no shutdown path runs.
-    child.kill().unwrap();
-    child.wait().unwrap();
-    // Anything acknowledged after we stopped counting also survives; we
-    // check the 400 we saw.
     drop(rt);
+    // Per id: the last acknowledged state, unless an op was still in flight.
+    let mut last: std::collections::HashMap<String, (Option<bool>, bool)> = std::collections::HashMap::new();
+    for (id, live, ev) in reports {
+        let e = last.entry(id).or_insert((None, false));
+        match ev {
+            Ev::Sent => e.1 = true,
+            Ev::Acked => *e = (Some(live), false),
+        }
+    }
+    let acked: Vec<(String, bool)> = last
+        .into_iter()
+        .filter_map(|(id, (state, in_flight))| (!in_flight).then_some((id, state?)))
+        .collect();
+    assert!(acked.len() >= 300, "too few settled ids to judge: {}", acked.len());
 
     let t0 = Instant::now();
     let (mut child, url) = serve(dir.path(), "crash1");

@@ -42,11 +42,16 @@ impl Identity {
     }
 
     /// PKCS#8 PEM of the private key, for writing to the data directory.
+    /// Written as PKCS#8 v1 (RFC 5208, secret key only), which OpenSSL,
+    /// curl and rustls all read; v2 with the public key is read too.
     pub fn to_pkcs8_pem(&self) -> Result<String, SignatureError> {
-        self.key
-            .to_pkcs8_pem(Default::default())
-            .map(|z| z.to_string())
-            .map_err(|e| SignatureError::Key(e.to_string()))
+        ed25519_dalek::pkcs8::KeypairBytes {
+            secret_key: self.key.to_bytes(),
+            public_key: None,
+        }
+        .to_pkcs8_pem(Default::default())
+        .map(|z| z.to_string())
+        .map_err(|e| SignatureError::Key(e.to_string()))
     }
 
     pub fn verifying_key(&self) -> VerifyingKey {

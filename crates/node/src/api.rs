@@ -28,6 +28,7 @@ use tokio::sync::{broadcast, OwnedSemaphorePermit, Semaphore};
 #[derive(Clone)]
 pub struct Api {
     pub center: Arc<Center>,
+    mesh: Option<Arc<crate::peer::mesh::Mesh>>,
     tokens: Arc<Vec<TokenConfig>>,
     max_body_bytes: usize,
     body_timeout: Duration,
@@ -38,9 +39,10 @@ pub struct Api {
 }
 
 /// Builds the router for `center` under `cfg`.
-pub fn router(center: Arc<Center>, cfg: &Config) -> Router {
+pub fn router(center: Arc<Center>, cfg: &Config, mesh: Option<Arc<crate::peer::mesh::Mesh>>) -> Router {
     let api = Api {
         center,
+        mesh,
         tokens: Arc::new(cfg.api.tokens.clone()),
         max_body_bytes: cfg.api.max_body_bytes,
         body_timeout: Duration::from_millis(cfg.api.body_timeout_ms),
@@ -55,6 +57,7 @@ pub fn router(center: Arc<Center>, cfg: &Config) -> Router {
         .route("/v1/agents/{id}/heartbeat", post(heartbeat))
         .route("/v1/watch", get(watch))
         .route("/v1/status", get(status))
+        .route("/v1/peers", get(peers))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
@@ -358,6 +361,15 @@ async fn list_agents(
     out.push_str(&serde_json::to_string(&next).expect("cursor serializes"));
     out.push('}');
     Ok(json_text(out).into_response())
+}
+
+/// The mesh as this center sees it: its DRiP state and each peer's state,
+/// announced interval, last beat and flood counters.
+async fn peers(State(api): State<Api>) -> Json<Value> {
+    match &api.mesh {
+        Some(m) => Json(m.peers_json()),
+        None => Json(json!({"id": api.center.id(), "state": "active", "peers": []})),
+    }
 }
 
 async fn status(State(api): State<Api>) -> Json<Value> {

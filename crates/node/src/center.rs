@@ -154,6 +154,16 @@ pub enum WriteOp {
     Merge(Box<Record>),
 }
 
+/// Records from another center whose checks passed ([`Center::verify_remote`]).
+#[derive(Debug)]
+pub struct Verified(Vec<Record>);
+
+impl Verified {
+    pub fn records(&self) -> &[Record] {
+        &self.0
+    }
+}
+
 /// Result of an accepted write.
 #[derive(Debug, Clone)]
 pub enum Outcome {
@@ -184,6 +194,8 @@ pub enum WriteError {
     Storage(String),
     #[error("the center is shutting down")]
     ShuttingDown,
+    #[error("the center is inactive: none of its peers answers (DRiP §5.7); updates resume when one does")]
+    Inactive,
 }
 
 /// A read failed.
@@ -315,6 +327,9 @@ pub struct Center {
     shared: Arc<Shared>,
     /// Set once the center begins to close; long-lived streams end on it.
     closing: tokio::sync::watch::Sender<bool>,
+    /// False while the mesh says this center is inactive: client writes are
+    /// refused (DRiP §5.7).
+    accepting: std::sync::atomic::AtomicBool,
     tx: mpsc::Sender<Op>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     started: Instant,
@@ -477,6 +492,7 @@ impl Center {
         Ok(Arc::new(Center {
             shared,
             closing: tokio::sync::watch::Sender::new(false),
+            accepting: std::sync::atomic::AtomicBool::new(true),
             tx,
             writer: Mutex::new(Some(writer)),
             started: Instant::now(),
@@ -552,12 +568,9 @@ impl Center {
         rx.await.unwrap_or(Err(WriteError::ShuttingDown))
     }
 
-    /// Applies versions received from a peer. Every record is checked first:
-    /// known kind, known origin, valid signature, size. If any fails, nothing
-    /// is applied. Each record then merges under the lattice order, so older
-    /// or duplicate versions change nothing. Returns how many were newer than
-    /// what this center held.
-    pub async fn apply_remote(&self, records: Vec<Record>) -> Result<usize, WriteError> {
+    /// Checks versions received from a peer: known kind, valid id, known
+    /// origin, valid signature, size. All or nothing.
+    pub fn verify_remote(&self, records: Vec<Record>) -> Result<Verified, WriteError> {
         for r in &records {
             if self.shared.kinds.get(&r.kind).is_none() {
                 return Err(WriteError::Invalid(format!(
@@ -581,8 +594,15 @@ impl Center {
                 });
             }
         }
-        let mut waits = Vec::with_capacity(records.len());
-        for r in records {
+        Ok(Verified(records))
+    }
+
+    /// Merges verified versions. Each merges under the lattice order, so
+    /// older or duplicate versions change nothing. Returns how many were newer
+    /// than what this center held.
+    pub async fn apply_verified(&self, records: Verified) -> Result<usize, WriteError> {
+        let mut waits = Vec::with_capacity(records.0.len());
+        for r in records.0 {
             let (reply, rx) = oneshot::channel();
             let op = Op {
                 kind: r.kind.clone(),
@@ -602,6 +622,13 @@ impl Center {
             }
         }
         Ok(applied)
+    }
+
+    /// [`Center::verify_remote`] then [`Center::apply_verified`]: if any record
+    /// fails its checks, nothing is applied.
+    pub async fn apply_remote(&self, records: Vec<Record>) -> Result<usize, WriteError> {
+        let v = self.verify_remote(records)?;
+        self.apply_verified(v).await
     }
 
     /// True if `r` belongs to another center and its lease has run out
@@ -809,6 +836,12 @@ impl Center {
             tick.tick().await;
             self.sweep_due().await;
         }
+    }
+
+    /// Whether client writes are accepted (false while the center is
+    /// inactive in its mesh).
+    pub fn set_accepting_writes(&self, yes: bool) {
+        self.accepting.store(yes, Ordering::Relaxed);
     }
 
     /// Tells long-lived readers (watch streams) to finish.

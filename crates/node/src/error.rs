@@ -65,6 +65,7 @@ impl From<WriteError> for ApiError {
             WriteError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             WriteError::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             WriteError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            WriteError::Inactive => (StatusCode::SERVICE_UNAVAILABLE, "inactive"),
             WriteError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage"),
         };
         ApiError::new(status, code, e.to_string())

@@ -25,7 +25,11 @@ use std::sync::Arc;
 /// [`Running::shutdown`].
 pub struct Running {
     pub addr: SocketAddr,
+    /// The peer listener's address, when the center is in a mesh.
+    pub peer_addr: Option<SocketAddr>,
     pub center: Arc<Center>,
+    pub mesh: Option<Arc<peer::mesh::Mesh>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
     stop: tokio::sync::oneshot::Sender<()>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     sweeper: tokio::task::JoinHandle<()>,
@@ -33,12 +37,28 @@ pub struct Running {
 
 /// Opens the center and starts serving on `cfg.api.listen`.
 pub async fn start(cfg: &Config) -> Result<Running, StartError> {
-    if cfg.peer.is_some() {
-        return Err(StartError::Peer(
-            "this build has no peer listener yet; remove [peer] and [[peers]]".into(),
-        ));
-    }
     let center = Center::open(cfg)?;
+    let mut tasks = Vec::new();
+    let mut peer_addr = None;
+    let mesh = match &cfg.peer {
+        None => None,
+        Some(p) => {
+            let (mesh, queues) = peer::mesh::Mesh::new(center.clone(), cfg).map_err(StartError::Peer)?;
+            let tls = peer::pki::server_config(&p.cert, &p.key, &p.ca).map_err(|e| StartError::Peer(e.to_string()))?;
+            let l = tokio::net::TcpListener::bind(p.listen)
+                .await
+                .map_err(|source| StartError::Listen { addr: p.listen, source })?;
+            peer_addr = Some(
+                l.local_addr()
+                    .map_err(|source| StartError::Listen { addr: p.listen, source })?,
+            );
+            let router = peer::server::router(mesh.clone());
+            tasks.push(tokio::spawn(peer::server::serve(l, tls, router, center.closing())));
+            tasks.extend(mesh.spawn(queues));
+            tracing::info!(addr = ?peer_addr, peers = cfg.peers.len(), "peer listener serving (mutual TLS)");
+            Some(mesh)
+        }
+    };
     let listener = tokio::net::TcpListener::bind(cfg.api.listen)
         .await
         .map_err(|source| StartError::Listen {
@@ -50,7 +70,7 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
         source,
     })?;
     let listener = listener::LimitedListener::new(listener, cfg.api.max_connections);
-    let app = api::router(center.clone(), cfg);
+    let app = api::router(center.clone(), cfg, mesh.clone());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -63,10 +83,13 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
     tracing::info!(id = center.id(), %addr, key = %center.public_key_hex(), "registry center serving");
     Ok(Running {
         addr,
+        peer_addr,
         center,
+        mesh,
         stop,
         server,
         sweeper,
+        tasks,
     })
 }
 
@@ -78,6 +101,11 @@ impl Running {
         let _ = self.stop.send(());
         self.sweeper.abort();
         let _ = self.sweeper.await;
+        for t in self.tasks {
+            t.abort();
+            let _ = t.await;
+        }
+        drop(self.mesh);
         let mut server = self.server;
         if tokio::time::timeout(std::time::Duration::from_secs(5), &mut server)
             .await

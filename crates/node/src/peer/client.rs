@@ -1,0 +1,117 @@
+//! Outgoing calls to one peer: one keep-alive mutual-TLS connection, a fresh
+//! token per call, a deadline on everything. A failed call drops the
+//! connection; the next call reconnects.
+
+use crate::center::Center;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+/// Deadline for connecting (TCP + TLS).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Deadline for one call.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest response body read from a peer.
+pub const PEER_RESPONSE_BYTES_MAX: usize = 1 << 20;
+
+pub struct PeerClient {
+    /// The peer's center id (its TLS name and the token audience).
+    pub id: String,
+    authority: String,
+    tls: tokio_rustls::TlsConnector,
+    conn: Mutex<Option<http1::SendRequest<Full<Bytes>>>>,
+}
+
+/// What a call brought back.
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Bytes,
+}
+
+impl PeerClient {
+    pub fn new(id: &str, url: &str, tls: Arc<rustls::ClientConfig>) -> Self {
+        PeerClient {
+            id: id.to_string(),
+            authority: url.trim_start_matches("https://").trim_end_matches('/').to_string(),
+            tls: tokio_rustls::TlsConnector::from(tls),
+            conn: Mutex::new(None),
+        }
+    }
+
+    async fn connect(&self) -> Result<http1::SendRequest<Full<Bytes>>, String> {
+        let name = super::pki::server_name(&self.id).map_err(|e| e.to_string())?;
+        let fut = async {
+            let tcp = tokio::net::TcpStream::connect(&self.authority)
+                .await
+                .map_err(|e| e.to_string())?;
+            let _ = tcp.set_nodelay(true);
+            let tls = self.tls.connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))?;
+            let (send, conn) = http1::handshake(TokioIo::new(tls)).await.map_err(|e| e.to_string())?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            Ok::<_, String>(send)
+        };
+        tokio::time::timeout(CONNECT_TIMEOUT, fut)
+            .await
+            .map_err(|_| "connect timed out".to_string())?
+    }
+
+    /// One call. `headers` are added to `Host`, `Authorization` (a fresh
+    /// token) and, with a body, `Content-Type: application/json`.
+    pub async fn call(
+        &self,
+        center: &Center,
+        method: Method,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Option<Vec<u8>>,
+    ) -> Result<Answer, String> {
+        let mut guard = self.conn.lock().await;
+        let mut send = match guard.take() {
+            Some(s) if !s.is_closed() => s,
+            _ => self.connect().await?,
+        };
+        let mut jti = [0u8; 16];
+        getrandom::fill(&mut jti).map_err(|e| e.to_string())?;
+        let token = center.token_for(&self.id, crate::center::now_ms() / 1000, jti);
+        let mut b = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &self.authority)
+            .header("authorization", format!("Bearer {token}"));
+        for (k, v) in headers {
+            b = b.header(*k, v);
+        }
+        if body.is_some() {
+            b = b.header("content-type", "application/json");
+        }
+        let req = b
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| e.to_string())?;
+        let fut = async {
+            send.ready().await.map_err(|e| e.to_string())?;
+            let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
+            let status = resp.status();
+            let body = http_body_util::Limited::new(resp.into_body(), PEER_RESPONSE_BYTES_MAX)
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes();
+            Ok::<_, String>(Answer { status, body })
+        };
+        match tokio::time::timeout(CALL_TIMEOUT, fut).await {
+            Ok(Ok(a)) => {
+                *guard = Some(send);
+                Ok(a)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err("call timed out".into()),
+        }
+    }
+}

@@ -1,0 +1,356 @@
+//! The peer listener: HTTPS with mutual TLS, separate from the client API.
+//!
+//! Every connection's client certificate (if any) travels with its requests.
+//! HELLO is the only route served without one. Every other route requires:
+//! - a token (`Authorization`, with or without `Bearer `) whose `iss` is a
+//!   configured peer;
+//! - a client certificate issued for that peer;
+//! - a valid signature by that peer's key, `aud` = this center, `iat` within
+//!   the skew window, and a first use of its `jti`.
+//!
+//! For calls about the sender itself (heartbeat, node state),
+//! `DRiP-Node-ID` and the path's node id must name the sender. For `/commit`,
+//! `DRiP-Node-ID` names the initiator (DRiP §5.3), which must be a known
+//! center. Refused calls change nothing.
+
+use super::mesh::{decode_records, Mesh};
+use super::pki::cert_is_for;
+use crate::center::now_ms;
+use crate::error::ApiError;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use hyper_util::rt::TokioIo;
+use regmesh_proto::replay::ReplayError;
+use rustls::pki_types::CertificateDer;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// The client certificate of the connection a request came on.
+#[derive(Clone)]
+pub struct PeerCert(pub Option<Arc<CertificateDer<'static>>>);
+
+/// Deadline for a TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Open peer connections at once.
+pub const PEER_CONNECTIONS_MAX: usize = 1024;
+/// Deadline for receiving a peer request body.
+pub const PEER_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn router(mesh: Arc<Mesh>) -> Router {
+    Router::new()
+        .route("/state", get(state))
+        .route("/node/{id}/active", post(active))
+        .route("/node/{id}/inactive", post(inactive))
+        .route("/heartbeat/node/{id}", post(heartbeat))
+        .route("/commit", post(commit))
+        .route("/mesh/v1/hello", post(hello))
+        .fallback(|| async { ApiError::not_found("no such peer endpoint") })
+        .with_state(mesh)
+}
+
+/// Accepts TLS connections until `closing` turns true.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    router: Router,
+    mut closing: tokio::sync::watch::Receiver<bool>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let slots = Arc::new(Semaphore::new(PEER_CONNECTIONS_MAX));
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let (tcp, addr) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!("peer accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = closing.changed() => return,
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(t)) => t,
+                Ok(Err(e)) => {
+                    tracing::debug!(%addr, "peer TLS handshake failed: {e}");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let cert = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| Arc::new(c.clone().into_owned()));
+            let svc = hyper_util::service::TowerToHyperService::new(router.layer(Extension(PeerCert(cert))));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .header_read_timeout(Duration::from_secs(10))
+                .timer(hyper_util::rt::TokioTimer::new())
+                .serve_connection(TokioIo::new(tls), svc)
+                .await;
+        });
+    }
+}
+
+fn refuse(status: StatusCode, code: &'static str, msg: impl Into<String>) -> ApiError {
+    ApiError::new(status, code, msg)
+}
+
+/// Authenticates the sender of a peer call; returns its center id.
+fn authenticate(mesh: &Mesh, headers: &HeaderMap, cert: &PeerCert) -> Result<String, ApiError> {
+    let Some(cert) = &cert.0 else {
+        return Err(refuse(
+            StatusCode::UNAUTHORIZED,
+            "certificate_required",
+            "this call needs a client certificate",
+        ));
+    };
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(regmesh_core::jwt::from_authorization)
+        .ok_or_else(|| {
+            refuse(
+                StatusCode::UNAUTHORIZED,
+                "token_required",
+                "missing Authorization token",
+            )
+        })?;
+    let iss = regmesh_core::jwt::peek_issuer(token)
+        .ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "bad_token", "token is malformed"))?;
+    if mesh.peer(&iss).is_none() {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            "not_a_peer",
+            format!("{iss:?} is not a configured peer"),
+        ));
+    }
+    if !cert_is_for(cert, &iss) {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            "certificate_mismatch",
+            format!("the client certificate is not {iss:?}'s"),
+        ));
+    }
+    let claims = regmesh_core::jwt::verify(
+        token,
+        &iss,
+        &mesh.me,
+        |id| mesh.center.key_of(id),
+        now_ms() / 1000,
+        mesh.skew_s,
+    )
+    .map_err(|e| refuse(StatusCode::UNAUTHORIZED, "bad_token", e.to_string()))?;
+    match mesh
+        .replay
+        .lock()
+        .expect("replay lock")
+        .admit(&claims.iss, &claims.jti, claims.exp, now_ms() / 1000)
+    {
+        Ok(()) => Ok(iss),
+        Err(ReplayError::Replayed) => Err(refuse(
+            StatusCode::UNAUTHORIZED,
+            "replayed_token",
+            "this token was already used",
+        )),
+        Err(ReplayError::Full) => Err(refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "too many recent tokens",
+        )),
+    }
+}
+
+/// `DRiP-Node-ID` (and a path node id) must be the sender itself.
+fn same_node(headers: &HeaderMap, sender: &str, path_id: Option<&str>) -> Result<(), ApiError> {
+    let node = headers.get("drip-node-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+    if node != sender {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            "node_id_mismatch",
+            format!("DRiP-Node-ID {node:?} is not the sender {sender:?}"),
+        ));
+    }
+    if let Some(p) = path_id {
+        if p != sender {
+            return Err(refuse(
+                StatusCode::FORBIDDEN,
+                "node_id_mismatch",
+                format!("node {p:?} in the path is not the sender {sender:?}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn state(
+    State(mesh): State<Arc<Mesh>>,
+    Extension(cert): Extension<PeerCert>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let sender = authenticate(&mesh, &headers, &cert)?;
+    same_node(&headers, &sender, None)?;
+    Ok(Json(json!({"state": mesh.node_state().as_str()})).into_response())
+}
+
+async fn active(
+    State(mesh): State<Arc<Mesh>>,
+    Extension(cert): Extension<PeerCert>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let sender = authenticate(&mesh, &headers, &cert)?;
+    same_node(&headers, &sender, Some(&id))?;
+    mesh.announce(&sender, "active");
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn inactive(
+    State(mesh): State<Arc<Mesh>>,
+    Extension(cert): Extension<PeerCert>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let sender = authenticate(&mesh, &headers, &cert)?;
+    same_node(&headers, &sender, Some(&id))?;
+    mesh.announce(&sender, "inactive");
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    tokio::time::timeout(PEER_BODY_TIMEOUT, axum::body::to_bytes(body, limit))
+        .await
+        .map_err(|_| {
+            refuse(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                "request body not received in time",
+            )
+        })?
+        .map_err(|_| {
+            refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("body exceeds {limit} bytes"),
+            )
+        })
+}
+
+/// Heartbeat body: `{"state": "...", "interval_ms": N}`, or the bare state
+/// word of DRiP's example. Without an interval, the sender is assumed to beat
+/// as often as we do.
+async fn heartbeat(
+    State(mesh): State<Arc<Mesh>>,
+    Extension(cert): Extension<PeerCert>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let sender = authenticate(&mesh, &headers, &cert)?;
+    same_node(&headers, &sender, Some(&id))?;
+    let raw = read_body(body, 4096).await?;
+    let text = String::from_utf8_lossy(&raw).trim().to_string();
+    let (st, interval) = match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Object(m)) => (
+            m.get("state").and_then(Value::as_str).map(str::to_string),
+            m.get("interval_ms").and_then(Value::as_u64),
+        ),
+        _ if text.is_empty() => (None, None),
+        _ => (Some(text.trim_matches('"').to_string()), None),
+    };
+    if let Some(s) = &st {
+        if !matches!(s.as_str(), "active" | "inactive" | "sync") {
+            return Err(refuse(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                format!("state {s:?} is not active, inactive or sync"),
+            ));
+        }
+    }
+    let interval = interval.unwrap_or(1000).clamp(50, 3_600_000);
+    mesh.beat_from(&sender, st, interval);
+    Ok(StatusCode::OK.into_response())
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn commit(
+    State(mesh): State<Arc<Mesh>>,
+    Extension(cert): Extension<PeerCert>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let sender = authenticate(&mesh, &headers, &cert)?;
+    let bad = |m: String| refuse(StatusCode::BAD_REQUEST, "bad_header", m);
+    let initiator = header(&headers, "drip-node-id")
+        .ok_or_else(|| bad("DRiP-Node-ID is required".into()))?
+        .to_string();
+    if initiator != mesh.me && mesh.center.key_of(&initiator).is_none() {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            "unknown_center",
+            format!("initiator {initiator:?} is not a known center"),
+        ));
+    }
+    let counter: u64 = header(&headers, "drip-node-counter")
+        .ok_or_else(|| bad("DRiP-Node-Counter is required".into()))?
+        .parse()
+        .map_err(|_| bad("DRiP-Node-Counter must be an unsigned integer".into()))?;
+    let reset = match header(&headers, "drip-node-counter-reset").unwrap_or("false") {
+        "true" => true,
+        "false" => false,
+        v => return Err(bad(format!("DRiP-Node-Counter-reset must be true or false, not {v:?}"))),
+    };
+    match header(&headers, "drip-transaction-type").unwrap_or("update") {
+        "update" => {}
+        t => return Err(bad(format!("DRiP-Transaction-Type {t:?} is not accepted on /commit"))),
+    }
+    let raw = read_body(body, mesh.max_body_bytes).await?;
+    let records = decode_records(&raw).map_err(|e| refuse(StatusCode::BAD_REQUEST, "malformed", e))?;
+    if let Some(r) = records.iter().find(|r| r.origin != initiator) {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            format!(
+                "{}/{} is from {:?}, but the message's initiator is {initiator:?}",
+                r.kind, r.id, r.origin
+            ),
+        ));
+    }
+    let (duplicate, applied) = mesh.receive(&sender, &initiator, counter, reset, records).await?;
+    Ok(Json(json!({"accepted": true, "duplicate": duplicate, "applied": applied})).into_response())
+}
+
+/// HELLO (document 003): accepted without a client certificate, so a center
+/// can introduce itself. Answers accepted or rejected, with a reason.
+async fn hello(State(mesh): State<Arc<Mesh>>, body: Body) -> Result<Response, ApiError> {
+    let raw = read_body(body, 4096).await?;
+    let v: Value =
+        serde_json::from_slice(&raw).map_err(|e| refuse(StatusCode::BAD_REQUEST, "malformed_json", e.to_string()))?;
+    let id = v.get("id").and_then(Value::as_str).unwrap_or("");
+    if mesh.peer(id).is_none() {
+        return Ok((
+            StatusCode::FORBIDDEN,
+            Json(json!({"id": mesh.me, "accepted": false, "reason": format!("{id:?} is not a configured peer of {}", mesh.me)})),
+        )
+            .into_response());
+    }
+    Ok(Json(json!({"id": mesh.me, "accepted": true})).into_response())
+}
