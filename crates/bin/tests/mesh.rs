@@ -1,0 +1,440 @@
+//! Real meshes of `regmesh` processes on loopback, set up with `regmesh init`
+//! exactly as an operator would, and probed with the client API and with curl
+//! (the DRiP draft's requests).
+
+use regmesh_node::client::Client;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_regmesh");
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A base port with every port a mesh of `n` needs free right now.
+fn free_base(n: usize) -> u16 {
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let seed = std::process::id() as usize + 977 * CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    for k in 0..500 {
+        let base = 20_000 + ((seed * 7 + k * 131) % 3500) * 10;
+        let ok = (0..n)
+            .all(|i| (0..2).all(|d| std::net::TcpListener::bind(("127.0.0.1", (base + 10 * i + d) as u16)).is_ok()));
+        if ok {
+            return base as u16;
+        }
+    }
+    panic!("no free ports");
+}
+
+fn init(dir: &Path, n: usize, topology: &str) -> u16 {
+    let base = free_base(n);
+    let out = Command::new(BIN)
+        .args([
+            "init",
+            "--centers",
+            &n.to_string(),
+            "--topology",
+            topology,
+            "--base-port",
+            &base.to_string(),
+            "--out",
+        ])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    base
+}
+
+fn serve(dir: &Path, id: &str) -> (Proc, Client) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(dir.join(format!("{id}.toml")))
+        .env("REGMESH_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("{id}: {line:?}"))
+        .to_string();
+    (Proc(child), Client::new(&url, None).unwrap())
+}
+
+async fn get(c: &Client, path: &str) -> (u16, Value) {
+    let r = c.request(hyper::Method::GET, path, None).await.unwrap();
+    (r.status.as_u16(), r.json())
+}
+
+async fn wait_until<F, Fut>(what: &str, limit: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let t0 = Instant::now();
+    while !f().await {
+        assert!(t0.elapsed() < limit, "timed out after {limit:?} waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn peer_states(c: &Client) -> Vec<(String, String)> {
+    let (_, v) = get(c, "/v1/peers").await;
+    v["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["id"].as_str().unwrap().to_string(),
+                p["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn agent(i: usize) -> Value {
+    json!({"addresses": [format!("2001:db8::{i:x}")], "capabilities": [{"name": "translate"}]})
+}
+
+fn curl(dir: &Path, args: &[&str]) -> (String, String) {
+    let out = Command::new("curl")
+        .current_dir(dir)
+        .args(["-s", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("curl is installed");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", ""));
+    (code.to_string(), body.to_string())
+}
+
+fn token(dir: &Path, from: &str, to: &str) -> String {
+    let out = Command::new(BIN)
+        .args(["token", "--to", to, "--config"])
+        .arg(dir.join(format!("{from}.toml")))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn line_mesh_replicates_refuses_and_detects_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = init(dir.path(), 3, "line");
+    let (_p1, c1) = serve(dir.path(), "c1");
+    let (_p2, c2) = serve(dir.path(), "c2");
+    let (p3, c3) = serve(dir.path(), "c3");
+    wait_until("c2 sees c1 and c3 OPERATIONAL", Duration::from_secs(15), || async {
+        peer_states(&c2).await.iter().all(|(_, s)| s == "OPERATIONAL")
+    })
+    .await;
+
+    // A write at one end arrives at the other, through c2.
+    for i in 0..20 {
+        let r = c1
+            .request(hyper::Method::PUT, &format!("/v1/agents/a{i:02}"), Some(&agent(i)))
+            .await
+            .unwrap();
+        assert_eq!(r.status.as_u16(), 201);
+    }
+    wait_until("all 20 agents at c3", Duration::from_secs(10), || async {
+        get(&c3, "/v1/agents?origin=c1&limit=100").await.1["items"]
+            .as_array()
+            .map_or(0, Vec::len)
+            == 20
+    })
+    .await;
+    let (_, a) = get(&c3, "/v1/agents/a07").await;
+    assert_eq!(a["origin"], "c1");
+    assert_eq!(a["addresses"], json!(["2001:db8::7"]));
+
+    // Only the origin may change its records.
+    let r = c3
+        .request(hyper::Method::PUT, "/v1/agents/a07", Some(&agent(99)))
+        .await
+        .unwrap();
+    assert_eq!(r.status.as_u16(), 409);
+    assert_eq!(r.json()["error"]["code"], "not_owner");
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("c1"));
+
+    // Delete propagates and is not resurrected.
+    assert_eq!(
+        c1.request(hyper::Method::DELETE, "/v1/agents/a03", None)
+            .await
+            .unwrap()
+            .status
+            .as_u16(),
+        204
+    );
+    wait_until("a03 deleted at c3", Duration::from_secs(10), || async {
+        get(&c3, "/v1/agents/a03").await.0 == 404
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(get(&c3, "/v1/agents/a03").await.0, 404, "resurrected");
+    assert_eq!(get(&c2, "/v1/agents/a03").await.0, 404, "resurrected");
+
+    // The draft's curl requests, against c2 with c1's certificate.
+    let d = dir.path();
+    let c2_addr = format!("c2:{}:127.0.0.1", base + 11);
+    let url = |p: &str| format!("https://c2:{}{p}", base + 11);
+    let with_cert = [
+        "--cacert",
+        "ca.pem",
+        "--resolve",
+        &c2_addr,
+        "--cert",
+        "c1.crt",
+        "--key",
+        "c1.key",
+    ];
+    let t = token(d, "c1", "c2");
+    let auth = format!("Authorization: {t}");
+    let mut args: Vec<&str> = with_cert.to_vec();
+    args.extend(["-H", "DRiP-Node-ID: c1", "-H", &auth]);
+    let state_url = url("/state");
+    let (code, body) = curl(d, &[args.as_slice(), &[state_url.as_str()]].concat());
+    assert_eq!((code.as_str(), body.as_str()), ("200", r#"{"state":"active"}"#));
+    let (code, body) = curl(d, &[args.as_slice(), &[state_url.as_str()]].concat());
+    assert_eq!(code, "401", "a replayed token: {body}");
+    assert!(body.contains("replayed_token"));
+    let t = token(d, "c1", "c2");
+    let auth = format!("Authorization: Bearer {t}");
+    let active_url = url("/node/c1/active");
+    let (code, _) = curl(
+        d,
+        &[
+            &with_cert[..],
+            &["-H", "DRiP-Node-ID: c1", "-H", &auth, "-X", "POST", &active_url],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, "200", "POST /node/c1/active");
+    // No client certificate.
+    let t = token(d, "c1", "c2");
+    let auth = format!("Authorization: {t}");
+    let (code, body) = curl(
+        d,
+        &[
+            "--cacert",
+            "ca.pem",
+            "--resolve",
+            &c2_addr,
+            "-H",
+            "DRiP-Node-ID: c1",
+            "-H",
+            &auth,
+            &state_url,
+        ],
+    );
+    assert_eq!(code, "401", "{body}");
+    assert!(body.contains("certificate_required"));
+    // A forged token (signed by c3's key, claiming c1) with c1's certificate.
+    let forged = {
+        let t = token(d, "c3", "c2");
+        let parts: Vec<&str> = t.split('.').collect();
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut claims: Value = serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
+        claims["iss"] = json!("c1");
+        format!("{}.{}.{}", parts[0], b64.encode(claims.to_string()), parts[2])
+    };
+    let auth = format!("Authorization: {forged}");
+    let (code, body) = curl(
+        d,
+        &[&with_cert[..], &["-H", "DRiP-Node-ID: c1", "-H", &auth, &state_url]].concat(),
+    );
+    assert_eq!(code, "401", "{body}");
+    assert!(body.contains("signature"), "{body}");
+    // A center that is not c1's peer (line: c3 is not).
+    let c1_addr = format!("c1:{}:127.0.0.1", base + 1);
+    let t = token(d, "c3", "c2");
+    let auth = format!("Authorization: {t}");
+    let c1_state = format!("https://c1:{}/state", base + 1);
+    let (code, body) = curl(
+        d,
+        &[
+            "--cacert",
+            "ca.pem",
+            "--resolve",
+            &c1_addr,
+            "--cert",
+            "c3.crt",
+            "--key",
+            "c3.key",
+            "-H",
+            "DRiP-Node-ID: c3",
+            "-H",
+            &auth,
+            &c1_state,
+        ],
+    );
+    assert_eq!(code, "403", "{body}");
+    assert!(body.contains("not_a_peer"));
+    // Tampered records in a flood are refused and change nothing.
+    let before = get(&c2, "/v1/status").await.1["change"].as_u64().unwrap();
+    let rec = {
+        use base64::Engine;
+        let mut r = regmesh_core::codec::decode(&regmesh_core::codec::encode(&regmesh_core::Record {
+            kind: "agent".into(),
+            id: "evil".into(),
+            origin: "c1".into(),
+            version: regmesh_core::Hlc::new(u64::MAX / 2, 0),
+            seq: 1,
+            expires_at_ms: None,
+            visibility: regmesh_core::Visibility::Public,
+            deleted: false,
+            body: r#"{"addresses":["2001:db8::bad"]}"#.into(),
+            sig: [7; 64],
+        }))
+        .unwrap();
+        r.seq = 2;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(regmesh_core::codec::encode(&r))
+    };
+    let t = token(d, "c1", "c2");
+    let auth = format!("Authorization: {t}");
+    let body = json!({"records": [rec]}).to_string();
+    let commit_url = url("/commit");
+    let (code, resp) = curl(
+        d,
+        &[
+            &with_cert[..],
+            &[
+                "-H",
+                "Content-Type: application/json",
+                "-H",
+                "DRiP-Node-ID: c1",
+                "-H",
+                "DRiP-Node-Counter: 999999",
+                "-H",
+                "DRiP-Node-Counter-reset: false",
+                "-H",
+                &auth,
+                "-X",
+                "POST",
+                "-d",
+                &body,
+                &commit_url,
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, "400", "{resp}");
+    assert!(resp.contains("does not verify"), "{resp}");
+    assert_eq!(
+        get(&c2, "/v1/status").await.1["change"].as_u64().unwrap(),
+        before,
+        "a refused flood changed state"
+    );
+    assert_eq!(get(&c2, "/v1/agents/evil").await.0, 404);
+
+    // A killed center is DEGRADED past 2x its interval, INTERRUPTED past 10x.
+    let killed = Instant::now();
+    drop(p3);
+    wait_until("c3 DEGRADED at c2", Duration::from_secs(6), || async {
+        peer_states(&c2)
+            .await
+            .iter()
+            .any(|(id, s)| id == "c3" && s == "DEGRADED")
+    })
+    .await;
+    assert!(
+        killed.elapsed() >= Duration::from_millis(1500),
+        "degraded too early: {:?}",
+        killed.elapsed()
+    );
+    wait_until("c3 INTERRUPTED at c2", Duration::from_secs(16), || async {
+        peer_states(&c2)
+            .await
+            .iter()
+            .any(|(id, s)| id == "c3" && s == "INTERRUPTED")
+    })
+    .await;
+    assert!(
+        killed.elapsed() >= Duration::from_secs(9),
+        "interrupted too early: {:?}",
+        killed.elapsed()
+    );
+    // c1 is still fine, and c2 still takes writes from it.
+    assert!(peer_states(&c2)
+        .await
+        .iter()
+        .any(|(id, s)| id == "c1" && s == "OPERATIONAL"));
+    let r = c1
+        .request(hyper::Method::PUT, "/v1/agents/after", Some(&agent(1)))
+        .await
+        .unwrap();
+    assert_eq!(r.status.as_u16(), 201);
+    wait_until("write reaches c2 with c3 down", Duration::from_secs(10), || async {
+        get(&c2, "/v1/agents/after").await.0 == 200
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_mesh_every_write_reaches_every_center_once() {
+    let dir = tempfile::tempdir().unwrap();
+    init(dir.path(), 3, "full");
+    let mut procs = Vec::new();
+    let mut clients = Vec::new();
+    for id in ["c1", "c2", "c3"] {
+        let (p, c) = serve(dir.path(), id);
+        procs.push(p);
+        clients.push(c);
+    }
+    for c in &clients {
+        wait_until("all peers OPERATIONAL", Duration::from_secs(15), || async {
+            let s = peer_states(c).await;
+            s.len() == 2 && s.iter().all(|(_, st)| st == "OPERATIONAL")
+        })
+        .await;
+    }
+    for (k, c) in clients.iter().enumerate() {
+        for i in 0..10 {
+            let r = c
+                .request(hyper::Method::PUT, &format!("/v1/agents/k{k}-{i}"), Some(&agent(i)))
+                .await
+                .unwrap();
+            assert_eq!(r.status.as_u16(), 201);
+        }
+    }
+    for c in &clients {
+        wait_until("30 agents everywhere", Duration::from_secs(10), || async {
+            get(c, "/v1/agents?limit=100").await.1["items"]
+                .as_array()
+                .map_or(0, Vec::len)
+                == 30
+        })
+        .await;
+    }
+    // In a full mesh every flood also arrives relayed: each center saw some
+    // copies twice and applied them once.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut dups = 0;
+    for c in &clients {
+        let (_, v) = get(c, "/v1/peers").await;
+        dups += v["floods"]["duplicates"].as_u64().unwrap();
+        assert_eq!(v["state"], "active");
+    }
+    assert!(dups > 0, "relayed copies were expected in a full mesh");
+    for c in &clients {
+        let (_, st) = get(c, "/v1/status").await;
+        assert_eq!(st["records"]["agent"], 30);
+    }
+}
