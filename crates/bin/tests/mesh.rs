@@ -428,9 +428,12 @@ async fn full_mesh_every_write_reaches_every_center_once() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut dups = 0;
     for c in &clients {
+        wait_until("active", Duration::from_secs(10), || async {
+            get(c, "/v1/peers").await.1["state"] == "active"
+        })
+        .await;
         let (_, v) = get(c, "/v1/peers").await;
         dups += v["floods"]["duplicates"].as_u64().unwrap();
-        assert_eq!(v["state"], "active");
     }
     assert!(dups > 0, "relayed copies were expected in a full mesh");
     for c in &clients {

@@ -712,6 +712,66 @@ impl Center {
         Ok((out, page.more))
     }
 
+    /// Stored versions (tombstones included) of `origin` with seq above
+    /// `after`, in seq order, at most `limit`; for anti-entropy pulls.
+    pub fn origin_after(&self, origin: &str, after: u64, limit: usize) -> Result<Vec<Record>, ReadError> {
+        let keys = self
+            .shared
+            .index
+            .read()
+            .expect("index lock")
+            .by_origin_after(origin, after, limit);
+        let mut out = Vec::with_capacity(keys.len());
+        for (_, kind, id) in keys {
+            let entry = self.shared.index.read().expect("index lock").get(&kind, &id).cloned();
+            let Some(entry) = entry else { continue };
+            let Some(bytes) = self
+                .shared
+                .store
+                .get(&kind, &id)
+                .map_err(|e| ReadError::Storage(e.to_string()))?
+            else {
+                continue;
+            };
+            if digest(&bytes) != entry.digest {
+                // Replaced since the index read; the newer version has a
+                // higher seq and is sent in its turn.
+                continue;
+            }
+            out.push(codec::decode(&bytes).map_err(|e| ReadError::Storage(e.to_string()))?);
+        }
+        Ok(out)
+    }
+
+    /// Highest stored seq per origin.
+    pub fn stored_origins(&self) -> Vec<(String, u64)> {
+        self.shared.index.read().expect("index lock").origins()
+    }
+
+    /// Persists per-origin watermarks (anti-entropy) as one metadata cell.
+    pub fn save_watermarks(&self, w: &[(String, u64)]) -> Result<(), WriteError> {
+        let text = serde_json::to_vec(&w.iter().cloned().collect::<std::collections::BTreeMap<_, _>>()).expect("json");
+        self.shared
+            .store
+            .apply(&WriteBatch {
+                meta: vec![("watermarks".into(), text)],
+                ..Default::default()
+            })
+            .map_err(|e| WriteError::Storage(e.to_string()))
+    }
+
+    /// Watermarks saved by [`Center::save_watermarks`].
+    pub fn load_watermarks(&self) -> Vec<(String, u64)> {
+        self.shared
+            .store
+            .meta("watermarks")
+            .ok()
+            .flatten()
+            .and_then(|b| serde_json::from_slice::<std::collections::BTreeMap<String, u64>>(&b).ok())
+            .map(|m| m.into_iter().collect())
+            .unwrap_or_default()
+    }
+
     /// Subscribes to change events committed from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.shared.events.subscribe()
@@ -999,6 +1059,8 @@ impl Shared {
                             IndexEntry {
                                 digest: digest(&bytes),
                                 deleted: r.deleted,
+                                origin: std::sync::Arc::from(r.origin.as_str()),
+                                seq: r.seq,
                             },
                             &[],
                             &terms,
@@ -1222,6 +1284,8 @@ impl Shared {
                                 IndexEntry {
                                     digest: d,
                                     deleted: r.deleted,
+                                    origin: std::sync::Arc::from(r.origin.as_str()),
+                                    seq: r.seq,
                                 },
                                 &old_terms,
                                 &new_terms,

@@ -2,8 +2,8 @@
 //! - `active`: propagating and accepting updates;
 //! - `inactive`: no peer has answered a heartbeat, so there is no propagation
 //!   and no updates;
-//! - `sync`: a peer answered again and we are catching up; `active` once the
-//!   catch-up completes.
+//! - `sync`: a peer answered again and we are catching up (pulling what we
+//!   missed); `active` once caught up. Updates and propagation continue.
 //!
 //! A center with no peers is `active` (a standalone center).
 
@@ -51,9 +51,11 @@ impl NodeState {
         self != NodeState::Inactive
     }
 
-    /// Whether changes are propagated in this state.
+    /// Whether changes are propagated in this state. A center in `sync`
+    /// floods its own new writes and relays: catching up concerns what it
+    /// missed, and merging makes the order of arrival irrelevant.
     pub fn propagates(self) -> bool {
-        self == NodeState::Active
+        self != NodeState::Inactive
     }
 }
 
@@ -74,6 +76,7 @@ mod tests {
         assert_eq!(s, Active);
         assert!(s.propagates());
         assert_eq!(s.next(0, false), (Inactive, false));
+        assert!(Sync.propagates() && !Inactive.propagates());
         assert_eq!(NodeState::initial(false), Active);
         assert_eq!(Active.as_str(), "active");
     }

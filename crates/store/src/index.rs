@@ -33,6 +33,9 @@ pub struct IndexEntry {
     pub digest: Digest,
     /// Tombstone (kept until purged; invisible to queries).
     pub deleted: bool,
+    /// Origin of the stored version and its sequence number there.
+    pub origin: Arc<str>,
+    pub seq: u64,
 }
 
 #[derive(Default)]
@@ -70,10 +73,16 @@ pub struct Page {
     pub more: bool,
 }
 
+/// One origin's stored versions: seq → (kind, id).
+type SeqMap = std::collections::BTreeMap<u64, (Arc<str>, Arc<str>)>;
+
 /// The indexes of all kinds.
 #[derive(Default)]
 pub struct Index {
     kinds: HashMap<String, KindIndex>,
+    /// Per origin, the stored versions (tombstones included) by sequence
+    /// number: what a peer asking "origin O after seq N" is sent.
+    by_origin_seq: HashMap<Arc<str>, SeqMap>,
 }
 
 impl Index {
@@ -93,6 +102,11 @@ impl Index {
         new_terms: &[(&'static str, String)],
     ) {
         let k = self.kinds.entry(kind.to_string()).or_default();
+        if let Some(old) = k.primary.get(id) {
+            if let Some(m) = self.by_origin_seq.get_mut(&old.origin) {
+                m.remove(&old.seq);
+            }
+        }
         let (key, was_live) = match k.primary.get_key_value(id) {
             Some((key, e)) => (key.clone(), !e.deleted),
             None => {
@@ -114,7 +128,30 @@ impl Index {
             }
         }
         k.live = k.live + live as usize - was_live as usize;
+        self.by_origin_seq
+            .entry(entry.origin.clone())
+            .or_default()
+            .insert(entry.seq, (Arc::from(kind), key.clone()));
         k.primary.insert(key, entry);
+    }
+
+    /// Stored versions of `origin` with seq above `after`, in seq order, at
+    /// most `limit`: `(seq, kind, id)`.
+    pub fn by_origin_after(&self, origin: &str, after: u64, limit: usize) -> Vec<(u64, String, String)> {
+        self.by_origin_seq.get(origin).map_or_else(Vec::new, |m| {
+            m.range(after.saturating_add(1)..)
+                .take(limit)
+                .map(|(s, (k, i))| (*s, k.to_string(), i.to_string()))
+                .collect()
+        })
+    }
+
+    /// Origins with stored versions, and the highest seq stored of each.
+    pub fn origins(&self) -> Vec<(String, u64)> {
+        self.by_origin_seq
+            .iter()
+            .filter_map(|(o, m)| m.last_key_value().map(|(s, _)| (o.to_string(), *s)))
+            .collect()
     }
 
     /// Forgets `(kind, id)` entirely (a purged tombstone, or a removed live
@@ -123,6 +160,9 @@ impl Index {
         let Some(k) = self.kinds.get_mut(kind) else { return };
         k.unindex(id, old_terms);
         if let Some(e) = k.primary.remove(id) {
+            if let Some(m) = self.by_origin_seq.get_mut(&e.origin) {
+                m.remove(&e.seq);
+            }
             k.order.remove(id);
             if !e.deleted {
                 k.live -= 1;
@@ -194,6 +234,8 @@ mod tests {
 
     fn e(deleted: bool) -> IndexEntry {
         IndexEntry {
+            origin: Arc::from("c1"),
+            seq: 0,
             digest: [0; 32],
             deleted,
         }

@@ -42,6 +42,8 @@ pub struct Outgoing {
     initiator: String,
     counter: u64,
     reset: bool,
+    /// First seq of the covered range `seq_from..=counter` (anti-entropy).
+    seq_from: Option<u64>,
     body: Vec<u8>,
 }
 
@@ -56,6 +58,8 @@ pub struct Peer {
     reachable: AtomicBool,
     /// The DRiP state it last announced.
     announced: Mutex<Option<String>>,
+    /// Its per-origin watermarks, from its last beat.
+    their_marks: Mutex<HashMap<String, u64>>,
     sent: AtomicU64,
     dropped: AtomicU64,
 }
@@ -68,6 +72,8 @@ pub struct MeshStats {
     pub duplicates: AtomicU64,
     pub relayed: AtomicU64,
     pub refused: AtomicU64,
+    pub pulls: AtomicU64,
+    pub pulled_records: AtomicU64,
 }
 
 pub struct Mesh {
@@ -80,6 +86,13 @@ pub struct Mesh {
     windows: Mutex<HashMap<String, CounterWindow>>,
     pub replay: Mutex<ReplayCache>,
     state: Mutex<NodeState>,
+    /// When this center entered `sync` (ms), to judge when it has caught up.
+    sync_since: Mutex<Option<u64>>,
+    /// Per origin: every seq up to this is applied here or was covered.
+    marks: Mutex<HashMap<String, u64>>,
+    marks_dirty: AtomicBool,
+    /// Origins being pulled right now (one pull per origin at a time).
+    pulling: Mutex<std::collections::HashSet<String>>,
     pub stats: MeshStats,
 }
 
@@ -126,6 +139,7 @@ impl Mesh {
                 queue: tx,
                 reachable: AtomicBool::new(false),
                 announced: Mutex::new(None),
+                their_marks: Mutex::new(HashMap::new()),
                 sent: AtomicU64::new(0),
                 dropped: AtomicU64::new(0),
                 cfg: pc.clone(),
@@ -142,6 +156,10 @@ impl Mesh {
             windows: Mutex::new(HashMap::new()),
             replay: Mutex::new(ReplayCache::default()),
             state: Mutex::new(state),
+            sync_since: Mutex::new(None),
+            marks: Mutex::new(center.load_watermarks().into_iter().collect()),
+            marks_dirty: AtomicBool::new(false),
+            pulling: Mutex::new(Default::default()),
             stats: MeshStats::default(),
             center,
         });
@@ -156,7 +174,63 @@ impl Mesh {
             tasks.push(tokio::spawn(self.clone().send_loop(peer, rx)));
         }
         tasks.push(tokio::spawn(self.clone().flood_loop()));
+        tasks.push(tokio::spawn(self.clone().save_loop()));
         tasks
+    }
+
+    /// Persists watermarks every few seconds when they changed. A crash loses
+    /// at most the last few seconds of advances, which only causes a
+    /// redundant (idempotent) pull.
+    async fn save_loop(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tick.tick().await;
+            if self.marks_dirty.swap(false, Ordering::Relaxed) {
+                let marks: Vec<(String, u64)> = self
+                    .marks
+                    .lock()
+                    .expect("marks lock")
+                    .iter()
+                    .map(|(k, v)| (k.clone(), *v))
+                    .collect();
+                if let Err(e) = self.center.save_watermarks(&marks) {
+                    tracing::warn!("saving watermarks failed: {e}");
+                    self.marks_dirty.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Our watermark for `origin`: for ourselves, the highest seq we store.
+    pub fn mark(&self, origin: &str) -> u64 {
+        if origin == self.me {
+            return self
+                .center
+                .stored_origins()
+                .into_iter()
+                .find(|(o, _)| o == origin)
+                .map_or(0, |(_, s)| s);
+        }
+        self.marks.lock().expect("marks lock").get(origin).copied().unwrap_or(0)
+    }
+
+    /// All our watermarks, ours included.
+    pub fn marks(&self) -> HashMap<String, u64> {
+        let mut m = self.marks.lock().expect("marks lock").clone();
+        m.insert(self.me.clone(), self.mark(&self.me));
+        m
+    }
+
+    fn advance(&self, origin: &str, from: u64, through: u64) {
+        if origin == self.me {
+            return;
+        }
+        let mut m = self.marks.lock().expect("marks lock");
+        let w = m.entry(origin.to_string()).or_insert(0);
+        if from <= *w + 1 && through > *w {
+            *w = through;
+            self.marks_dirty.store(true, Ordering::Relaxed);
+        }
     }
 
     pub fn peer(&self, id: &str) -> Option<&Arc<Peer>> {
@@ -173,18 +247,33 @@ impl Mesh {
             .iter()
             .filter(|p| p.reachable.load(Ordering::Relaxed))
             .count();
+        // Caught up: in sync for two beat intervals (so every reachable peer
+        // has told us its watermarks), no pull running, and nobody ahead.
+        let caught_up = self
+            .sync_since
+            .lock()
+            .expect("sync lock")
+            .is_some_and(|t| now_ms() >= t + 2 * self.interval_ms)
+            && self.pulling.lock().expect("pulling lock").is_empty()
+            && !self.behind_any();
         let mut st = self.state.lock().expect("state lock");
-        let (mut next, start_sync) = st.next(reachable, false);
+        let (next, start_sync) = st.next(reachable, caught_up);
         if start_sync {
-            // The catch-up (full sync / anti-entropy) is not built yet; the
-            // center goes straight on to active.
-            next = next.next(reachable, true).0;
+            *self.sync_since.lock().expect("sync lock") = Some(now_ms());
         }
         if next != *st {
             tracing::info!(from = st.as_str(), to = next.as_str(), reachable, "node state");
             *st = next;
             self.center.set_accepting_writes(next.accepts_updates());
         }
+    }
+
+    /// True if some peer has told us of an origin it holds further than we.
+    fn behind_any(&self) -> bool {
+        self.peers.iter().any(|p| {
+            let theirs = p.their_marks.lock().expect("marks lock").clone();
+            theirs.iter().any(|(o, w)| *w > self.mark(o))
+        })
     }
 
     fn note(&self, peer: &Peer, t: Option<regmesh_proto::lifecycle::Transition>) {
@@ -221,9 +310,12 @@ impl Mesh {
                     }
                 }
             } else {
-                let body =
-                    serde_json::to_vec(&json!({"state": self.node_state().as_str(), "interval_ms": self.interval_ms}))
-                        .expect("json");
+                let body = serde_json::to_vec(&json!({
+                    "state": self.node_state().as_str(),
+                    "interval_ms": self.interval_ms,
+                    "watermarks": self.marks(),
+                }))
+                .expect("json");
                 let path = format!("/heartbeat/node/{}", self.me);
                 match peer
                     .client
@@ -260,12 +352,15 @@ impl Mesh {
 
     async fn send_loop(self: Arc<Self>, peer: Arc<Peer>, mut rx: mpsc::Receiver<Outgoing>) {
         while let Some(m) = rx.recv().await {
-            let headers = [
+            let mut headers = vec![
                 ("drip-node-id", m.initiator.clone()),
                 ("drip-node-counter", m.counter.to_string()),
                 ("drip-node-counter-reset", m.reset.to_string()),
                 ("drip-transaction-type", "update".to_string()),
             ];
+            if let Some(f) = m.seq_from {
+                headers.push(("regmesh-seq-from", f.to_string()));
+            }
             match peer
                 .client
                 .call(&self.center, Method::POST, "/commit", &headers, Some(m.body))
@@ -288,7 +383,13 @@ impl Mesh {
 
     /// Queues `records` (of initiator/counter) to every OPERATIONAL peer but
     /// `except`, each getting only what its policy allows.
-    fn fan_out(&self, initiator: &str, counter: u64, reset: bool, records: &[Record], except: Option<&str>) -> usize {
+    fn fan_out(
+        &self,
+        initiator: &str,
+        (counter, reset, seq_from): (u64, bool, Option<u64>),
+        records: &[Record],
+        except: Option<&str>,
+    ) -> usize {
         if !self.node_state().propagates() {
             return 0;
         }
@@ -311,13 +412,14 @@ impl Mesh {
                 .filter(|(r, p)| peer.policy.allows(r, p))
                 .map(|(r, _)| r)
                 .collect();
-            if allowed.is_empty() {
+            if allowed.is_empty() && seq_from.is_none() {
                 continue;
             }
             let m = Outgoing {
                 initiator: initiator.to_string(),
                 counter,
                 reset,
+                seq_from,
                 body: encode_records(allowed.into_iter()),
             };
             match peer.queue.try_send(m) {
@@ -367,8 +469,12 @@ impl Mesh {
                 // DRiP-Node-Counter: the highest seq in the message. Our seq
                 // is persisted with the records, so counters survive restarts.
                 let counter = own.iter().map(|r| r.seq).max().expect("not empty");
+                // The message covers every own seq from its first to its last:
+                // all own changes between them are in it (or filtered out
+                // for the peer, which then may not see them anyway).
+                let from = own.iter().map(|r| r.seq).min().expect("not empty");
                 self.stats.floods_initiated.fetch_add(1, Ordering::Relaxed);
-                self.fan_out(&self.me.clone(), counter, false, &own, None);
+                self.fan_out(&self.me.clone(), (counter, false, Some(from)), &own, None);
             }
         }
     }
@@ -379,8 +485,7 @@ impl Mesh {
         &self,
         sender: &str,
         initiator: &str,
-        counter: u64,
-        reset: bool,
+        (counter, reset, seq_from): (u64, bool, Option<u64>),
         records: Vec<Record>,
     ) -> Result<(bool, usize), WriteError> {
         self.stats.floods_received.fetch_add(1, Ordering::Relaxed);
@@ -400,24 +505,135 @@ impl Mesh {
         }
         let records = verified.records().to_vec();
         let applied = self.center.apply_verified(verified).await?;
-        let n = self.fan_out(initiator, counter, reset, &records, Some(sender));
+        if let Some(from) = seq_from {
+            self.advance(initiator, from, counter);
+        }
+        let n = self.fan_out(initiator, (counter, reset, seq_from), &records, Some(sender));
         self.stats.relayed.fetch_add(n as u64, Ordering::Relaxed);
         Ok((false, applied))
     }
 
-    /// A heartbeat from peer `sender`, with its announced state and interval.
-    pub fn beat_from(&self, sender: &str, state: Option<String>, interval_ms: u64) {
-        if let Some(peer) = self.peer(sender) {
-            let t = peer
-                .life
-                .lock()
-                .expect("life lock")
-                .beat_received(now_ms(), interval_ms);
-            self.note(peer, t);
-            if state.is_some() {
-                *peer.announced.lock().expect("announced lock") = state;
+    /// A heartbeat from peer `sender`, with its announced state, interval
+    /// and watermarks. Starts a pull for every origin it holds further.
+    pub fn beat_from(
+        self: &Arc<Self>,
+        sender: &str,
+        state: Option<String>,
+        interval_ms: u64,
+        marks: HashMap<String, u64>,
+    ) {
+        let Some(peer) = self.peer(sender).cloned() else { return };
+        let t = peer
+            .life
+            .lock()
+            .expect("life lock")
+            .beat_received(now_ms(), interval_ms);
+        self.note(&peer, t);
+        if state.is_some() {
+            *peer.announced.lock().expect("announced lock") = state;
+        }
+        for (origin, theirs) in &marks {
+            let known = origin == &self.me || self.center.key_of(origin).is_some();
+            // An inactive center takes no updates, but may recover its own
+            // versions (it lost data and a peer holds more of them).
+            let allowed = origin == &self.me || self.node_state().accepts_updates();
+            if *theirs > self.mark(origin)
+                && known
+                && allowed
+                && self.pulling.lock().expect("pulling lock").insert(origin.clone())
+            {
+                tokio::spawn(self.clone().pull(peer.clone(), origin.clone()));
             }
         }
+        *peer.their_marks.lock().expect("marks lock") = marks;
+    }
+
+    /// Pulls `origin`'s versions after our watermark from `peer`, page by
+    /// page, and advances the watermark to what the peer covered.
+    async fn pull(self: Arc<Self>, peer: Arc<Peer>, origin: String) {
+        const PAGE: usize = 1000;
+        const PAGES_MAX: usize = 100;
+        self.stats.pulls.fetch_add(1, Ordering::Relaxed);
+        let mut after = self.mark(&origin);
+        for _ in 0..PAGES_MAX {
+            let body = serde_json::to_vec(&json!({"origin": origin, "after": after, "limit": PAGE})).expect("json");
+            let page = match peer
+                .client
+                .call(&self.center, Method::POST, "/mesh/v1/pull", &[], Some(body))
+                .await
+            {
+                Ok(a) if a.status == StatusCode::OK => a.body,
+                Ok(a) => {
+                    tracing::warn!(peer = %peer.cfg.id, %origin, status = %a.status, "pull refused");
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!(peer = %peer.cfg.id, %origin, "pull failed: {e}");
+                    break;
+                }
+            };
+            let parsed: Result<(Vec<Record>, u64, bool), String> = (|| {
+                let v: Value = serde_json::from_slice(&page).map_err(|e| e.to_string())?;
+                let covered = v
+                    .get("covered_through")
+                    .and_then(Value::as_u64)
+                    .ok_or("no covered_through")?;
+                let more = v.get("more").and_then(Value::as_bool).unwrap_or(false);
+                Ok((decode_records(&page)?, covered, more))
+            })();
+            let (records, covered, more) = match parsed {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(peer = %peer.cfg.id, %origin, "bad pull answer: {e}");
+                    break;
+                }
+            };
+            if records.iter().any(|r| r.origin != origin) {
+                tracing::warn!(peer = %peer.cfg.id, %origin, "pull answer holds another origin's records");
+                break;
+            }
+            let n = records.len() as u64;
+            if let Err(e) = self.center.apply_remote(records).await {
+                tracing::warn!(peer = %peer.cfg.id, %origin, "pulled records refused: {e}");
+                break;
+            }
+            self.stats.pulled_records.fetch_add(n, Ordering::Relaxed);
+            self.advance(&origin, after + 1, covered);
+            if !more || covered <= after {
+                break;
+            }
+            after = covered;
+        }
+        self.pulling.lock().expect("pulling lock").remove(&origin);
+    }
+
+    /// Serves a pull from peer `sender`: `origin`'s versions after `after`
+    /// that its policy allows, and the seq through which they cover.
+    pub fn serve_pull(&self, sender: &str, origin: &str, after: u64, limit: usize) -> Result<Vec<u8>, String> {
+        let peer = self.peer(sender).ok_or("not a peer")?;
+        let limit = limit.clamp(1, 1000);
+        let records = self
+            .center
+            .origin_after(origin, after, limit)
+            .map_err(|e| e.to_string())?;
+        let more = records.len() == limit;
+        let covered = if more {
+            records.last().map_or(after, |r| r.seq)
+        } else {
+            self.mark(origin).max(after)
+        };
+        let allowed: Vec<&Record> = records
+            .iter()
+            .filter(|r| {
+                let parts = match (self.center.kinds().get(&r.kind), r.body_value()) {
+                    (Some(k), Ok(b)) => k.part_visibilities(&b),
+                    _ => vec![regmesh_core::Visibility::Local],
+                };
+                peer.policy.allows(r, &parts)
+            })
+            .collect();
+        let items: Vec<String> = allowed.iter().map(|r| B64.encode(codec::encode(r))).collect();
+        Ok(serde_json::to_vec(&json!({"records": items, "covered_through": covered, "more": more})).expect("json"))
     }
 
     /// A peer announced its DRiP state (`POST /node/:id/active|inactive`).
@@ -443,6 +659,8 @@ impl Mesh {
                     "announced_state": *p.announced.lock().expect("announced lock"),
                     "floods_sent": p.sent.load(Ordering::Relaxed),
                     "floods_dropped": p.dropped.load(Ordering::Relaxed),
+                    "records_behind": p.their_marks.lock().expect("marks lock").iter()
+                        .map(|(o, w)| w.saturating_sub(self.mark(o))).sum::<u64>(),
                     "export": {"kinds": p.cfg.kinds, "groups": p.cfg.groups},
                 })
             })
@@ -457,6 +675,11 @@ impl Mesh {
                 "duplicates": self.stats.duplicates.load(Ordering::Relaxed),
                 "relayed": self.stats.relayed.load(Ordering::Relaxed),
                 "refused": self.stats.refused.load(Ordering::Relaxed),
+            },
+            "anti_entropy": {
+                "pulls": self.stats.pulls.load(Ordering::Relaxed),
+                "pulled_records": self.stats.pulled_records.load(Ordering::Relaxed),
+                "watermarks": self.marks(),
             }
         })
     }

@@ -50,6 +50,7 @@ pub fn router(mesh: Arc<Mesh>) -> Router {
         .route("/heartbeat/node/{id}", post(heartbeat))
         .route("/commit", post(commit))
         .route("/mesh/v1/hello", post(hello))
+        .route("/mesh/v1/pull", post(pull))
         .fallback(|| async { ApiError::not_found("no such peer endpoint") })
         .with_state(mesh)
 }
@@ -263,15 +264,24 @@ async fn heartbeat(
 ) -> Result<Response, ApiError> {
     let sender = authenticate(&mesh, &headers, &cert)?;
     same_node(&headers, &sender, Some(&id))?;
-    let raw = read_body(body, 4096).await?;
+    let raw = read_body(body, 256 * 1024).await?;
     let text = String::from_utf8_lossy(&raw).trim().to_string();
-    let (st, interval) = match serde_json::from_str::<Value>(&text) {
+    let (st, interval, marks) = match serde_json::from_str::<Value>(&text) {
         Ok(Value::Object(m)) => (
             m.get("state").and_then(Value::as_str).map(str::to_string),
             m.get("interval_ms").and_then(Value::as_u64),
+            m.get("watermarks")
+                .and_then(Value::as_object)
+                .map(|w| {
+                    w.iter()
+                        .take(4096)
+                        .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?)))
+                        .collect::<std::collections::HashMap<_, _>>()
+                })
+                .unwrap_or_default(),
         ),
-        _ if text.is_empty() => (None, None),
-        _ => (Some(text.trim_matches('"').to_string()), None),
+        _ if text.is_empty() => (None, None, Default::default()),
+        _ => (Some(text.trim_matches('"').to_string()), None, Default::default()),
     };
     if let Some(s) = &st {
         if !matches!(s.as_str(), "active" | "inactive" | "sync") {
@@ -283,7 +293,7 @@ async fn heartbeat(
         }
     }
     let interval = interval.unwrap_or(1000).clamp(50, 3_600_000);
-    mesh.beat_from(&sender, st, interval);
+    mesh.beat_from(&sender, st, interval, marks);
     Ok(StatusCode::OK.into_response())
 }
 
@@ -334,7 +344,19 @@ async fn commit(
             ),
         ));
     }
-    let (duplicate, applied) = mesh.receive(&sender, &initiator, counter, reset, records).await?;
+    let seq_from = match header(&headers, "regmesh-seq-from") {
+        None => None,
+        Some(v) => Some(
+            v.parse::<u64>()
+                .map_err(|_| bad("RegMesh-Seq-From must be an unsigned integer".into()))?,
+        ),
+    };
+    if seq_from.is_some_and(|f| f > counter) {
+        return Err(bad("RegMesh-Seq-From is above DRiP-Node-Counter".into()));
+    }
+    let (duplicate, applied) = mesh
+        .receive(&sender, &initiator, (counter, reset, seq_from), records)
+        .await?;
     Ok(Json(json!({"accepted": true, "duplicate": duplicate, "applied": applied})).into_response())
 }
 
@@ -353,4 +375,28 @@ async fn hello(State(mesh): State<Arc<Mesh>>, body: Body) -> Result<Response, Ap
             .into_response());
     }
     Ok(Json(json!({"id": mesh.me, "accepted": true})).into_response())
+}
+
+/// Anti-entropy pull (regmesh extension): `{"origin", "after", "limit"}` →
+/// `{"records": [...], "covered_through": N, "more": bool}`.
+async fn pull(
+    State(mesh): State<Arc<Mesh>>,
+    Extension(cert): Extension<PeerCert>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let sender = authenticate(&mesh, &headers, &cert)?;
+    let raw = read_body(body, 4096).await?;
+    let v: Value =
+        serde_json::from_slice(&raw).map_err(|e| refuse(StatusCode::BAD_REQUEST, "malformed_json", e.to_string()))?;
+    let origin = v
+        .get("origin")
+        .and_then(Value::as_str)
+        .ok_or_else(|| refuse(StatusCode::BAD_REQUEST, "invalid", "origin is required"))?;
+    let after = v.get("after").and_then(Value::as_u64).unwrap_or(0);
+    let limit = v.get("limit").and_then(Value::as_u64).unwrap_or(1000) as usize;
+    let out = mesh
+        .serve_pull(&sender, origin, after, limit)
+        .map_err(|e| refuse(StatusCode::INTERNAL_SERVER_ERROR, "storage", e))?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], out).into_response())
 }
