@@ -90,6 +90,7 @@ pub fn run(n: usize, topology: Topology, out: &Path, base_port: u16) -> Result<(
             beat_interval_ms: 1000,
             clock_skew_s: 30,
             max_body_bytes: 16 << 20,
+            vote_timeout_ms: 2000,
         });
         cfg.peers = neighbours(topology, n, i)
             .into_iter()

@@ -226,6 +226,63 @@ async fn line_mesh_replicates_refuses_and_detects_failures() {
         .concat(),
     );
     assert_eq!(code, "200", "POST /node/c1/active");
+    // The vote phase, as the draft sends it (a JSON body naming the id).
+    let t = token(d, "c1", "c2");
+    let auth = format!("Authorization: {t}");
+    let voting_url = url("/voting");
+    let (code, body) = curl(
+        d,
+        &[
+            &with_cert[..],
+            &[
+                "-H",
+                "Content-Type: application/json",
+                "-H",
+                "DRiP-Node-ID: c1",
+                "-H",
+                "DRiP-Node-Counter: 1234",
+                "-H",
+                "DRiP-Node-Counter-reset: false",
+                "-H",
+                &auth,
+                "-X",
+                "POST",
+                "-d",
+                r#"{"kind":"agent","id":"curl-vote"}"#,
+                &voting_url,
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, "200", "POST /voting: {body}");
+    for spelling in [
+        "/votingphase/node/c1/response/yes",
+        "/voting/peernode/c1/response/yes",
+        "/node/c1/response/no",
+    ] {
+        let t = token(d, "c1", "c2");
+        let auth = format!("Authorization: {t}");
+        let u = url(spelling);
+        let (code, body) = curl(
+            d,
+            &[
+                &with_cert[..],
+                &[
+                    "-H",
+                    "DRiP-Node-ID: c1",
+                    "-H",
+                    "DRiP-Node-Counter: 1234",
+                    "-H",
+                    &auth,
+                    "-X",
+                    "POST",
+                    &u,
+                ],
+            ]
+            .concat(),
+        );
+        assert_eq!(code, "200", "{spelling}: {body}");
+    }
     // No client certificate.
     let t = token(d, "c1", "c2");
     let auth = format!("Authorization: {t}");
@@ -376,15 +433,54 @@ async fn line_mesh_replicates_refuses_and_detects_failures() {
         .await
         .iter()
         .any(|(id, s)| id == "c1" && s == "OPERATIONAL"));
-    let r = c1
-        .request(hyper::Method::PUT, "/v1/agents/after", Some(&agent(1)))
-        .await
-        .unwrap();
-    assert_eq!(r.status.as_u16(), 201);
-    wait_until("write reaches c2 with c3 down", Duration::from_secs(10), || async {
-        get(&c2, "/v1/agents/after").await.0 == 200
+    for i in 0..15 {
+        let r = c1
+            .request(hyper::Method::PUT, &format!("/v1/agents/missed{i:02}"), Some(&agent(i)))
+            .await
+            .unwrap();
+        assert_eq!(r.status.as_u16(), 201, "{:?}", r.json());
+    }
+    assert_eq!(
+        c1.request(hyper::Method::DELETE, "/v1/agents/a05", None)
+            .await
+            .unwrap()
+            .status
+            .as_u16(),
+        204
+    );
+    wait_until("writes reach c2 with c3 down", Duration::from_secs(10), || async {
+        get(&c2, "/v1/agents/missed14").await.0 == 200
     })
     .await;
+
+    // c3 comes back: anti-entropy brings it everything it missed, deletes too.
+    let (_p3, c3) = serve(dir.path(), "c3");
+    wait_until("c3 caught up", Duration::from_secs(20), || async {
+        get(&c3, "/v1/agents?origin=c1&limit=100").await.1["items"]
+            .as_array()
+            .map_or(0, Vec::len)
+            == 33
+    })
+    .await;
+    assert_eq!(
+        get(&c3, "/v1/agents/a05").await.0,
+        404,
+        "a delete made while c3 was down"
+    );
+    assert_eq!(get(&c3, "/v1/agents/a03").await.0, 404);
+    assert_eq!(
+        get(&c3, "/v1/agents/missed07").await.1["addresses"],
+        json!(["2001:db8::7"])
+    );
+    wait_until("c3 active again", Duration::from_secs(10), || async {
+        get(&c3, "/v1/peers").await.1["state"] == "active"
+    })
+    .await;
+    let (_, peers) = get(&c3, "/v1/peers").await;
+    assert!(
+        peers["anti_entropy"]["pulled_records"].as_u64().unwrap() >= 16,
+        "{peers}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -440,4 +536,77 @@ async fn full_mesh_every_write_reaches_every_center_once() {
         let (_, st) = get(c, "/v1/status").await;
         assert_eq!(st["records"]["agent"], 30);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_creates_of_one_id_never_both_win() {
+    let dir = tempfile::tempdir().unwrap();
+    init(dir.path(), 3, "line");
+    let (_p1, c1) = serve(dir.path(), "c1");
+    let (_p2, c2) = serve(dir.path(), "c2");
+    let (_p3, c3) = serve(dir.path(), "c3");
+    for c in [&c1, &c2, &c3] {
+        wait_until("mesh active", Duration::from_secs(15), || async {
+            let (_, v) = get(c, "/v1/peers").await;
+            v["state"] == "active"
+                && v["peers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|p| p["state"] == "OPERATIONAL")
+        })
+        .await;
+    }
+    let mut wins_c1 = 0;
+    let mut wins_c3 = 0;
+    for i in 0..25 {
+        let path = format!("/v1/agents/race{i:02}");
+        let (da, db) = (agent(i), agent(100 + i));
+        let (a, b) = tokio::join!(
+            c1.request(hyper::Method::PUT, &path, Some(&da)),
+            c3.request(hyper::Method::PUT, &path, Some(&db))
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let (sa, sb) = (a.status.as_u16(), b.status.as_u16());
+        assert!(!(sa == 201 && sb == 201), "both centers created {path}");
+        for (s, r) in [(sa, &a), (sb, &b)] {
+            assert!(matches!(s, 201 | 409 | 503), "{path}: {s} {:?}", r.json());
+        }
+        wins_c1 += (sa == 201) as usize;
+        wins_c3 += (sb == 201) as usize;
+    }
+    // Whoever won, every center ends with the same owner for every id.
+    for i in 0..25 {
+        let path = format!("/v1/agents/race{i:02}");
+        wait_until("owners agree", Duration::from_secs(10), || async {
+            let o: Vec<Value> = [&c1, &c2, &c3]
+                .into_iter()
+                .map(|c| async { get(c, &path).await.1["origin"].clone() })
+                .collect::<futures_util::future::JoinAll<_>>()
+                .await;
+            o[0] == o[1] && o[1] == o[2]
+        })
+        .await;
+    }
+    // Without a race, creating works from both ends.
+    assert_eq!(
+        c1.request(hyper::Method::PUT, "/v1/agents/solo1", Some(&agent(1)))
+            .await
+            .unwrap()
+            .status
+            .as_u16(),
+        201
+    );
+    assert_eq!(
+        c3.request(hyper::Method::PUT, "/v1/agents/solo3", Some(&agent(3)))
+            .await
+            .unwrap()
+            .status
+            .as_u16(),
+        201
+    );
+    eprintln!(
+        "race results: c1 won {wins_c1}, c3 won {wins_c3}, neither {}",
+        25 - wins_c1 - wins_c3
+    );
 }

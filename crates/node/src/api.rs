@@ -5,6 +5,7 @@
 use crate::center::{Center, Event, EventType, Outcome, WriteOp};
 use crate::config::{Config, Scope, TokenConfig};
 use crate::error::ApiError;
+use crate::peer::mesh::VoteOutcome;
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, Request, State};
@@ -232,11 +233,38 @@ async fn put_agent(
         err
     })?;
     let if_version = if_match(&headers)?;
-    match api
+    // A new id is claimed across the mesh first (two-phase vote); updates by
+    // the owner need no vote.
+    let mut granted = None;
+    if let Some(mesh) = &api.mesh {
+        if api.center.get(AGENT, &id)?.is_none() {
+            match mesh.vote_new(AGENT, &id).await {
+                VoteOutcome::Granted(c) => granted = Some(c),
+                VoteOutcome::Refused(why) => {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        "claimed",
+                        format!("{id} cannot be created here: {why}"),
+                    ))
+                }
+                VoteOutcome::Undecided(why) => {
+                    return Err(ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "vote_undecided",
+                        format!("the mesh could not agree on creating {id}: {why}"),
+                    ))
+                }
+            }
+        }
+    }
+    let result = api
         .center
         .write(AGENT, &id, WriteOp::Put { prepared, if_version })
-        .await?
-    {
+        .await;
+    if let (Some(mesh), Some(c)) = (&api.mesh, granted) {
+        mesh.release(AGENT, &id, c);
+    }
+    match result? {
         Outcome::Created(r) => {
             let mut resp = record_response(StatusCode::CREATED, &r, false);
             if let Ok(loc) = HeaderValue::from_str(&format!("/v1/agents/{id}")) {

@@ -317,6 +317,8 @@ struct Shared {
     deadlines: Mutex<Deadlines>,
     events: broadcast::Sender<Arc<Event>>,
     head: AtomicU64,
+    /// The writer's last own sequence number (committed).
+    own_seq: AtomicU64,
     settings: Settings,
     metrics: Arc<Metrics>,
 }
@@ -464,6 +466,7 @@ impl Center {
             deadlines: Mutex::new(Deadlines::default()),
             events,
             head: AtomicU64::new(change),
+            own_seq: AtomicU64::new(seq),
             settings,
             metrics,
         });
@@ -743,9 +746,10 @@ impl Center {
         Ok(out)
     }
 
-    /// Highest stored seq per origin.
-    pub fn stored_origins(&self) -> Vec<(String, u64)> {
-        self.shared.index.read().expect("index lock").origins()
+    /// The last sequence number this center issued (committed). Every own
+    /// write up to it is durable here, or superseded.
+    pub fn own_seq(&self) -> u64 {
+        self.shared.own_seq.load(Ordering::Acquire)
     }
 
     /// Persists per-origin watermarks (anti-entropy) as one metadata cell.
@@ -1300,6 +1304,7 @@ impl Shared {
                 }
             }
             self.head.store(st.change, Ordering::Release);
+            self.own_seq.store(st.seq, Ordering::Release);
             for ev in events {
                 self.metrics.count_event(ev.typ, ev.reason);
                 let _ = self.events.send(Arc::new(ev));

@@ -57,6 +57,13 @@ pub struct PeerListenConfig {
     /// Largest peer request body, bytes.
     #[serde(default = "default_peer_body_bytes")]
     pub max_body_bytes: usize,
+    /// How long the vote on a new id may take across the mesh, milliseconds.
+    #[serde(default = "default_vote_timeout_ms")]
+    pub vote_timeout_ms: u64,
+}
+
+fn default_vote_timeout_ms() -> u64 {
+    2000
 }
 
 fn default_beat_interval_ms() -> u64 {

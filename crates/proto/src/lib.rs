@@ -14,6 +14,7 @@
 //! - [`node_state`]: this center's DRiP state (active / inactive / sync).
 //! - [`replay`]: refusal of replayed peer-call tokens.
 //! - [`policy`]: per-peer export policy.
+//! - [`vote`]: claims for the two-phase vote on new ids.
 //!
 //! Must never: perform I/O, read a clock, or grow without a bound.
 
@@ -23,4 +24,5 @@ pub mod lifecycle;
 pub mod node_state;
 pub mod policy;
 pub mod replay;
+pub mod vote;
 pub mod watermark;

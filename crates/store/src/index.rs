@@ -146,14 +146,6 @@ impl Index {
         })
     }
 
-    /// Origins with stored versions, and the highest seq stored of each.
-    pub fn origins(&self) -> Vec<(String, u64)> {
-        self.by_origin_seq
-            .iter()
-            .filter_map(|(o, m)| m.last_key_value().map(|(s, _)| (o.to_string(), *s)))
-            .collect()
-    }
-
     /// Forgets `(kind, id)` entirely (a purged tombstone, or a removed live
     /// record whose `old_terms` are given).
     pub fn remove(&mut self, kind: &str, id: &str, old_terms: &[(&'static str, String)]) {

@@ -25,6 +25,7 @@ use regmesh_proto::lifecycle::{PeerLifecycle, PeerState};
 use regmesh_proto::node_state::NodeState;
 use regmesh_proto::policy::ExportPolicy;
 use regmesh_proto::replay::ReplayCache;
+use regmesh_proto::vote::{Ballot, Claims};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -64,6 +65,29 @@ pub struct Peer {
     dropped: AtomicU64,
 }
 
+/// A vote collecting answers from peers.
+struct Collecting {
+    waiting: std::collections::HashSet<String>,
+    done: Option<tokio::sync::oneshot::Sender<Ballot>>,
+}
+
+/// How a vote on a new id ended, for the initiator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VoteOutcome {
+    /// Every node said yes: write, then [`Mesh::release`] with this counter.
+    Granted(u64),
+    /// Some node said no (the id is owned or claimed elsewhere).
+    Refused(String),
+    /// Not every node answered in time; nothing was decided.
+    Undecided(String),
+}
+
+/// Each hop answers this long before the deadline it was given.
+pub const VOTE_MARGIN_MS: u64 = 150;
+/// Claims are held this long past a vote's deadline, so the winner's commit
+/// finds them in place.
+pub const CLAIM_GRACE_MS: u64 = 2000;
+
 /// Counters for `/v1/peers`.
 #[derive(Default)]
 pub struct MeshStats {
@@ -93,6 +117,14 @@ pub struct Mesh {
     marks_dirty: AtomicBool,
     /// Origins being pulled right now (one pull per origin at a time).
     pulling: Mutex<std::collections::HashSet<String>>,
+    /// Ids this center has promised to initiators (two-phase vote).
+    claims: Mutex<Claims>,
+    /// Votes waiting for peers' answers, by (initiator, vote counter).
+    ballots: Mutex<HashMap<(String, u64), Collecting>>,
+    /// Dedup of vote requests (their counters are separate from floods').
+    vote_windows: Mutex<HashMap<String, CounterWindow>>,
+    last_vote_counter: Mutex<u64>,
+    vote_timeout_ms: u64,
     pub stats: MeshStats,
 }
 
@@ -160,6 +192,11 @@ impl Mesh {
             marks: Mutex::new(center.load_watermarks().into_iter().collect()),
             marks_dirty: AtomicBool::new(false),
             pulling: Mutex::new(Default::default()),
+            claims: Mutex::new(Claims::default()),
+            ballots: Mutex::new(HashMap::new()),
+            vote_windows: Mutex::new(HashMap::new()),
+            last_vote_counter: Mutex::new(0),
+            vote_timeout_ms: p.vote_timeout_ms,
             stats: MeshStats::default(),
             center,
         });
@@ -201,15 +238,12 @@ impl Mesh {
         }
     }
 
-    /// Our watermark for `origin`: for ourselves, the highest seq we store.
+    /// Our watermark for `origin`: for ourselves, the last seq we issued.
     pub fn mark(&self, origin: &str) -> u64 {
         if origin == self.me {
-            return self
-                .center
-                .stored_origins()
-                .into_iter()
-                .find(|(o, _)| o == origin)
-                .map_or(0, |(_, s)| s);
+            // The last seq we issued: every own write up to it is here, or
+            // was superseded (by a newer own write, or a rival's version).
+            return self.center.own_seq();
         }
         self.marks.lock().expect("marks lock").get(origin).copied().unwrap_or(0)
     }
@@ -640,6 +674,225 @@ impl Mesh {
     pub fn announce(&self, sender: &str, state: &str) {
         if let Some(peer) = self.peer(sender) {
             *peer.announced.lock().expect("announced lock") = Some(state.to_string());
+        }
+    }
+
+    fn next_vote_counter(&self) -> u64 {
+        // Milliseconds × 1000 plus a step: increasing, and after a restart
+        // above anything issued before (unless the clock went back, and then
+        // a repeated counter is deduplicated and the vote fails safe).
+        let mut last = self.last_vote_counter.lock().expect("vote counter lock");
+        *last = (*last + 1).max(now_ms() * 1000);
+        *last
+    }
+
+    /// Runs the two-phase vote's first phase for a new `(kind, id)` at this
+    /// center: claim it here, then ask the whole mesh.
+    pub async fn vote_new(self: &Arc<Self>, kind: &str, id: &str) -> VoteOutcome {
+        let counter = self.next_vote_counter();
+        let deadline = now_ms() + self.vote_timeout_ms;
+        let owner = self.center.get(kind, id).ok().flatten().map(|r| r.origin);
+        let ballot = self.claims.lock().expect("claims lock").vote(
+            (kind, id),
+            &self.me,
+            counter,
+            deadline + CLAIM_GRACE_MS,
+            owner.as_deref(),
+            now_ms(),
+        );
+        if let Ballot::No(why) = ballot {
+            return VoteOutcome::Refused(why);
+        }
+        match self
+            .collect(&self.me.clone(), counter, (kind, id), deadline, None)
+            .await
+        {
+            Ok(Ballot::Yes) => VoteOutcome::Granted(counter),
+            Ok(Ballot::No(why)) => {
+                self.release(kind, id, counter);
+                VoteOutcome::Refused(why)
+            }
+            Err(why) => {
+                self.release(kind, id, counter);
+                VoteOutcome::Undecided(why)
+            }
+        }
+    }
+
+    /// Drops this center's own claim once its write is durable (or failed).
+    pub fn release(&self, kind: &str, id: &str, counter: u64) {
+        self.claims
+            .lock()
+            .expect("claims lock")
+            .release((kind, id), &self.me, counter);
+    }
+
+    /// Asks every peer but `except` to vote, and waits for all answers until
+    /// `deadline`. Ok(No) when one said no; Err when one could not answer.
+    async fn collect(
+        self: &Arc<Self>,
+        initiator: &str,
+        counter: u64,
+        (kind, id): (&str, &str),
+        deadline: u64,
+        except: Option<&str>,
+    ) -> Result<Ballot, String> {
+        // DRiP §5.7: peers that do not answer heartbeats are not used for
+        // propagation, votes included; only OPERATIONAL peers are asked.
+        let targets: Vec<Arc<Peer>> = self
+            .peers
+            .iter()
+            .filter(|p| Some(p.cfg.id.as_str()) != except && p.life.lock().expect("life lock").receives_propagation())
+            .cloned()
+            .collect();
+        if targets.is_empty() {
+            return Ok(Ballot::Yes);
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.ballots.lock().expect("ballots lock").insert(
+            (initiator.to_string(), counter),
+            Collecting {
+                waiting: targets.iter().map(|p| p.cfg.id.clone()).collect(),
+                done: Some(tx),
+            },
+        );
+        let body = serde_json::to_vec(
+            &json!({"kind": kind, "id": id, "deadline_ms": deadline.saturating_sub(VOTE_MARGIN_MS)}),
+        )
+        .expect("json");
+        for p in targets {
+            let me = self.clone();
+            let body = body.clone();
+            let initiator = initiator.to_string();
+            tokio::spawn(async move {
+                let headers = [
+                    ("drip-node-id", initiator.clone()),
+                    ("drip-node-counter", counter.to_string()),
+                    ("drip-node-counter-reset", "false".to_string()),
+                ];
+                let ok = matches!(
+                    p.client.call(&me.center, Method::POST, "/voting", &headers, Some(body)).await,
+                    Ok(a) if a.status == StatusCode::OK
+                );
+                if !ok {
+                    me.answer(
+                        &initiator,
+                        counter,
+                        &p.cfg.id,
+                        Ballot::No(format!("peer {} did not take the vote", p.cfg.id)),
+                    );
+                }
+            });
+        }
+        let wait = Duration::from_millis(deadline.saturating_sub(now_ms()));
+        let out = match tokio::time::timeout(wait, rx).await {
+            Ok(Ok(b)) => Ok(b),
+            _ => {
+                let missing = self
+                    .ballots
+                    .lock()
+                    .expect("ballots lock")
+                    .get(&(initiator.to_string(), counter))
+                    .map(|c| c.waiting.iter().cloned().collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default();
+                Err(format!("no answer in time from {missing}"))
+            }
+        };
+        self.ballots
+            .lock()
+            .expect("ballots lock")
+            .remove(&(initiator.to_string(), counter));
+        out
+    }
+
+    /// An answer from peer `from` to vote (initiator, counter).
+    pub fn answer(&self, initiator: &str, counter: u64, from: &str, ballot: Ballot) {
+        let mut ballots = self.ballots.lock().expect("ballots lock");
+        let Some(c) = ballots.get_mut(&(initiator.to_string(), counter)) else {
+            return;
+        };
+        if !c.waiting.remove(from) {
+            return;
+        }
+        match ballot {
+            Ballot::No(_) => {
+                if let Some(tx) = c.done.take() {
+                    let _ = tx.send(ballot);
+                }
+            }
+            Ballot::Yes if c.waiting.is_empty() => {
+                if let Some(tx) = c.done.take() {
+                    let _ = tx.send(Ballot::Yes);
+                }
+            }
+            Ballot::Yes => {}
+        }
+    }
+
+    /// A vote request from peer `sender`: vote here, forward to the other
+    /// peers, and answer `sender` with the conjunction (convergecast).
+    pub async fn vote_request(
+        self: Arc<Self>,
+        sender: String,
+        initiator: String,
+        (counter, reset): (u64, bool),
+        (kind, id): (String, String),
+        deadline: u64,
+    ) {
+        let seen = if initiator == self.me {
+            // Our own vote, come back by another path.
+            Seen::Duplicate
+        } else {
+            self.vote_windows
+                .lock()
+                .expect("vote windows lock")
+                .entry(initiator.clone())
+                .or_default()
+                .observe(counter, reset)
+        };
+        let ballot = if seen == Seen::Duplicate {
+            // Another path already brought this vote here: answer yes at once;
+            // the first copy carries this node's real answer.
+            Ballot::Yes
+        } else {
+            let owner = self.center.get(&kind, &id).ok().flatten().map(|r| r.origin);
+            let local = self.claims.lock().expect("claims lock").vote(
+                (&kind, &id),
+                &initiator,
+                counter,
+                deadline + CLAIM_GRACE_MS,
+                owner.as_deref(),
+                now_ms(),
+            );
+            match local {
+                Ballot::No(why) => Ballot::No(why),
+                Ballot::Yes => match self
+                    .collect(&initiator, counter, (&kind, &id), deadline, Some(&sender))
+                    .await
+                {
+                    Ok(b) => b,
+                    Err(why) => Ballot::No(why),
+                },
+            }
+        };
+        if let Some(peer) = self.peer(&sender).cloned() {
+            let (word, reason) = match &ballot {
+                Ballot::Yes => ("yes", None),
+                Ballot::No(r) => ("no", Some(r.clone())),
+            };
+            let headers = [
+                ("drip-node-id", initiator.clone()),
+                ("drip-node-counter", counter.to_string()),
+            ];
+            let path = format!("/votingphase/node/{}/response/{word}", self.me);
+            let body = serde_json::to_vec(&json!({ "reason": reason })).expect("json");
+            if let Err(e) = peer
+                .client
+                .call(&self.center, Method::POST, &path, &headers, Some(body))
+                .await
+            {
+                tracing::debug!(peer = %sender, "vote answer not delivered: {e}");
+            }
         }
     }
 

@@ -51,6 +51,11 @@ pub fn router(mesh: Arc<Mesh>) -> Router {
         .route("/commit", post(commit))
         .route("/mesh/v1/hello", post(hello))
         .route("/mesh/v1/pull", post(pull))
+        .route("/voting", post(voting))
+        // The draft spells the vote answer three ways; all are accepted.
+        .route("/votingphase/node/{id}/response/{r}", post(vote_answer))
+        .route("/voting/peernode/{id}/response/{r}", post(vote_answer))
+        .route("/node/{id}/response/{r}", post(vote_answer))
         .fallback(|| async { ApiError::not_found("no such peer endpoint") })
         .with_state(mesh)
 }
@@ -399,4 +404,103 @@ async fn pull(
         .serve_pull(&sender, origin, after, limit)
         .map_err(|e| refuse(StatusCode::INTERNAL_SERVER_ERROR, "storage", e))?;
     Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], out).into_response())
+}
+
+/// Vote request (DRiP §5.5.1.1): answered 200 at once; the ballot follows on
+/// the response endpoint once this node's subtree has voted.
+async fn voting(
+    State(mesh): State<Arc<Mesh>>,
+    Extension(cert): Extension<PeerCert>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let sender = authenticate(&mesh, &headers, &cert)?;
+    let bad = |m: String| refuse(StatusCode::BAD_REQUEST, "bad_header", m);
+    let initiator = header(&headers, "drip-node-id")
+        .ok_or_else(|| bad("DRiP-Node-ID is required".into()))?
+        .to_string();
+    if initiator != mesh.me && mesh.center.key_of(&initiator).is_none() {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            "unknown_center",
+            format!("initiator {initiator:?} is not a known center"),
+        ));
+    }
+    let counter: u64 = header(&headers, "drip-node-counter")
+        .ok_or_else(|| bad("DRiP-Node-Counter is required".into()))?
+        .parse()
+        .map_err(|_| bad("DRiP-Node-Counter must be an unsigned integer".into()))?;
+    let reset = header(&headers, "drip-node-counter-reset") == Some("true");
+    let raw = read_body(body, 4096).await?;
+    let v: Value =
+        serde_json::from_slice(&raw).map_err(|e| refuse(StatusCode::BAD_REQUEST, "malformed_json", e.to_string()))?;
+    let kind = v.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
+    let id = v.get("id").and_then(Value::as_str).unwrap_or("").to_string();
+    if mesh.center.kinds().get(&kind).is_none() || regmesh_core::validate_record_id(&id).is_err() {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "a vote needs a known kind and a valid id",
+        ));
+    }
+    let now = now_ms();
+    let deadline = v.get("deadline_ms").and_then(Value::as_u64).unwrap_or(now + 1000);
+    if deadline <= now || deadline > now + 60_000 {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "deadline_ms must be within the next 60 s",
+        ));
+    }
+    tokio::spawn(
+        mesh.clone()
+            .vote_request(sender, initiator, (counter, reset), (kind, id), deadline),
+    );
+    Ok(StatusCode::OK.into_response())
+}
+
+/// A vote answer (DRiP §5.5.1.2): `:id` is the answering node (the
+/// authenticated sender), `:r` is yes or no; the vote is named by
+/// `DRiP-Node-ID` (initiator) and `DRiP-Node-Counter`.
+async fn vote_answer(
+    State(mesh): State<Arc<Mesh>>,
+    Extension(cert): Extension<PeerCert>,
+    Path((id, r)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let sender = authenticate(&mesh, &headers, &cert)?;
+    if id != sender {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            "node_id_mismatch",
+            format!("node {id:?} in the path is not the sender {sender:?}"),
+        ));
+    }
+    let bad = |m: String| refuse(StatusCode::BAD_REQUEST, "bad_header", m);
+    let initiator = header(&headers, "drip-node-id")
+        .ok_or_else(|| bad("DRiP-Node-ID is required".into()))?
+        .to_string();
+    let counter: u64 = header(&headers, "drip-node-counter")
+        .ok_or_else(|| bad("DRiP-Node-Counter is required".into()))?
+        .parse()
+        .map_err(|_| bad("DRiP-Node-Counter must be an unsigned integer".into()))?;
+    let raw = read_body(body, 4096).await?;
+    let reason = serde_json::from_slice::<Value>(&raw)
+        .ok()
+        .and_then(|v| v.get("reason").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_else(|| format!("center {sender} voted no"));
+    let ballot = match r.as_str() {
+        "yes" => regmesh_proto::vote::Ballot::Yes,
+        "no" => regmesh_proto::vote::Ballot::No(reason),
+        _ => {
+            return Err(refuse(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                format!("vote {r:?} is not yes or no"),
+            ))
+        }
+    };
+    mesh.answer(&initiator, counter, &sender, ballot);
+    Ok(StatusCode::OK.into_response())
 }
