@@ -657,9 +657,20 @@ impl Center {
         )
     }
 
-    /// The live record `(kind, id)`, or None if absent or deleted.
+    /// The live record `(kind, id)`, or None if absent, deleted, or another
+    /// center's record whose lease ran out more than the grace ago.
     pub fn get(&self, kind: &str, id: &str) -> Result<Option<Record>, ReadError> {
-        self.shared.read_verified(kind, id)
+        Ok(self.shared.read_verified(kind, id)?.filter(|r| !self.past_grace(r)))
+    }
+
+    /// True for another center's record whose lease ended more than
+    /// `leases.retention_s` ago without word from its origin. Such records
+    /// are no longer served, but not deleted: expiry is the origin's call,
+    /// and a center cut off from many origins never mass-expires.
+    fn past_grace(&self, r: &Record) -> bool {
+        r.origin != self.shared.id
+            && r.expires_at_ms
+                .is_some_and(|t| t.saturating_add(self.shared.settings.retention_ms) < now_ms())
     }
 
     /// A page of live records of `kind` matching all `filters`, in id order
@@ -710,7 +721,7 @@ impl Center {
                 Some(b) => Some(codec::decode(b).map_err(|e| ReadError::Storage(e.to_string()))?),
                 None => self.shared.read_verified(kind, id)?,
             };
-            out.extend(rec);
+            out.extend(rec.filter(|r| !self.past_grace(r)));
         }
         Ok((out, page.more))
     }

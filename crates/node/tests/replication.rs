@@ -116,3 +116,49 @@ async fn bad_batches_change_nothing() {
     assert!(e.to_string().contains("not a known center"), "{e}");
     assert_eq!(c2.head(), head);
 }
+
+#[tokio::test]
+async fn lapsed_leases_of_other_centers_are_stale_then_hidden_never_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let c1 = Center::open(&Config::for_test("c1", &dir.path().join("c1"))).unwrap();
+    let mut cfg2 = Config::for_test("c2", &dir.path().join("c2"));
+    cfg2.centers.push(CenterKey {
+        id: "c1".into(),
+        public_key: c1.public_key_hex(),
+    });
+    cfg2.leases.retention_s = 1;
+    let c2 = Center::open(&cfg2).unwrap();
+    let mut doc = agent("2001:db8::1");
+    doc["lease_s"] = serde_json::json!(1);
+    let p = AgentKind.prepare("leased", doc).unwrap();
+    c1.write(
+        "agent",
+        "leased",
+        WriteOp::Put {
+            prepared: p,
+            if_version: None,
+        },
+    )
+    .await
+    .unwrap();
+    let rec = c1.get("agent", "leased").unwrap().unwrap();
+    c2.apply_remote(vec![rec]).await.unwrap();
+    let got = c2.get("agent", "leased").unwrap().unwrap();
+    assert!(!c2.is_stale(&got), "lease still running");
+    // c2 hears nothing more from c1 (cut off): after the lease, stale...
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let got = c2
+        .get("agent", "leased")
+        .unwrap()
+        .expect("still served during the grace");
+    assert!(c2.is_stale(&got));
+    // ...and after lease + grace, no longer served, but not deleted.
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    assert!(c2.get("agent", "leased").unwrap().is_none());
+    assert!(c2.list("agent", &[], None, 10).unwrap().0.is_empty());
+    assert_eq!(
+        c2.status()["records"]["agent"],
+        1,
+        "kept in the store: expiry is the origin's call"
+    );
+}
