@@ -1,6 +1,7 @@
 //! `regmesh`: run a registry center (`serve`), talk to one (`agent ...`),
 //! print the effective configuration (`config show`).
 
+mod demo;
 mod init;
 
 use anyhow::{bail, Context, Result};
@@ -48,6 +49,19 @@ enum Cmd {
         /// Client API port of c1; center i uses P + 10·(i−1), and the next port for peers.
         #[arg(long, default_value_t = 17700)]
         base_port: u16,
+    },
+    /// Start a local three-center mesh, register sample agents at each, and
+    /// show them arriving everywhere.
+    Demo {
+        /// Folder for the mesh's keys, certificates, configs and data.
+        #[arg(long, default_value = "./regmesh-demo")]
+        dir: PathBuf,
+        /// Client API port of c1 (c2, c3 follow in steps of 10).
+        #[arg(long, default_value_t = 27700)]
+        base_port: u16,
+        /// Keep the mesh running afterwards until Ctrl-C.
+        #[arg(long)]
+        keep: bool,
     },
     /// Print the token (JWT) this center would send to a peer, for
     /// reproducing DRiP requests by hand with curl.
@@ -224,6 +238,10 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             Ok(std::process::ExitCode::SUCCESS)
         }
         Cmd::Agent { conn, cmd } => agent(conn, cmd).await,
+        Cmd::Demo { dir, base_port, keep } => {
+            demo::run(&dir, base_port, keep).await?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         Cmd::Token { config, to, ttl } => {
             let cfg = Config::load(&config)?;
             cfg.validate()?;

@@ -610,3 +610,19 @@ async fn racing_creates_of_one_id_never_both_win() {
         25 - wins_c1 - wins_c3
     );
 }
+
+#[test]
+fn demo_shows_agents_arriving_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = free_base(3);
+    let out = Command::new(BIN)
+        .args(["demo", "--base-port", &base.to_string(), "--dir"])
+        .arg(dir.path().join("demo"))
+        .env("REGMESH_LOG", "warn")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("every agent arrived at every center"), "{text}");
+    assert_eq!(text.matches("holds 6 agents").count(), 3, "{text}");
+}
