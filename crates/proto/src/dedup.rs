@@ -7,18 +7,20 @@
 //! - every counter below `base` counts as seen;
 //! - a bitmap records which of the next [`WINDOW`] counters were seen.
 //!
-//! A counter far ahead slides the window. Counters that slide out unseen then
-//! count as seen: their messages are no longer relayed, and anti-entropy
-//! repairs whatever they carried. The set of records stays correct either way,
-//! because merging is idempotent. Dedup only saves bandwidth.
+//! A counter far ahead slides the window. A counter below the window is
+//! [`Seen::Old`]: it may or may not have been seen, so its records are applied
+//! (merging is idempotent) but not relayed, and anti-entropy repairs what
+//! further nodes miss. The set of records stays correct either way. Dedup only
+//! saves bandwidth and relay loops.
 //!
 //! `DRiP-Node-Counter-reset: true` starts the window afresh, unless that very
 //! counter is already marked, which means it is a copy of the reset message
 //! that came by another path. regmesh persists its counters and resets only on
 //! wrap-around (after 2^64 messages).
 
-/// Counters tracked above `base`.
-pub const WINDOW: u64 = 256;
+/// Counters tracked above `base`. Counters may have gaps (regmesh uses the
+/// highest seq of a message), so the window is wide: 4096 counters, 512 bytes.
+pub const WINDOW: u64 = 4096;
 const WORDS: usize = (WINDOW / 64) as usize;
 /// Length of [`CounterWindow::to_bytes`].
 pub const ENCODED_BYTES: usize = 8 + 8 * WORDS + 9;
@@ -28,12 +30,15 @@ pub const ENCODED_BYTES: usize = 8 + 8 * WORDS + 9;
 pub enum Seen {
     /// First time: apply and relay.
     New,
-    /// Seen before (or too old to tell): do not relay.
+    /// Seen before: neither apply nor relay.
     Duplicate,
+    /// Below the window: perhaps seen, perhaps not. Apply (merging is
+    /// idempotent) but do not relay.
+    Old,
 }
 
 /// Seen counters of one initiator.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CounterWindow {
     /// Every counter below this has been seen.
     base: u64,
@@ -41,6 +46,16 @@ pub struct CounterWindow {
     bits: [u64; WORDS],
     /// Counter of the reset message that started the current epoch, if any.
     epoch_start: Option<u64>,
+}
+
+impl Default for CounterWindow {
+    fn default() -> Self {
+        CounterWindow {
+            base: 0,
+            bits: [0; WORDS],
+            epoch_start: None,
+        }
+    }
 }
 
 impl CounterWindow {
@@ -115,12 +130,12 @@ impl CounterWindow {
             return self.mark(counter);
         }
         if counter < self.base {
-            return Seen::Duplicate;
+            return Seen::Old;
         }
         if counter - self.base >= WINDOW {
             self.slide_to(counter + 1 - WINDOW);
         }
-        if counter < self.base || self.get(counter) {
+        if self.get(counter) {
             return Seen::Duplicate;
         }
         self.mark(counter)
@@ -133,6 +148,27 @@ impl CounterWindow {
         self.set(counter);
         self.compact();
         Seen::New
+    }
+
+    /// What [`CounterWindow::observe`] would answer, without recording
+    /// anything (to skip work on copies already seen).
+    pub fn peek(&self, counter: u64, reset: bool) -> Seen {
+        let in_window = counter >= self.base && counter - self.base < WINDOW;
+        if reset {
+            let seen = counter < self.base || (in_window && self.get(counter));
+            return if seen && self.epoch_start.is_some_and(|s| counter >= s) {
+                Seen::Duplicate
+            } else {
+                Seen::New
+            };
+        }
+        if counter < self.base {
+            Seen::Old
+        } else if in_window && self.get(counter) {
+            Seen::Duplicate
+        } else {
+            Seen::New
+        }
     }
 
     /// Every counter below this is known seen.
@@ -241,7 +277,7 @@ mod tests {
         let mut w = CounterWindow::new();
         w.observe(1, false);
         assert_eq!(w.observe(10_000, false), Seen::New);
-        assert_eq!(w.observe(5, false), Seen::Duplicate);
+        assert_eq!(w.observe(5, false), Seen::Old, "below the window: apply, do not relay");
         assert_eq!(w.observe(10_000 - WINDOW + 1, false), Seen::New);
         assert_eq!(w.observe(9_999, false), Seen::New);
         assert_eq!(w.observe(10_000, false), Seen::Duplicate);

@@ -1,6 +1,8 @@
-//! Outgoing calls to one peer: one keep-alive mutual-TLS connection, a fresh
-//! token per call, a deadline on everything. A failed call drops the
-//! connection; the next call reconnects.
+//! Outgoing calls to one peer: a small pool of keep-alive mutual-TLS
+//! connections (at most [`CONNECTIONS_PER_PEER`] calls in flight, so floods,
+//! votes, answers, beats and pulls do not queue behind each other), a fresh
+//! token per call, a deadline on everything. A failed call drops its
+//! connection; the next call opens another.
 
 use crate::center::Center;
 use bytes::Bytes;
@@ -19,12 +21,16 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest response body read from a peer.
 pub const PEER_RESPONSE_BYTES_MAX: usize = 1 << 20;
 
+/// Calls in flight to one peer at most (and so connections open to it).
+pub const CONNECTIONS_PER_PEER: usize = 8;
+
 pub struct PeerClient {
     /// The peer's center id (its TLS name and the token audience).
     pub id: String,
     authority: String,
     tls: tokio_rustls::TlsConnector,
-    conn: Mutex<Option<http1::SendRequest<Full<Bytes>>>>,
+    idle: Mutex<Vec<http1::SendRequest<Full<Bytes>>>>,
+    slots: tokio::sync::Semaphore,
 }
 
 /// What a call brought back.
@@ -39,7 +45,8 @@ impl PeerClient {
             id: id.to_string(),
             authority: url.trim_start_matches("https://").trim_end_matches('/').to_string(),
             tls: tokio_rustls::TlsConnector::from(tls),
-            conn: Mutex::new(None),
+            idle: Mutex::new(Vec::new()),
+            slots: tokio::sync::Semaphore::new(CONNECTIONS_PER_PEER),
         }
     }
 
@@ -72,10 +79,21 @@ impl PeerClient {
         headers: &[(&str, String)],
         body: Option<Vec<u8>>,
     ) -> Result<Answer, String> {
-        let mut guard = self.conn.lock().await;
-        let mut send = match guard.take() {
-            Some(s) if !s.is_closed() => s,
-            _ => self.connect().await?,
+        let _slot = self.slots.acquire().await.map_err(|e| e.to_string())?;
+        let reuse = {
+            let mut idle = self.idle.lock().await;
+            let mut found = None;
+            while let Some(s) = idle.pop() {
+                if !s.is_closed() {
+                    found = Some(s);
+                    break;
+                }
+            }
+            found
+        };
+        let mut send = match reuse {
+            Some(s) => s,
+            None => self.connect().await?,
         };
         let mut jti = [0u8; 16];
         getrandom::fill(&mut jti).map_err(|e| e.to_string())?;
@@ -107,7 +125,7 @@ impl PeerClient {
         };
         match tokio::time::timeout(CALL_TIMEOUT, fut).await {
             Ok(Ok(a)) => {
-                *guard = Some(send);
+                self.idle.lock().await.push(send);
                 Ok(a)
             }
             Ok(Err(e)) => Err(e),

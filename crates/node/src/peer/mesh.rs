@@ -37,6 +37,8 @@ use tokio::sync::mpsc;
 pub const PEER_QUEUE: usize = 1024;
 /// Records in one flood message.
 pub const FLOOD_BATCH_MAX: usize = 256;
+/// Flood messages in flight to one peer at once.
+pub const FLOODS_IN_FLIGHT: usize = 4;
 
 /// One flood message, already encoded for one peer.
 pub struct Outgoing {
@@ -59,8 +61,9 @@ pub struct Peer {
     reachable: AtomicBool,
     /// The DRiP state it last announced.
     announced: Mutex<Option<String>>,
-    /// Its per-origin watermarks, from its last beat.
+    /// Its per-origin watermarks, from its last beat and the one before.
     their_marks: Mutex<HashMap<String, u64>>,
+    prev_marks: Mutex<HashMap<String, u64>>,
     sent: AtomicU64,
     dropped: AtomicU64,
 }
@@ -172,6 +175,7 @@ impl Mesh {
                 reachable: AtomicBool::new(false),
                 announced: Mutex::new(None),
                 their_marks: Mutex::new(HashMap::new()),
+                prev_marks: Mutex::new(HashMap::new()),
                 sent: AtomicU64::new(0),
                 dropped: AtomicU64::new(0),
                 cfg: pc.clone(),
@@ -305,7 +309,7 @@ impl Mesh {
     /// True if some peer has told us of an origin it holds further than we.
     fn behind_any(&self) -> bool {
         self.peers.iter().any(|p| {
-            let theirs = p.their_marks.lock().expect("marks lock").clone();
+            let theirs = p.prev_marks.lock().expect("marks lock").clone();
             theirs.iter().any(|(o, w)| *w > self.mark(o))
         })
     }
@@ -384,34 +388,46 @@ impl Mesh {
         }
     }
 
+    /// Sends queued floods to one peer, up to [`FLOODS_IN_FLIGHT`] at once
+    /// (merging makes their order of arrival irrelevant), leaving the rest of
+    /// the peer's connections for votes and beats.
     async fn send_loop(self: Arc<Self>, peer: Arc<Peer>, mut rx: mpsc::Receiver<Outgoing>) {
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(FLOODS_IN_FLIGHT));
         while let Some(m) = rx.recv().await {
-            let mut headers = vec![
-                ("drip-node-id", m.initiator.clone()),
-                ("drip-node-counter", m.counter.to_string()),
-                ("drip-node-counter-reset", m.reset.to_string()),
-                ("drip-transaction-type", "update".to_string()),
-            ];
-            if let Some(f) = m.seq_from {
-                headers.push(("regmesh-seq-from", f.to_string()));
-            }
-            match peer
-                .client
-                .call(&self.center, Method::POST, "/commit", &headers, Some(m.body))
-                .await
-            {
-                Ok(a) if a.status == StatusCode::OK => {
-                    peer.sent.fetch_add(1, Ordering::Relaxed);
+            let Ok(slot) = in_flight.clone().acquire_owned().await else {
+                return;
+            };
+            let me = self.clone();
+            let peer = peer.clone();
+            tokio::spawn(async move {
+                let _slot = slot;
+                let mut headers = vec![
+                    ("drip-node-id", m.initiator.clone()),
+                    ("drip-node-counter", m.counter.to_string()),
+                    ("drip-node-counter-reset", m.reset.to_string()),
+                    ("drip-transaction-type", "update".to_string()),
+                ];
+                if let Some(f) = m.seq_from {
+                    headers.push(("regmesh-seq-from", f.to_string()));
                 }
-                Ok(a) => {
-                    peer.dropped.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(peer = %peer.cfg.id, status = %a.status, body = %String::from_utf8_lossy(&a.body), "flood refused");
+                match peer
+                    .client
+                    .call(&me.center, Method::POST, "/commit", &headers, Some(m.body))
+                    .await
+                {
+                    Ok(a) if a.status == StatusCode::OK => {
+                        peer.sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(a) => {
+                        peer.dropped.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(peer = %peer.cfg.id, status = %a.status, body = %String::from_utf8_lossy(&a.body), "flood refused");
+                    }
+                    Err(e) => {
+                        peer.dropped.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(peer = %peer.cfg.id, "flood failed: {e}");
+                    }
                 }
-                Err(e) => {
-                    peer.dropped.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(peer = %peer.cfg.id, "flood failed: {e}");
-                }
-            }
+            });
         }
     }
 
@@ -437,7 +453,10 @@ impl Mesh {
             .collect();
         let mut queued = 0;
         for peer in &self.peers {
-            if Some(peer.cfg.id.as_str()) == except || !peer.life.lock().expect("life lock").receives_propagation() {
+            if Some(peer.cfg.id.as_str()) == except
+                || peer.cfg.id == initiator
+                || !peer.life.lock().expect("life lock").receives_propagation()
+            {
                 continue;
             }
             let allowed: Vec<&Record> = records
@@ -526,9 +545,26 @@ impl Mesh {
         if !self.node_state().accepts_updates() {
             return Err(WriteError::Inactive);
         }
+        // Our own message come back by another path, or a copy already seen:
+        // skip it before spending signature checks on it.
+        let peeked = if initiator == self.me {
+            Seen::Duplicate
+        } else {
+            self.windows
+                .lock()
+                .expect("windows lock")
+                .get(initiator)
+                .map_or(Seen::New, |w| w.peek(counter, reset))
+        };
+        if peeked == Seen::Duplicate {
+            self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+            return Ok((true, 0));
+        }
         let verified: Verified = self.center.verify_remote(records).inspect_err(|_| {
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
         })?;
+        // Recorded only now, so an unverifiable message cannot mark a counter
+        // as seen and shadow the genuine one.
         let seen = {
             let mut w = self.windows.lock().expect("windows lock");
             w.entry(initiator.to_string()).or_default().observe(counter, reset)
@@ -542,7 +578,12 @@ impl Mesh {
         if let Some(from) = seq_from {
             self.advance(initiator, from, counter);
         }
-        let n = self.fan_out(initiator, (counter, reset, seq_from), &records, Some(sender));
+        // Too old to tell whether it was seen: applied (idempotent), not relayed.
+        let n = if seen == Seen::New {
+            self.fan_out(initiator, (counter, reset, seq_from), &records, Some(sender))
+        } else {
+            0
+        };
         self.stats.relayed.fetch_add(n as u64, Ordering::Relaxed);
         Ok((false, applied))
     }
@@ -566,7 +607,12 @@ impl Mesh {
         if state.is_some() {
             *peer.announced.lock().expect("announced lock") = state;
         }
-        for (origin, theirs) in &marks {
+        // Compare with what it reported one beat ago: floods in flight arrive
+        // within milliseconds, so a gap that outlives a beat interval means
+        // records were really missed (and pulling on every small lead would
+        // race the floods).
+        let prev = std::mem::replace(&mut *peer.prev_marks.lock().expect("marks lock"), marks.clone());
+        for (origin, theirs) in &prev {
             let known = origin == &self.me || self.center.key_of(origin).is_some();
             // An inactive center takes no updates, but may recover its own
             // versions (it lost data and a peer holds more of them).
@@ -678,11 +724,13 @@ impl Mesh {
     }
 
     fn next_vote_counter(&self) -> u64 {
-        // Milliseconds × 1000 plus a step: increasing, and after a restart
-        // above anything issued before (unless the clock went back, and then
-        // a repeated counter is deduplicated and the vote fails safe).
+        // One per vote, at least the clock in milliseconds: increasing, dense
+        // enough for the dedup window, and after a restart above anything
+        // issued before (unless votes outran the clock or the clock went
+        // back; a repeated counter is then deduplicated and the vote fails
+        // safe).
         let mut last = self.last_vote_counter.lock().expect("vote counter lock");
-        *last = (*last + 1).max(now_ms() * 1000);
+        *last = (*last + 1).max(now_ms());
         *last
     }
 
@@ -749,13 +797,21 @@ impl Mesh {
             return Ok(Ballot::Yes);
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.ballots.lock().expect("ballots lock").insert(
-            (initiator.to_string(), counter),
-            Collecting {
-                waiting: targets.iter().map(|p| p.cfg.id.clone()).collect(),
-                done: Some(tx),
-            },
-        );
+        match self
+            .ballots
+            .lock()
+            .expect("ballots lock")
+            .entry((initiator.to_string(), counter))
+        {
+            // Already collecting this vote here: this copy is a duplicate.
+            std::collections::hash_map::Entry::Occupied(_) => return Ok(Ballot::Yes),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(Collecting {
+                    waiting: targets.iter().map(|p| p.cfg.id.clone()).collect(),
+                    done: Some(tx),
+                });
+            }
+        }
         let body = serde_json::to_vec(
             &json!({"kind": kind, "id": id, "deadline_ms": deadline.saturating_sub(VOTE_MARGIN_MS)}),
         )
@@ -809,9 +865,11 @@ impl Mesh {
     pub fn answer(&self, initiator: &str, counter: u64, from: &str, ballot: Ballot) {
         let mut ballots = self.ballots.lock().expect("ballots lock");
         let Some(c) = ballots.get_mut(&(initiator.to_string(), counter)) else {
+            tracing::debug!(%initiator, counter, %from, "vote answer for no waiting vote");
             return;
         };
         if !c.waiting.remove(from) {
+            tracing::debug!(%initiator, counter, %from, "vote answer from a peer not asked");
             return;
         }
         match ballot {
@@ -875,6 +933,7 @@ impl Mesh {
                 },
             }
         };
+        tracing::debug!(%initiator, counter, %sender, ?seen, ?ballot, "vote answered");
         if let Some(peer) = self.peer(&sender).cloned() {
             let (word, reason) = match &ballot {
                 Ballot::Yes => ("yes", None),
