@@ -626,3 +626,81 @@ fn demo_shows_agents_arriving_everywhere() {
     assert!(text.contains("every agent arrived at every center"), "{text}");
     assert_eq!(text.matches("holds 6 agents").count(), 3, "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_center_gets_a_full_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = init(dir.path(), 3, "line");
+    let (_p1, c1) = serve(dir.path(), "c1");
+    let (_p2, c2) = serve(dir.path(), "c2");
+    wait_until("c1-c2 up", Duration::from_secs(15), || async {
+        get(&c2, "/v1/peers").await.1["state"] == "active"
+    })
+    .await;
+    for i in 0..30 {
+        let r = c1
+            .request(hyper::Method::PUT, &format!("/v1/agents/early{i:02}"), Some(&agent(i)))
+            .await
+            .unwrap();
+        assert_eq!(r.status.as_u16(), 201, "{:?}", r.json());
+    }
+    assert_eq!(
+        c1.request(hyper::Method::DELETE, "/v1/agents/early00", None)
+            .await
+            .unwrap()
+            .status
+            .as_u16(),
+        204
+    );
+    wait_until("c2 has them", Duration::from_secs(10), || async {
+        get(&c2, "/v1/agents/early29").await.0 == 200
+    })
+    .await;
+    // c3 joins empty: it asks c2 for a full sync (DRiP §5.6).
+    let (_p3, c3) = serve(dir.path(), "c3");
+    wait_until("c3 synced", Duration::from_secs(20), || async {
+        get(&c3, "/v1/agents?limit=100").await.1["items"]
+            .as_array()
+            .map_or(0, Vec::len)
+            == 29
+    })
+    .await;
+    assert_eq!(
+        get(&c3, "/v1/agents/early00").await.0,
+        404,
+        "the tombstone came with the sync"
+    );
+    let (_, v) = get(&c3, "/v1/peers").await;
+    assert_eq!(v["anti_entropy"]["full_sync_received"], true, "{v}");
+    wait_until("c3 active", Duration::from_secs(10), || async {
+        get(&c3, "/v1/peers").await.1["state"] == "active"
+    })
+    .await;
+    // The draft's request, by hand: PUT /sync/node/c1 at c2 with c1's certificate.
+    let d = dir.path();
+    let c2_addr = format!("c2:{}:127.0.0.1", base + 11);
+    let t = token(d, "c1", "c2");
+    let auth = format!("Authorization: {t}");
+    let u = format!("https://c2:{}/sync/node/c1", base + 11);
+    let (code, body) = curl(
+        d,
+        &[
+            "--cacert",
+            "ca.pem",
+            "--resolve",
+            &c2_addr,
+            "--cert",
+            "c1.crt",
+            "--key",
+            "c1.key",
+            "-H",
+            "DRiP-Node-ID: c1",
+            "-H",
+            &auth,
+            "-X",
+            "PUT",
+            &u,
+        ],
+    );
+    assert_eq!(code, "200", "{body}");
+}

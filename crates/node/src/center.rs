@@ -640,6 +640,13 @@ impl Center {
         r.origin != self.shared.id && r.expires_at_ms.is_some_and(|t| t < now_ms())
     }
 
+    /// Every center whose records this center accepts, itself included.
+    pub fn known_centers(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.shared.keys.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
     /// Known public key of center `id`.
     pub fn key_of(&self, id: &str) -> Option<VerifyingKey> {
         self.shared.keys.get(id).copied()

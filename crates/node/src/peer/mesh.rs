@@ -118,6 +118,10 @@ pub struct Mesh {
     /// Per origin: every seq up to this is applied here or was covered.
     marks: Mutex<HashMap<String, u64>>,
     marks_dirty: AtomicBool,
+    /// Peers we are pushing a full sync to right now (one at a time each).
+    syncing_to: Mutex<std::collections::HashSet<String>>,
+    /// Set when a requested full sync arrived complete.
+    full_sync_done: AtomicBool,
     /// Origins being pulled right now (one pull per origin at a time).
     pulling: Mutex<std::collections::HashSet<String>>,
     /// Ids this center has promised to initiators (two-phase vote).
@@ -196,6 +200,8 @@ impl Mesh {
             marks: Mutex::new(center.load_watermarks().into_iter().collect()),
             marks_dirty: AtomicBool::new(false),
             pulling: Mutex::new(Default::default()),
+            syncing_to: Mutex::new(Default::default()),
+            full_sync_done: AtomicBool::new(false),
             claims: Mutex::new(Claims::default()),
             ballots: Mutex::new(HashMap::new()),
             vote_windows: Mutex::new(HashMap::new()),
@@ -279,7 +285,7 @@ impl Mesh {
         *self.state.lock().expect("state lock")
     }
 
-    fn reassess_node_state(&self) {
+    fn reassess_node_state(self: &Arc<Self>) {
         let reachable = self
             .peers
             .iter()
@@ -298,6 +304,14 @@ impl Mesh {
         let (next, start_sync) = st.next(reachable, caught_up);
         if start_sync {
             *self.sync_since.lock().expect("sync lock") = Some(now_ms());
+            // A center that knows nothing of the mesh yet (a new one) asks a
+            // peer for a full sync (DRiP §5.6); others catch up by pulls.
+            let fresh = self.marks.lock().expect("marks lock").is_empty() && self.center.own_seq() == 0;
+            if fresh && !self.full_sync_done.load(Ordering::Relaxed) {
+                if let Some(peer) = self.peers.iter().find(|p| p.reachable.load(Ordering::Relaxed)).cloned() {
+                    tokio::spawn(self.clone().request_full_sync(peer));
+                }
+            }
         }
         if next != *st {
             tracing::info!(from = st.as_str(), to = next.as_str(), reachable, "node state");
@@ -955,6 +969,120 @@ impl Mesh {
         }
     }
 
+    /// Asks `peer` for a full sync of everything we may see.
+    async fn request_full_sync(self: Arc<Self>, peer: Arc<Peer>) {
+        let path = format!("/sync/node/{}", self.me);
+        match peer
+            .client
+            .call(
+                &self.center,
+                Method::PUT,
+                &path,
+                &[("drip-node-id", self.me.clone())],
+                None,
+            )
+            .await
+        {
+            Ok(a) if a.status == StatusCode::OK => tracing::info!(peer = %peer.cfg.id, "full sync requested"),
+            Ok(a) => tracing::warn!(peer = %peer.cfg.id, status = %a.status, "full sync refused"),
+            Err(e) => tracing::warn!(peer = %peer.cfg.id, "full sync request failed: {e}"),
+        }
+    }
+
+    /// Serves a full sync to `peer` (DRiP §5.6): every record its policy
+    /// allows, origin by origin, in `sync` messages, then one with
+    /// `DRiP-Sync-Complete: true` carrying our watermarks.
+    pub async fn push_full_sync(self: Arc<Self>, peer: Arc<Peer>) {
+        if !self.syncing_to.lock().expect("sync lock").insert(peer.cfg.id.clone()) {
+            return;
+        }
+        const PAGE: usize = 500;
+        let marks = self.marks();
+        let origins = self.center.known_centers();
+        let mut sent = 0usize;
+        let mut ok = true;
+        'origins: for origin in origins {
+            let mut after = 0;
+            loop {
+                let records = match self.center.origin_after(&origin, after, PAGE) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!("full sync read failed: {e}");
+                        ok = false;
+                        break 'origins;
+                    }
+                };
+                let Some(last) = records.last().map(|r| r.seq) else {
+                    break;
+                };
+                after = last;
+                let allowed: Vec<&Record> = records
+                    .iter()
+                    .filter(|r| {
+                        let parts = match (self.center.kinds().get(&r.kind), r.body_value()) {
+                            (Some(k), Ok(b)) => k.part_visibilities(&b),
+                            _ => vec![regmesh_core::Visibility::Local],
+                        };
+                        peer.policy.allows(r, &parts)
+                    })
+                    .collect();
+                if !allowed.is_empty() {
+                    sent += allowed.len();
+                    if !self.send_sync(&peer, encode_records(allowed.into_iter()), false).await {
+                        ok = false;
+                        break 'origins;
+                    }
+                }
+                if records.len() < PAGE {
+                    break;
+                }
+            }
+        }
+        if ok {
+            let body = serde_json::to_vec(&json!({"records": [], "watermarks": marks})).expect("json");
+            ok = self.send_sync(&peer, body, true).await;
+        }
+        tracing::info!(peer = %peer.cfg.id, records = sent, complete = ok, "full sync pushed");
+        self.syncing_to.lock().expect("sync lock").remove(&peer.cfg.id);
+    }
+
+    async fn send_sync(&self, peer: &Peer, body: Vec<u8>, complete: bool) -> bool {
+        let headers = [
+            ("drip-node-id", self.me.clone()),
+            ("drip-node-counter", "0".to_string()),
+            ("drip-node-counter-reset", "false".to_string()),
+            ("drip-transaction-type", "sync".to_string()),
+            ("drip-sync-complete", complete.to_string()),
+        ];
+        matches!(
+            peer.client.call(&self.center, Method::POST, "/commit", &headers, Some(body)).await,
+            Ok(a) if a.status == StatusCode::OK
+        )
+    }
+
+    /// A `sync` message from peer `sender`: verify and merge (no dedup, no
+    /// relay); the last one brings the sender's watermarks.
+    pub async fn receive_sync(
+        &self,
+        records: Vec<Record>,
+        complete: bool,
+        marks: HashMap<String, u64>,
+    ) -> Result<usize, WriteError> {
+        let applied = self.center.apply_remote(records).await?;
+        if complete {
+            let mut m = self.marks.lock().expect("marks lock");
+            for (origin, w) in marks {
+                if origin != self.me && (self.center.key_of(&origin).is_some()) {
+                    let e = m.entry(origin).or_insert(0);
+                    *e = (*e).max(w);
+                }
+            }
+            self.marks_dirty.store(true, Ordering::Relaxed);
+            self.full_sync_done.store(true, Ordering::Relaxed);
+        }
+        Ok(applied)
+    }
+
     /// What `/v1/peers` shows.
     pub fn peers_json(&self) -> Value {
         let items: Vec<Value> = self
@@ -991,6 +1119,7 @@ impl Mesh {
             "anti_entropy": {
                 "pulls": self.stats.pulls.load(Ordering::Relaxed),
                 "pulled_records": self.stats.pulled_records.load(Ordering::Relaxed),
+                "full_sync_received": self.full_sync_done.load(Ordering::Relaxed),
                 "watermarks": self.marks(),
             }
         })

@@ -52,6 +52,7 @@ pub fn router(mesh: Arc<Mesh>) -> Router {
         .route("/mesh/v1/hello", post(hello))
         .route("/mesh/v1/pull", post(pull))
         .route("/voting", post(voting))
+        .route("/sync/node/{id}", post(sync_request).put(sync_request))
         // The draft spells the vote answer three ways; all are accepted.
         .route("/votingphase/node/{id}/response/{r}", post(vote_answer))
         .route("/voting/peernode/{id}/response/{r}", post(vote_answer))
@@ -333,9 +334,34 @@ async fn commit(
         "false" => false,
         v => return Err(bad(format!("DRiP-Node-Counter-reset must be true or false, not {v:?}"))),
     };
-    match header(&headers, "drip-transaction-type").unwrap_or("update") {
-        "update" => {}
-        t => return Err(bad(format!("DRiP-Transaction-Type {t:?} is not accepted on /commit"))),
+    let sync = match header(&headers, "drip-transaction-type").unwrap_or("update") {
+        "update" => false,
+        "sync" => true,
+        t => return Err(bad(format!("DRiP-Transaction-Type {t:?} is not update or sync"))),
+    };
+    if sync {
+        // A full sync (DRiP §5.6) from the sender itself: records of any
+        // origin, no dedup, no relay.
+        same_node(&headers, &sender, None)?;
+        let complete = match header(&headers, "drip-sync-complete").unwrap_or("false") {
+            "true" => true,
+            "false" => false,
+            v => return Err(bad(format!("DRiP-Sync-Complete must be true or false, not {v:?}"))),
+        };
+        let raw = read_body(body, mesh.max_body_bytes).await?;
+        let records = decode_records(&raw).map_err(|e| refuse(StatusCode::BAD_REQUEST, "malformed", e))?;
+        let marks = serde_json::from_slice::<Value>(&raw)
+            .ok()
+            .and_then(|v| v.get("watermarks").and_then(Value::as_object).cloned())
+            .map(|m| {
+                m.into_iter()
+                    .take(4096)
+                    .filter_map(|(k, v)| Some((k, v.as_u64()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let applied = mesh.receive_sync(records, complete, marks).await?;
+        return Ok(Json(json!({"accepted": true, "applied": applied, "complete": complete})).into_response());
     }
     let raw = read_body(body, mesh.max_body_bytes).await?;
     let records = decode_records(&raw).map_err(|e| refuse(StatusCode::BAD_REQUEST, "malformed", e))?;
@@ -503,4 +529,23 @@ async fn vote_answer(
     };
     mesh.answer(&initiator, counter, &sender, ballot);
     Ok(StatusCode::OK.into_response())
+}
+
+/// Full sync request (DRiP §5.6.1, `PUT` or `POST /sync/node/:nodeid`): the
+/// sender asks for everything it may see; it arrives as `sync` messages on
+/// `/commit`, the last with `DRiP-Sync-Complete: true`.
+async fn sync_request(
+    State(mesh): State<Arc<Mesh>>,
+    Extension(cert): Extension<PeerCert>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let sender = authenticate(&mesh, &headers, &cert)?;
+    same_node(&headers, &sender, Some(&id))?;
+    let peer = mesh
+        .peer(&sender)
+        .cloned()
+        .ok_or_else(|| refuse(StatusCode::FORBIDDEN, "not_a_peer", "not a peer"))?;
+    tokio::spawn(mesh.clone().push_full_sync(peer));
+    Ok(Json(json!({"accepted": true})).into_response())
 }
