@@ -703,4 +703,48 @@ async fn a_new_center_gets_a_full_sync() {
         ],
     );
     assert_eq!(code, "200", "{body}");
+    // NOTIFY and RFI answer accepted or rejected, with a reason.
+    let post = |path: &str, json_body: &str| {
+        let t = token(d, "c1", "c2");
+        let auth = format!("Authorization: {t}");
+        let u = format!("https://c2:{}{path}", base + 11);
+        curl(
+            d,
+            &[
+                "--cacert",
+                "ca.pem",
+                "--resolve",
+                &c2_addr,
+                "--cert",
+                "c1.crt",
+                "--key",
+                "c1.key",
+                "-H",
+                "Content-Type: application/json",
+                "-H",
+                &auth,
+                "-X",
+                "POST",
+                "-d",
+                json_body,
+                &u,
+            ],
+        )
+    };
+    let (code, body) = post("/mesh/v1/rfi", r#"{"type":"sync-state"}"#);
+    assert_eq!(code, "200");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["accepted"], true);
+    assert_eq!(v["data"]["id"], "c2");
+    assert!(v["data"]["watermarks"]["c1"].as_u64().unwrap() >= 31, "{v}");
+    let (_, body) = post("/mesh/v1/rfi", r#"{"type":"zone-transfer"}"#);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["accepted"], false);
+    assert!(v["reason"].as_str().unwrap().contains("zone-transfer"));
+    let (_, body) = post("/mesh/v1/notify", r#"{"type":"state","state":"sync"}"#);
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["accepted"], true);
+    let (_, body) = post("/mesh/v1/notify", r#"{"type":"state","state":"asleep"}"#);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["accepted"], false);
+    assert!(v["reason"].as_str().is_some());
 }

@@ -1083,6 +1083,46 @@ impl Mesh {
         Ok(applied)
     }
 
+    /// A NOTIFY from peer `sender` (document 003): `{"type", ...}`. Built in:
+    /// `state` (`{"state": "active|inactive|sync"}`). Other types are
+    /// rejected with a reason until a front registers them.
+    pub fn notify(&self, sender: &str, msg: &Value) -> Value {
+        let typ = msg.get("type").and_then(Value::as_str).unwrap_or("");
+        match typ {
+            "state" => match msg.get("state").and_then(Value::as_str) {
+                Some(st @ ("active" | "inactive" | "sync")) => {
+                    self.announce(sender, st);
+                    json!({"accepted": true})
+                }
+                _ => json!({"accepted": false, "reason": "state must be active, inactive or sync"}),
+            },
+            "" => json!({"accepted": false, "reason": "a NOTIFY needs a type"}),
+            other => json!({"accepted": false, "reason": format!("{} does not handle NOTIFY type {other:?}", self.me)}),
+        }
+    }
+
+    /// An RFI (request for information) from peer `sender`. Built in:
+    /// `sync-state` (our DRiP state, watermarks and peers' states), for the
+    /// operator question "what is the synchronization state between centers"
+    /// (document 000 §2.8.1). Other types are rejected with a reason.
+    pub fn rfi(&self, _sender: &str, msg: &Value) -> Value {
+        match msg.get("type").and_then(Value::as_str).unwrap_or("") {
+            "sync-state" => {
+                let peers: Vec<Value> = self
+                    .peers
+                    .iter()
+                    .map(|p| json!({"id": p.cfg.id, "state": p.life.lock().expect("life lock").state().as_str()}))
+                    .collect();
+                json!({
+                    "accepted": true,
+                    "data": {"id": self.me, "state": self.node_state().as_str(), "watermarks": self.marks(), "peers": peers}
+                })
+            }
+            "" => json!({"accepted": false, "reason": "an RFI needs a type"}),
+            other => json!({"accepted": false, "reason": format!("{} does not answer RFI type {other:?}", self.me)}),
+        }
+    }
+
     /// What `/v1/peers` shows.
     pub fn peers_json(&self) -> Value {
         let items: Vec<Value> = self

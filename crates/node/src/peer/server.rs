@@ -51,6 +51,8 @@ pub fn router(mesh: Arc<Mesh>) -> Router {
         .route("/commit", post(commit))
         .route("/mesh/v1/hello", post(hello))
         .route("/mesh/v1/pull", post(pull))
+        .route("/mesh/v1/notify", post(notify))
+        .route("/mesh/v1/rfi", post(rfi))
         .route("/voting", post(voting))
         .route("/sync/node/{id}", post(sync_request).put(sync_request))
         // The draft spells the vote answer three ways; all are accepted.
@@ -548,4 +550,33 @@ async fn sync_request(
         .ok_or_else(|| refuse(StatusCode::FORBIDDEN, "not_a_peer", "not a peer"))?;
     tokio::spawn(mesh.clone().push_full_sync(peer));
     Ok(Json(json!({"accepted": true})).into_response())
+}
+
+async fn small_json(body: Body) -> Result<Value, ApiError> {
+    let raw = read_body(body, 64 * 1024).await?;
+    serde_json::from_slice(&raw).map_err(|e| refuse(StatusCode::BAD_REQUEST, "malformed_json", e.to_string()))
+}
+
+/// NOTIFY (document 003): answered `{"accepted": bool, "reason"?}`.
+async fn notify(
+    State(mesh): State<Arc<Mesh>>,
+    Extension(cert): Extension<PeerCert>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let sender = authenticate(&mesh, &headers, &cert)?;
+    let msg = small_json(body).await?;
+    Ok(Json(mesh.notify(&sender, &msg)).into_response())
+}
+
+/// RFI (document 003): answered `{"accepted": bool, "reason"?, "data"?}`.
+async fn rfi(
+    State(mesh): State<Arc<Mesh>>,
+    Extension(cert): Extension<PeerCert>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let sender = authenticate(&mesh, &headers, &cert)?;
+    let msg = small_json(body).await?;
+    Ok(Json(mesh.rfi(&sender, &msg)).into_response())
 }
