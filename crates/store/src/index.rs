@@ -83,11 +83,23 @@ pub struct Index {
     /// Per origin, the stored versions (tombstones included) by sequence
     /// number: what a peer asking "origin O after seq N" is sent.
     by_origin_seq: HashMap<Arc<str>, SeqMap>,
+    /// Kind names and origins, one shared copy each (a million entries of
+    /// the same few strings would otherwise each allocate their own).
+    interned: std::collections::HashSet<Arc<str>>,
 }
 
 impl Index {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    fn intern(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.interned.get(s) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(s);
+        self.interned.insert(a.clone());
+        a
     }
 
     /// Records `(kind, id)` as it now is. `old_terms` are the terms it was
@@ -101,6 +113,9 @@ impl Index {
         old_terms: &[(&'static str, String)],
         new_terms: &[(&'static str, String)],
     ) {
+        let mut entry = entry;
+        entry.origin = self.intern(&entry.origin);
+        let kind_name = self.intern(kind);
         let k = self.kinds.entry(kind.to_string()).or_default();
         if let Some(old) = k.primary.get(id) {
             if let Some(m) = self.by_origin_seq.get_mut(&old.origin) {
@@ -131,7 +146,7 @@ impl Index {
         self.by_origin_seq
             .entry(entry.origin.clone())
             .or_default()
-            .insert(entry.seq, (Arc::from(kind), key.clone()));
+            .insert(entry.seq, (kind_name, key.clone()));
         k.primary.insert(key, entry);
     }
 

@@ -248,6 +248,20 @@ impl Mesh {
         }
     }
 
+    /// Visibilities of the parts of `r` (e.g. an agent's capabilities); an
+    /// unreadable body counts as hidden everywhere.
+    fn parts_of(&self, r: &Record) -> Vec<regmesh_core::Visibility> {
+        match (self.center.kinds().get(&r.kind), r.body_value()) {
+            (Some(k), Ok(b)) => k.part_visibilities(&b),
+            _ => vec![regmesh_core::Visibility::Local],
+        }
+    }
+
+    /// May `r` be sent to a peer with `policy`?
+    fn visible_to(&self, policy: &ExportPolicy, r: &Record) -> bool {
+        policy.allows(r, &self.parts_of(r))
+    }
+
     /// Our watermark for `origin`: for ourselves, the last seq we issued.
     pub fn mark(&self, origin: &str) -> u64 {
         if origin == self.me {
@@ -457,14 +471,8 @@ impl Mesh {
         if !self.node_state().propagates() {
             return 0;
         }
-        let parts: Vec<Vec<regmesh_core::Visibility>> = records
-            .iter()
-            .map(|r| match (self.center.kinds().get(&r.kind), r.body_value()) {
-                (Some(k), Ok(b)) => k.part_visibilities(&b),
-                // Unparseable body: treat as hidden everywhere.
-                _ => vec![regmesh_core::Visibility::Local],
-            })
-            .collect();
+        // Computed once per message, then judged per peer.
+        let parts: Vec<Vec<regmesh_core::Visibility>> = records.iter().map(|r| self.parts_of(r)).collect();
         let mut queued = 0;
         for peer in &self.peers {
             if Some(peer.cfg.id.as_str()) == except
@@ -716,16 +724,7 @@ impl Mesh {
         } else {
             self.mark(origin).max(after)
         };
-        let allowed: Vec<&Record> = records
-            .iter()
-            .filter(|r| {
-                let parts = match (self.center.kinds().get(&r.kind), r.body_value()) {
-                    (Some(k), Ok(b)) => k.part_visibilities(&b),
-                    _ => vec![regmesh_core::Visibility::Local],
-                };
-                peer.policy.allows(r, &parts)
-            })
-            .collect();
+        let allowed: Vec<&Record> = records.iter().filter(|r| self.visible_to(&peer.policy, r)).collect();
         let items: Vec<String> = allowed.iter().map(|r| B64.encode(codec::encode(r))).collect();
         Ok(serde_json::to_vec(&json!({"records": items, "covered_through": covered, "more": more})).expect("json"))
     }
@@ -1016,16 +1015,7 @@ impl Mesh {
                     break;
                 };
                 after = last;
-                let allowed: Vec<&Record> = records
-                    .iter()
-                    .filter(|r| {
-                        let parts = match (self.center.kinds().get(&r.kind), r.body_value()) {
-                            (Some(k), Ok(b)) => k.part_visibilities(&b),
-                            _ => vec![regmesh_core::Visibility::Local],
-                        };
-                        peer.policy.allows(r, &parts)
-                    })
-                    .collect();
+                let allowed: Vec<&Record> = records.iter().filter(|r| self.visible_to(&peer.policy, r)).collect();
                 if !allowed.is_empty() {
                     sent += allowed.len();
                     if !self.send_sync(&peer, encode_records(allowed.into_iter()), false).await {

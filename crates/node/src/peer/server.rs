@@ -309,16 +309,12 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
-async fn commit(
-    State(mesh): State<Arc<Mesh>>,
-    Extension(cert): Extension<PeerCert>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let sender = authenticate(&mesh, &headers, &cert)?;
-    let bad = |m: String| refuse(StatusCode::BAD_REQUEST, "bad_header", m);
-    let initiator = header(&headers, "drip-node-id")
-        .ok_or_else(|| bad("DRiP-Node-ID is required".into()))?
+/// `DRiP-Node-ID` (the initiator, a known center) and `DRiP-Node-Counter`
+/// of a propagated call (`/commit`, `/voting`).
+fn initiator_and_counter(mesh: &Mesh, headers: &HeaderMap) -> Result<(String, u64), ApiError> {
+    let bad = |m: &str| refuse(StatusCode::BAD_REQUEST, "bad_header", m.to_string());
+    let initiator = header(headers, "drip-node-id")
+        .ok_or_else(|| bad("DRiP-Node-ID is required"))?
         .to_string();
     if initiator != mesh.me && mesh.center.key_of(&initiator).is_none() {
         return Err(refuse(
@@ -327,10 +323,22 @@ async fn commit(
             format!("initiator {initiator:?} is not a known center"),
         ));
     }
-    let counter: u64 = header(&headers, "drip-node-counter")
-        .ok_or_else(|| bad("DRiP-Node-Counter is required".into()))?
+    let counter = header(headers, "drip-node-counter")
+        .ok_or_else(|| bad("DRiP-Node-Counter is required"))?
         .parse()
-        .map_err(|_| bad("DRiP-Node-Counter must be an unsigned integer".into()))?;
+        .map_err(|_| bad("DRiP-Node-Counter must be an unsigned integer"))?;
+    Ok((initiator, counter))
+}
+
+async fn commit(
+    State(mesh): State<Arc<Mesh>>,
+    Extension(cert): Extension<PeerCert>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let sender = authenticate(&mesh, &headers, &cert)?;
+    let bad = |m: String| refuse(StatusCode::BAD_REQUEST, "bad_header", m);
+    let (initiator, counter) = initiator_and_counter(&mesh, &headers)?;
     let reset = match header(&headers, "drip-node-counter-reset").unwrap_or("false") {
         "true" => true,
         "false" => false,
@@ -443,21 +451,7 @@ async fn voting(
     body: Body,
 ) -> Result<Response, ApiError> {
     let sender = authenticate(&mesh, &headers, &cert)?;
-    let bad = |m: String| refuse(StatusCode::BAD_REQUEST, "bad_header", m);
-    let initiator = header(&headers, "drip-node-id")
-        .ok_or_else(|| bad("DRiP-Node-ID is required".into()))?
-        .to_string();
-    if initiator != mesh.me && mesh.center.key_of(&initiator).is_none() {
-        return Err(refuse(
-            StatusCode::FORBIDDEN,
-            "unknown_center",
-            format!("initiator {initiator:?} is not a known center"),
-        ));
-    }
-    let counter: u64 = header(&headers, "drip-node-counter")
-        .ok_or_else(|| bad("DRiP-Node-Counter is required".into()))?
-        .parse()
-        .map_err(|_| bad("DRiP-Node-Counter must be an unsigned integer".into()))?;
+    let (initiator, counter) = initiator_and_counter(&mesh, &headers)?;
     let reset = header(&headers, "drip-node-counter-reset") == Some("true");
     let raw = read_body(body, 4096).await?;
     let v: Value =
