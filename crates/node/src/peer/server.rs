@@ -45,8 +45,7 @@ pub const PEER_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn router(mesh: Arc<Mesh>) -> Router {
     Router::new()
         .route("/state", get(state))
-        .route("/node/{id}/active", post(active))
-        .route("/node/{id}/inactive", post(inactive))
+        .route("/node/{id}/{state}", post(node_state))
         .route("/heartbeat/node/{id}", post(heartbeat))
         .route("/commit", post(commit))
         .route("/mesh/v1/hello", post(hello))
@@ -217,27 +216,20 @@ async fn state(
     Ok(Json(json!({"state": mesh.node_state().as_str()})).into_response())
 }
 
-async fn active(
+/// `POST /node/:nodeid/active` and `/inactive` (DRiP §5.2.1–2): the sender
+/// announces its own state.
+async fn node_state(
     State(mesh): State<Arc<Mesh>>,
     Extension(cert): Extension<PeerCert>,
-    Path(id): Path<String>,
+    Path((id, state)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    if state != "active" && state != "inactive" {
+        return Err(ApiError::not_found("no such peer endpoint"));
+    }
     let sender = authenticate(&mesh, &headers, &cert)?;
     same_node(&headers, &sender, Some(&id))?;
-    mesh.announce(&sender, "active");
-    Ok(StatusCode::OK.into_response())
-}
-
-async fn inactive(
-    State(mesh): State<Arc<Mesh>>,
-    Extension(cert): Extension<PeerCert>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let sender = authenticate(&mesh, &headers, &cert)?;
-    same_node(&headers, &sender, Some(&id))?;
-    mesh.announce(&sender, "inactive");
+    mesh.announce(&sender, &state);
     Ok(StatusCode::OK.into_response())
 }
 
