@@ -748,3 +748,90 @@ async fn a_new_center_gets_a_full_sync() {
     assert_eq!(v["accepted"], false);
     assert!(v["reason"].as_str().is_some());
 }
+
+/// Sets the exported kinds of `peer` in `center`'s config (empty: all).
+fn set_export_kinds(dir: &Path, center: &str, peer: &str, kinds: &str) {
+    let path = dir.join(format!("{center}.toml"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let marker = format!("[[peers]]\nid = \"{peer}\"\n");
+    let i = text.find(&marker).expect("peer entry");
+    let url_end = i + marker.len() + text[i + marker.len()..].find('\n').unwrap() + 1;
+    let rest = &text[url_end..];
+    let rest = rest.strip_prefix(|_: char| false).unwrap_or(rest);
+    let rest = if rest.starts_with("kinds = ") {
+        &rest[rest.find('\n').unwrap() + 1..]
+    } else {
+        rest
+    };
+    let line = if kinds.is_empty() {
+        String::new()
+    } else {
+        format!("kinds = {kinds}\n")
+    };
+    std::fs::write(&path, format!("{}{line}{rest}", &text[..url_end])).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digests_find_divergence_that_watermarks_cannot_see() {
+    let dir = tempfile::tempdir().unwrap();
+    init(dir.path(), 3, "line");
+    // c2 first exports only `note` records to c3: c3's watermark for c1 still
+    // advances (the floods cover the agents it may not see).
+    set_export_kinds(dir.path(), "c2", "c3", r#"["note"]"#);
+    let (_p1, c1) = serve(dir.path(), "c1");
+    let (p2, c2) = serve(dir.path(), "c2");
+    let (_p3, c3) = serve(dir.path(), "c3");
+    for c in [&c1, &c2, &c3] {
+        wait_until("mesh active", Duration::from_secs(15), || async {
+            let (_, v) = get(c, "/v1/peers").await;
+            v["state"] == "active"
+                && v["peers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|p| p["state"] == "OPERATIONAL")
+        })
+        .await;
+    }
+    for i in 0..10 {
+        let r = c1
+            .request(hyper::Method::PUT, &format!("/v1/agents/hidden{i}"), Some(&agent(i)))
+            .await
+            .unwrap();
+        assert_eq!(r.status.as_u16(), 201, "{:?}", r.json());
+    }
+    wait_until("c2 has them", Duration::from_secs(10), || async {
+        get(&c2, "/v1/agents/hidden9").await.0 == 200
+    })
+    .await;
+    wait_until("c3's watermark for c1 caught up", Duration::from_secs(10), || async {
+        let (_, a) = get(&c2, "/v1/peers").await;
+        let (_, b) = get(&c3, "/v1/peers").await;
+        a["anti_entropy"]["watermarks"]["c1"] == b["anti_entropy"]["watermarks"]["c1"]
+    })
+    .await;
+    assert_eq!(get(&c3, "/v1/agents/hidden3").await.0, 404, "not exported to c3 yet");
+
+    // The operator widens c2's export policy and restarts c2. Watermarks are
+    // equal, so only the digest comparison can tell c3 what it lacks.
+    drop(p2);
+    set_export_kinds(dir.path(), "c2", "c3", "");
+    let (_p2, c2) = serve(dir.path(), "c2");
+    wait_until("c3 repaired by digest", Duration::from_secs(30), || async {
+        get(&c3, "/v1/agents?origin=c1&limit=100").await.1["items"]
+            .as_array()
+            .map_or(0, Vec::len)
+            == 10
+    })
+    .await;
+    wait_until("digests match", Duration::from_secs(15), || async {
+        let (_, v) = get(&c3, "/v1/peers").await;
+        v["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["id"] == "c2" && p["digest_match"] == true)
+    })
+    .await;
+    let _ = c2;
+}

@@ -640,6 +640,11 @@ impl Center {
         r.origin != self.shared.id && r.expires_at_ms.is_some_and(|t| t < now_ms())
     }
 
+    /// Digests of `origin`'s live, wholly public versions, per kind.
+    pub fn public_digests(&self, origin: &str) -> Vec<(String, regmesh_proto::digest::SetDigest)> {
+        self.shared.index.read().expect("index lock").public_digests(origin)
+    }
+
     /// Every center whose records this center accepts, itself included.
     pub fn known_centers(&self) -> Vec<String> {
         let mut v: Vec<String> = self.shared.keys.keys().cloned().collect();
@@ -975,6 +980,20 @@ impl Shared {
         t
     }
 
+    /// Live, public, and every part public: what every peer receiving this
+    /// kind holds, so what peers' digests compare.
+    fn is_public(&self, r: &Record) -> bool {
+        !r.deleted
+            && r.visibility == regmesh_core::Visibility::Public
+            && match (self.kind(&r.kind), r.body_value()) {
+                (Some(k), Ok(b)) => k
+                    .part_visibilities(&b)
+                    .iter()
+                    .all(|v| *v == regmesh_core::Visibility::Public),
+                _ => false,
+            }
+    }
+
     /// When this center must next look at `r`, if ever.
     fn deadline(&self, r: &Record) -> Option<u64> {
         if r.deleted {
@@ -1083,6 +1102,7 @@ impl Shared {
                                 deleted: r.deleted,
                                 origin: std::sync::Arc::from(r.origin.as_str()),
                                 seq: r.seq,
+                                public: self.is_public(&r),
                             },
                             &[],
                             &terms,
@@ -1308,6 +1328,7 @@ impl Shared {
                                     deleted: r.deleted,
                                     origin: std::sync::Arc::from(r.origin.as_str()),
                                     seq: r.seq,
+                                    public: self.is_public(r),
                                 },
                                 &old_terms,
                                 &new_terms,

@@ -36,6 +36,9 @@ pub struct IndexEntry {
     /// Origin of the stored version and its sequence number there.
     pub origin: Arc<str>,
     pub seq: u64,
+    /// Live and wholly public (record and every part): counted in the
+    /// per-(kind, origin) digest that peers compare.
+    pub public: bool,
 }
 
 #[derive(Default)]
@@ -83,6 +86,10 @@ pub struct Index {
     /// Per origin, the stored versions (tombstones included) by sequence
     /// number: what a peer asking "origin O after seq N" is sent.
     by_origin_seq: HashMap<Arc<str>, SeqMap>,
+    /// Per (kind, origin): order-independent digest of the live, wholly public
+    /// versions stored (each element is the version's byte digest, identical
+    /// at every center holding that version).
+    public_digests: HashMap<(Arc<str>, Arc<str>), regmesh_proto::digest::SetDigest>,
     /// Kind names and origins, one shared copy each (a million entries of
     /// the same few strings would otherwise each allocate their own).
     interned: std::collections::HashSet<Arc<str>>,
@@ -121,6 +128,17 @@ impl Index {
             if let Some(m) = self.by_origin_seq.get_mut(&old.origin) {
                 m.remove(&old.seq);
             }
+            if old.public && !old.deleted {
+                if let Some(d) = self.public_digests.get_mut(&(kind_name.clone(), old.origin.clone())) {
+                    d.remove(&old.digest);
+                }
+            }
+        }
+        if entry.public && !entry.deleted {
+            self.public_digests
+                .entry((kind_name.clone(), entry.origin.clone()))
+                .or_default()
+                .add(&entry.digest);
         }
         let (key, was_live) = match k.primary.get_key_value(id) {
             Some((key, e)) => (key.clone(), !e.deleted),
@@ -150,6 +168,18 @@ impl Index {
         k.primary.insert(key, entry);
     }
 
+    /// Digests of `origin`'s live, wholly public versions, per kind.
+    pub fn public_digests(&self, origin: &str) -> Vec<(String, regmesh_proto::digest::SetDigest)> {
+        let mut v: Vec<_> = self
+            .public_digests
+            .iter()
+            .filter(|((_, o), d)| &**o == origin && d.count() > 0)
+            .map(|((k, _), d)| (k.to_string(), *d))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
     /// Stored versions of `origin` with seq above `after`, in seq order, at
     /// most `limit`: `(seq, kind, id)`.
     pub fn by_origin_after(&self, origin: &str, after: u64, limit: usize) -> Vec<(u64, String, String)> {
@@ -169,6 +199,11 @@ impl Index {
         if let Some(e) = k.primary.remove(id) {
             if let Some(m) = self.by_origin_seq.get_mut(&e.origin) {
                 m.remove(&e.seq);
+            }
+            if e.public && !e.deleted {
+                if let Some(d) = self.public_digests.get_mut(&(Arc::from(kind), e.origin.clone())) {
+                    d.remove(&e.digest);
+                }
             }
             k.order.remove(id);
             if !e.deleted {
@@ -243,6 +278,7 @@ mod tests {
         IndexEntry {
             origin: Arc::from("c1"),
             seq: 0,
+            public: true,
             digest: [0; 32],
             deleted,
         }
@@ -272,6 +308,34 @@ mod tests {
         assert!(!p.more);
         assert!(ix.query("agent", &[("status", "sleeping")], None, 10).ids.is_empty());
         assert!(ix.query("other", &[], None, 10).ids.is_empty());
+    }
+
+    #[test]
+    fn public_digests_follow_live_public_versions() {
+        let mut ix = Index::new();
+        let entry = |d: u8, public: bool, deleted: bool| IndexEntry {
+            digest: [d; 32],
+            deleted,
+            origin: Arc::from("c1"),
+            seq: d as u64,
+            public,
+        };
+        ix.upsert("agent", "a", entry(1, true, false), &[], &[]);
+        ix.upsert("agent", "b", entry(2, false, false), &[], &[]);
+        let one = ix.public_digests("c1");
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].1.count(), 1, "the non-public version is not counted");
+        ix.upsert("agent", "a", entry(3, true, false), &[], &[]);
+        let replaced = ix.public_digests("c1")[0].1;
+        assert_eq!(replaced.count(), 1);
+        assert_ne!(replaced, one[0].1);
+        ix.upsert("agent", "a", entry(4, true, true), &[], &[]);
+        assert!(ix.public_digests("c1").is_empty(), "tombstones are not counted");
+        // Order does not matter: the same versions in another order agree.
+        let mut other = Index::new();
+        other.upsert("agent", "b", entry(2, false, false), &[], &[]);
+        other.upsert("agent", "a", entry(4, true, true), &[], &[]);
+        assert_eq!(other.public_digests("c1"), ix.public_digests("c1"));
     }
 
     #[test]

@@ -64,6 +64,8 @@ pub struct Peer {
     /// Its per-origin watermarks, from its last beat and the one before.
     their_marks: Mutex<HashMap<String, u64>>,
     prev_marks: Mutex<HashMap<String, u64>>,
+    /// Whether its digests matched ours at equal watermarks (last compared).
+    digest_match: Mutex<Option<bool>>,
     sent: AtomicU64,
     dropped: AtomicU64,
 }
@@ -84,6 +86,11 @@ pub enum VoteOutcome {
     /// Not every node answered in time; nothing was decided.
     Undecided(String),
 }
+
+/// Origins whose digests one heartbeat carries, at most.
+pub const DIGEST_ORIGINS_MAX: usize = 1024;
+/// One digest-triggered re-pull per origin at most this often.
+pub const REPAIR_EVERY_MS: u64 = 10_000;
 
 /// Each hop answers this long before the deadline it was given.
 pub const VOTE_MARGIN_MS: u64 = 150;
@@ -122,6 +129,8 @@ pub struct Mesh {
     syncing_to: Mutex<std::collections::HashSet<String>>,
     /// Set when a requested full sync arrived complete.
     full_sync_done: AtomicBool,
+    /// When each origin was last re-pulled because digests differed.
+    last_repair_ms: Mutex<HashMap<String, u64>>,
     /// Origins being pulled right now (one pull per origin at a time).
     pulling: Mutex<std::collections::HashSet<String>>,
     /// Ids this center has promised to initiators (two-phase vote).
@@ -180,6 +189,7 @@ impl Mesh {
                 announced: Mutex::new(None),
                 their_marks: Mutex::new(HashMap::new()),
                 prev_marks: Mutex::new(HashMap::new()),
+                digest_match: Mutex::new(None),
                 sent: AtomicU64::new(0),
                 dropped: AtomicU64::new(0),
                 cfg: pc.clone(),
@@ -200,6 +210,7 @@ impl Mesh {
             marks: Mutex::new(center.load_watermarks().into_iter().collect()),
             marks_dirty: AtomicBool::new(false),
             pulling: Mutex::new(Default::default()),
+            last_repair_ms: Mutex::new(HashMap::new()),
             syncing_to: Mutex::new(Default::default()),
             full_sync_done: AtomicBool::new(false),
             claims: Mutex::new(Claims::default()),
@@ -380,6 +391,7 @@ impl Mesh {
                     "state": self.node_state().as_str(),
                     "interval_ms": self.interval_ms,
                     "watermarks": self.marks(),
+                    "digests": self.digests_for(&peer),
                 }))
                 .expect("json");
                 let path = format!("/heartbeat/node/{}", self.me);
@@ -610,6 +622,70 @@ impl Mesh {
         Ok((false, applied))
     }
 
+    /// Our per-(kind, origin) digests of live, wholly public versions, for
+    /// the origins on which `peer` last reported our own watermark, and only
+    /// for kinds its policy receives: `{origin: {kind: hex}}`.
+    fn digests_for(&self, peer: &Peer) -> Value {
+        let theirs = peer.their_marks.lock().expect("marks lock").clone();
+        let mut out = serde_json::Map::new();
+        for (origin, w) in self.marks().into_iter().take(DIGEST_ORIGINS_MAX) {
+            if theirs.get(&origin) != Some(&w) {
+                continue;
+            }
+            let kinds: serde_json::Map<String, Value> = self
+                .center
+                .public_digests(&origin)
+                .into_iter()
+                .filter(|(k, _)| peer.policy.kinds.is_empty() || peer.policy.kinds.contains(k))
+                .map(|(k, d)| (k, Value::String(d.to_hex())))
+                .collect();
+            out.insert(origin, Value::Object(kinds));
+        }
+        Value::Object(out)
+    }
+
+    /// Compares a peer's digests with ours where both hold the same
+    /// watermark; on a difference, re-pulls that origin from the start (at
+    /// most every [`REPAIR_EVERY_MS`]).
+    fn compare_digests(self: &Arc<Self>, peer: &Arc<Peer>, marks: &HashMap<String, u64>, digests: &Value) {
+        let Some(origins) = digests.as_object() else { return };
+        let mut all_match = None;
+        for (origin, kinds) in origins {
+            if marks.get(origin) != Some(&self.mark(origin)) {
+                continue;
+            }
+            let ours: HashMap<String, String> = self
+                .center
+                .public_digests(origin)
+                .into_iter()
+                .map(|(k, d)| (k, d.to_hex()))
+                .collect();
+            let Some(kinds) = kinds.as_object() else { continue };
+            let same = kinds
+                .iter()
+                .all(|(k, hex)| ours.get(k).map(String::as_str) == hex.as_str());
+            all_match = Some(all_match.unwrap_or(true) && same);
+            if !same && origin != &self.me {
+                let now = now_ms();
+                let due = {
+                    let mut last = self.last_repair_ms.lock().expect("repair lock");
+                    let due = last.get(origin).is_none_or(|t| now >= t + REPAIR_EVERY_MS);
+                    if due {
+                        last.insert(origin.clone(), now);
+                    }
+                    due
+                };
+                if due && self.pulling.lock().expect("pulling lock").insert(origin.clone()) {
+                    tracing::info!(peer = %peer.cfg.id, %origin, "digests differ at equal watermarks: re-pulling");
+                    tokio::spawn(self.clone().pull(peer.clone(), origin.clone(), true));
+                }
+            }
+        }
+        if all_match.is_some() {
+            *peer.digest_match.lock().expect("digest lock") = all_match;
+        }
+    }
+
     /// A heartbeat from peer `sender`, with its announced state, interval
     /// and watermarks. Starts a pull for every origin it holds further.
     pub fn beat_from(
@@ -618,8 +694,10 @@ impl Mesh {
         state: Option<String>,
         interval_ms: u64,
         marks: HashMap<String, u64>,
+        digests: Value,
     ) {
         let Some(peer) = self.peer(sender).cloned() else { return };
+        self.compare_digests(&peer, &marks, &digests);
         let t = peer
             .life
             .lock()
@@ -644,7 +722,7 @@ impl Mesh {
                 && allowed
                 && self.pulling.lock().expect("pulling lock").insert(origin.clone())
             {
-                tokio::spawn(self.clone().pull(peer.clone(), origin.clone()));
+                tokio::spawn(self.clone().pull(peer.clone(), origin.clone(), false));
             }
         }
         *peer.their_marks.lock().expect("marks lock") = marks;
@@ -652,11 +730,11 @@ impl Mesh {
 
     /// Pulls `origin`'s versions after our watermark from `peer`, page by
     /// page, and advances the watermark to what the peer covered.
-    async fn pull(self: Arc<Self>, peer: Arc<Peer>, origin: String) {
+    async fn pull(self: Arc<Self>, peer: Arc<Peer>, origin: String, from_zero: bool) {
         const PAGE: usize = 1000;
         const PAGES_MAX: usize = 100;
         self.stats.pulls.fetch_add(1, Ordering::Relaxed);
-        let mut after = self.mark(&origin);
+        let mut after = if from_zero { 0 } else { self.mark(&origin) };
         for _ in 0..PAGES_MAX {
             let body = serde_json::to_vec(&json!({"origin": origin, "after": after, "limit": PAGE})).expect("json");
             let page = match peer
@@ -1129,6 +1207,7 @@ impl Mesh {
                     "announced_state": *p.announced.lock().expect("announced lock"),
                     "floods_sent": p.sent.load(Ordering::Relaxed),
                     "floods_dropped": p.dropped.load(Ordering::Relaxed),
+                    "digest_match": *p.digest_match.lock().expect("digest lock"),
                     "records_behind": p.their_marks.lock().expect("marks lock").iter()
                         .map(|(o, w)| w.saturating_sub(self.mark(o))).sum::<u64>(),
                     "export": {"kinds": p.cfg.kinds, "groups": p.cfg.groups},

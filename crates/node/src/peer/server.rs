@@ -266,7 +266,7 @@ async fn heartbeat(
     same_node(&headers, &sender, Some(&id))?;
     let raw = read_body(body, 256 * 1024).await?;
     let text = String::from_utf8_lossy(&raw).trim().to_string();
-    let (st, interval, marks) = match serde_json::from_str::<Value>(&text) {
+    let (st, interval, marks, digests) = match serde_json::from_str::<Value>(&text) {
         Ok(Value::Object(m)) => (
             m.get("state").and_then(Value::as_str).map(str::to_string),
             m.get("interval_ms").and_then(Value::as_u64),
@@ -279,9 +279,15 @@ async fn heartbeat(
                         .collect::<std::collections::HashMap<_, _>>()
                 })
                 .unwrap_or_default(),
+            m.get("digests").cloned().unwrap_or(Value::Null),
         ),
-        _ if text.is_empty() => (None, None, Default::default()),
-        _ => (Some(text.trim_matches('"').to_string()), None, Default::default()),
+        _ if text.is_empty() => (None, None, Default::default(), Value::Null),
+        _ => (
+            Some(text.trim_matches('"').to_string()),
+            None,
+            Default::default(),
+            Value::Null,
+        ),
     };
     if let Some(s) = &st {
         if !matches!(s.as_str(), "active" | "inactive" | "sync") {
@@ -293,7 +299,7 @@ async fn heartbeat(
         }
     }
     let interval = interval.unwrap_or(1000).clamp(50, 3_600_000);
-    mesh.beat_from(&sender, st, interval, marks);
+    mesh.beat_from(&sender, st, interval, marks, digests);
     Ok(StatusCode::OK.into_response())
 }
 
