@@ -757,7 +757,6 @@ fn set_export_kinds(dir: &Path, center: &str, peer: &str, kinds: &str) {
     let i = text.find(&marker).expect("peer entry");
     let url_end = i + marker.len() + text[i + marker.len()..].find('\n').unwrap() + 1;
     let rest = &text[url_end..];
-    let rest = rest.strip_prefix(|_: char| false).unwrap_or(rest);
     let rest = if rest.starts_with("kinds = ") {
         &rest[rest.find('\n').unwrap() + 1..]
     } else {
