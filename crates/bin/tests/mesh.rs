@@ -107,6 +107,22 @@ async fn peer_states(c: &Client) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Waits until every center is active with every peer OPERATIONAL.
+async fn wait_mesh_up(clients: &[&Client]) {
+    for c in clients {
+        wait_until("mesh active", Duration::from_secs(15), || async {
+            let (_, v) = get(c, "/v1/peers").await;
+            v["state"] == "active"
+                && v["peers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|p| p["state"] == "OPERATIONAL")
+        })
+        .await;
+    }
+}
+
 fn agent(i: usize) -> Value {
     json!({"addresses": [format!("2001:db8::{i:x}")], "capabilities": [{"name": "translate"}]})
 }
@@ -494,13 +510,7 @@ async fn full_mesh_every_write_reaches_every_center_once() {
         procs.push(p);
         clients.push(c);
     }
-    for c in &clients {
-        wait_until("all peers OPERATIONAL", Duration::from_secs(15), || async {
-            let s = peer_states(c).await;
-            s.len() == 2 && s.iter().all(|(_, st)| st == "OPERATIONAL")
-        })
-        .await;
-    }
+    wait_mesh_up(&clients.iter().collect::<Vec<_>>()).await;
     for (k, c) in clients.iter().enumerate() {
         for i in 0..10 {
             let r = c
@@ -545,18 +555,7 @@ async fn racing_creates_of_one_id_never_both_win() {
     let (_p1, c1) = serve(dir.path(), "c1");
     let (_p2, c2) = serve(dir.path(), "c2");
     let (_p3, c3) = serve(dir.path(), "c3");
-    for c in [&c1, &c2, &c3] {
-        wait_until("mesh active", Duration::from_secs(15), || async {
-            let (_, v) = get(c, "/v1/peers").await;
-            v["state"] == "active"
-                && v["peers"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .all(|p| p["state"] == "OPERATIONAL")
-        })
-        .await;
-    }
+    wait_mesh_up(&[&c1, &c2, &c3]).await;
     let mut wins_c1 = 0;
     let mut wins_c3 = 0;
     for i in 0..25 {
@@ -780,18 +779,7 @@ async fn digests_find_divergence_that_watermarks_cannot_see() {
     let (_p1, c1) = serve(dir.path(), "c1");
     let (p2, c2) = serve(dir.path(), "c2");
     let (_p3, c3) = serve(dir.path(), "c3");
-    for c in [&c1, &c2, &c3] {
-        wait_until("mesh active", Duration::from_secs(15), || async {
-            let (_, v) = get(c, "/v1/peers").await;
-            v["state"] == "active"
-                && v["peers"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .all(|p| p["state"] == "OPERATIONAL")
-        })
-        .await;
-    }
+    wait_mesh_up(&[&c1, &c2, &c3]).await;
     for i in 0..10 {
         let r = c1
             .request(hyper::Method::PUT, &format!("/v1/agents/hidden{i}"), Some(&agent(i)))

@@ -50,8 +50,7 @@ pub fn router(mesh: Arc<Mesh>) -> Router {
         .route("/commit", post(commit))
         .route("/mesh/v1/hello", post(hello))
         .route("/mesh/v1/pull", post(pull))
-        .route("/mesh/v1/notify", post(notify))
-        .route("/mesh/v1/rfi", post(rfi))
+        .route("/mesh/v1/{message}", post(message))
         .route("/voting", post(voting))
         .route("/sync/node/{id}", post(sync_request).put(sync_request))
         // The draft spells the vote answer three ways; all are accepted.
@@ -549,26 +548,21 @@ async fn small_json(body: Body) -> Result<Value, ApiError> {
     serde_json::from_slice(&raw).map_err(|e| refuse(StatusCode::BAD_REQUEST, "malformed_json", e.to_string()))
 }
 
-/// NOTIFY (document 003): answered `{"accepted": bool, "reason"?}`.
-async fn notify(
+/// NOTIFY and RFI (document 003), one route each: `/mesh/v1/notify`,
+/// `/mesh/v1/rfi`. Answered `{"accepted": bool, "reason"?, "data"?}`.
+async fn message(
     State(mesh): State<Arc<Mesh>>,
     Extension(cert): Extension<PeerCert>,
+    Path(kind): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let sender = authenticate(&mesh, &headers, &cert)?;
     let msg = small_json(body).await?;
-    Ok(Json(mesh.notify(&sender, &msg)).into_response())
-}
-
-/// RFI (document 003): answered `{"accepted": bool, "reason"?, "data"?}`.
-async fn rfi(
-    State(mesh): State<Arc<Mesh>>,
-    Extension(cert): Extension<PeerCert>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let sender = authenticate(&mesh, &headers, &cert)?;
-    let msg = small_json(body).await?;
-    Ok(Json(mesh.rfi(&sender, &msg)).into_response())
+    let answer = match kind.as_str() {
+        "notify" => mesh.notify(&sender, &msg),
+        "rfi" => mesh.rfi(&sender, &msg),
+        _ => return Err(ApiError::not_found("no such peer endpoint")),
+    };
+    Ok(Json(answer).into_response())
 }
