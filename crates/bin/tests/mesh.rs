@@ -822,3 +822,96 @@ async fn digests_find_divergence_that_watermarks_cannot_see() {
     .await;
     let _ = c2;
 }
+
+/// Sets `[leases] tombstone_horizon_s` in a center's config.
+fn set_tombstone_horizon(dir: &Path, center: &str, secs: u64) {
+    let path = dir.join(format!("{center}.toml"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let i = text.find("tombstone_horizon_s = ").expect("leases section");
+    let end = i + text[i..].find('\n').unwrap();
+    std::fs::write(
+        &path,
+        format!("{}tombstone_horizon_s = {secs}{}", &text[..i], &text[end..]),
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_center_behind_the_tombstone_horizon_resyncs_and_drops_what_was_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    init(dir.path(), 3, "full");
+    for c in ["c1", "c2", "c3"] {
+        set_tombstone_horizon(dir.path(), c, 1);
+    }
+    let (_p1, c1) = serve(dir.path(), "c1");
+    let (_p2, c2) = serve(dir.path(), "c2");
+    let (p3, c3) = serve(dir.path(), "c3");
+    wait_mesh_up(&[&c1, &c2, &c3]).await;
+    for name in ["gone0", "gone1", "gone2", "keep0", "keep1"] {
+        let r = c1
+            .request(hyper::Method::PUT, &format!("/v1/agents/{name}"), Some(&agent(1)))
+            .await
+            .unwrap();
+        assert_eq!(r.status.as_u16(), 201, "{:?}", r.json());
+    }
+    let r = c2
+        .request(hyper::Method::PUT, "/v1/agents/other", Some(&agent(2)))
+        .await
+        .unwrap();
+    assert_eq!(r.status.as_u16(), 201);
+    wait_until("c3 holds them all", Duration::from_secs(10), || async {
+        get(&c3, "/v1/agents/keep1").await.0 == 200 && get(&c3, "/v1/agents/other").await.0 == 200
+    })
+    .await;
+
+    // c3 goes away; c1 deletes three agents, and every tombstone is purged
+    // (horizon 1 s) before c3 returns.
+    drop(p3);
+    for name in ["gone0", "gone1", "gone2"] {
+        let r = c1
+            .request(hyper::Method::DELETE, &format!("/v1/agents/{name}"), None)
+            .await
+            .unwrap();
+        assert!(r.status.is_success(), "{:?}", r.json());
+    }
+    // An update needs no vote, so c1 takes it while c3 is still OPERATIONAL.
+    let r = c1
+        .request(hyper::Method::PUT, "/v1/agents/keep0", Some(&agent(3)))
+        .await
+        .unwrap();
+    assert_eq!(r.status.as_u16(), 200, "{:?}", r.json());
+    for c in [&c1, &c2] {
+        wait_until("tombstones purged", Duration::from_secs(15), || async {
+            let (_, v) = get(c, "/v1/peers").await;
+            v["anti_entropy"]["purged_through"]["c1"].as_u64().unwrap_or(0) > 0
+        })
+        .await;
+    }
+
+    // Back: no tombstone is left to show c3 the deletions. The peers' pull
+    // answers say so, and c3 resyncs c1's records instead of merging.
+    let (_p3, c3) = serve(dir.path(), "c3");
+    wait_until("c3 caught up with c1", Duration::from_secs(30), || async {
+        get(&c3, "/v1/agents/keep0").await.1["addresses"][0] == "2001:db8::3"
+    })
+    .await;
+    wait_until("deleted agents gone from c3", Duration::from_secs(30), || async {
+        let mut gone = true;
+        for name in ["gone0", "gone1", "gone2"] {
+            gone &= get(&c3, &format!("/v1/agents/{name}")).await.0 == 404;
+        }
+        gone
+    })
+    .await;
+    for name in ["keep0", "keep1", "other"] {
+        assert_eq!(get(&c3, &format!("/v1/agents/{name}")).await.0, 200, "{name} kept");
+    }
+    let (_, v) = get(&c3, "/v1/peers").await;
+    assert!(v["anti_entropy"]["resyncs"].as_u64().unwrap() >= 1, "{v}");
+    assert!(v["anti_entropy"]["purged_through"]["c1"].as_u64().unwrap() > 0, "{v}");
+    // It stays gone: c3 does not hand the dropped records back to anyone.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for c in [&c1, &c2, &c3] {
+        assert_eq!(get(c, "/v1/agents/gone1").await.0, 404);
+    }
+}

@@ -430,6 +430,7 @@ pub fn event_json(ev: &Event) -> Value {
         v["reason"] = json!(match reason {
             crate::center::DeleteReason::Client => "client",
             crate::center::DeleteReason::Retention => "retention",
+            crate::center::DeleteReason::Resync => "resync",
         });
     }
     if ev.typ != EventType::Delete {

@@ -32,7 +32,7 @@ use regmesh_core::sign::{key_hex, verify_record};
 use regmesh_core::{Hlc, HlcClock, Identity, Kind, Kinds, Prepared, Record, VerifyingKey};
 use regmesh_store::{digest, Digest, Index, IndexEntry, RedbStore, Store, WriteBatch};
 use serde_json::Value;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -80,6 +80,9 @@ pub enum DeleteReason {
     Client,
     /// Its lease ran out and the retention period passed.
     Retention,
+    /// A resync with a peer showed its origin deleted it, and the
+    /// tombstone is gone (it was behind the tombstone horizon here).
+    Resync,
 }
 
 /// One entry of the change feed.
@@ -103,6 +106,7 @@ fn encode_event(typ: EventType, reason: Option<DeleteReason>, record_bytes: &[u8
         None => 0,
         Some(DeleteReason::Client) => 1,
         Some(DeleteReason::Retention) => 2,
+        Some(DeleteReason::Resync) => 3,
     });
     v.extend_from_slice(record_bytes);
     v
@@ -122,6 +126,7 @@ fn decode_event(no: u64, b: &[u8]) -> Result<Event, String> {
         0 => None,
         1 => Some(DeleteReason::Client),
         2 => Some(DeleteReason::Retention),
+        3 => Some(DeleteReason::Resync),
         r => return Err(format!("change {no} has unknown reason {r}")),
     };
     let record = codec::decode(&b[2..]).map_err(|e| format!("change {no}: {e}"))?;
@@ -152,6 +157,16 @@ pub enum WriteOp {
     /// [`Center::apply_remote`] (the only way to submit one).
     #[doc(hidden)]
     Merge(Box<Record>),
+    /// Internal: a replacing resync found that `origin` no longer has this
+    /// record (deleted, tombstone purged). Drops it if it is still the
+    /// version with `seq`, and raises the origin's purge mark; see
+    /// [`Center::forget`].
+    #[doc(hidden)]
+    Forget {
+        origin: String,
+        seq: u64,
+        purged_through: u64,
+    },
 }
 
 /// Records from another center whose checks passed ([`Center::verify_remote`]).
@@ -279,6 +294,10 @@ struct WriterState {
     seq: u64,
     change: u64,
     first_change: u64,
+    /// Per origin: the highest seq of a tombstone purged here (or of a
+    /// deletion this center can no longer prove, after a resync).
+    purged: BTreeMap<String, u64>,
+    purged_dirty: bool,
 }
 
 /// Limits and timings the center applies.
@@ -319,6 +338,8 @@ struct Shared {
     head: AtomicU64,
     /// The writer's last own sequence number (committed).
     own_seq: AtomicU64,
+    /// The writer's purge marks (committed); see [`Center::purged_through`].
+    purged: RwLock<BTreeMap<String, u64>>,
     settings: Settings,
     metrics: Arc<Metrics>,
 }
@@ -455,6 +476,10 @@ impl Center {
             _ => 0,
         };
         let (first_change, change) = store.change_bounds()?.unwrap_or((1, 0));
+        let purged: BTreeMap<String, u64> = store
+            .meta(PURGED_META)?
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
         let (events, _) = broadcast::channel(4096);
         let shared = Arc::new(Shared {
             id: cfg.id.clone(),
@@ -467,6 +492,7 @@ impl Center {
             events,
             head: AtomicU64::new(change),
             own_seq: AtomicU64::new(seq),
+            purged: RwLock::new(purged.clone()),
             settings,
             metrics,
         });
@@ -482,6 +508,8 @@ impl Center {
             seq,
             change,
             first_change,
+            purged,
+            purged_dirty: false,
         };
         let (tx, rx) = mpsc::channel(shared.settings.write_queue);
         let w = shared.clone();
@@ -530,9 +558,9 @@ impl Center {
     /// Queues a write and waits for it to be durable. Refuses at once when
     /// the queue is full.
     pub async fn write(&self, kind: &str, id: &str, op: WriteOp) -> Result<Outcome, WriteError> {
-        if matches!(op, WriteOp::Merge(_)) {
+        if matches!(op, WriteOp::Merge(_) | WriteOp::Forget { .. }) {
             return Err(WriteError::Invalid(
-                "versions from other centers go through apply_remote".into(),
+                "versions from other centers go through apply_remote and forget".into(),
             ));
         }
         if let WriteOp::Put { prepared, .. } = &op {
@@ -627,6 +655,77 @@ impl Center {
         Ok(applied)
     }
 
+    /// Per origin, the highest seq of a deletion this center can no longer
+    /// show a peer: tombstones purged after the horizon, or deletions learnt
+    /// only by a resync. A peer whose watermark is below it may hold records
+    /// deleted since, and must resync that origin (PROTOCOL.md).
+    pub fn purged_through(&self, origin: &str) -> u64 {
+        self.shared
+            .purged
+            .read()
+            .expect("purged lock")
+            .get(origin)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Every origin's purge mark ([`Center::purged_through`]).
+    pub fn purge_marks(&self) -> BTreeMap<String, u64> {
+        self.shared.purged.read().expect("purged lock").clone()
+    }
+
+    /// Live records of `origin` held here: `(kind, id, seq)`.
+    pub fn origin_live(&self, origin: &str) -> Vec<(String, String, u64)> {
+        let ix = self.shared.index.read().expect("index lock");
+        ix.by_origin_after(origin, 0, usize::MAX)
+            .into_iter()
+            .filter(|(_, k, i)| ix.get(k, i).is_some_and(|e| !e.deleted))
+            .map(|(seq, k, i)| (k, i, seq))
+            .collect()
+    }
+
+    /// Ends a replacing resync of `origin`: drops each `(kind, id, seq)`
+    /// that is still that live version (a `delete` change with reason
+    /// `resync`), and raises the origin's purge mark to `purged_through`.
+    /// Never drops this center's own records.
+    pub async fn forget(
+        &self,
+        origin: &str,
+        drops: Vec<(String, String, u64)>,
+        purged_through: u64,
+    ) -> Result<usize, WriteError> {
+        // With nothing to drop, one op on no key still raises the mark.
+        let keys = if drops.is_empty() {
+            vec![(String::new(), String::new(), 0)]
+        } else {
+            drops
+        };
+        let mut waits = Vec::with_capacity(keys.len());
+        for (kind, id, seq) in keys {
+            let (reply, rx) = oneshot::channel();
+            let op = Op {
+                kind,
+                id,
+                op: WriteOp::Forget {
+                    origin: origin.to_string(),
+                    seq,
+                    purged_through,
+                },
+                canonical: None,
+                reply: Some(reply),
+            };
+            self.tx.send(op).await.map_err(|_| WriteError::ShuttingDown)?;
+            waits.push(rx);
+        }
+        let mut dropped = 0;
+        for w in waits {
+            if let Outcome::Deleted(_) = w.await.unwrap_or(Err(WriteError::ShuttingDown))? {
+                dropped += 1;
+            }
+        }
+        Ok(dropped)
+    }
+
     /// [`Center::verify_remote`] then [`Center::apply_verified`]: if any record
     /// fails its checks, nothing is applied.
     pub async fn apply_remote(&self, records: Vec<Record>) -> Result<usize, WriteError> {
@@ -672,7 +771,13 @@ impl Center {
     /// The live record `(kind, id)`, or None if absent, deleted, or another
     /// center's record whose lease ran out more than the grace ago.
     pub fn get(&self, kind: &str, id: &str) -> Result<Option<Record>, ReadError> {
-        Ok(self.shared.read_verified(kind, id)?.filter(|r| !self.past_grace(r)))
+        Ok(self.get_held(kind, id)?.filter(|r| !self.past_grace(r)))
+    }
+
+    /// The live version held here, even one [`Center::get`] hides because
+    /// its origin let the lease lapse long ago.
+    pub fn get_held(&self, kind: &str, id: &str) -> Result<Option<Record>, ReadError> {
+        self.shared.read_verified(kind, id)
     }
 
     /// True for another center's record whose lease ended more than
@@ -1233,11 +1338,37 @@ impl Shared {
                     });
                 }
                 Ok(Applied::Purge) => {
+                    if let Some(t) = slot.after.as_ref() {
+                        let mark = st.purged.entry(t.origin.clone()).or_insert(0);
+                        if t.seq > *mark {
+                            *mark = t.seq;
+                            st.purged_dirty = true;
+                        }
+                    }
                     batch.removes.push((op.kind.clone(), op.id.clone()));
                     slot.after = None;
                     slot.after_digest = None;
                     slot.touched = true;
                     replies.push((op.reply, Ok(Outcome::Nothing)));
+                }
+                Ok(Applied::Forget(record)) => {
+                    batch.removes.push((op.kind.clone(), op.id.clone()));
+                    slot.after = None;
+                    slot.after_digest = None;
+                    slot.touched = true;
+                    st.change += 1;
+                    let typ = EventType::Delete;
+                    let reason = Some(DeleteReason::Resync);
+                    batch
+                        .changes
+                        .push((st.change, encode_event(typ, reason, &codec::encode(&record))));
+                    replies.push((op.reply, Ok(Outcome::Deleted(record.clone()))));
+                    events.push(Event {
+                        no: st.change,
+                        typ,
+                        reason,
+                        record,
+                    });
                 }
                 Ok(Applied::Nothing) => {
                     if is_sweep {
@@ -1270,7 +1401,12 @@ impl Shared {
             });
         }
 
-        if !batch.puts.is_empty() || !batch.removes.is_empty() {
+        if !batch.puts.is_empty() || !batch.removes.is_empty() || st.purged_dirty {
+            if st.purged_dirty {
+                batch
+                    .meta
+                    .push((PURGED_META.into(), serde_json::to_vec(&st.purged).expect("json")));
+            }
             let h = st.hlc.last();
             let mut hb = h.wall_ms.to_be_bytes().to_vec();
             hb.extend_from_slice(&h.logical.to_be_bytes());
@@ -1344,6 +1480,9 @@ impl Shared {
             }
             self.head.store(st.change, Ordering::Release);
             self.own_seq.store(st.seq, Ordering::Release);
+            if std::mem::take(&mut st.purged_dirty) {
+                *self.purged.write().expect("purged lock") = st.purged.clone();
+            }
             for ev in events {
                 self.metrics.count_event(ev.typ, ev.reason);
                 let _ = self.events.send(Arc::new(ev));
@@ -1384,6 +1523,22 @@ impl Shared {
             id: id.into(),
         };
         let live = cur.filter(|r| !r.deleted);
+        if let WriteOp::Forget {
+            origin,
+            seq,
+            purged_through,
+        } = &op
+        {
+            let mark = st.purged.entry(origin.clone()).or_insert(0);
+            if *purged_through > *mark {
+                *mark = *purged_through;
+                st.purged_dirty = true;
+            }
+            return Ok(match live {
+                Some(r) if r.origin == *origin && r.origin != self.id && r.seq == *seq => Applied::Forget(r.clone()),
+                _ => Applied::Nothing,
+            });
+        }
         if let Some(r) = live {
             if r.origin != self.id && !matches!(op, WriteOp::Sweep | WriteOp::Merge(_)) {
                 return Err(WriteError::NotOwner {
@@ -1408,6 +1563,7 @@ impl Shared {
         };
         let kind = self.kind(kind_name).ok_or_else(not_found)?;
         match op {
+            WriteOp::Forget { .. } => Ok(Applied::Nothing),
             WriteOp::Put { prepared, if_version } => {
                 check_version(if_version)?;
                 let rec = self.stamp(
@@ -1628,6 +1784,9 @@ struct Pending {
 /// Below this many versions a batch is signed on the writer thread alone.
 const PARALLEL_SIGN_MIN: usize = 32;
 
+/// Metadata cell holding the per-origin purge marks (JSON object).
+const PURGED_META: &str = "purged";
+
 /// What one op does, decided before the batch commits. Short-lived.
 #[allow(clippy::large_enum_variant)]
 enum Applied {
@@ -1641,5 +1800,7 @@ enum Applied {
         signed: bool,
     },
     Purge,
+    /// Drop a foreign record the origin no longer has (resync).
+    Forget(Record),
     Nothing,
 }

@@ -19,6 +19,7 @@ pub struct Metrics {
     pub events_expire: AtomicU64,
     pub events_delete_client: AtomicU64,
     pub events_delete_retention: AtomicU64,
+    pub events_delete_resync: AtomicU64,
     pub integrity_errors: AtomicU64,
     pub watchers: AtomicU64,
 }
@@ -35,6 +36,7 @@ impl Metrics {
             (EventType::Put, _) => &self.events_put,
             (EventType::Expire, _) => &self.events_expire,
             (EventType::Delete, Some(DeleteReason::Retention)) => &self.events_delete_retention,
+            (EventType::Delete, Some(DeleteReason::Resync)) => &self.events_delete_resync,
             (EventType::Delete, _) => &self.events_delete_client,
         };
         c.fetch_add(1, Ordering::Relaxed);
@@ -106,6 +108,7 @@ impl Metrics {
                 ("type=\"expire\"", g(&self.events_expire)),
                 ("type=\"delete\",reason=\"client\"", g(&self.events_delete_client)),
                 ("type=\"delete\",reason=\"retention\"", g(&self.events_delete_retention)),
+                ("type=\"delete\",reason=\"resync\"", g(&self.events_delete_resync)),
             ],
         );
         family(

@@ -5,7 +5,7 @@ mod common;
 
 use common::agent;
 use regmesh_core::{AgentKind, Kind};
-use regmesh_node::center::{Center, WriteError, WriteOp};
+use regmesh_node::center::{Center, DeleteReason, EventType, Outcome, WriteError, WriteOp};
 use regmesh_node::config::CenterKey;
 use regmesh_node::Config;
 use std::sync::Arc;
@@ -161,4 +161,88 @@ async fn lapsed_leases_of_other_centers_are_stale_then_hidden_never_deleted() {
         1,
         "kept in the store: expiry is the origin's call"
     );
+}
+
+#[tokio::test]
+async fn resync_forgets_only_the_versions_named_and_remembers_the_purge_mark() {
+    let dir = tempfile::tempdir().unwrap();
+    let c1 = Center::open(&Config::for_test("c1", &dir.path().join("c1"))).unwrap();
+    let mut cfg2 = Config::for_test("c2", &dir.path().join("c2"));
+    cfg2.centers.push(CenterKey {
+        id: "c1".into(),
+        public_key: c1.public_key_hex(),
+    });
+    let c2 = Center::open(&cfg2).unwrap();
+    put(&c1, "a1", "2001:db8::1").await;
+    put(&c1, "a2", "2001:db8::2").await;
+    let a1 = c1.get("agent", "a1").unwrap().unwrap();
+    let a2 = c1.get("agent", "a2").unwrap().unwrap();
+    c2.apply_remote(vec![a1.clone(), a2.clone()]).await.unwrap();
+    put(&c2, "b1", "2001:db8::b").await;
+    let b1 = c2.get("agent", "b1").unwrap().unwrap();
+    let mut feed = c2.subscribe();
+
+    let drops = vec![
+        ("agent".to_string(), "a1".to_string(), a1.seq + 100), // not the version held
+        ("agent".to_string(), "a2".to_string(), a2.seq),
+        ("agent".to_string(), "b1".to_string(), b1.seq), // not c1's
+    ];
+    assert_eq!(c2.forget("c1", drops, 7).await.unwrap(), 1);
+    assert_eq!(
+        c2.forget("c2", vec![("agent".into(), "b1".into(), b1.seq)], 9)
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(c2.get("agent", "a1").unwrap().is_some());
+    assert!(c2.get("agent", "a2").unwrap().is_none());
+    assert!(
+        c2.get("agent", "b1").unwrap().is_some(),
+        "own records are never forgotten"
+    );
+    let ev = feed.recv().await.unwrap();
+    assert_eq!(
+        (ev.record.id.as_str(), ev.typ, ev.reason),
+        ("a2", EventType::Delete, Some(DeleteReason::Resync))
+    );
+    assert_eq!(c2.purged_through("c1"), 7);
+    // Raising with nothing to drop works too; the mark never goes down.
+    assert_eq!(c2.forget("c1", vec![], 11).await.unwrap(), 0);
+    assert_eq!(c2.forget("c1", vec![], 3).await.unwrap(), 0);
+    assert_eq!(c2.purged_through("c1"), 11);
+    assert_eq!(c2.origin_live("c1").len(), 1);
+
+    c2.close();
+    let c2 = Center::open(&cfg2).unwrap();
+    assert_eq!(c2.purged_through("c1"), 11, "purge marks survive a restart");
+    assert!(c2.get("agent", "a2").unwrap().is_none());
+}
+
+#[tokio::test]
+async fn purging_a_tombstone_raises_its_origins_purge_mark() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config::for_test("c1", dir.path());
+    cfg.leases.tombstone_horizon_s = 0;
+    let c1 = Center::open(&cfg).unwrap();
+    put(&c1, "a1", "2001:db8::1").await;
+    assert_eq!(c1.purged_through("c1"), 0);
+    let deleted = c1
+        .write("agent", "a1", WriteOp::Delete { if_version: None })
+        .await
+        .unwrap();
+    let Outcome::Deleted(t) = deleted else {
+        panic!("{deleted:?}")
+    };
+    let sweeper = tokio::spawn(c1.clone().run_sweeper());
+    let t0 = std::time::Instant::now();
+    while c1.purged_through("c1") < t.seq {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(10),
+            "tombstone never purged"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(c1.purged_through("c1"), t.seq);
+    assert!(c1.origin_after("c1", 0, 10).unwrap().is_empty(), "tombstone gone");
+    sweeper.abort();
 }

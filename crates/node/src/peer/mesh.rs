@@ -71,6 +71,13 @@ pub struct Peer {
 }
 
 /// A vote collecting answers from peers.
+/// Live records of one origin held when a resync began: (kind, id) → seq.
+type HeldRecords = HashMap<(String, String), u64>;
+
+/// Starts the reason of a "no" that means "could not decide" (a peer on the
+/// way did not answer): the initiator answers 503, retry, not 409.
+const UNDECIDED: &str = "undecided: ";
+
 struct Collecting {
     waiting: std::collections::HashSet<String>,
     done: Option<tokio::sync::oneshot::Sender<Ballot>>,
@@ -108,6 +115,7 @@ pub struct MeshStats {
     pub refused: AtomicU64,
     pub pulls: AtomicU64,
     pub pulled_records: AtomicU64,
+    pub resyncs: AtomicU64,
 }
 
 pub struct Mesh {
@@ -730,12 +738,26 @@ impl Mesh {
 
     /// Pulls `origin`'s versions after our watermark from `peer`, page by
     /// page, and advances the watermark to what the peer covered.
+    ///
+    /// If the peer answers that it purged deletions of `origin` above our
+    /// watermark, we may hold records deleted since: the pull becomes a
+    /// *replacing resync* of that origin. It starts again from seq 0, and
+    /// when the peer has sent everything, drops each live record of
+    /// `origin` we held when it began, that the peer did not send, that the
+    /// peer's policy would have let it send, and that the peer has covered.
     async fn pull(self: Arc<Self>, peer: Arc<Peer>, origin: String, from_zero: bool) {
         const PAGE: usize = 1000;
         const PAGES_MAX: usize = 100;
+        const RESYNC_PAGES_MAX: usize = 10_000;
         self.stats.pulls.fetch_add(1, Ordering::Relaxed);
         let mut after = if from_zero { 0 } else { self.mark(&origin) };
-        for _ in 0..PAGES_MAX {
+        // Some((records held when the resync began, the peer's purge mark)).
+        let mut resync: Option<(HeldRecords, u64)> = None;
+        let mut complete = false;
+        let mut last_answer = Value::Null;
+        let mut page_no = 0;
+        while page_no < if resync.is_some() { RESYNC_PAGES_MAX } else { PAGES_MAX } {
+            page_no += 1;
             let body = serde_json::to_vec(&json!({"origin": origin, "after": after, "limit": PAGE})).expect("json");
             let page = match peer
                 .client
@@ -752,16 +774,16 @@ impl Mesh {
                     break;
                 }
             };
-            let parsed: Result<(Vec<Record>, u64, bool), String> = (|| {
+            let parsed: Result<(Vec<Record>, u64, bool, Value), String> = (|| {
                 let v: Value = serde_json::from_slice(&page).map_err(|e| e.to_string())?;
                 let covered = v
                     .get("covered_through")
                     .and_then(Value::as_u64)
                     .ok_or("no covered_through")?;
                 let more = v.get("more").and_then(Value::as_bool).unwrap_or(false);
-                Ok((decode_records(&page)?, covered, more))
+                Ok((decode_records(&page)?, covered, more, v))
             })();
-            let (records, covered, more) = match parsed {
+            let (records, covered, more, answer) = match parsed {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::warn!(peer = %peer.cfg.id, %origin, "bad pull answer: {e}");
@@ -772,19 +794,94 @@ impl Mesh {
                 tracing::warn!(peer = %peer.cfg.id, %origin, "pull answer holds another origin's records");
                 break;
             }
+            let purged = answer.get("purged_through").and_then(Value::as_u64).unwrap_or(0);
+            let start_resync = resync.is_none() && origin != self.me && purged > self.mark(&origin);
+            if start_resync {
+                tracing::info!(
+                    peer = %peer.cfg.id, %origin, purged, mark = self.mark(&origin),
+                    "behind the peer's tombstone horizon: resyncing this origin"
+                );
+                self.stats.resyncs.fetch_add(1, Ordering::Relaxed);
+                let held = self
+                    .center
+                    .origin_live(&origin)
+                    .into_iter()
+                    .map(|(k, i, seq)| ((k, i), seq))
+                    .collect();
+                resync = Some((held, purged));
+            }
+            if let Some((held, _)) = resync.as_mut() {
+                for r in &records {
+                    held.remove(&(r.kind.clone(), r.id.clone()));
+                }
+            }
             let n = records.len() as u64;
             if let Err(e) = self.center.apply_remote(records).await {
                 tracing::warn!(peer = %peer.cfg.id, %origin, "pulled records refused: {e}");
                 break;
             }
             self.stats.pulled_records.fetch_add(n, Ordering::Relaxed);
+            if start_resync && after > 0 {
+                // Start again from the beginning; this page was merged.
+                after = 0;
+                continue;
+            }
             self.advance(&origin, after + 1, covered);
             if !more || covered <= after {
+                complete = !more;
+                last_answer = answer;
                 break;
             }
             after = covered;
         }
+        if let (Some((held, purged)), true) = (resync, complete) {
+            self.finish_resync(&peer, &origin, held, purged, &last_answer).await;
+        }
         self.pulling.lock().expect("pulling lock").remove(&origin);
+    }
+
+    /// Drops what a complete replacing resync of `origin` from `peer` showed
+    /// gone: records held when it began that the peer neither sent nor
+    /// withholds from us by policy, at seqs the peer covered.
+    async fn finish_resync(
+        &self,
+        peer: &Peer,
+        origin: &str,
+        held: HeldRecords,
+        purged: u64,
+        answer: &Value,
+    ) {
+        let covered = answer.get("covered_through").and_then(Value::as_u64).unwrap_or(0);
+        let names = |f: &str| -> Vec<String> {
+            answer
+                .pointer(&format!("/policy/{f}"))
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+                .unwrap_or_default()
+        };
+        if answer.pointer("/policy/kinds").and_then(Value::as_array).is_none() {
+            tracing::warn!(peer = %peer.cfg.id, %origin, "resync answer has no policy; dropping nothing");
+            return;
+        }
+        let theirs = ExportPolicy::new(names("kinds"), names("groups"));
+        let mut drops = Vec::new();
+        for ((kind, id), seq) in held {
+            if seq > covered {
+                continue;
+            }
+            match self.center.get_held(&kind, &id) {
+                Ok(Some(r)) if r.seq == seq && self.visible_to(&theirs, &r) => drops.push((kind, id, seq)),
+                _ => {}
+            }
+        }
+        let candidates = drops.len();
+        match self.center.forget(origin, drops, purged).await {
+            Ok(dropped) => tracing::info!(
+                peer = %peer.cfg.id, %origin, candidates, dropped,
+                "resync complete: dropped records deleted at their origin"
+            ),
+            Err(e) => tracing::warn!(peer = %peer.cfg.id, %origin, "resync could not drop records: {e}"),
+        }
     }
 
     /// Serves a pull from peer `sender`: `origin`'s versions after `after`
@@ -804,7 +901,17 @@ impl Mesh {
         };
         let allowed: Vec<&Record> = records.iter().filter(|r| self.visible_to(&peer.policy, r)).collect();
         let items: Vec<String> = allowed.iter().map(|r| B64.encode(codec::encode(r))).collect();
-        Ok(serde_json::to_vec(&json!({"records": items, "covered_through": covered, "more": more})).expect("json"))
+        Ok(serde_json::to_vec(&json!({
+            "records": items,
+            "covered_through": covered,
+            "more": more,
+            // Deletions of `origin` up to here can no longer be shown: a
+            // puller below it resyncs (PROTOCOL.md, "Tombstone horizon").
+            "purged_through": self.center.purged_through(origin),
+            // What we send the puller, so it can tell "withheld" from "gone".
+            "policy": {"kinds": peer.policy.kinds, "groups": peer.policy.groups},
+        }))
+        .expect("json"))
     }
 
     /// A peer announced its DRiP state (`POST /node/:id/active|inactive`).
@@ -847,6 +954,10 @@ impl Mesh {
             .await
         {
             Ok(Ballot::Yes) => VoteOutcome::Granted(counter),
+            Ok(Ballot::No(why)) if why.starts_with(UNDECIDED) => {
+                self.release(kind, id, counter);
+                VoteOutcome::Undecided(why)
+            }
             Ok(Ballot::No(why)) => {
                 self.release(kind, id, counter);
                 VoteOutcome::Refused(why)
@@ -926,7 +1037,7 @@ impl Mesh {
                         &initiator,
                         counter,
                         &p.cfg.id,
-                        Ballot::No(format!("peer {} did not take the vote", p.cfg.id)),
+                        Ballot::No(format!("{UNDECIDED}peer {} did not take the vote", p.cfg.id)),
                     );
                 }
             });
@@ -1020,7 +1131,7 @@ impl Mesh {
                     .await
                 {
                     Ok(b) => b,
-                    Err(why) => Ballot::No(why),
+                    Err(why) => Ballot::No(format!("{UNDECIDED}{why}")),
                 },
             }
         };
@@ -1228,6 +1339,8 @@ impl Mesh {
             "anti_entropy": {
                 "pulls": self.stats.pulls.load(Ordering::Relaxed),
                 "pulled_records": self.stats.pulled_records.load(Ordering::Relaxed),
+                "resyncs": self.stats.resyncs.load(Ordering::Relaxed),
+                "purged_through": self.center.purge_marks(),
                 "full_sync_received": self.full_sync_done.load(Ordering::Relaxed),
                 "watermarks": self.marks(),
             }
