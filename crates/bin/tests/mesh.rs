@@ -415,6 +415,43 @@ async fn line_mesh_replicates_refuses_and_detects_failures() {
         before,
         "a refused flood changed state"
     );
+    // The same message deflated (the content coding peers use for large
+    // bodies) is inflated first, then refused just the same; an unknown
+    // coding is refused with 415 and the coding to use.
+    std::fs::write(d.join("evil.z"), regmesh_node::peer::encoding::deflate(body.as_bytes())).unwrap();
+    for (coding, want, says) in [
+        ("deflate", "400", "does not verify"),
+        ("br", "415", "unsupported_encoding"),
+    ] {
+        let t = token(d, "c1", "c2");
+        let auth = format!("Authorization: {t}");
+        let enc = format!("Content-Encoding: {coding}");
+        let (code, resp) = curl(
+            d,
+            &[
+                &with_cert[..],
+                &[
+                    "-H",
+                    "Content-Type: application/json",
+                    "-H",
+                    &enc,
+                    "-H",
+                    "DRiP-Node-ID: c1",
+                    "-H",
+                    "DRiP-Node-Counter: 999998",
+                    "-H",
+                    &auth,
+                    "--data-binary",
+                    "@evil.z",
+                    &commit_url,
+                ],
+            ]
+            .concat(),
+        );
+        assert_eq!(code, want, "{coding}: {resp}");
+        assert!(resp.contains(says), "{coding}: {resp}");
+    }
+    assert_eq!(get(&c2, "/v1/agents/evil").await.0, 404);
     assert_eq!(get(&c2, "/v1/agents/evil").await.0, 404);
 
     // A killed center is DEGRADED past 2x its interval, INTERRUPTED past 10x.

@@ -49,6 +49,11 @@ impl IntoResponse for ApiError {
                     HeaderValue::from_static("Bearer realm=\"regmesh\""),
                 );
             }
+            // RFC 7694: say which content codings would have been read.
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                r.headers_mut()
+                    .insert(header::ACCEPT_ENCODING, HeaderValue::from_static("deflate"));
+            }
             _ => {}
         }
         r

@@ -4,12 +4,14 @@
 //! token per call, a deadline on everything. A failed call drops its
 //! connection; the next call opens another.
 
+use super::encoding;
 use crate::center::Center;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -18,8 +20,9 @@ use tokio::sync::Mutex;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Deadline for one call.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest response body read from a peer.
-pub const PEER_RESPONSE_BYTES_MAX: usize = 1 << 20;
+/// Largest response body read from a peer (inflated). Pull pages are cut
+/// well below it ([`super::mesh::PULL_PAGE_BYTES`]).
+pub const PEER_RESPONSE_BYTES_MAX: usize = 8 << 20;
 
 /// Calls in flight to one peer at most (and so connections open to it).
 pub const CONNECTIONS_PER_PEER: usize = 8;
@@ -31,6 +34,8 @@ pub struct PeerClient {
     tls: tokio_rustls::TlsConnector,
     idle: Mutex<Vec<http1::SendRequest<Full<Bytes>>>>,
     slots: tokio::sync::Semaphore,
+    /// False once this peer answered 415 to a deflated body.
+    deflate_ok: AtomicBool,
 }
 
 /// What a call brought back.
@@ -47,6 +52,7 @@ impl PeerClient {
             tls: tokio_rustls::TlsConnector::from(tls),
             idle: Mutex::new(Vec::new()),
             slots: tokio::sync::Semaphore::new(CONNECTIONS_PER_PEER),
+            deflate_ok: AtomicBool::new(true),
         }
     }
 
@@ -70,7 +76,10 @@ impl PeerClient {
     }
 
     /// One call. `headers` are added to `Host`, `Authorization` (a fresh
-    /// token) and, with a body, `Content-Type: application/json`.
+    /// token), `Accept-Encoding: deflate` and, with a body,
+    /// `Content-Type: application/json`. A body of [`encoding::COMPRESS_MIN`]
+    /// bytes or more is deflated unless this peer refused that once (then the
+    /// call is repeated plain). The answer comes back inflated.
     pub async fn call(
         &self,
         center: &Center,
@@ -78,6 +87,35 @@ impl PeerClient {
         path: &str,
         headers: &[(&str, String)],
         body: Option<Vec<u8>>,
+    ) -> Result<Answer, String> {
+        let body = body.map(Bytes::from);
+        let deflated = match &body {
+            Some(b) if b.len() >= encoding::COMPRESS_MIN && self.deflate_ok.load(Ordering::Relaxed) => {
+                Some(Bytes::from(encoding::deflate(b)))
+            }
+            _ => None,
+        };
+        if let Some(z) = deflated {
+            let a = self
+                .call_once(center, method.clone(), path, headers, Some(z), true)
+                .await?;
+            if a.status != StatusCode::UNSUPPORTED_MEDIA_TYPE {
+                return Ok(a);
+            }
+            tracing::info!(peer = %self.id, "peer does not read deflated bodies; sending them plain");
+            self.deflate_ok.store(false, Ordering::Relaxed);
+        }
+        self.call_once(center, method, path, headers, body, false).await
+    }
+
+    async fn call_once(
+        &self,
+        center: &Center,
+        method: Method,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Option<Bytes>,
+        deflated: bool,
     ) -> Result<Answer, String> {
         let _slot = self.slots.acquire().await.map_err(|e| e.to_string())?;
         let reuse = {
@@ -102,25 +140,39 @@ impl PeerClient {
             .method(method)
             .uri(path)
             .header("host", &self.authority)
-            .header("authorization", format!("Bearer {token}"));
+            .header("authorization", format!("Bearer {token}"))
+            .header("accept-encoding", encoding::DEFLATE);
         for (k, v) in headers {
             b = b.header(*k, v);
         }
         if body.is_some() {
             b = b.header("content-type", "application/json");
         }
-        let req = b
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .map_err(|e| e.to_string())?;
+        if deflated {
+            b = b.header("content-encoding", encoding::DEFLATE);
+        }
+        let req = b.body(Full::new(body.unwrap_or_default())).map_err(|e| e.to_string())?;
         let fut = async {
             send.ready().await.map_err(|e| e.to_string())?;
             let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
             let status = resp.status();
+            let coded = resp
+                .headers()
+                .get("content-encoding")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
             let body = http_body_util::Limited::new(resp.into_body(), PEER_RESPONSE_BYTES_MAX)
                 .collect()
                 .await
                 .map_err(|e| e.to_string())?
                 .to_bytes();
+            let body = match coded.as_deref() {
+                None | Some("identity") => body,
+                Some(c) if c.eq_ignore_ascii_case(encoding::DEFLATE) => {
+                    Bytes::from(encoding::inflate(&body, PEER_RESPONSE_BYTES_MAX).map_err(|e| e.to_string())?)
+                }
+                Some(c) => return Err(format!("answer has unknown Content-Encoding {c:?}")),
+            };
             Ok::<_, String>(Answer { status, body })
         };
         match tokio::time::timeout(CALL_TIMEOUT, fut).await {

@@ -96,6 +96,9 @@ pub enum VoteOutcome {
 
 /// Origins whose digests one heartbeat carries, at most.
 pub const DIGEST_ORIGINS_MAX: usize = 1024;
+/// A pull page stops growing at this many bytes of encoded records (before
+/// compression), whatever `limit` asked: records may be up to 64 KiB each.
+pub const PULL_PAGE_BYTES: usize = 2 << 20;
 /// One digest-triggered re-pull per origin at most this often.
 pub const REPAIR_EVERY_MS: u64 = 10_000;
 
@@ -843,14 +846,7 @@ impl Mesh {
     /// Drops what a complete replacing resync of `origin` from `peer` showed
     /// gone: records held when it began that the peer neither sent nor
     /// withholds from us by policy, at seqs the peer covered.
-    async fn finish_resync(
-        &self,
-        peer: &Peer,
-        origin: &str,
-        held: HeldRecords,
-        purged: u64,
-        answer: &Value,
-    ) {
+    async fn finish_resync(&self, peer: &Peer, origin: &str, held: HeldRecords, purged: u64, answer: &Value) {
         let covered = answer.get("covered_through").and_then(Value::as_u64).unwrap_or(0);
         let names = |f: &str| -> Vec<String> {
             answer
@@ -893,14 +889,24 @@ impl Mesh {
             .center
             .origin_after(origin, after, limit)
             .map_err(|e| e.to_string())?;
-        let more = records.len() == limit;
-        let covered = if more {
-            records.last().map_or(after, |r| r.seq)
-        } else {
-            self.mark(origin).max(after)
-        };
-        let allowed: Vec<&Record> = records.iter().filter(|r| self.visible_to(&peer.policy, r)).collect();
-        let items: Vec<String> = allowed.iter().map(|r| B64.encode(codec::encode(r))).collect();
+        let mut more = records.len() == limit;
+        let mut items: Vec<String> = Vec::new();
+        let mut bytes = 0usize;
+        // The last seq this page speaks for (sent, or withheld by policy).
+        let mut last = after;
+        for r in &records {
+            if bytes >= PULL_PAGE_BYTES {
+                more = true;
+                break;
+            }
+            if self.visible_to(&peer.policy, r) {
+                let item = B64.encode(codec::encode(r));
+                bytes += item.len() + 3;
+                items.push(item);
+            }
+            last = r.seq;
+        }
+        let covered = if more { last } else { self.mark(origin).max(after) };
         Ok(serde_json::to_vec(&json!({
             "records": items,
             "covered_through": covered,
@@ -1205,12 +1211,25 @@ impl Mesh {
                 };
                 after = last;
                 let allowed: Vec<&Record> = records.iter().filter(|r| self.visible_to(&peer.policy, r)).collect();
-                if !allowed.is_empty() {
-                    sent += allowed.len();
-                    if !self.send_sync(&peer, encode_records(allowed.into_iter()), false).await {
+                // Messages stay far below the peer's body limit, however
+                // large the records (up to 64 KiB each).
+                let mut rest = &allowed[..];
+                while !rest.is_empty() {
+                    let mut n = 0;
+                    let mut size = 0;
+                    while n < rest.len() && (n == 0 || size < PULL_PAGE_BYTES) {
+                        size += rest[n].body.len() + 256;
+                        n += 1;
+                    }
+                    sent += n;
+                    if !self
+                        .send_sync(&peer, encode_records(rest[..n].iter().copied()), false)
+                        .await
+                    {
                         ok = false;
                         break 'origins;
                     }
+                    rest = &rest[n..];
                 }
                 if records.len() < PAGE {
                     break;

@@ -13,6 +13,7 @@
 //! `DRiP-Node-ID` names the initiator (DRiP §5.3), which must be a known
 //! center. Refused calls change nothing.
 
+use super::encoding;
 use super::mesh::{decode_records, Mesh};
 use super::pki::cert_is_for;
 use crate::center::now_ms;
@@ -232,8 +233,8 @@ async fn node_state(
     Ok(StatusCode::OK.into_response())
 }
 
-async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
-    tokio::time::timeout(PEER_BODY_TIMEOUT, axum::body::to_bytes(body, limit))
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    let raw = tokio::time::timeout(PEER_BODY_TIMEOUT, axum::body::to_bytes(body, limit))
         .await
         .map_err(|_| {
             refuse(
@@ -248,7 +249,39 @@ async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
                 "too_large",
                 format!("body exceeds {limit} bytes"),
             )
-        })
+        })?;
+    match header(headers, "content-encoding").map(str::trim) {
+        None | Some("identity") => Ok(raw),
+        Some(c) if c.eq_ignore_ascii_case(encoding::DEFLATE) => match encoding::inflate(&raw, limit) {
+            Ok(b) => Ok(bytes::Bytes::from(b)),
+            Err(e @ encoding::InflateError::TooLarge(_)) => {
+                Err(refuse(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string()))
+            }
+            Err(e) => Err(refuse(StatusCode::BAD_REQUEST, "malformed", e.to_string())),
+        },
+        Some(c) => Err(refuse(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_encoding",
+            format!("Content-Encoding {c:?} is not supported; use deflate or none"),
+        )),
+    }
+}
+
+/// A JSON answer, deflated when the caller accepts it and it is large.
+fn json_answer(headers: &HeaderMap, body: Vec<u8>) -> Response {
+    use axum::http::header;
+    if body.len() >= encoding::COMPRESS_MIN && encoding::accepts_deflate(header(headers, "accept-encoding")) {
+        (
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::CONTENT_ENCODING, encoding::DEFLATE),
+            ],
+            encoding::deflate(&body),
+        )
+            .into_response()
+    } else {
+        ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+    }
 }
 
 /// Heartbeat body: `{"state": "...", "interval_ms": N}`, or the bare state
@@ -263,7 +296,7 @@ async fn heartbeat(
 ) -> Result<Response, ApiError> {
     let sender = authenticate(&mesh, &headers, &cert)?;
     same_node(&headers, &sender, Some(&id))?;
-    let raw = read_body(body, 256 * 1024).await?;
+    let raw = read_body(&headers, body, 256 * 1024).await?;
     let text = String::from_utf8_lossy(&raw).trim().to_string();
     let (st, interval, marks, digests) = match serde_json::from_str::<Value>(&text) {
         Ok(Value::Object(m)) => (
@@ -355,7 +388,7 @@ async fn commit(
             "false" => false,
             v => return Err(bad(format!("DRiP-Sync-Complete must be true or false, not {v:?}"))),
         };
-        let raw = read_body(body, mesh.max_body_bytes).await?;
+        let raw = read_body(&headers, body, mesh.max_body_bytes).await?;
         let records = decode_records(&raw).map_err(|e| refuse(StatusCode::BAD_REQUEST, "malformed", e))?;
         let marks = serde_json::from_slice::<Value>(&raw)
             .ok()
@@ -370,7 +403,7 @@ async fn commit(
         let applied = mesh.receive_sync(records, complete, marks).await?;
         return Ok(Json(json!({"accepted": true, "applied": applied, "complete": complete})).into_response());
     }
-    let raw = read_body(body, mesh.max_body_bytes).await?;
+    let raw = read_body(&headers, body, mesh.max_body_bytes).await?;
     let records = decode_records(&raw).map_err(|e| refuse(StatusCode::BAD_REQUEST, "malformed", e))?;
     if let Some(r) = records.iter().find(|r| r.origin != initiator) {
         return Err(refuse(
@@ -400,8 +433,8 @@ async fn commit(
 
 /// HELLO (document 003): accepted without a client certificate, so a center
 /// can introduce itself. Answers accepted or rejected, with a reason.
-async fn hello(State(mesh): State<Arc<Mesh>>, body: Body) -> Result<Response, ApiError> {
-    let raw = read_body(body, 4096).await?;
+async fn hello(State(mesh): State<Arc<Mesh>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let raw = read_body(&headers, body, 4096).await?;
     let v: Value =
         serde_json::from_slice(&raw).map_err(|e| refuse(StatusCode::BAD_REQUEST, "malformed_json", e.to_string()))?;
     let id = v.get("id").and_then(Value::as_str).unwrap_or("");
@@ -424,7 +457,7 @@ async fn pull(
     body: Body,
 ) -> Result<Response, ApiError> {
     let sender = authenticate(&mesh, &headers, &cert)?;
-    let raw = read_body(body, 4096).await?;
+    let raw = read_body(&headers, body, 4096).await?;
     let v: Value =
         serde_json::from_slice(&raw).map_err(|e| refuse(StatusCode::BAD_REQUEST, "malformed_json", e.to_string()))?;
     let origin = v
@@ -436,7 +469,7 @@ async fn pull(
     let out = mesh
         .serve_pull(&sender, origin, after, limit)
         .map_err(|e| refuse(StatusCode::INTERNAL_SERVER_ERROR, "storage", e))?;
-    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], out).into_response())
+    Ok(json_answer(&headers, out))
 }
 
 /// Vote request (DRiP §5.5.1.1): answered 200 at once; the ballot follows on
@@ -450,7 +483,7 @@ async fn voting(
     let sender = authenticate(&mesh, &headers, &cert)?;
     let (initiator, counter) = initiator_and_counter(&mesh, &headers)?;
     let reset = header(&headers, "drip-node-counter-reset") == Some("true");
-    let raw = read_body(body, 4096).await?;
+    let raw = read_body(&headers, body, 4096).await?;
     let v: Value =
         serde_json::from_slice(&raw).map_err(|e| refuse(StatusCode::BAD_REQUEST, "malformed_json", e.to_string()))?;
     let kind = v.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
@@ -504,7 +537,7 @@ async fn vote_answer(
         .ok_or_else(|| bad("DRiP-Node-Counter is required".into()))?
         .parse()
         .map_err(|_| bad("DRiP-Node-Counter must be an unsigned integer".into()))?;
-    let raw = read_body(body, 4096).await?;
+    let raw = read_body(&headers, body, 4096).await?;
     let reason = serde_json::from_slice::<Value>(&raw)
         .ok()
         .and_then(|v| v.get("reason").and_then(Value::as_str).map(str::to_string))
@@ -543,8 +576,8 @@ async fn sync_request(
     Ok(Json(json!({"accepted": true})).into_response())
 }
 
-async fn small_json(body: Body) -> Result<Value, ApiError> {
-    let raw = read_body(body, 64 * 1024).await?;
+async fn small_json(headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
+    let raw = read_body(headers, body, 64 * 1024).await?;
     serde_json::from_slice(&raw).map_err(|e| refuse(StatusCode::BAD_REQUEST, "malformed_json", e.to_string()))
 }
 
@@ -558,7 +591,7 @@ async fn message(
     body: Body,
 ) -> Result<Response, ApiError> {
     let sender = authenticate(&mesh, &headers, &cert)?;
-    let msg = small_json(body).await?;
+    let msg = small_json(&headers, body).await?;
     let answer = match kind.as_str() {
         "notify" => mesh.notify(&sender, &msg),
         "rfi" => mesh.rfi(&sender, &msg),
