@@ -76,6 +76,17 @@ enum Cmd {
         #[arg(long, default_value_t = 60)]
         ttl: u64,
     },
+    /// Load agents into a stopped center from a JSON Lines file, one agent
+    /// per line with its "id" (bulk registration or migration). Every line
+    /// is checked before anything is written. Imported creates skip the
+    /// mesh-wide vote; peers pull them once the center runs.
+    Import {
+        /// The center's config.
+        #[arg(long)]
+        config: PathBuf,
+        /// JSON Lines file: {"id": "...", "addresses": [...], ...} per line.
+        file: PathBuf,
+    },
     /// Inspect configuration.
     Config {
         #[command(subcommand)]
@@ -262,6 +273,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             println!("{}", regmesh_core::jwt::issue(&identity, &cfg.id, &to, now, ttl, jti));
             Ok(std::process::ExitCode::SUCCESS)
         }
+        Cmd::Import { config, file } => import(&config, &file).await,
         Cmd::Init {
             centers,
             topology,
@@ -272,6 +284,98 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             Ok(std::process::ExitCode::SUCCESS)
         }
     }
+}
+
+/// Lines of an import file: `(line number, id, body)`, each checked.
+fn import_lines(
+    file: &std::path::Path,
+    kind: &std::sync::Arc<dyn regmesh_core::Kind>,
+    mut each: impl FnMut(usize, String, regmesh_core::Prepared) -> Result<()>,
+) -> Result<usize> {
+    use std::io::BufRead;
+    let f = std::fs::File::open(file).with_context(|| file.display().to_string())?;
+    let mut n = 0;
+    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line = line.with_context(|| format!("{}: line {}", file.display(), i + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let mut v: Value =
+            serde_json::from_str(&line).with_context(|| format!("{}: line {} is not JSON", file.display(), i + 1))?;
+        let id = v
+            .as_object_mut()
+            .and_then(|o| o.remove("id"))
+            .and_then(|id| id.as_str().map(String::from))
+            .with_context(|| format!("{}: line {} has no \"id\" string", file.display(), i + 1))?;
+        let prepared = kind
+            .prepare(&id, v)
+            .map_err(|e| anyhow::anyhow!("{}: line {} ({id}): {e}", file.display(), i + 1))?;
+        each(i + 1, id, prepared)?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+async fn import(config: &std::path::Path, file: &std::path::Path) -> Result<std::process::ExitCode> {
+    let cfg = Config::load(config)?;
+    cfg.validate()?;
+    let center = regmesh_node::center::Center::open(&cfg)
+        .context("cannot open the center's data (stop `regmesh serve` for it first)")?;
+    let kind = center.kinds().get("agent").context("agent kind")?.clone();
+    // Pass 1: check every line; nothing is written if one is bad.
+    let n = import_lines(file, &kind, |_, _, _| Ok(()))?;
+    // Pass 2: write, many in flight so the writer commits in large groups.
+    let t0 = std::time::Instant::now();
+    let mut inflight = tokio::task::JoinSet::new();
+    let mut refused = 0usize;
+    let mut note = |r: Result<(usize, String, Result<(), String>), tokio::task::JoinError>| {
+        if let Ok((line, id, Err(e))) = r {
+            eprintln!("line {line} ({id}): refused: {e}");
+            refused += 1;
+        }
+    };
+    // The file is read on its own thread while the writes are in flight.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
+    let reader = {
+        let (file, kind) = (file.to_path_buf(), kind.clone());
+        std::thread::spawn(move || import_lines(&file, &kind, |line, id, p| Ok(tx.blocking_send((line, id, p))?)))
+    };
+    while let Some((line, id, prepared)) = rx.recv().await {
+        if inflight.len() >= 2048 {
+            note(inflight.join_next().await.expect("not empty"));
+        }
+        let c = center.clone();
+        inflight.spawn(async move {
+            let r = c
+                .write(
+                    "agent",
+                    &id,
+                    regmesh_node::center::WriteOp::Put {
+                        prepared,
+                        if_version: None,
+                    },
+                )
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+            (line, id, r)
+        });
+    }
+    reader.join().map_err(|_| anyhow::anyhow!("import reader panicked"))??;
+    while let Some(r) = inflight.join_next().await {
+        note(r);
+    }
+    center.close();
+    eprintln!(
+        "imported {} of {n} agents in {:.1} s",
+        n - refused,
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(if refused == 0 {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    })
 }
 
 async fn wait_for_signal() {

@@ -255,3 +255,49 @@ fn sigkill_loses_no_acknowledged_write() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn import_checks_every_line_first_then_loads_a_stopped_center() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("c1.toml"), "id = \"c1\"\ndata_dir = \"data\"\n").unwrap();
+    std::fs::write(
+        d.join("bad.jsonl"),
+        "{\"id\":\"a1\",\"addresses\":[\"2001:db8::1\"]}\n{\"id\":\"a2\",\"addresses\":[\"fe80::1\"]}\n",
+    )
+    .unwrap();
+    let lines: String = (0..500)
+        .map(|i| {
+            format!(
+                "{{\"id\":\"b{i}\",\"addresses\":[\"2001:db8::{i:x}\"],\"capabilities\":[{{\"name\":\"c{}\"}}]}}\n",
+                i % 5
+            )
+        })
+        .collect();
+    std::fs::write(d.join("ok.jsonl"), lines).unwrap();
+    let import = |f: &str| {
+        Command::new(BIN)
+            .args(["import", "--config"])
+            .arg(d.join("c1.toml"))
+            .arg(d.join(f))
+            .output()
+            .unwrap()
+    };
+    let out = import("bad.jsonl");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 2") && err.contains("link-local"), "{err}");
+    let out = import("ok.jsonl");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let (mut child, url) = serve(&d.join("data"), "c1");
+    let (ok, _, _) = cli(&url, &["get", "a1"]);
+    assert!(!ok, "nothing of the bad file was written");
+    let (ok, out, _) = cli(&url, &["get", "b499"]);
+    assert!(ok, "{out}");
+    let (ok, out, _) = cli(&url, &["ls", "--capability", "c3", "--all"]);
+    assert!(ok);
+    assert_eq!(out.matches("\"origin\": \"c1\"").count(), 100, "{out}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
