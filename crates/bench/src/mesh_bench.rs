@@ -7,94 +7,17 @@
 //! Run: `cargo build --release -p regmesh -p regmesh-bench && ./target/release/mesh-bench [--quick]`
 
 use anyhow::{bail, Context, Result};
-use http_body_util::BodyExt;
 use regmesh_node::client::Client;
-use serde_json::{json, Value};
+
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-struct Kill(Vec<Child>);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn exe(name: &str) -> Result<PathBuf> {
-    let p = std::env::current_exe()?.with_file_name(name);
-    if !p.exists() {
-        bail!(
-            "{} not found: run `cargo build --release -p regmesh` first",
-            p.display()
-        );
-    }
-    Ok(p)
-}
-
-fn free_base(n: usize) -> u16 {
-    for k in 0..400 {
-        let base = 30_000 + ((std::process::id() as usize * 13 + k * 173) % 3000) * 10;
-        if (0..n)
-            .all(|i| (0..2).all(|d| std::net::TcpListener::bind(("127.0.0.1", (base + 10 * i + d) as u16)).is_ok()))
-        {
-            return base as u16;
-        }
-    }
-    panic!("no free ports");
-}
-
-/// A TCP forwarder counting bytes in both directions.
-async fn proxy(listen: std::net::TcpListener, target: String, bytes: Arc<AtomicU64>) {
-    listen.set_nonblocking(true).unwrap();
-    let l = tokio::net::TcpListener::from_std(listen).unwrap();
-    loop {
-        let Ok((mut a, _)) = l.accept().await else { return };
-        let target = target.clone();
-        let bytes = bytes.clone();
-        tokio::spawn(async move {
-            let Ok(mut b) = tokio::net::TcpStream::connect(&target).await else {
-                return;
-            };
-            let (mut ar, mut aw) = a.split();
-            let (mut br, mut bw) = b.split();
-            let count = |n: u64| bytes.fetch_add(n, Ordering::Relaxed);
-            let up = async {
-                let mut buf = vec![0u8; 64 * 1024];
-                loop {
-                    let n = match tokio::io::AsyncReadExt::read(&mut ar, &mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => n,
-                    };
-                    count(n as u64);
-                    if tokio::io::AsyncWriteExt::write_all(&mut bw, &buf[..n]).await.is_err() {
-                        break;
-                    }
-                }
-            };
-            let down = async {
-                let mut buf = vec![0u8; 64 * 1024];
-                loop {
-                    let n = match tokio::io::AsyncReadExt::read(&mut br, &mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => n,
-                    };
-                    count(n as u64);
-                    if tokio::io::AsyncWriteExt::write_all(&mut aw, &buf[..n]).await.is_err() {
-                        break;
-                    }
-                }
-            };
-            tokio::join!(up, down);
-        });
-    }
-}
+#[path = "common.rs"]
+mod common;
+use common::{agent, exe, free_base, pct, proxy, watch, Kill};
 
 struct Mesh {
     _procs: Kill,
@@ -178,51 +101,6 @@ async fn start_mesh(n: usize, topology: &str) -> Result<Mesh> {
         wire,
         _dir: dir,
     })
-}
-
-/// Reads SSE events from `/v1/watch`, sending each (id, version) on `tx`.
-async fn watch(
-    c: Client,
-    tx: tokio::sync::mpsc::UnboundedSender<(String, Instant)>,
-    ready: Arc<AtomicBool>,
-) -> Result<()> {
-    let mut conn = c.connect().await?;
-    let resp = conn.stream("/v1/watch").await?;
-    ready.store(true, Ordering::Relaxed);
-    let mut body = resp.into_body();
-    let mut buf = String::new();
-    while let Some(frame) = body.frame().await {
-        let Ok(frame) = frame else { break };
-        if let Some(d) = frame.data_ref() {
-            buf.push_str(&String::from_utf8_lossy(d));
-        }
-        while let Some(end) = buf.find("\n\n") {
-            let block: String = buf.drain(..end + 2).collect();
-            if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) {
-                if let Ok(v) = serde_json::from_str::<Value>(data) {
-                    let _ = tx.send((v["id"].as_str().unwrap_or("").to_string(), Instant::now()));
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-fn agent(i: usize, rev: usize) -> Value {
-    json!({
-        "addresses": [format!("2001:db8:{:x}::{:x}", i, rev % 65536)],
-        "endpoints": [{"url": format!("https://agents.example.com/a/{i}/a2a"), "protocol": "a2a"}],
-        "status": "online",
-        "capabilities": [{"name": format!("cap-{}", i % 100), "description": "translates between language pairs", "tags": ["lang", "fast"]}],
-        "metadata": {"team": "bench", "rev": rev}
-    })
-}
-
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1)))
-        .copied()
-        .unwrap_or(0.0)
 }
 
 async fn run_case(n: usize, topology: &str, writes: usize, secs: u64) -> Result<String> {

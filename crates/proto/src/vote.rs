@@ -77,7 +77,11 @@ impl Claims {
         }
         let key = (kind.to_string(), id.to_string());
         if let Some(c) = self.by_key.get(&key) {
-            if c.until_ms > now_ms && !(c.initiator == initiator && c.counter == counter) {
+            // A newer vote by the same initiator replaces its older claim
+            // (say the older one was undecided and the client retried):
+            // two votes of one initiator can never make two owners.
+            let same_or_newer = c.initiator == initiator && counter >= c.counter;
+            if c.until_ms > now_ms && !same_or_newer {
                 return Ballot::No(format!("{kind}/{id} has a pending claim by center {}", c.initiator));
             }
         }
@@ -123,6 +127,18 @@ impl Claims {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_newer_vote_by_the_same_initiator_replaces_its_claim() {
+        let mut c = Claims::default();
+        assert_eq!(c.vote(("agent", "x"), "A", 5, 1000, None, 0), Ballot::Yes);
+        assert_eq!(c.vote(("agent", "x"), "A", 9, 1000, None, 10), Ballot::Yes);
+        assert!(
+            matches!(c.vote(("agent", "x"), "A", 5, 1000, None, 20), Ballot::No(_)),
+            "older vote"
+        );
+        assert!(matches!(c.vote(("agent", "x"), "B", 10, 1000, None, 20), Ballot::No(_)));
+    }
 
     #[test]
     fn two_initiators_cannot_both_collect_yes() {
