@@ -71,6 +71,52 @@ pub struct Peer {
 }
 
 /// A vote collecting answers from peers.
+/// One heartbeat's contents (regmesh's JSON body; DRiP's plain state word
+/// also parses).
+#[derive(Debug, Default)]
+pub struct Beat {
+    pub state: Option<String>,
+    pub interval_ms: Option<u64>,
+    pub marks: HashMap<String, u64>,
+    pub digests: Value,
+}
+
+impl Beat {
+    /// Reads `{"state","interval_ms","watermarks","digests"}`, a bare state
+    /// string, or nothing.
+    pub fn parse(v: &Value) -> Result<Beat, String> {
+        let beat = match v {
+            Value::Object(m) => Beat {
+                state: m.get("state").and_then(Value::as_str).map(str::to_string),
+                interval_ms: m.get("interval_ms").and_then(Value::as_u64),
+                marks: m
+                    .get("watermarks")
+                    .and_then(Value::as_object)
+                    .map(|w| {
+                        w.iter()
+                            .take(4096)
+                            .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?)))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                digests: m.get("digests").cloned().unwrap_or(Value::Null),
+            },
+            Value::String(s) => Beat {
+                state: Some(s.clone()),
+                ..Beat::default()
+            },
+            Value::Null => Beat::default(),
+            _ => return Err("a heartbeat body is a JSON object or a state".into()),
+        };
+        if let Some(s) = &beat.state {
+            if !matches!(s.as_str(), "active" | "inactive" | "sync") {
+                return Err(format!("state {s:?} is not active, inactive or sync"));
+            }
+        }
+        Ok(beat)
+    }
+}
+
 /// Live records of one origin held when a resync began: (kind, id) → seq.
 type HeldRecords = HashMap<(String, String), u64>;
 
@@ -386,6 +432,9 @@ impl Mesh {
                     Ok(a) if a.status == StatusCode::OK => {
                         let t = peer.life.lock().expect("life lock").hello_answered(now_ms());
                         self.note(&peer, t);
+                        // Introduced: the first heartbeat goes now, not a
+                        // whole interval later.
+                        tick.reset_immediately();
                         true
                     }
                     Ok(a) => {
@@ -398,13 +447,7 @@ impl Mesh {
                     }
                 }
             } else {
-                let body = serde_json::to_vec(&json!({
-                    "state": self.node_state().as_str(),
-                    "interval_ms": self.interval_ms,
-                    "watermarks": self.marks(),
-                    "digests": self.digests_for(&peer),
-                }))
-                .expect("json");
+                let body = serde_json::to_vec(&self.beat_payload(&peer)).expect("json");
                 let path = format!("/heartbeat/node/{}", self.me);
                 match peer
                     .client
@@ -420,6 +463,15 @@ impl Mesh {
                     Ok(a) if a.status == StatusCode::OK => {
                         let t = peer.life.lock().expect("life lock").beat_acked(now_ms());
                         self.note(&peer, t);
+                        // The answer is the peer's own beat (regmesh peers
+                        // send one; an empty answer carries nothing).
+                        if let Ok(v) = serde_json::from_slice::<Value>(&a.body) {
+                            if let Ok(b) = Beat::parse(&v) {
+                                if !b.marks.is_empty() {
+                                    self.beat_from(&peer.cfg.id, b);
+                                }
+                            }
+                        }
                         true
                     }
                     Ok(a) => {
@@ -697,16 +749,27 @@ impl Mesh {
         }
     }
 
+    /// What this center tells `peer` in a heartbeat (and in its answer to
+    /// the peer's heartbeat).
+    pub fn beat_payload(&self, peer: &Peer) -> Value {
+        json!({
+            "state": self.node_state().as_str(),
+            "interval_ms": self.interval_ms,
+            "watermarks": self.marks(),
+            "digests": self.digests_for(peer),
+        })
+    }
+
     /// A heartbeat from peer `sender`, with its announced state, interval
     /// and watermarks. Starts a pull for every origin it holds further.
-    pub fn beat_from(
-        self: &Arc<Self>,
-        sender: &str,
-        state: Option<String>,
-        interval_ms: u64,
-        marks: HashMap<String, u64>,
-        digests: Value,
-    ) {
+    pub fn beat_from(self: &Arc<Self>, sender: &str, beat: Beat) {
+        let Beat {
+            state,
+            interval_ms,
+            marks,
+            digests,
+        } = beat;
+        let interval_ms = interval_ms.unwrap_or(1000).clamp(50, 3_600_000);
         let Some(peer) = self.peer(sender).cloned() else { return };
         self.compare_digests(&peer, &marks, &digests);
         let t = peer
@@ -723,7 +786,14 @@ impl Mesh {
         // records were really missed (and pulling on every small lead would
         // race the floods).
         let prev = std::mem::replace(&mut *peer.prev_marks.lock().expect("marks lock"), marks.clone());
-        for (origin, theirs) in &prev {
+        // Catching up after an absence (`sync`), nothing we miss is in
+        // flight: pull at the first beat that shows a gap.
+        let compare = if self.node_state() == NodeState::Sync {
+            &marks
+        } else {
+            &prev
+        };
+        for (origin, theirs) in compare {
             let known = origin == &self.me || self.center.key_of(origin).is_some();
             // An inactive center takes no updates, but may recover its own
             // versions (it lost data and a peer holds more of them).

@@ -14,7 +14,7 @@
 //! center. Refused calls change nothing.
 
 use super::encoding;
-use super::mesh::{decode_records, Mesh};
+use super::mesh::{decode_records, Beat, Mesh};
 use super::pki::cert_is_for;
 use crate::center::now_ms;
 use crate::error::ApiError;
@@ -298,41 +298,20 @@ async fn heartbeat(
     same_node(&headers, &sender, Some(&id))?;
     let raw = read_body(&headers, body, 256 * 1024).await?;
     let text = String::from_utf8_lossy(&raw).trim().to_string();
-    let (st, interval, marks, digests) = match serde_json::from_str::<Value>(&text) {
-        Ok(Value::Object(m)) => (
-            m.get("state").and_then(Value::as_str).map(str::to_string),
-            m.get("interval_ms").and_then(Value::as_u64),
-            m.get("watermarks")
-                .and_then(Value::as_object)
-                .map(|w| {
-                    w.iter()
-                        .take(4096)
-                        .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?)))
-                        .collect::<std::collections::HashMap<_, _>>()
-                })
-                .unwrap_or_default(),
-            m.get("digests").cloned().unwrap_or(Value::Null),
-        ),
-        _ if text.is_empty() => (None, None, Default::default(), Value::Null),
-        _ => (
-            Some(text.trim_matches('"').to_string()),
-            None,
-            Default::default(),
-            Value::Null,
-        ),
+    // A JSON body (regmesh), a bare state word (the draft), or nothing.
+    let v = match serde_json::from_str::<Value>(&text) {
+        Ok(v) => v,
+        Err(_) if text.is_empty() => Value::Null,
+        Err(_) => Value::String(text.trim_matches('"').to_string()),
     };
-    if let Some(s) = &st {
-        if !matches!(s.as_str(), "active" | "inactive" | "sync") {
-            return Err(refuse(
-                StatusCode::BAD_REQUEST,
-                "invalid",
-                format!("state {s:?} is not active, inactive or sync"),
-            ));
-        }
-    }
-    let interval = interval.unwrap_or(1000).clamp(50, 3_600_000);
-    mesh.beat_from(&sender, st, interval, marks, digests);
-    Ok(StatusCode::OK.into_response())
+    let beat = Beat::parse(&v).map_err(|e| refuse(StatusCode::BAD_REQUEST, "invalid", e))?;
+    mesh.beat_from(&sender, beat);
+    // The answer is this center's own beat for the sender, so each side
+    // learns the other's watermarks on every exchange.
+    let peer = mesh
+        .peer(&sender)
+        .ok_or_else(|| refuse(StatusCode::FORBIDDEN, "not_a_peer", "not a peer"))?;
+    Ok(Json(mesh.beat_payload(peer)).into_response())
 }
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
