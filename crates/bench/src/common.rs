@@ -164,3 +164,26 @@ pub fn terminate(child: &mut Child) {
         .status();
     let _ = child.wait();
 }
+
+/// CPU time (user + system) a process has used, in microseconds (Linux).
+pub fn cpu_micros(pid: u32) -> u64 {
+    static TICK_US: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let tick_us = *TICK_US.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .map_or(10_000, |hz| 1_000_000 / hz.max(1))
+    });
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which may hold spaces).
+            let rest = &s[s.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .map_or(0, |ticks| ticks * tick_us)
+}

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 #[path = "common.rs"]
 mod common;
 mod etcd;
-use common::{agent, exe, free_port, pct, proxy, rss_bytes, terminate, watch, Kill};
+use common::{agent, cpu_micros, exe, free_port, pct, proxy, rss_bytes, terminate, watch, Kill};
 use etcd::Etcd;
 
 const CLIENTS: usize = 16;
@@ -299,6 +299,8 @@ struct Figures {
     writes: f64,
     reads: f64,
     lookups: f64,
+    /// CPU time of all three members per acknowledged write, µs.
+    cpu_per_write_us: f64,
     resync_s: f64,
     resync_bytes: f64,
     missed_bytes: f64,
@@ -349,7 +351,10 @@ async fn etcd_run(dir: &Path, z: &Sizes) -> Result<Figures> {
             Ok(())
         }));
     }
+    let cpu0: u64 = c.procs.0.iter().map(|p| cpu_micros(p.id())).sum();
     f.writes = load.measure(z.secs, tasks).await?;
+    let cpu1: u64 = c.procs.0.iter().map(|p| cpu_micros(p.id())).sum();
+    f.cpu_per_write_us = (cpu1 - cpu0) as f64 / (f.writes * z.secs as f64);
     eprintln!("  etcd: writes done");
 
     // 3. Reads by key, and prefix lookups (the keys carry the capability).
@@ -515,7 +520,10 @@ async fn mesh_run(dir: &Path, z: &Sizes) -> Result<Figures> {
             Ok(())
         }));
     }
+    let cpu0: u64 = m.procs.0.iter().map(|p| cpu_micros(p.id())).sum();
     f.writes = load.measure(z.secs, tasks).await?;
+    let cpu1: u64 = m.procs.0.iter().map(|p| cpu_micros(p.id())).sum();
+    f.cpu_per_write_us = (cpu1 - cpu0) as f64 / (f.writes * z.secs as f64);
     eprintln!("  regmesh: writes done");
 
     // 3. Reads by id, and capability lookups (10 agents per capability).
@@ -723,6 +731,13 @@ fn main() -> Result<()> {
     );
     let p99 = row("propagation p99", r.p99, e.p99, " ms", false);
     let w = row("writes/s, 16 clients (updates)", r.writes, e.writes, "", true);
+    row(
+        "CPU per write, all three members",
+        r.cpu_per_write_us,
+        e.cpu_per_write_us,
+        " µs",
+        false,
+    );
     let rd = row("reads by key/s", r.reads, e.reads, "", true);
     let lk = row(
         "filtered lookups/s (capability vs prefix, 10 results)",
