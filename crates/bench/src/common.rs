@@ -121,7 +121,7 @@ pub async fn watch(
 
 pub fn agent(i: usize, rev: usize) -> Value {
     json!({
-        "addresses": [format!("2001:db8:{:x}::{:x}", i, rev % 65536)],
+        "addresses": [format!("2001:db8:{:x}:{:x}::{:x}", i >> 16, i & 0xffff, rev % 65536)],
         "endpoints": [{"url": format!("https://agents.example.com/a/{i}/a2a"), "protocol": "a2a"}],
         "status": "online",
         "capabilities": [{"name": format!("cap-{}", i % 100), "description": "translates between language pairs", "tags": ["lang", "fast"]}],

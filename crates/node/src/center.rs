@@ -161,6 +161,9 @@ pub enum WriteOp {
     /// record (deleted, tombstone purged). Drops it if it is still the
     /// version with `seq`, and raises the origin's purge mark; see
     /// [`Center::forget`].
+    /// Internal: stop the writer once everything queued before is committed.
+    #[doc(hidden)]
+    Close,
     #[doc(hidden)]
     Forget {
         origin: String,
@@ -558,7 +561,7 @@ impl Center {
     /// Queues a write and waits for it to be durable. Refuses at once when
     /// the queue is full.
     pub async fn write(&self, kind: &str, id: &str, op: WriteOp) -> Result<Outcome, WriteError> {
-        if matches!(op, WriteOp::Merge(_) | WriteOp::Forget { .. }) {
+        if matches!(op, WriteOp::Merge(_) | WriteOp::Forget { .. } | WriteOp::Close) {
             return Err(WriteError::Invalid(
                 "versions from other centers go through apply_remote and forget".into(),
             ));
@@ -1047,16 +1050,32 @@ impl Center {
     }
 
     /// Stops accepting writes and waits until everything queued is committed.
+    /// Other holders of the center (tasks still winding down) get
+    /// `ShuttingDown` for any write after this.
     pub fn close(self: Arc<Self>) {
-        let Ok(center) = Arc::try_unwrap(self) else {
-            tracing::warn!("center still shared at close; writer stops when the last reference drops");
+        let Some(handle) = self.writer.lock().expect("writer lock").take() else {
             return;
         };
-        let handle = center.writer.lock().expect("writer lock").take();
-        drop(center.tx);
-        if let Some(h) = handle {
-            let _ = h.join();
+        let op = Op {
+            kind: String::new(),
+            id: String::new(),
+            op: WriteOp::Close,
+            canonical: None,
+            reply: None,
+        };
+        // Not `blocking_send`: close may be called from async code.
+        let mut op = op;
+        loop {
+            match self.tx.try_send(op) {
+                Ok(()) => break,
+                Err(mpsc::error::TrySendError::Full(back)) => {
+                    op = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            }
         }
+        let _ = handle.join();
     }
 }
 
@@ -1271,7 +1290,21 @@ impl Shared {
                     Err(_) => break,
                 }
             }
+            // Everything queued before a close is committed; nothing after.
+            let close = ops.iter().position(|o| matches!(o.op, WriteOp::Close));
+            if let Some(at) = close {
+                ops.truncate(at);
+            }
             self.commit_batch(&mut st, ops);
+            if close.is_some() {
+                rx.close();
+                while let Ok(op) = rx.try_recv() {
+                    if let Some(r) = op.reply {
+                        let _ = r.send(Err(WriteError::ShuttingDown));
+                    }
+                }
+                break;
+            }
         }
         tracing::debug!("writer stopped");
     }
@@ -1563,7 +1596,7 @@ impl Shared {
         };
         let kind = self.kind(kind_name).ok_or_else(not_found)?;
         match op {
-            WriteOp::Forget { .. } => Ok(Applied::Nothing),
+            WriteOp::Forget { .. } | WriteOp::Close => Ok(Applied::Nothing),
             WriteOp::Put { prepared, if_version } => {
                 check_version(if_version)?;
                 let rec = self.stamp(

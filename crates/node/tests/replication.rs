@@ -246,3 +246,57 @@ async fn purging_a_tombstone_raises_its_origins_purge_mark() {
     assert!(c1.origin_after("c1", 0, 10).unwrap().is_empty(), "tombstone gone");
     sweeper.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_commits_what_was_queued_even_while_the_center_is_shared() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config::for_test("c1", dir.path());
+    let c = Center::open(&cfg).unwrap();
+    let held_elsewhere = c.clone();
+    let mut writes = Vec::new();
+    for i in 0..200 {
+        let c = c.clone();
+        writes.push(tokio::spawn(async move {
+            let p = AgentKind.prepare(&format!("q{i}"), agent("2001:db8::7")).unwrap();
+            c.write(
+                "agent",
+                &format!("q{i}"),
+                WriteOp::Put {
+                    prepared: p,
+                    if_version: None,
+                },
+            )
+            .await
+            .is_ok()
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    c.close();
+    let mut acked = Vec::new();
+    for (i, w) in writes.into_iter().enumerate() {
+        if w.await.unwrap() {
+            acked.push(i);
+        }
+    }
+    let late = AgentKind.prepare("late", agent("2001:db8::8")).unwrap();
+    let e = held_elsewhere
+        .write(
+            "agent",
+            "late",
+            WriteOp::Put {
+                prepared: late,
+                if_version: None,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, WriteError::ShuttingDown), "{e}");
+    drop(held_elsewhere);
+    let c = Center::open(&cfg).unwrap();
+    for i in acked {
+        assert!(
+            c.get("agent", &format!("q{i}")).unwrap().is_some(),
+            "acknowledged q{i} lost"
+        );
+    }
+}
