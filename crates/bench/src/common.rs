@@ -187,3 +187,24 @@ pub fn cpu_micros(pid: u32) -> u64 {
         })
         .map_or(0, |ticks| ticks * tick_us)
 }
+
+/// Starts `regmesh serve --config <config>` and returns it with a client
+/// for the API address it prints once it is serving.
+pub fn spawn_serve(config: &std::path::Path) -> Result<(Child, Client)> {
+    use anyhow::Context;
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(exe("regmesh")?)
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("REGMESH_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .context("center did not start")?
+        .to_string();
+    Ok((child, Client::new(&url, None)?))
+}

@@ -9,15 +9,14 @@
 use anyhow::{bail, Context, Result};
 use regmesh_node::client::Client;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[path = "common.rs"]
 mod common;
-use common::{agent, exe, free_base, pct, proxy, watch, Kill};
+use common::{agent, exe, free_base, pct, proxy, spawn_serve, watch, Kill};
 
 struct Mesh {
     _procs: Kill,
@@ -62,21 +61,9 @@ async fn start_mesh(n: usize, topology: &str) -> Result<Mesh> {
     let mut procs = Kill(Vec::new());
     let mut clients = Vec::new();
     for i in 1..=n {
-        let mut child = Command::new(&bin)
-            .args(["serve", "--config"])
-            .arg(dir.path().join(format!("c{i}.toml")))
-            .env("REGMESH_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()?;
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .context("center did not start")?
-            .to_string();
+        let (child, client) = spawn_serve(&dir.path().join(format!("c{i}.toml")))?;
         procs.0.push(child);
-        clients.push(Client::new(&url, None)?);
+        clients.push(client);
     }
     let t0 = Instant::now();
     for c in &clients {

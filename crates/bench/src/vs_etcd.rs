@@ -7,9 +7,9 @@
 //! Run: `bench/run [--quick]` (installs etcd if missing, builds, runs this).
 
 use anyhow::{bail, Context, Result};
-use regmesh_node::client::Client;
+use regmesh_node::client::{Client, Conn};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 #[path = "common.rs"]
 mod common;
 mod etcd;
-use common::{agent, cpu_micros, exe, free_port, pct, proxy, rss_bytes, terminate, watch, Kill};
+use common::{agent, cpu_micros, exe, free_port, pct, proxy, rss_bytes, spawn_serve, terminate, watch, Kill};
 use etcd::Etcd;
 
 const CLIENTS: usize = 16;
@@ -186,20 +186,7 @@ impl MeshCluster {
     }
 
     fn spawn(&self, i: usize) -> Result<(Child, Client)> {
-        let mut child = Command::new(exe("regmesh")?)
-            .args(["serve", "--config"])
-            .arg(self.dir.join(format!("c{}.toml", i + 1)))
-            .env("REGMESH_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()?;
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .context("center did not start")?
-            .to_string();
-        Ok((child, Client::new(&url, None)?))
+        spawn_serve(&self.dir.join(format!("c{}.toml", i + 1)))
     }
 
     /// Waits until center `i` is active with every peer OPERATIONAL.
@@ -253,42 +240,63 @@ async fn mesh_put(conn: &mut regmesh_node::client::Conn, id: &str, body: &Value)
 
 // ---------------------------------------------------------------- workloads
 
-/// `CLIENTS` tasks hammering one system: each connects, waits at the
-/// barrier, then counts completed operations until told to stop.
-#[derive(Clone)]
-struct Load {
-    done: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-    start: Arc<tokio::sync::Barrier>,
+/// Runs `CLIENTS` clients against one system for `secs` and returns
+/// completed operations per second. Each client connects first (not timed),
+/// then calls `op(connection, client number, n)` for n = 0, 1, 2, … The
+/// connection goes in and comes back, so `op` can be a plain async closure.
+async fn measure<Conn, C, CF, O, OF>(secs: u64, connect: C, op: O) -> Result<f64>
+where
+    Conn: Send + 'static,
+    C: Fn() -> CF + Send + Sync + Clone + 'static,
+    CF: std::future::Future<Output = Result<Conn>> + Send,
+    O: Fn(Conn, usize, usize) -> OF + Send + Sync + Clone + 'static,
+    OF: std::future::Future<Output = Result<Conn>> + Send,
+{
+    let done = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Arc::new(tokio::sync::Barrier::new(CLIENTS + 1));
+    let mut tasks = Vec::new();
+    for w in 0..CLIENTS {
+        let (done, stop, start) = (done.clone(), stop.clone(), start.clone());
+        let (connect, op) = (connect.clone(), op.clone());
+        tasks.push(tokio::spawn(async move {
+            let conn = connect().await;
+            start.wait().await;
+            let mut conn = conn?;
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                conn = op(conn, w, n).await?;
+                done.fetch_add(1, Ordering::Relaxed);
+                n += 1;
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    start.wait().await;
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let ops = done.load(Ordering::Relaxed);
+    let el = t0.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await??;
+    }
+    Ok(ops as f64 / el)
 }
 
-impl Load {
-    fn new() -> Load {
-        Load {
-            done: Arc::new(AtomicUsize::new(0)),
-            stop: Arc::new(AtomicBool::new(false)),
-            start: Arc::new(tokio::sync::Barrier::new(CLIENTS + 1)),
-        }
+/// When the next event arrived at both watchers (the later of the two).
+async fn seen_at_both<K>(
+    a: &mut tokio::sync::mpsc::UnboundedReceiver<(K, Instant)>,
+    b: &mut tokio::sync::mpsc::UnboundedReceiver<(K, Instant)>,
+) -> Result<Instant> {
+    let mut last = None;
+    for rx in [a, b] {
+        let (_, t) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await?
+            .context("watch ended")?;
+        last = Some(last.map_or(t, |l: Instant| l.max(t)));
     }
-    fn running(&self) -> bool {
-        !self.stop.load(Ordering::Relaxed)
-    }
-    fn tick(&self) {
-        self.done.fetch_add(1, Ordering::Relaxed);
-    }
-    /// Releases the clients, lets them run `secs`, returns operations/s.
-    async fn measure(self, secs: u64, tasks: Vec<tokio::task::JoinHandle<Result<()>>>) -> Result<f64> {
-        self.start.wait().await;
-        let t0 = Instant::now();
-        tokio::time::sleep(Duration::from_secs(secs)).await;
-        let ops = self.done.load(Ordering::Relaxed);
-        let el = t0.elapsed().as_secs_f64();
-        self.stop.store(true, Ordering::Relaxed);
-        for t in tasks {
-            t.await??;
-        }
-        Ok(ops as f64 / el)
-    }
+    last.context("no watchers")
 }
 
 /// Everything measured on one system.
@@ -322,37 +330,24 @@ async fn etcd_run(dir: &Path, z: &Sizes) -> Result<Figures> {
     for i in 0..z.prop {
         let t0 = Instant::now();
         m1.put(b"prop/k", &etcd_value(0, i)).await?;
-        let (_, a) = tokio::time::timeout(Duration::from_secs(10), rx2.recv())
-            .await?
-            .context("watch")?;
-        let (_, b) = tokio::time::timeout(Duration::from_secs(10), rx3.recv())
-            .await?
-            .context("watch")?;
-        lat.push((a.max(b) - t0).as_secs_f64() * 1000.0);
+        lat.push((seen_at_both(&mut rx2, &mut rx3).await? - t0).as_secs_f64() * 1000.0);
     }
     (f.p50, f.p99) = (pct(&mut lat, 0.50), pct(&mut lat, 0.99));
     eprintln!("  etcd: propagation done");
 
     // 2. Writes: 16 clients at m1, each over its own keys.
-    let load = Load::new();
-    let mut tasks = Vec::new();
-    for w in 0..CLIENTS {
-        let (l, addr) = (load.clone(), c.clients[0].clone());
-        tasks.push(tokio::spawn(async move {
-            let mut e = Etcd::connect(&addr).await?;
-            l.start.wait().await;
-            let mut n = 0;
-            while l.running() {
-                let i = w * 64 + n % 64;
-                e.put(format!("w/{i:04}").as_bytes(), &etcd_value(i, n)).await?;
-                l.tick();
-                n += 1;
-            }
-            Ok(())
-        }));
-    }
+    let m1_addr = c.clients[0].clone();
+    let connect = move || {
+        let a = m1_addr.clone();
+        async move { Etcd::connect(&a).await }
+    };
     let cpu0: u64 = c.procs.0.iter().map(|p| cpu_micros(p.id())).sum();
-    f.writes = load.measure(z.secs, tasks).await?;
+    f.writes = measure(z.secs, connect.clone(), |mut e: Etcd, w, n| async move {
+        let i = w * 64 + n % 64;
+        e.put(format!("w/{i:04}").as_bytes(), &etcd_value(i, n)).await?;
+        Ok(e)
+    })
+    .await?;
     let cpu1: u64 = c.procs.0.iter().map(|p| cpu_micros(p.id())).sum();
     f.cpu_per_write_us = (cpu1 - cpu0) as f64 / (f.writes * z.secs as f64);
     eprintln!("  etcd: writes done");
@@ -362,42 +357,22 @@ async fn etcd_run(dir: &Path, z: &Sizes) -> Result<Figures> {
         m1.put(format!("lookup/cap-{}/{i:04}", i % 100).as_bytes(), &etcd_value(i, 0))
             .await?;
     }
-    let load = Load::new();
-    let mut tasks = Vec::new();
-    for w in 0..CLIENTS {
-        let (l, addr) = (load.clone(), c.clients[0].clone());
-        tasks.push(tokio::spawn(async move {
-            let mut e = Etcd::connect(&addr).await?;
-            l.start.wait().await;
-            let mut n = w * 7919;
-            while l.running() {
-                if e.get(format!("w/{:04}", n % KEYS).as_bytes()).await?.is_none() {
-                    bail!("etcd lost a key");
-                }
-                l.tick();
-                n += 13;
-            }
-            Ok(())
-        }));
-    }
-    f.reads = load.measure(z.secs, tasks).await?;
-    let load = Load::new();
-    let mut tasks = Vec::new();
-    for w in 0..CLIENTS {
-        let (l, addr) = (load.clone(), c.clients[0].clone());
-        tasks.push(tokio::spawn(async move {
-            let mut e = Etcd::connect(&addr).await?;
-            l.start.wait().await;
-            let mut n = w;
-            while l.running() {
-                e.prefix(format!("lookup/cap-{}/", n % 100).as_bytes(), 10).await?;
-                l.tick();
-                n += 1;
-            }
-            Ok(())
-        }));
-    }
-    f.lookups = load.measure(z.secs, tasks).await?;
+    f.reads = measure(z.secs, connect.clone(), |mut e: Etcd, w, n| async move {
+        if e.get(format!("w/{:04}", (w * 7919 + n * 13) % KEYS).as_bytes())
+            .await?
+            .is_none()
+        {
+            bail!("etcd lost a key");
+        }
+        Ok(e)
+    })
+    .await?;
+    f.lookups = measure(z.secs, connect, |mut e: Etcd, w, n| async move {
+        e.prefix(format!("lookup/cap-{}/", (w + n) % 100).as_bytes(), 10)
+            .await?;
+        Ok(e)
+    })
+    .await?;
     eprintln!("  etcd: reads done");
 
     // 4. Resync: stop m3, write `resync` records at m1, restart m3.
@@ -484,13 +459,7 @@ async fn mesh_run(dir: &Path, z: &Sizes) -> Result<Figures> {
         if !mesh_put(&mut c1, "prop", &agent(0, i + 1)).await? {
             bail!("update refused");
         }
-        let (_, a) = tokio::time::timeout(Duration::from_secs(10), rx2.recv())
-            .await?
-            .context("watch")?;
-        let (_, b) = tokio::time::timeout(Duration::from_secs(10), rx3.recv())
-            .await?
-            .context("watch")?;
-        lat.push((a.max(b) - t0).as_secs_f64() * 1000.0);
+        lat.push((seen_at_both(&mut rx2, &mut rx3).await? - t0).as_secs_f64() * 1000.0);
     }
     (f.p50, f.p99) = (pct(&mut lat, 0.50), pct(&mut lat, 0.99));
     eprintln!("  regmesh: propagation done");
@@ -498,83 +467,50 @@ async fn mesh_run(dir: &Path, z: &Sizes) -> Result<Figures> {
     // 2. Writes: the agents exist (created once, each by a mesh-wide
     // vote), then 16 clients update their own at c1.
     load_mesh(&m.clients[0], "w", 0, KEYS).await?;
-    let load = Load::new();
-    let mut tasks = Vec::new();
-    for w in 0..CLIENTS {
-        let (l, c) = (load.clone(), m.clients[0].clone());
-        tasks.push(tokio::spawn(async move {
-            let mut conn = c.connect().await?;
-            l.start.wait().await;
-            let mut n = 1;
-            while l.running() {
-                let i = w * 64 + n % 64;
-                let r = conn
-                    .request(hyper::Method::PUT, &format!("/v1/agents/w{i:07}"), Some(&agent(i, n)))
-                    .await?;
-                if !r.status.is_success() {
-                    bail!("update refused: {}", r.status);
-                }
-                l.tick();
-                n += 1;
-            }
-            Ok(())
-        }));
-    }
+    let c1_client = m.clients[0].clone();
+    let connect = move || {
+        let c = c1_client.clone();
+        async move { Ok(c.connect().await?) }
+    };
     let cpu0: u64 = m.procs.0.iter().map(|p| cpu_micros(p.id())).sum();
-    f.writes = load.measure(z.secs, tasks).await?;
+    f.writes = measure(z.secs, connect.clone(), |mut conn: Conn, w, n| async move {
+        let i = w * 64 + n % 64;
+        let r = conn
+            .request(
+                hyper::Method::PUT,
+                &format!("/v1/agents/w{i:07}"),
+                Some(&agent(i, n + 1)),
+            )
+            .await?;
+        if !r.status.is_success() {
+            bail!("update refused: {}", r.status);
+        }
+        Ok(conn)
+    })
+    .await?;
     let cpu1: u64 = m.procs.0.iter().map(|p| cpu_micros(p.id())).sum();
     f.cpu_per_write_us = (cpu1 - cpu0) as f64 / (f.writes * z.secs as f64);
     eprintln!("  regmesh: writes done");
 
     // 3. Reads by id, and capability lookups (10 agents per capability).
-    let load = Load::new();
-    let mut tasks = Vec::new();
-    for w in 0..CLIENTS {
-        let (l, c) = (load.clone(), m.clients[0].clone());
-        tasks.push(tokio::spawn(async move {
-            let mut conn = c.connect().await?;
-            l.start.wait().await;
-            let mut n = w * 7919;
-            while l.running() {
-                let r = conn
-                    .request(hyper::Method::GET, &format!("/v1/agents/w{:07}", n % KEYS), None)
-                    .await?;
-                if !r.status.is_success() {
-                    bail!("read: {}", r.status);
-                }
-                l.tick();
-                n += 13;
-            }
-            Ok(())
-        }));
-    }
-    f.reads = load.measure(z.secs, tasks).await?;
-    let load = Load::new();
-    let mut tasks = Vec::new();
-    for w in 0..CLIENTS {
-        let (l, c) = (load.clone(), m.clients[0].clone());
-        tasks.push(tokio::spawn(async move {
-            let mut conn = c.connect().await?;
-            l.start.wait().await;
-            let mut n = w;
-            while l.running() {
-                let r = conn
-                    .request(
-                        hyper::Method::GET,
-                        &format!("/v1/agents?capability=cap-{}&limit=10", n % 100),
-                        None,
-                    )
-                    .await?;
-                if !r.status.is_success() {
-                    bail!("lookup: {}", r.status);
-                }
-                l.tick();
-                n += 1;
-            }
-            Ok(())
-        }));
-    }
-    f.lookups = load.measure(z.secs, tasks).await?;
+    f.reads = measure(z.secs, connect.clone(), |mut conn: Conn, w, n| async move {
+        let path = format!("/v1/agents/w{:07}", (w * 7919 + n * 13) % KEYS);
+        let r = conn.request(hyper::Method::GET, &path, None).await?;
+        if !r.status.is_success() {
+            bail!("read: {}", r.status);
+        }
+        Ok(conn)
+    })
+    .await?;
+    f.lookups = measure(z.secs, connect, |mut conn: Conn, w, n| async move {
+        let path = format!("/v1/agents?capability=cap-{}&limit=10", (w + n) % 100);
+        let r = conn.request(hyper::Method::GET, &path, None).await?;
+        if !r.status.is_success() {
+            bail!("lookup: {}", r.status);
+        }
+        Ok(conn)
+    })
+    .await?;
     eprintln!("  regmesh: reads done");
 
     // 4. Resync: stop c3, create `resync` agents at c1, restart c3.

@@ -11,6 +11,12 @@ use regmesh_node::Config;
 use std::sync::Arc;
 
 async fn pair() -> (Arc<Center>, Arc<Center>, tempfile::TempDir) {
+    let (c1, cfg2, dir) = origin_and_config(|_| {});
+    (c1, Center::open(&cfg2).unwrap(), dir)
+}
+
+/// c1, open, and the config of a c2 that knows c1's key (adjusted by `tune`).
+fn origin_and_config(tune: impl FnOnce(&mut Config)) -> (Arc<Center>, Config, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let c1 = Center::open(&Config::for_test("c1", &dir.path().join("c1"))).unwrap();
     let mut cfg2 = Config::for_test("c2", &dir.path().join("c2"));
@@ -18,8 +24,8 @@ async fn pair() -> (Arc<Center>, Arc<Center>, tempfile::TempDir) {
         id: "c1".into(),
         public_key: c1.public_key_hex(),
     });
-    let c2 = Center::open(&cfg2).unwrap();
-    (c1, c2, dir)
+    tune(&mut cfg2);
+    (c1, cfg2, dir)
 }
 
 async fn put(c: &Center, id: &str, addr: &str) {
@@ -119,14 +125,7 @@ async fn bad_batches_change_nothing() {
 
 #[tokio::test]
 async fn lapsed_leases_of_other_centers_are_stale_then_hidden_never_deleted() {
-    let dir = tempfile::tempdir().unwrap();
-    let c1 = Center::open(&Config::for_test("c1", &dir.path().join("c1"))).unwrap();
-    let mut cfg2 = Config::for_test("c2", &dir.path().join("c2"));
-    cfg2.centers.push(CenterKey {
-        id: "c1".into(),
-        public_key: c1.public_key_hex(),
-    });
-    cfg2.leases.retention_s = 1;
+    let (c1, cfg2, _dir) = origin_and_config(|c| c.leases.retention_s = 1);
     let c2 = Center::open(&cfg2).unwrap();
     let mut doc = agent("2001:db8::1");
     doc["lease_s"] = serde_json::json!(1);
@@ -165,13 +164,7 @@ async fn lapsed_leases_of_other_centers_are_stale_then_hidden_never_deleted() {
 
 #[tokio::test]
 async fn resync_forgets_only_the_versions_named_and_remembers_the_purge_mark() {
-    let dir = tempfile::tempdir().unwrap();
-    let c1 = Center::open(&Config::for_test("c1", &dir.path().join("c1"))).unwrap();
-    let mut cfg2 = Config::for_test("c2", &dir.path().join("c2"));
-    cfg2.centers.push(CenterKey {
-        id: "c1".into(),
-        public_key: c1.public_key_hex(),
-    });
+    let (c1, cfg2, _dir) = origin_and_config(|_| {});
     let c2 = Center::open(&cfg2).unwrap();
     put(&c1, "a1", "2001:db8::1").await;
     put(&c1, "a2", "2001:db8::2").await;
