@@ -88,7 +88,8 @@ pub enum DeleteReason {
 /// One entry of the change feed.
 #[derive(Clone, Debug)]
 pub struct Event {
-    /// Change number, increasing by one per change, never reused.
+    /// Change number: increasing, never reused. Consecutive while the center
+    /// runs; a restart may skip ahead (see `CHANGE_RESERVE`).
     pub no: u64,
     pub typ: EventType,
     pub reason: Option<DeleteReason>,
@@ -301,6 +302,12 @@ struct WriterState {
     /// deletion this center can no longer prove, after a resync).
     purged: BTreeMap<String, u64>,
     purged_dirty: bool,
+    /// Change numbers up to this are reserved by a durable commit, so a
+    /// crash that loses relaxed commits never leads to a number being
+    /// reused (the next start resumes above it).
+    change_reserved: u64,
+    /// When the writer last committed durably.
+    last_durable: Instant,
 }
 
 /// Limits and timings the center applies.
@@ -479,6 +486,12 @@ impl Center {
             _ => 0,
         };
         let (first_change, change) = store.change_bounds()?.unwrap_or((1, 0));
+        let change_reserved = match store.meta(CHANGE_RESERVED_META)? {
+            Some(b) if b.len() == 8 => u64::from_be_bytes(b.try_into().unwrap()),
+            _ => 0,
+        };
+        // Numbers a crash may have taken with relaxed commits are skipped.
+        let change = change.max(change_reserved);
         let purged: BTreeMap<String, u64> = store
             .meta(PURGED_META)?
             .and_then(|b| serde_json::from_slice(&b).ok())
@@ -513,6 +526,8 @@ impl Center {
             first_change,
             purged,
             purged_dirty: false,
+            change_reserved,
+            last_durable: Instant::now(),
         };
         let (tx, rx) = mpsc::channel(shared.settings.write_queue);
         let w = shared.clone();
@@ -1297,6 +1312,14 @@ impl Shared {
             }
             self.commit_batch(&mut st, ops);
             if close.is_some() {
+                // Make any relaxed commits durable before stopping.
+                let flush = WriteBatch {
+                    meta: vec![(CHANGE_RESERVED_META.into(), st.change_reserved.to_be_bytes().to_vec())],
+                    ..Default::default()
+                };
+                if let Err(e) = self.store.apply(&flush) {
+                    tracing::error!("final flush failed: {e}");
+                }
                 rx.close();
                 while let Ok(op) = rx.try_recv() {
                     if let Some(r) = op.reply {
@@ -1323,6 +1346,13 @@ impl Shared {
         let mut retry: Vec<(String, String)> = Vec::new();
         let mut pending: Vec<Pending> = Vec::new();
 
+        // Only other centers' versions (copies a peer can send again): the
+        // commit need not wait for the disk (see RELAXED_FOR_MS).
+        let mut relaxed = ops.iter().all(|o| match &o.op {
+            WriteOp::Merge(r) => r.origin != self.id,
+            WriteOp::Forget { .. } => true,
+            _ => false,
+        });
         for op in ops {
             let key = (op.kind.clone(), op.id.clone());
             if !slots.contains_key(&key) {
@@ -1439,7 +1469,19 @@ impl Shared {
                 batch
                     .meta
                     .push((PURGED_META.into(), serde_json::to_vec(&st.purged).expect("json")));
+                relaxed = false;
             }
+            if st.change > st.change_reserved {
+                st.change_reserved = st.change + CHANGE_RESERVE;
+                batch
+                    .meta
+                    .push((CHANGE_RESERVED_META.into(), st.change_reserved.to_be_bytes().to_vec()));
+                relaxed = false;
+            }
+            if st.last_durable.elapsed().as_millis() >= RELAXED_FOR_MS {
+                relaxed = false;
+            }
+            batch.relaxed = relaxed;
             let h = st.hlc.last();
             let mut hb = h.wall_ms.to_be_bytes().to_vec();
             hb.extend_from_slice(&h.logical.to_be_bytes());
@@ -1478,6 +1520,9 @@ impl Shared {
             }
             self.metrics
                 .observe_commit(batch.puts.len() + batch.removes.len(), t0.elapsed());
+            if !batch.relaxed {
+                st.last_durable = Instant::now();
+            }
             {
                 let mut ix = self.index.write().expect("index lock");
                 let mut dl = self.deadlines.lock().expect("deadlines lock");
@@ -1819,6 +1864,14 @@ const PARALLEL_SIGN_MIN: usize = 32;
 
 /// Metadata cell holding the per-origin purge marks (JSON object).
 const PURGED_META: &str = "purged";
+
+/// Metadata cell holding the highest change number reserved (u64 BE).
+const CHANGE_RESERVED_META: &str = "change.reserved";
+/// Change numbers reserved per durable reservation.
+const CHANGE_RESERVE: u64 = 4096;
+/// A relaxed commit (only other centers' versions) is made durable by the
+/// next durable one, at the latest this long after the previous.
+const RELAXED_FOR_MS: u128 = 1000;
 
 /// What one op does, decided before the batch commits. Short-lived.
 #[allow(clippy::large_enum_variant)]

@@ -293,3 +293,27 @@ async fn close_commits_what_was_queued_even_while_the_center_is_shared() {
         );
     }
 }
+
+#[tokio::test]
+async fn relaxed_copies_are_kept_by_close_and_change_numbers_never_repeat() {
+    let (c1, cfg2, _dir) = origin_and_config(|_| {});
+    let c2 = Center::open(&cfg2).unwrap();
+    put(&c1, "a1", "2001:db8::1").await;
+    put(&c1, "a2", "2001:db8::2").await;
+    let copies = c1.origin_after("c1", 0, 10).unwrap();
+    // Other centers' versions only: committed relaxed, visible at once.
+    assert_eq!(c2.apply_remote(copies).await.unwrap(), 2);
+    assert!(c2.get("agent", "a2").unwrap().is_some());
+    let head = c2.head();
+    c2.close();
+    let c2 = Center::open(&cfg2).unwrap();
+    assert!(
+        c2.get("agent", "a1").unwrap().is_some(),
+        "close made the relaxed commit durable"
+    );
+    assert!(c2.head() >= head);
+    let mut feed = c2.subscribe();
+    put(&c2, "b1", "2001:db8::b").await;
+    let ev = feed.recv().await.unwrap();
+    assert!(ev.no > head, "change {} reused after restart (head was {head})", ev.no);
+}

@@ -37,9 +37,20 @@ pub fn run_durable(dir: &Path, open: &dyn Fn(&Path) -> Box<dyn Store>) {
         b.changes.push((1, b"c1".to_vec()));
         b.meta.push(("seq".into(), b"7".to_vec()));
         s.apply(&b).unwrap();
+        // A relaxed batch is visible at once, and durable once a later
+        // ordinary batch is.
+        let mut r = put("agent", "r", b"3");
+        r.relaxed = true;
+        s.apply(&r).unwrap();
+        assert_eq!(s.get("agent", "r").unwrap().as_deref(), Some(&b"3"[..]));
         s.apply(&put("agent", "b", b"2")).unwrap();
     }
     let s = open(&path);
+    assert_eq!(
+        s.get("agent", "r").unwrap().as_deref(),
+        Some(&b"3"[..]),
+        "relaxed batch lost although a durable one followed"
+    );
     assert_eq!(
         s.get("agent", "a").unwrap().as_deref(),
         Some(&b"1"[..]),

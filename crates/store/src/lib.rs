@@ -48,6 +48,10 @@ pub struct WriteBatch {
     pub trim_changes_below: Option<u64>,
     /// Metadata cells to set.
     pub meta: Vec<(String, Vec<u8>)>,
+    /// May be lost in a crash until the next batch without this flag is
+    /// applied (which makes it durable too, in order). For copies that can
+    /// be fetched again, such as other centers' records.
+    pub relaxed: bool,
 }
 
 impl WriteBatch {
@@ -65,6 +69,8 @@ impl WriteBatch {
 pub trait Store: Send + Sync + 'static {
     /// Applies `batch` atomically: after return, either all of it is durable
     /// (for durable backends: survives a crash) or, on error, none of it is.
+    /// A `relaxed` batch is visible at once but durable only once a later
+    /// non-relaxed batch is applied; a crash before that loses it whole.
     fn apply(&self, batch: &WriteBatch) -> Result<(), StoreError>;
 
     /// Bytes of one record.

@@ -7,7 +7,7 @@
 //! (str → bytes). A `meta` cell `store.format` records the layout version.
 
 use crate::{Store, StoreError, WriteBatch};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
 
 const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
@@ -80,7 +80,10 @@ impl RedbStore {
 
 impl Store for RedbStore {
     fn apply(&self, b: &WriteBatch) -> Result<(), StoreError> {
-        let w = self.db.begin_write().map_err(be)?;
+        let mut w = self.db.begin_write().map_err(be)?;
+        if b.relaxed {
+            w.set_durability(Durability::None).map_err(be)?;
+        }
         {
             let mut records = w.open_table(RECORDS).map_err(be)?;
             for (k, i, v) in &b.puts {
