@@ -650,27 +650,38 @@ impl Center {
     /// older or duplicate versions change nothing. Returns how many were newer
     /// than what this center held.
     pub async fn apply_verified(&self, records: Verified) -> Result<usize, WriteError> {
-        let mut waits = Vec::with_capacity(records.0.len());
-        for r in records.0 {
+        let ops = records
+            .0
+            .into_iter()
+            .map(|r| (r.kind.clone(), r.id.clone(), WriteOp::Merge(Box::new(r))));
+        let outcomes = self.submit_all(ops).await?;
+        Ok(outcomes.iter().filter(|o| !matches!(o, Outcome::Nothing)).count())
+    }
+
+    /// Queues internal ops (all of them, waiting for room) and collects
+    /// their outcomes in order; the first refusal is returned.
+    async fn submit_all(
+        &self,
+        ops: impl Iterator<Item = (String, String, WriteOp)>,
+    ) -> Result<Vec<Outcome>, WriteError> {
+        let mut waits = Vec::new();
+        for (kind, id, op) in ops {
             let (reply, rx) = oneshot::channel();
             let op = Op {
-                kind: r.kind.clone(),
-                id: r.id.clone(),
-                op: WriteOp::Merge(Box::new(r)),
+                kind,
+                id,
+                op,
                 canonical: None,
                 reply: Some(reply),
             };
             self.tx.send(op).await.map_err(|_| WriteError::ShuttingDown)?;
             waits.push(rx);
         }
-        let mut applied = 0;
+        let mut out = Vec::with_capacity(waits.len());
         for w in waits {
-            match w.await.unwrap_or(Err(WriteError::ShuttingDown))? {
-                Outcome::Nothing => {}
-                _ => applied += 1,
-            }
+            out.push(w.await.unwrap_or(Err(WriteError::ShuttingDown))?);
         }
-        Ok(applied)
+        Ok(out)
     }
 
     /// Per origin, the highest seq of a deletion this center can no longer
@@ -718,30 +729,16 @@ impl Center {
         } else {
             drops
         };
-        let mut waits = Vec::with_capacity(keys.len());
-        for (kind, id, seq) in keys {
-            let (reply, rx) = oneshot::channel();
-            let op = Op {
-                kind,
-                id,
-                op: WriteOp::Forget {
-                    origin: origin.to_string(),
-                    seq,
-                    purged_through,
-                },
-                canonical: None,
-                reply: Some(reply),
+        let ops = keys.into_iter().map(|(kind, id, seq)| {
+            let op = WriteOp::Forget {
+                origin: origin.to_string(),
+                seq,
+                purged_through,
             };
-            self.tx.send(op).await.map_err(|_| WriteError::ShuttingDown)?;
-            waits.push(rx);
-        }
-        let mut dropped = 0;
-        for w in waits {
-            if let Outcome::Deleted(_) = w.await.unwrap_or(Err(WriteError::ShuttingDown))? {
-                dropped += 1;
-            }
-        }
-        Ok(dropped)
+            (kind, id, op)
+        });
+        let outcomes = self.submit_all(ops).await?;
+        Ok(outcomes.iter().filter(|o| matches!(o, Outcome::Deleted(_))).count())
     }
 
     /// [`Center::verify_remote`] then [`Center::apply_verified`]: if any record
