@@ -127,6 +127,23 @@ fn agent(i: usize) -> Value {
     json!({"addresses": [format!("2001:db8::{i:x}")], "capabilities": [{"name": "translate"}]})
 }
 
+/// Creates agents `{prefix}{i}` (i zero-padded to two digits if `pad`) for
+/// i in 0..n at `c`, each a 201.
+async fn create_agents(c: &Client, prefix: &str, n: usize, pad: bool) {
+    for i in 0..n {
+        let id = if pad {
+            format!("{prefix}{i:02}")
+        } else {
+            format!("{prefix}{i}")
+        };
+        let r = c
+            .request(hyper::Method::PUT, &format!("/v1/agents/{id}"), Some(&agent(i)))
+            .await
+            .unwrap();
+        assert_eq!(r.status.as_u16(), 201, "{id}: {:?}", r.json());
+    }
+}
+
 fn curl(dir: &Path, args: &[&str]) -> (String, String) {
     let out = Command::new("curl")
         .current_dir(dir)
@@ -162,13 +179,7 @@ async fn line_mesh_replicates_refuses_and_detects_failures() {
     .await;
 
     // A write at one end arrives at the other, through c2.
-    for i in 0..20 {
-        let r = c1
-            .request(hyper::Method::PUT, &format!("/v1/agents/a{i:02}"), Some(&agent(i)))
-            .await
-            .unwrap();
-        assert_eq!(r.status.as_u16(), 201);
-    }
+    create_agents(&c1, "a", 20, true).await;
     wait_until("all 20 agents at c3", Duration::from_secs(10), || async {
         get(&c3, "/v1/agents?origin=c1&limit=100").await.1["items"]
             .as_array()
@@ -486,13 +497,7 @@ async fn line_mesh_replicates_refuses_and_detects_failures() {
         .await
         .iter()
         .any(|(id, s)| id == "c1" && s == "OPERATIONAL"));
-    for i in 0..15 {
-        let r = c1
-            .request(hyper::Method::PUT, &format!("/v1/agents/missed{i:02}"), Some(&agent(i)))
-            .await
-            .unwrap();
-        assert_eq!(r.status.as_u16(), 201, "{:?}", r.json());
-    }
+    create_agents(&c1, "missed", 15, true).await;
     assert_eq!(
         c1.request(hyper::Method::DELETE, "/v1/agents/a05", None)
             .await
@@ -673,13 +678,7 @@ async fn a_new_center_gets_a_full_sync() {
         get(&c2, "/v1/peers").await.1["state"] == "active"
     })
     .await;
-    for i in 0..30 {
-        let r = c1
-            .request(hyper::Method::PUT, &format!("/v1/agents/early{i:02}"), Some(&agent(i)))
-            .await
-            .unwrap();
-        assert_eq!(r.status.as_u16(), 201, "{:?}", r.json());
-    }
+    create_agents(&c1, "early", 30, true).await;
     assert_eq!(
         c1.request(hyper::Method::DELETE, "/v1/agents/early00", None)
             .await
@@ -817,13 +816,7 @@ async fn digests_find_divergence_that_watermarks_cannot_see() {
     let (p2, c2) = serve(dir.path(), "c2");
     let (_p3, c3) = serve(dir.path(), "c3");
     wait_mesh_up(&[&c1, &c2, &c3]).await;
-    for i in 0..10 {
-        let r = c1
-            .request(hyper::Method::PUT, &format!("/v1/agents/hidden{i}"), Some(&agent(i)))
-            .await
-            .unwrap();
-        assert_eq!(r.status.as_u16(), 201, "{:?}", r.json());
-    }
+    create_agents(&c1, "hidden", 10, false).await;
     wait_until("c2 has them", Duration::from_secs(10), || async {
         get(&c2, "/v1/agents/hidden9").await.0 == 200
     })
