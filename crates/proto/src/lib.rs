@@ -14,15 +14,25 @@
 //! - [`node_state`]: this center's DRiP state (active / inactive / sync).
 //! - [`replay`]: refusal of replayed peer-call tokens.
 //! - [`policy`]: per-peer export policy.
-//! - [`vote`]: claims for the two-phase vote on new ids.
+//! - [`vote`]: claims and answer tallies for the two-phase vote on new ids.
+//! - [`flood`]: who a flooded message goes to, what each peer may receive,
+//!   whether a received one is relayed.
+//! - [`sync`]: anti-entropy: watermarks, what a beat makes us pull, when a
+//!   center has caught up, what a replacing resync drops.
+//! - `broken` (feature `broken` only): known-wrong variants of some of the
+//!   decisions above, for the simulator's self-checks.
 //!
 //! Must never: perform I/O, read a clock, or grow without a bound.
 
+#[cfg(feature = "broken")]
+pub mod broken;
 pub mod dedup;
 pub mod digest;
+pub mod flood;
 pub mod lifecycle;
 pub mod node_state;
 pub mod policy;
 pub mod replay;
+pub mod sync;
 pub mod vote;
 pub mod watermark;

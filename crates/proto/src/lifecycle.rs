@@ -184,7 +184,14 @@ impl PeerLifecycle {
             |last: Option<u64>, interval: u64, k: u64| now_ms.saturating_sub(last.unwrap_or(since)) > k * interval;
         let ack_over = |k| over(self.last_ack_ms, self.our_interval_ms, k);
         // Until the peer has announced an interval, only our direction counts.
-        let beat_over = |k| self.their_interval_ms.is_some_and(|i| over(self.last_beat_ms, i, k));
+        let their = self.their_interval_ms;
+        #[cfg(feature = "broken")]
+        let their = if crate::broken::is(crate::broken::Variant::LifecycleOwnInterval) {
+            their.map(|_| self.our_interval_ms)
+        } else {
+            their
+        };
+        let beat_over = |k| their.is_some_and(|i| over(self.last_beat_ms, i, k));
         if ack_over(INTERRUPTED_AFTER) || beat_over(INTERRUPTED_AFTER) {
             PeerState::Interrupted
         } else if ack_over(DEGRADED_AFTER) || beat_over(DEGRADED_AFTER) {

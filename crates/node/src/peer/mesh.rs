@@ -1,16 +1,15 @@
-//! The mesh runtime of one center: drives the sans-io pieces of
+//! The mesh runtime of one center: the I/O around the sans-io decisions of
 //! `regmesh_proto` (dedup windows, peer lifecycles, node state, export
-//! policy, replay cache) with real time, TLS connections and the center's
-//! change log.
+//! policy, replay cache, flood targets, anti-entropy, vote tallies). It owns
+//! the tasks, the real clock, the TLS connections and the center's change
+//! log; every protocol decision is a call into proto, so the simulator
+//! (`regmesh-sim`) exercises the same code.
 //!
 //! Tasks: per peer, a beat loop (HELLO until introduced, then heartbeats
-//! carrying our interval) and a sender draining a bounded queue of floods;
-//! and one flooder that reads this center's own committed changes from the
-//! change log and floods them to every OPERATIONAL peer its policy allows.
-//!
-//! Not yet here (the rest of issue 3): two-phase votes on new ids, full
-//! sync, anti-entropy by watermarks and digests. Until anti-entropy lands, a
-//! peer that was unreachable misses what was flooded meanwhile.
+//! carrying our interval, watermarks and digests) and a sender draining a
+//! bounded queue of floods; one flooder that reads this center's own
+//! committed changes from the change log and floods them; pulls, full syncs
+//! and vote collections as they are needed.
 
 use super::client::PeerClient;
 use crate::center::{now_ms, Center, Verified, WriteError};
@@ -25,7 +24,9 @@ use regmesh_proto::lifecycle::{PeerLifecycle, PeerState};
 use regmesh_proto::node_state::NodeState;
 use regmesh_proto::policy::ExportPolicy;
 use regmesh_proto::replay::ReplayCache;
-use regmesh_proto::vote::{Ballot, Claims};
+use regmesh_proto::flood;
+use regmesh_proto::sync::{self as ae, Marks, PeerMarks, Pulls, Resync};
+use regmesh_proto::vote::{self, Ballot, Claims, Tally};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -61,9 +62,8 @@ pub struct Peer {
     reachable: AtomicBool,
     /// The DRiP state it last announced.
     announced: Mutex<Option<String>>,
-    /// Its per-origin watermarks, from its last beat and the one before.
-    their_marks: Mutex<HashMap<String, u64>>,
-    prev_marks: Mutex<HashMap<String, u64>>,
+    /// Its per-origin watermarks, from its last beat.
+    their_marks: Mutex<PeerMarks>,
     /// Whether its digests matched ours at equal watermarks (last compared).
     digest_match: Mutex<Option<bool>>,
     sent: AtomicU64,
@@ -117,15 +117,9 @@ impl Beat {
     }
 }
 
-/// Live records of one origin held when a resync began: (kind, id) → seq.
-type HeldRecords = HashMap<(String, String), u64>;
-
-/// Starts the reason of a "no" that means "could not decide" (a peer on the
-/// way did not answer): the initiator answers 503, retry, not 409.
-const UNDECIDED: &str = "undecided: ";
-
+/// A vote collecting answers from peers, and who waits for its outcome.
 struct Collecting {
-    waiting: std::collections::HashSet<String>,
+    tally: Tally,
     done: Option<tokio::sync::oneshot::Sender<Ballot>>,
 }
 
@@ -180,7 +174,7 @@ pub struct Mesh {
     /// When this center entered `sync` (ms), to judge when it has caught up.
     sync_since: Mutex<Option<u64>>,
     /// Per origin: every seq up to this is applied here or was covered.
-    marks: Mutex<HashMap<String, u64>>,
+    marks: Mutex<Marks>,
     marks_dirty: AtomicBool,
     /// Peers we are pushing a full sync to right now (one at a time each).
     syncing_to: Mutex<std::collections::HashSet<String>>,
@@ -189,7 +183,7 @@ pub struct Mesh {
     /// When each origin was last re-pulled because digests differed.
     last_repair_ms: Mutex<HashMap<String, u64>>,
     /// Origins being pulled right now (one pull per origin at a time).
-    pulling: Mutex<std::collections::HashSet<String>>,
+    pulling: Mutex<Pulls>,
     /// Ids this center has promised to initiators (two-phase vote).
     claims: Mutex<Claims>,
     /// Votes waiting for peers' answers, by (initiator, vote counter).
@@ -244,8 +238,7 @@ impl Mesh {
                 queue: tx,
                 reachable: AtomicBool::new(false),
                 announced: Mutex::new(None),
-                their_marks: Mutex::new(HashMap::new()),
-                prev_marks: Mutex::new(HashMap::new()),
+                their_marks: Mutex::new(PeerMarks::default()),
                 digest_match: Mutex::new(None),
                 sent: AtomicU64::new(0),
                 dropped: AtomicU64::new(0),
@@ -264,7 +257,7 @@ impl Mesh {
             replay: Mutex::new(ReplayCache::default()),
             state: Mutex::new(state),
             sync_since: Mutex::new(None),
-            marks: Mutex::new(center.load_watermarks().into_iter().collect()),
+            marks: Mutex::new(Marks::from_pairs(center.load_watermarks())),
             marks_dirty: AtomicBool::new(false),
             pulling: Mutex::new(Default::default()),
             last_repair_ms: Mutex::new(HashMap::new()),
@@ -337,12 +330,12 @@ impl Mesh {
             // was superseded (by a newer own write, or a rival's version).
             return self.center.own_seq();
         }
-        self.marks.lock().expect("marks lock").get(origin).copied().unwrap_or(0)
+        self.marks.lock().expect("marks lock").get(origin)
     }
 
     /// All our watermarks, ours included.
     pub fn marks(&self) -> HashMap<String, u64> {
-        let mut m = self.marks.lock().expect("marks lock").clone();
+        let mut m = self.marks.lock().expect("marks lock").to_map();
         m.insert(self.me.clone(), self.mark(&self.me));
         m
     }
@@ -351,10 +344,7 @@ impl Mesh {
         if origin == self.me {
             return;
         }
-        let mut m = self.marks.lock().expect("marks lock");
-        let w = m.entry(origin.to_string()).or_insert(0);
-        if from <= *w + 1 && through > *w {
-            *w = through;
+        if self.marks.lock().expect("marks lock").advance(origin, from, through) {
             self.marks_dirty.store(true, Ordering::Relaxed);
         }
     }
@@ -375,13 +365,13 @@ impl Mesh {
             .count();
         // Caught up: in sync for two beat intervals (so every reachable peer
         // has told us its watermarks), no pull running, and nobody ahead.
-        let caught_up = self
-            .sync_since
-            .lock()
-            .expect("sync lock")
-            .is_some_and(|t| now_ms() >= t + 2 * self.interval_ms)
-            && self.pulling.lock().expect("pulling lock").is_empty()
-            && !self.behind_any();
+        let caught_up = ae::caught_up(
+            *self.sync_since.lock().expect("sync lock"),
+            now_ms(),
+            self.interval_ms,
+            self.pulling.lock().expect("pulling lock").is_idle(),
+            self.behind_any(),
+        );
         let mut st = self.state.lock().expect("state lock");
         let (next, start_sync) = st.next(reachable, caught_up);
         if start_sync {
@@ -405,8 +395,8 @@ impl Mesh {
     /// True if some peer has told us of an origin it holds further than we.
     fn behind_any(&self) -> bool {
         self.peers.iter().any(|p| {
-            let theirs = p.prev_marks.lock().expect("marks lock").clone();
-            theirs.iter().any(|(o, w)| *w > self.mark(o))
+            let theirs = p.their_marks.lock().expect("marks lock").clone();
+            theirs.ahead_of(|o| self.mark(o))
         })
     }
 
@@ -543,26 +533,25 @@ impl Mesh {
         records: &[Record],
         except: Option<&str>,
     ) -> usize {
-        if !self.node_state().propagates() {
+        let state = self.node_state();
+        if !state.propagates() {
             return 0;
         }
+        let relayed = initiator != self.me;
         // Computed once per message, then judged per peer.
         let parts: Vec<Vec<regmesh_core::Visibility>> = records.iter().map(|r| self.parts_of(r)).collect();
         let mut queued = 0;
         for peer in &self.peers {
-            if Some(peer.cfg.id.as_str()) == except
-                || peer.cfg.id == initiator
-                || !peer.life.lock().expect("life lock").receives_propagation()
-            {
+            if !flood::sends_to(state, &peer.cfg.id, &peer.life.lock().expect("life lock"), initiator, except) {
                 continue;
             }
             let allowed: Vec<&Record> = records
                 .iter()
                 .zip(&parts)
-                .filter(|(r, p)| peer.policy.allows(r, p))
+                .filter(|(r, p)| flood::allowed(&peer.policy, r, p, relayed))
                 .map(|(r, _)| r)
                 .collect();
-            if allowed.is_empty() && seq_from.is_none() {
+            if !flood::worth_sending(allowed.len(), seq_from.is_some()) {
                 continue;
             }
             let m = Outgoing {
@@ -676,7 +665,7 @@ impl Mesh {
             self.advance(initiator, from, counter);
         }
         // Too old to tell whether it was seen: applied (idempotent), not relayed.
-        let n = if seen == Seen::New {
+        let n = if flood::relays(seen) {
             self.fan_out(initiator, (counter, reset, seq_from), &records, Some(sender))
         } else {
             0
@@ -689,7 +678,7 @@ impl Mesh {
     /// the origins on which `peer` last reported our own watermark, and only
     /// for kinds its policy receives: `{origin: {kind: hex}}`.
     fn digests_for(&self, peer: &Peer) -> Value {
-        let theirs = peer.their_marks.lock().expect("marks lock").clone();
+        let theirs = peer.their_marks.lock().expect("marks lock").latest().clone();
         let mut out = serde_json::Map::new();
         for (origin, w) in self.marks().into_iter().take(DIGEST_ORIGINS_MAX) {
             if theirs.get(&origin) != Some(&w) {
@@ -738,7 +727,7 @@ impl Mesh {
                     }
                     due
                 };
-                if due && self.pulling.lock().expect("pulling lock").insert(origin.clone()) {
+                if due && self.pulling.lock().expect("pulling lock").start(origin) {
                     tracing::info!(peer = %peer.cfg.id, %origin, "digests differ at equal watermarks: re-pulling");
                     tokio::spawn(self.clone().pull(peer.clone(), origin.clone(), true));
                 }
@@ -781,32 +770,22 @@ impl Mesh {
         if state.is_some() {
             *peer.announced.lock().expect("announced lock") = state;
         }
-        // Compare with what it reported one beat ago: floods in flight arrive
-        // within milliseconds, so a gap that outlives a beat interval means
-        // records were really missed (and pulling on every small lead would
-        // race the floods).
-        let prev = std::mem::replace(&mut *peer.prev_marks.lock().expect("marks lock"), marks.clone());
-        // Catching up after an absence (`sync`), nothing we miss is in
-        // flight: pull at the first beat that shows a gap.
-        let compare = if self.node_state() == NodeState::Sync {
-            &marks
-        } else {
-            &prev
-        };
-        for (origin, theirs) in compare {
-            let known = origin == &self.me || self.center.key_of(origin).is_some();
-            // An inactive center takes no updates, but may recover its own
-            // versions (it lost data and a peer holds more of them).
-            let allowed = origin == &self.me || self.node_state().accepts_updates();
-            if *theirs > self.mark(origin)
-                && known
-                && allowed
-                && self.pulling.lock().expect("pulling lock").insert(origin.clone())
-            {
-                tokio::spawn(self.clone().pull(peer.clone(), origin.clone(), false));
+        // Floods in flight arrive within milliseconds: pull only on a lead
+        // that outlived one beat (or at once while catching up, `sync`).
+        let prev = peer.their_marks.lock().expect("marks lock").beat(marks.clone());
+        let origins = ae::origins_to_pull(
+            &self.me,
+            self.node_state(),
+            &marks,
+            &prev,
+            |o| self.mark(o),
+            |o| self.center.key_of(o).is_some(),
+        );
+        for origin in origins {
+            if self.pulling.lock().expect("pulling lock").start(&origin) {
+                tokio::spawn(self.clone().pull(peer.clone(), origin, false));
             }
         }
-        *peer.their_marks.lock().expect("marks lock") = marks;
     }
 
     /// Pulls `origin`'s versions after our watermark from `peer`, page by
@@ -824,8 +803,7 @@ impl Mesh {
         const RESYNC_PAGES_MAX: usize = 10_000;
         self.stats.pulls.fetch_add(1, Ordering::Relaxed);
         let mut after = if from_zero { 0 } else { self.mark(&origin) };
-        // Some((records held when the resync began, the peer's purge mark)).
-        let mut resync: Option<(HeldRecords, u64)> = None;
+        let mut resync: Option<Resync> = None;
         let mut complete = false;
         let mut last_answer = Value::Null;
         let mut page_no = 0;
@@ -868,24 +846,18 @@ impl Mesh {
                 break;
             }
             let purged = answer.get("purged_through").and_then(Value::as_u64).unwrap_or(0);
-            let start_resync = resync.is_none() && origin != self.me && purged > self.mark(&origin);
+            let start_resync = resync.is_none() && ae::resync_needed(&self.me, &origin, purged, self.mark(&origin));
             if start_resync {
                 tracing::info!(
                     peer = %peer.cfg.id, %origin, purged, mark = self.mark(&origin),
                     "behind the peer's tombstone horizon: resyncing this origin"
                 );
                 self.stats.resyncs.fetch_add(1, Ordering::Relaxed);
-                let held = self
-                    .center
-                    .origin_live(&origin)
-                    .into_iter()
-                    .map(|(k, i, seq)| ((k, i), seq))
-                    .collect();
-                resync = Some((held, purged));
+                resync = Some(Resync::begin(self.center.origin_live(&origin), purged));
             }
-            if let Some((held, _)) = resync.as_mut() {
+            if let Some(rs) = resync.as_mut() {
                 for r in &records {
-                    held.remove(&(r.kind.clone(), r.id.clone()));
+                    rs.sent(&r.kind, &r.id);
                 }
             }
             let n = records.len() as u64;
@@ -907,16 +879,16 @@ impl Mesh {
             }
             after = covered;
         }
-        if let (Some((held, purged)), true) = (resync, complete) {
-            self.finish_resync(&peer, &origin, held, purged, &last_answer).await;
+        if let (Some(rs), true) = (resync, complete) {
+            self.finish_resync(&peer, &origin, rs, &last_answer).await;
         }
-        self.pulling.lock().expect("pulling lock").remove(&origin);
+        self.pulling.lock().expect("pulling lock").done(&origin);
     }
 
     /// Drops what a complete replacing resync of `origin` from `peer` showed
     /// gone: records held when it began that the peer neither sent nor
     /// withholds from us by policy, at seqs the peer covered.
-    async fn finish_resync(&self, peer: &Peer, origin: &str, held: HeldRecords, purged: u64, answer: &Value) {
+    async fn finish_resync(&self, peer: &Peer, origin: &str, rs: Resync, answer: &Value) {
         let covered = answer.get("covered_through").and_then(Value::as_u64).unwrap_or(0);
         let names = |f: &str| -> Vec<String> {
             answer
@@ -930,16 +902,10 @@ impl Mesh {
             return;
         }
         let theirs = ExportPolicy::new(names("kinds"), names("groups"));
-        let mut drops = Vec::new();
-        for ((kind, id), seq) in held {
-            if seq > covered {
-                continue;
-            }
-            match self.center.get_held(&kind, &id) {
-                Ok(Some(r)) if r.seq == seq && self.visible_to(&theirs, &r) => drops.push((kind, id, seq)),
-                _ => {}
-            }
-        }
+        let purged = rs.purged;
+        let drops = rs.drops(covered, |kind, id, seq| {
+            matches!(self.center.get_held(kind, id), Ok(Some(r)) if r.seq == seq && self.visible_to(&theirs, &r))
+        });
         let candidates = drops.len();
         match self.center.forget(origin, drops, purged).await {
             Ok(dropped) => tracing::info!(
@@ -1030,7 +996,7 @@ impl Mesh {
             .await
         {
             Ok(Ballot::Yes) => VoteOutcome::Granted(counter),
-            Ok(Ballot::No(why)) if why.starts_with(UNDECIDED) => {
+            Ok(Ballot::No(why)) if vote::is_undecided(&why) => {
                 self.release(kind, id, counter);
                 VoteOutcome::Undecided(why)
             }
@@ -1085,7 +1051,7 @@ impl Mesh {
             std::collections::hash_map::Entry::Occupied(_) => return Ok(Ballot::Yes),
             std::collections::hash_map::Entry::Vacant(v) => {
                 v.insert(Collecting {
-                    waiting: targets.iter().map(|p| p.cfg.id.clone()).collect(),
+                    tally: Tally::new(targets.iter().map(|p| p.cfg.id.clone())),
                     done: Some(tx),
                 });
             }
@@ -1113,7 +1079,7 @@ impl Mesh {
                         &initiator,
                         counter,
                         &p.cfg.id,
-                        Ballot::No(format!("{UNDECIDED}peer {} did not take the vote", p.cfg.id)),
+                        vote::undecided(&format!("peer {} did not take the vote", p.cfg.id)),
                     );
                 }
             });
@@ -1127,7 +1093,7 @@ impl Mesh {
                     .lock()
                     .expect("ballots lock")
                     .get(&(initiator.to_string(), counter))
-                    .map(|c| c.waiting.iter().cloned().collect::<Vec<_>>().join(", "))
+                    .map(|c| c.tally.missing().join(", "))
                     .unwrap_or_default();
                 Err(format!("no answer in time from {missing}"))
             }
@@ -1146,22 +1112,13 @@ impl Mesh {
             tracing::debug!(%initiator, counter, %from, "vote answer for no waiting vote");
             return;
         };
-        if !c.waiting.remove(from) {
-            tracing::debug!(%initiator, counter, %from, "vote answer from a peer not asked");
-            return;
-        }
-        match ballot {
-            Ballot::No(_) => {
+        match c.tally.answer(from, ballot) {
+            Some(outcome) => {
                 if let Some(tx) = c.done.take() {
-                    let _ = tx.send(ballot);
+                    let _ = tx.send(outcome);
                 }
             }
-            Ballot::Yes if c.waiting.is_empty() => {
-                if let Some(tx) = c.done.take() {
-                    let _ = tx.send(Ballot::Yes);
-                }
-            }
-            Ballot::Yes => {}
+            None => tracing::debug!(%initiator, counter, %from, "vote answer noted (undecided yet, repeated, or not asked)"),
         }
     }
 
@@ -1207,7 +1164,7 @@ impl Mesh {
                     .await
                 {
                     Ok(b) => b,
-                    Err(why) => Ballot::No(format!("{UNDECIDED}{why}")),
+                    Err(why) => vote::undecided(&why),
                 },
             }
         };
@@ -1341,8 +1298,7 @@ impl Mesh {
             let mut m = self.marks.lock().expect("marks lock");
             for (origin, w) in marks {
                 if origin != self.me && (self.center.key_of(&origin).is_some()) {
-                    let e = m.entry(origin).or_insert(0);
-                    *e = (*e).max(w);
+                    m.raise(&origin, w);
                 }
             }
             self.marks_dirty.store(true, Ordering::Relaxed);
@@ -1408,7 +1364,7 @@ impl Mesh {
                     "floods_sent": p.sent.load(Ordering::Relaxed),
                     "floods_dropped": p.dropped.load(Ordering::Relaxed),
                     "digest_match": *p.digest_match.lock().expect("digest lock"),
-                    "records_behind": p.their_marks.lock().expect("marks lock").iter()
+                    "records_behind": p.their_marks.lock().expect("marks lock").latest().iter()
                         .map(|(o, w)| w.saturating_sub(self.mark(o))).sum::<u64>(),
                     "export": {"kinds": p.cfg.kinds, "groups": p.cfg.groups},
                 })

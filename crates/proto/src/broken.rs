@@ -1,0 +1,62 @@
+//! Deliberately broken protocol variants, compiled only with the `broken`
+//! feature, so the simulator can prove its invariants catch real mistakes.
+//!
+//! Each variant is a switch read at one decision point of this crate. It is
+//! off unless a test turns it on for the current thread (the simulator runs
+//! one seed per thread), so a binary built with the feature still behaves
+//! correctly unless asked otherwise.
+
+use std::cell::Cell;
+
+/// A known-wrong change to one protocol decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Variant {
+    /// [`crate::sync::Marks::advance`] moves a watermark over a gap, so a
+    /// lost flood is never pulled again.
+    WatermarkSkipsGaps,
+    /// [`crate::flood::allowed`] lets relayed records through without the
+    /// receiving peer's export policy.
+    RelayIgnoresPolicy,
+    /// [`crate::vote::Claims::vote`] answers yes without holding a claim, so
+    /// two concurrent creates of one id can both win.
+    VoteWithoutClaim,
+    /// [`crate::lifecycle::PeerLifecycle`] judges a peer's silence by our own
+    /// beat interval instead of the one the peer announced.
+    LifecycleOwnInterval,
+}
+
+impl Variant {
+    pub const ALL: [Variant; 4] = [
+        Variant::WatermarkSkipsGaps,
+        Variant::RelayIgnoresPolicy,
+        Variant::VoteWithoutClaim,
+        Variant::LifecycleOwnInterval,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Variant::WatermarkSkipsGaps => "watermark-skips-gaps",
+            Variant::RelayIgnoresPolicy => "relay-ignores-policy",
+            Variant::VoteWithoutClaim => "vote-without-claim",
+            Variant::LifecycleOwnInterval => "lifecycle-own-interval",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Variant> {
+        Variant::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+thread_local! {
+    static ACTIVE: Cell<Option<Variant>> = const { Cell::new(None) };
+}
+
+/// Turns `v` on (or everything off) for this thread.
+pub fn set(v: Option<Variant>) {
+    ACTIVE.with(|a| a.set(v));
+}
+
+/// Whether `v` is on for this thread.
+pub fn is(v: Variant) -> bool {
+    ACTIVE.with(|a| a.get() == Some(v))
+}

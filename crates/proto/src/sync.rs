@@ -1,0 +1,246 @@
+//! Anti-entropy decisions (DESIGN.md "Anti-entropy", PROTOCOL.md "Pulls" and
+//! "Tombstone horizon"): per-origin watermarks, what a peer's beat makes us
+//! pull, when a center has caught up, and which records a replacing resync
+//! drops.
+//!
+//! The node and the simulator both call these; neither decides any of it
+//! on its own.
+
+use crate::node_state::NodeState;
+use std::collections::{HashMap, HashSet};
+
+/// Per origin: every seq up to the mark is applied here or was covered by a
+/// message or pull answer that spoke for it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Marks {
+    by_origin: HashMap<String, u64>,
+}
+
+impl Marks {
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (String, u64)>) -> Self {
+        Marks {
+            by_origin: pairs.into_iter().collect(),
+        }
+    }
+
+    pub fn get(&self, origin: &str) -> u64 {
+        self.by_origin.get(origin).copied().unwrap_or(0)
+    }
+
+    /// A message or pull answer covered `from..=through` of `origin`: the
+    /// mark moves only if that range touches it (no gap may be skipped).
+    /// Returns whether it moved.
+    pub fn advance(&mut self, origin: &str, from: u64, through: u64) -> bool {
+        let w = self.by_origin.entry(origin.to_string()).or_insert(0);
+        let contiguous = from <= *w + 1;
+        #[cfg(feature = "broken")]
+        let contiguous = contiguous || crate::broken::is(crate::broken::Variant::WatermarkSkipsGaps);
+        if contiguous && through > *w {
+            *w = through;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Sets a mark outright (a resync adopting the peer's purge mark).
+    pub fn raise(&mut self, origin: &str, to: u64) -> bool {
+        let w = self.by_origin.entry(origin.to_string()).or_insert(0);
+        if to > *w {
+            *w = to;
+            true
+        } else {
+            false
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_origin.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_origin.len()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &u64)> {
+        self.by_origin.iter()
+    }
+
+    pub fn to_map(&self) -> HashMap<String, u64> {
+        self.by_origin.clone()
+    }
+}
+
+/// What one peer last told us of its marks.
+#[derive(Debug, Clone, Default)]
+pub struct PeerMarks {
+    last: HashMap<String, u64>,
+}
+
+impl PeerMarks {
+    /// The marks of its latest beat.
+    pub fn latest(&self) -> &HashMap<String, u64> {
+        &self.last
+    }
+
+    /// Records a beat's marks; returns the ones of the beat before.
+    pub fn beat(&mut self, marks: HashMap<String, u64>) -> HashMap<String, u64> {
+        std::mem::replace(&mut self.last, marks)
+    }
+
+    /// Whether it holds some origin further than `ours`.
+    pub fn ahead_of(&self, ours: impl Fn(&str) -> u64) -> bool {
+        self.last.iter().any(|(o, w)| *w > ours(o))
+    }
+}
+
+/// Origins to pull from a peer after its beat.
+///
+/// Floods in flight arrive within milliseconds, so a lead that outlives one
+/// beat interval (it was already in the `previous` beat) means records were
+/// really missed; pulling on every small lead would race the floods. A
+/// center in `sync` has nothing in flight and pulls at the first gap
+/// (`latest`). An inactive center takes no updates but may recover its own
+/// versions. Origins we hold no key for (`known` false) are skipped.
+pub fn origins_to_pull(
+    me: &str,
+    state: NodeState,
+    latest: &HashMap<String, u64>,
+    previous: &HashMap<String, u64>,
+    ours: impl Fn(&str) -> u64,
+    known: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    let compare = if state == NodeState::Sync { latest } else { previous };
+    let mut out: Vec<String> = compare
+        .iter()
+        .filter(|(o, theirs)| {
+            **theirs > ours(o) && (o.as_str() == me || known(o)) && (o.as_str() == me || state.accepts_updates())
+        })
+        .map(|(o, _)| o.clone())
+        .collect();
+    out.sort();
+    out
+}
+
+/// Origins being pulled right now: one pull per origin at a time.
+#[derive(Debug, Clone, Default)]
+pub struct Pulls {
+    running: HashSet<String>,
+}
+
+impl Pulls {
+    /// True if a pull of `origin` may start now (and it is now running).
+    pub fn start(&mut self, origin: &str) -> bool {
+        self.running.insert(origin.to_string())
+    }
+
+    pub fn done(&mut self, origin: &str) {
+        self.running.remove(origin);
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.running.is_empty()
+    }
+}
+
+/// A center in `sync` has caught up when it has been there two beat
+/// intervals (so every reachable peer has told it its marks), no pull runs,
+/// and no peer is ahead of it.
+pub fn caught_up(sync_since_ms: Option<u64>, now_ms: u64, interval_ms: u64, pulls_idle: bool, behind: bool) -> bool {
+    sync_since_ms.is_some_and(|t| now_ms >= t + 2 * interval_ms) && pulls_idle && !behind
+}
+
+/// Whether a pull answer turns the pull into a replacing resync: the peer
+/// purged deletions of `origin` above our mark, so we may hold records
+/// deleted since. Never for our own origin.
+pub fn resync_needed(me: &str, origin: &str, purged_through: u64, our_mark: u64) -> bool {
+    origin != me && purged_through > our_mark
+}
+
+/// A replacing resync of one origin in progress: the live records we held
+/// when it began, less those the peer has sent since.
+#[derive(Debug, Clone, Default)]
+pub struct Resync {
+    held: HashMap<(String, String), u64>,
+    /// The peer's purge mark, adopted when the resync completes.
+    pub purged: u64,
+}
+
+impl Resync {
+    /// `held`: (kind, id, seq) of every live record of the origin held now.
+    pub fn begin(held: impl IntoIterator<Item = (String, String, u64)>, purged: u64) -> Self {
+        Resync {
+            held: held.into_iter().map(|(k, i, s)| ((k, i), s)).collect(),
+            purged,
+        }
+    }
+
+    /// The peer sent a version of (kind, id).
+    pub fn sent(&mut self, kind: &str, id: &str) {
+        self.held.remove(&(kind.to_string(), id.to_string()));
+    }
+
+    /// After the peer sent everything through `covered`: the records to
+    /// drop. `still(kind, id, seq)` answers whether we still hold that very
+    /// version and the peer's policy would have sent it to us (otherwise it
+    /// is withheld, not gone).
+    pub fn drops(self, covered: u64, still: impl Fn(&str, &str, u64) -> bool) -> Vec<(String, String, u64)> {
+        let mut out: Vec<(String, String, u64)> = self
+            .held
+            .into_iter()
+            .filter(|((k, i), s)| *s <= covered && still(k, i, *s))
+            .map(|((k, i), s)| (k, i, s))
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marks_never_skip_a_gap() {
+        let mut m = Marks::default();
+        assert!(m.advance("a", 1, 5));
+        assert!(!m.advance("a", 7, 9), "6 is missing");
+        assert_eq!(m.get("a"), 5);
+        assert!(m.advance("a", 6, 9));
+        assert!(!m.advance("a", 2, 4), "never backwards");
+        assert_eq!(m.get("a"), 9);
+    }
+
+    #[test]
+    fn pull_waits_one_beat_unless_syncing() {
+        let prev: HashMap<String, u64> = [("b".to_string(), 3)].into();
+        let latest: HashMap<String, u64> = [("b".to_string(), 9), ("c".to_string(), 4)].into();
+        let ours = |_: &str| 3;
+        let known = |_: &str| true;
+        assert!(origins_to_pull("a", NodeState::Active, &latest, &prev, ours, known).is_empty());
+        assert_eq!(
+            origins_to_pull("a", NodeState::Sync, &latest, &prev, ours, known),
+            vec!["b".to_string(), "c".to_string()]
+        );
+        assert!(origins_to_pull("a", NodeState::Inactive, &latest, &latest, ours, known).is_empty());
+        let own: HashMap<String, u64> = [("a".to_string(), 9)].into();
+        assert_eq!(
+            origins_to_pull("a", NodeState::Inactive, &own, &own, ours, |_| false),
+            vec!["a".to_string()]
+        );
+    }
+
+    #[test]
+    fn resync_drops_only_unsent_covered_and_still_held() {
+        let held = [
+            ("agent".to_string(), "x".to_string(), 2),
+            ("agent".to_string(), "y".to_string(), 3),
+            ("agent".to_string(), "z".to_string(), 9),
+            ("agent".to_string(), "w".to_string(), 4),
+        ];
+        let mut r = Resync::begin(held, 5);
+        r.sent("agent", "y");
+        let drops = r.drops(8, |_, id, _| id != "w");
+        assert_eq!(drops, vec![("agent".to_string(), "x".to_string(), 2)]);
+    }
+}
