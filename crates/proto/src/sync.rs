@@ -150,6 +150,15 @@ pub fn caught_up(sync_since_ms: Option<u64>, now_ms: u64, interval_ms: u64, pull
     sync_since_ms.is_some_and(|t| now_ms >= t + 2 * interval_ms) && pulls_idle && !behind
 }
 
+/// Through which seq a pull answer page speaks for the origin: never past
+/// the responder's own watermark (above it, it may hold some records that
+/// arrived early, but not know of the others), and when the page is full,
+/// not past its last record (the next page starts there).
+pub fn page_covers(after: u64, last_in_page: u64, full: bool, our_mark: u64) -> u64 {
+    let covered = if full { last_in_page.min(our_mark) } else { our_mark };
+    covered.max(after)
+}
+
 /// Whether a pull answer turns the pull into a replacing resync: the peer
 /// purged deletions of `origin` above our mark, so we may hold records
 /// deleted since. Never for our own origin.
@@ -228,6 +237,15 @@ mod tests {
             origins_to_pull("a", NodeState::Inactive, &own, &own, ours, |_| false),
             vec!["a".to_string()]
         );
+    }
+
+    #[test]
+    fn a_page_never_covers_past_the_responders_mark() {
+        // Records 79, 83, 88 held, but only 1..=80 known complete.
+        assert_eq!(page_covers(77, 88, true, 80), 80);
+        assert_eq!(page_covers(77, 79, true, 80), 79);
+        assert_eq!(page_covers(77, 88, false, 90), 90);
+        assert_eq!(page_covers(77, 88, true, 10), 77, "never below where the page started");
     }
 
     #[test]

@@ -20,11 +20,11 @@ use hyper::{Method, StatusCode};
 use regmesh_core::codec;
 use regmesh_core::Record;
 use regmesh_proto::dedup::{CounterWindow, Seen};
+use regmesh_proto::flood;
 use regmesh_proto::lifecycle::{PeerLifecycle, PeerState};
 use regmesh_proto::node_state::NodeState;
 use regmesh_proto::policy::ExportPolicy;
 use regmesh_proto::replay::ReplayCache;
-use regmesh_proto::flood;
 use regmesh_proto::sync::{self as ae, Marks, PeerMarks, Pulls, Resync};
 use regmesh_proto::vote::{self, Ballot, Claims, Tally};
 use serde_json::{json, Value};
@@ -542,7 +542,13 @@ impl Mesh {
         let parts: Vec<Vec<regmesh_core::Visibility>> = records.iter().map(|r| self.parts_of(r)).collect();
         let mut queued = 0;
         for peer in &self.peers {
-            if !flood::sends_to(state, &peer.cfg.id, &peer.life.lock().expect("life lock"), initiator, except) {
+            if !flood::sends_to(
+                state,
+                &peer.cfg.id,
+                &peer.life.lock().expect("life lock"),
+                initiator,
+                except,
+            ) {
                 continue;
             }
             let allowed: Vec<&Record> = records
@@ -871,7 +877,12 @@ impl Mesh {
                 after = 0;
                 continue;
             }
-            self.advance(&origin, after + 1, covered);
+            // A resync moves the watermark only once complete: one broken
+            // off half way must start again, not leave deleted records
+            // behind a watermark that no longer asks for them.
+            if resync.is_none() {
+                self.advance(&origin, after + 1, covered);
+            }
             if !more || covered <= after {
                 complete = !more;
                 last_answer = answer;
@@ -880,7 +891,12 @@ impl Mesh {
             after = covered;
         }
         if let (Some(rs), true) = (resync, complete) {
-            self.finish_resync(&peer, &origin, rs, &last_answer).await;
+            let covered = last_answer.get("covered_through").and_then(Value::as_u64).unwrap_or(0);
+            if self.finish_resync(&peer, &origin, rs, &last_answer).await
+                && self.marks.lock().expect("marks lock").raise(&origin, covered)
+            {
+                self.marks_dirty.store(true, Ordering::Relaxed);
+            }
         }
         self.pulling.lock().expect("pulling lock").done(&origin);
     }
@@ -888,7 +904,8 @@ impl Mesh {
     /// Drops what a complete replacing resync of `origin` from `peer` showed
     /// gone: records held when it began that the peer neither sent nor
     /// withholds from us by policy, at seqs the peer covered.
-    async fn finish_resync(&self, peer: &Peer, origin: &str, rs: Resync, answer: &Value) {
+    /// Returns whether the drops are done (the watermark may then move).
+    async fn finish_resync(&self, peer: &Peer, origin: &str, rs: Resync, answer: &Value) -> bool {
         let covered = answer.get("covered_through").and_then(Value::as_u64).unwrap_or(0);
         let names = |f: &str| -> Vec<String> {
             answer
@@ -899,7 +916,7 @@ impl Mesh {
         };
         if answer.pointer("/policy/kinds").and_then(Value::as_array).is_none() {
             tracing::warn!(peer = %peer.cfg.id, %origin, "resync answer has no policy; dropping nothing");
-            return;
+            return false;
         }
         let theirs = ExportPolicy::new(names("kinds"), names("groups"));
         let purged = rs.purged;
@@ -908,11 +925,17 @@ impl Mesh {
         });
         let candidates = drops.len();
         match self.center.forget(origin, drops, purged).await {
-            Ok(dropped) => tracing::info!(
-                peer = %peer.cfg.id, %origin, candidates, dropped,
-                "resync complete: dropped records deleted at their origin"
-            ),
-            Err(e) => tracing::warn!(peer = %peer.cfg.id, %origin, "resync could not drop records: {e}"),
+            Ok(dropped) => {
+                tracing::info!(
+                    peer = %peer.cfg.id, %origin, candidates, dropped,
+                    "resync complete: dropped records deleted at their origin"
+                );
+                true
+            }
+            Err(e) => {
+                tracing::warn!(peer = %peer.cfg.id, %origin, "resync could not drop records: {e}");
+                false
+            }
         }
     }
 
@@ -942,7 +965,7 @@ impl Mesh {
             }
             last = r.seq;
         }
-        let covered = if more { last } else { self.mark(origin).max(after) };
+        let covered = ae::page_covers(after, last, more, self.mark(origin));
         Ok(serde_json::to_vec(&json!({
             "records": items,
             "covered_through": covered,
@@ -1118,7 +1141,9 @@ impl Mesh {
                     let _ = tx.send(outcome);
                 }
             }
-            None => tracing::debug!(%initiator, counter, %from, "vote answer noted (undecided yet, repeated, or not asked)"),
+            None => {
+                tracing::debug!(%initiator, counter, %from, "vote answer noted (undecided yet, repeated, or not asked)")
+            }
         }
     }
 

@@ -1,0 +1,647 @@
+//! The simulated world: centers, a faulty network, a workload, virtual time
+//! and the invariants, all derived from one seed.
+//!
+//! A run is a **safety phase** (workload and faults; every invariant checked
+//! after every step) then a **liveness phase** (faults healed, workload
+//! stopped; the mesh must converge within a bound).
+
+use crate::center::{Center, Change, ClientOp, Note, Out, Settings, Timer};
+use crate::invariants::{self, Invariant, Step};
+use crate::msg::{Key, Msg};
+use crate::rng::Rng;
+use regmesh_core::{Record, Visibility};
+use regmesh_proto::policy::ExportPolicy;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
+
+/// Everything a run is made of; [`Plan::from_seed`] derives it.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub seed: u64,
+    pub centers: usize,
+    /// Undirected links (a < b).
+    pub links: Vec<(usize, usize)>,
+    /// What `a` sends `b`, per directed link.
+    pub policies: HashMap<(usize, usize), ExportPolicy>,
+    /// (base, jitter) ms per directed link.
+    pub latency: HashMap<(usize, usize), (u64, u64)>,
+    pub settings: Vec<Settings>,
+    pub loss: f64,
+    pub dup: f64,
+    pub faults: Vec<(u64, Fault)>,
+    pub safety_ms: u64,
+    pub liveness_ms: u64,
+    /// Mean gap between client operations (ms).
+    pub op_gap_ms: u64,
+    pub ids: usize,
+    pub known_gaps: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum Fault {
+    Block(Vec<(usize, usize)>, &'static str),
+    Unblock(Vec<(usize, usize)>),
+    Crash(usize),
+    Restart(usize),
+}
+
+impl Plan {
+    /// The plan of `seed`: a core mesh (a ring plus random chords) whose
+    /// links carry everything but `local` records, and up to two edge
+    /// centers, each hanging off one core center by a link with a
+    /// restrictive export policy in both directions.
+    ///
+    /// With `known_gaps`, the plan also walks into the two gaps PROTOCOL.md
+    /// lists under "Known gaps": restrictive policies go on random core
+    /// links (records then reach a center by paths that filter them
+    /// differently), and the workload deletes ids that two centers created
+    /// (a tombstone of one origin superseding another origin's version).
+    pub fn from_seed(seed: u64, known_gaps: bool) -> Plan {
+        let mut rng = Rng::new(seed);
+        let core = rng.range(3, 6) as usize;
+        let edges = rng.range(0, 2) as usize;
+        let n = core + edges;
+        // A ring (connected), plus random chords.
+        let mut links: BTreeSet<(usize, usize)> = (0..core)
+            .map(|i| (i.min((i + 1) % core), i.max((i + 1) % core)))
+            .collect();
+        for a in 0..core {
+            for b in a + 1..core {
+                if rng.chance(0.3) {
+                    links.insert((a, b));
+                }
+            }
+        }
+        let mut edge_links = BTreeSet::new();
+        for e in core..n {
+            let hub = rng.below(core as u64) as usize;
+            links.insert((hub, e));
+            edge_links.insert((hub, e));
+        }
+        let links: Vec<(usize, usize)> = links.into_iter().collect();
+        let full = ExportPolicy::new([], ["g1".to_string()]);
+        let restricted = [
+            ExportPolicy::new(["agent".to_string()], []),
+            ExportPolicy::new([], []),
+            ExportPolicy::new(["agent".to_string()], ["g1".to_string()]),
+        ];
+        let mut policies = HashMap::new();
+        let mut latency = HashMap::new();
+        for &(a, b) in &links {
+            for (x, y) in [(a, b), (b, a)] {
+                let restrict = if known_gaps {
+                    rng.chance(0.25)
+                } else {
+                    edge_links.contains(&(a, b))
+                };
+                let p = if restrict {
+                    rng.pick(&restricted).clone()
+                } else {
+                    full.clone()
+                };
+                policies.insert((x, y), p);
+                let base = rng.range(1, 60);
+                latency.insert((x, y), (base, rng.range(0, base / 2 + 1)));
+            }
+        }
+        let relaxed = rng.chance(0.5);
+        let settings = (0..n)
+            .map(|_| Settings {
+                interval_ms: *rng.pick(&[150, 300, 500, 1000]),
+                skew_ms: rng.range(0, 4000) as i64 - 2000,
+                lease_ms: 3000,
+                // Longer than any fault lasts, unless walking into the gaps.
+                tombstone_horizon_ms: if known_gaps { 4000 } else { 10_000 },
+                vote_timeout_ms: 1000,
+                relaxed_replicas: relaxed,
+                pull_page: *rng.pick(&[3, 50, 1000]),
+            })
+            .collect();
+        let safety_ms = 30_000;
+        let mut faults = Vec::new();
+        for _ in 0..rng.range(2, 6) {
+            let at = rng.range(1000, safety_ms - 2000);
+            let dur = rng.range(500, 5000);
+            let end = (at + dur).min(safety_ms - 1);
+            match rng.below(4) {
+                0 => {
+                    // Symmetric partition into two sides.
+                    let side: Vec<bool> = (0..n).map(|_| rng.chance(0.5)).collect();
+                    let cut: Vec<(usize, usize)> = links
+                        .iter()
+                        .filter(|(a, b)| side[*a] != side[*b])
+                        .flat_map(|&(a, b)| [(a, b), (b, a)])
+                        .collect();
+                    faults.push((at, Fault::Block(cut.clone(), "partition")));
+                    faults.push((end, Fault::Unblock(cut)));
+                }
+                1 => {
+                    // One-way: some directions stop carrying anything.
+                    let mut cut = Vec::new();
+                    for &(a, b) in &links {
+                        if rng.chance(0.4) {
+                            cut.push(if rng.chance(0.5) { (a, b) } else { (b, a) });
+                        }
+                    }
+                    faults.push((at, Fault::Block(cut.clone(), "one-way")));
+                    faults.push((end, Fault::Unblock(cut)));
+                }
+                2 => {
+                    let c = rng.below(n as u64) as usize;
+                    let cut: Vec<(usize, usize)> = links
+                        .iter()
+                        .filter(|(a, b)| *a == c || *b == c)
+                        .flat_map(|&(a, b)| [(a, b), (b, a)])
+                        .collect();
+                    faults.push((at, Fault::Block(cut.clone(), "isolate")));
+                    faults.push((end, Fault::Unblock(cut)));
+                }
+                _ => {
+                    let c = rng.below(n as u64) as usize;
+                    faults.push((at, Fault::Crash(c)));
+                    faults.push((end, Fault::Restart(c)));
+                }
+            }
+        }
+        Plan {
+            seed,
+            centers: n,
+            links,
+            policies,
+            latency,
+            settings,
+            loss: rng.range(0, 10) as f64 / 100.0,
+            dup: rng.range(0, 5) as f64 / 100.0,
+            faults,
+            safety_ms,
+            liveness_ms: 30_000,
+            op_gap_ms: rng.range(20, 80),
+            ids: 40,
+            known_gaps,
+        }
+    }
+
+    pub fn center_id(i: usize) -> String {
+        format!("c{i:02}")
+    }
+
+    /// The kind and visibility every version of id number `i` has.
+    pub fn key_class(i: usize) -> (&'static str, Visibility) {
+        let kind = if i % 5 == 4 { "service" } else { "agent" };
+        let vis = match i % 10 {
+            7 | 8 => Visibility::Authorized("g1".into()),
+            9 => Visibility::Local,
+            _ => Visibility::Public,
+        };
+        (kind, vis)
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Ev {
+    Deliver { from: usize, to: usize, msg: Msg },
+    Timer { c: usize, epoch: u64, timer: Timer },
+    Workload,
+    Client { c: usize, op: ClientOp },
+    Fault(Fault),
+}
+
+/// What the oracle knows for certain: every acknowledged version.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    pub acked: BTreeMap<Key, Vec<Record>>,
+    pub writes: u64,
+    pub refused: u64,
+    pub granted: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NetStats {
+    pub sent: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    pub duplicated: u64,
+    pub blocked: u64,
+}
+
+pub struct World {
+    pub plan: Plan,
+    pub now: u64,
+    seq: u64,
+    queue: BinaryHeap<Reverse<(u64, u64)>>,
+    events: HashMap<u64, Ev>,
+    pub centers: Vec<Center>,
+    blocked: HashMap<(usize, usize), u32>,
+    loss: f64,
+    dup: f64,
+    net_rng: Rng,
+    wl_rng: Rng,
+    pub history: History,
+    pub net: NetStats,
+    invariants: Vec<Box<dyn Invariant>>,
+    pub violation: Option<String>,
+    pub healed: bool,
+    pub steps: u64,
+    /// Fault descriptions, for the report.
+    pub log: Vec<String>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub seed: u64,
+    pub violation: Option<String>,
+    pub converged_after_ms: Option<u64>,
+    pub steps: u64,
+    pub writes: u64,
+    pub granted: u64,
+    pub refused: u64,
+    pub centers: usize,
+    pub net: NetStats,
+    pub pulls: u64,
+    pub resyncs: u64,
+    pub purged: u64,
+    pub forgot: u64,
+}
+
+impl World {
+    pub fn new(plan: Plan) -> World {
+        let n = plan.centers;
+        let centers = (0..n)
+            .map(|i| {
+                let peers = plan
+                    .links
+                    .iter()
+                    .filter_map(|&(a, b)| match (a == i, b == i) {
+                        (true, _) => Some(b),
+                        (_, true) => Some(a),
+                        _ => None,
+                    })
+                    .map(|j| (j, Plan::center_id(j), plan.policies[&(i, j)].clone()))
+                    .collect();
+                Center::new(i, Plan::center_id(i), plan.settings[i].clone(), peers)
+            })
+            .collect();
+        let mut rng = Rng::new(plan.seed ^ 0x0005_EED0_F0E7);
+        let mut w = World {
+            now: 0,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            events: HashMap::new(),
+            centers,
+            blocked: HashMap::new(),
+            loss: plan.loss,
+            dup: plan.dup,
+            net_rng: rng.fork(),
+            wl_rng: rng.fork(),
+            history: History::default(),
+            net: NetStats::default(),
+            invariants: invariants::all(),
+            violation: None,
+            healed: false,
+            steps: 0,
+            log: Vec::new(),
+            plan,
+        };
+        for i in 0..n {
+            let mut out = Vec::new();
+            w.centers[i].start(0, &mut out);
+            w.effects(i, out, &mut Vec::new(), &mut Vec::new());
+        }
+        w.push(500, Ev::Workload);
+        for (at, f) in w.plan.faults.clone() {
+            w.push(at, Ev::Fault(f));
+        }
+        w
+    }
+
+    fn push(&mut self, at: u64, ev: Ev) {
+        self.seq += 1;
+        self.queue.push(Reverse((at, self.seq)));
+        self.events.insert(self.seq, ev);
+    }
+
+    fn send(&mut self, from: usize, to: usize, msg: Msg) {
+        self.net.sent += 1;
+        if self.blocked.contains_key(&(from, to)) {
+            self.net.blocked += 1;
+            return;
+        }
+        if self.net_rng.chance(self.loss) {
+            self.net.lost += 1;
+            return;
+        }
+        let copies = if self.net_rng.chance(self.dup) {
+            self.net.duplicated += 1;
+            2
+        } else {
+            1
+        };
+        let (base, jitter) = self.plan.latency[&(from, to)];
+        for _ in 0..copies {
+            // Independent jitter per message: later sends may overtake.
+            let at = self.now + base + self.net_rng.range(0, jitter);
+            self.push(
+                at,
+                Ev::Deliver {
+                    from,
+                    to,
+                    msg: msg.clone(),
+                },
+            );
+        }
+    }
+
+    /// Carries out a center's effects; collects what the invariants see.
+    fn effects(&mut self, c: usize, out: Vec<Out>, sent: &mut Vec<(usize, usize, Msg)>, notes: &mut Vec<Note>) {
+        for o in out {
+            match o {
+                Out::Send { to, msg } => {
+                    sent.push((c, to, msg.clone()));
+                    self.send(c, to, msg);
+                }
+                Out::Timer { at, timer } => {
+                    let epoch = self.centers[c].epoch;
+                    self.push(at.max(self.now), Ev::Timer { c, epoch, timer });
+                }
+                Out::Note(n) => {
+                    match &n {
+                        Note::Acked(r) => {
+                            self.history.writes += 1;
+                            self.history
+                                .acked
+                                .entry((r.kind.clone(), r.id.clone()))
+                                .or_default()
+                                .push(r.clone());
+                        }
+                        Note::Refused { .. } => self.history.refused += 1,
+                        Note::Granted { .. } => self.history.granted += 1,
+                        Note::VotedYes { .. } => {}
+                    }
+                    notes.push(n);
+                }
+            }
+        }
+    }
+
+    fn workload(&mut self) {
+        if self.healed {
+            return;
+        }
+        let n = self.plan.centers;
+        let c = self.wl_rng.below(n as u64) as usize;
+        let owned: Vec<Key> = self.centers[c]
+            .store
+            .current
+            .values()
+            .filter(|r| r.origin == self.centers[c].id && !r.deleted)
+            .map(|r| (r.kind.clone(), r.id.clone()))
+            .collect();
+        // Ids only this center ever created (unless walking into the gaps).
+        let single: Vec<Key> = owned
+            .iter()
+            .filter(|k| self.plan.known_gaps || self.history.acked[*k].iter().all(|v| v.origin == self.centers[c].id))
+            .cloned()
+            .collect();
+        let roll = self.wl_rng.below(100);
+        if owned.is_empty() || roll < 30 {
+            let i = self.wl_rng.below(self.plan.ids as u64) as usize;
+            let (kind, vis) = Plan::key_class(i);
+            let key = (kind.to_string(), format!("a{i:02}"));
+            self.push(
+                self.now,
+                Ev::Client {
+                    c,
+                    op: ClientOp::Create {
+                        key: key.clone(),
+                        visibility: vis.clone(),
+                    },
+                },
+            );
+            if self.wl_rng.chance(0.3) {
+                // A concurrent claim of the same id elsewhere.
+                let other = self.wl_rng.below(n as u64) as usize;
+                let at = self.now + self.wl_rng.range(0, 40);
+                self.push(
+                    at,
+                    Ev::Client {
+                        c: other,
+                        op: ClientOp::Create { key, visibility: vis },
+                    },
+                );
+            }
+        } else {
+            let key = self.wl_rng.pick(&owned).clone();
+            let op = match roll {
+                30..=54 => ClientOp::Update { key },
+                55..=69 if !single.is_empty() => ClientOp::Delete {
+                    key: self.wl_rng.pick(&single).clone(),
+                },
+                55..=69 => ClientOp::Update { key },
+                _ => ClientOp::Heartbeat { key },
+            };
+            self.push(self.now, Ev::Client { c, op });
+        }
+        let gap = self.wl_rng.range(1, 2 * self.plan.op_gap_ms);
+        self.push(self.now + gap, Ev::Workload);
+    }
+
+    fn fault(&mut self, f: Fault) -> Option<usize> {
+        match f {
+            Fault::Block(links, what) => {
+                self.log.push(format!("{} ms: {what} {links:?}", self.now));
+                for l in links {
+                    *self.blocked.entry(l).or_insert(0) += 1;
+                }
+                None
+            }
+            Fault::Unblock(links) => {
+                for l in links {
+                    if let Some(k) = self.blocked.get_mut(&l) {
+                        *k -= 1;
+                        if *k == 0 {
+                            self.blocked.remove(&l);
+                        }
+                    }
+                }
+                None
+            }
+            Fault::Crash(c) => {
+                if !self.centers[c].up {
+                    return None;
+                }
+                self.log.push(format!("{} ms: crash {}", self.now, Plan::center_id(c)));
+                for inv in &mut self.invariants {
+                    inv.on_crash(&self.centers[c]);
+                }
+                self.centers[c].crash();
+                None
+            }
+            Fault::Restart(c) => {
+                if self.centers[c].up {
+                    return None;
+                }
+                self.log
+                    .push(format!("{} ms: restart {}", self.now, Plan::center_id(c)));
+                let mut out = Vec::new();
+                self.centers[c].restart(self.now, &mut out);
+                let mut sent = Vec::new();
+                let mut notes = Vec::new();
+                self.effects(c, out, &mut sent, &mut notes);
+                Some(c)
+            }
+        }
+    }
+
+    /// Ends the safety phase: every fault healed, the workload stopped.
+    pub fn heal(&mut self) {
+        self.healed = true;
+        self.blocked.clear();
+        self.loss = 0.0;
+        self.dup = 0.0;
+        for c in 0..self.centers.len() {
+            if !self.centers[c].up {
+                self.fault(Fault::Restart(c));
+            }
+        }
+        self.log.push(format!("{} ms: healed", self.now));
+    }
+
+    /// Runs one event. Returns false when nothing is left before `until`.
+    pub fn step(&mut self, until: u64) -> bool {
+        let Some(Reverse((at, id))) = self.queue.peek().copied() else {
+            return false;
+        };
+        if at > until {
+            return false;
+        }
+        self.queue.pop();
+        let ev = self.events.remove(&id).expect("event");
+        self.now = at;
+        self.steps += 1;
+        let mut out = Vec::new();
+        let mut sent = Vec::new();
+        let mut notes = Vec::new();
+        let mut delivered = None;
+        let center = match ev {
+            Ev::Deliver { from, to, msg } => {
+                if !self.centers[to].up || self.blocked.contains_key(&(from, to)) {
+                    self.net.lost += 1;
+                    None
+                } else {
+                    self.net.delivered += 1;
+                    for inv in &mut self.invariants {
+                        inv.on_deliver(self.now, &self.centers[to], from, &msg);
+                    }
+                    delivered = Some((from, to));
+                    self.centers[to].on_msg(at, from, msg, &mut out);
+                    Some(to)
+                }
+            }
+            Ev::Timer { c, epoch, timer } => {
+                if self.centers[c].up && self.centers[c].epoch == epoch {
+                    self.centers[c].on_timer(at, timer, &mut out);
+                    Some(c)
+                } else {
+                    None
+                }
+            }
+            Ev::Workload => {
+                self.workload();
+                None
+            }
+            Ev::Client { c, op } => {
+                if self.centers[c].up && !self.healed {
+                    self.centers[c].client(at, op, &mut out);
+                    Some(c)
+                } else {
+                    None
+                }
+            }
+            Ev::Fault(f) => self.fault(f),
+        };
+        let Some(c) = center else { return true };
+        self.effects(c, out, &mut sent, &mut notes);
+        self.centers[c].tick_lifecycles(at);
+        let changes: Vec<(Key, Change)> = std::mem::take(&mut self.centers[c].changes);
+        let step = Step {
+            now: at,
+            center: c,
+            delivered,
+            changes: &changes,
+            sent: &sent,
+            notes: &notes,
+        };
+        if self.violation.is_none() {
+            for inv in &mut self.invariants {
+                if let Err(e) = inv.after_step(&self.centers, &self.history, &step) {
+                    self.violation = Some(format!("{}: {e} (at {at} ms, step {})", inv.name(), self.steps));
+                    break;
+                }
+            }
+        }
+        true
+    }
+
+    /// The whole run: safety phase, heal, liveness phase.
+    pub fn run(mut self) -> (Outcome, World) {
+        let safety_end = self.plan.safety_ms;
+        while self.violation.is_none() && self.step(safety_end) {}
+        self.now = safety_end;
+        self.heal();
+        let bound = safety_end + self.plan.liveness_ms;
+        let mut converged = None;
+        let mut next_check = self.now + 250;
+        while self.violation.is_none() {
+            if !self.step(next_check.min(bound)) {
+                self.now = next_check.min(bound);
+                if invariants::convergence::differences(&self.centers, &self.history, 1).is_empty() {
+                    converged = Some(self.now - safety_end);
+                    break;
+                }
+                if self.now >= bound {
+                    let d = invariants::convergence::differences(&self.centers, &self.history, 5);
+                    self.violation = Some(format!(
+                        "convergence: not converged {} ms after healing: {}",
+                        self.plan.liveness_ms,
+                        d.join("; ")
+                    ));
+                    break;
+                }
+                next_check += 250;
+            }
+        }
+        if self.violation.is_none() {
+            for inv in &mut self.invariants {
+                if let Err(e) = inv.at_end(&self.centers, &self.history) {
+                    self.violation = Some(format!("{}: {e} (at the end)", inv.name()));
+                    break;
+                }
+            }
+        }
+        let sum = |f: fn(&Center) -> u64| self.centers.iter().map(f).sum::<u64>();
+        let outcome = Outcome {
+            seed: self.plan.seed,
+            violation: self.violation.clone(),
+            converged_after_ms: converged,
+            steps: self.steps,
+            writes: self.history.writes,
+            granted: self.history.granted,
+            refused: self.history.refused,
+            centers: self.plan.centers,
+            net: self.net.clone(),
+            pulls: sum(|c| c.stats.pulls),
+            resyncs: sum(|c| c.stats.resyncs),
+            purged: sum(|c| c.stats.purged),
+            forgot: sum(|c| c.stats.forgot),
+        };
+        (outcome, self)
+    }
+}
+
+/// Ids of the centers in `set`, for messages.
+pub fn names(set: &HashSet<usize>) -> String {
+    let mut v: Vec<String> = set.iter().map(|i| Plan::center_id(*i)).collect();
+    v.sort();
+    v.join(",")
+}
