@@ -385,6 +385,26 @@ impl Center {
         self.peers.iter().position(|p| p.idx == idx)
     }
 
+    /// For the scale study: every peer already introduced and beating, this
+    /// center active (the mesh has been up a while).
+    pub fn bootstrap(&mut self, now: u64) {
+        let local = self.local(now);
+        for p in &mut self.peers {
+            p.life.hello_answered(local);
+            p.life.beat_received(local, self.settings.interval_ms);
+            p.life.beat_acked(local);
+            p.reachable = true;
+        }
+        self.state = NodeState::Active;
+    }
+
+    /// For the scale study: a new version of `key` written here (as an
+    /// update or a lease renewal), flooded.
+    pub fn publish(&mut self, now: u64, key: Key, out: &mut Vec<Out>) -> Record {
+        let n = self.store.get(&key).map_or(0, |r| body_n(&r.body));
+        self.write_own(now, &key.0, &key.1, body(n + 1, true), None, Visibility::Public, false, out)
+    }
+
     /// Starts (or restarts) this incarnation's timers.
     pub fn start(&mut self, now: u64, out: &mut Vec<Out>) {
         out.push(Out::Timer {
