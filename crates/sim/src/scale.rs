@@ -492,8 +492,11 @@ mod tests {
     #[test]
     fn a_full_mesh_costs_about_n_squared_messages() {
         let r = measure(Topology::Full, &args(30), 5);
-        // The origin sends 29, each of the 29 relays to 28 others.
-        assert!((r.msgs_per_change - (29.0 + 29.0 * 28.0)).abs() < 1.0, "{r:?}");
+        // The origin sends 29; each of the 29 relays to the others but the
+        // origin and the one it first heard it from.
+        let lo = 29.0 + 29.0 * 27.0;
+        let hi = 29.0 + 29.0 * 28.0;
+        assert!(r.msgs_per_change >= lo && r.msgs_per_change <= hi, "{r:?}");
         let s = measure(Topology::Star, &args(30), 5);
         assert!(s.msgs_per_change <= 30.0, "{s:?}");
     }
