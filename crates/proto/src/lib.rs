@@ -9,7 +9,6 @@
 //!   reordering (DRiP §5.4 as DESIGN.md amends it), and the own counter.
 //! - [`lifecycle`]: per-peer state NEEDED → KNOWN → INTRODUCED → OPERATIONAL
 //!   ⇄ DEGRADED ⇄ INTERRUPTED (document 003).
-//! - [`watermark`]: per-origin highest contiguous sequence number.
 //! - [`digest`]: order-independent digest of a set of record versions.
 //! - [`node_state`]: this center's DRiP state (active / inactive / sync).
 //! - [`replay`]: refusal of replayed peer-call tokens.
@@ -35,4 +34,3 @@ pub mod policy;
 pub mod replay;
 pub mod sync;
 pub mod vote;
-pub mod watermark;

@@ -402,7 +402,16 @@ impl Center {
     /// update or a lease renewal), flooded.
     pub fn publish(&mut self, now: u64, key: Key, out: &mut Vec<Out>) -> Record {
         let n = self.store.get(&key).map_or(0, |r| body_n(&r.body));
-        self.write_own(now, &key.0, &key.1, body(n + 1, true), None, Visibility::Public, false, out)
+        self.write_own(
+            now,
+            &key.0,
+            &key.1,
+            body(n + 1, true),
+            None,
+            Visibility::Public,
+            false,
+            out,
+        )
     }
 
     /// Starts (or restarts) this incarnation's timers.
