@@ -320,6 +320,8 @@ pub struct Settings {
     pub retention_ms: u64,
     pub tombstone_horizon_ms: u64,
     pub sweep_interval_ms: u64,
+    /// `leases.renewal_extension_s` in ms.
+    pub renewal_extension_ms: u64,
 }
 
 impl Settings {
@@ -332,6 +334,7 @@ impl Settings {
             retention_ms: c.leases.retention_s.saturating_mul(1000),
             tombstone_horizon_ms: c.leases.tombstone_horizon_s.saturating_mul(1000),
             sweep_interval_ms: c.leases.sweep_interval_ms,
+            renewal_extension_ms: c.leases.renewal_extension_s.saturating_mul(1000),
         }
     }
 }
@@ -344,6 +347,12 @@ struct Shared {
     store: Arc<dyn Store>,
     index: RwLock<Index>,
     deadlines: Mutex<Deadlines>,
+    /// Lease ends of own agents renewed here without a new version (with
+    /// `renewal_extension_ms`); not persisted: after a restart every lease
+    /// runs at least one lease from the start.
+    renewed: Mutex<HashMap<(String, String), u64>>,
+    /// When this center started (ms).
+    started_ms: u64,
     events: broadcast::Sender<Arc<Event>>,
     head: AtomicU64,
     /// The writer's last own sequence number (committed).
@@ -505,6 +514,8 @@ impl Center {
             store,
             index: RwLock::new(Index::new()),
             deadlines: Mutex::new(Deadlines::default()),
+            renewed: Mutex::new(HashMap::new()),
+            started_ms: now_ms(),
             events,
             head: AtomicU64::new(change),
             own_seq: AtomicU64::new(seq),
@@ -1130,6 +1141,34 @@ impl Shared {
             }
     }
 
+    /// When the lease of own live `r` (whose replicated expiry is `exp`)
+    /// really runs out: its last local renewal; else the lease its version
+    /// granted, but not before one lease after this center started (local
+    /// renewals are not persisted).
+    fn lease_end(&self, r: &Record, exp: u64) -> u64 {
+        let ext = self.settings.renewal_extension_ms;
+        if ext == 0 {
+            return exp;
+        }
+        if let Some(t) = self
+            .renewed
+            .lock()
+            .expect("renewed lock")
+            .get(&(r.kind.clone(), r.id.clone()))
+        {
+            return *t;
+        }
+        let lease_ms = r
+            .body_value()
+            .ok()
+            .and_then(|b| b.get("lease_s").and_then(Value::as_u64))
+            .unwrap_or(0)
+            .saturating_mul(1000);
+        exp.saturating_sub(ext)
+            .max(self.started_ms.saturating_add(lease_ms))
+            .min(exp)
+    }
+
     /// When this center must next look at `r`, if ever.
     fn deadline(&self, r: &Record) -> Option<u64> {
         if r.deleted {
@@ -1146,7 +1185,7 @@ impl Shared {
         Some(if expired {
             exp.saturating_add(self.settings.retention_ms)
         } else {
-            exp
+            self.lease_end(r, exp)
         })
     }
 
@@ -1436,6 +1475,11 @@ impl Shared {
                     }
                     replies.push((op.reply, Ok(Outcome::Nothing)));
                 }
+                Ok(Applied::Renewed(record)) => {
+                    // The lease deadline moves; nothing is written.
+                    resweep.push(key);
+                    replies.push((op.reply, Ok(Outcome::Renewed(record))));
+                }
                 Err(e) => replies.push((op.reply, Err(e))),
             }
         }
@@ -1641,16 +1685,28 @@ impl Shared {
             WriteOp::Forget { .. } | WriteOp::Close => Ok(Applied::Nothing),
             WriteOp::Put { prepared, if_version } => {
                 check_version(if_version)?;
+                let ext = self.settings.renewal_extension_ms;
+                let rec_lease = prepared.lease_s;
                 let rec = self.stamp(
                     st,
                     now,
                     kind_name,
                     id,
                     canonical.unwrap_or_else(|| canonical_json(&prepared.body)),
-                    prepared.lease_s.map(|l| now.saturating_add(l.saturating_mul(1000))),
+                    prepared
+                        .lease_s
+                        .map(|l| now.saturating_add(l.saturating_mul(1000)).saturating_add(ext)),
                     prepared.visibility,
                     false,
                 )?;
+                {
+                    let mut renewed = self.renewed.lock().expect("renewed lock");
+                    let key = (kind_name.to_string(), id.to_string());
+                    match rec_lease {
+                        Some(l) if ext > 0 => renewed.insert(key, now.saturating_add(l.saturating_mul(1000))),
+                        _ => renewed.remove(&key),
+                    };
+                }
                 let outcome = if live.is_some() { Done::Replaced } else { Done::Created };
                 Ok(Applied::Write {
                     record: rec,
@@ -1663,6 +1719,10 @@ impl Shared {
             WriteOp::Delete { if_version } => {
                 let r = live.ok_or_else(not_found)?;
                 check_version(if_version)?;
+                self.renewed
+                    .lock()
+                    .expect("renewed lock")
+                    .remove(&(kind_name.to_string(), id.to_string()));
                 let rec = self.stamp(st, now, kind_name, id, "{}".into(), None, r.visibility.clone(), true)?;
                 Ok(Applied::Write {
                     outcome: Done::Deleted,
@@ -1675,15 +1735,31 @@ impl Shared {
             WriteOp::Heartbeat => {
                 let r = live.ok_or_else(not_found)?;
                 let mut body = r.body_value().map_err(|e| WriteError::Storage(e.to_string()))?;
+                let before = body.clone();
                 kind.on_heartbeat(&mut body);
                 let lease = body.get("lease_s").and_then(Value::as_u64);
+                let ext = self.settings.renewal_extension_ms;
+                let key = (kind_name.to_string(), id.to_string());
+                if let (true, Some(l), Some(exp)) = (ext > 0, lease, r.expires_at_ms) {
+                    let end = now.saturating_add(l.saturating_mul(1000));
+                    if body == before && exp >= end {
+                        // The replicated version still covers a whole lease:
+                        // renew here only (`leases.renewal_extension_s`).
+                        self.renewed.lock().expect("renewed lock").insert(key, end);
+                        return Ok(Applied::Renewed(r.clone()));
+                    }
+                }
+                if let (true, Some(l)) = (ext > 0, lease) {
+                    let end = now.saturating_add(l.saturating_mul(1000));
+                    self.renewed.lock().expect("renewed lock").insert(key, end);
+                }
                 let rec = self.stamp(
                     st,
                     now,
                     kind_name,
                     id,
                     canonical_json(&body),
-                    lease.map(|l| now.saturating_add(l.saturating_mul(1000))),
+                    lease.map(|l| now.saturating_add(l.saturating_mul(1000)).saturating_add(ext)),
                     r.visibility.clone(),
                     false,
                 )?;
@@ -1733,13 +1809,20 @@ impl Shared {
                 let mut body = r.body_value().map_err(|e| WriteError::Storage(e.to_string()))?;
                 if !kind.is_expired_state(&body) {
                     kind.on_lease_expired(&mut body);
+                    // `expires_at` stays when the lease ran out (with a
+                    // renewal extension, earlier than the replicated one).
+                    let lapsed = r.expires_at_ms.map(|e| self.lease_end(r, e));
+                    self.renewed
+                        .lock()
+                        .expect("renewed lock")
+                        .remove(&(kind_name.to_string(), id.to_string()));
                     let rec = self.stamp(
                         st,
                         now,
                         kind_name,
                         id,
                         canonical_json(&body),
-                        r.expires_at_ms,
+                        lapsed,
                         r.visibility.clone(),
                         false,
                     )?;
@@ -1885,5 +1968,7 @@ enum Applied {
     Purge,
     /// Drop a foreign record the origin no longer has (resync).
     Forget(Record),
+    /// A lease renewed here only (no new version).
+    Renewed(Record),
     Nothing,
 }

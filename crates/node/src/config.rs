@@ -163,6 +163,14 @@ pub struct LeaseConfig {
     pub tombstone_horizon_s: u64,
     /// How often lease deadlines are checked, milliseconds.
     pub sweep_interval_ms: u64,
+    /// How much longer than its lease a renewal promises to the other
+    /// centers, seconds. 0: every heartbeat is a new version, replicated
+    /// everywhere. N > 0: a heartbeat renews the lease here only, as long as
+    /// the last replicated version still covers a whole lease; the origin
+    /// replicates a renewal about once per N seconds per agent, and still
+    /// publishes `offline` as soon as the lease runs out. Replicas then mark
+    /// an agent stale up to N seconds later when its origin falls silent.
+    pub renewal_extension_s: u64,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -222,6 +230,7 @@ impl Default for LeaseConfig {
             retention_s: 24 * 3600,
             tombstone_horizon_s: 7 * 24 * 3600,
             sweep_interval_ms: 500,
+            renewal_extension_s: 0,
         }
     }
 }

@@ -142,6 +142,43 @@ async fn lease_expiry_marks_offline_then_retention_removes() {
 }
 
 #[tokio::test]
+async fn with_a_renewal_extension_heartbeats_renew_here_only() {
+    // Leases of 1 s, promised 60 s longer to other centers: heartbeats write
+    // nothing while the replicated version covers a whole lease, and the
+    // agent still goes offline on time when they stop.
+    let c = start_with(|cfg| {
+        cfg.leases.renewal_extension_s = 60;
+        cfg.leases.retention_s = 60;
+    })
+    .await;
+    let mut a = agent("::1");
+    a["lease_s"] = json!(1);
+    let v = c.put("/v1/agents/r1", a).await.json();
+    let head = c.center().head();
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let r = c.req(Method::POST, "/v1/agents/r1/heartbeat", None).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.json()["version"], v["version"], "renewed without a new version");
+    }
+    assert_eq!(c.center().head(), head, "no change was written");
+    assert_eq!(
+        c.get("/v1/agents/r1").await.json()["status"],
+        "online",
+        "renewed past its first lease"
+    );
+    let evs = read_events(&c, &format!("/v1/watch?since={head}"), 1, Duration::from_secs(5)).await;
+    assert_eq!(evs[0].1, "expire");
+    assert_eq!(evs[0].2["record"]["status"], "offline");
+    // The offline version says when the lease really ran out, not the
+    // replicated promise.
+    let promised = v["expires_at"].as_str().unwrap().to_string();
+    let lapsed = evs[0].2["record"]["expires_at"].as_str().unwrap().to_string();
+    assert!(lapsed < promised, "lapsed {lapsed}, promised {promised}");
+    c.stop().await;
+}
+
+#[tokio::test]
 async fn offline_agent_comes_back_with_a_heartbeat() {
     let c = start_with(|cfg| cfg.leases.retention_s = 60).await;
     let mut a = agent("::1");

@@ -203,8 +203,22 @@ pub struct Report {
 }
 
 enum Ev {
-    Deliver { from: usize, to: usize, msg: Msg },
-    Publish { c: usize, k: usize },
+    /// A message arrives; it is handled once the center is free.
+    Deliver {
+        from: usize,
+        to: usize,
+        msg: Msg,
+    },
+    /// The center has spent its service time on it: handle it now.
+    Handle {
+        from: usize,
+        to: usize,
+        msg: Msg,
+    },
+    Publish {
+        c: usize,
+        k: usize,
+    },
 }
 
 /// Floods `changes` changes through topology `t` and measures them.
@@ -278,23 +292,28 @@ pub fn measure(t: Topology, a: &Args, changes: usize) -> Report {
                 c
             }
             Ev::Deliver { from, to, msg } => {
-                if busy[to] > at {
-                    push(&mut heap, &mut evs, busy[to], Ev::Deliver { from, to, msg });
-                    continue;
-                }
-                busy[to] = at + service;
+                // One message at a time per center, in arrival order.
+                let done = busy[to].max(at) + service;
+                busy[to] = done;
+                push(&mut heap, &mut evs, done, Ev::Handle { from, to, msg });
+                continue;
+            }
+            Ev::Handle { from, to, msg } => {
                 let before = centers[to].changes.len();
-                centers[to].on_msg((at + service) / 1000, from, msg, &mut out);
+                centers[to].on_msg(at / 1000, from, msg, &mut out);
                 if centers[to].changes.len() == before {
                     dups += 1;
                 }
                 to
             }
         };
+        let me = centers[c].id.clone();
         for (_, ch) in centers[c].changes.drain(..) {
             if let Change::Put(r) = ch {
                 if let Some(&k) = by_version.get(&(r.origin.clone(), r.seq)) {
-                    arrived[k].push(at + service - written[k]);
+                    if r.origin != me {
+                        arrived[k].push(at - written[k]);
+                    }
                 }
             }
         }
@@ -305,7 +324,7 @@ pub fn measure(t: Topology, a: &Args, changes: usize) -> Report {
                 bytes += b;
                 center_bytes[c] += b;
                 center_bytes[to] += b;
-                let when = at + service + lat[&(c, to)] * 1000;
+                let when = at + lat[&(c, to)] * 1000;
                 push(&mut heap, &mut evs, when, Ev::Deliver { from: c, to, msg });
             }
         }
