@@ -83,15 +83,40 @@ impl PeerMarks {
         &self.last
     }
 
-    /// Records a beat's marks; returns the ones of the beat before.
-    pub fn beat(&mut self, marks: HashMap<String, u64>) -> HashMap<String, u64> {
-        std::mem::replace(&mut self.last, marks)
+    /// Records a beat's marks, a whole map (`full`) or only those changed
+    /// since the sender's last acknowledged beat; returns the view before.
+    pub fn beat(&mut self, marks: HashMap<String, u64>, full: bool) -> HashMap<String, u64> {
+        if full {
+            std::mem::replace(&mut self.last, marks)
+        } else {
+            let before = self.last.clone();
+            self.last.extend(marks);
+            before
+        }
     }
 
     /// Whether it holds some origin further than `ours`.
     pub fn ahead_of(&self, ours: impl Fn(&str) -> u64) -> bool {
         self.last.iter().any(|(o, w)| *w > ours(o))
     }
+}
+
+/// Every this many beats to a peer, the whole watermark map goes (also the
+/// first after an introduction); the others carry only what changed since
+/// the last beat the peer answered. A peer that lost its view (a restart)
+/// has it whole again within this many beats.
+pub const FULL_BEAT_EVERY: u64 = 30;
+
+/// The watermarks a beat carries: all of `now`, or those that differ from
+/// `acked` (what the peer holds from our last answered beat).
+pub fn beat_marks(now: &HashMap<String, u64>, acked: &HashMap<String, u64>, full: bool) -> HashMap<String, u64> {
+    if full {
+        return now.clone();
+    }
+    now.iter()
+        .filter(|(o, w)| acked.get(*o) != Some(*w))
+        .map(|(o, w)| (o.clone(), *w))
+        .collect()
 }
 
 /// Origins to pull from a peer after its beat.
@@ -246,6 +271,20 @@ mod tests {
         assert_eq!(page_covers(77, 79, true, 80), 79);
         assert_eq!(page_covers(77, 88, false, 90), 90);
         assert_eq!(page_covers(77, 88, true, 10), 77, "never below where the page started");
+    }
+
+    #[test]
+    fn delta_beats_rebuild_the_whole_view() {
+        let now: HashMap<String, u64> = [("a".to_string(), 5), ("b".to_string(), 7)].into();
+        let acked: HashMap<String, u64> = [("a".to_string(), 5), ("b".to_string(), 6)].into();
+        let delta = beat_marks(&now, &acked, false);
+        assert_eq!(delta, [("b".to_string(), 7)].into());
+        let mut view = PeerMarks::default();
+        view.beat(acked.clone(), true);
+        let before = view.beat(delta, false);
+        assert_eq!(before, acked);
+        assert_eq!(view.latest(), &now);
+        assert_eq!(beat_marks(&now, &acked, true), now);
     }
 
     #[test]

@@ -111,7 +111,11 @@ pub struct PeerSlot {
     pub marks: PeerMarks,
     /// Its last heartbeat call was answered.
     pub reachable: bool,
-    awaiting: Option<u64>,
+    /// (beat number, our full marks it described) awaiting an answer.
+    awaiting: Option<(u64, HashMap<String, u64>)>,
+    /// Our marks as of the last beat it answered (deltas start there).
+    acked: HashMap<String, u64>,
+    beats_sent: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -324,6 +328,8 @@ impl Center {
                     marks: PeerMarks::default(),
                     reachable: false,
                     awaiting: None,
+                    acked: HashMap::new(),
+                    beats_sent: 0,
                 })
                 .collect(),
             settings,
@@ -373,12 +379,19 @@ impl Center {
         m
     }
 
-    fn beat_body(&self) -> BeatBody {
-        BeatBody {
+    /// A beat for peer slot `pi`: whole, or what changed since its last
+    /// answered beat (proto::sync::beat_marks); with the full map.
+    fn beat_body(&self, pi: usize, full: bool) -> (BeatBody, HashMap<String, u64>) {
+        let now = self.all_marks();
+        let acked = &self.peers[pi].acked;
+        let full = full || acked.is_empty();
+        let body = BeatBody {
             state: self.state,
             interval_ms: self.settings.interval_ms,
-            marks: self.all_marks(),
-        }
+            marks: ae::beat_marks(&now, acked, full),
+            full,
+        };
+        (body, now)
     }
 
     fn peer_pos(&self, idx: usize) -> Option<usize> {
@@ -443,6 +456,8 @@ impl Center {
             p.marks = PeerMarks::default();
             p.reachable = false;
             p.awaiting = None;
+            p.acked.clear();
+            p.beats_sent = 0;
         }
         self.state = NodeState::initial(!self.peers.is_empty());
         let last = self
@@ -487,30 +502,30 @@ impl Center {
 
     fn beat_tick(&mut self, now: u64, out: &mut Vec<Out>) {
         let local = self.local(now);
-        let body = self.beat_body();
-        for p in &mut self.peers {
-            if p.life.state() <= PeerState::Known {
+        for pi in 0..self.peers.len() {
+            if self.peers[pi].life.state() <= PeerState::Known {
                 out.push(Out::Send {
-                    to: p.idx,
+                    to: self.peers[pi].idx,
                     msg: Msg::Hello,
                 });
-                p.reachable = false;
+                self.peers[pi].reachable = false;
             } else {
+                let full = self.peers[pi].beats_sent % ae::FULL_BEAT_EVERY == 0;
+                let (body, sent) = self.beat_body(pi, full);
+                self.beat_no += 1;
+                let p = &mut self.peers[pi];
                 if p.awaiting.is_some() {
                     // The last call had no answer within an interval.
                     p.reachable = false;
                 }
-                self.beat_no += 1;
-                p.awaiting = Some(self.beat_no);
+                p.beats_sent += 1;
+                p.awaiting = Some((self.beat_no, sent));
                 out.push(Out::Send {
                     to: p.idx,
-                    msg: Msg::Beat {
-                        n: self.beat_no,
-                        body: body.clone(),
-                    },
+                    msg: Msg::Beat { n: self.beat_no, body },
                 });
             }
-            p.life.tick(local);
+            self.peers[pi].life.tick(local);
         }
         self.reassess(now);
         out.push(Out::Timer {
@@ -970,19 +985,24 @@ impl Center {
         let Some(pi) = self.peer_pos(from) else { return };
         let local = self.local(now);
         match msg {
-            Msg::Hello => out.push(Out::Send {
-                to: from,
-                msg: Msg::HelloOk,
-            }),
+            Msg::Hello => {
+                // It may have lost its view of our marks: whole map next.
+                self.peers[pi].acked.clear();
+                out.push(Out::Send {
+                    to: from,
+                    msg: Msg::HelloOk,
+                })
+            }
             Msg::HelloOk => {
-                let p = &mut self.peers[pi];
-                if p.life.state() <= PeerState::Known {
-                    p.life.hello_answered(local);
-                    p.reachable = true;
-                    // The first heartbeat goes at once.
+                if self.peers[pi].life.state() <= PeerState::Known {
+                    self.peers[pi].life.hello_answered(local);
+                    self.peers[pi].reachable = true;
+                    self.peers[pi].acked.clear();
+                    // The first heartbeat goes at once, whole.
+                    let (body, sent) = self.beat_body(pi, true);
                     self.beat_no += 1;
-                    p.awaiting = Some(self.beat_no);
-                    let body = self.beat_body();
+                    self.peers[pi].beats_sent += 1;
+                    self.peers[pi].awaiting = Some((self.beat_no, sent));
                     out.push(Out::Send {
                         to: from,
                         msg: Msg::Beat { n: self.beat_no, body },
@@ -991,19 +1011,18 @@ impl Center {
                 }
             }
             Msg::Beat { n, body } => {
+                let (answer, _) = self.beat_body(pi, false);
                 out.push(Out::Send {
                     to: from,
-                    msg: Msg::BeatOk {
-                        n,
-                        body: self.beat_body(),
-                    },
+                    msg: Msg::BeatOk { n, body: answer },
                 });
                 self.beat_from(now, pi, body, out);
             }
             Msg::BeatOk { n, body } => {
                 let p = &mut self.peers[pi];
-                if p.awaiting == Some(n) {
-                    p.awaiting = None;
+                if p.awaiting.as_ref().is_some_and(|(a, _)| *a == n) {
+                    let (_, sent) = p.awaiting.take().expect("awaiting");
+                    p.acked = sent;
                     p.reachable = true;
                     p.life.beat_acked(local);
                     self.beat_from(now, pi, body, out);
@@ -1113,8 +1132,9 @@ impl Center {
         let local = self.local(now);
         let interval = body.interval_ms.clamp(50, 3_600_000);
         self.peers[pi].life.beat_received(local, interval);
-        let prev = self.peers[pi].marks.beat(body.marks.clone());
-        let origins = ae::origins_to_pull(&self.id, self.state, &body.marks, &prev, |o| self.mark(o), |_| true);
+        let prev = self.peers[pi].marks.beat(body.marks, body.full);
+        let latest = self.peers[pi].marks.latest().clone();
+        let origins = ae::origins_to_pull(&self.id, self.state, &latest, &prev, |o| self.mark(o), |_| true);
         for origin in origins {
             if self.pulls.start(&origin) {
                 self.next_run += 1;

@@ -15,7 +15,10 @@ pub type Key = (String, String);
 pub struct BeatBody {
     pub state: NodeState,
     pub interval_ms: u64,
+    /// All watermarks (`full`), or those changed since the last beat the
+    /// receiver answered.
     pub marks: HashMap<String, u64>,
+    pub full: bool,
 }
 
 #[derive(Debug, Clone)]

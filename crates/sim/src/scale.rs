@@ -9,10 +9,13 @@
 //! reaches 99% and 100% of the centers, against the shortest-path latency
 //! from its origin; messages, duplicates and bytes.
 //!
-//! Derived from those measurements (printed with the formula): routine
+//! Derived from those measurements and the protocol's message sizes: routine
 //! bandwidth per center at `--agents` agents heartbeating every 30 s with
-//! 500-byte records, against the document's 16.6 MB/s global estimate;
-//! the pull burst after a 10-minute outage.
+//! 500-byte records — the agents' own heartbeats, replicated renewals
+//! (every heartbeat, or one per `leases.renewal_extension_s`), and center
+//! beats (watermark deltas, a whole map every 30 beats, a slice of digests)
+//! — against the document's 16.6 MB/s global estimate; the pull burst after
+//! a 10-minute outage.
 
 use crate::center::{Center, Change, Out, Settings};
 use crate::msg::{Msg, CALL_OVERHEAD_BYTES, MARK_WIRE_BYTES, RECORD_WIRE_BYTES};
@@ -391,13 +394,26 @@ fn rate(bytes_per_s: f64) -> String {
     }
 }
 
-fn ms(v: u64) -> String {
-    if v == u64::MAX {
-        "never".into()
-    } else {
-        format!("{v} ms")
-    }
+/// Bytes a beat exchange costs one link per second, both directions: each
+/// side's call (with the per-call overhead) and its answer, each carrying a
+/// delta of watermarks (a whole map every `FULL_BEAT_EVERY` beats) and a
+/// slice of digests.
+fn beat_bytes_per_link_s(centers: u64, changes_per_s: f64, beat_ms: u64) -> f64 {
+    let per_beat_s = beat_ms as f64 / 1000.0;
+    let full = centers as f64 / regmesh_proto::sync::FULL_BEAT_EVERY as f64;
+    let changed = (changes_per_s * per_beat_s).min(centers as f64);
+    let body = 80.0 + MARK_WIRE_BYTES as f64 * (full + changed) + DIGEST_WIRE_BYTES * DIGESTS_PER_BEAT as f64;
+    let call = CALL_OVERHEAD_BYTES as f64 + body;
+    let answer = ANSWER_OVERHEAD_BYTES as f64 + body;
+    2.0 * (call + answer) / per_beat_s
 }
+
+/// An answer's status line and headers.
+const ANSWER_OVERHEAD_BYTES: u64 = 200;
+/// One origin's digest in a beat (`"origin":{"agent":"<64 hex>"}`).
+const DIGEST_WIRE_BYTES: f64 = 90.0;
+/// Digests per beat (the node's `DIGESTS_PER_BEAT`).
+const DIGESTS_PER_BEAT: u64 = 8;
 
 /// Prints one topology's table.
 pub fn print(r: &Report, a: &Args) {
@@ -405,18 +421,19 @@ pub fn print(r: &Report, a: &Args) {
     let agents = a.agents as f64;
     let hb = a.heartbeat_s as f64;
     let share = agents * RECORD_WIRE_BYTES as f64 / hb / n;
-    let renewals_per_s = agents / hb;
-    let flooded_mean = renewals_per_s * r.center_bytes_mean;
-    let flooded_max = renewals_per_s * r.center_bytes_max;
-    let beat = (CALL_OVERHEAD_BYTES + 60 + MARK_WIRE_BYTES * r.centers as u64) as f64;
-    // A beat and its answer each way on every link, per interval.
-    let beats_mean = r.degree_mean * 2.0 * 2.0 * beat * 1000.0 / a.beat_ms as f64;
-    let beats_max = r.degree_max as f64 * 2.0 * 2.0 * beat * 1000.0 / a.beat_ms as f64;
+    // Each message counted once, as document 000 counts its 16.6 MB/s.
+    let per_change_mean = r.bytes_per_change / n;
+    // The busiest center, its sends and receipts.
+    let per_change_max = r.center_bytes_max;
     let own = share;
-    // A 10-minute outage: every agent renewed at least once meanwhile, so the
-    // returning center pulls one current version of each (1,000 a page).
-    let missed = agents * (1.0 - (-600.0 / hb).exp());
-    let burst = missed * RECORD_WIRE_BYTES as f64 + (missed / 1000.0).ceil() * (CALL_OVERHEAD_BYTES + 200) as f64;
+    let links_mean = r.degree_mean / 2.0;
+    let ms = |v: u64| -> String {
+        if v == u64::MAX {
+            "never".into()
+        } else {
+            format!("{v} ms")
+        }
+    };
     println!(
         "### {} — {} centers, {} agents",
         r.topology.as_str(),
@@ -448,46 +465,58 @@ pub fn print(r: &Report, a: &Args) {
         r.sp99_p50
     );
     println!(
-        "| changes at 99% within shortest path + 100 ms (aim) | {:.0}% |",
+        "| changes at 99% within that shortest path + 100 ms (the aim) | {:.0}% |",
         100.0 * r.within_aim
     );
     println!(
         "| messages per change (duplicates among them) | {:.0} ({:.0}) |",
         r.msgs_per_change, r.dups_per_change
     );
-    println!("| bytes per change, whole mesh | {:.0} |", r.bytes_per_change);
     println!(
-        "| bytes per change per center, mean / busiest | {:.0} / {:.0} |",
-        r.center_bytes_mean, r.center_bytes_max
+        "| bytes per change: whole mesh / per center / busiest center | {:.0} / {:.0} / {:.0} |",
+        r.bytes_per_change, per_change_mean, per_change_max
     );
     println!(
-        "| document 000 per-center share (16.6 MB/s ÷ centers) | {} |",
+        "| document 000's per-center share (16.6 MB/s ÷ centers) | {} |",
         rate(share)
     );
-    println!(
-        "| routine, renewals flooded as versions (today), mean / busiest | {} / {} ({:.0}× / {:.0}× the share) |",
-        rate(flooded_mean + beats_mean + own),
-        rate(flooded_max + beats_max + own),
-        (flooded_mean + beats_mean + own) / share,
-        (flooded_max + beats_max + own) / share
-    );
-    println!(
-        "| routine, renewals kept at the origin, mean / busiest | {} / {} ({:.1}× / {:.1}× the share) |",
-        rate(beats_mean + own),
-        rate(beats_max + own),
-        (beats_mean + own) / share,
-        (beats_max + own) / share
-    );
-    println!(
-        "| of which center beats (full watermark maps every {} ms), mean | {} |",
-        a.beat_ms,
-        rate(beats_mean)
-    );
-    println!(
-        "| burst after a 10-minute outage: records / bytes pulled | {:.0} / {:.0} MB |",
-        missed,
-        burst / 1e6
-    );
+    for (label, ext_s) in [("0 (default)", 0u64), ("3600", 3600), ("86400", 86_400)] {
+        // Replicated renewals per second, whole mesh.
+        let renewals = if ext_s == 0 { agents / hb } else { agents / ext_s as f64 };
+        let beats_mean = links_mean * 2.0 * beat_bytes_per_link_s(r.centers as u64, renewals, a.beat_ms) / 2.0;
+        let beats_max = r.degree_max as f64 * beat_bytes_per_link_s(r.centers as u64, renewals, a.beat_ms);
+        let mean = own + renewals * per_change_mean + beats_mean;
+        let max = own + renewals * per_change_max + beats_max;
+        println!(
+            "| routine per center, `renewal_extension_s` = {label}: mean / busiest | {} / {} ({:.1}× / {:.0}× the share) |",
+            rate(mean),
+            rate(max),
+            mean / share,
+            max / share
+        );
+        if ext_s == 86_400 {
+            println!(
+                "| … of which own agents' heartbeats / replicated renewals / center beats (mean) | {} / {} / {} |",
+                rate(own),
+                rate(renewals * per_change_mean),
+                rate(beats_mean)
+            );
+        }
+    }
+    // A 10-minute outage: the returning center pulls one current version
+    // of every record that changed meanwhile, 1,000 a page.
+    for (label, per_agent_s) in [
+        ("every renewal replicated", hb),
+        ("renewal_extension_s = 86400", 86_400.0),
+    ] {
+        let missed = agents * (1.0 - (-600.0 / per_agent_s).exp());
+        let bytes = missed * RECORD_WIRE_BYTES as f64 + (missed / 1000.0).ceil() * (CALL_OVERHEAD_BYTES + 200) as f64;
+        println!(
+            "| burst after a 10-minute outage ({label}): records / MB pulled | {:.0} / {:.1} |",
+            missed,
+            bytes / 1e6
+        );
+    }
     println!();
 }
 

@@ -66,6 +66,11 @@ pub struct Peer {
     their_marks: Mutex<PeerMarks>,
     /// Whether its digests matched ours at equal watermarks (last compared).
     digest_match: Mutex<Option<bool>>,
+    /// Our watermarks as of the last beat it answered (deltas start there).
+    acked_marks: Mutex<HashMap<String, u64>>,
+    beats_sent: AtomicU64,
+    /// Where the next beat's slice of digests starts.
+    digest_cursor: AtomicU64,
     sent: AtomicU64,
     dropped: AtomicU64,
 }
@@ -78,6 +83,9 @@ pub struct Beat {
     pub state: Option<String>,
     pub interval_ms: Option<u64>,
     pub marks: HashMap<String, u64>,
+    /// Whether `marks` is the whole map (else only what changed since the
+    /// sender's last answered beat). Beats without the field are whole.
+    pub full: bool,
     pub digests: Value,
 }
 
@@ -100,12 +108,17 @@ impl Beat {
                     })
                     .unwrap_or_default(),
                 digests: m.get("digests").cloned().unwrap_or(Value::Null),
+                full: m.get("full").and_then(Value::as_bool).unwrap_or(true),
             },
             Value::String(s) => Beat {
                 state: Some(s.clone()),
+                full: true,
                 ..Beat::default()
             },
-            Value::Null => Beat::default(),
+            Value::Null => Beat {
+                full: true,
+                ..Beat::default()
+            },
             _ => return Err("a heartbeat body is a JSON object or a state".into()),
         };
         if let Some(s) = &beat.state {
@@ -114,6 +127,13 @@ impl Beat {
             }
         }
         Ok(beat)
+    }
+}
+
+impl Peer {
+    /// Our next beat to it carries the whole watermark map.
+    pub fn forget_acked_marks(&self) {
+        self.acked_marks.lock().expect("marks lock").clear();
     }
 }
 
@@ -134,8 +154,8 @@ pub enum VoteOutcome {
     Undecided(String),
 }
 
-/// Origins whose digests one heartbeat carries, at most.
-pub const DIGEST_ORIGINS_MAX: usize = 1024;
+/// Origins whose digests one heartbeat carries, at most (a rotating slice).
+pub const DIGESTS_PER_BEAT: usize = 8;
 /// A pull page stops growing at this many bytes of encoded records (before
 /// compression), whatever `limit` asked: records may be up to 64 KiB each.
 pub const PULL_PAGE_BYTES: usize = 2 << 20;
@@ -240,6 +260,9 @@ impl Mesh {
                 announced: Mutex::new(None),
                 their_marks: Mutex::new(PeerMarks::default()),
                 digest_match: Mutex::new(None),
+                acked_marks: Mutex::new(HashMap::new()),
+                beats_sent: AtomicU64::new(0),
+                digest_cursor: AtomicU64::new(0),
                 sent: AtomicU64::new(0),
                 dropped: AtomicU64::new(0),
                 cfg: pc.clone(),
@@ -422,6 +445,8 @@ impl Mesh {
                     Ok(a) if a.status == StatusCode::OK => {
                         let t = peer.life.lock().expect("life lock").hello_answered(now_ms());
                         self.note(&peer, t);
+                        // A (re)introduced peer gets our whole map next.
+                        peer.forget_acked_marks();
                         // Introduced: the first heartbeat goes now, not a
                         // whole interval later.
                         tick.reset_immediately();
@@ -437,7 +462,10 @@ impl Mesh {
                     }
                 }
             } else {
-                let body = serde_json::to_vec(&self.beat_payload(&peer)).expect("json");
+                let n = peer.beats_sent.fetch_add(1, Ordering::Relaxed);
+                let full = n % ae::FULL_BEAT_EVERY == 0;
+                let (payload, sent) = self.beat_for(&peer, full);
+                let body = serde_json::to_vec(&payload).expect("json");
                 let path = format!("/heartbeat/node/{}", self.me);
                 match peer
                     .client
@@ -453,11 +481,12 @@ impl Mesh {
                     Ok(a) if a.status == StatusCode::OK => {
                         let t = peer.life.lock().expect("life lock").beat_acked(now_ms());
                         self.note(&peer, t);
+                        *peer.acked_marks.lock().expect("marks lock") = sent;
                         // The answer is the peer's own beat (regmesh peers
                         // send one; an empty answer carries nothing).
                         if let Ok(v) = serde_json::from_slice::<Value>(&a.body) {
                             if let Ok(b) = Beat::parse(&v) {
-                                if !b.marks.is_empty() {
+                                if b.state.is_some() {
                                     self.beat_from(&peer.cfg.id, b);
                                 }
                             }
@@ -685,11 +714,28 @@ impl Mesh {
     /// for kinds its policy receives: `{origin: {kind: hex}}`.
     fn digests_for(&self, peer: &Peer) -> Value {
         let theirs = peer.their_marks.lock().expect("marks lock").latest().clone();
+        let mut eligible: Vec<String> = self
+            .marks()
+            .into_iter()
+            .filter(|(o, w)| theirs.get(o) == Some(w))
+            .map(|(o, _)| o)
+            .collect();
+        eligible.sort();
+        // A slice per beat, round robin: every origin is compared within
+        // len / DIGESTS_PER_BEAT beats.
+        let start = if eligible.is_empty() {
+            0
+        } else {
+            (peer.digest_cursor.fetch_add(DIGESTS_PER_BEAT as u64, Ordering::Relaxed) as usize) % eligible.len()
+        };
         let mut out = serde_json::Map::new();
-        for (origin, w) in self.marks().into_iter().take(DIGEST_ORIGINS_MAX) {
-            if theirs.get(&origin) != Some(&w) {
-                continue;
-            }
+        for origin in eligible
+            .iter()
+            .cycle()
+            .skip(start)
+            .take(DIGESTS_PER_BEAT.min(eligible.len()))
+        {
+            let origin = origin.clone();
             let kinds: serde_json::Map<String, Value> = self
                 .center
                 .public_digests(&origin)
@@ -744,15 +790,27 @@ impl Mesh {
         }
     }
 
-    /// What this center tells `peer` in a heartbeat (and in its answer to
-    /// the peer's heartbeat).
+    /// What this center tells `peer` in its answer to the peer's heartbeat:
+    /// the watermarks changed since the peer last answered one of ours.
     pub fn beat_payload(&self, peer: &Peer) -> Value {
-        json!({
+        self.beat_for(peer, false).0
+    }
+
+    /// A beat for `peer`: whole, or only the watermarks changed since the
+    /// last beat it answered; with the full map it describes.
+    fn beat_for(&self, peer: &Peer, full: bool) -> (Value, HashMap<String, u64>) {
+        let now = self.marks();
+        let acked = peer.acked_marks.lock().expect("marks lock").clone();
+        let full = full || acked.is_empty();
+        let marks = ae::beat_marks(&now, &acked, full);
+        let v = json!({
             "state": self.node_state().as_str(),
             "interval_ms": self.interval_ms,
-            "watermarks": self.marks(),
+            "watermarks": marks,
+            "full": full,
             "digests": self.digests_for(peer),
-        })
+        });
+        (v, now)
     }
 
     /// A heartbeat from peer `sender`, with its announced state, interval
@@ -762,10 +820,18 @@ impl Mesh {
             state,
             interval_ms,
             marks,
+            full,
             digests,
         } = beat;
         let interval_ms = interval_ms.unwrap_or(1000).clamp(50, 3_600_000);
         let Some(peer) = self.peer(sender).cloned() else { return };
+        // Floods in flight arrive within milliseconds: pull only on a lead
+        // that outlived one beat (or at once while catching up, `sync`).
+        let (prev, marks) = {
+            let mut view = peer.their_marks.lock().expect("marks lock");
+            let prev = view.beat(marks, full);
+            (prev, view.latest().clone())
+        };
         self.compare_digests(&peer, &marks, &digests);
         let t = peer
             .life
@@ -776,9 +842,6 @@ impl Mesh {
         if state.is_some() {
             *peer.announced.lock().expect("announced lock") = state;
         }
-        // Floods in flight arrive within milliseconds: pull only on a lead
-        // that outlived one beat (or at once while catching up, `sync`).
-        let prev = peer.their_marks.lock().expect("marks lock").beat(marks.clone());
         let origins = ae::origins_to_pull(
             &self.me,
             self.node_state(),

@@ -417,13 +417,16 @@ async fn hello(State(mesh): State<Arc<Mesh>>, headers: HeaderMap, body: Body) ->
     let v: Value =
         serde_json::from_slice(&raw).map_err(|e| refuse(StatusCode::BAD_REQUEST, "malformed_json", e.to_string()))?;
     let id = v.get("id").and_then(Value::as_str).unwrap_or("");
-    if mesh.peer(id).is_none() {
+    let Some(peer) = mesh.peer(id) else {
         return Ok((
             StatusCode::FORBIDDEN,
             Json(json!({"id": mesh.me, "accepted": false, "reason": format!("{id:?} is not a configured peer of {}", mesh.me)})),
         )
             .into_response());
-    }
+    };
+    // A peer introducing itself (again, say after a restart) may have lost
+    // its view of our watermarks: the next beat carries the whole map.
+    peer.forget_acked_marks();
     Ok(Json(json!({"id": mesh.me, "accepted": true})).into_response())
 }
 
