@@ -510,7 +510,7 @@ impl Center {
                 });
                 self.peers[pi].reachable = false;
             } else {
-                let full = self.peers[pi].beats_sent % ae::FULL_BEAT_EVERY == 0;
+                let full = self.peers[pi].beats_sent.is_multiple_of(ae::FULL_BEAT_EVERY);
                 let (body, sent) = self.beat_body(pi, full);
                 self.beat_no += 1;
                 let p = &mut self.peers[pi];

@@ -463,7 +463,7 @@ impl Mesh {
                 }
             } else {
                 let n = peer.beats_sent.fetch_add(1, Ordering::Relaxed);
-                let full = n % ae::FULL_BEAT_EVERY == 0;
+                let full = n.is_multiple_of(ae::FULL_BEAT_EVERY);
                 let (payload, sent) = self.beat_for(&peer, full);
                 let body = serde_json::to_vec(&payload).expect("json");
                 let path = format!("/heartbeat/node/{}", self.me);
