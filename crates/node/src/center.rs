@@ -765,9 +765,9 @@ impl Center {
         r.origin != self.shared.id && r.expires_at_ms.is_some_and(|t| t < now_ms())
     }
 
-    /// Digests of `origin`'s live, wholly public versions, per kind.
-    pub fn public_digests(&self, origin: &str) -> Vec<(String, regmesh_proto::digest::SetDigest)> {
-        self.shared.index.read().expect("index lock").public_digests(origin)
+    /// Digests of `origin`'s live versions, per (kind, visibility class).
+    pub fn class_digests(&self, origin: &str) -> Vec<(String, String, regmesh_proto::digest::SetDigest)> {
+        self.shared.index.read().expect("index lock").class_digests(origin)
     }
 
     /// Every center whose records this center accepts, itself included.
@@ -1127,18 +1127,17 @@ impl Shared {
         t
     }
 
-    /// Live, public, and every part public: what every peer receiving this
-    /// kind holds, so what peers' digests compare.
-    fn is_public(&self, r: &Record) -> bool {
-        !r.deleted
-            && r.visibility == regmesh_core::Visibility::Public
-            && match (self.kind(&r.kind), r.body_value()) {
-                (Some(k), Ok(b)) => k
-                    .part_visibilities(&b)
-                    .iter()
-                    .all(|v| *v == regmesh_core::Visibility::Public),
-                _ => false,
-            }
+    /// The visibility class of live `r` (record and parts), which peers
+    /// compare digests of; `None` for tombstones and anything `local`.
+    fn class_of(&self, r: &Record) -> Option<String> {
+        if r.deleted {
+            return None;
+        }
+        let parts = match (self.kind(&r.kind), r.body_value()) {
+            (Some(k), Ok(b)) => k.part_visibilities(&b),
+            _ => return None,
+        };
+        regmesh_proto::policy::class_of(std::iter::once(&r.visibility).chain(parts.iter()))
     }
 
     /// When the lease of own live `r` (whose replicated expiry is `exp`)
@@ -1269,6 +1268,7 @@ impl Shared {
                 match rec {
                     Ok(r) => {
                         let terms = self.terms(&r);
+                        let class = ix.class_id(self.class_of(&r).as_deref());
                         ix.upsert(
                             &r.kind,
                             &r.id,
@@ -1277,7 +1277,7 @@ impl Shared {
                                 deleted: r.deleted,
                                 origin: std::sync::Arc::from(r.origin.as_str()),
                                 seq: r.seq,
-                                public: self.is_public(&r),
+                                class,
                             },
                             &[],
                             &terms,
@@ -1575,6 +1575,7 @@ impl Shared {
                     match (&slot.after, slot.after_digest) {
                         (Some(r), Some(d)) => {
                             let new_terms = self.terms(r);
+                            let class = ix.class_id(self.class_of(r).as_deref());
                             ix.upsert(
                                 k,
                                 i,
@@ -1583,7 +1584,7 @@ impl Shared {
                                     deleted: r.deleted,
                                     origin: std::sync::Arc::from(r.origin.as_str()),
                                     seq: r.seq,
-                                    public: self.is_public(r),
+                                    class,
                                 },
                                 &old_terms,
                                 &new_terms,

@@ -48,9 +48,55 @@ impl ExportPolicy {
     }
 }
 
+/// The visibility class of a live record: its own visibility and its parts,
+/// sorted and joined by `+` (`public`, `authorized:g1`,
+/// `authorized:g1+public`, ...). `None` when anything is `local`: such a
+/// record is never compared with a peer. Records of one class go to exactly
+/// the same peers, so per-class digests can be compared with any peer whose
+/// policy sees the class.
+pub fn class_of<'a>(visibilities: impl IntoIterator<Item = &'a Visibility>) -> Option<String> {
+    let mut v: Vec<String> = Vec::new();
+    for vis in visibilities {
+        if *vis == Visibility::Local {
+            return None;
+        }
+        v.push(vis.to_string());
+    }
+    v.sort();
+    v.dedup();
+    Some(v.join("+"))
+}
+
+impl ExportPolicy {
+    /// May a peer with this policy receive records of `kind` and `class`?
+    pub fn sees_class(&self, kind: &str, class: &str) -> bool {
+        (self.kinds.is_empty() || self.kinds.contains(kind))
+            && class
+                .split('+')
+                .all(|v| Visibility::parse(v).is_ok_and(|v| self.sees(&v)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn classes_name_who_may_see() {
+        let g = Visibility::Authorized("g1".into());
+        assert_eq!(class_of([&Visibility::Public]).as_deref(), Some("public"));
+        assert_eq!(
+            class_of([&Visibility::Public, &g, &Visibility::Public]).as_deref(),
+            Some("authorized:g1+public")
+        );
+        assert_eq!(class_of([&Visibility::Public, &Visibility::Local]), None);
+        let p = ExportPolicy::new(["agent".to_string()], ["g1".to_string()]);
+        assert!(p.sees_class("agent", "authorized:g1+public"));
+        assert!(!p.sees_class("service", "public"));
+        let q = ExportPolicy::new([], []);
+        assert!(q.sees_class("service", "public"));
+        assert!(!q.sees_class("agent", "authorized:g1+public"));
+    }
     use regmesh_core::Hlc;
 
     fn rec(kind: &str, v: Visibility) -> Record {

@@ -184,6 +184,42 @@ pub fn page_covers(after: u64, last_in_page: u64, full: bool, our_mark: u64) -> 
     covered.max(after)
 }
 
+/// One digest-triggered re-pull per origin at most this often.
+pub const REPAIR_EVERY_MS: u64 = 10_000;
+
+/// Whether digests that differ at equal watermarks may re-pull an origin
+/// now (last re-pulled at `last_ms`).
+pub fn repair_due(last_ms: Option<u64>, now_ms: u64) -> bool {
+    last_ms.is_none_or(|t| now_ms >= t + REPAIR_EVERY_MS)
+}
+
+/// Whether a peer's digests of one origin agree with ours: every class it
+/// sent matches, and every class we hold that its policy would send us is
+/// among them (a class it holds nothing of is absent from its beat).
+pub fn digests_agree<'a, D: PartialEq + 'a>(
+    theirs: impl IntoIterator<Item = (&'a str, &'a D)>,
+    ours: &std::collections::BTreeMap<String, D>,
+    they_send: impl Fn(&str) -> bool,
+) -> bool {
+    let mut seen = HashSet::new();
+    for (k, d) in theirs {
+        if ours.get(k) != Some(d) {
+            return false;
+        }
+        seen.insert(k.to_string());
+    }
+    ours.keys().all(|k| seen.contains(k) || !they_send(k))
+}
+
+/// Whether a version brought by a digest repair (a re-pull from seq 0) may
+/// be merged: always for a key held here (merging keeps the newer), but for
+/// a key not held only above this center's purge mark of its origin (`seq >
+/// purged_through`): below it, the key may be absent because its deletion
+/// was purged here, and the peer's copy is what that deletion removed.
+pub fn repair_may_apply(seq: u64, purged_through: u64, held: bool) -> bool {
+    held || seq > purged_through
+}
+
 /// Whether a pull answer turns the pull into a replacing resync: the peer
 /// purged deletions of `origin` above our mark, so we may hold records
 /// deleted since. Never for our own origin.

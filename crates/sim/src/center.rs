@@ -19,9 +19,11 @@ use crate::msg::{BeatBody, Key, Msg};
 use regmesh_core::hlc::HlcClock;
 use regmesh_core::{Hlc, Record, Visibility};
 use regmesh_proto::dedup::{CounterWindow, Seen};
+use regmesh_proto::digest::{element, SetDigest};
 use regmesh_proto::flood;
 use regmesh_proto::lifecycle::{PeerLifecycle, PeerState};
 use regmesh_proto::node_state::NodeState;
+use regmesh_proto::policy::class_of;
 use regmesh_proto::policy::ExportPolicy;
 use regmesh_proto::sync::{self as ae, Marks, PeerMarks, Pulls, Resync};
 use regmesh_proto::vote::{self, Ballot, Claims, Tally};
@@ -39,6 +41,9 @@ pub struct Settings {
     pub relaxed_replicas: bool,
     pub pull_page: usize,
 }
+
+/// Digests per beat (the node's `DIGESTS_PER_BEAT`).
+pub const DIGESTS_PER_BEAT: usize = 8;
 
 /// Global virtual time 0 on the centers' clocks (2026-11-01T00:00:00Z).
 pub const EPOCH_MS: u64 = 1_793_491_200_000;
@@ -116,6 +121,7 @@ pub struct PeerSlot {
     /// Our marks as of the last beat it answered (deltas start there).
     acked: HashMap<String, u64>,
     beats_sent: u64,
+    digest_cursor: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -125,6 +131,8 @@ struct PullRun {
     after: u64,
     resync: Option<Resync>,
     pages: usize,
+    /// Started because digests differed (a repair, not a catch-up).
+    repair: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -270,6 +278,8 @@ pub struct Center {
     sync_since: Option<u64>,
     pulls: Pulls,
     pulling: HashMap<String, PullRun>,
+    /// When each (peer, origin) was last re-pulled because digests differed.
+    last_repair: HashMap<(usize, String), u64>,
     next_run: u64,
     beat_no: u64,
     claims: Claims,
@@ -290,6 +300,8 @@ pub struct Stats {
     pub resyncs: u64,
     pub forgot: u64,
     pub purged: u64,
+    /// Re-pulls from seq 0 because digests differed.
+    pub repairs: u64,
 }
 
 fn body(n: u64, online: bool) -> String {
@@ -330,6 +342,7 @@ impl Center {
                     awaiting: None,
                     acked: HashMap::new(),
                     beats_sent: 0,
+                    digest_cursor: 0,
                 })
                 .collect(),
             settings,
@@ -342,6 +355,7 @@ impl Center {
             sync_since: None,
             pulls: Pulls::default(),
             pulling: HashMap::new(),
+            last_repair: HashMap::new(),
             next_run: 0,
             beat_no: 0,
             claims: Claims::default(),
@@ -381,8 +395,9 @@ impl Center {
 
     /// A beat for peer slot `pi`: whole, or what changed since its last
     /// answered beat (proto::sync::beat_marks); with the full map.
-    fn beat_body(&self, pi: usize, full: bool) -> (BeatBody, HashMap<String, u64>) {
+    fn beat_body(&mut self, pi: usize, full: bool) -> (BeatBody, HashMap<String, u64>) {
         let now = self.all_marks();
+        let digests = self.digests_for(pi);
         let acked = &self.peers[pi].acked;
         let full = full || acked.is_empty();
         let body = BeatBody {
@@ -390,6 +405,8 @@ impl Center {
             interval_ms: self.settings.interval_ms,
             marks: ae::beat_marks(&now, acked, full),
             full,
+            digests,
+            policy: self.peers[pi].policy.clone(),
         };
         (body, now)
     }
@@ -473,6 +490,7 @@ impl Center {
         self.sync_since = None;
         self.pulls = Pulls::default();
         self.pulling.clear();
+        self.last_repair.clear();
         self.claims = Claims::default();
         self.collecting.clear();
         self.pending_vis.clear();
@@ -1134,26 +1152,118 @@ impl Center {
         self.peers[pi].life.beat_received(local, interval);
         let prev = self.peers[pi].marks.beat(body.marks, body.full);
         let latest = self.peers[pi].marks.latest().clone();
-        let origins = ae::origins_to_pull(&self.id, self.state, &latest, &prev, |o| self.mark(o), |_| true);
-        for origin in origins {
-            if self.pulls.start(&origin) {
-                self.next_run += 1;
-                let run = self.next_run;
-                let after = self.mark(&origin);
-                self.stats.pulls += 1;
-                self.pulling.insert(
-                    origin.clone(),
-                    PullRun {
-                        run,
-                        peer: self.peers[pi].idx,
-                        after,
-                        resync: None,
-                        pages: 0,
-                    },
-                );
-                self.send_pull(now, run, self.peers[pi].idx, &origin, after, out);
+        // Digests at equal watermarks: a difference re-pulls from seq 0.
+        for (origin, theirs) in &body.digests {
+            if latest.get(origin) != Some(&self.mark(origin)) || *origin == self.id {
+                continue;
+            }
+            let ours = self.class_digests(origin);
+            let same = ae::digests_agree(theirs.iter().map(|(k, d)| (k.as_str(), d)), &ours, |k| {
+                let (kind, class) = k.split_once('@').unwrap_or((k, "public"));
+                body.policy.sees_class(kind, class)
+            });
+            let slot = (self.peers[pi].idx, origin.clone());
+            // The peer's turn is spent only on a re-pull that starts.
+            if !same
+                && ae::repair_due(self.last_repair.get(&slot).copied(), local)
+                && self.start_pull(now, pi, origin, true, out)
+            {
+                self.last_repair.insert(slot, local);
+                self.stats.repairs += 1;
             }
         }
+        let origins = ae::origins_to_pull(&self.id, self.state, &latest, &prev, |o| self.mark(o), |_| true);
+        for origin in origins {
+            self.start_pull(now, pi, &origin, false, out);
+        }
+    }
+
+    /// Starts a pull of `origin` from peer slot `pi` unless one runs.
+    fn start_pull(&mut self, now: u64, pi: usize, origin: &str, from_zero: bool, out: &mut Vec<Out>) -> bool {
+        if !self.pulls.start(origin) {
+            return false;
+        }
+        self.next_run += 1;
+        let run = self.next_run;
+        let after = if from_zero { 0 } else { self.mark(origin) };
+        self.stats.pulls += 1;
+        self.pulling.insert(
+            origin.to_string(),
+            PullRun {
+                run,
+                peer: self.peers[pi].idx,
+                after,
+                resync: None,
+                pages: 0,
+                repair: from_zero,
+            },
+        );
+        self.send_pull(now, run, self.peers[pi].idx, origin, after, out);
+        true
+    }
+
+    /// Digests of `origin`'s live versions per (kind, visibility class), as
+    /// the node's index keeps them: `kind` for public, `kind@class` else.
+    fn class_digests(&self, origin: &str) -> BTreeMap<String, SetDigest> {
+        let mut out: BTreeMap<String, SetDigest> = BTreeMap::new();
+        for (_, key) in self
+            .store
+            .by_seq
+            .range((origin.to_string(), 0)..)
+            .take_while(|((o, _), _)| o == origin)
+        {
+            let Some(r) = self.store.get(key) else { continue };
+            if r.deleted {
+                continue;
+            }
+            let Some(class) = class_of([&r.visibility]) else {
+                continue;
+            };
+            let k = if class == "public" {
+                r.kind.clone()
+            } else {
+                format!("{}@{class}", r.kind)
+            };
+            let e = element(&r.kind, &r.id, &r.origin, r.version.wall_ms, r.version.logical, false);
+            out.entry(k).or_default().add(&e);
+        }
+        out
+    }
+
+    /// A slice of digests for peer `pi`: origins on which it last reported
+    /// our watermark, round robin, the classes its policy receives.
+    fn digests_for(&mut self, pi: usize) -> Vec<(String, Vec<(String, SetDigest)>)> {
+        let theirs = self.peers[pi].marks.latest();
+        let mut eligible: Vec<String> = self
+            .all_marks()
+            .into_iter()
+            .filter(|(o, w)| theirs.get(o) == Some(w))
+            .map(|(o, _)| o)
+            .collect();
+        if eligible.is_empty() {
+            return Vec::new();
+        }
+        eligible.sort();
+        let start = self.peers[pi].digest_cursor % eligible.len();
+        self.peers[pi].digest_cursor += DIGESTS_PER_BEAT;
+        let policy = self.peers[pi].policy.clone();
+        eligible
+            .iter()
+            .cycle()
+            .skip(start)
+            .take(DIGESTS_PER_BEAT.min(eligible.len()))
+            .map(|o| {
+                let d = self
+                    .class_digests(o)
+                    .into_iter()
+                    .filter(|(k, _)| {
+                        let (kind, class) = k.split_once('@').unwrap_or((k, "public"));
+                        policy.sees_class(kind, class)
+                    })
+                    .collect();
+                (o.clone(), d)
+            })
+            .collect()
     }
 
     fn send_pull(&self, now: u64, run: u64, to: usize, origin: &str, after: u64, out: &mut Vec<Out>) {
@@ -1200,6 +1310,19 @@ impl Center {
                 rs.sent(&r.kind, &r.id);
             }
         }
+        let records = if pr.repair {
+            // A repair fills what a peer has and we lack; it never brings
+            // back what a purged deletion may have removed here.
+            let purged = self.store.purged.get(&origin).copied().unwrap_or(0);
+            records
+                .into_iter()
+                .filter(|r| {
+                    ae::repair_may_apply(r.seq, purged, self.store.get(&(r.kind.clone(), r.id.clone())).is_some())
+                })
+                .collect()
+        } else {
+            records
+        };
         self.apply_remote(now, records);
         if start_resync && pr.after > 0 {
             pr.after = 0;

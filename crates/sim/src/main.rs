@@ -87,6 +87,11 @@ fn main() -> ExitCode {
                     }
                 }
                 if o.violation.is_some() && verbose {
+                    let mut links: Vec<_> = w.plan.policies.iter().collect();
+                    links.sort_by_key(|(k, _)| **k);
+                    for ((a, b), p) in links {
+                        println!("  policy c{a:02}->c{b:02}: kinds {:?} groups {:?}", p.kinds, p.groups);
+                    }
                     for c in &w.centers {
                         let mut marks: Vec<(String, u64)> = c.marks.to_map().into_iter().collect();
                         marks.sort();

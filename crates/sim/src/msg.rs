@@ -2,6 +2,7 @@
 //! one variant per call or answer, without the HTTP around it.
 
 use regmesh_core::Record;
+use regmesh_proto::digest::SetDigest;
 use regmesh_proto::node_state::NodeState;
 use regmesh_proto::policy::ExportPolicy;
 use regmesh_proto::vote::Ballot;
@@ -19,6 +20,11 @@ pub struct BeatBody {
     /// receiver answered.
     pub marks: HashMap<String, u64>,
     pub full: bool,
+    /// Per origin: digests per `kind` or `kind@class`.
+    pub digests: Vec<(String, Vec<(String, SetDigest)>)>,
+    /// What the sender sends the receiver (so a class it has nothing of
+    /// still compares).
+    pub policy: ExportPolicy,
 }
 
 #[derive(Debug, Clone)]
@@ -90,7 +96,10 @@ impl Msg {
     pub fn wire_bytes(&self) -> u64 {
         let body = match self {
             Msg::Hello | Msg::HelloOk => 60,
-            Msg::Beat { body, .. } | Msg::BeatOk { body, .. } => 60 + MARK_WIRE_BYTES * body.marks.len() as u64,
+            Msg::Beat { body, .. } | Msg::BeatOk { body, .. } => {
+                60 + MARK_WIRE_BYTES * body.marks.len() as u64
+                    + 90 * body.digests.iter().map(|(_, d)| d.len() as u64).sum::<u64>()
+            }
             Msg::Flood { records, .. } => 40 + RECORD_WIRE_BYTES * records.len() as u64,
             Msg::PullReq { .. } => 80,
             Msg::PullAnswer { records, .. } => 120 + RECORD_WIRE_BYTES * records.len() as u64,

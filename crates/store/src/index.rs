@@ -36,9 +36,10 @@ pub struct IndexEntry {
     /// Origin of the stored version and its sequence number there.
     pub origin: Arc<str>,
     pub seq: u64,
-    /// Live and wholly public (record and every part): counted in the
-    /// per-(kind, origin) digest that peers compare.
-    pub public: bool,
+    /// Visibility class (from [`Index::class_id`]; 0: not compared, as
+    /// anything `local`): live versions are counted in the per-(kind,
+    /// origin, class) digest that peers compare.
+    pub class: u16,
 }
 
 #[derive(Default)]
@@ -89,7 +90,10 @@ pub struct Index {
     /// Per (kind, origin): order-independent digest of the live, wholly public
     /// versions stored (each element is the version's byte digest, identical
     /// at every center holding that version).
-    public_digests: HashMap<(Arc<str>, Arc<str>), regmesh_proto::digest::SetDigest>,
+    class_digests: HashMap<(Arc<str>, Arc<str>, u16), regmesh_proto::digest::SetDigest>,
+    /// Visibility classes by id (id 0: none).
+    classes: Vec<Arc<str>>,
+    class_ids: HashMap<Arc<str>, u16>,
     /// Kind names and origins, one shared copy each (a million entries of
     /// the same few strings would otherwise each allocate their own).
     interned: std::collections::HashSet<Arc<str>>,
@@ -128,15 +132,18 @@ impl Index {
             if let Some(m) = self.by_origin_seq.get_mut(&old.origin) {
                 m.remove(&old.seq);
             }
-            if old.public && !old.deleted {
-                if let Some(d) = self.public_digests.get_mut(&(kind_name.clone(), old.origin.clone())) {
+            if old.class != 0 && !old.deleted {
+                if let Some(d) = self
+                    .class_digests
+                    .get_mut(&(kind_name.clone(), old.origin.clone(), old.class))
+                {
                     d.remove(&old.digest);
                 }
             }
         }
-        if entry.public && !entry.deleted {
-            self.public_digests
-                .entry((kind_name.clone(), entry.origin.clone()))
+        if entry.class != 0 && !entry.deleted {
+            self.class_digests
+                .entry((kind_name.clone(), entry.origin.clone(), entry.class))
                 .or_default()
                 .add(&entry.digest);
         }
@@ -168,15 +175,35 @@ impl Index {
         k.primary.insert(key, entry);
     }
 
-    /// Digests of `origin`'s live, wholly public versions, per kind.
-    pub fn public_digests(&self, origin: &str) -> Vec<(String, regmesh_proto::digest::SetDigest)> {
+    /// The id of visibility class `class` (see `regmesh_proto::policy::
+    /// class_of`); 0 for none. At most 65,535 classes; beyond, 0 (such
+    /// records are simply not compared).
+    pub fn class_id(&mut self, class: Option<&str>) -> u16 {
+        let Some(c) = class else { return 0 };
+        if let Some(id) = self.class_ids.get(c) {
+            return *id;
+        }
+        if self.classes.is_empty() {
+            self.classes.push(Arc::from(""));
+        }
+        let Ok(id) = u16::try_from(self.classes.len()) else {
+            return 0;
+        };
+        let c: Arc<str> = Arc::from(c);
+        self.classes.push(c.clone());
+        self.class_ids.insert(c, id);
+        id
+    }
+
+    /// Digests of `origin`'s live versions, per (kind, visibility class).
+    pub fn class_digests(&self, origin: &str) -> Vec<(String, String, regmesh_proto::digest::SetDigest)> {
         let mut v: Vec<_> = self
-            .public_digests
+            .class_digests
             .iter()
-            .filter(|((_, o), d)| &**o == origin && d.count() > 0)
-            .map(|((k, _), d)| (k.to_string(), *d))
+            .filter(|((_, o, _), d)| &**o == origin && d.count() > 0)
+            .map(|((k, _, c), d)| (k.to_string(), self.classes[*c as usize].to_string(), *d))
             .collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         v
     }
 
@@ -200,8 +227,11 @@ impl Index {
             if let Some(m) = self.by_origin_seq.get_mut(&e.origin) {
                 m.remove(&e.seq);
             }
-            if e.public && !e.deleted {
-                if let Some(d) = self.public_digests.get_mut(&(Arc::from(kind), e.origin.clone())) {
+            if e.class != 0 && !e.deleted {
+                if let Some(d) = self
+                    .class_digests
+                    .get_mut(&(Arc::from(kind), e.origin.clone(), e.class))
+                {
                     d.remove(&e.digest);
                 }
             }
@@ -278,7 +308,7 @@ mod tests {
         IndexEntry {
             origin: Arc::from("c1"),
             seq: 0,
-            public: true,
+            class: 1,
             digest: [0; 32],
             deleted,
         }
@@ -311,31 +341,44 @@ mod tests {
     }
 
     #[test]
-    fn public_digests_follow_live_public_versions() {
+    fn class_digests_follow_live_versions_per_class() {
         let mut ix = Index::new();
-        let entry = |d: u8, public: bool, deleted: bool| IndexEntry {
+        let public = ix.class_id(Some("public"));
+        let group = ix.class_id(Some("authorized:g1"));
+        assert_eq!(ix.class_id(Some("public")), public, "interned once");
+        assert_eq!(ix.class_id(None), 0);
+        let entry = |d: u8, class: u16, deleted: bool| IndexEntry {
             digest: [d; 32],
             deleted,
             origin: Arc::from("c1"),
             seq: d as u64,
-            public,
+            class,
         };
-        ix.upsert("agent", "a", entry(1, true, false), &[], &[]);
-        ix.upsert("agent", "b", entry(2, false, false), &[], &[]);
-        let one = ix.public_digests("c1");
-        assert_eq!(one.len(), 1);
-        assert_eq!(one[0].1.count(), 1, "the non-public version is not counted");
-        ix.upsert("agent", "a", entry(3, true, false), &[], &[]);
-        let replaced = ix.public_digests("c1")[0].1;
+        ix.upsert("agent", "a", entry(1, public, false), &[], &[]);
+        ix.upsert("agent", "b", entry(2, 0, false), &[], &[]);
+        ix.upsert("agent", "c", entry(5, group, false), &[], &[]);
+        let one = ix.class_digests("c1");
+        assert_eq!(one.len(), 2, "{one:?}");
+        assert_eq!((one[0].1.as_str(), one[0].2.count()), ("authorized:g1", 1));
+        assert_eq!(
+            (one[1].1.as_str(), one[1].2.count()),
+            ("public", 1),
+            "class 0 is not counted"
+        );
+        ix.upsert("agent", "a", entry(3, public, false), &[], &[]);
+        let replaced = ix.class_digests("c1")[1].2;
         assert_eq!(replaced.count(), 1);
-        assert_ne!(replaced, one[0].1);
-        ix.upsert("agent", "a", entry(4, true, true), &[], &[]);
-        assert!(ix.public_digests("c1").is_empty(), "tombstones are not counted");
+        assert_ne!(replaced, one[1].2);
+        ix.upsert("agent", "a", entry(4, public, true), &[], &[]);
+        assert_eq!(ix.class_digests("c1").len(), 1, "tombstones are not counted");
         // Order does not matter: the same versions in another order agree.
         let mut other = Index::new();
-        other.upsert("agent", "b", entry(2, false, false), &[], &[]);
-        other.upsert("agent", "a", entry(4, true, true), &[], &[]);
-        assert_eq!(other.public_digests("c1"), ix.public_digests("c1"));
+        let g = other.class_id(Some("authorized:g1"));
+        other.upsert("agent", "c", entry(5, g, false), &[], &[]);
+        other.upsert("agent", "b", entry(2, 0, false), &[], &[]);
+        let p = other.class_id(Some("public"));
+        other.upsert("agent", "a", entry(4, p, true), &[], &[]);
+        assert_eq!(other.class_digests("c1"), ix.class_digests("c1"));
     }
 
     #[test]

@@ -87,6 +87,8 @@ pub struct Beat {
     /// sender's last answered beat). Beats without the field are whole.
     pub full: bool,
     pub digests: Value,
+    /// What the sender sends us (regmesh beats carry it).
+    pub policy: Option<ExportPolicy>,
 }
 
 impl Beat {
@@ -109,6 +111,20 @@ impl Beat {
                     .unwrap_or_default(),
                 digests: m.get("digests").cloned().unwrap_or(Value::Null),
                 full: m.get("full").and_then(Value::as_bool).unwrap_or(true),
+                policy: m.get("policy").map(|p| {
+                    let names = |f: &str| -> Vec<String> {
+                        p.get(f)
+                            .and_then(Value::as_array)
+                            .map(|a| {
+                                a.iter()
+                                    .take(1024)
+                                    .filter_map(|v| v.as_str().map(String::from))
+                                    .collect()
+                            })
+                            .unwrap_or_default()
+                    };
+                    ExportPolicy::new(names("kinds"), names("groups"))
+                }),
             },
             Value::String(s) => Beat {
                 state: Some(s.clone()),
@@ -159,8 +175,6 @@ pub const DIGESTS_PER_BEAT: usize = 8;
 /// A pull page stops growing at this many bytes of encoded records (before
 /// compression), whatever `limit` asked: records may be up to 64 KiB each.
 pub const PULL_PAGE_BYTES: usize = 2 << 20;
-/// One digest-triggered re-pull per origin at most this often.
-pub const REPAIR_EVERY_MS: u64 = 10_000;
 
 /// Each hop answers this long before the deadline it was given.
 pub const VOTE_MARGIN_MS: u64 = 150;
@@ -201,7 +215,7 @@ pub struct Mesh {
     /// Set when a requested full sync arrived complete.
     full_sync_done: AtomicBool,
     /// When each origin was last re-pulled because digests differed.
-    last_repair_ms: Mutex<HashMap<String, u64>>,
+    last_repair_ms: Mutex<HashMap<(String, String), u64>>,
     /// Origins being pulled right now (one pull per origin at a time).
     pulling: Mutex<Pulls>,
     /// Ids this center has promised to initiators (two-phase vote).
@@ -213,6 +227,16 @@ pub struct Mesh {
     last_vote_counter: Mutex<u64>,
     vote_timeout_ms: u64,
     pub stats: MeshStats,
+}
+
+/// A digest's key in a beat: the kind for public records (as before classes
+/// were compared), `kind@class` for the others.
+fn digest_key(kind: &str, class: &str) -> String {
+    if class == "public" {
+        kind.to_string()
+    } else {
+        format!("{kind}@{class}")
+    }
 }
 
 fn encode_records<'a>(records: impl Iterator<Item = &'a Record>) -> Vec<u8> {
@@ -709,9 +733,10 @@ impl Mesh {
         Ok((false, applied))
     }
 
-    /// Our per-(kind, origin) digests of live, wholly public versions, for
-    /// the origins on which `peer` last reported our own watermark, and only
-    /// for kinds its policy receives: `{origin: {kind: hex}}`.
+    /// Our per-(origin, kind, visibility class) digests of live versions,
+    /// for a slice of the origins on which `peer` last reported our own
+    /// watermark, and only for the kinds and classes its policy receives:
+    /// `{origin: {kind or kind@class: hex}}`.
     fn digests_for(&self, peer: &Peer) -> Value {
         let theirs = peer.their_marks.lock().expect("marks lock").latest().clone();
         let mut eligible: Vec<String> = self
@@ -738,10 +763,10 @@ impl Mesh {
             let origin = origin.clone();
             let kinds: serde_json::Map<String, Value> = self
                 .center
-                .public_digests(&origin)
+                .class_digests(&origin)
                 .into_iter()
-                .filter(|(k, _)| peer.policy.kinds.is_empty() || peer.policy.kinds.contains(k))
-                .map(|(k, d)| (k, Value::String(d.to_hex())))
+                .filter(|(k, c, _)| peer.policy.sees_class(k, c))
+                .map(|(k, c, d)| (digest_key(&k, &c), Value::String(d.to_hex())))
                 .collect();
             out.insert(origin, Value::Object(kinds));
         }
@@ -750,36 +775,50 @@ impl Mesh {
 
     /// Compares a peer's digests with ours where both hold the same
     /// watermark; on a difference, re-pulls that origin from the start (at
-    /// most every [`REPAIR_EVERY_MS`]).
-    fn compare_digests(self: &Arc<Self>, peer: &Arc<Peer>, marks: &HashMap<String, u64>, digests: &Value) {
+    /// most every [`ae::REPAIR_EVERY_MS`]).
+    fn compare_digests(
+        self: &Arc<Self>,
+        peer: &Arc<Peer>,
+        marks: &HashMap<String, u64>,
+        digests: &Value,
+        their_policy: Option<&ExportPolicy>,
+    ) {
         let Some(origins) = digests.as_object() else { return };
         let mut all_match = None;
         for (origin, kinds) in origins {
             if marks.get(origin) != Some(&self.mark(origin)) {
                 continue;
             }
-            let ours: HashMap<String, String> = self
+            let ours: std::collections::BTreeMap<String, String> = self
                 .center
-                .public_digests(origin)
+                .class_digests(origin)
                 .into_iter()
-                .map(|(k, d)| (k, d.to_hex()))
+                .map(|(k, c, d)| (digest_key(&k, &c), d.to_hex()))
                 .collect();
             let Some(kinds) = kinds.as_object() else { continue };
-            let same = kinds
+            let theirs: Vec<(&str, String)> = kinds
                 .iter()
-                .all(|(k, hex)| ours.get(k).map(String::as_str) == hex.as_str());
+                .map(|(k, v)| (k.as_str(), v.as_str().unwrap_or("").to_string()))
+                .collect();
+            // A class it holds nothing of is absent from its beat: compare
+            // ours too where its policy (sent along) would send it to us.
+            let same = ae::digests_agree(theirs.iter().map(|(k, d)| (*k, d)), &ours, |k| {
+                let (kind, class) = k.split_once('@').unwrap_or((k, "public"));
+                their_policy.is_some_and(|p| p.sees_class(kind, class))
+            });
             all_match = Some(all_match.unwrap_or(true) && same);
             if !same && origin != &self.me {
                 let now = now_ms();
-                let due = {
-                    let mut last = self.last_repair_ms.lock().expect("repair lock");
-                    let due = last.get(origin).is_none_or(|t| now >= t + REPAIR_EVERY_MS);
-                    if due {
-                        last.insert(origin.clone(), now);
-                    }
-                    due
-                };
-                if due && self.pulling.lock().expect("pulling lock").start(origin) {
+                let slot = (peer.cfg.id.clone(), origin.clone());
+                let mut last = self.last_repair_ms.lock().expect("repair lock");
+                // The peer's turn is spent only on a re-pull that starts (one
+                // pull per origin at a time): another peer's useless repair
+                // must not keep this one from ever running.
+                if ae::repair_due(last.get(&slot).copied(), now)
+                    && self.pulling.lock().expect("pulling lock").start(origin)
+                {
+                    last.insert(slot, now);
+                    drop(last);
                     tracing::info!(peer = %peer.cfg.id, %origin, "digests differ at equal watermarks: re-pulling");
                     tokio::spawn(self.clone().pull(peer.clone(), origin.clone(), true));
                 }
@@ -809,6 +848,8 @@ impl Mesh {
             "watermarks": marks,
             "full": full,
             "digests": self.digests_for(peer),
+            // What we send it, so it can compare classes we hold none of.
+            "policy": {"kinds": peer.policy.kinds, "groups": peer.policy.groups},
         });
         (v, now)
     }
@@ -822,6 +863,7 @@ impl Mesh {
             marks,
             full,
             digests,
+            policy,
         } = beat;
         let interval_ms = interval_ms.unwrap_or(1000).clamp(50, 3_600_000);
         let Some(peer) = self.peer(sender).cloned() else { return };
@@ -832,7 +874,7 @@ impl Mesh {
             let prev = view.beat(marks, full);
             (prev, view.latest().clone())
         };
-        self.compare_digests(&peer, &marks, &digests);
+        self.compare_digests(&peer, &marks, &digests, policy.as_ref());
         let t = peer
             .life
             .lock()
@@ -929,6 +971,20 @@ impl Mesh {
                     rs.sent(&r.kind, &r.id);
                 }
             }
+            let records = if from_zero {
+                // A digest repair fills what the peer has and we lack; it
+                // never brings back what a purged deletion removed here.
+                let purged = self.center.purged_through(&origin);
+                records
+                    .into_iter()
+                    .filter(|r| {
+                        let held = matches!(self.center.get_held(&r.kind, &r.id), Ok(Some(_)));
+                        ae::repair_may_apply(r.seq, purged, held)
+                    })
+                    .collect()
+            } else {
+                records
+            };
             let n = records.len() as u64;
             if let Err(e) = self.center.apply_remote(records).await {
                 tracing::warn!(peer = %peer.cfg.id, %origin, "pulled records refused: {e}");
