@@ -29,8 +29,8 @@ enum Cmd {
         #[arg(long)]
         verbose: bool,
         /// Also walk into the known gaps (PROTOCOL.md, "Known gaps"):
-        /// restrictive policies on redundant paths, deletes of ids two
-        /// centers created.
+        /// tombstones purged before faults end, deletes of ids two centers
+        /// created.
         #[arg(long)]
         known_gaps: bool,
     },

@@ -47,15 +47,15 @@ pub enum Fault {
 
 impl Plan {
     /// The plan of `seed`: a core mesh (a ring plus random chords) whose
-    /// links carry everything but `local` records, and up to two edge
-    /// centers, each hanging off one core center by a link with a
-    /// restrictive export policy in both directions.
+    /// links carry everything but `local` records, up to two edge centers,
+    /// each hanging off one core center by a link with a restrictive export
+    /// policy in both directions, and on half the seeds restrictive
+    /// policies on random core links too.
     ///
-    /// With `known_gaps`, the plan also walks into the two gaps PROTOCOL.md
-    /// lists under "Known gaps": restrictive policies go on random core
-    /// links (records then reach a center by paths that filter them
-    /// differently), and the workload deletes ids that two centers created
-    /// (a tombstone of one origin superseding another origin's version).
+    /// With `known_gaps`, the plan walks into the two gaps PROTOCOL.md lists
+    /// under "Known gaps": tombstones are purged after 4 s, before faults
+    /// end, and the workload deletes ids that two centers created (a
+    /// tombstone of one origin superseding another origin's version).
     pub fn from_seed(seed: u64, known_gaps: bool) -> Plan {
         let mut rng = Rng::new(seed);
         let core = rng.range(3, 6) as usize;
@@ -82,7 +82,8 @@ impl Plan {
         // Half the seeds also restrict random core links, so records reach a
         // center by paths that filter them differently; the class digests
         // repair what a filtering path covered. Those seeds keep tombstones
-        // past the run (see PROTOCOL.md, "Known gaps").
+        // past the run: a deletion a filtering path covered cannot be
+        // repaired once purged (PROTOCOL.md, "Known gaps").
         let mixed = known_gaps || rng.chance(0.5);
         let full = ExportPolicy::new([], ["g1".to_string()]);
         let restricted = [
