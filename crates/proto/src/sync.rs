@@ -184,6 +184,49 @@ pub fn page_covers(after: u64, last_in_page: u64, full: bool, our_mark: u64) -> 
     covered.max(after)
 }
 
+/// Origins whose digests the next beat to a peer carries: those on which
+/// the peer's last reported watermark equals ours, sorted, a slice of `n`
+/// starting at `cursor` (round robin from beat to beat).
+pub fn digest_slice(
+    ours: &HashMap<String, u64>,
+    theirs: &HashMap<String, u64>,
+    cursor: usize,
+    n: usize,
+) -> Vec<String> {
+    let mut eligible: Vec<&String> = ours
+        .iter()
+        .filter(|(o, w)| theirs.get(*o) == Some(*w))
+        .map(|(o, _)| o)
+        .collect();
+    if eligible.is_empty() {
+        return Vec::new();
+    }
+    eligible.sort();
+    let start = cursor % eligible.len();
+    eligible
+        .iter()
+        .cycle()
+        .skip(start)
+        .take(n.min(eligible.len()))
+        .map(|o| o.to_string())
+        .collect()
+}
+
+/// A digest's key in a beat: the kind for `public` records, `kind@class`
+/// for the others.
+pub fn digest_key(kind: &str, class: &str) -> String {
+    if class == "public" {
+        kind.to_string()
+    } else {
+        format!("{kind}@{class}")
+    }
+}
+
+/// The (kind, class) a digest key names.
+pub fn split_digest_key(key: &str) -> (&str, &str) {
+    key.split_once('@').unwrap_or((key, "public"))
+}
+
 /// One digest-triggered re-pull per origin at most this often.
 pub const REPAIR_EVERY_MS: u64 = 10_000;
 

@@ -1159,7 +1159,7 @@ impl Center {
             }
             let ours = self.class_digests(origin);
             let same = ae::digests_agree(theirs.iter().map(|(k, d)| (k.as_str(), d)), &ours, |k| {
-                let (kind, class) = k.split_once('@').unwrap_or((k, "public"));
+                let (kind, class) = ae::split_digest_key(k);
                 body.policy.sees_class(kind, class)
             });
             let slot = (self.peers[pi].idx, origin.clone());
@@ -1219,11 +1219,7 @@ impl Center {
             let Some(class) = class_of([&r.visibility]) else {
                 continue;
             };
-            let k = if class == "public" {
-                r.kind.clone()
-            } else {
-                format!("{}@{class}", r.kind)
-            };
+            let k = ae::digest_key(&r.kind, &class);
             let e = element(&r.kind, &r.id, &r.origin, r.version.wall_ms, r.version.logical, false);
             out.entry(k).or_default().add(&e);
         }
@@ -1233,31 +1229,23 @@ impl Center {
     /// A slice of digests for peer `pi`: origins on which it last reported
     /// our watermark, round robin, the classes its policy receives.
     fn digests_for(&mut self, pi: usize) -> Vec<(String, Vec<(String, SetDigest)>)> {
-        let theirs = self.peers[pi].marks.latest();
-        let mut eligible: Vec<String> = self
-            .all_marks()
-            .into_iter()
-            .filter(|(o, w)| theirs.get(o) == Some(w))
-            .map(|(o, _)| o)
-            .collect();
-        if eligible.is_empty() {
-            return Vec::new();
-        }
-        eligible.sort();
-        let start = self.peers[pi].digest_cursor % eligible.len();
+        let cursor = self.peers[pi].digest_cursor;
         self.peers[pi].digest_cursor += DIGESTS_PER_BEAT;
+        let slice = ae::digest_slice(
+            &self.all_marks(),
+            self.peers[pi].marks.latest(),
+            cursor,
+            DIGESTS_PER_BEAT,
+        );
         let policy = self.peers[pi].policy.clone();
-        eligible
+        slice
             .iter()
-            .cycle()
-            .skip(start)
-            .take(DIGESTS_PER_BEAT.min(eligible.len()))
             .map(|o| {
                 let d = self
                     .class_digests(o)
                     .into_iter()
                     .filter(|(k, _)| {
-                        let (kind, class) = k.split_once('@').unwrap_or((k, "public"));
+                        let (kind, class) = ae::split_digest_key(k);
                         policy.sees_class(kind, class)
                     })
                     .collect();

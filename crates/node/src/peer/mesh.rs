@@ -229,16 +229,6 @@ pub struct Mesh {
     pub stats: MeshStats,
 }
 
-/// A digest's key in a beat: the kind for public records (as before classes
-/// were compared), `kind@class` for the others.
-fn digest_key(kind: &str, class: &str) -> String {
-    if class == "public" {
-        kind.to_string()
-    } else {
-        format!("{kind}@{class}")
-    }
-}
-
 fn encode_records<'a>(records: impl Iterator<Item = &'a Record>) -> Vec<u8> {
     let items: Vec<String> = records.map(|r| B64.encode(codec::encode(r))).collect();
     serde_json::to_vec(&json!({ "records": items })).expect("json")
@@ -739,34 +729,15 @@ impl Mesh {
     /// `{origin: {kind or kind@class: hex}}`.
     fn digests_for(&self, peer: &Peer) -> Value {
         let theirs = peer.their_marks.lock().expect("marks lock").latest().clone();
-        let mut eligible: Vec<String> = self
-            .marks()
-            .into_iter()
-            .filter(|(o, w)| theirs.get(o) == Some(w))
-            .map(|(o, _)| o)
-            .collect();
-        eligible.sort();
-        // A slice per beat, round robin: every origin is compared within
-        // len / DIGESTS_PER_BEAT beats.
-        let start = if eligible.is_empty() {
-            0
-        } else {
-            (peer.digest_cursor.fetch_add(DIGESTS_PER_BEAT as u64, Ordering::Relaxed) as usize) % eligible.len()
-        };
+        let cursor = peer.digest_cursor.fetch_add(DIGESTS_PER_BEAT as u64, Ordering::Relaxed) as usize;
         let mut out = serde_json::Map::new();
-        for origin in eligible
-            .iter()
-            .cycle()
-            .skip(start)
-            .take(DIGESTS_PER_BEAT.min(eligible.len()))
-        {
-            let origin = origin.clone();
+        for origin in ae::digest_slice(&self.marks(), &theirs, cursor, DIGESTS_PER_BEAT) {
             let kinds: serde_json::Map<String, Value> = self
                 .center
                 .class_digests(&origin)
                 .into_iter()
                 .filter(|(k, c, _)| peer.policy.sees_class(k, c))
-                .map(|(k, c, d)| (digest_key(&k, &c), Value::String(d.to_hex())))
+                .map(|(k, c, d)| (ae::digest_key(&k, &c), Value::String(d.to_hex())))
                 .collect();
             out.insert(origin, Value::Object(kinds));
         }
@@ -793,7 +764,7 @@ impl Mesh {
                 .center
                 .class_digests(origin)
                 .into_iter()
-                .map(|(k, c, d)| (digest_key(&k, &c), d.to_hex()))
+                .map(|(k, c, d)| (ae::digest_key(&k, &c), d.to_hex()))
                 .collect();
             let Some(kinds) = kinds.as_object() else { continue };
             let theirs: Vec<(&str, String)> = kinds
@@ -803,7 +774,7 @@ impl Mesh {
             // A class it holds nothing of is absent from its beat: compare
             // ours too where its policy (sent along) would send it to us.
             let same = ae::digests_agree(theirs.iter().map(|(k, d)| (*k, d)), &ours, |k| {
-                let (kind, class) = k.split_once('@').unwrap_or((k, "public"));
+                let (kind, class) = ae::split_digest_key(k);
                 their_policy.is_some_and(|p| p.sees_class(kind, class))
             });
             all_match = Some(all_match.unwrap_or(true) && same);

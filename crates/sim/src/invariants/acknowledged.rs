@@ -61,12 +61,7 @@ impl Invariant for NoAcknowledgedWriteLost {
         }
         if step.delivered.is_none() && step.changes.is_empty() {
             // A timer or restart: look at everything this center promised.
-            let keys: Vec<Key> = self
-                .floor
-                .keys()
-                .filter(|(i, _)| *i == c)
-                .map(|(_, k)| k.clone())
-                .collect();
+            let keys = super::keys_of(&self.floor, c);
             for k in keys {
                 self.check(centers, c, &k)?;
             }

@@ -73,6 +73,11 @@ pub fn show_opt(r: Option<&Record>) -> String {
     r.map_or("nothing".into(), show)
 }
 
+/// The keys `map` holds for center `c`.
+pub fn keys_of<V>(map: &std::collections::HashMap<(usize, Key), V>, c: usize) -> Vec<Key> {
+    map.keys().filter(|(i, _)| *i == c).map(|(_, k)| k.clone()).collect()
+}
+
 /// `a` is at least as new as `b` under the merge order.
 pub fn at_least(a: &Record, b: &Record) -> bool {
     a == b || a.supersedes(b)

@@ -51,12 +51,7 @@ impl Invariant for VersionsNeverGoBack {
     fn on_crash(&mut self, center: &Center) {
         let c = center.idx;
         let durable = center.store.durable();
-        let keys: Vec<Key> = self
-            .last
-            .keys()
-            .filter(|(i, _)| *i == c)
-            .map(|(_, k)| k.clone())
-            .collect();
+        let keys = super::keys_of(&self.last, c);
         for key in keys {
             let k = (c, key.clone());
             match durable.get(&key) {

@@ -63,12 +63,7 @@ impl Invariant for NothingDeletedComesBack {
     fn on_crash(&mut self, center: &Center) {
         let c = center.idx;
         let durable = center.store.durable();
-        let keys: Vec<Key> = self
-            .floor
-            .keys()
-            .filter(|(i, _)| *i == c)
-            .map(|(_, k)| k.clone())
-            .collect();
+        let keys = super::keys_of(&self.floor, c);
         for key in keys {
             let kept = durable.get(&key).filter(|r| r.deleted);
             let f = match (kept, self.purged.get(&(c, key.clone()))) {
