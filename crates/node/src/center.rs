@@ -1127,11 +1127,13 @@ impl Shared {
         t
     }
 
-    /// The visibility class of live `r` (record and parts), which peers
-    /// compare digests of; `None` for tombstones and anything `local`.
+    /// The visibility class of `r` (record and parts; a tombstone's own
+    /// visibility), which peers compare digests of; `None` for anything
+    /// `local`.
     fn class_of(&self, r: &Record) -> Option<String> {
         if r.deleted {
-            return None;
+            // A tombstone travels by the record's own visibility.
+            return regmesh_proto::policy::class_of([&r.visibility]);
         }
         let parts = match (self.kind(&r.kind), r.body_value()) {
             (Some(k), Ok(b)) => k.part_visibilities(&b),

@@ -1202,8 +1202,8 @@ impl Center {
         true
     }
 
-    /// Digests of `origin`'s live versions per (kind, visibility class), as
-    /// the node's index keeps them: `kind` for public, `kind@class` else.
+    /// Digests of `origin`'s versions, tombstones included, per (kind,
+    /// visibility class), as the node's index keeps them.
     fn class_digests(&self, origin: &str) -> BTreeMap<String, SetDigest> {
         let mut out: BTreeMap<String, SetDigest> = BTreeMap::new();
         for (_, key) in self
@@ -1213,14 +1213,11 @@ impl Center {
             .take_while(|((o, _), _)| o == origin)
         {
             let Some(r) = self.store.get(key) else { continue };
-            if r.deleted {
-                continue;
-            }
             let Some(class) = class_of([&r.visibility]) else {
                 continue;
             };
             let k = ae::digest_key(&r.kind, &class);
-            let e = element(&r.kind, &r.id, &r.origin, r.version.wall_ms, r.version.logical, false);
+            let e = element(&r.kind, &r.id, &r.origin, r.version.wall_ms, r.version.logical, r.deleted);
             out.entry(k).or_default().add(&e);
         }
         out

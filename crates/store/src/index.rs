@@ -37,8 +37,8 @@ pub struct IndexEntry {
     pub origin: Arc<str>,
     pub seq: u64,
     /// Visibility class (from [`Index::class_id`]; 0: not compared, as
-    /// anything `local`): live versions are counted in the per-(kind,
-    /// origin, class) digest that peers compare.
+    /// anything `local`): versions, tombstones included, are counted in the
+    /// per-(kind, origin, class) digest that peers compare.
     pub class: u16,
 }
 
@@ -132,7 +132,7 @@ impl Index {
             if let Some(m) = self.by_origin_seq.get_mut(&old.origin) {
                 m.remove(&old.seq);
             }
-            if old.class != 0 && !old.deleted {
+            if old.class != 0 {
                 if let Some(d) = self
                     .class_digests
                     .get_mut(&(kind_name.clone(), old.origin.clone(), old.class))
@@ -141,7 +141,7 @@ impl Index {
                 }
             }
         }
-        if entry.class != 0 && !entry.deleted {
+        if entry.class != 0 {
             self.class_digests
                 .entry((kind_name.clone(), entry.origin.clone(), entry.class))
                 .or_default()
@@ -195,7 +195,8 @@ impl Index {
         id
     }
 
-    /// Digests of `origin`'s live versions, per (kind, visibility class).
+    /// Digests of `origin`'s stored versions (tombstones included), per
+    /// (kind, visibility class).
     pub fn class_digests(&self, origin: &str) -> Vec<(String, String, regmesh_proto::digest::SetDigest)> {
         let mut v: Vec<_> = self
             .class_digests
@@ -227,7 +228,7 @@ impl Index {
             if let Some(m) = self.by_origin_seq.get_mut(&e.origin) {
                 m.remove(&e.seq);
             }
-            if e.class != 0 && !e.deleted {
+            if e.class != 0 {
                 if let Some(d) = self
                     .class_digests
                     .get_mut(&(Arc::from(kind), e.origin.clone(), e.class))
@@ -370,7 +371,9 @@ mod tests {
         assert_eq!(replaced.count(), 1);
         assert_ne!(replaced, one[1].2);
         ix.upsert("agent", "a", entry(4, public, true), &[], &[]);
-        assert_eq!(ix.class_digests("c1").len(), 1, "tombstones are not counted");
+        assert_eq!(ix.class_digests("c1")[1].2.count(), 1, "a tombstone counts");
+        ix.remove("agent", "a", &[]);
+        assert_eq!(ix.class_digests("c1").len(), 1, "a purged tombstone does not");
         // Order does not matter: the same versions in another order agree.
         let mut other = Index::new();
         let g = other.class_id(Some("authorized:g1"));

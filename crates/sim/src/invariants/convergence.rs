@@ -1,8 +1,8 @@
 //! After healing every center holds the same records, as its export
 //! policies allow: for each id, a center holds the newest acknowledged
 //! version among those whose origin can reach it through links whose
-//! policies let that record pass (a tombstone may also be purged, or be an
-//! older tombstone of the same id), and nothing else. Checked at the end of the liveness phase, which must reach
+//! policies let that record pass (a tombstone may also be purged), and
+//! nothing else. Checked at the end of the liveness phase, which must reach
 //! it within a bound.
 
 use super::{show, show_opt, Invariant};
@@ -57,10 +57,6 @@ pub fn differences(centers: &[Center], history: &History, max: usize) -> Vec<Str
             let held = c.store.get(key);
             let ok = match (expected, held) {
                 (None, None) => true,
-                // Deleted either way: a center that missed a re-create and
-                // its second deletion may keep the first tombstone (digests
-                // compare live versions only).
-                (Some(e), Some(h)) if e.deleted && h.deleted => true,
                 (Some(e), Some(h)) => e == h,
                 (Some(e), None) => e.deleted,
                 (None, Some(_)) => false,
