@@ -342,7 +342,7 @@ mod tests {
     }
 
     #[test]
-    fn class_digests_follow_live_versions_per_class() {
+    fn class_digests_follow_versions_per_class() {
         let mut ix = Index::new();
         let public = ix.class_id(Some("public"));
         let group = ix.class_id(Some("authorized:g1"));
@@ -381,6 +381,7 @@ mod tests {
         other.upsert("agent", "b", entry(2, 0, false), &[], &[]);
         let p = other.class_id(Some("public"));
         other.upsert("agent", "a", entry(4, p, true), &[], &[]);
+        other.remove("agent", "a", &[]);
         assert_eq!(other.class_digests("c1"), ix.class_digests("c1"));
     }
 
