@@ -175,6 +175,15 @@ pub fn caught_up(sync_since_ms: Option<u64>, now_ms: u64, interval_ms: u64, pull
     sync_since_ms.is_some_and(|t| now_ms >= t + 2 * interval_ms) && pulls_idle && !behind
 }
 
+/// Whether a pull answer may carry a record of seq `seq`: only up to the
+/// responder's own watermark. Above it the responder may hold versions that
+/// arrived early, but cannot know of later ones (a deletion it missed), and
+/// a puller that has purged that deletion would take the stale version back
+/// (the simulator found this, seed 4943). The page ends there.
+pub fn page_carries(seq: u64, our_mark: u64) -> bool {
+    seq <= our_mark
+}
+
 /// Through which seq a pull answer page speaks for the origin: never past
 /// the responder's own watermark (above it, it may hold some records that
 /// arrived early, but not know of the others), and when the page is full,

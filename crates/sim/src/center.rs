@@ -1084,10 +1084,15 @@ impl Center {
             } => {
                 let policy = self.peers[pi].policy.clone();
                 let limit = limit.clamp(1, 1000);
-                let records = self.store.origin_after(&origin, after, limit);
-                let more = records.len() == limit;
+                let mut records = self.store.origin_after(&origin, after, limit);
+                let mut more = records.len() == limit;
+                let mark = self.mark(&origin);
+                if let Some(cut) = records.iter().position(|r| !ae::page_carries(r.seq, mark)) {
+                    records.truncate(cut);
+                    more = false;
+                }
                 let last = records.last().map_or(after, |r| r.seq);
-                let covered = ae::page_covers(after, last, more, self.mark(&origin));
+                let covered = ae::page_covers(after, last, more, mark);
                 let sent: Vec<Record> = records.into_iter().filter(|r| policy.allows(r, &[])).collect();
                 out.push(Out::Send {
                     to: from,
@@ -1217,7 +1222,14 @@ impl Center {
                 continue;
             };
             let k = ae::digest_key(&r.kind, &class);
-            let e = element(&r.kind, &r.id, &r.origin, r.version.wall_ms, r.version.logical, r.deleted);
+            let e = element(
+                &r.kind,
+                &r.id,
+                &r.origin,
+                r.version.wall_ms,
+                r.version.logical,
+                r.deleted,
+            );
             out.entry(k).or_default().add(&e);
         }
         out

@@ -1043,7 +1043,12 @@ impl Mesh {
         let mut bytes = 0usize;
         // The last seq this page speaks for (sent, or withheld by policy).
         let mut last = after;
+        let mark = self.mark(origin);
         for r in &records {
+            if !ae::page_carries(r.seq, mark) {
+                more = false;
+                break;
+            }
             if bytes >= PULL_PAGE_BYTES {
                 more = true;
                 break;
@@ -1055,7 +1060,7 @@ impl Mesh {
             }
             last = r.seq;
         }
-        let covered = ae::page_covers(after, last, more, self.mark(origin));
+        let covered = ae::page_covers(after, last, more, mark);
         Ok(serde_json::to_vec(&json!({
             "records": items,
             "covered_through": covered,
