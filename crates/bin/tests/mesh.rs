@@ -786,23 +786,63 @@ async fn a_new_center_gets_a_full_sync() {
 
 /// Sets the exported kinds of `peer` in `center`'s config (empty: all).
 fn set_export_kinds(dir: &Path, center: &str, peer: &str, kinds: &str) {
+    set_peer_field(dir, center, peer, "kinds", kinds);
+}
+
+/// Sets (or, with "", removes) one field of a center's `[[peers]]` entry for
+/// `peer`, on the line after its `url`.
+fn set_peer_field(dir: &Path, center: &str, peer: &str, field: &str, value: &str) {
     let path = dir.join(format!("{center}.toml"));
     let text = std::fs::read_to_string(&path).unwrap();
     let marker = format!("[[peers]]\nid = \"{peer}\"\n");
     let i = text.find(&marker).expect("peer entry");
     let url_end = i + marker.len() + text[i + marker.len()..].find('\n').unwrap() + 1;
     let rest = &text[url_end..];
-    let rest = if rest.starts_with("kinds = ") {
+    let rest = if rest.starts_with(&format!("{field} = ")) {
         &rest[rest.find('\n').unwrap() + 1..]
     } else {
         rest
     };
-    let line = if kinds.is_empty() {
+    let line = if value.is_empty() {
         String::new()
     } else {
-        format!("kinds = {kinds}\n")
+        format!("{field} = {value}\n")
     };
     std::fs::write(&path, format!("{}{line}{rest}", &text[..url_end])).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_a_filtering_path_covered_is_repaired_from_the_path_that_carries_it() {
+    // A triangle: c1 sends its partners' records to c2, and c2 to c3, but
+    // not c1 to c3. The direct flood reaches c3 first, filtered, and covers
+    // the seq; the copy relayed by c2 then arrives as a duplicate. Only the
+    // per-class digests from c2 can show c3 what it lacks.
+    let dir = tempfile::tempdir().unwrap();
+    init(dir.path(), 3, "full");
+    set_peer_field(dir.path(), "c1", "c2", "groups", r#"["partners"]"#);
+    set_peer_field(dir.path(), "c2", "c3", "groups", r#"["partners"]"#);
+    set_peer_field(dir.path(), "c3", "c2", "groups", r#"["partners"]"#);
+    let (_p1, c1) = serve(dir.path(), "c1");
+    let (_p2, c2) = serve(dir.path(), "c2");
+    let (_p3, c3) = serve(dir.path(), "c3");
+    wait_mesh_up(&[&c1, &c2, &c3]).await;
+    for i in 0..5 {
+        let mut a = agent(i);
+        a["visibility"] = json!("authorized:partners");
+        let r = c1
+            .request(hyper::Method::PUT, &format!("/v1/agents/p{i}"), Some(&a))
+            .await
+            .unwrap();
+        assert_eq!(r.status.as_u16(), 201, "{:?}", r.json());
+    }
+    wait_until("c3 has every partners' record of c1", Duration::from_secs(30), || async {
+        get(&c3, "/v1/agents?origin=c1&limit=100").await.1["items"]
+            .as_array()
+            .map_or(0, Vec::len)
+            == 5
+    })
+    .await;
+    let _ = c2;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
