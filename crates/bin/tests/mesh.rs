@@ -835,12 +835,16 @@ async fn a_record_a_filtering_path_covered_is_repaired_from_the_path_that_carrie
             .unwrap();
         assert_eq!(r.status.as_u16(), 201, "{:?}", r.json());
     }
-    wait_until("c3 has every partners' record of c1", Duration::from_secs(30), || async {
-        get(&c3, "/v1/agents?origin=c1&limit=100").await.1["items"]
-            .as_array()
-            .map_or(0, Vec::len)
-            == 5
-    })
+    wait_until(
+        "c3 has every partners' record of c1",
+        Duration::from_secs(30),
+        || async {
+            get(&c3, "/v1/agents?origin=c1&limit=100").await.1["items"]
+                .as_array()
+                .map_or(0, Vec::len)
+                == 5
+        },
+    )
     .await;
     let _ = c2;
 }
