@@ -92,6 +92,11 @@ where
     }
 }
 
+/// How many items a list call answers.
+async fn count(c: &Client, path: &str) -> usize {
+    get(c, path).await.1["items"].as_array().map_or(0, Vec::len)
+}
+
 async fn peer_states(c: &Client) -> Vec<(String, String)> {
     let (_, v) = get(c, "/v1/peers").await;
     v["peers"]
@@ -181,10 +186,7 @@ async fn line_mesh_replicates_refuses_and_detects_failures() {
     // A write at one end arrives at the other, through c2.
     create_agents(&c1, "a", 20, true).await;
     wait_until("all 20 agents at c3", Duration::from_secs(10), || async {
-        get(&c3, "/v1/agents?origin=c1&limit=100").await.1["items"]
-            .as_array()
-            .map_or(0, Vec::len)
-            == 20
+        count(&c3, "/v1/agents?origin=c1&limit=100").await == 20
     })
     .await;
     let (_, a) = get(&c3, "/v1/agents/a07").await;
@@ -514,10 +516,7 @@ async fn line_mesh_replicates_refuses_and_detects_failures() {
     // c3 comes back: anti-entropy brings it everything it missed, deletes too.
     let (_p3, c3) = serve(dir.path(), "c3");
     wait_until("c3 caught up", Duration::from_secs(20), || async {
-        get(&c3, "/v1/agents?origin=c1&limit=100").await.1["items"]
-            .as_array()
-            .map_or(0, Vec::len)
-            == 33
+        count(&c3, "/v1/agents?origin=c1&limit=100").await == 33
     })
     .await;
     assert_eq!(
@@ -694,10 +693,7 @@ async fn a_new_center_gets_a_full_sync() {
     // c3 joins empty: it asks c2 for a full sync (DRiP §5.6).
     let (_p3, c3) = serve(dir.path(), "c3");
     wait_until("c3 synced", Duration::from_secs(20), || async {
-        get(&c3, "/v1/agents?limit=100").await.1["items"]
-            .as_array()
-            .map_or(0, Vec::len)
-            == 29
+        count(&c3, "/v1/agents?limit=100").await == 29
     })
     .await;
     assert_eq!(
@@ -838,12 +834,7 @@ async fn a_record_a_filtering_path_covered_is_repaired_from_the_path_that_carrie
     wait_until(
         "c3 has every partners' record of c1",
         Duration::from_secs(30),
-        || async {
-            get(&c3, "/v1/agents?origin=c1&limit=100").await.1["items"]
-                .as_array()
-                .map_or(0, Vec::len)
-                == 5
-        },
+        || async { count(&c3, "/v1/agents?origin=c1&limit=100").await == 5 },
     )
     .await;
     let _ = c2;
@@ -879,10 +870,7 @@ async fn digests_find_divergence_that_watermarks_cannot_see() {
     set_export_kinds(dir.path(), "c2", "c3", "");
     let (_p2, c2) = serve(dir.path(), "c2");
     wait_until("c3 repaired by digest", Duration::from_secs(30), || async {
-        get(&c3, "/v1/agents?origin=c1&limit=100").await.1["items"]
-            .as_array()
-            .map_or(0, Vec::len)
-            == 10
+        count(&c3, "/v1/agents?origin=c1&limit=100").await == 10
     })
     .await;
     wait_until("digests match", Duration::from_secs(15), || async {
