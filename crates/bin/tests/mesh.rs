@@ -977,3 +977,128 @@ async fn a_center_behind_the_tombstone_horizon_resyncs_and_drops_what_was_delete
         assert_eq!(get(c, "/v1/agents/gone1").await.0, 404);
     }
 }
+
+/// A switch that cuts a proxied link: open connections drop, new ones are
+/// closed at once.
+#[derive(Default)]
+struct Cut {
+    on: std::sync::atomic::AtomicBool,
+    now: tokio::sync::Notify,
+}
+
+impl Cut {
+    fn set(&self, on: bool) {
+        self.on.store(on, std::sync::atomic::Ordering::SeqCst);
+        if on {
+            self.now.notify_waiters();
+        }
+    }
+}
+
+/// Forwards every connection to `target` unless the link is cut.
+async fn cuttable_proxy(listen: tokio::net::TcpListener, target: String, cut: std::sync::Arc<Cut>) {
+    loop {
+        let Ok((mut a, _)) = listen.accept().await else { return };
+        if cut.on.load(std::sync::atomic::Ordering::SeqCst) {
+            continue;
+        }
+        let (target, cut) = (target.clone(), cut.clone());
+        tokio::spawn(async move {
+            let Ok(mut b) = tokio::net::TcpStream::connect(&target).await else {
+                return;
+            };
+            let cutting = cut.now.notified();
+            if cut.on.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::io::copy_bidirectional(&mut a, &mut b) => {}
+                _ = cutting => {}
+            }
+        });
+    }
+}
+
+/// Points `center`'s peer entry for `peer` at 127.0.0.1:`port`; returns the
+/// address it pointed at.
+fn route_peer(dir: &Path, center: &str, peer: &str, port: u16) -> String {
+    let path = dir.join(format!("{center}.toml"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let marker = format!("id = \"{peer}\"\nurl = \"https://");
+    let i = text.find(&marker).expect("peer entry") + marker.len();
+    let end = i + text[i..].find('"').unwrap();
+    let old = text[i..end].to_string();
+    std::fs::write(&path, format!("{}127.0.0.1:{port}{}", &text[..i], &text[end..])).unwrap();
+    old
+}
+
+async fn state_of(c: &Client, peer: &str) -> String {
+    peer_states(c)
+        .await
+        .into_iter()
+        .find(|(p, _)| p == peer)
+        .expect("peer")
+        .1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_link_degrades_floods_route_around_it_and_it_heals() {
+    // A full mesh of three whose c1–c3 link runs through two proxies (one
+    // per direction of calls), which the test cuts and restores: the real
+    // nodes, TLS and storage under a partitioned network.
+    let dir = tempfile::tempdir().unwrap();
+    init(dir.path(), 3, "full");
+    let (l13, l31) = (
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    );
+    let to3 = route_peer(dir.path(), "c1", "c3", l13.local_addr().unwrap().port());
+    let to1 = route_peer(dir.path(), "c3", "c1", l31.local_addr().unwrap().port());
+    let (cut13, cut31) = (std::sync::Arc::new(Cut::default()), std::sync::Arc::new(Cut::default()));
+    tokio::spawn(cuttable_proxy(l13, to3, cut13.clone()));
+    tokio::spawn(cuttable_proxy(l31, to1, cut31.clone()));
+    let (_p1, c1) = serve(dir.path(), "c1");
+    let (_p2, c2) = serve(dir.path(), "c2");
+    let (_p3, c3) = serve(dir.path(), "c3");
+    wait_mesh_up(&[&c1, &c2, &c3]).await;
+
+    // Both directions cut: each side sees the other DEGRADED, then
+    // INTERRUPTED; writes still reach the far side through c2.
+    cut13.set(true);
+    cut31.set(true);
+    for (c, peer) in [(&c1, "c3"), (&c3, "c1")] {
+        wait_until("the cut peer is INTERRUPTED", Duration::from_secs(20), || async {
+            state_of(c, peer).await == "INTERRUPTED"
+        })
+        .await;
+    }
+    assert_eq!(state_of(&c1, "c2").await, "OPERATIONAL");
+    create_agents(&c1, "around", 10, true).await;
+    wait_until("c3 has c1's writes through c2", Duration::from_secs(10), || async {
+        count(&c3, "/v1/agents?origin=c1&limit=100").await == 10
+    })
+    .await;
+
+    // One way only: c3's calls reach c1 and their answers carry c1's beat,
+    // so c3 holds c1 OPERATIONAL; c1's calls to c3 go unanswered, so c1
+    // holds c3 DEGRADED or worse.
+    cut31.set(false);
+    wait_until("c3 sees c1 again", Duration::from_secs(15), || async {
+        state_of(&c3, "c1").await == "OPERATIONAL"
+    })
+    .await;
+    assert_ne!(state_of(&c1, "c3").await, "OPERATIONAL", "c1's own calls still fail");
+
+    // Healed: both OPERATIONAL, and later writes flow directly again.
+    cut13.set(false);
+    wait_until("c1 sees c3 again", Duration::from_secs(15), || async {
+        state_of(&c1, "c3").await == "OPERATIONAL"
+    })
+    .await;
+    create_agents(&c3, "back", 5, true).await;
+    wait_until("c1 has c3's writes", Duration::from_secs(10), || async {
+        count(&c1, "/v1/agents?origin=c3&limit=100").await == 5
+    })
+    .await;
+    let _ = c2;
+}
