@@ -3,6 +3,7 @@
 //! effective result.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -32,6 +33,12 @@ pub struct Config {
     /// (peers and non-neighbours alike). Records from other origins are refused.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub centers: Vec<CenterKey>,
+    /// `[fronts.NAME]` sections, one per front, each handed as written to
+    /// the front of that name to parse (`crate::front`). The node itself
+    /// reads only `enabled` (a boolean, default true). A name no front of
+    /// this build has is refused when the node starts.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub fronts: BTreeMap<String, toml::Value>,
 }
 
 /// The peer listener and this center's TLS identity. Relative paths are
@@ -195,6 +202,7 @@ impl Default for Config {
             peer: None,
             peers: Vec::new(),
             centers: Vec::new(),
+            fronts: BTreeMap::new(),
         }
     }
 }
@@ -389,6 +397,9 @@ impl Config {
                 ));
             }
         }
+        for (name, section) in &self.fronts {
+            crate::front::check_section(name, section)?;
+        }
         if self.api.tokens.is_empty() && !self.api.listen.ip().is_loopback() {
             return Err(ConfigError(format!(
                 "api.listen {} is not a loopback address and no api.tokens are configured; \
@@ -474,6 +485,23 @@ mod tests {
         assert!(c.validate().is_err());
         let c: Config = toml::from_str("id = \"c1\"\n[[api.tokens]]\ntoken = \"short\"\nscopes = [\"read\"]").unwrap();
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn front_sections_round_trip_and_are_checked() {
+        let c: Config = toml::from_str("id = \"c1\"\n[fronts.agent]\nenabled = false\n[fronts.note]\nx = 1").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.fronts["note"]["x"].as_integer(), Some(1));
+        let back: Config = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+        for bad in [
+            "[fronts]\nagent = 1",
+            "[fronts.agent]\nenabled = \"no\"",
+            "[fronts.\"Bad Name\"]",
+        ] {
+            let c: Config = toml::from_str(&format!("id = \"c1\"\n{bad}")).unwrap();
+            assert!(c.validate().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -524,7 +524,12 @@ async fn shutdown_ends_watch_streams_and_commits_queued_writes() {
     );
     // The writer was joined (the database is no longer held open), and the
     // write is there.
-    let center = regmesh_node::Center::open(&regmesh_node::Config::for_test("c1", &dir)).unwrap();
+    let center = regmesh_node::Center::open_with(
+        &regmesh_node::Config::for_test("c1", &dir),
+        regmesh_front_agent::kinds(),
+        None,
+    )
+    .unwrap();
     assert!(center.get("agent", "a1").unwrap().is_some());
     center.close();
     drop(resp);
