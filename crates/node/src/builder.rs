@@ -96,6 +96,23 @@ pub(crate) fn peer_messages(
     Ok(reg)
 }
 
+/// Every method, registered one by one (`any` would merge silently).
+fn every_method() -> axum::routing::MethodFilter {
+    use axum::routing::MethodFilter as M;
+    [
+        M::HEAD,
+        M::POST,
+        M::PUT,
+        M::DELETE,
+        M::PATCH,
+        M::OPTIONS,
+        M::TRACE,
+        M::CONNECT,
+    ]
+    .into_iter()
+    .fold(M::GET, M::or)
+}
+
 /// The fronts' routes, merged, and their tasks. Overlapping routes are
 /// refused.
 pub(crate) fn routes_and_tasks(
@@ -106,9 +123,9 @@ pub(crate) fn routes_and_tasks(
 ) -> Result<(Router, Vec<Task>), StartError> {
     let mut routes = Router::new();
     // The node's paths, so that a front cannot take one of them either.
-    let mut check = crate::api::NODE_ROUTES
-        .iter()
-        .fold(Router::new(), |r, p| r.route(p, axum::routing::any(|| async {})));
+    let mut check = crate::api::NODE_ROUTES.iter().fold(Router::new(), |r, p| {
+        r.route(p, axum::routing::on(every_method(), || async {}))
+    });
     let mut tasks = Vec::new();
     for f in fronts {
         let h = handle(f.as_ref(), center, mesh, cfg);
