@@ -39,6 +39,10 @@ pub struct Config {
     /// this build has is refused when the node starts.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub fronts: BTreeMap<String, toml::Value>,
+    /// The folder of the file this config was loaded from, against which
+    /// fronts resolve relative paths in their sections. Not a config key.
+    #[serde(skip)]
+    pub config_dir: Option<PathBuf>,
 }
 
 /// The peer listener and this center's TLS identity. Relative paths are
@@ -203,6 +207,7 @@ impl Default for Config {
             peers: Vec::new(),
             centers: Vec::new(),
             fronts: BTreeMap::new(),
+            config_dir: None,
         }
     }
 }
@@ -265,6 +270,7 @@ impl Config {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
         let mut c: Config = toml::from_str(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
         let base = path.parent().unwrap_or(Path::new("."));
+        c.config_dir = Some(base.to_path_buf());
         let fix = |p: &mut PathBuf| {
             if p.is_relative() && !base.as_os_str().is_empty() {
                 *p = base.join(&*p);
@@ -494,6 +500,10 @@ mod tests {
         assert_eq!(c.fronts["note"]["x"].as_integer(), Some(1));
         let back: Config = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
         assert_eq!(back, c);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c1.toml");
+        std::fs::write(&file, "id = \"c1\"\n[fronts.note]\nfile = \"x\"").unwrap();
+        assert_eq!(Config::load(&file).unwrap().config_dir.as_deref(), Some(dir.path()));
         for bad in [
             "[fronts]\nagent = 1",
             "[fronts.agent]\nenabled = \"no\"",

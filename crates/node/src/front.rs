@@ -14,6 +14,7 @@ use crate::messages::PeerMessage;
 use axum::Router;
 use regmesh_core::Kind;
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -51,6 +52,25 @@ impl FrontError {
     }
 }
 
+/// A front's `[fronts.NAME]` section as the front reads it: the keys as
+/// written (without the node's `enabled`), and where relative paths in it
+/// start (the config file's folder).
+#[derive(Debug, Clone, Default)]
+pub struct Section {
+    pub table: toml::Table,
+    pub base_dir: Option<PathBuf>,
+}
+
+impl Section {
+    /// `p` resolved against the config file's folder if it is relative.
+    pub fn path(&self, p: &Path) -> PathBuf {
+        match &self.base_dir {
+            Some(b) if p.is_relative() && !b.as_os_str().is_empty() => b.join(p),
+            _ => p.to_path_buf(),
+        }
+    }
+}
+
 /// A front: a set of kinds plus a protocol adapter (HTTP routes, peer
 /// messages, tasks). The node calls, in this order and once each: `configure`,
 /// `kinds`, then, with its handle, `peer_messages`, `routes`, `tasks`.
@@ -63,10 +83,10 @@ pub trait Front: Send + 'static {
         false
     }
 
-    /// Reads its `[fronts.NAME]` section (without the node's `enabled` key;
-    /// empty when the section is absent). Default: refuses any key.
-    fn configure(&mut self, section: &toml::Table) -> Result<(), FrontError> {
-        match section.keys().next() {
+    /// Reads its `[fronts.NAME]` section (empty when the section is
+    /// absent). Default: refuses any key.
+    fn configure(&mut self, section: &Section) -> Result<(), FrontError> {
+        match section.table.keys().next() {
             None => Ok(()),
             Some(k) => Err(FrontError::config(self.name(), format!("unknown key {k:?}"))),
         }
@@ -160,8 +180,29 @@ pub fn select(cfg: &crate::Config, fronts: Vec<Box<dyn Front>>) -> Result<Vec<Bo
             continue;
         }
         table.remove("enabled");
-        f.configure(&table)?;
+        f.configure(&Section {
+            table,
+            base_dir: cfg.config_dir.clone(),
+        })?;
         out.push(f);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_sections_and_paths() {
+        assert!(valid_name("agent") && valid_name("rpki-sync_2"));
+        assert!(!valid_name("") && !valid_name("Agent") && !valid_name(&"a".repeat(33)));
+        let s = Section {
+            table: toml::Table::new(),
+            base_dir: Some(PathBuf::from("/etc/regmesh")),
+        };
+        assert_eq!(s.path(Path::new("tals/x.tal")), Path::new("/etc/regmesh/tals/x.tal"));
+        assert_eq!(s.path(Path::new("/abs.tal")), Path::new("/abs.tal"));
+        assert_eq!(Section::default().path(Path::new("x")), Path::new("x"));
+    }
 }

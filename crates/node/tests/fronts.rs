@@ -17,7 +17,7 @@ use regmesh_node::center::{EventType, Outcome};
 use regmesh_node::client::Client;
 use regmesh_node::config::{CenterKey, PeerConfig, PeerListenConfig, Scope, TokenConfig};
 use regmesh_node::error::ApiError;
-use regmesh_node::front::{Front, FrontError, Task};
+use regmesh_node::front::{Front, FrontError, Section, Task};
 use regmesh_node::handle::Metric;
 use regmesh_node::messages::{PeerAnswer, PeerMessage, PeerVerb};
 use regmesh_node::{Config, NodeBuilder, NodeHandle, Running, StartError};
@@ -77,8 +77,8 @@ impl Front for NoteFront {
     fn name(&self) -> &'static str {
         "note"
     }
-    fn configure(&mut self, section: &toml::Table) -> Result<(), FrontError> {
-        for (k, v) in section {
+    fn configure(&mut self, section: &Section) -> Result<(), FrontError> {
+        for (k, v) in &section.table {
             match (k.as_str(), v.as_str()) {
                 ("greeting", Some(g)) => self.greeting = g.to_string(),
                 _ => return Err(FrontError::config("note", format!("unknown or bad key {k:?}"))),
