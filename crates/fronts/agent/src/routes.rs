@@ -10,7 +10,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use regmesh_core::kind::view_json;
 use regmesh_node::center::Outcome;
@@ -20,11 +20,12 @@ use regmesh_node::http::{if_match, json_body, json_text, record_response, Record
 use regmesh_node::NodeHandle;
 use serde::Deserialize;
 
-/// The front's routes, with `node` as their state.
+/// The front's routes, with `node` as their state. (Method order matters:
+/// it is the order of the `Allow` header in 405 answers.)
 pub fn router(node: NodeHandle) -> Router {
     Router::new()
         .route("/v1/agents", get(list_agents))
-        .route("/v1/agents/{id}", get(get_agent).put(put_agent).delete(delete_agent))
+        .route("/v1/agents/{id}", put(put_agent).get(get_agent).delete(delete_agent))
         .route("/v1/agents/{id}/heartbeat", post(heartbeat))
         .with_state(node)
 }
