@@ -145,7 +145,7 @@ pub(crate) fn routes_and_tasks(
             )
         })?;
         routes = routes.merge(r);
-        tasks.extend(f.tasks(&h));
+        tasks.extend(f.tasks(&h)?);
     }
     Ok((routes, tasks))
 }

@@ -109,9 +109,11 @@ pub trait Front: Send + 'static {
         Router::new()
     }
 
-    /// Background tasks it runs.
-    fn tasks(&self, _node: &NodeHandle) -> Vec<Task> {
-        Vec::new()
+    /// Background tasks it runs. Set up what can fail here (bind a socket
+    /// with `std::net`, open a file) and return the error: the node then does
+    /// not start.
+    fn tasks(&self, _node: &NodeHandle) -> Result<Vec<Task>, FrontError> {
+        Ok(Vec::new())
     }
 }
 

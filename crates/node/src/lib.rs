@@ -52,7 +52,7 @@ async fn start(
     fronts: Vec<Box<dyn Front>>,
     store: Option<Arc<dyn regmesh_store::Store>>,
 ) -> Result<Running, StartError> {
-    cfg.validate().map_err(center::OpenError::from)?;
+    cfg.validate()?;
     let fronts = front::select(cfg, fronts)?;
     let kinds = builder::kinds_of(&fronts)?;
     let center = Center::open_with(cfg, kinds, store)?;
@@ -95,7 +95,15 @@ async fn start(
         // still checked, so a clash shows on a standalone center too.
         builder::peer_messages(&fronts, &center, None, cfg)?;
     }
-    let (front_routes, front_tasks) = builder::routes_and_tasks(&fronts, &center, mesh.as_ref(), cfg)?;
+    let (front_routes, front_tasks) = match builder::routes_and_tasks(&fronts, &center, mesh.as_ref(), cfg) {
+        Ok(r) => r,
+        Err(e) => {
+            for t in &tasks {
+                t.abort();
+            }
+            return Err(e);
+        }
+    };
     let app = api::router(center.clone(), cfg, mesh.clone(), front_routes);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {

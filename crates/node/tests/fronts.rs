@@ -120,18 +120,18 @@ impl Front for NoteFront {
             .route("/v1/note-peers", get(peers))
             .with_state(node.clone())
     }
-    fn tasks(&self, node: &NodeHandle) -> Vec<Task> {
+    fn tasks(&self, node: &NodeHandle) -> Result<Vec<Task>, FrontError> {
         let seen: Metric = node
             .gauge("regmesh_note_seen", "Note puts seen on the change feed.", &[])
             .unwrap();
         let mut sub = node.subscribe();
-        vec![Box::pin(async move {
+        Ok(vec![Box::pin(async move {
             while let Ok(Some(ev)) = sub.next().await {
                 if ev.record.kind == "note" && ev.typ == EventType::Put {
                     seen.add(1);
                 }
             }
-        })]
+        })])
     }
 }
 
@@ -202,6 +202,24 @@ impl Front for Squatter {
     }
     fn routes(&self, _: &NodeHandle) -> Router {
         Router::new().route(self.0, get(|| async { "mine" }))
+    }
+}
+
+/// A front whose set-up fails (say, its UDP port is taken).
+struct Failing;
+
+impl Front for Failing {
+    fn name(&self) -> &'static str {
+        "failing"
+    }
+    fn on_by_default(&self) -> bool {
+        true
+    }
+    fn kinds(&self) -> Vec<Arc<dyn Kind>> {
+        Vec::new()
+    }
+    fn tasks(&self, _: &NodeHandle) -> Result<Vec<Task>, FrontError> {
+        Err(FrontError::start("failing", "cannot bind [::1]:5683"))
     }
 }
 
@@ -335,6 +353,9 @@ async fn front_sections_and_clashes_are_refused_clearly() {
             .await);
         assert!(e.contains("front squatter: its routes clash"), "{path}: {e}");
     }
+    let cfg = test_config("c1", &dir.path().join("failing"), "");
+    let e = err(NodeBuilder::new(cfg).front(Failing).start().await);
+    assert_eq!(e, "front failing: cannot bind [::1]:5683");
 }
 
 /// Two centers in one process, peered over mutual TLS on loopback.
