@@ -72,8 +72,9 @@ impl Section {
 }
 
 /// A front: a set of kinds plus a protocol adapter (HTTP routes, peer
-/// messages, tasks). The node calls, in this order and once each: `configure`,
-/// `kinds`, then, with its handle, `peer_messages`, `routes`, `tasks`.
+/// messages, tasks). The node calls, in this order: `configure`, `kinds`
+/// (possibly more than once: it must return the same set each time), then,
+/// with its handle, `peer_messages`, `routes`, `tasks` (once each).
 pub trait Front: Send + 'static {
     /// Its name: `[a-z0-9_-]{1,32}`, the `[fronts.NAME]` section it reads.
     fn name(&self) -> &'static str;
