@@ -1383,6 +1383,10 @@ impl Shared {
         let mut resweep: Vec<(String, String)> = Vec::new();
         let mut retry: Vec<(String, String)> = Vec::new();
         let mut pending: Vec<Pending> = Vec::new();
+        // The batch's record changes in op order: the store applies them in
+        // this order, so a purge followed by a new create of the same id
+        // leaves the create (issue 11 item 1).
+        let mut steps: Vec<Step> = Vec::new();
 
         // Only other centers' versions (copies a peer can send again): the
         // commit need not wait for the disk (see RELAXED_FOR_MS).
@@ -1428,8 +1432,8 @@ impl Shared {
                     // Later ops in this batch see this version (unsigned as yet).
                     slot.after = Some(record.clone());
                     slot.touched = true;
+                    steps.push(Step::Put(pending.len()));
                     pending.push(Pending {
-                        key,
                         record,
                         signed,
                         typ,
@@ -1446,14 +1450,14 @@ impl Shared {
                             st.purged_dirty = true;
                         }
                     }
-                    batch.removes.push((op.kind.clone(), op.id.clone()));
+                    steps.push(Step::Remove(key.clone()));
                     slot.after = None;
                     slot.after_digest = None;
                     slot.touched = true;
                     replies.push((op.reply, Ok(Outcome::Nothing)));
                 }
                 Ok(Applied::Forget(record)) => {
-                    batch.removes.push((op.kind.clone(), op.id.clone()));
+                    steps.push(Step::Remove(key.clone()));
                     slot.after = None;
                     slot.after_digest = None;
                     slot.touched = true;
@@ -1489,15 +1493,13 @@ impl Shared {
         // Sign every new version of the batch; the versions and sequence
         // numbers were assigned in order above, signatures are independent.
         self.sign_all(&mut pending);
+        let mut signed: Vec<Option<(Record, Vec<u8>, Digest)>> = Vec::with_capacity(pending.len());
         for p in pending {
             let bytes = codec::encode(&p.record);
             st.change += 1;
             batch.changes.push((st.change, encode_event(p.typ, p.reason, &bytes)));
-            let slot = slots.get_mut(&p.key).expect("slot present");
-            // Versions are signed in op order, so the last one of a key wins.
-            slot.after_digest = Some(digest(&bytes));
-            slot.after = Some(p.record.clone());
-            batch.puts.push((p.key.0, p.key.1, bytes));
+            let d = digest(&bytes);
+            signed.push(Some((p.record.clone(), bytes, d)));
             replies.push((p.reply, Ok(p.done.with(&p.record))));
             events.push(Event {
                 no: st.change,
@@ -1506,8 +1508,28 @@ impl Shared {
                 record: p.record,
             });
         }
-
-        if !batch.puts.is_empty() || !batch.removes.is_empty() || st.purged_dirty {
+        // The store and the index end in the same state: that of the last
+        // step on each key.
+        for step in steps {
+            match step {
+                Step::Put(i) => {
+                    let (record, bytes, d) = signed[i].take().expect("each version is put once");
+                    let slot = slots
+                        .get_mut(&(record.kind.clone(), record.id.clone()))
+                        .expect("slot present");
+                    slot.after_digest = Some(d);
+                    slot.after = Some(record.clone());
+                    batch.put(record.kind, record.id, bytes);
+                }
+                Step::Remove((kind, id)) => {
+                    let slot = slots.get_mut(&(kind.clone(), id.clone())).expect("slot present");
+                    slot.after = None;
+                    slot.after_digest = None;
+                    batch.remove(kind, id);
+                }
+            }
+        }
+        if !batch.records.is_empty() || st.purged_dirty {
             if st.purged_dirty {
                 batch
                     .meta
@@ -1537,10 +1559,7 @@ impl Shared {
             }
             let t0 = Instant::now();
             if let Err(e) = self.store.apply(&batch) {
-                tracing::error!(
-                    "commit of {} writes failed: {e}",
-                    batch.puts.len() + batch.removes.len()
-                );
+                tracing::error!("commit of {} writes failed: {e}", batch.records.len());
                 *st = before_state;
                 let err = WriteError::Storage(e.to_string());
                 let mut dl = self.deadlines.lock().expect("deadlines lock");
@@ -1561,8 +1580,7 @@ impl Shared {
                 }
                 return;
             }
-            self.metrics
-                .observe_commit(batch.puts.len() + batch.removes.len(), t0.elapsed());
+            self.metrics.observe_commit(batch.records.len(), t0.elapsed());
             if !batch.relaxed {
                 st.last_durable = Instant::now();
             }
@@ -1932,7 +1950,6 @@ impl Done {
 
 /// A version waiting for its signature within one batch.
 struct Pending {
-    key: (String, String),
     record: Record,
     /// Already signed (by its origin); skip signing.
     signed: bool,
@@ -1940,6 +1957,14 @@ struct Pending {
     reason: Option<DeleteReason>,
     done: Done,
     reply: Option<ReplyTo>,
+}
+
+/// One record change of a batch, in op order.
+enum Step {
+    /// The `n`th pending version (signed later).
+    Put(usize),
+    /// Remove the key (a purged tombstone, or a forgotten record).
+    Remove((String, String)),
 }
 
 /// Below this many versions a batch is signed on the writer thread alone.
