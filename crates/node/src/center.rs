@@ -34,7 +34,7 @@ use regmesh_store::{digest, Digest, Index, IndexEntry, RedbStore, Store, WriteBa
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -359,6 +359,9 @@ struct Shared {
     own_seq: AtomicU64,
     /// The writer's purge marks (committed); see [`Center::purged_through`].
     purged: RwLock<BTreeMap<String, u64>>,
+    /// False while the mesh says this center is `inactive` (DRiP §5.7):
+    /// client writes are refused and the sweeper defers own expiries.
+    accepting: AtomicBool,
     settings: Settings,
     metrics: Arc<Metrics>,
 }
@@ -369,9 +372,6 @@ pub struct Center {
     shared: Arc<Shared>,
     /// Set once the center begins to close; long-lived streams end on it.
     closing: tokio::sync::watch::Sender<bool>,
-    /// False while the mesh says this center is inactive: client writes are
-    /// refused (DRiP §5.7).
-    accepting: std::sync::atomic::AtomicBool,
     tx: mpsc::Sender<Op>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     started: Instant,
@@ -520,6 +520,7 @@ impl Center {
             head: AtomicU64::new(change),
             own_seq: AtomicU64::new(seq),
             purged: RwLock::new(purged.clone()),
+            accepting: AtomicBool::new(true),
             settings,
             metrics,
         });
@@ -552,7 +553,6 @@ impl Center {
         Ok(Arc::new(Center {
             shared,
             closing: tokio::sync::watch::Sender::new(false),
-            accepting: std::sync::atomic::AtomicBool::new(true),
             tx,
             writer: Mutex::new(Some(writer)),
             started: Instant::now(),
@@ -585,12 +585,16 @@ impl Center {
     }
 
     /// Queues a write and waits for it to be durable. Refuses at once when
-    /// the queue is full.
+    /// the queue is full, and client writes (put, delete, heartbeat) while
+    /// the center is `inactive` ([`Center::set_accepting_writes`]).
     pub async fn write(&self, kind: &str, id: &str, op: WriteOp) -> Result<Outcome, WriteError> {
         if matches!(op, WriteOp::Merge(_) | WriteOp::Forget { .. } | WriteOp::Close) {
             return Err(WriteError::Invalid(
                 "versions from other centers go through apply_remote and forget".into(),
             ));
+        }
+        if !matches!(op, WriteOp::Sweep) && !self.accepting_writes() {
+            return Err(WriteError::Inactive);
         }
         if let WriteOp::Put { prepared, .. } = &op {
             let Some(obj) = prepared.body.as_object() else {
@@ -1056,10 +1060,18 @@ impl Center {
         }
     }
 
-    /// Whether client writes are accepted (false while the center is
-    /// inactive in its mesh).
+    /// Whether client writes are accepted: false while the center is
+    /// `inactive` in its mesh. Then client writes get [`WriteError::Inactive`]
+    /// (503 `inactive`) and change nothing, and the sweeper defers lease
+    /// expiry and retention of own records (tombstone purges go on); see
+    /// PROTOCOL.md, "Node state".
     pub fn set_accepting_writes(&self, yes: bool) {
-        self.accepting.store(yes, Ordering::Relaxed);
+        self.shared.accepting.store(yes, Ordering::Release);
+    }
+
+    /// See [`Center::set_accepting_writes`].
+    pub fn accepting_writes(&self) -> bool {
+        self.shared.accepting.load(Ordering::Acquire)
     }
 
     /// Tells long-lived readers (watch streams) to finish.
@@ -1481,6 +1493,10 @@ impl Shared {
                     }
                     replies.push((op.reply, Ok(Outcome::Nothing)));
                 }
+                Ok(Applied::Deferred) => {
+                    retry.push(key);
+                    replies.push((op.reply, Ok(Outcome::Nothing)));
+                }
                 Ok(Applied::Renewed(record)) => {
                     // The lease deadline moves; nothing is written.
                     resweep.push(key);
@@ -1827,6 +1843,12 @@ impl Shared {
                 if r.deleted {
                     return Ok(Applied::Purge);
                 }
+                if !self.accepting.load(Ordering::Acquire) {
+                    // Inactive: expiry and retention are updates this center
+                    // may not make now (its agents' heartbeats are refused
+                    // too). Judged again once it is active.
+                    return Ok(Applied::Deferred);
+                }
                 let mut body = r.body_value().map_err(|e| WriteError::Storage(e.to_string()))?;
                 if !kind.is_expired_state(&body) {
                     kind.on_lease_expired(&mut body);
@@ -1998,5 +2020,7 @@ enum Applied {
     Forget(Record),
     /// A lease renewed here only (no new version).
     Renewed(Record),
+    /// A due sweep put off (the center is inactive): look again later.
+    Deferred,
     Nothing,
 }
