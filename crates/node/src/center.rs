@@ -173,14 +173,79 @@ pub enum WriteOp {
     },
 }
 
-/// Records from another center whose checks passed ([`Center::verify_remote`]).
+/// Records from another center, checked one by one ([`Center::verify_remote`]):
+/// those that passed, and those refused with the reason.
 #[derive(Debug)]
-pub struct Verified(Vec<Record>);
+pub struct Verified {
+    passed: Vec<Record>,
+    refused: Vec<Refusal>,
+}
 
 impl Verified {
+    /// The records that passed every check, in the order received.
     pub fn records(&self) -> &[Record] {
-        &self.0
+        &self.passed
     }
+
+    /// The records that failed a check, with why.
+    pub fn refused(&self) -> &[Refusal] {
+        &self.refused
+    }
+}
+
+/// Why one record from another center was refused. The record was neither
+/// applied nor relayed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RefusalReason {
+    /// No kind of that name is registered here.
+    #[error("unknown kind")]
+    UnknownKind,
+    /// The id is not a valid record id.
+    #[error("invalid id: {0}")]
+    BadId(String),
+    /// No key is configured for the origin.
+    #[error("origin is not a known center")]
+    UnknownOrigin,
+    /// The origin's signature does not verify (altered on the way, or forged).
+    #[error("signature does not verify")]
+    BadSignature,
+    /// Larger than `limits.max_record_bytes`.
+    #[error("record is {bytes} bytes; the limit is {max}")]
+    TooLarge { bytes: usize, max: usize },
+    /// The body is not what the kind accepts from a client
+    /// ([`Kind::prepare`]), or a tombstone carries a body.
+    #[error("body is not a valid {kind}: {message}")]
+    InvalidBody { kind: String, message: String },
+    /// The body passes the kind's checks but is not in the normalized form
+    /// the origin's writer stores (so it did not come from one).
+    #[error("body is not in the normalized form its kind stores")]
+    NotNormalized,
+}
+
+impl RefusalReason {
+    /// Label for `regmesh_replica_refused_total{reason=...}`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            RefusalReason::UnknownKind => "unknown_kind",
+            RefusalReason::BadId(_) => "bad_id",
+            RefusalReason::UnknownOrigin => "unknown_origin",
+            RefusalReason::BadSignature => "bad_signature",
+            RefusalReason::TooLarge { .. } => "too_large",
+            RefusalReason::InvalidBody { .. } => "invalid_body",
+            RefusalReason::NotNormalized => "not_normalized",
+        }
+    }
+}
+
+/// One refused record from another center: which, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind}/{id} from {origin} (seq {seq}): {reason}")]
+pub struct Refusal {
+    pub kind: String,
+    pub id: String,
+    pub origin: String,
+    pub seq: u64,
+    pub reason: RefusalReason,
 }
 
 /// Result of an accepted write.
@@ -215,6 +280,11 @@ pub enum WriteError {
     ShuttingDown,
     #[error("the center is inactive: none of its peers answers (DRiP §5.7); updates resume when one does")]
     Inactive,
+    /// Records from another center failed their checks. Those listed were
+    /// not applied; the `applied` others of the same call were (state
+    /// changed for them). Callers must not count the refused ones as held.
+    #[error("{} record(s) refused, {applied} applied; {}", refused.len(), refused.first().map(ToString::to_string).unwrap_or_default())]
+    Refused { applied: usize, refused: Vec<Refusal> },
 }
 
 /// A read failed.
@@ -632,45 +702,82 @@ impl Center {
         rx.await.unwrap_or(Err(WriteError::ShuttingDown))
     }
 
-    /// Checks versions received from a peer: known kind, valid id, known
-    /// origin, valid signature, size. All or nothing.
-    pub fn verify_remote(&self, records: Vec<Record>) -> Result<Verified, WriteError> {
-        for r in &records {
-            if self.shared.kinds.get(&r.kind).is_none() {
-                return Err(WriteError::Invalid(format!(
-                    "unknown kind {:?} in {}/{}",
-                    r.kind, r.kind, r.id
-                )));
-            }
-            regmesh_core::validate_record_id(&r.id).map_err(|e| WriteError::Invalid(format!("{}: {e}", r.kind)))?;
-            let key = self.shared.keys.get(&r.origin).ok_or_else(|| {
-                WriteError::Invalid(format!(
-                    "{}/{}: origin {:?} is not a known center",
-                    r.kind, r.id, r.origin
-                ))
-            })?;
-            verify_record(r, key).map_err(|e| WriteError::Invalid(e.to_string()))?;
-            let size = codec::encode(r).len();
-            if size > self.shared.settings.max_record_bytes {
-                return Err(WriteError::TooLarge {
-                    bytes: size,
-                    max: self.shared.settings.max_record_bytes,
-                });
+    /// Checks versions received from a peer, each on its own: known kind,
+    /// valid id, known origin, valid signature, size, and a body the kind
+    /// accepts from a client, in the form the origin's writer stores it
+    /// (tombstones: the empty body). What fails is refused with its reason
+    /// and counted in `regmesh_replica_refused_total`; it never refuses the
+    /// records beside it.
+    pub fn verify_remote(&self, records: Vec<Record>) -> Verified {
+        let mut passed = Vec::with_capacity(records.len());
+        let mut refused = Vec::new();
+        for r in records {
+            match self.check_remote(&r) {
+                Ok(()) => passed.push(r),
+                Err(reason) => {
+                    self.shared.metrics.count_replica_refused(reason.label());
+                    let refusal = Refusal {
+                        kind: r.kind,
+                        id: r.id,
+                        origin: r.origin,
+                        seq: r.seq,
+                        reason,
+                    };
+                    tracing::warn!("record from a peer refused: {refusal}");
+                    refused.push(refusal);
+                }
             }
         }
-        Ok(Verified(records))
+        Verified { passed, refused }
     }
 
-    /// Merges verified versions. Each merges under the lattice order, so
-    /// older or duplicate versions change nothing. Returns how many were newer
-    /// than what this center held.
+    /// The checks of [`Center::verify_remote`] for one record.
+    fn check_remote(&self, r: &Record) -> Result<(), RefusalReason> {
+        let kind = self.shared.kinds.get(&r.kind).ok_or(RefusalReason::UnknownKind)?;
+        regmesh_core::validate_record_id(&r.id).map_err(|e| RefusalReason::BadId(e.to_string()))?;
+        let key = self.shared.keys.get(&r.origin).ok_or(RefusalReason::UnknownOrigin)?;
+        verify_record(r, key).map_err(|_| RefusalReason::BadSignature)?;
+        let size = codec::encode(r).len();
+        let max = self.shared.settings.max_record_bytes;
+        if size > max {
+            return Err(RefusalReason::TooLarge { bytes: size, max });
+        }
+        let invalid = |message: String| RefusalReason::InvalidBody {
+            kind: r.kind.clone(),
+            message,
+        };
+        if r.deleted {
+            // The origin's writer gives every tombstone the empty body.
+            return match r.body.as_str() {
+                "{}" => Ok(()),
+                _ => Err(invalid("a tombstone's body must be {}".into())),
+            };
+        }
+        let body = r.body_value().map_err(|e| invalid(format!("not JSON: {e}")))?;
+        let prepared = kind.prepare(&r.id, body).map_err(|e| invalid(e.to_string()))?;
+        if canonical_json(&prepared.body) != r.body {
+            return Err(RefusalReason::NotNormalized);
+        }
+        Ok(())
+    }
+
+    /// Merges the versions that passed [`Center::verify_remote`]. Each merges
+    /// under the lattice order, so older or duplicate versions change
+    /// nothing. Returns how many were newer than what this center held; if
+    /// any record was refused, [`WriteError::Refused`] (after the others
+    /// were merged), so a caller never takes the call as covering them.
     pub async fn apply_verified(&self, records: Verified) -> Result<usize, WriteError> {
-        let ops = records
-            .0
+        let Verified { passed, refused } = records;
+        let ops = passed
             .into_iter()
             .map(|r| (r.kind.clone(), r.id.clone(), WriteOp::Merge(Box::new(r))));
         let outcomes = self.submit_all(ops).await?;
-        Ok(outcomes.iter().filter(|o| !matches!(o, Outcome::Nothing)).count())
+        let applied = outcomes.iter().filter(|o| !matches!(o, Outcome::Nothing)).count();
+        if refused.is_empty() {
+            Ok(applied)
+        } else {
+            Err(WriteError::Refused { applied, refused })
+        }
     }
 
     /// Queues internal ops (all of them, waiting for room) and collects
@@ -756,11 +863,10 @@ impl Center {
         Ok(outcomes.iter().filter(|o| matches!(o, Outcome::Deleted(_))).count())
     }
 
-    /// [`Center::verify_remote`] then [`Center::apply_verified`]: if any record
-    /// fails its checks, nothing is applied.
+    /// [`Center::verify_remote`] then [`Center::apply_verified`]: the records
+    /// that pass are merged; any refused make it [`WriteError::Refused`].
     pub async fn apply_remote(&self, records: Vec<Record>) -> Result<usize, WriteError> {
-        let v = self.verify_remote(records)?;
-        self.apply_verified(v).await
+        self.apply_verified(self.verify_remote(records)).await
     }
 
     /// True if `r` belongs to another center and its lease has run out

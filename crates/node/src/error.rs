@@ -72,6 +72,7 @@ impl From<WriteError> for ApiError {
             WriteError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             WriteError::Inactive => (StatusCode::SERVICE_UNAVAILABLE, "inactive"),
             WriteError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage"),
+            WriteError::Refused { .. } => (StatusCode::BAD_REQUEST, "refused"),
         };
         ApiError::new(status, code, e.to_string())
     }
