@@ -46,6 +46,10 @@ async fn records_that_their_kind_refuses_are_refused_one_by_one() {
     });
     let c2 = Center::open(&cfg).unwrap();
 
+    // A version a day ahead of our clock (the HLC drift bound is minutes).
+    let mut ahead = signed(&c1, 10, "ahead", &good_body("2001:db8::10"), false);
+    ahead.version = Hlc::new(regmesh_node::center::now_ms() + 24 * 3600 * 1000, 0);
+    c1.sign_record(&mut ahead);
     let mut note = signed(&c1, 7, "n1", "{}", false);
     note.kind = "note".into();
     c1.sign_record(&mut note);
@@ -63,6 +67,7 @@ async fn records_that_their_kind_refuses_are_refused_one_by_one() {
         signed(&c1, 5, "tomb", r#"{"addresses":["2001:db8::5"]}"#, true),
         signed(&c1, 6, "good2", &good_body("2001:db8::6"), false),
         note,
+        ahead,
     ];
     let head = c2.head();
     let e = c2.apply_remote(batch).await.unwrap_err();
@@ -79,12 +84,13 @@ async fn records_that_their_kind_refuses_are_refused_one_by_one() {
             ("raw", "not_normalized"),
             ("tomb", "invalid_body"),
             ("n1", "unknown_kind"),
+            ("ahead", "clock_ahead"),
         ]
     );
     assert!(matches!(refused[0].reason, RefusalReason::InvalidBody { .. }));
     assert!(e.to_string().contains("agent/junk from c1 (seq 2)"), "{e}");
     assert_eq!(c2.head(), head + 2, "only the two good versions were written");
-    for id in ["junk", "linklocal", "raw", "tomb"] {
+    for id in ["junk", "linklocal", "raw", "tomb", "ahead"] {
         assert!(c2.get_held("agent", id).unwrap().is_none(), "{id} was applied");
     }
     assert!(c2.get("agent", "good1").unwrap().is_some());

@@ -5,10 +5,10 @@
 //! Must never: apply or hand on a record that failed a check, or report a
 //! call as covering a refused record.
 
-use super::{Center, Outcome, ReadError, WriteError, WriteOp};
+use super::{now_ms, Center, Outcome, ReadError, WriteError, WriteOp};
 use regmesh_core::codec::{self, canonical_json};
 use regmesh_core::sign::verify_record;
-use regmesh_core::Record;
+use regmesh_core::{HlcClock, Record};
 use regmesh_store::{digest, WriteBatch};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -49,6 +49,10 @@ pub enum RefusalReason {
     /// The origin's signature does not verify (altered on the way, or forged).
     #[error("signature does not verify")]
     BadSignature,
+    /// The version's clock is further ahead of ours than the HLC drift bound
+    /// (`HlcClock::DRIFT_MAX_MS`): taking it would drag this center's clock.
+    #[error("version is {ahead_ms} ms ahead of this center's clock; the limit is {limit_ms} ms")]
+    ClockAhead { ahead_ms: u64, limit_ms: u64 },
     /// Larger than `limits.max_record_bytes`.
     #[error("record is {bytes} bytes; the limit is {max}")]
     TooLarge { bytes: usize, max: usize },
@@ -70,6 +74,7 @@ impl RefusalReason {
             RefusalReason::BadId(_) => "bad_id",
             RefusalReason::UnknownOrigin => "unknown_origin",
             RefusalReason::BadSignature => "bad_signature",
+            RefusalReason::ClockAhead { .. } => "clock_ahead",
             RefusalReason::TooLarge { .. } => "too_large",
             RefusalReason::InvalidBody { .. } => "invalid_body",
             RefusalReason::NotNormalized => "not_normalized",
@@ -124,6 +129,13 @@ impl Center {
         regmesh_core::validate_record_id(&r.id).map_err(|e| RefusalReason::BadId(e.to_string()))?;
         let key = self.shared.keys.get(&r.origin).ok_or(RefusalReason::UnknownOrigin)?;
         verify_record(r, key).map_err(|_| RefusalReason::BadSignature)?;
+        let (now, limit_ms) = (now_ms(), HlcClock::DRIFT_MAX_MS);
+        if r.version.wall_ms > now.saturating_add(limit_ms) {
+            return Err(RefusalReason::ClockAhead {
+                ahead_ms: r.version.wall_ms - now,
+                limit_ms,
+            });
+        }
         let size = codec::encode(r).len();
         let max = self.shared.settings.max_record_bytes;
         if size > max {
