@@ -150,3 +150,70 @@ async fn a_create_in_the_batch_that_purges_its_old_tombstone_is_kept() {
     );
     center.close();
 }
+
+/// The same at a replica: the purge of another center's tombstone and the
+/// merge of that center's new version of the id, in one batch. Before the
+/// fix every later read, page and flood carrying the id failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_in_the_batch_that_purges_its_old_tombstone_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let c1 = Center::open(&Config::for_test("c1", &dir.path().join("c1"))).unwrap();
+    let mut cfg = Config::for_test("c2", &dir.path().join("c2"));
+    cfg.leases.tombstone_horizon_s = 0;
+    cfg.centers.push(regmesh_node::config::CenterKey {
+        id: "c1".into(),
+        public_key: c1.public_key_hex(),
+    });
+    std::fs::create_dir_all(&cfg.data_dir).unwrap();
+    let store = Arc::new(GatedStore {
+        inner: RedbStore::open(&cfg.data_dir.join(DB_FILE), 1 << 20).unwrap(),
+        gate: Mutex::new((false, 0)),
+        turn: Condvar::new(),
+    });
+    let c2 = Center::open_with(&cfg, Kinds::builtin(), Some(store.clone() as Arc<dyn Store>)).unwrap();
+    c1.write("agent", "a", put_op("a")).await.unwrap();
+    let Ok(Outcome::Deleted(tomb)) = c1.write("agent", "a", WriteOp::Delete { if_version: None }).await else {
+        panic!("delete at c1")
+    };
+    assert_eq!(c2.apply_remote(vec![tomb]).await.unwrap(), 1);
+    let Ok(Outcome::Created(again)) = c1.write("agent", "a", put_op("a")).await else {
+        panic!("create again at c1")
+    };
+
+    store.shut(true);
+    let parked = tokio::spawn({
+        let c = c2.clone();
+        async move { c.write("agent", "other", put_op("other")).await }
+    });
+    wait_for("the writer parked in a commit", || store.waiting() == 1).await;
+    assert_eq!(c2.sweep_due().await, 1, "c1's tombstone of a is due at c2");
+    let merge = tokio::spawn({
+        let (c, v) = (c2.clone(), again.clone());
+        async move { c.apply_remote(vec![v]).await }
+    });
+    wait_for("the purge and the merge queued", || {
+        c2.status()["write_queue"]["waiting"] == 2
+    })
+    .await;
+    store.shut(false);
+    assert!(parked.await.unwrap().is_ok());
+    assert_eq!(merge.await.unwrap().unwrap(), 1);
+    let read = c2.get("agent", "a").expect("the merged version must read back");
+    assert_eq!(read.map(|r| r.version), Some(again.version));
+    let pulled = c2.origin_after("c1", 0, 10).unwrap();
+    assert_eq!(
+        pulled.iter().map(|r| r.version).collect::<Vec<_>>(),
+        vec![again.version]
+    );
+
+    c2.close();
+    drop(store);
+    let c2 = Center::open(&cfg).unwrap();
+    assert_eq!(
+        c2.get("agent", "a").unwrap().map(|r| r.version),
+        Some(again.version),
+        "merged version lost on restart"
+    );
+    c2.close();
+    c1.close();
+}
