@@ -115,10 +115,19 @@ impl Center {
                         seq: r.seq,
                         reason,
                     };
-                    tracing::warn!("record from a peer refused: {refusal}");
+                    tracing::debug!("record from a peer refused: {refusal}");
                     refused.push(refusal);
                 }
             }
+        }
+        // One line per call, not per record: a hostile batch cannot
+        // multiply the log.
+        if let Some(first) = refused.first() {
+            tracing::warn!(
+                refused = refused.len(),
+                passed = passed.len(),
+                "records from a peer refused; first: {first}"
+            );
         }
         Verified { passed, refused }
     }
