@@ -72,6 +72,7 @@ impl From<WriteError> for ApiError {
             WriteError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             WriteError::Inactive => (StatusCode::SERVICE_UNAVAILABLE, "inactive"),
             WriteError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage"),
+            WriteError::Refused { .. } => (StatusCode::BAD_REQUEST, "refused"),
         };
         ApiError::new(status, code, e.to_string())
     }
@@ -81,7 +82,7 @@ impl From<ReadError> for ApiError {
     fn from(e: ReadError) -> Self {
         let (status, code) = match &e {
             ReadError::Integrity { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "integrity"),
-            ReadError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage"),
+            ReadError::Storage(_) | ReadError::Event(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage"),
             ReadError::BadQuery(_) => (StatusCode::BAD_REQUEST, "bad_query"),
         };
         ApiError::new(status, code, e.to_string())

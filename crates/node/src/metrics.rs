@@ -90,6 +90,8 @@ pub struct Metrics {
     pub events_delete_resync: AtomicU64,
     pub integrity_errors: AtomicU64,
     pub watchers: AtomicU64,
+    /// Records from peers refused by `Center::verify_remote`, by reason label.
+    pub replica_refused: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 impl Metrics {
@@ -108,6 +110,15 @@ impl Metrics {
             (EventType::Delete, _) => &self.events_delete_client,
         };
         c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn count_replica_refused(&self, reason: &'static str) {
+        *self
+            .replica_refused
+            .lock()
+            .expect("metrics lock")
+            .entry(reason)
+            .or_default() += 1;
     }
 
     pub fn count_status(&self, status: u16) {
@@ -247,6 +258,20 @@ impl Metrics {
             "counter",
             "Stored records that failed signature or digest checks.",
             &[("", g(&self.integrity_errors))],
+        );
+        let refused: Vec<(String, f64)> = self
+            .replica_refused
+            .lock()
+            .expect("metrics lock")
+            .iter()
+            .map(|(r, n)| (format!("reason=\"{r}\""), *n as f64))
+            .collect();
+        let refused: Vec<(&str, f64)> = refused.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+        family(
+            "regmesh_replica_refused_total",
+            "counter",
+            "Records from peers refused (not applied, not relayed), by reason.",
+            &refused,
         );
         family(
             "regmesh_watchers",

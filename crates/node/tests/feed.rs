@@ -354,12 +354,9 @@ async fn tampered_bytes_are_caught_on_read_and_on_start() {
     let bytes = store.get("agent", "victim").unwrap().unwrap();
     let mut rec = regmesh_core::codec::decode(&bytes).unwrap();
     rec.body = rec.body.replace("::1", "2001:db8::bad");
-    store
-        .apply(&WriteBatch {
-            puts: vec![("agent".into(), "victim".into(), regmesh_core::codec::encode(&rec))],
-            ..Default::default()
-        })
-        .unwrap();
+    let mut edit = WriteBatch::default();
+    edit.put("agent", "victim", regmesh_core::codec::encode(&rec));
+    store.apply(&edit).unwrap();
     let err = center.get("agent", "victim").unwrap_err();
     assert!(err.to_string().contains("verified digest"), "{err}");
     assert!(center.get("agent", "good").unwrap().is_some());

@@ -1,5 +1,6 @@
-//! Versions from another center: verified, merged, never re-signed; bad
-//! batches change nothing; only the origin may change its records.
+//! Versions from another center: verified, merged, never re-signed; a bad
+//! record is refused alone and changes nothing; only the origin may change
+//! its records.
 
 mod common;
 
@@ -110,8 +111,10 @@ async fn merges_verified_versions_and_ignores_old_ones() {
     assert!(c2.get("agent", "a1").unwrap().is_none());
 }
 
+/// A record that fails its checks is refused alone (issue 11 item 5): the
+/// call reports it, and the good records beside it are merged.
 #[tokio::test]
-async fn bad_batches_change_nothing() {
+async fn bad_records_are_refused_alone() {
     let (c1, c2, _dir) = pair().await;
     put(&c1, "a1", "2001:db8::1").await;
     put(&c1, "a2", "2001:db8::2").await;
@@ -121,8 +124,14 @@ async fn bad_batches_change_nothing() {
     let head = c2.head();
     let e = c2.apply_remote(vec![good.clone(), tampered]).await.unwrap_err();
     assert!(e.to_string().contains("does not verify"), "{e}");
-    assert_eq!(c2.head(), head, "nothing applied, not even the good record");
-    assert!(c2.get("agent", "a1").unwrap().is_none());
+    assert!(
+        matches!(&e, WriteError::Refused { applied: 1, refused } if refused.len() == 1 && refused[0].id == "a2"),
+        "{e}"
+    );
+    assert_eq!(c2.head(), head + 1, "the good record alone is applied");
+    assert!(c2.get("agent", "a1").unwrap().is_some());
+    assert!(c2.get_held("agent", "a2").unwrap().is_none());
+    let head = c2.head();
 
     // An origin we have no key for.
     let stranger = Center::open_with(

@@ -9,10 +9,15 @@ use crate::{Store, WriteBatch};
 use std::path::Path;
 
 fn put(kind: &str, id: &str, v: &[u8]) -> WriteBatch {
-    WriteBatch {
-        puts: vec![(kind.into(), id.into(), v.to_vec())],
-        ..Default::default()
-    }
+    let mut b = WriteBatch::default();
+    b.put(kind, id, v.to_vec());
+    b
+}
+
+fn remove_batch(kind: &str, id: &str) -> WriteBatch {
+    let mut b = WriteBatch::default();
+    b.remove(kind, id);
+    b
 }
 
 /// Runs every check that applies to all backends.
@@ -21,6 +26,7 @@ pub fn run(fresh: &dyn Fn() -> Box<dyn Store>) {
     kinds_are_separate(&*fresh());
     batch_is_atomic_and_complete(&*fresh());
     remove(&*fresh());
+    ops_apply_in_order(&*fresh());
     get_many_and_scan_order(&*fresh());
     change_log(&*fresh());
     meta_cells(&*fresh());
@@ -44,6 +50,11 @@ pub fn run_durable(dir: &Path, open: &dyn Fn(&Path) -> Box<dyn Store>) {
         s.apply(&r).unwrap();
         assert_eq!(s.get("agent", "r").unwrap().as_deref(), Some(&b"3"[..]));
         s.apply(&put("agent", "b", b"2")).unwrap();
+        // Ordered ops survive a reopen as applied.
+        let mut o = put("agent", "o", b"x");
+        o.remove("agent", "o");
+        o.put("agent", "o", b"4".to_vec());
+        s.apply(&o).unwrap();
     }
     let s = open(&path);
     assert_eq!(
@@ -60,6 +71,11 @@ pub fn run_durable(dir: &Path, open: &dyn Fn(&Path) -> Box<dyn Store>) {
         s.get("agent", "b").unwrap().as_deref(),
         Some(&b"2"[..]),
         "second batch lost on reopen"
+    );
+    assert_eq!(
+        s.get("agent", "o").unwrap().as_deref(),
+        Some(&b"4"[..]),
+        "ordered batch not as applied after reopen"
     );
     assert_eq!(s.change_bounds().unwrap(), Some((1, 1)), "change log lost on reopen");
     assert_eq!(
@@ -99,7 +115,7 @@ fn kinds_are_separate(s: &dyn Store) {
 fn batch_is_atomic_and_complete(s: &dyn Store) {
     let mut b = WriteBatch::default();
     for i in 0..100 {
-        b.puts.push(("agent".into(), format!("id{i:03}"), vec![i as u8]));
+        b.put("agent", format!("id{i:03}"), vec![i as u8]);
         b.changes.push((i + 1, vec![i as u8]));
     }
     b.meta.push(("last".into(), b"100".to_vec()));
@@ -113,17 +129,73 @@ fn batch_is_atomic_and_complete(s: &dyn Store) {
 
 fn remove(s: &dyn Store) {
     s.apply(&put("agent", "a", b"v")).unwrap();
-    s.apply(&WriteBatch {
-        removes: vec![("agent".into(), "a".into())],
-        ..Default::default()
+    s.apply(&remove_batch("agent", "a")).unwrap();
+    assert_eq!(s.get("agent", "a").unwrap(), None, "removed record still there");
+    s.apply(&remove_batch("agent", "never"))
+        .expect("removing an absent record must succeed");
+}
+
+/// What `get`, `get_many` and `scan` say `(kind, id)` holds; panics if they
+/// disagree (the backend's own key index out of step with its values).
+fn held(s: &dyn Store, kind: &str, id: &str) -> Option<Vec<u8>> {
+    let one = s.get(kind, id).unwrap();
+    let many = s.get_many(kind, &[id]).unwrap().pop().expect("one answer");
+    let mut scanned = None;
+    s.scan(&mut |k, i, v| {
+        if (k, i) == (kind, id) {
+            scanned = Some(v.to_vec());
+        }
+        true
     })
     .unwrap();
-    assert_eq!(s.get("agent", "a").unwrap(), None, "removed record still there");
-    s.apply(&WriteBatch {
-        removes: vec![("agent".into(), "never".into())],
-        ..Default::default()
+    assert_eq!(one, many, "get and get_many disagree on {kind}/{id}");
+    assert_eq!(one, scanned, "get and scan disagree on {kind}/{id}");
+    one
+}
+
+/// The record ops of one batch apply in the order given: the last op on a
+/// key decides, whatever mix of puts and removes came before it.
+fn ops_apply_in_order(s: &dyn Store) {
+    s.apply(&put("agent", "a", b"old")).unwrap();
+    s.apply(&put("agent", "b", b"old")).unwrap();
+    // Remove then put (a purged tombstone, then a new create of its id).
+    let mut b = WriteBatch::default();
+    b.remove("agent", "a");
+    b.put("agent", "a", b"new".to_vec());
+    // Put then remove.
+    b.put("agent", "b", b"new".to_vec());
+    b.remove("agent", "b");
+    // Put, remove, put on a key that did not exist.
+    b.put("agent", "c", b"1".to_vec());
+    b.remove("agent", "c");
+    b.put("agent", "c", b"2".to_vec());
+    // Several puts: the last wins.
+    b.put("agent", "d", b"1".to_vec());
+    b.put("agent", "d", b"2".to_vec());
+    s.apply(&b).unwrap();
+    assert_eq!(
+        held(s, "agent", "a").as_deref(),
+        Some(&b"new"[..]),
+        "a put after a remove of the same key in one batch was lost"
+    );
+    assert_eq!(
+        held(s, "agent", "b"),
+        None,
+        "a remove after a put of the same key in one batch was ignored"
+    );
+    assert_eq!(held(s, "agent", "c").as_deref(), Some(&b"2"[..]), "put, remove, put");
+    assert_eq!(
+        held(s, "agent", "d").as_deref(),
+        Some(&b"2"[..]),
+        "the last put must win"
+    );
+    let mut ids = Vec::new();
+    s.scan(&mut |_, i, _| {
+        ids.push(i.to_string());
+        true
     })
-    .expect("removing an absent record must succeed");
+    .unwrap();
+    assert_eq!(ids, vec!["a", "c", "d"], "scan after an ordered batch");
 }
 
 fn get_many_and_scan_order(s: &dyn Store) {

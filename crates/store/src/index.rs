@@ -407,4 +407,31 @@ mod tests {
         assert_eq!(ix.entries("agent"), 0);
         assert!(ix.get("agent", "a").is_none());
     }
+
+    /// A purged tombstone and a new create of its id (what one writer batch
+    /// may hold): every structure holds the new version and nothing of the old.
+    #[test]
+    fn remove_then_upsert_of_one_id_is_consistent() {
+        let mut ix = Index::new();
+        let public = ix.class_id(Some("public"));
+        let entry = |seq: u64, deleted: bool| IndexEntry {
+            digest: [seq as u8; 32],
+            deleted,
+            origin: Arc::from("c1"),
+            seq,
+            class: public,
+        };
+        ix.upsert("agent", "a", entry(1, false), &[], &[t("status", "online")]);
+        ix.upsert("agent", "a", entry(2, true), &[t("status", "online")], &[]);
+        ix.remove("agent", "a", &[]);
+        ix.upsert("agent", "a", entry(3, false), &[], &[t("status", "offline")]);
+        assert_eq!((ix.live("agent"), ix.entries("agent")), (1, 1));
+        assert_eq!(ix.get("agent", "a").map(|e| e.seq), Some(3));
+        assert_eq!(ix.query("agent", &[], None, 10).ids, vec!["a"]);
+        assert_eq!(ix.query("agent", &[("status", "offline")], None, 10).ids, vec!["a"]);
+        assert!(ix.query("agent", &[("status", "online")], None, 10).ids.is_empty());
+        let seqs: Vec<u64> = ix.by_origin_after("c1", 0, 10).into_iter().map(|(s, _, _)| s).collect();
+        assert_eq!(seqs, vec![3], "old seqs left in the origin map");
+        assert_eq!(ix.class_digests("c1")[0].2.count(), 1, "one version counted");
+    }
 }

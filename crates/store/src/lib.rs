@@ -34,13 +34,31 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// One change to the `records` table within a [`WriteBatch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordOp {
+    /// Insert or replace the bytes of `(kind, id)`.
+    Put { kind: String, id: String, bytes: Vec<u8> },
+    /// Remove `(kind, id)` entirely (a purged tombstone); absent is no error.
+    Remove { kind: String, id: String },
+}
+
+impl RecordOp {
+    /// The key this op changes.
+    pub fn key(&self) -> (&str, &str) {
+        match self {
+            RecordOp::Put { kind, id, .. } | RecordOp::Remove { kind, id } => (kind, id),
+        }
+    }
+}
+
 /// One atomic, durable unit of change.
 #[derive(Debug, Default, Clone)]
 pub struct WriteBatch {
-    /// Records to insert or replace: `(kind, id, bytes)`.
-    pub puts: Vec<(String, String, Vec<u8>)>,
-    /// Records to remove entirely (purged tombstones): `(kind, id)`.
-    pub removes: Vec<(String, String)>,
+    /// Record changes, applied **in this order**: of several ops on one key,
+    /// the last one decides what the key holds after the batch (a remove
+    /// then a put leaves the put; a put then a remove leaves nothing).
+    pub records: Vec<RecordOp>,
     /// Change-log entries to append: `(change number, bytes)`. Numbers are
     /// assigned by the caller and strictly increasing.
     pub changes: Vec<(u64, Vec<u8>)>,
@@ -55,12 +73,25 @@ pub struct WriteBatch {
 }
 
 impl WriteBatch {
+    /// Appends a put of `(kind, id)`.
+    pub fn put(&mut self, kind: impl Into<String>, id: impl Into<String>, bytes: Vec<u8>) {
+        self.records.push(RecordOp::Put {
+            kind: kind.into(),
+            id: id.into(),
+            bytes,
+        });
+    }
+
+    /// Appends a removal of `(kind, id)`.
+    pub fn remove(&mut self, kind: impl Into<String>, id: impl Into<String>) {
+        self.records.push(RecordOp::Remove {
+            kind: kind.into(),
+            id: id.into(),
+        });
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.puts.is_empty()
-            && self.removes.is_empty()
-            && self.changes.is_empty()
-            && self.trim_changes_below.is_none()
-            && self.meta.is_empty()
+        self.records.is_empty() && self.changes.is_empty() && self.trim_changes_below.is_none() && self.meta.is_empty()
     }
 }
 
@@ -69,6 +100,8 @@ impl WriteBatch {
 pub trait Store: Send + Sync + 'static {
     /// Applies `batch` atomically: after return, either all of it is durable
     /// (for durable backends: survives a crash) or, on error, none of it is.
+    /// Its record ops apply in order ([`WriteBatch::records`]); every read
+    /// (`get`, `get_many`, `scan`) then agrees on the result.
     /// A `relaxed` batch is visible at once but durable only once a later
     /// non-relaxed batch is applied; a crash before that loses it whole.
     fn apply(&self, batch: &WriteBatch) -> Result<(), StoreError>;

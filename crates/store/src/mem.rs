@@ -1,7 +1,7 @@
 //! Volatile in-memory backend: same contract as the durable ones except that
 //! nothing survives the process. For tests and the simulator.
 
-use crate::{Store, StoreError, WriteBatch};
+use crate::{RecordOp, Store, StoreError, WriteBatch};
 use std::collections::BTreeMap;
 use std::sync::RwLock;
 
@@ -27,11 +27,16 @@ impl MemStore {
 impl Store for MemStore {
     fn apply(&self, b: &WriteBatch) -> Result<(), StoreError> {
         let mut g = self.inner.write().expect("memstore lock");
-        for (k, i, v) in &b.puts {
-            g.records.insert((k.clone(), i.clone()), v.clone());
-        }
-        for (k, i) in &b.removes {
-            g.records.remove(&(k.clone(), i.clone()));
+        // In order: a later op on a key overrides an earlier one.
+        for op in &b.records {
+            match op {
+                RecordOp::Put { kind, id, bytes } => {
+                    g.records.insert((kind.clone(), id.clone()), bytes.clone());
+                }
+                RecordOp::Remove { kind, id } => {
+                    g.records.remove(&(kind.clone(), id.clone()));
+                }
+            }
         }
         for (n, v) in &b.changes {
             g.changes.insert(*n, v.clone());

@@ -6,7 +6,7 @@
 //! Tables: `records` (key `kind \0 id`), `changes` (u64 → bytes), `meta`
 //! (str → bytes). A `meta` cell `store.format` records the layout version.
 
-use crate::{Store, StoreError, WriteBatch};
+use crate::{RecordOp, Store, StoreError, WriteBatch};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
 
@@ -86,11 +86,16 @@ impl Store for RedbStore {
         }
         {
             let mut records = w.open_table(RECORDS).map_err(be)?;
-            for (k, i, v) in &b.puts {
-                records.insert(key(k, i).as_slice(), v.as_slice()).map_err(be)?;
-            }
-            for (k, i) in &b.removes {
-                records.remove(key(k, i).as_slice()).map_err(be)?;
+            // In order: a later op on a key overrides an earlier one.
+            for op in &b.records {
+                match op {
+                    RecordOp::Put { kind, id, bytes } => {
+                        records.insert(key(kind, id).as_slice(), bytes.as_slice()).map_err(be)?;
+                    }
+                    RecordOp::Remove { kind, id } => {
+                        records.remove(key(kind, id).as_slice()).map_err(be)?;
+                    }
+                }
             }
             let mut changes = w.open_table(CHANGES).map_err(be)?;
             for (n, v) in &b.changes {

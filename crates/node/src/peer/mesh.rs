@@ -698,9 +698,15 @@ impl Mesh {
             self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
             return Ok((true, 0));
         }
-        let verified: Verified = self.center.verify_remote(records).inspect_err(|_| {
+        let verified: Verified = self.center.verify_remote(records);
+        if !verified.refused().is_empty() {
+            // What passed is merged (idempotent); the message is not marked
+            // seen, relayed, or counted toward the watermark, so a refused
+            // record is never skipped silently. `apply_verified` answers
+            // `Refused` whenever something was refused.
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
-        })?;
+            return self.center.apply_verified(verified).await.map(|n| (false, n));
+        }
         // Recorded only now, so an unverifiable message cannot mark a counter
         // as seen and shadow the genuine one.
         let seen = {

@@ -1,0 +1,404 @@
+//! A running registry center: the [`Center`] facade, its shared state, and
+//! start-up (identity, store, index rebuild, writer thread).
+//!
+//! One concern per file: `writer` (queue, group commit), `apply` (what one op
+//! does to a record), `leases` (deadlines and the sweeper), `reads` (point
+//! reads, listings, integrity checks), `rebuild` (start-up verification),
+//! `replica` (what the mesh calls: checks and merges of other centers'
+//! versions, pulls, purge marks, watermarks), `events` (the change feed),
+//! `status`, `identity` and `errors`.
+//!
+//! Must never: acknowledge before commit; let a failed batch leave the
+//! indexes, counters or clock ahead of the store; apply a version from
+//! another center that failed its checks.
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use regmesh_core::sign::key_hex;
+use regmesh_core::{Hlc, HlcClock, Identity, Kind, Kinds, Record, VerifyingKey};
+use regmesh_store::{Index, RedbStore, Store, WriteBatch};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{broadcast, mpsc};
+
+mod apply;
+mod commit;
+mod errors;
+mod events;
+mod identity;
+mod leases;
+mod reads;
+mod rebuild;
+mod replica;
+mod status;
+mod writer;
+
+pub use apply::{Outcome, WriteOp};
+pub use errors::{OpenError, ReadError, WriteError};
+pub use events::{DeleteReason, Event, EventDecodeError, EventType};
+pub use identity::{load_or_create_identity, write_private_file};
+pub use replica::{Refusal, RefusalReason, Verified};
+
+use leases::Deadlines;
+use writer::{Op, WriterState, CHANGE_RESERVED_META, PURGED_META};
+
+/// Milliseconds since the Unix epoch, from the system clock.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// File name of the identity key inside the data directory.
+pub const KEY_FILE: &str = "identity.key";
+
+/// File name of the database inside the data directory.
+pub const DB_FILE: &str = "regmesh.redb";
+
+/// Limits and timings the center applies.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub max_record_bytes: usize,
+    pub write_batch_max: usize,
+    pub write_queue: usize,
+    pub watch_history: u64,
+    pub retention_ms: u64,
+    pub tombstone_horizon_ms: u64,
+    pub sweep_interval_ms: u64,
+    /// `leases.renewal_extension_s` in ms.
+    pub renewal_extension_ms: u64,
+}
+
+impl Settings {
+    pub fn from_config(c: &Config) -> Self {
+        Settings {
+            max_record_bytes: c.limits.max_record_bytes,
+            write_batch_max: c.store.write_batch_max,
+            write_queue: c.store.write_queue,
+            watch_history: c.store.watch_history,
+            retention_ms: c.leases.retention_s.saturating_mul(1000),
+            tombstone_horizon_ms: c.leases.tombstone_horizon_s.saturating_mul(1000),
+            sweep_interval_ms: c.leases.sweep_interval_ms,
+            renewal_extension_ms: c.leases.renewal_extension_s.saturating_mul(1000),
+        }
+    }
+}
+
+/// State shared by the [`Center`] handle, the writer thread and readers.
+/// Only the writer changes the store, the index, the deadlines and the
+/// counters below; readers take the locks briefly.
+struct Shared {
+    id: String,
+    identity: Identity,
+    keys: HashMap<String, VerifyingKey>,
+    kinds: Kinds,
+    store: Arc<dyn Store>,
+    index: RwLock<Index>,
+    deadlines: Mutex<Deadlines>,
+    /// Lease ends of own agents renewed here without a new version (with
+    /// `renewal_extension_ms`); not persisted: after a restart every lease
+    /// runs at least one lease from the start.
+    renewed: Mutex<HashMap<(String, String), u64>>,
+    /// When this center started (ms).
+    started_ms: u64,
+    events: broadcast::Sender<Arc<Event>>,
+    head: AtomicU64,
+    /// The writer's last own sequence number (committed).
+    own_seq: AtomicU64,
+    /// The writer's purge marks (committed); see [`Center::purged_through`].
+    purged: RwLock<BTreeMap<String, u64>>,
+    /// False while the mesh says this center is `inactive` (DRiP §5.7):
+    /// client writes are refused and the sweeper defers own expiries.
+    accepting: AtomicBool,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+}
+
+/// A registry center. Cheap to share behind an `Arc`. Dropping the last
+/// reference stops the writer after it has committed what was queued;
+/// [`Center::close`] also waits for it and makes relaxed commits durable.
+pub struct Center {
+    shared: Arc<Shared>,
+    /// Set once the center begins to close; long-lived streams end on it.
+    closing: tokio::sync::watch::Sender<bool>,
+    tx: mpsc::Sender<Op>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    started: Instant,
+}
+
+impl Center {
+    /// Opens the center described by `cfg` with no kinds (fronts bring
+    /// them: see [`Center::open_with`]) and the embedded store in
+    /// `cfg.data_dir`.
+    pub fn open(cfg: &Config) -> Result<Arc<Center>, OpenError> {
+        Self::open_with(cfg, Kinds::default(), None)
+    }
+
+    /// Opens with the given kinds, and a given store instead of the embedded
+    /// one if `store` is set.
+    pub fn open_with(cfg: &Config, kinds: Kinds, store: Option<Arc<dyn Store>>) -> Result<Arc<Center>, OpenError> {
+        cfg.validate()?;
+        let identity = match &cfg.peer {
+            // In a mesh the identity is the key the center's certificate holds.
+            Some(p) => {
+                let pem = std::fs::read_to_string(&p.key).map_err(|e| OpenError::DataDir {
+                    path: p.key.display().to_string(),
+                    msg: e.to_string(),
+                })?;
+                Identity::from_pkcs8_pem(&pem).map_err(|e| OpenError::DataDir {
+                    path: p.key.display().to_string(),
+                    msg: e.to_string(),
+                })?
+            }
+            None => load_or_create_identity(&cfg.data_dir)?,
+        };
+        std::fs::create_dir_all(&cfg.data_dir).map_err(|e| OpenError::DataDir {
+            path: cfg.data_dir.display().to_string(),
+            msg: e.to_string(),
+        })?;
+        let store: Arc<dyn Store> = match store {
+            Some(s) => s,
+            None => Arc::new(RedbStore::open(&cfg.data_dir.join(DB_FILE), cfg.store.cache_mib << 20)?),
+        };
+        match store.meta("center.id")? {
+            Some(v) if v != cfg.id.as_bytes() => {
+                return Err(OpenError::DataDir {
+                    path: cfg.data_dir.display().to_string(),
+                    msg: format!(
+                        "belongs to center {:?}, not {:?}; use that id or another data directory",
+                        String::from_utf8_lossy(&v),
+                        cfg.id
+                    ),
+                })
+            }
+            Some(_) => {}
+            None => store.apply(&WriteBatch {
+                meta: vec![("center.id".into(), cfg.id.as_bytes().to_vec())],
+                ..Default::default()
+            })?,
+        }
+        let settings = Settings::from_config(cfg);
+        let metrics = Arc::new(Metrics::default());
+        let mut keys = HashMap::new();
+        for c in &cfg.centers {
+            let k = regmesh_core::sign::key_from_hex(&c.public_key).map_err(|e| OpenError::DataDir {
+                path: format!("centers {:?}", c.id),
+                msg: e.to_string(),
+            })?;
+            keys.insert(c.id.clone(), k);
+        }
+        keys.insert(cfg.id.clone(), identity.verifying_key());
+
+        let last_hlc = match store.meta("hlc")? {
+            Some(b) if b.len() == 12 => Hlc::new(
+                u64::from_be_bytes(b[..8].try_into().unwrap()),
+                u32::from_be_bytes(b[8..].try_into().unwrap()),
+            ),
+            _ => Hlc::ZERO,
+        };
+        let seq = match store.meta("seq")? {
+            Some(b) if b.len() == 8 => u64::from_be_bytes(b.try_into().unwrap()),
+            _ => 0,
+        };
+        let (first_change, change) = store.change_bounds()?.unwrap_or((1, 0));
+        let change_reserved = match store.meta(CHANGE_RESERVED_META)? {
+            Some(b) if b.len() == 8 => u64::from_be_bytes(b.try_into().unwrap()),
+            _ => 0,
+        };
+        // Numbers a crash may have taken with relaxed commits are skipped.
+        let change = change.max(change_reserved);
+        let purged: BTreeMap<String, u64> = store
+            .meta(PURGED_META)?
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let (events, _) = broadcast::channel(4096);
+        let shared = Arc::new(Shared {
+            id: cfg.id.clone(),
+            identity,
+            keys,
+            kinds,
+            store,
+            index: RwLock::new(Index::new()),
+            deadlines: Mutex::new(Deadlines::default()),
+            renewed: Mutex::new(HashMap::new()),
+            started_ms: now_ms(),
+            events,
+            head: AtomicU64::new(change),
+            own_seq: AtomicU64::new(seq),
+            purged: RwLock::new(purged.clone()),
+            accepting: AtomicBool::new(true),
+            settings,
+            metrics,
+        });
+        let t0 = Instant::now();
+        let loaded = shared.rebuild()?;
+        tracing::info!(
+            records = loaded,
+            elapsed_ms = t0.elapsed().as_millis() as u64,
+            "indexes rebuilt and signatures verified"
+        );
+        let state = WriterState {
+            hlc: HlcClock::resume(last_hlc),
+            seq,
+            change,
+            first_change,
+            purged,
+            purged_dirty: false,
+            change_reserved,
+            last_durable: Instant::now(),
+        };
+        let (tx, rx) = mpsc::channel(shared.settings.write_queue);
+        let w = shared.clone();
+        let writer = std::thread::Builder::new()
+            .name("regmesh-writer".into())
+            .spawn(move || w.writer_loop(rx, state))
+            .map_err(|e| OpenError::DataDir {
+                path: "writer thread".into(),
+                msg: e.to_string(),
+            })?;
+        Ok(Arc::new(Center {
+            shared,
+            closing: tokio::sync::watch::Sender::new(false),
+            tx,
+            writer: Mutex::new(Some(writer)),
+            started: Instant::now(),
+        }))
+    }
+
+    pub fn id(&self) -> &str {
+        &self.shared.id
+    }
+
+    pub fn public_key_hex(&self) -> String {
+        key_hex(&self.shared.identity.verifying_key())
+    }
+
+    pub fn kinds(&self) -> &Kinds {
+        &self.shared.kinds
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.shared.metrics
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.shared.settings
+    }
+
+    /// Last committed change number.
+    pub fn head(&self) -> u64 {
+        self.shared.head.load(Ordering::Acquire)
+    }
+
+    /// Whether client writes are accepted: false while the center is
+    /// `inactive` in its mesh. Then client writes get [`WriteError::Inactive`]
+    /// (503 `inactive`) and change nothing, and the sweeper defers lease
+    /// expiry and retention of own records (tombstone purges go on); see
+    /// PROTOCOL.md, "Node state".
+    pub fn set_accepting_writes(&self, yes: bool) {
+        self.shared.accepting.store(yes, Ordering::Release);
+    }
+
+    /// See [`Center::set_accepting_writes`].
+    pub fn accepting_writes(&self) -> bool {
+        self.shared.accepting.load(Ordering::Acquire)
+    }
+
+    /// Every center whose records this center accepts, itself included.
+    pub fn known_centers(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.shared.keys.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// Known public key of center `id`.
+    pub fn key_of(&self, id: &str) -> Option<VerifyingKey> {
+        self.shared.keys.get(id).copied()
+    }
+
+    /// Signs a peer-call token for `aud`.
+    pub fn token_for(&self, aud: &str, now_s: u64, jti: [u8; 16]) -> String {
+        regmesh_core::jwt::issue(
+            &self.shared.identity,
+            &self.shared.id,
+            aud,
+            now_s,
+            regmesh_core::jwt::TTL_S_DEFAULT,
+            jti,
+        )
+    }
+
+    /// Tells long-lived readers (watch streams) to finish.
+    pub fn begin_close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Resolves once [`Center::begin_close`] has been called.
+    pub fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.closing.subscribe()
+    }
+
+    /// Stops accepting writes and waits until everything queued is committed.
+    /// Other holders of the center (tasks still winding down) get
+    /// `ShuttingDown` for any write after this.
+    pub fn close(self: Arc<Self>) {
+        let Some(handle) = self.writer.lock().expect("writer lock").take() else {
+            return;
+        };
+        let op = Op {
+            kind: String::new(),
+            id: String::new(),
+            op: WriteOp::Close,
+            canonical: None,
+            reply: None,
+        };
+        // Not `blocking_send`: close may be called from async code.
+        let mut op = op;
+        loop {
+            match self.tx.try_send(op) {
+                Ok(()) => break,
+                Err(mpsc::error::TrySendError::Full(back)) => {
+                    op = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            }
+        }
+        let _ = handle.join();
+    }
+}
+
+impl Shared {
+    fn kind(&self, name: &str) -> Option<&Arc<dyn Kind>> {
+        self.kinds.get(name)
+    }
+
+    fn terms(&self, r: &Record) -> Vec<(&'static str, String)> {
+        if r.deleted {
+            return Vec::new();
+        }
+        let mut t = vec![("origin", r.origin.clone())];
+        if let (Some(k), Ok(body)) = (self.kind(&r.kind), r.body_value()) {
+            t.extend(k.index_terms(&body));
+        }
+        t
+    }
+
+    /// The visibility class of `r` (record and parts; a tombstone's own
+    /// visibility), which peers compare digests of; `None` for anything
+    /// `local`.
+    fn class_of(&self, r: &Record) -> Option<String> {
+        if r.deleted {
+            // A tombstone travels by the record's own visibility.
+            return regmesh_proto::policy::class_of([&r.visibility]);
+        }
+        let parts = match (self.kind(&r.kind), r.body_value()) {
+            (Some(k), Ok(b)) => k.part_visibilities(&b),
+            _ => return None,
+        };
+        regmesh_proto::policy::class_of(std::iter::once(&r.visibility).chain(parts.iter()))
+    }
+}
