@@ -1187,6 +1187,7 @@ impl Mesh {
                     ("drip-node-id", initiator.clone()),
                     ("drip-node-counter", counter.to_string()),
                     ("drip-node-counter-reset", "false".to_string()),
+                    ("drip-transaction-type", "update".to_string()),
                 ];
                 let ok = matches!(
                     p.client.call(&me.center, Method::POST, "/voting", &headers, Some(body)).await,
