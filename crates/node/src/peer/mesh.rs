@@ -6,10 +6,12 @@
 //! (`regmesh-sim`) exercises the same code.
 //!
 //! Tasks: per peer, a beat loop (HELLO until introduced, then heartbeats
-//! carrying our interval, watermarks and digests) and a sender draining a
-//! bounded queue of floods; one flooder that reads this center's own
-//! committed changes from the change log and floods them; pulls, full syncs
-//! and vote collections as they are needed.
+//! carrying our interval, watermarks and digests, each call bounded by the
+//! interval) and a sender draining a bounded queue of floods; one judge
+//! that re-judges every peer's lifecycle on its own timer, whatever calls
+//! are in flight; one flooder that reads this center's own committed
+//! changes from the change log and floods them; pulls, full syncs and vote
+//! collections as they are needed.
 
 use super::client::PeerClient;
 use crate::center::{now_ms, Center, Verified, WriteError};
@@ -21,7 +23,7 @@ use regmesh_core::codec;
 use regmesh_core::Record;
 use regmesh_proto::dedup::{CounterWindow, Seen};
 use regmesh_proto::flood;
-use regmesh_proto::lifecycle::{PeerLifecycle, PeerState};
+use regmesh_proto::lifecycle::{self, PeerLifecycle, PeerState};
 use regmesh_proto::node_state::NodeState;
 use regmesh_proto::policy::ExportPolicy;
 use regmesh_proto::replay::ReplayCache;
@@ -320,6 +322,7 @@ impl Mesh {
         }
         tasks.push(tokio::spawn(self.clone().flood_loop()));
         tasks.push(tokio::spawn(self.clone().save_loop()));
+        tasks.push(tokio::spawn(self.clone().judge_loop()));
         tasks
     }
 
@@ -443,7 +446,27 @@ impl Mesh {
         }
     }
 
+    /// Re-judges every peer's lifecycle on a timer of its own
+    /// ([`lifecycle::judge_every_ms`]), so a peer that stops answering is
+    /// DEGRADED past 2× and INTERRUPTED past 10× whatever calls to it are
+    /// doing.
+    async fn judge_loop(self: Arc<Self>) {
+        let every = Duration::from_millis(lifecycle::judge_every_ms(self.interval_ms));
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            for peer in &self.peers {
+                let t = peer.life.lock().expect("life lock").tick(now_ms());
+                self.note(peer, t);
+            }
+        }
+    }
+
     async fn beat_loop(self: Arc<Self>, peer: Arc<Peer>) {
+        // A beat call never outlasts its interval: a hung one counts as
+        // unanswered and the next beat goes on time.
+        let deadline = Duration::from_millis(lifecycle::beat_deadline_ms(self.interval_ms));
         let mut tick = tokio::time::interval(Duration::from_millis(self.interval_ms));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -453,7 +476,7 @@ impl Mesh {
                 let body = serde_json::to_vec(&json!({"id": self.me, "interval_ms": self.interval_ms})).expect("json");
                 match peer
                     .client
-                    .call(&self.center, Method::POST, "/mesh/v1/hello", &[], Some(body))
+                    .call_within(deadline, &self.center, Method::POST, "/mesh/v1/hello", &[], Some(body))
                     .await
                 {
                     Ok(a) if a.status == StatusCode::OK => {
@@ -483,7 +506,8 @@ impl Mesh {
                 let path = format!("/heartbeat/node/{}", self.me);
                 match peer
                     .client
-                    .call(
+                    .call_within(
+                        deadline,
                         &self.center,
                         Method::POST,
                         &path,
