@@ -8,6 +8,7 @@ mod peer_harness;
 use peer_harness::*;
 use serde_json::json;
 use std::path::Path;
+use std::time::Duration;
 
 /// A call to c2 as `as_center` (its certificate and its own token).
 fn call<'a>(dir: &'a Path, base: u16, as_center: &'a str, method: &'a str, path: &'a str) -> PeerCall<'a> {
@@ -230,4 +231,130 @@ async fn the_initiator_sends_its_vote_as_an_update() {
     let get = |k: &str| headers.iter().find(|(h, _)| h == k).map(|(_, v)| v.as_str());
     assert_eq!(get("drip-node-id"), Some("c1"));
     assert_eq!(get("drip-transaction-type"), Some("update"), "{headers:?}");
+}
+
+/// c2's watermark of `origin`, from its `/v1/peers`.
+async fn mark_at(c: &regmesh_node::client::Client, origin: &str) -> u64 {
+    get(c, "/v1/peers").await.1["anti_entropy"]["watermarks"][origin]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// Item 4: one peer cannot set another origin's watermark at c2, neither
+/// by a full sync nobody asked for nor by a flood that claims more than the
+/// origin has shown; c2 keeps pulling c3's changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_cannot_poison_another_origins_watermark() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let base = init(d, 3, "full");
+    let (_p1, c1) = serve(d, "c1");
+    let (_p2, c2) = serve(d, "c2");
+    let (_p3, c3) = serve(d, "c3");
+    wait_mesh_up(&[&c1, &c2, &c3]).await;
+    create_agents(&c3, "x", 5).await;
+    wait_until("c2 holds c3 through 5", Duration::from_secs(10), || async {
+        mark_at(&c2, "c3").await == 5
+    })
+    .await;
+    let before = get(&c2, "/v1/status").await.1["change"].clone();
+
+    // The issue's request: a complete sync, from c1, nobody asked for.
+    let sync = [
+        "DRiP-Node-ID: c1",
+        "DRiP-Node-Counter: 0",
+        "DRiP-Node-Counter-reset: false",
+        "DRiP-Transaction-Type: sync",
+        "DRiP-Sync-Complete: true",
+    ];
+    let poison = r#"{"records":[],"watermarks":{"c3":1000000000}}"#;
+    let (code, resp) = with(call(d, base, "c1", "POST", "/commit"), &sync, Some(poison)).send();
+    assert_eq!(code, "409", "{resp}");
+    assert!(resp.contains("unsolicited_sync"), "{resp}");
+    assert_eq!(mark_at(&c2, "c3").await, 5, "a refused sync changed a watermark");
+    assert_eq!(get(&c2, "/v1/status").await.1["change"], before);
+
+    // A flood relayed by c1 in c3's name, claiming c3's seqs 6..=1e9 with
+    // no record to show for them.
+    let flood = [
+        "DRiP-Node-ID: c3",
+        "DRiP-Node-Counter: 1000000000",
+        "DRiP-Node-Counter-reset: false",
+        "DRiP-Transaction-Type: update",
+        "RegMesh-Seq-From: 6",
+    ];
+    let (code, resp) = with(
+        call(d, base, "c1", "POST", "/commit"),
+        &flood,
+        Some(r#"{"records":[]}"#),
+    )
+    .send();
+    assert_eq!(code, "200", "{resp}");
+    assert_eq!(
+        mark_at(&c2, "c3").await,
+        5,
+        "a relay's claim moved c3's watermark past what c3 showed"
+    );
+
+    // c1's beats to c2 are honest here; c2 still follows c3 exactly.
+    create_agents(&c3, "y", 3).await;
+    wait_until("c2 holds c3 through 8", Duration::from_secs(10), || async {
+        mark_at(&c2, "c3").await == 8 && get(&c2, "/v1/agents/y2").await.0 == 200
+    })
+    .await;
+    let e = peer_entry(&c2, "c3").await;
+    assert_eq!(e["records_behind"], 0, "{e}");
+}
+
+/// Item 4 (c): a watermark already ahead of its origin (say, poisoned
+/// before this fix and persisted) is caught when the origin beats: c2
+/// resets it, reports the digests as differing, and pulls what it missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watermark_ahead_of_its_origin_is_caught_and_repaired() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    init(d, 3, "full");
+    let (_p1, c1) = serve(d, "c1");
+    let (p2, c2) = serve(d, "c2");
+    let (_p3, c3) = serve(d, "c3");
+    wait_mesh_up(&[&c1, &c2, &c3]).await;
+    create_agents(&c3, "x", 3).await;
+    wait_until("c2 holds c3 through 3", Duration::from_secs(10), || async {
+        mark_at(&c2, "c3").await == 3
+    })
+    .await;
+    // Watermarks are saved every 2 s; then c2 goes away and misses writes.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    drop(p2);
+    wait_until("c1 and c3 no longer send to c2", Duration::from_secs(10), || async {
+        state_of(&c3, "c2").await != "OPERATIONAL" && state_of(&c1, "c2").await != "OPERATIONAL"
+    })
+    .await;
+    // Let floods already queued for c2 fail before it returns.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    create_agents(&c3, "missed", 4).await;
+    // c2's saved watermark of c3 is set far ahead, as the issue's sync did.
+    {
+        let cfg = regmesh_node::Config::load(&d.join("c2.toml")).unwrap();
+        let center = regmesh_node::Center::open(&cfg).unwrap();
+        let mut marks = center.load_watermarks();
+        marks.retain(|(o, _)| o != "c3");
+        marks.push(("c3".into(), 1_000_000_000));
+        center.save_watermarks(&marks).unwrap();
+        center.close();
+    }
+    let (_p2, c2) = serve(d, "c2");
+    wait_until("c2 has what it missed of c3", Duration::from_secs(15), || async {
+        get(&c2, "/v1/agents/missed3").await.0 == 200 && get(&c2, "/v1/agents/missed0").await.0 == 200
+    })
+    .await;
+    wait_until("c2 holds c3 exactly through 7", Duration::from_secs(10), || async {
+        mark_at(&c2, "c3").await == 7
+    })
+    .await;
+    wait_until("digests agree again", Duration::from_secs(15), || async {
+        peer_entry(&c2, "c3").await["digest_match"] == true
+    })
+    .await;
+    assert_eq!(peer_entry(&c2, "c3").await["records_behind"], 0);
 }

@@ -393,13 +393,23 @@ async fn commit(
         t => return Err(bad(format!("DRiP-Transaction-Type {t:?} is not update or sync"))),
     };
     if sync {
-        // A full sync (DRiP §5.6) from the sender itself: records of any
-        // origin, no dedup, no relay.
+        // A full sync (DRiP §5.6) from the sender itself, which we asked for
+        // one: records of any origin, no dedup, no relay.
         if initiator != sender {
             return Err(refuse(
                 StatusCode::FORBIDDEN,
                 "node_id_mismatch",
                 format!("a sync message's DRiP-Node-ID {initiator:?} must be its sender {sender:?}"),
+            ));
+        }
+        if !mesh.sync_expected_from(&sender) {
+            return Err(refuse(
+                StatusCode::CONFLICT,
+                "unsolicited_sync",
+                format!(
+                    "{} asked {sender:?} for no full sync (PUT /sync/node/{} comes first)",
+                    mesh.me, mesh.me
+                ),
             ));
         }
         let complete = match header(&headers, "drip-sync-complete").unwrap_or("false") {
@@ -419,7 +429,7 @@ async fn commit(
                     .collect()
             })
             .unwrap_or_default();
-        let applied = mesh.receive_sync(records, complete, marks).await?;
+        let applied = mesh.receive_sync(&sender, records, complete, marks).await?;
         return Ok(Json(json!({"accepted": true, "applied": applied, "complete": complete})).into_response());
     }
     let raw = read_body(&headers, body, mesh.max_body_bytes).await?;
