@@ -38,7 +38,7 @@ async fn a_frozen_link_degrades_at_2x_and_interrupts_at_10x() {
     freeze.set(true);
     let frozen = Instant::now();
     let mut states: Vec<(Duration, String)> = Vec::new();
-    while frozen.elapsed() < Duration::from_millis(14 * INTERVAL_MS) {
+    while frozen.elapsed() < Duration::from_millis(16 * INTERVAL_MS) {
         let s = state_of(&c1, "c2").await;
         if states.last().map(|(_, l)| l) != Some(&s) {
             states.push((frozen.elapsed(), s.clone()));
@@ -48,27 +48,26 @@ async fn a_frozen_link_degrades_at_2x_and_interrupts_at_10x() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    eprintln!("c1's view of c2 after the freeze: {states:?}");
     let at = |s: &str| states.iter().find(|(_, x)| x == s).map(|(t, _)| *t);
     let degraded = at("DEGRADED").unwrap_or_else(|| panic!("never DEGRADED: {states:?}"));
     let interrupted = at("INTERRUPTED").unwrap_or_else(|| panic!("never INTERRUPTED: {states:?}"));
-    // The last good beat was at most one interval before the freeze, so
-    // DEGRADED is due between 1× and 2× after it, INTERRUPTED between 9×
-    // and 10×; a second of slack for a loaded machine.
-    let slack = Duration::from_millis(1000);
+    // The last good beat was about one interval or less before the freeze,
+    // so DEGRADED is due between 1× and 2× after it, INTERRUPTED between 9×
+    // and 10×. Lower bounds allow a beat late by half an interval, upper
+    // bounds 1.5 s of slack for a loaded machine.
+    let ms = Duration::from_millis;
+    let slack = ms(1500);
+    assert!(degraded <= ms(2 * INTERVAL_MS) + slack, "DEGRADED too late: {states:?}");
+    assert!(degraded >= ms(INTERVAL_MS / 2), "DEGRADED too early: {states:?}");
     assert!(
-        degraded <= Duration::from_millis(2 * INTERVAL_MS) + slack,
-        "DEGRADED too late: {states:?}"
-    );
-    assert!(
-        degraded >= Duration::from_millis(INTERVAL_MS),
-        "DEGRADED too early: {states:?}"
-    );
-    assert!(
-        interrupted >= Duration::from_millis(9 * INTERVAL_MS)
-            && interrupted <= Duration::from_millis(10 * INTERVAL_MS) + slack,
+        interrupted >= ms(8 * INTERVAL_MS + INTERVAL_MS / 2) && interrupted <= ms(10 * INTERVAL_MS) + slack,
         "INTERRUPTED off its deadline: {states:?}"
     );
-    assert_eq!(state_of(&c2, "c1").await, "INTERRUPTED", "c2 judges c1 the same way");
+    wait_until("c2 judges c1 the same way", Duration::from_secs(2), || async {
+        state_of(&c2, "c1").await == "INTERRUPTED"
+    })
+    .await;
     assert_eq!(state_of(&c1, "c3").await, "OPERATIONAL");
 
     // c2 gets no propagation but still gets beats: a create at c1 is not
