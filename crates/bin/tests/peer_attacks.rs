@@ -357,4 +357,7 @@ async fn a_watermark_ahead_of_its_origin_is_caught_and_repaired() {
     })
     .await;
     assert_eq!(peer_entry(&c2, "c3").await["records_behind"], 0);
+    // Nor did it spread: before, c1 pulled c3 from c2 and took its
+    // `covered_through` of 1e9 as its own mark.
+    assert_eq!(mark_at(&c1, "c3").await, 7, "c2's false mark spread to c1");
 }
