@@ -6,8 +6,9 @@
 //!   included, is refused.
 //! - Claims `iss` (sending center), `aud` (receiving center, so a token for
 //!   one peer is useless at another), `iat`, `exp`, `jti` (16 random bytes).
-//! - Verification checks the signature with the key configured for `iss`,
-//!   `iss` against the `DRiP-Node-ID` header, `aud` against ourselves, and `iat`
+//! - Verification checks `iss` against the sender the caller authenticated
+//!   otherwise (its client certificate), the signature with that sender's
+//!   configured key, `aud` against ourselves, and `iat`
 //!   within the skew window. It also checks that `exp` has not passed and that
 //!   the lifetime is at most [`TTL_S_MAX`]. Refusing replays (same `iss`,
 //!   `jti`) needs state: see `regmesh_proto::replay`.
@@ -46,8 +47,8 @@ pub enum JwtError {
     Algorithm(String),
     #[error("token issuer {0:?} is not a configured peer")]
     UnknownIssuer(String),
-    #[error("token issuer {iss:?} does not match DRiP-Node-ID {node:?}")]
-    IssuerMismatch { iss: String, node: String },
+    #[error("token issuer {iss:?} is not the sender {sender:?} its certificate names")]
+    IssuerMismatch { iss: String, sender: String },
     #[error("token is for {aud:?}, not for this center")]
     Audience { aud: String },
     #[error("token signature does not verify")]
@@ -92,23 +93,17 @@ pub fn from_authorization(value: &str) -> &str {
         .trim()
 }
 
-/// The `iss` claim of a token, unverified: only to pick the key to verify
-/// it with.
-pub fn peek_issuer(token: &str) -> Option<String> {
-    if token.len() > TOKEN_BYTES_MAX {
-        return None;
-    }
-    let claims = token.split('.').nth(1)?;
-    let v: serde_json::Value = serde_json::from_slice(&B64.decode(claims).ok()?).ok()?;
-    Some(v.get("iss")?.as_str()?.to_string())
-}
-
-/// Verifies `token` sent by peer `node` (authenticated by its client
-/// certificate) to center `me` at `now_s`. `key_of` gives the configured key
-/// of a peer id.
+/// Verifies `token` sent by peer `sender` to center `me` at `now_s`.
+/// `key_of` gives the configured key of a peer id.
+///
+/// `sender` must come from outside the token: the center its client
+/// certificate names. The token's `iss` is checked against it, and the
+/// signature with `sender`'s key, so a token is only ever accepted from the
+/// center that issued it. (Passing the token's own `iss` here would compare
+/// the issuer with itself.)
 pub fn verify(
     token: &str,
-    node: &str,
+    sender: &str,
     me: &str,
     key_of: impl Fn(&str) -> Option<VerifyingKey>,
     now_s: u64,
@@ -134,13 +129,13 @@ pub fn verify(
             .map_err(|_| JwtError::Malformed("claims are not base64url"))?,
     )
     .map_err(|_| JwtError::Malformed("claims are not the expected JSON"))?;
-    if claims.iss != node {
+    if claims.iss != sender {
         return Err(JwtError::IssuerMismatch {
             iss: claims.iss,
-            node: node.to_string(),
+            sender: sender.to_string(),
         });
     }
-    let key = key_of(&claims.iss).ok_or_else(|| JwtError::UnknownIssuer(claims.iss.clone()))?;
+    let key = key_of(sender).ok_or_else(|| JwtError::UnknownIssuer(claims.iss.clone()))?;
     let sig_bytes: [u8; 64] = B64
         .decode(s)
         .map_err(|_| JwtError::Malformed("signature is not base64url"))?

@@ -15,6 +15,12 @@
 //!
 //! Only OPERATIONAL peers receive propagation (DRiP §5.7). Every state after
 //! KNOWN keeps receiving beats.
+//!
+//! A lifecycle is judged on its deadlines, never on when a call returns: the
+//! runtime calls [`PeerLifecycle::tick`] every [`judge_every_ms`] whatever
+//! its calls are doing, and gives each beat call at most
+//! [`beat_deadline_ms`], so a peer that stops answering (a paused process,
+//! a frozen link) is DEGRADED just past 2× and INTERRUPTED just past 10×.
 
 /// State of one peer, as this center sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -57,6 +63,21 @@ pub struct Transition {
 pub const DEGRADED_AFTER: u64 = 2;
 /// Silence past this many intervals interrupts a peer.
 pub const INTERRUPTED_AFTER: u64 = 10;
+
+/// How often the runtime re-judges every lifecycle ([`PeerLifecycle::tick`]),
+/// on a timer of its own: a quarter of our beat interval, so a state changes
+/// at most that late, however long a call to the peer hangs.
+pub fn judge_every_ms(our_interval_ms: u64) -> u64 {
+    (our_interval_ms / 4).max(1)
+}
+
+/// The longest a beat call (HELLO or heartbeat, connecting included) may
+/// take: one beat interval. A call still unanswered then counts as
+/// unanswered, so the next beat goes on time and a hung call never holds up
+/// the judgment.
+pub fn beat_deadline_ms(our_interval_ms: u64) -> u64 {
+    our_interval_ms
+}
 
 /// The lifecycle of one peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -263,6 +284,47 @@ mod tests {
         assert_eq!(p.beat_acked(20_000), None, "its beats are still more than 10x overdue");
         assert_eq!(p.state(), Interrupted);
         assert_eq!(p.beat_received(20_001, 1000).unwrap().to, Operational);
+    }
+
+    /// A peer that goes silent in both directions (a paused process), with
+    /// nothing but the judging timer running: DEGRADED within a quarter
+    /// interval past 2×, INTERRUPTED within a quarter interval past 10×,
+    /// and never skipping DEGRADED.
+    #[test]
+    fn silence_is_judged_on_the_timer_at_2x_and_10x() {
+        let interval = 400;
+        let mut p = PeerLifecycle::known(interval);
+        p.hello_answered(0);
+        p.beat_received(1000, interval);
+        p.beat_acked(1000);
+        assert_eq!(p.state(), Operational);
+        let step = judge_every_ms(interval);
+        assert_eq!(step, 100);
+        let mut seen = vec![(1000, Operational)];
+        let mut now = 1000;
+        while now < 1000 + 12 * interval {
+            now += step;
+            if let Some(t) = p.tick(now) {
+                seen.push((now, t.to));
+            }
+        }
+        let degraded = seen.iter().find(|(_, s)| *s == Degraded).expect("DEGRADED").0;
+        let interrupted = seen.iter().find(|(_, s)| *s == Interrupted).expect("INTERRUPTED").0;
+        assert!(
+            degraded > 1000 + 2 * interval && degraded <= 1000 + 2 * interval + step,
+            "{seen:?}"
+        );
+        assert!(
+            interrupted > 1000 + 10 * interval && interrupted <= 1000 + 10 * interval + step,
+            "{seen:?}"
+        );
+        assert_eq!(
+            seen.iter().map(|(_, s)| *s).collect::<Vec<_>>(),
+            [Operational, Degraded, Interrupted]
+        );
+        // A beat call never outlasts the interval, so it cannot hold the
+        // next beat (or the judgment) back.
+        assert!(beat_deadline_ms(interval) <= interval);
     }
 
     #[test]

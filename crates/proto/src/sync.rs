@@ -71,6 +71,137 @@ impl Marks {
     }
 }
 
+impl Marks {
+    /// Forgets the mark of `origin`: everything of it is asked for again
+    /// (a mark found ahead of anything its origin has shown). Merging is
+    /// idempotent, so this costs a re-pull, never data.
+    pub fn reset(&mut self, origin: &str) -> bool {
+        self.by_origin.remove(origin).is_some_and(|w| w > 0)
+    }
+}
+
+/// Per origin, the highest seq the origin is known to have reached: what
+/// the origin itself said (its beats, its own floods, its pull answers and
+/// full-sync marks about itself), and the highest seq of its signed records
+/// seen here. No watermark of an origin we hear directly (a peer) may pass
+/// it: a relay's claim above it (a flood's counter, a pull's
+/// `covered_through`, a full sync's marks) is cut down to it, so one peer
+/// cannot make us stop asking for another's changes.
+///
+/// An origin that is not our peer never speaks to us, and what a relay
+/// covers of it by policy (records we may not see) has no record to show
+/// for it; for such origins relays are trusted, as before. Bounding them too
+/// would need coverage statements signed by the origin.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ceilings {
+    by_origin: HashMap<String, u64>,
+    /// The origins we hear directly: only their marks are bounded.
+    direct: HashSet<String>,
+}
+
+impl Ceilings {
+    /// Ceilings for a center whose peers are `direct`.
+    pub fn for_peers(direct: impl IntoIterator<Item = String>) -> Self {
+        Ceilings {
+            by_origin: HashMap::new(),
+            direct: direct.into_iter().collect(),
+        }
+    }
+
+    /// `origin` has reached `seq` (its own word, or a record it signed).
+    pub fn witness(&mut self, origin: &str, seq: u64) {
+        let c = self.by_origin.entry(origin.to_string()).or_insert(0);
+        *c = (*c).max(seq);
+    }
+
+    pub fn get(&self, origin: &str) -> u64 {
+        self.by_origin.get(origin).copied().unwrap_or(0)
+    }
+
+    /// A claim that `origin` is covered through `claimed`, cut to what the
+    /// origin has shown if we hear it directly.
+    pub fn bound(&self, origin: &str, claimed: u64) -> u64 {
+        if self.direct.contains(origin) {
+            claimed.min(self.get(origin))
+        } else {
+            claimed
+        }
+    }
+
+    /// Whether our mark of `origin` is ahead of everything the origin has
+    /// shown, as it can only be if it was raised by a false claim (before
+    /// ceilings existed, say): such a mark hides missing records from pulls
+    /// and digests alike, and must be reset. Judge it only once the origin
+    /// itself has spoken (its beat), so the ceiling holds its own word.
+    pub fn exceeded_by(&self, origin: &str, our_mark: u64) -> bool {
+        self.direct.contains(origin) && our_mark > self.get(origin)
+    }
+}
+
+/// Peers' claims about origins that a pull from them could not back (the
+/// claim was above what the origin has shown; see [`Ceilings`]). Such a
+/// claim no longer starts pulls, keeps a center in `sync`, or counts as
+/// records behind, until the peer claims more.
+#[derive(Debug, Clone, Default)]
+pub struct Unproven {
+    by: HashMap<(String, String), u64>,
+}
+
+/// Peer-origin pairs [`Unproven`] remembers at most; past it, the oldest
+/// notes are not kept (a forgotten note costs one useless pull).
+pub const UNPROVEN_MAX: usize = 65_536;
+
+impl Unproven {
+    /// A pull from `peer` ended with it claiming `origin` through `claimed`,
+    /// which we could not accept.
+    pub fn note(&mut self, peer: &str, origin: &str, claimed: u64) {
+        if self.by.len() >= UNPROVEN_MAX {
+            self.by.clear();
+        }
+        self.by.insert((peer.to_string(), origin.to_string()), claimed);
+    }
+
+    /// Whether `peer` reporting `origin` through `claimed` is news, not a
+    /// claim it already failed to back.
+    pub fn counts(&self, peer: &str, origin: &str, claimed: u64) -> bool {
+        self.by
+            .get(&(peer.to_string(), origin.to_string()))
+            .is_none_or(|c| claimed > *c)
+    }
+}
+
+/// How long a requested full sync may take to arrive (its last message).
+pub const FULL_SYNC_WINDOW_MS: u64 = 10 * 60 * 1000;
+
+/// The full syncs this center asked for (DRiP §5.6: a node asks a peer with
+/// `PUT /sync/node/:me`, and the peer pushes). `sync` messages are taken
+/// only from a peer asked, until its complete message arrives or
+/// [`FULL_SYNC_WINDOW_MS`] passes; anything else is sync traffic nobody asked
+/// for, and is refused.
+#[derive(Debug, Clone, Default)]
+pub struct SyncRequests {
+    asked_ms: HashMap<String, u64>,
+}
+
+impl SyncRequests {
+    /// We are asking `peer` for a full sync now.
+    pub fn asked(&mut self, peer: &str, now_ms: u64) {
+        self.asked_ms.insert(peer.to_string(), now_ms);
+    }
+
+    /// The request to `peer` failed, or its sync completed.
+    pub fn done(&mut self, peer: &str) {
+        self.asked_ms.remove(peer);
+    }
+
+    /// Whether a `sync` message from `peer` answers one of our requests.
+    pub fn admits(&self, peer: &str, now_ms: u64) -> bool {
+        self.asked_ms
+            .get(peer)
+            .is_some_and(|t| now_ms <= t + FULL_SYNC_WINDOW_MS)
+    }
+}
+
 /// What one peer last told us of its marks.
 #[derive(Debug, Clone, Default)]
 pub struct PeerMarks {
@@ -331,6 +462,55 @@ mod tests {
         assert!(m.advance("a", 6, 9));
         assert!(!m.advance("a", 2, 4), "never backwards");
         assert_eq!(m.get("a"), 9);
+    }
+
+    #[test]
+    fn claims_never_pass_what_the_origin_has_shown() {
+        let mut c = Ceilings::for_peers(["c3".to_string(), "c4".to_string()]);
+        let mut m = Marks::default();
+        // c3 announced 40 in its own beat; a relay claims 1e9.
+        c.witness("c3", 40);
+        assert!(m.advance("c3", 1, c.bound("c3", 1_000_000_000)));
+        assert_eq!(m.get("c3"), 40);
+        // A signed record of seq 45 is evidence too.
+        c.witness("c3", 45);
+        assert!(m.advance("c3", 41, c.bound("c3", 1_000_000_000)));
+        assert_eq!(m.get("c3"), 45);
+        // Nothing shown of c4: no claim moves its mark.
+        assert!(!m.advance("c4", 1, c.bound("c4", 9)));
+        // A mark raised before (persisted poison) is found ahead.
+        let mut poisoned = Marks::from_pairs([("c3".to_string(), 1_000_000_000)]);
+        assert!(c.exceeded_by("c3", poisoned.get("c3")));
+        assert!(!c.exceeded_by("c3", 45));
+        assert!(poisoned.reset("c3"));
+        assert_eq!(poisoned.get("c3"), 0);
+        // An origin that is not our peer never speaks to us: relays are
+        // trusted for it (its filtered seqs have nothing to show).
+        assert_eq!(c.bound("c9", 70), 70);
+        assert!(!c.exceeded_by("c9", 70));
+    }
+
+    #[test]
+    fn an_unbacked_claim_counts_once() {
+        let mut u = Unproven::default();
+        assert!(u.counts("c1", "c3", 20));
+        u.note("c1", "c3", 20);
+        assert!(!u.counts("c1", "c3", 20));
+        assert!(!u.counts("c1", "c3", 19));
+        assert!(u.counts("c1", "c3", 21), "a higher claim is news");
+        assert!(u.counts("c2", "c3", 20), "per peer");
+    }
+
+    #[test]
+    fn sync_messages_only_answer_a_request() {
+        let mut r = SyncRequests::default();
+        assert!(!r.admits("c1", 0), "nobody asked");
+        r.asked("c1", 1000);
+        assert!(r.admits("c1", 2000));
+        assert!(!r.admits("c2", 2000), "another peer was not asked");
+        assert!(!r.admits("c1", 1000 + FULL_SYNC_WINDOW_MS + 1), "too late");
+        r.done("c1");
+        assert!(!r.admits("c1", 2000), "complete: the request is spent");
     }
 
     #[test]

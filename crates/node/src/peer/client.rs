@@ -1,8 +1,10 @@
 //! Outgoing calls to one peer: a small pool of keep-alive mutual-TLS
 //! connections (at most [`CONNECTIONS_PER_PEER`] calls in flight, so floods,
 //! votes, answers, beats and pulls do not queue behind each other), a fresh
-//! token per call, a deadline on everything. A failed call drops its
-//! connection; the next call opens another.
+//! token per call, a deadline on everything. A failed or abandoned call
+//! (its deadline passed, or its caller gave up) closes its connection, so a
+//! frozen link holds no task or socket past the call; the next call opens
+//! another.
 
 use super::encoding;
 use crate::center::Center;
@@ -32,10 +34,24 @@ pub struct PeerClient {
     pub id: String,
     authority: String,
     tls: tokio_rustls::TlsConnector,
-    idle: Mutex<Vec<http1::SendRequest<Full<Bytes>>>>,
+    idle: Mutex<Vec<Conn>>,
     slots: tokio::sync::Semaphore,
     /// False once this peer answered 415 to a deflated body.
     deflate_ok: AtomicBool,
+}
+
+/// One open connection: its request handle and the task driving it. The
+/// task ends when the `Conn` is dropped (not put back in the pool), so a
+/// call abandoned half way never leaves a connection behind.
+struct Conn {
+    send: http1::SendRequest<Full<Bytes>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// What a call brought back.
@@ -56,7 +72,7 @@ impl PeerClient {
         }
     }
 
-    async fn connect(&self) -> Result<http1::SendRequest<Full<Bytes>>, String> {
+    async fn connect(&self) -> Result<Conn, String> {
         let name = super::pki::server_name(&self.id).map_err(|e| e.to_string())?;
         let fut = async {
             let tcp = tokio::net::TcpStream::connect(&self.authority)
@@ -65,14 +81,32 @@ impl PeerClient {
             let _ = tcp.set_nodelay(true);
             let tls = self.tls.connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))?;
             let (send, conn) = http1::handshake(TokioIo::new(tls)).await.map_err(|e| e.to_string())?;
-            tokio::spawn(async move {
+            let task = tokio::spawn(async move {
                 let _ = conn.await;
             });
-            Ok::<_, String>(send)
+            Ok::<_, String>(Conn { send, task })
         };
         tokio::time::timeout(CONNECT_TIMEOUT, fut)
             .await
             .map_err(|_| "connect timed out".to_string())?
+    }
+
+    /// One call, all of it (waiting for a connection slot, connecting,
+    /// sending, reading the answer) within `deadline`; past it the call
+    /// fails and its connection is closed. Heartbeats use their interval,
+    /// so a hung call never holds up the next beat.
+    pub async fn call_within(
+        &self,
+        deadline: Duration,
+        center: &Center,
+        method: Method,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Option<Vec<u8>>,
+    ) -> Result<Answer, String> {
+        tokio::time::timeout(deadline, self.call(center, method, path, headers, body))
+            .await
+            .map_err(|_| format!("no answer within {} ms", deadline.as_millis()))?
     }
 
     /// One call. `headers` are added to `Host`, `Authorization` (a fresh
@@ -121,15 +155,15 @@ impl PeerClient {
         let reuse = {
             let mut idle = self.idle.lock().await;
             let mut found = None;
-            while let Some(s) = idle.pop() {
-                if !s.is_closed() {
-                    found = Some(s);
+            while let Some(c) = idle.pop() {
+                if !c.send.is_closed() {
+                    found = Some(c);
                     break;
                 }
             }
             found
         };
-        let mut send = match reuse {
+        let mut conn = match reuse {
             Some(s) => s,
             None => self.connect().await?,
         };
@@ -152,6 +186,7 @@ impl PeerClient {
             b = b.header("content-encoding", encoding::DEFLATE);
         }
         let req = b.body(Full::new(body.unwrap_or_default())).map_err(|e| e.to_string())?;
+        let send = &mut conn.send;
         let fut = async {
             send.ready().await.map_err(|e| e.to_string())?;
             let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
@@ -177,7 +212,7 @@ impl PeerClient {
         };
         match tokio::time::timeout(CALL_TIMEOUT, fut).await {
             Ok(Ok(a)) => {
-                self.idle.lock().await.push(send);
+                self.idle.lock().await.push(conn);
                 Ok(a)
             }
             Ok(Err(e)) => Err(e),

@@ -6,10 +6,12 @@
 //! (`regmesh-sim`) exercises the same code.
 //!
 //! Tasks: per peer, a beat loop (HELLO until introduced, then heartbeats
-//! carrying our interval, watermarks and digests) and a sender draining a
-//! bounded queue of floods; one flooder that reads this center's own
-//! committed changes from the change log and floods them; pulls, full syncs
-//! and vote collections as they are needed.
+//! carrying our interval, watermarks and digests, each call bounded by the
+//! interval) and a sender draining a bounded queue of floods; one judge
+//! that re-judges every peer's lifecycle on its own timer, whatever calls
+//! are in flight; one flooder that reads this center's own committed
+//! changes from the change log and floods them; pulls, full syncs and vote
+//! collections as they are needed.
 
 use super::client::PeerClient;
 use crate::center::{now_ms, Center, Verified, WriteError};
@@ -21,11 +23,11 @@ use regmesh_core::codec;
 use regmesh_core::Record;
 use regmesh_proto::dedup::{CounterWindow, Seen};
 use regmesh_proto::flood;
-use regmesh_proto::lifecycle::{PeerLifecycle, PeerState};
+use regmesh_proto::lifecycle::{self, PeerLifecycle, PeerState};
 use regmesh_proto::node_state::NodeState;
 use regmesh_proto::policy::ExportPolicy;
 use regmesh_proto::replay::ReplayCache;
-use regmesh_proto::sync::{self as ae, Marks, PeerMarks, Pulls, Resync};
+use regmesh_proto::sync::{self as ae, Ceilings, Marks, PeerMarks, Pulls, Resync, SyncRequests, Unproven};
 use regmesh_proto::vote::{self, Ballot, Claims, Tally};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -210,6 +212,12 @@ pub struct Mesh {
     /// Per origin: every seq up to this is applied here or was covered.
     marks: Mutex<Marks>,
     marks_dirty: AtomicBool,
+    /// Per origin, the highest seq it has shown: no mark passes it.
+    ceilings: Mutex<Ceilings>,
+    /// Peers' claims about origins that their pulls could not back.
+    unproven: Mutex<Unproven>,
+    /// Full syncs we asked for: the only sync messages we take.
+    sync_requests: Mutex<SyncRequests>,
     /// Peers we are pushing a full sync to right now (one at a time each).
     syncing_to: Mutex<std::collections::HashSet<String>>,
     /// Set when a requested full sync arrived complete.
@@ -298,6 +306,9 @@ impl Mesh {
             sync_since: Mutex::new(None),
             marks: Mutex::new(Marks::from_pairs(center.load_watermarks())),
             marks_dirty: AtomicBool::new(false),
+            ceilings: Mutex::new(Ceilings::for_peers(cfg.peers.iter().map(|p| p.id.clone()))),
+            unproven: Mutex::new(Unproven::default()),
+            sync_requests: Mutex::new(SyncRequests::default()),
             pulling: Mutex::new(Default::default()),
             last_repair_ms: Mutex::new(HashMap::new()),
             syncing_to: Mutex::new(Default::default()),
@@ -323,6 +334,7 @@ impl Mesh {
         }
         tasks.push(tokio::spawn(self.clone().flood_loop()));
         tasks.push(tokio::spawn(self.clone().save_loop()));
+        tasks.push(tokio::spawn(self.clone().judge_loop()));
         tasks
     }
 
@@ -380,10 +392,14 @@ impl Mesh {
         m
     }
 
+    /// `from..=through` of `origin` was covered by a message or pull answer:
+    /// the mark moves, but never past what `origin` has shown
+    /// ([`Ceilings`]).
     fn advance(&self, origin: &str, from: u64, through: u64) {
         if origin == self.me {
             return;
         }
+        let through = self.ceilings.lock().expect("ceilings lock").bound(origin, through);
         if self.marks.lock().expect("marks lock").advance(origin, from, through) {
             self.marks_dirty.store(true, Ordering::Relaxed);
         }
@@ -432,12 +448,31 @@ impl Mesh {
         }
     }
 
+    /// Records of `origin` its origin signed were seen here: their seqs
+    /// are evidence of how far it has reached.
+    fn witness_records(&self, records: &[Record]) {
+        let mut c = self.ceilings.lock().expect("ceilings lock");
+        for r in records {
+            c.witness(&r.origin, r.seq);
+        }
+    }
+
+    /// What `peer` reports holding of each origin, less the claims a pull
+    /// from it could not back ([`Unproven`]).
+    fn credible_marks(&self, peer: &Peer) -> HashMap<String, u64> {
+        let theirs = peer.their_marks.lock().expect("marks lock").latest().clone();
+        let unproven = self.unproven.lock().expect("unproven lock");
+        theirs
+            .into_iter()
+            .filter(|(o, w)| unproven.counts(&peer.cfg.id, o, *w))
+            .collect()
+    }
+
     /// True if some peer has told us of an origin it holds further than we.
     fn behind_any(&self) -> bool {
-        self.peers.iter().any(|p| {
-            let theirs = p.their_marks.lock().expect("marks lock").clone();
-            theirs.ahead_of(|o| self.mark(o))
-        })
+        self.peers
+            .iter()
+            .any(|p| self.credible_marks(p).iter().any(|(o, w)| *w > self.mark(o)))
     }
 
     fn note(&self, peer: &Peer, t: Option<regmesh_proto::lifecycle::Transition>) {
@@ -446,7 +481,27 @@ impl Mesh {
         }
     }
 
+    /// Re-judges every peer's lifecycle on a timer of its own
+    /// ([`lifecycle::judge_every_ms`]), so a peer that stops answering is
+    /// DEGRADED past 2× and INTERRUPTED past 10× whatever calls to it are
+    /// doing.
+    async fn judge_loop(self: Arc<Self>) {
+        let every = Duration::from_millis(lifecycle::judge_every_ms(self.interval_ms));
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            for peer in &self.peers {
+                let t = peer.life.lock().expect("life lock").tick(now_ms());
+                self.note(peer, t);
+            }
+        }
+    }
+
     async fn beat_loop(self: Arc<Self>, peer: Arc<Peer>) {
+        // A beat call never outlasts its interval: a hung one counts as
+        // unanswered and the next beat goes on time.
+        let deadline = Duration::from_millis(lifecycle::beat_deadline_ms(self.interval_ms));
         let mut tick = tokio::time::interval(Duration::from_millis(self.interval_ms));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -456,7 +511,7 @@ impl Mesh {
                 let body = serde_json::to_vec(&json!({"id": self.me, "interval_ms": self.interval_ms})).expect("json");
                 match peer
                     .client
-                    .call(&self.center, Method::POST, "/mesh/v1/hello", &[], Some(body))
+                    .call_within(deadline, &self.center, Method::POST, "/mesh/v1/hello", &[], Some(body))
                     .await
                 {
                     Ok(a) if a.status == StatusCode::OK => {
@@ -486,7 +541,8 @@ impl Mesh {
                 let path = format!("/heartbeat/node/{}", self.me);
                 match peer
                     .client
-                    .call(
+                    .call_within(
+                        deadline,
                         &self.center,
                         Method::POST,
                         &path,
@@ -719,6 +775,11 @@ impl Mesh {
         }
         let records = verified.records().to_vec();
         let applied = self.center.apply_verified(verified).await?;
+        self.witness_records(&records);
+        if initiator == sender {
+            // The origin's own message: its counter is its own word.
+            self.ceilings.lock().expect("ceilings lock").witness(initiator, counter);
+        }
         if let Some(from) = seq_from {
             self.advance(initiator, from, counter);
         }
@@ -834,6 +895,34 @@ impl Mesh {
         (v, now)
     }
 
+    /// Peer `peer` said in its own beat that it has reached seq `own` of its
+    /// own origin. That raises its ceiling; a mark of ours ahead of it can
+    /// only come from a false claim, hides whatever we are missing of it from
+    /// pulls and digests alike, and is reset: the digests are reported as
+    /// differing and the origin is pulled again from its start.
+    fn origin_spoke(self: &Arc<Self>, peer: &Arc<Peer>, own: u64) {
+        let origin = &peer.cfg.id;
+        let exceeded = {
+            let mut c = self.ceilings.lock().expect("ceilings lock");
+            c.witness(origin, own);
+            c.exceeded_by(origin, self.mark(origin))
+        };
+        if !exceeded {
+            return;
+        }
+        tracing::warn!(
+            peer = %origin, mark = self.mark(origin), own,
+            "our watermark of this origin is ahead of anything it has shown: resetting it and pulling again"
+        );
+        if self.marks.lock().expect("marks lock").reset(origin) {
+            self.marks_dirty.store(true, Ordering::Relaxed);
+        }
+        *peer.digest_match.lock().expect("digest lock") = Some(false);
+        if self.pulling.lock().expect("pulling lock").start(origin) {
+            tokio::spawn(self.clone().pull(peer.clone(), origin.clone(), false));
+        }
+    }
+
     /// A heartbeat from peer `sender`, with its announced state, interval
     /// and watermarks. Starts a pull for every origin it holds further.
     pub fn beat_from(self: &Arc<Self>, sender: &str, beat: Beat) {
@@ -854,6 +943,9 @@ impl Mesh {
             let prev = view.beat(marks, full);
             (prev, view.latest().clone())
         };
+        if let Some(&own) = marks.get(sender) {
+            self.origin_spoke(&peer, own);
+        }
         self.compare_digests(&peer, &marks, &digests, policy.as_ref());
         let t = peer
             .life
@@ -864,11 +956,19 @@ impl Mesh {
         if state.is_some() {
             *peer.announced.lock().expect("announced lock") = state;
         }
+        // A claim a pull from this peer could not back starts no more pulls.
+        let credible = |m: &HashMap<String, u64>| -> HashMap<String, u64> {
+            let unproven = self.unproven.lock().expect("unproven lock");
+            m.iter()
+                .filter(|(o, w)| unproven.counts(sender, o, **w))
+                .map(|(o, w)| (o.clone(), *w))
+                .collect()
+        };
         let origins = ae::origins_to_pull(
             &self.me,
             self.node_state(),
-            &marks,
-            &prev,
+            &credible(&marks),
+            &credible(&prev),
             |o| self.mark(o),
             |o| self.center.key_of(o).is_some(),
         );
@@ -897,6 +997,7 @@ impl Mesh {
         let mut resync: Option<Resync> = None;
         let mut complete = false;
         let mut last_answer = Value::Null;
+        let mut last_covered = 0;
         let mut page_no = 0;
         while page_no < if resync.is_some() { RESYNC_PAGES_MAX } else { PAGES_MAX } {
             page_no += 1;
@@ -966,10 +1067,23 @@ impl Mesh {
                 records
             };
             let n = records.len() as u64;
+            let max_seq = records.iter().map(|r| r.seq).max();
             if let Err(e) = self.center.apply_remote(records).await {
                 tracing::warn!(peer = %peer.cfg.id, %origin, "pulled records refused: {e}");
                 break;
             }
+            {
+                // Applied, so verified: their seqs are the origin's word, and
+                // so is what the origin itself says it covered.
+                let mut c = self.ceilings.lock().expect("ceilings lock");
+                if let Some(m) = max_seq {
+                    c.witness(&origin, m);
+                }
+                if peer.cfg.id == origin {
+                    c.witness(&origin, covered);
+                }
+            }
+            last_covered = covered;
             self.stats.pulled_records.fetch_add(n, Ordering::Relaxed);
             if start_resync && after > 0 {
                 // Start again from the beginning; this page was merged.
@@ -989,13 +1103,24 @@ impl Mesh {
             }
             after = covered;
         }
+        let resyncing = resync.is_some();
         if let (Some(rs), true) = (resync, complete) {
             let covered = last_answer.get("covered_through").and_then(Value::as_u64).unwrap_or(0);
+            let covered = self.ceilings.lock().expect("ceilings lock").bound(&origin, covered);
             if self.finish_resync(&peer, &origin, rs, &last_answer).await
                 && self.marks.lock().expect("marks lock").raise(&origin, covered)
             {
                 self.marks_dirty.store(true, Ordering::Relaxed);
             }
+        }
+        if !resyncing && last_covered > self.mark(&origin) && origin != self.me {
+            // The peer claims more than the origin has shown us: do not
+            // pull on that claim again until it grows.
+            tracing::debug!(peer = %peer.cfg.id, %origin, claimed = last_covered, "pull answer covers more than its origin has shown");
+            self.unproven
+                .lock()
+                .expect("unproven lock")
+                .note(&peer.cfg.id, &origin, last_covered);
         }
         self.pulling.lock().expect("pulling lock").done(&origin);
     }
@@ -1196,6 +1321,7 @@ impl Mesh {
                     ("drip-node-id", initiator.clone()),
                     ("drip-node-counter", counter.to_string()),
                     ("drip-node-counter-reset", "false".to_string()),
+                    ("drip-transaction-type", "update".to_string()),
                 ];
                 let ok = matches!(
                     p.client.call(&me.center, Method::POST, "/voting", &headers, Some(body)).await,
@@ -1322,7 +1448,12 @@ impl Mesh {
     /// Asks `peer` for a full sync of everything we may see.
     async fn request_full_sync(self: Arc<Self>, peer: Arc<Peer>) {
         let path = format!("/sync/node/{}", self.me);
-        match peer
+        // Noted before asking: the first sync message may beat the answer.
+        self.sync_requests
+            .lock()
+            .expect("sync requests lock")
+            .asked(&peer.cfg.id, now_ms());
+        let ok = match peer
             .client
             .call(
                 &self.center,
@@ -1333,10 +1464,34 @@ impl Mesh {
             )
             .await
         {
-            Ok(a) if a.status == StatusCode::OK => tracing::info!(peer = %peer.cfg.id, "full sync requested"),
-            Ok(a) => tracing::warn!(peer = %peer.cfg.id, status = %a.status, "full sync refused"),
-            Err(e) => tracing::warn!(peer = %peer.cfg.id, "full sync request failed: {e}"),
+            Ok(a) if a.status == StatusCode::OK => {
+                tracing::info!(peer = %peer.cfg.id, "full sync requested");
+                true
+            }
+            Ok(a) => {
+                tracing::warn!(peer = %peer.cfg.id, status = %a.status, "full sync refused");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(peer = %peer.cfg.id, "full sync request failed: {e}");
+                false
+            }
+        };
+        if !ok {
+            self.sync_requests
+                .lock()
+                .expect("sync requests lock")
+                .done(&peer.cfg.id);
         }
+    }
+
+    /// Whether a `sync` message from `sender` answers a full sync we asked
+    /// it for (anything else is refused, and changes nothing).
+    pub fn sync_expected_from(&self, sender: &str) -> bool {
+        self.sync_requests
+            .lock()
+            .expect("sync requests lock")
+            .admits(sender, now_ms())
     }
 
     /// Serves a full sync to `peer` (DRiP §5.6): every record its policy
@@ -1414,24 +1569,38 @@ impl Mesh {
         )
     }
 
-    /// A `sync` message from peer `sender`: verify and merge (no dedup, no
-    /// relay); the last one brings the sender's watermarks.
+    /// A `sync` message from peer `sender`, which we asked for a full sync
+    /// ([`Mesh::sync_expected_from`]): verify and merge (no dedup, no
+    /// relay); the last one brings the sender's watermarks, which we adopt
+    /// only as far as each origin has shown ([`Ceilings`]).
     pub async fn receive_sync(
         &self,
+        sender: &str,
         records: Vec<Record>,
         complete: bool,
         marks: HashMap<String, u64>,
     ) -> Result<usize, WriteError> {
+        let seen = records.clone();
         let applied = self.center.apply_remote(records).await?;
+        self.witness_records(&seen);
         if complete {
+            let ceilings = {
+                let mut c = self.ceilings.lock().expect("ceilings lock");
+                if let Some(&own) = marks.get(sender) {
+                    c.witness(sender, own);
+                }
+                c.clone()
+            };
             let mut m = self.marks.lock().expect("marks lock");
             for (origin, w) in marks {
                 if origin != self.me && (self.center.key_of(&origin).is_some()) {
-                    m.raise(&origin, w);
+                    m.raise(&origin, ceilings.bound(&origin, w));
                 }
             }
+            drop(m);
             self.marks_dirty.store(true, Ordering::Relaxed);
             self.full_sync_done.store(true, Ordering::Relaxed);
+            self.sync_requests.lock().expect("sync requests lock").done(sender);
         }
         Ok(applied)
     }
@@ -1559,7 +1728,7 @@ impl Mesh {
                     "floods_sent": p.sent.load(Ordering::Relaxed),
                     "floods_dropped": p.dropped.load(Ordering::Relaxed),
                     "digest_match": *p.digest_match.lock().expect("digest lock"),
-                    "records_behind": p.their_marks.lock().expect("marks lock").latest().iter()
+                    "records_behind": self.credible_marks(p).iter()
                         .map(|(o, w)| w.saturating_sub(self.mark(o))).sum::<u64>(),
                     "export": {"kinds": p.cfg.kinds, "groups": p.cfg.groups},
                 })

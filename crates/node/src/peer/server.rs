@@ -2,16 +2,20 @@
 //!
 //! Every connection's client certificate (if any) travels with its requests.
 //! HELLO is the only route served without one. Every other route requires:
-//! - a token (`Authorization`, with or without `Bearer `) whose `iss` is a
-//!   configured peer;
-//! - a client certificate issued for that peer;
-//! - a valid signature by that peer's key, `aud` = this center, `iat` within
-//!   the skew window, and a first use of its `jti`.
+//! - a client certificate issued by the mesh CA for a configured peer: that
+//!   peer is the sender;
+//! - a token (`Authorization`, with or without `Bearer `) issued by that same
+//!   center (`iss`), signed with its key, `aud` = this center, `iat` within
+//!   the skew window, and a first use of its `jti`;
+//! - `DRiP-Node-ID` naming the sender on calls about the sender itself
+//!   (heartbeat, node state, `/state`, sync, pull, NOTIFY, RFI; required on
+//!   the first four, optional on the others), and a path node id naming the
+//!   sender wherever the route has one.
 //!
-//! For calls about the sender itself (heartbeat, node state),
-//! `DRiP-Node-ID` and the path's node id must name the sender. For `/commit`,
+//! On propagated calls (`/commit` updates, `/voting`, vote answers)
 //! `DRiP-Node-ID` names the initiator (DRiP §5.3), which must be a known
-//! center. Refused calls change nothing.
+//! center. Refused calls change nothing. It must never take an identity from
+//! the token itself.
 
 use super::encoding;
 use super::mesh::{decode_records, Beat, Mesh};
@@ -119,13 +123,53 @@ fn refuse(status: StatusCode, code: &'static str, msg: impl Into<String>) -> Api
     ApiError::new(status, code, msg)
 }
 
+/// What `DRiP-Node-ID` names on a route.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum NodeHeader {
+    /// The sender itself (heartbeat, node state, `/state`, sync, pull,
+    /// NOTIFY, RFI): when present it must be the sender; `required` says
+    /// whether it must be present.
+    Sender { required: bool },
+    /// The initiator of a propagated call (`/commit` updates, `/voting`, vote
+    /// answers), which relays do not change (DRiP §5.3); checked by the
+    /// route.
+    Initiator,
+}
+
 /// Authenticates the sender of a peer call; returns its center id.
-fn authenticate(mesh: &Mesh, headers: &HeaderMap, cert: &PeerCert) -> Result<String, ApiError> {
+///
+/// The sender is who the client certificate names, among the configured
+/// peers. The token must be issued by that same center (`iss`), signed with
+/// its key, for us, fresh and unused. `DRiP-Node-ID` must name it too where
+/// the route speaks for the sender ([`NodeHeader::Sender`]), and so must the
+/// path's node id (`path_id`) where the route has one. Refusals change
+/// nothing (the replay cache remembers only accepted tokens).
+fn authenticate(
+    mesh: &Mesh,
+    headers: &HeaderMap,
+    cert: &PeerCert,
+    node_header: NodeHeader,
+    path_id: Option<&str>,
+) -> Result<String, ApiError> {
     let Some(cert) = &cert.0 else {
         return Err(refuse(
             StatusCode::UNAUTHORIZED,
             "certificate_required",
             "this call needs a client certificate",
+        ));
+    };
+    // Who the certificate names (the CA issued it for one center id).
+    let Some(sender) = mesh
+        .peers
+        .iter()
+        .map(|p| p.cfg.id.as_str())
+        .find(|id| cert_is_for(cert, id))
+        .map(str::to_string)
+    else {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            "not_a_peer",
+            "the client certificate names no configured peer",
         ));
     };
     let token = headers
@@ -139,38 +183,47 @@ fn authenticate(mesh: &Mesh, headers: &HeaderMap, cert: &PeerCert) -> Result<Str
                 "missing Authorization token",
             )
         })?;
-    let iss = regmesh_core::jwt::peek_issuer(token)
-        .ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "bad_token", "token is malformed"))?;
-    if mesh.peer(&iss).is_none() {
-        return Err(refuse(
-            StatusCode::FORBIDDEN,
-            "not_a_peer",
-            format!("{iss:?} is not a configured peer"),
-        ));
-    }
-    if !cert_is_for(cert, &iss) {
-        return Err(refuse(
-            StatusCode::FORBIDDEN,
-            "certificate_mismatch",
-            format!("the client certificate is not {iss:?}'s"),
-        ));
-    }
     let claims = regmesh_core::jwt::verify(
         token,
-        &iss,
+        &sender,
         &mesh.me,
         |id| mesh.center.key_of(id),
         now_ms() / 1000,
         mesh.skew_s,
     )
-    .map_err(|e| refuse(StatusCode::UNAUTHORIZED, "bad_token", e.to_string()))?;
+    .map_err(|e| match e {
+        regmesh_core::jwt::JwtError::IssuerMismatch { .. } => {
+            refuse(StatusCode::FORBIDDEN, "issuer_mismatch", e.to_string())
+        }
+        e => refuse(StatusCode::UNAUTHORIZED, "bad_token", e.to_string()),
+    })?;
+    if let NodeHeader::Sender { required } = node_header {
+        match header(headers, "drip-node-id") {
+            Some(node) if node == sender => {}
+            None if !required => {}
+            node => {
+                return Err(refuse(
+                    StatusCode::FORBIDDEN,
+                    "node_id_mismatch",
+                    format!("DRiP-Node-ID {:?} is not the sender {sender:?}", node.unwrap_or("")),
+                ))
+            }
+        }
+    }
+    if let Some(p) = path_id.filter(|p| *p != sender) {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            "node_id_mismatch",
+            format!("node {p:?} in the path is not the sender {sender:?}"),
+        ));
+    }
     match mesh
         .replay
         .lock()
         .expect("replay lock")
         .admit(&claims.iss, &claims.jti, claims.exp, now_ms() / 1000)
     {
-        Ok(()) => Ok(iss),
+        Ok(()) => Ok(sender),
         Err(ReplayError::Replayed) => Err(refuse(
             StatusCode::UNAUTHORIZED,
             "replayed_token",
@@ -184,35 +237,18 @@ fn authenticate(mesh: &Mesh, headers: &HeaderMap, cert: &PeerCert) -> Result<Str
     }
 }
 
-/// `DRiP-Node-ID` (and a path node id) must be the sender itself.
-fn same_node(headers: &HeaderMap, sender: &str, path_id: Option<&str>) -> Result<(), ApiError> {
-    let node = headers.get("drip-node-id").and_then(|v| v.to_str().ok()).unwrap_or("");
-    if node != sender {
-        return Err(refuse(
-            StatusCode::FORBIDDEN,
-            "node_id_mismatch",
-            format!("DRiP-Node-ID {node:?} is not the sender {sender:?}"),
-        ));
-    }
-    if let Some(p) = path_id {
-        if p != sender {
-            return Err(refuse(
-                StatusCode::FORBIDDEN,
-                "node_id_mismatch",
-                format!("node {p:?} in the path is not the sender {sender:?}"),
-            ));
-        }
-    }
-    Ok(())
-}
+/// Calls about the sender itself: `DRiP-Node-ID` is required and, like a
+/// path node id, must name the sender.
+const SENDER: NodeHeader = NodeHeader::Sender { required: true };
+/// Calls where `DRiP-Node-ID` may be left out, but names the sender if sent.
+const SENDER_IF_SENT: NodeHeader = NodeHeader::Sender { required: false };
 
 async fn state(
     State(mesh): State<Arc<Mesh>>,
     Extension(cert): Extension<PeerCert>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let sender = authenticate(&mesh, &headers, &cert)?;
-    same_node(&headers, &sender, None)?;
+    authenticate(&mesh, &headers, &cert, SENDER, None)?;
     Ok(Json(json!({"state": mesh.node_state().as_str()})).into_response())
 }
 
@@ -227,8 +263,7 @@ async fn node_state(
     if state != "active" && state != "inactive" {
         return Err(ApiError::not_found("no such peer endpoint"));
     }
-    let sender = authenticate(&mesh, &headers, &cert)?;
-    same_node(&headers, &sender, Some(&id))?;
+    let sender = authenticate(&mesh, &headers, &cert, SENDER, Some(&id))?;
     mesh.announce(&sender, &state);
     Ok(StatusCode::OK.into_response())
 }
@@ -294,8 +329,7 @@ async fn heartbeat(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let sender = authenticate(&mesh, &headers, &cert)?;
-    same_node(&headers, &sender, Some(&id))?;
+    let sender = authenticate(&mesh, &headers, &cert, SENDER, Some(&id))?;
     let raw = read_body(&headers, body, 256 * 1024).await?;
     let text = String::from_utf8_lossy(&raw).trim().to_string();
     // A JSON body (regmesh), a bare state word (the draft), or nothing.
@@ -345,7 +379,7 @@ async fn commit(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let sender = authenticate(&mesh, &headers, &cert)?;
+    let sender = authenticate(&mesh, &headers, &cert, NodeHeader::Initiator, None)?;
     let bad = |m: String| refuse(StatusCode::BAD_REQUEST, "bad_header", m);
     let (initiator, counter) = initiator_and_counter(&mesh, &headers)?;
     let reset = match header(&headers, "drip-node-counter-reset").unwrap_or("false") {
@@ -359,9 +393,25 @@ async fn commit(
         t => return Err(bad(format!("DRiP-Transaction-Type {t:?} is not update or sync"))),
     };
     if sync {
-        // A full sync (DRiP §5.6) from the sender itself: records of any
-        // origin, no dedup, no relay.
-        same_node(&headers, &sender, None)?;
+        // A full sync (DRiP §5.6) from the sender itself, which we asked for
+        // one: records of any origin, no dedup, no relay.
+        if initiator != sender {
+            return Err(refuse(
+                StatusCode::FORBIDDEN,
+                "node_id_mismatch",
+                format!("a sync message's DRiP-Node-ID {initiator:?} must be its sender {sender:?}"),
+            ));
+        }
+        if !mesh.sync_expected_from(&sender) {
+            return Err(refuse(
+                StatusCode::CONFLICT,
+                "unsolicited_sync",
+                format!(
+                    "{} asked {sender:?} for no full sync (PUT /sync/node/{} comes first)",
+                    mesh.me, mesh.me
+                ),
+            ));
+        }
         let complete = match header(&headers, "drip-sync-complete").unwrap_or("false") {
             "true" => true,
             "false" => false,
@@ -379,7 +429,7 @@ async fn commit(
                     .collect()
             })
             .unwrap_or_default();
-        let applied = mesh.receive_sync(records, complete, marks).await?;
+        let applied = mesh.receive_sync(&sender, records, complete, marks).await?;
         return Ok(Json(json!({"accepted": true, "applied": applied, "complete": complete})).into_response());
     }
     let raw = read_body(&headers, body, mesh.max_body_bytes).await?;
@@ -438,7 +488,7 @@ async fn pull(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let sender = authenticate(&mesh, &headers, &cert)?;
+    let sender = authenticate(&mesh, &headers, &cert, SENDER_IF_SENT, None)?;
     let raw = read_body(&headers, body, 4096).await?;
     let v: Value =
         serde_json::from_slice(&raw).map_err(|e| refuse(StatusCode::BAD_REQUEST, "malformed_json", e.to_string()))?;
@@ -462,8 +512,21 @@ async fn voting(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let sender = authenticate(&mesh, &headers, &cert)?;
+    let sender = authenticate(&mesh, &headers, &cert, NodeHeader::Initiator, None)?;
     let (initiator, counter) = initiator_and_counter(&mesh, &headers)?;
+    // A vote is the first phase of an update (DRiP §5.5): the initiator
+    // MUST say so (§5.3). The draft's own curl example leaves it out, so a
+    // missing header is read as `update`; anything else is refused.
+    match header(&headers, "drip-transaction-type") {
+        None | Some("update") => {}
+        Some(t) => {
+            return Err(refuse(
+                StatusCode::BAD_REQUEST,
+                "bad_header",
+                format!("DRiP-Transaction-Type {t:?} on /voting: a vote is part of an update"),
+            ))
+        }
+    }
     let reset = header(&headers, "drip-node-counter-reset") == Some("true");
     let raw = read_body(&headers, body, 4096).await?;
     let v: Value =
@@ -503,14 +566,7 @@ async fn vote_answer(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let sender = authenticate(&mesh, &headers, &cert)?;
-    if id != sender {
-        return Err(refuse(
-            StatusCode::FORBIDDEN,
-            "node_id_mismatch",
-            format!("node {id:?} in the path is not the sender {sender:?}"),
-        ));
-    }
+    let sender = authenticate(&mesh, &headers, &cert, NodeHeader::Initiator, Some(&id))?;
     let bad = |m: String| refuse(StatusCode::BAD_REQUEST, "bad_header", m);
     let initiator = header(&headers, "drip-node-id")
         .ok_or_else(|| bad("DRiP-Node-ID is required".into()))?
@@ -548,8 +604,7 @@ async fn sync_request(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let sender = authenticate(&mesh, &headers, &cert)?;
-    same_node(&headers, &sender, Some(&id))?;
+    let sender = authenticate(&mesh, &headers, &cert, SENDER, Some(&id))?;
     let peer = mesh
         .peer(&sender)
         .cloned()
@@ -572,7 +627,7 @@ async fn message(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let sender = authenticate(&mesh, &headers, &cert)?;
+    let sender = authenticate(&mesh, &headers, &cert, SENDER_IF_SENT, None)?;
     let msg = small_json(&headers, body).await?;
     let answer = match kind.as_str() {
         "notify" => mesh.notify(&sender, msg).await,
