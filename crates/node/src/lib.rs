@@ -14,6 +14,7 @@ pub mod error;
 pub mod listener;
 pub mod metrics;
 pub mod peer;
+pub mod serve;
 
 pub use center::Center;
 pub use config::Config;
@@ -69,12 +70,12 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
         addr: cfg.api.listen,
         source,
     })?;
-    let listener = listener::LimitedListener::new(listener, cfg.api.max_connections);
+    let listener = serve::ApiServer::new(listener, &cfg.api);
     let app = api::router(center.clone(), cfg, mesh.clone());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
+        listener
+            .run(app, async {
                 let _ = stopped.await;
             })
             .await
