@@ -405,9 +405,11 @@ fn report(r: &Reply) -> std::process::ExitCode {
     }
 }
 
-fn enc(id: &str) -> String {
-    // Record ids are already URL-safe except '%', which must be escaped.
-    id.replace('%', "%25")
+/// A record id as its path segment: the id itself, never escaped (README,
+/// "Record ids"), after the same check the center makes.
+fn enc(id: &str) -> Result<&str> {
+    regmesh_core::validate_record_id(id).with_context(|| format!("{id:?} is not a valid record id"))?;
+    Ok(id)
 }
 
 async fn agent(conn: ConnArgs, cmd: AgentCmd) -> Result<std::process::ExitCode> {
@@ -467,7 +469,7 @@ async fn agent(conn: ConnArgs, cmd: AgentCmd) -> Result<std::process::ExitCode> 
             let mut c = client.connect().await?;
             let body = serde_json::to_vec(&doc)?;
             let mut b = c
-                .builder(Method::PUT, &format!("/v1/agents/{}", enc(&id)))
+                .builder(Method::PUT, &format!("/v1/agents/{}", enc(&id)?))
                 .header("content-type", "application/json");
             if let Some(v) = if_version {
                 b = b.header("if-match", format!("\"{v}\""));
@@ -476,12 +478,12 @@ async fn agent(conn: ConnArgs, cmd: AgentCmd) -> Result<std::process::ExitCode> 
         }
         AgentCmd::Get { id } => {
             client
-                .request(Method::GET, &format!("/v1/agents/{}", enc(&id)), None)
+                .request(Method::GET, &format!("/v1/agents/{}", enc(&id)?), None)
                 .await?
         }
         AgentCmd::Rm { id } => {
             let r = client
-                .request(Method::DELETE, &format!("/v1/agents/{}", enc(&id)), None)
+                .request(Method::DELETE, &format!("/v1/agents/{}", enc(&id)?), None)
                 .await?;
             if r.status == StatusCode::NO_CONTENT {
                 eprintln!("deleted {id}");
@@ -490,7 +492,7 @@ async fn agent(conn: ConnArgs, cmd: AgentCmd) -> Result<std::process::ExitCode> 
         }
         AgentCmd::Beat { id } => {
             client
-                .request(Method::POST, &format!("/v1/agents/{}/heartbeat", enc(&id)), None)
+                .request(Method::POST, &format!("/v1/agents/{}/heartbeat", enc(&id)?), None)
                 .await?
         }
         AgentCmd::Ls {

@@ -5,10 +5,11 @@
 use crate::center::{Center, Event, EventType, Outcome, WriteOp};
 use crate::config::{Config, Scope, TokenConfig};
 use crate::error::ApiError;
+use crate::id_path::IdPath;
 use crate::peer::mesh::VoteOutcome;
 use axum::body::Body;
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::sse::{KeepAlive, Sse};
@@ -138,16 +139,6 @@ fn authorize(tokens: &[TokenConfig], headers: &HeaderMap, need: Scope) -> Result
     }
 }
 
-fn path_id(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
-    let Path(id) = p.map_err(|e| ApiError::bad("invalid_id", e.body_text()))?;
-    regmesh_core::validate_record_id(&id).map_err(|e| {
-        let mut err = ApiError::bad("invalid_id", e.0);
-        err.field = Some("id".into());
-        err
-    })?;
-    Ok(id)
-}
-
 fn etag(r: &Record) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{}\"", r.version)).expect("version is ASCII")
 }
@@ -220,11 +211,10 @@ async fn json_body(headers: &HeaderMap, body: Body, limit: usize, deadline: Dura
 
 async fn put_agent(
     State(api): State<Api>,
-    p: Result<Path<String>, PathRejection>,
+    IdPath(id): IdPath,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let id = path_id(p)?;
     let value = json_body(&headers, body, api.max_body_bytes, api.body_timeout).await?;
     let kind = api.center.kinds().get(AGENT).expect("agent kind is built in").clone();
     let prepared = kind.prepare(&id, value).map_err(|e| {
@@ -281,27 +271,20 @@ async fn put_agent(
     }
 }
 
-async fn get_agent(State(api): State<Api>, p: Result<Path<String>, PathRejection>) -> Result<Response, ApiError> {
-    let id = path_id(p)?;
+async fn get_agent(State(api): State<Api>, IdPath(id): IdPath) -> Result<Response, ApiError> {
     match api.center.get(AGENT, &id)? {
         Some(r) => Ok(record_response(StatusCode::OK, &r, api.center.is_stale(&r))),
         None => Err(ApiError::not_found(format!("agent {id} does not exist"))),
     }
 }
 
-async fn delete_agent(
-    State(api): State<Api>,
-    p: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let id = path_id(p)?;
+async fn delete_agent(State(api): State<Api>, IdPath(id): IdPath, headers: HeaderMap) -> Result<Response, ApiError> {
     let if_version = if_match(&headers)?;
     api.center.write(AGENT, &id, WriteOp::Delete { if_version }).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn heartbeat(State(api): State<Api>, p: Result<Path<String>, PathRejection>) -> Result<Response, ApiError> {
-    let id = path_id(p)?;
+async fn heartbeat(State(api): State<Api>, IdPath(id): IdPath) -> Result<Response, ApiError> {
     match api.center.write(AGENT, &id, WriteOp::Heartbeat).await? {
         Outcome::Renewed(r) => Ok(record_response(StatusCode::OK, &r, false)),
         other => Err(ApiError::new(

@@ -11,6 +11,7 @@ pub mod center;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod id_path;
 pub mod listener;
 pub mod metrics;
 pub mod peer;
