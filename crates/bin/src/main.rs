@@ -51,7 +51,7 @@ enum Cmd {
         base_port: u16,
     },
     /// Start a local three-center mesh, register sample agents at each, and
-    /// show them arriving everywhere.
+    /// show them arriving everywhere. A second run reuses the mesh in --dir.
     Demo {
         /// Folder for the mesh's keys, certificates, configs and data.
         #[arg(long, default_value = "./regmesh-demo")]
@@ -62,6 +62,10 @@ enum Cmd {
         /// Keep the mesh running afterwards until Ctrl-C.
         #[arg(long)]
         keep: bool,
+        /// Start over: delete the mesh an earlier demo left in --dir (its
+        /// keys, configs and data) instead of reusing it.
+        #[arg(long)]
+        fresh: bool,
     },
     /// Print the token (JWT) this center would send to a peer, for
     /// reproducing DRiP requests by hand with curl.
@@ -249,8 +253,13 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             Ok(std::process::ExitCode::SUCCESS)
         }
         Cmd::Agent { conn, cmd } => agent(conn, cmd).await,
-        Cmd::Demo { dir, base_port, keep } => {
-            demo::run(&dir, base_port, keep).await?;
+        Cmd::Demo {
+            dir,
+            base_port,
+            keep,
+            fresh,
+        } => {
+            demo::run(&dir, base_port, keep, fresh).await?;
             Ok(std::process::ExitCode::SUCCESS)
         }
         Cmd::Token { config, to, ttl } => {

@@ -4,7 +4,7 @@
 
 use thiserror::Error;
 
-/// Longest center id, in bytes (DESIGN.md: `[A-Za-z0-9._-]{1,64}`).
+/// Longest center id, in bytes (`[A-Za-z0-9._-]{1,64}`).
 pub const CENTER_ID_BYTES_MAX: usize = 64;
 /// Longest record id, in bytes (document 000 §3.3: agent ID or DID).
 pub const RECORD_ID_BYTES_MAX: usize = 256;
