@@ -49,19 +49,57 @@ pub const PEER_TIMEOUTS: ConnTimeouts = ConnTimeouts {
     idle: Duration::from_secs(30),
 };
 
+/// The bounds of the accept loop; [`Default`] gives the constants above
+/// (tests shrink them).
+#[derive(Clone, Copy, Debug)]
+pub struct AcceptLimits {
+    pub handshake_timeout: Duration,
+    pub handshakes_max: usize,
+    pub connections_max: usize,
+    pub pending_per_address_max: usize,
+    pub unauthenticated_max: usize,
+    pub unauthenticated_lifetime: Duration,
+    pub timeouts: ConnTimeouts,
+}
+
+impl Default for AcceptLimits {
+    fn default() -> Self {
+        AcceptLimits {
+            handshake_timeout: HANDSHAKE_TIMEOUT,
+            handshakes_max: HANDSHAKES_MAX,
+            connections_max: PEER_CONNECTIONS_MAX,
+            pending_per_address_max: PENDING_PER_ADDRESS_MAX,
+            unauthenticated_max: UNAUTHENTICATED_MAX,
+            unauthenticated_lifetime: UNAUTHENTICATED_LIFETIME,
+            timeouts: PEER_TIMEOUTS,
+        }
+    }
+}
+
 /// Accepts TLS connections until `closing` turns true; connections open then
 /// finish their requests in flight and close.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     tls: Arc<rustls::ServerConfig>,
     router: Router,
+    closing: tokio::sync::watch::Receiver<bool>,
+) {
+    serve_with(listener, tls, router, closing, AcceptLimits::default()).await
+}
+
+/// [`serve`] under `limits`.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    router: Router,
     mut closing: tokio::sync::watch::Receiver<bool>,
+    limits: AcceptLimits,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let slots = Arc::new(Semaphore::new(PEER_CONNECTIONS_MAX));
-    let pending = PerAddress::new(PENDING_PER_ADDRESS_MAX);
-    let handshakes = Handshakes::new(HANDSHAKES_MAX);
-    let unauthenticated = Arc::new(Semaphore::new(UNAUTHENTICATED_MAX));
+    let slots = Arc::new(Semaphore::new(limits.connections_max));
+    let pending = PerAddress::new(limits.pending_per_address_max);
+    let handshakes = Handshakes::new(limits.handshakes_max);
+    let unauthenticated = Arc::new(Semaphore::new(limits.unauthenticated_max));
     let hello_only = router.clone().layer(middleware::from_fn(only_hello));
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -91,7 +129,7 @@ pub async fn serve(
         tokio::spawn(async move {
             let _slot = slot;
             let tls = tokio::select! {
-                r = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)) => match r {
+                r = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)) => match r {
                     Ok(Ok(t)) => t,
                     Ok(Err(e)) => {
                         tracing::debug!(%addr, "peer TLS handshake failed: {e}");
@@ -117,7 +155,7 @@ pub async fn serve(
             if cert.is_some() {
                 drop(pending_slot);
                 let router = router.layer(Extension(PeerCert(cert)));
-                serve_connection(tls, router, PEER_TIMEOUTS, closing).await;
+                serve_connection(tls, router, limits.timeouts, closing).await;
                 return;
             }
             let Ok(_unauthenticated) = unauthenticated.try_acquire_owned() else {
@@ -125,8 +163,8 @@ pub async fn serve(
                 return;
             };
             let router = hello_only.layer(Extension(PeerCert(None)));
-            let served = serve_connection(tls, router, PEER_TIMEOUTS, closing);
-            let _ = tokio::time::timeout(UNAUTHENTICATED_LIFETIME, served).await;
+            let served = serve_connection(tls, router, limits.timeouts, closing);
+            let _ = tokio::time::timeout(limits.unauthenticated_lifetime, served).await;
             drop(pending_slot);
         });
     }
