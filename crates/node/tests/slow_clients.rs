@@ -83,7 +83,7 @@ async fn half_sent_requests_do_not_take_healthz_down_and_are_closed() {
         "/healthz did not answer within 2 s behind 100 slow connections"
     );
     assert_eq!(r.unwrap().status, StatusCode::OK);
-    assert!(t0.elapsed() < Duration::from_millis(500), "{:?}", t0.elapsed());
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
     // Every slow connection is closed by the header read deadline (plus
     // slack, and well before the idle deadline), the ones over the
     // per-address cap at once.
