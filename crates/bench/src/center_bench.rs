@@ -8,7 +8,8 @@
 
 use anyhow::{bail, Context, Result};
 use hyper::Method;
-use regmesh_core::{AgentKind, Kind};
+use regmesh_core::Kind;
+use regmesh_front_agent::AgentKind;
 use regmesh_node::center::{Center, WriteOp};
 use regmesh_node::client::Client;
 use regmesh_node::Config;
@@ -290,7 +291,7 @@ fn main() -> Result<()> {
     println!();
 
     // Phase 1: in-process writes (every write durable before it is acknowledged).
-    let center = Center::open(&cfg)?;
+    let center = Center::open_with(&cfg, regmesh_front_agent::kinds(), None)?;
     let writes = if phase("write") {
         Some(rt.block_on(write_all_in_process(&center, o.agents, 512)))
     } else {

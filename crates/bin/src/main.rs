@@ -238,7 +238,10 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .init();
             let cfg = effective_config(&a)?;
-            let running = regmesh_node::start(&cfg).await?;
+            let running = regmesh_node::NodeBuilder::new(cfg)
+                .front(regmesh_front_agent::AgentFront::new())
+                .start()
+                .await?;
             // Machine-readable line for scripts and tests: the bound address.
             println!("listening on http://{}", running.addr);
             wait_for_signal().await;
@@ -328,7 +331,7 @@ fn import_lines(
 async fn import(config: &std::path::Path, file: &std::path::Path) -> Result<std::process::ExitCode> {
     let cfg = Config::load(config)?;
     cfg.validate()?;
-    let center = regmesh_node::center::Center::open(&cfg)
+    let center = regmesh_node::center::Center::open_with(&cfg, regmesh_front_agent::kinds(), None)
         .context("cannot open the center's data (stop `regmesh serve` for it first)")?;
     let kind = center.kinds().get("agent").context("agent kind")?.clone();
     // Pass 1: check every line; nothing is written if one is bad.

@@ -1,9 +1,15 @@
 //! Kinds: what makes a record an agent, a resource-directory registration, and
 //! so on. A kind validates and normalizes client input, names the fields it
-//! wants indexed, and says what a lease expiry and a heartbeat do to a body.
+//! wants indexed, says how a new id is created (claimed by a mesh vote or
+//! not), where its lease lives, and what a lease expiry and a heartbeat do to
+//! a body.
 //!
 //! Everything below (codec, store, indexes) and beside (replication) handles
-//! records generically; adding a kind touches only this registry.
+//! records generically. Kinds are defined by fronts (`crates/fronts/*`) and
+//! registered in a [`Kinds`] set when a node starts; core defines none.
+//!
+//! Must never: perform I/O or read a clock (kinds are pure functions of their
+//! input).
 
 use crate::record::{Record, Visibility};
 use serde_json::Value;
@@ -39,10 +45,35 @@ pub struct Prepared {
     pub visibility: Visibility,
 }
 
+/// How a new id of a kind comes to exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Creation {
+    /// The origin writes a new id at once (ids that cannot collide across
+    /// centers, or where last-writer-wins is acceptable).
+    Free,
+    /// A new id is first claimed across the mesh by the two-phase vote; the
+    /// write happens only once the claim is granted (names that must be
+    /// unique mesh-wide).
+    Claimed,
+}
+
+/// Where a kind keeps the lease length of a record, which a heartbeat renews.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lease {
+    /// Records of this kind never expire.
+    None,
+    /// The body field of this name holds the lease length in seconds; a
+    /// record without it has no lease.
+    BodyField(&'static str),
+    /// Every record of this kind has this lease length, in seconds (its
+    /// `prepare` must set [`Prepared::lease_s`] to it).
+    Fixed(u64),
+}
+
 /// A record kind. Implementations must be pure: no I/O, no clock.
 ///
-/// A kind whose records have leases keeps the lease length in the body field
-/// `lease_s` (seconds); a heartbeat renews the lease for that long.
+/// A kind whose records have leases says where the lease length is kept
+/// ([`Kind::lease`]); a heartbeat renews the lease for that long.
 pub trait Kind: Send + Sync + 'static {
     /// Kind name as it appears in records (`[a-z0-9.]{1,32}`).
     fn name(&self) -> &'static str;
@@ -73,6 +104,27 @@ pub trait Kind: Send + Sync + 'static {
     fn part_visibilities(&self, _body: &Value) -> Vec<crate::Visibility> {
         Vec::new()
     }
+
+    /// How a new id of this kind is created. Default: [`Creation::Free`].
+    fn creation(&self) -> Creation {
+        Creation::Free
+    }
+
+    /// Where the lease length of a record is kept. Default: [`Lease::None`].
+    fn lease(&self) -> Lease {
+        Lease::None
+    }
+
+    /// The lease length (seconds) of a record with this body, as
+    /// [`Kind::lease`] says. The writer calls this on heartbeats and when it
+    /// judges local renewals; it never reads a lease field by name.
+    fn lease_s(&self, body: &Value) -> Option<u64> {
+        match self.lease() {
+            Lease::None => None,
+            Lease::BodyField(f) => body.get(f).and_then(Value::as_u64),
+            Lease::Fixed(s) => Some(s),
+        }
+    }
 }
 
 /// The set of kinds a center knows, by name.
@@ -82,15 +134,15 @@ pub struct Kinds {
 }
 
 impl Kinds {
-    /// The built-in kinds.
-    pub fn builtin() -> Self {
-        let mut k = Kinds::default();
-        k.register(Arc::new(crate::agent::AgentKind));
-        k
-    }
-
-    pub fn register(&mut self, kind: Arc<dyn Kind>) {
-        self.by_name.insert(kind.name(), kind);
+    /// Adds `kind`. Refused (and nothing changed) if a kind of that name is
+    /// already registered.
+    pub fn register(&mut self, kind: Arc<dyn Kind>) -> Result<(), DuplicateKind> {
+        let name = kind.name();
+        if self.by_name.contains_key(name) {
+            return Err(DuplicateKind(name));
+        }
+        self.by_name.insert(name, kind);
+        Ok(())
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Kind>> {
@@ -101,6 +153,11 @@ impl Kinds {
         self.by_name.keys().copied()
     }
 }
+
+/// Two kinds of the same name were registered. The set is unchanged.
+#[derive(Debug, Error, PartialEq, Eq, Clone)]
+#[error("kind {0:?} is registered twice")]
+pub struct DuplicateKind(pub &'static str);
 
 /// Top-level names the envelope puts into a record's JSON view; a kind's body
 /// must not use them (the center refuses such a body).

@@ -2,12 +2,12 @@
 //!
 //! Owns records (the unit of replication), the hybrid logical clock, the merge
 //! lattice, the canonical binary codec, Ed25519 signatures over that codec, the
-//! [`Kind`] abstraction and the built-in `agent` kind, and the documented limits.
+//! [`Kind`] abstraction (kinds themselves are defined by fronts), and the
+//! documented limits.
 //!
 //! Must never: perform I/O, read a clock, spawn tasks or allocate without bound.
 //! Time and randomness come in as arguments.
 
-pub mod agent;
 pub mod codec;
 pub mod hlc;
 pub mod id;
@@ -18,10 +18,9 @@ pub mod record;
 pub mod sign;
 pub mod time;
 
-pub use agent::AgentKind;
 pub use codec::DecodeError;
 pub use hlc::{Hlc, HlcClock};
 pub use id::{validate_center_id, validate_record_id, IdError};
-pub use kind::{Kind, Kinds, Prepared, ValidationError};
+pub use kind::{Creation, DuplicateKind, Kind, Kinds, Lease, Prepared, ValidationError};
 pub use record::{Record, Visibility};
 pub use sign::{Identity, SignatureError, VerifyingKey};

@@ -422,10 +422,11 @@ pub fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 impl Center {
-    /// Opens the center described by `cfg` with the built-in kinds and the
-    /// embedded store in `cfg.data_dir`.
+    /// Opens the center described by `cfg` with no kinds (fronts bring
+    /// them: see [`Center::open_with`]) and the embedded store in
+    /// `cfg.data_dir`.
     pub fn open(cfg: &Config) -> Result<Arc<Center>, OpenError> {
-        Self::open_with(cfg, Kinds::builtin(), None)
+        Self::open_with(cfg, Kinds::default(), None)
     }
 
     /// Opens with the given kinds, and a given store instead of the embedded
@@ -1162,7 +1163,7 @@ impl Shared {
         let lease_ms = r
             .body_value()
             .ok()
-            .and_then(|b| b.get("lease_s").and_then(Value::as_u64))
+            .and_then(|b| self.kind(&r.kind)?.lease_s(&b))
             .unwrap_or(0)
             .saturating_mul(1000);
         exp.saturating_sub(ext)
@@ -1740,7 +1741,7 @@ impl Shared {
                 let mut body = r.body_value().map_err(|e| WriteError::Storage(e.to_string()))?;
                 let before = body.clone();
                 kind.on_heartbeat(&mut body);
-                let lease = body.get("lease_s").and_then(Value::as_u64);
+                let lease = kind.lease_s(&body);
                 let ext = self.settings.renewal_extension_ms;
                 let key = (kind_name.to_string(), id.to_string());
                 if let (true, Some(l), Some(exp)) = (ext > 0, lease, r.expires_at_ms) {

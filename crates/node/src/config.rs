@@ -3,6 +3,7 @@
 //! effective result.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -32,6 +33,16 @@ pub struct Config {
     /// (peers and non-neighbours alike). Records from other origins are refused.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub centers: Vec<CenterKey>,
+    /// `[fronts.NAME]` sections, one per front, each handed as written to
+    /// the front of that name to parse (`crate::front`). The node itself
+    /// reads only `enabled` (a boolean, default true). A name no front of
+    /// this build has is refused when the node starts.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub fronts: BTreeMap<String, toml::Value>,
+    /// The folder of the file this config was loaded from, against which
+    /// fronts resolve relative paths in their sections. Not a config key.
+    #[serde(skip)]
+    pub config_dir: Option<PathBuf>,
 }
 
 /// The peer listener and this center's TLS identity. Relative paths are
@@ -203,6 +214,8 @@ impl Default for Config {
             peer: None,
             peers: Vec::new(),
             centers: Vec::new(),
+            fronts: BTreeMap::new(),
+            config_dir: None,
         }
     }
 }
@@ -268,6 +281,7 @@ impl Config {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
         let mut c: Config = toml::from_str(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
         let base = path.parent().unwrap_or(Path::new("."));
+        c.config_dir = Some(base.to_path_buf());
         let fix = |p: &mut PathBuf| {
             if p.is_relative() && !base.as_os_str().is_empty() {
                 *p = base.join(&*p);
@@ -406,6 +420,9 @@ impl Config {
                 ));
             }
         }
+        for (name, section) in &self.fronts {
+            crate::front::check_section(name, section)?;
+        }
         if self.api.tokens.is_empty() && !self.api.listen.ip().is_loopback() {
             return Err(ConfigError(format!(
                 "api.listen {} is not a loopback address and no api.tokens are configured; \
@@ -491,6 +508,27 @@ mod tests {
         assert!(c.validate().is_err());
         let c: Config = toml::from_str("id = \"c1\"\n[[api.tokens]]\ntoken = \"short\"\nscopes = [\"read\"]").unwrap();
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn front_sections_round_trip_and_are_checked() {
+        let c: Config = toml::from_str("id = \"c1\"\n[fronts.agent]\nenabled = false\n[fronts.note]\nx = 1").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.fronts["note"]["x"].as_integer(), Some(1));
+        let back: Config = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c1.toml");
+        std::fs::write(&file, "id = \"c1\"\n[fronts.note]\nfile = \"x\"").unwrap();
+        assert_eq!(Config::load(&file).unwrap().config_dir.as_deref(), Some(dir.path()));
+        for bad in [
+            "[fronts]\nagent = 1",
+            "[fronts.agent]\nenabled = \"no\"",
+            "[fronts.\"Bad Name\"]",
+        ] {
+            let c: Config = toml::from_str(&format!("id = \"c1\"\n{bad}")).unwrap();
+            assert!(c.validate().is_err(), "{bad}");
+        }
     }
 
     #[test]

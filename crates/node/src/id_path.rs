@@ -2,7 +2,7 @@
 //! is exactly its path segment, never percent-decoded (`%3A` in
 //! `did:web:example.com%3A8080:a1` is part of the DID), so curl, the CLI and
 //! the mesh all name a record the same way. axum's `Path` decodes escapes, so
-//! record routes use [`IdPath`] instead.
+//! record routes use [`IdPath`] instead (fronts through `http::RecordId`).
 //!
 //! Must never: decode, normalise or otherwise rewrite the segment; or accept
 //! a segment `regmesh_core::validate_record_id` refuses.

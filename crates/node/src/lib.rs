@@ -1,24 +1,34 @@
 //! regmesh node: runs a registry center. Owns the tokio runtime pieces: the
 //! writer thread and lease sweeper of [`Center`], the HTTP client API
 //! ([`api`]), configuration, metrics, and a small HTTP client ([`client`])
-//! used by the CLI, the tests and the benchmarks.
+//! used by the CLI, the tests and the benchmarks. Fronts (the agent registry
+//! and later protocols) plug in through [`front::Front`] and talk to the node
+//! through [`handle::NodeHandle`]; [`NodeBuilder`] starts a node with them.
 //!
 //! Must never: hold protocol or merge logic of its own (that is core's), or
 //! acknowledge a write the store has not made durable.
 
 pub mod api;
+pub mod builder;
 pub mod center;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod front;
+pub mod handle;
+pub mod http;
 pub mod id_path;
 pub mod listener;
+pub mod messages;
 pub mod metrics;
 pub mod peer;
 pub mod serve;
 
+pub use builder::NodeBuilder;
 pub use center::Center;
 pub use config::Config;
+pub use front::Front;
+pub use handle::NodeHandle;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,9 +47,17 @@ pub struct Running {
     sweeper: tokio::task::JoinHandle<()>,
 }
 
-/// Opens the center and starts serving on `cfg.api.listen`.
-pub async fn start(cfg: &Config) -> Result<Running, StartError> {
-    let center = Center::open(cfg)?;
+/// Opens the center with the kinds of the enabled `fronts` and starts
+/// serving on `cfg.api.listen` (see [`NodeBuilder`]).
+async fn start(
+    cfg: &Config,
+    fronts: Vec<Box<dyn Front>>,
+    store: Option<Arc<dyn regmesh_store::Store>>,
+) -> Result<Running, StartError> {
+    cfg.validate()?;
+    let fronts = front::select(cfg, fronts)?;
+    let kinds = builder::kinds_of(&fronts)?;
+    let center = Center::open_with(cfg, kinds, store)?;
     let mut tasks = Vec::new();
     let mut peer_addr = None;
     let mesh = match &cfg.peer {
@@ -55,6 +73,8 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
                     .map_err(|source| StartError::Listen { addr: p.listen, source })?,
             );
             let router = peer::server::router(mesh.clone());
+            // Before the listener serves: the fronts' message types.
+            mesh.set_front_messages(Arc::new(builder::peer_messages(&fronts, &center, Some(&mesh), cfg)?));
             tasks.push(tokio::spawn(peer::server::serve(l, tls, router, center.closing())));
             tasks.extend(mesh.spawn(queues));
             tracing::info!(addr = ?peer_addr, peers = cfg.peers.len(), "peer listener serving (mutual TLS)");
@@ -72,7 +92,21 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
         source,
     })?;
     let listener = serve::ApiServer::new(listener, &cfg.api);
-    let app = api::router(center.clone(), cfg, mesh.clone());
+    if mesh.is_none() {
+        // Outside a mesh nothing receives peer messages; registrations are
+        // still checked, so a clash shows on a standalone center too.
+        builder::peer_messages(&fronts, &center, None, cfg)?;
+    }
+    let (front_routes, front_tasks) = match builder::routes_and_tasks(&fronts, &center, mesh.as_ref(), cfg) {
+        Ok(r) => r,
+        Err(e) => {
+            for t in &tasks {
+                t.abort();
+            }
+            return Err(e);
+        }
+    };
+    let app = api::router(center.clone(), cfg, mesh.clone(), front_routes);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         listener
@@ -82,6 +116,7 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
             .await
     });
     let sweeper = tokio::spawn(center.clone().run_sweeper());
+    tasks.extend(front_tasks.into_iter().map(tokio::spawn));
     tracing::info!(id = center.id(), %addr, key = %center.public_key_hex(), "registry center serving");
     Ok(Running {
         addr,
@@ -124,6 +159,10 @@ impl Running {
 /// The center could not start. Nothing is running.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error("{0}")]
+    Config(#[from] config::ConfigError),
+    #[error("{0}")]
+    Front(#[from] front::FrontError),
     #[error("{0}")]
     Open(#[from] center::OpenError),
     #[error("peer mesh: {0}")]

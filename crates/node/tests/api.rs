@@ -205,10 +205,11 @@ async fn bad_input_is_refused_and_changes_nothing() {
         StatusCode::NOT_FOUND
     );
     assert_eq!(c.get("/v1/nothing").await.json()["error"]["code"], "not_found");
-    assert_eq!(
-        c.req(Method::PATCH, "/v1/agents/a1", None).await.status,
-        StatusCode::METHOD_NOT_ALLOWED
-    );
+    let r = c.req(Method::PATCH, "/v1/agents/a1", None).await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    // Unchanged since the agent routes moved into their front.
+    assert_eq!(r.headers["allow"], "PUT,GET,HEAD,DELETE");
+    assert_eq!(r.json()["error"]["code"], "method_not_allowed");
     assert_eq!(fingerprint(&c).await, before);
     c.stop().await;
 }
@@ -524,7 +525,12 @@ async fn shutdown_ends_watch_streams_and_commits_queued_writes() {
     );
     // The writer was joined (the database is no longer held open), and the
     // write is there.
-    let center = regmesh_node::Center::open(&regmesh_node::Config::for_test("c1", &dir)).unwrap();
+    let center = regmesh_node::Center::open_with(
+        &regmesh_node::Config::for_test("c1", &dir),
+        regmesh_front_agent::kinds(),
+        None,
+    )
+    .unwrap();
     assert!(center.get("agent", "a1").unwrap().is_some());
     center.close();
     drop(resp);

@@ -255,8 +255,8 @@ impl Kind for NoteKind {
 }
 
 fn kinds_with_note() -> Kinds {
-    let mut k = Kinds::builtin();
-    k.register(Arc::new(NoteKind));
+    let mut k = regmesh_front_agent::kinds();
+    k.register(Arc::new(NoteKind)).unwrap();
     k
 }
 
@@ -280,7 +280,7 @@ async fn a_second_kind_needs_no_store_or_center_changes() {
             .unwrap();
     }
     // Same id in two kinds does not collide.
-    let p = regmesh_core::AgentKind.prepare("n1", agent("::1")).unwrap();
+    let p = regmesh_front_agent::AgentKind.prepare("n1", agent("::1")).unwrap();
     center
         .write(
             "agent",
@@ -330,9 +330,14 @@ async fn tampered_bytes_are_caught_on_read_and_on_start() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = Config::for_test("c1", dir.path());
     let store = Arc::new(MemStore::new());
-    let center = Center::open_with(&cfg, Kinds::builtin(), Some(store.clone() as Arc<dyn Store>)).unwrap();
+    let center = Center::open_with(
+        &cfg,
+        regmesh_front_agent::kinds(),
+        Some(store.clone() as Arc<dyn Store>),
+    )
+    .unwrap();
     for id in ["good", "victim"] {
-        let p = regmesh_core::AgentKind.prepare(id, agent("::1")).unwrap();
+        let p = regmesh_front_agent::AgentKind.prepare(id, agent("::1")).unwrap();
         center
             .write(
                 "agent",
@@ -360,7 +365,12 @@ async fn tampered_bytes_are_caught_on_read_and_on_start() {
     assert!(center.get("agent", "good").unwrap().is_some());
     center.close();
     // On restart the signature check leaves it out; the rest is served.
-    let center = Center::open_with(&cfg, Kinds::builtin(), Some(store.clone() as Arc<dyn Store>)).unwrap();
+    let center = Center::open_with(
+        &cfg,
+        regmesh_front_agent::kinds(),
+        Some(store.clone() as Arc<dyn Store>),
+    )
+    .unwrap();
     assert!(center.get("agent", "victim").unwrap().is_none());
     assert!(center.get("agent", "good").unwrap().is_some());
     assert!(center.status()["records"]["agent"] == 1);

@@ -4,7 +4,8 @@
 //! and after a restart everything must still agree.
 
 use proptest::prelude::*;
-use regmesh_core::{AgentKind, Kind};
+use regmesh_core::Kind;
+use regmesh_front_agent::AgentKind;
 use regmesh_node::center::{Center, Outcome, WriteError, WriteOp};
 use regmesh_node::Config;
 use serde_json::json;
@@ -124,7 +125,7 @@ proptest! {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let cfg = Config::for_test("c1", dir.path());
-        let center = Center::open(&cfg).unwrap();
+        let center = Center::open_with(&cfg, regmesh_front_agent::kinds(), None).unwrap();
         let mut model: BTreeMap<String, M> = BTreeMap::new();
         for s in &steps {
             match s {
@@ -160,7 +161,7 @@ proptest! {
             check(&center, &model)?;
         }
         center.close();
-        let center = Center::open(&cfg).unwrap();
+        let center = Center::open_with(&cfg, regmesh_front_agent::kinds(), None).unwrap();
         check(&center, &model)?;
         center.close();
     }

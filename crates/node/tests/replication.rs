@@ -4,7 +4,8 @@
 mod common;
 
 use common::agent;
-use regmesh_core::{AgentKind, Kind};
+use regmesh_core::Kind;
+use regmesh_front_agent::AgentKind;
 use regmesh_node::center::{Center, DeleteReason, EventType, Outcome, WriteError, WriteOp};
 use regmesh_node::config::CenterKey;
 use regmesh_node::Config;
@@ -12,13 +13,22 @@ use std::sync::Arc;
 
 async fn pair() -> (Arc<Center>, Arc<Center>, tempfile::TempDir) {
     let (c1, cfg2, dir) = origin_and_config(|_| {});
-    (c1, Center::open(&cfg2).unwrap(), dir)
+    (
+        c1,
+        Center::open_with(&cfg2, regmesh_front_agent::kinds(), None).unwrap(),
+        dir,
+    )
 }
 
 /// c1, open, and the config of a c2 that knows c1's key (adjusted by `tune`).
 fn origin_and_config(tune: impl FnOnce(&mut Config)) -> (Arc<Center>, Config, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let c1 = Center::open(&Config::for_test("c1", &dir.path().join("c1"))).unwrap();
+    let c1 = Center::open_with(
+        &Config::for_test("c1", &dir.path().join("c1")),
+        regmesh_front_agent::kinds(),
+        None,
+    )
+    .unwrap();
     let mut cfg2 = Config::for_test("c2", &dir.path().join("c2"));
     cfg2.centers.push(CenterKey {
         id: "c1".into(),
@@ -115,7 +125,12 @@ async fn bad_batches_change_nothing() {
     assert!(c2.get("agent", "a1").unwrap().is_none());
 
     // An origin we have no key for.
-    let stranger = Center::open(&Config::for_test("c9", &_dir.path().join("c9"))).unwrap();
+    let stranger = Center::open_with(
+        &Config::for_test("c9", &_dir.path().join("c9")),
+        regmesh_front_agent::kinds(),
+        None,
+    )
+    .unwrap();
     put(&stranger, "s1", "2001:db8::9").await;
     let s1 = stranger.get("agent", "s1").unwrap().unwrap();
     let e = c2.apply_remote(vec![s1]).await.unwrap_err();
@@ -126,7 +141,7 @@ async fn bad_batches_change_nothing() {
 #[tokio::test]
 async fn lapsed_leases_of_other_centers_are_stale_then_hidden_never_deleted() {
     let (c1, cfg2, _dir) = origin_and_config(|c| c.leases.retention_s = 1);
-    let c2 = Center::open(&cfg2).unwrap();
+    let c2 = Center::open_with(&cfg2, regmesh_front_agent::kinds(), None).unwrap();
     let mut doc = agent("2001:db8::1");
     doc["lease_s"] = serde_json::json!(1);
     let p = AgentKind.prepare("leased", doc).unwrap();
@@ -165,7 +180,7 @@ async fn lapsed_leases_of_other_centers_are_stale_then_hidden_never_deleted() {
 #[tokio::test]
 async fn resync_forgets_only_the_versions_named_and_remembers_the_purge_mark() {
     let (c1, cfg2, _dir) = origin_and_config(|_| {});
-    let c2 = Center::open(&cfg2).unwrap();
+    let c2 = Center::open_with(&cfg2, regmesh_front_agent::kinds(), None).unwrap();
     put(&c1, "a1", "2001:db8::1").await;
     put(&c1, "a2", "2001:db8::2").await;
     let a1 = c1.get("agent", "a1").unwrap().unwrap();
@@ -206,7 +221,7 @@ async fn resync_forgets_only_the_versions_named_and_remembers_the_purge_mark() {
     assert_eq!(c2.origin_live("c1").len(), 1);
 
     c2.close();
-    let c2 = Center::open(&cfg2).unwrap();
+    let c2 = Center::open_with(&cfg2, regmesh_front_agent::kinds(), None).unwrap();
     assert_eq!(c2.purged_through("c1"), 11, "purge marks survive a restart");
     assert!(c2.get("agent", "a2").unwrap().is_none());
 }
@@ -216,7 +231,7 @@ async fn purging_a_tombstone_raises_its_origins_purge_mark() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = Config::for_test("c1", dir.path());
     cfg.leases.tombstone_horizon_s = 0;
-    let c1 = Center::open(&cfg).unwrap();
+    let c1 = Center::open_with(&cfg, regmesh_front_agent::kinds(), None).unwrap();
     put(&c1, "a1", "2001:db8::1").await;
     assert_eq!(c1.purged_through("c1"), 0);
     let deleted = c1
@@ -244,7 +259,7 @@ async fn purging_a_tombstone_raises_its_origins_purge_mark() {
 async fn close_commits_what_was_queued_even_while_the_center_is_shared() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = Config::for_test("c1", dir.path());
-    let c = Center::open(&cfg).unwrap();
+    let c = Center::open_with(&cfg, regmesh_front_agent::kinds(), None).unwrap();
     let held_elsewhere = c.clone();
     let mut writes = Vec::new();
     for i in 0..200 {
@@ -285,7 +300,7 @@ async fn close_commits_what_was_queued_even_while_the_center_is_shared() {
         .unwrap_err();
     assert!(matches!(e, WriteError::ShuttingDown), "{e}");
     drop(held_elsewhere);
-    let c = Center::open(&cfg).unwrap();
+    let c = Center::open_with(&cfg, regmesh_front_agent::kinds(), None).unwrap();
     for i in acked {
         assert!(
             c.get("agent", &format!("q{i}")).unwrap().is_some(),
@@ -297,7 +312,7 @@ async fn close_commits_what_was_queued_even_while_the_center_is_shared() {
 #[tokio::test]
 async fn relaxed_copies_are_kept_by_close_and_change_numbers_never_repeat() {
     let (c1, cfg2, _dir) = origin_and_config(|_| {});
-    let c2 = Center::open(&cfg2).unwrap();
+    let c2 = Center::open_with(&cfg2, regmesh_front_agent::kinds(), None).unwrap();
     put(&c1, "a1", "2001:db8::1").await;
     put(&c1, "a2", "2001:db8::2").await;
     let copies = c1.origin_after("c1", 0, 10).unwrap();
@@ -306,7 +321,7 @@ async fn relaxed_copies_are_kept_by_close_and_change_numbers_never_repeat() {
     assert!(c2.get("agent", "a2").unwrap().is_some());
     let head = c2.head();
     c2.close();
-    let c2 = Center::open(&cfg2).unwrap();
+    let c2 = Center::open_with(&cfg2, regmesh_front_agent::kinds(), None).unwrap();
     assert!(
         c2.get("agent", "a1").unwrap().is_some(),
         "close made the relaxed commit durable"

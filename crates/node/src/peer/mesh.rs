@@ -227,6 +227,8 @@ pub struct Mesh {
     last_vote_counter: Mutex<u64>,
     vote_timeout_ms: u64,
     pub stats: MeshStats,
+    /// NOTIFY/RFI types registered by fronts (set once, before serving).
+    front_messages: std::sync::OnceLock<Arc<crate::messages::PeerMessages>>,
 }
 
 fn encode_records<'a>(records: impl Iterator<Item = &'a Record>) -> Vec<u8> {
@@ -306,6 +308,7 @@ impl Mesh {
             last_vote_counter: Mutex::new(0),
             vote_timeout_ms: p.vote_timeout_ms,
             stats: MeshStats::default(),
+            front_messages: std::sync::OnceLock::new(),
             center,
         });
         Ok((mesh, queues))
@@ -1427,12 +1430,37 @@ impl Mesh {
         Ok(applied)
     }
 
+    /// Hands the mesh the fronts' NOTIFY/RFI types; called once, before the
+    /// peer listener serves (later calls are ignored).
+    pub fn set_front_messages(&self, m: Arc<crate::messages::PeerMessages>) {
+        let _ = self.front_messages.set(m);
+    }
+
+    /// A message of a type the node does not answer itself: the front that
+    /// registered it answers, else it is rejected with a reason.
+    async fn to_front(&self, verb: crate::messages::PeerVerb, sender: &str, typ: &str, msg: Value) -> Value {
+        let answer = match self.front_messages.get() {
+            Some(reg) => reg.dispatch(verb, typ, sender, msg).await,
+            None => None,
+        };
+        match answer {
+            Some(a) => a.to_json(),
+            None => {
+                let does = match verb {
+                    crate::messages::PeerVerb::Notify => "handle NOTIFY",
+                    crate::messages::PeerVerb::Rfi => "answer RFI",
+                };
+                json!({"accepted": false, "reason": format!("{} does not {does} type {typ:?}", self.me)})
+            }
+        }
+    }
+
     /// A NOTIFY from peer `sender` (document 003): `{"type", ...}`. Built in:
-    /// `state` (`{"state": "active|inactive|sync"}`). Other types are
-    /// rejected with a reason until a front registers them.
-    pub fn notify(&self, sender: &str, msg: &Value) -> Value {
-        let typ = msg.get("type").and_then(Value::as_str).unwrap_or("");
-        match typ {
+    /// `state` (`{"state": "active|inactive|sync"}`). Other types go to the
+    /// front that registered them, else are rejected with a reason.
+    pub async fn notify(&self, sender: &str, msg: Value) -> Value {
+        let typ = msg.get("type").and_then(Value::as_str).unwrap_or("").to_string();
+        match typ.as_str() {
             "state" => match msg.get("state").and_then(Value::as_str) {
                 Some(st @ ("active" | "inactive" | "sync")) => {
                     self.announce(sender, st);
@@ -1441,16 +1469,21 @@ impl Mesh {
                 _ => json!({"accepted": false, "reason": "state must be active, inactive or sync"}),
             },
             "" => json!({"accepted": false, "reason": "a NOTIFY needs a type"}),
-            other => json!({"accepted": false, "reason": format!("{} does not handle NOTIFY type {other:?}", self.me)}),
+            other => {
+                self.to_front(crate::messages::PeerVerb::Notify, sender, other, msg)
+                    .await
+            }
         }
     }
 
     /// An RFI (request for information) from peer `sender`. Built in:
     /// `sync-state` (our DRiP state, watermarks and peers' states), for the
     /// operator question "what is the synchronization state between centers"
-    /// (document 000 §2.8.1). Other types are rejected with a reason.
-    pub fn rfi(&self, _sender: &str, msg: &Value) -> Value {
-        match msg.get("type").and_then(Value::as_str).unwrap_or("") {
+    /// (document 000 §2.8.1). Other types go to the front that registered
+    /// them, else are rejected with a reason.
+    pub async fn rfi(&self, sender: &str, msg: Value) -> Value {
+        let typ = msg.get("type").and_then(Value::as_str).unwrap_or("").to_string();
+        match typ.as_str() {
             "sync-state" => {
                 let peers: Vec<Value> = self
                     .peers
@@ -1463,8 +1496,44 @@ impl Mesh {
                 })
             }
             "" => json!({"accepted": false, "reason": "an RFI needs a type"}),
-            other => json!({"accepted": false, "reason": format!("{} does not answer RFI type {other:?}", self.me)}),
+            other => self.to_front(crate::messages::PeerVerb::Rfi, sender, other, msg).await,
         }
+    }
+
+    /// Sends a NOTIFY or RFI (`body`: a JSON object with its `type`) to peer
+    /// `to` and reads its answer.
+    pub async fn send_message(
+        &self,
+        to: &str,
+        verb: crate::messages::PeerVerb,
+        body: Vec<u8>,
+    ) -> Result<crate::messages::PeerAnswer, crate::handle::SendError> {
+        use crate::handle::SendError;
+        let peer = self.peer(to).ok_or_else(|| SendError::NotAPeer(to.into()))?;
+        let path = format!("/mesh/v1/{}", verb.segment());
+        let headers = [("drip-node-id", self.me.clone())];
+        let a = peer
+            .client
+            .call(&self.center, Method::POST, &path, &headers, Some(body))
+            .await
+            .map_err(|why| SendError::Call { peer: to.into(), why })?;
+        let parsed = serde_json::from_slice::<Value>(&a.body).ok();
+        match parsed.as_ref().and_then(crate::messages::PeerAnswer::from_json) {
+            Some(answer) if a.status == StatusCode::OK => Ok(answer),
+            _ => Err(SendError::BadAnswer {
+                peer: to.into(),
+                status: a.status.as_u16(),
+                body: String::from_utf8_lossy(&a.body[..a.body.len().min(512)]).into_owned(),
+            }),
+        }
+    }
+
+    /// Each configured peer's id and lifecycle state.
+    pub fn peer_states(&self) -> Vec<(String, PeerState)> {
+        self.peers
+            .iter()
+            .map(|p| (p.cfg.id.clone(), p.life.lock().expect("life lock").state()))
+            .collect()
     }
 
     /// What `/v1/peers` shows.

@@ -518,8 +518,8 @@ async fn message(
     let sender = authenticate(&mesh, &headers, &cert)?;
     let msg = small_json(&headers, body).await?;
     let answer = match kind.as_str() {
-        "notify" => mesh.notify(&sender, &msg),
-        "rfi" => mesh.rfi(&sender, &msg),
+        "notify" => mesh.notify(&sender, msg).await,
+        "rfi" => mesh.rfi(&sender, msg).await,
         _ => return Err(ApiError::not_found("no such peer endpoint")),
     };
     Ok(Json(answer).into_response())

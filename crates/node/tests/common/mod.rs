@@ -17,7 +17,11 @@ pub async fn start_with(f: impl FnOnce(&mut Config)) -> TestCenter {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = Config::for_test("c1", dir.path());
     f(&mut cfg);
-    let running = regmesh_node::start(&cfg).await.unwrap();
+    let running = regmesh_node::NodeBuilder::new(cfg.clone())
+        .front(regmesh_front_agent::AgentFront::new())
+        .start()
+        .await
+        .unwrap();
     let client = Client::new(
         &format!("http://{}", running.addr),
         cfg.api.tokens.first().map(|t| t.token.clone()),

@@ -10,10 +10,14 @@
 //!
 //! Addresses that cannot be used across domains (link-local, unspecified,
 //! multicast; document 000 §2.6.1) are refused, also inside endpoint URLs.
+//!
+//! New ids are claimed by a mesh vote ([`Creation::Claimed`]); the lease
+//! length is the body field `lease_s` ([`Lease::BodyField`]). Pure: no I/O,
+//! no clock.
 
-use crate::kind::{json_depth, Kind, Prepared, ValidationError, ASSIGNED_FIELDS};
 use crate::limits::*;
-use crate::record::Visibility;
+use regmesh_core::kind::{json_depth, Creation, Kind, Lease, Prepared, ValidationError, ASSIGNED_FIELDS};
+use regmesh_core::Visibility;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::net::IpAddr;
@@ -23,6 +27,9 @@ pub struct AgentKind;
 
 /// Name of the kind in records.
 pub const AGENT: &str = "agent";
+
+/// The body field holding an agent's lease length, seconds.
+pub const LEASE_FIELD: &str = "lease_s";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -176,7 +183,7 @@ impl Kind for AgentKind {
                 return Err(err("id", format!("{body_id:?} does not match the URL's id {id:?}")));
             }
         }
-        crate::id::validate_record_id(id).map_err(|e| err("id", e.0))?;
+        regmesh_core::validate_record_id(id).map_err(|e| err("id", e.0))?;
 
         if inp.addresses.is_empty() && inp.endpoints.is_empty() {
             return Err(err("addresses", "an agent needs at least one address or endpoint"));
@@ -345,6 +352,14 @@ impl Kind for AgentKind {
         body.get("status").and_then(Value::as_str) == Some("offline")
     }
 
+    fn creation(&self) -> Creation {
+        Creation::Claimed
+    }
+
+    fn lease(&self) -> Lease {
+        Lease::BodyField(LEASE_FIELD)
+    }
+
     fn part_visibilities(&self, body: &Value) -> Vec<Visibility> {
         body.get("capabilities")
             .and_then(Value::as_array)
@@ -392,6 +407,8 @@ mod tests {
         assert!(terms.contains(&("capability", "translate".into())));
         assert!(terms.contains(&("tag", "en-fr".into())));
         assert!(terms.contains(&("status", "online".into())));
+        assert_eq!(AgentKind.lease_s(&p.body), Some(30));
+        assert_eq!(AgentKind.creation(), Creation::Claimed);
     }
 
     #[test]

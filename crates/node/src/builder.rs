@@ -1,0 +1,151 @@
+//! [`NodeBuilder`]: starts a node with a set of fronts. Gathers the enabled
+//! fronts' kinds (registered when the center opens), peer message types
+//! (handed to the mesh before the peer listener serves), routes (merged into
+//! the client API behind its guard) and tasks (spawned once the API serves).
+//!
+//! Must never: start a node whose fronts clash (two kinds, message types or
+//! routes of one name), or one whose config names a front it does not have.
+
+use crate::center::Center;
+use crate::front::{Front, FrontError, Task};
+use crate::handle::NodeHandle;
+use crate::http::ApiLimits;
+use crate::messages::PeerMessages;
+use crate::peer::mesh::Mesh;
+use crate::{Config, Running, StartError};
+use axum::Router;
+use regmesh_core::Kinds;
+use regmesh_store::Store;
+use std::sync::Arc;
+
+/// Starts a node with fronts:
+/// `NodeBuilder::new(cfg).front(AgentFront::new()).start().await`.
+pub struct NodeBuilder {
+    cfg: Config,
+    fronts: Vec<Box<dyn Front>>,
+    store: Option<Arc<dyn Store>>,
+}
+
+impl NodeBuilder {
+    pub fn new(cfg: Config) -> Self {
+        NodeBuilder {
+            cfg,
+            fronts: Vec::new(),
+            store: None,
+        }
+    }
+
+    /// Adds a front this node may run. It runs if the config has a
+    /// `[fronts.NAME]` section for it (without `enabled = false`), or has
+    /// none and the front is on by default.
+    pub fn front(mut self, f: impl Front) -> Self {
+        self.fronts.push(Box::new(f));
+        self
+    }
+
+    /// Uses `store` instead of the embedded database in `data_dir`.
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Opens the center and serves. Nothing runs if this fails.
+    pub async fn start(self) -> Result<Running, StartError> {
+        crate::start(&self.cfg, self.fronts, self.store).await
+    }
+}
+
+/// Every enabled front's kinds; two of one name are refused.
+pub(crate) fn kinds_of(fronts: &[Box<dyn Front>]) -> Result<Kinds, StartError> {
+    let mut kinds = Kinds::default();
+    for f in fronts {
+        for k in f.kinds() {
+            kinds
+                .register(k)
+                .map_err(|e| FrontError::start(f.name(), e.to_string()))?;
+        }
+    }
+    Ok(kinds)
+}
+
+fn handle(f: &dyn Front, center: &Arc<Center>, mesh: Option<&Arc<Mesh>>, cfg: &Config) -> NodeHandle {
+    let own = f.kinds().iter().map(|k| k.name()).collect();
+    NodeHandle::new(
+        f.name(),
+        own,
+        center.clone(),
+        mesh.cloned(),
+        ApiLimits::from_config(cfg),
+    )
+}
+
+/// The fronts' NOTIFY/RFI types; a type taken twice is refused.
+pub(crate) fn peer_messages(
+    fronts: &[Box<dyn Front>],
+    center: &Arc<Center>,
+    mesh: Option<&Arc<Mesh>>,
+    cfg: &Config,
+) -> Result<PeerMessages, StartError> {
+    let mut reg = PeerMessages::default();
+    for f in fronts {
+        for m in f.peer_messages(&handle(f.as_ref(), center, mesh, cfg)) {
+            reg.register(f.name(), m)
+                .map_err(|e| FrontError::start(f.name(), e.to_string()))?;
+        }
+    }
+    Ok(reg)
+}
+
+/// Every method, registered one by one (`any` would merge silently).
+fn every_method() -> axum::routing::MethodFilter {
+    use axum::routing::MethodFilter as M;
+    [
+        M::HEAD,
+        M::POST,
+        M::PUT,
+        M::DELETE,
+        M::PATCH,
+        M::OPTIONS,
+        M::TRACE,
+        M::CONNECT,
+    ]
+    .into_iter()
+    .fold(M::GET, M::or)
+}
+
+/// The fronts' routes, merged, and their tasks. Overlapping routes are
+/// refused.
+pub(crate) fn routes_and_tasks(
+    fronts: &[Box<dyn Front>],
+    center: &Arc<Center>,
+    mesh: Option<&Arc<Mesh>>,
+    cfg: &Config,
+) -> Result<(Router, Vec<Task>), StartError> {
+    let mut routes = Router::new();
+    // The node's paths, so that a front cannot take one of them either.
+    let mut check = crate::api::NODE_ROUTES.iter().fold(Router::new(), |r, p| {
+        r.route(p, axum::routing::on(every_method(), || async {}))
+    });
+    let mut tasks = Vec::new();
+    for f in fronts {
+        let h = handle(f.as_ref(), center, mesh, cfg);
+        let r = f.routes(&h);
+        // axum refuses overlapping routes by panicking; turn that into an
+        // error naming the front.
+        let merged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check.clone().merge(r.clone())));
+        check = merged.map_err(|p| {
+            let why = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "routes overlap".into());
+            FrontError::start(
+                f.name(),
+                format!("its routes clash with the node's or another front's: {why}"),
+            )
+        })?;
+        routes = routes.merge(r);
+        tasks.extend(f.tasks(&h)?);
+    }
+    Ok((routes, tasks))
+}
