@@ -1,5 +1,10 @@
 //! `regmesh demo`: a local three-center mesh as real processes. It registers
-//! sample agents at each center and shows them arriving everywhere.
+//! sample agents at each center and shows them arriving everywhere. A second
+//! run reuses the mesh its folder holds (keys, configs, data); `--fresh`
+//! deletes what an earlier demo wrote there and starts over.
+//!
+//! Must never: delete anything in the folder but the files `regmesh init`
+//! writes for three centers and their data folders.
 
 use anyhow::{bail, Context, Result};
 use regmesh_node::client::Client;
@@ -19,15 +24,33 @@ impl Drop for Kill {
     }
 }
 
-pub async fn run(dir: &Path, base_port: u16, keep: bool) -> Result<()> {
-    if dir.join("c1.toml").exists() {
-        bail!("{} already holds a mesh; pick another --dir", dir.display());
+const CENTERS: [&str; 3] = ["c1", "c2", "c3"];
+
+pub async fn run(dir: &Path, base_port: u16, keep: bool, fresh: bool) -> Result<()> {
+    let held = dir.join("c1.toml").exists();
+    if held && fresh {
+        forget(dir)?;
     }
-    crate::init::run(3, crate::init::Topology::Full, dir, base_port)?;
+    if held && !fresh {
+        println!(
+            "reusing the demo mesh in {} (its ports and data; --fresh starts over)",
+            dir.display()
+        );
+        for id in CENTERS {
+            if !dir.join(format!("{id}.toml")).exists() {
+                bail!(
+                    "{} holds no {id}.toml: not a demo mesh; use --fresh or another --dir",
+                    dir.display()
+                );
+            }
+        }
+    } else {
+        crate::init::run(3, crate::init::Topology::Full, dir, base_port)?;
+    }
     let exe = std::env::current_exe()?;
     let mut procs = Kill(Vec::new());
     let mut clients = Vec::new();
-    for id in ["c1", "c2", "c3"] {
+    for id in CENTERS {
         let mut child = Command::new(&exe)
             .args(["serve", "--config"])
             .arg(dir.join(format!("{id}.toml")))
@@ -131,5 +154,28 @@ pub async fn run(dir: &Path, base_port: u16, keep: bool) -> Result<()> {
         );
         tokio::signal::ctrl_c().await?;
     }
+    Ok(())
+}
+
+/// Deletes what `regmesh init` and the centers of an earlier demo wrote in
+/// `dir`, and nothing else.
+fn forget(dir: &Path) -> Result<()> {
+    let mut files = vec!["ca.pem".to_string(), "ca.key".to_string()];
+    for id in CENTERS {
+        for ext in ["toml", "key", "crt"] {
+            files.push(format!("{id}.{ext}"));
+        }
+        let data = dir.join(format!("{id}-data"));
+        if data.exists() {
+            std::fs::remove_dir_all(&data).with_context(|| data.display().to_string())?;
+        }
+    }
+    for f in files {
+        let p = dir.join(f);
+        if p.exists() {
+            std::fs::remove_file(&p).with_context(|| p.display().to_string())?;
+        }
+    }
+    println!("removed the earlier demo mesh in {}", dir.display());
     Ok(())
 }

@@ -51,7 +51,7 @@ enum Cmd {
         base_port: u16,
     },
     /// Start a local three-center mesh, register sample agents at each, and
-    /// show them arriving everywhere.
+    /// show them arriving everywhere. A second run reuses the mesh in --dir.
     Demo {
         /// Folder for the mesh's keys, certificates, configs and data.
         #[arg(long, default_value = "./regmesh-demo")]
@@ -62,6 +62,10 @@ enum Cmd {
         /// Keep the mesh running afterwards until Ctrl-C.
         #[arg(long)]
         keep: bool,
+        /// Start over: delete the mesh an earlier demo left in --dir (its
+        /// keys, configs and data) instead of reusing it.
+        #[arg(long)]
+        fresh: bool,
     },
     /// Print the token (JWT) this center would send to a peer, for
     /// reproducing DRiP requests by hand with curl.
@@ -252,8 +256,13 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             Ok(std::process::ExitCode::SUCCESS)
         }
         Cmd::Agent { conn, cmd } => agent(conn, cmd).await,
-        Cmd::Demo { dir, base_port, keep } => {
-            demo::run(&dir, base_port, keep).await?;
+        Cmd::Demo {
+            dir,
+            base_port,
+            keep,
+            fresh,
+        } => {
+            demo::run(&dir, base_port, keep, fresh).await?;
             Ok(std::process::ExitCode::SUCCESS)
         }
         Cmd::Token { config, to, ttl } => {
@@ -408,9 +417,11 @@ fn report(r: &Reply) -> std::process::ExitCode {
     }
 }
 
-fn enc(id: &str) -> String {
-    // Record ids are already URL-safe except '%', which must be escaped.
-    id.replace('%', "%25")
+/// A record id as its path segment: the id itself, never escaped (README,
+/// "Record ids"), after the same check the center makes.
+fn enc(id: &str) -> Result<&str> {
+    regmesh_core::validate_record_id(id).with_context(|| format!("{id:?} is not a valid record id"))?;
+    Ok(id)
 }
 
 async fn agent(conn: ConnArgs, cmd: AgentCmd) -> Result<std::process::ExitCode> {
@@ -470,7 +481,7 @@ async fn agent(conn: ConnArgs, cmd: AgentCmd) -> Result<std::process::ExitCode> 
             let mut c = client.connect().await?;
             let body = serde_json::to_vec(&doc)?;
             let mut b = c
-                .builder(Method::PUT, &format!("/v1/agents/{}", enc(&id)))
+                .builder(Method::PUT, &format!("/v1/agents/{}", enc(&id)?))
                 .header("content-type", "application/json");
             if let Some(v) = if_version {
                 b = b.header("if-match", format!("\"{v}\""));
@@ -479,12 +490,12 @@ async fn agent(conn: ConnArgs, cmd: AgentCmd) -> Result<std::process::ExitCode> 
         }
         AgentCmd::Get { id } => {
             client
-                .request(Method::GET, &format!("/v1/agents/{}", enc(&id)), None)
+                .request(Method::GET, &format!("/v1/agents/{}", enc(&id)?), None)
                 .await?
         }
         AgentCmd::Rm { id } => {
             let r = client
-                .request(Method::DELETE, &format!("/v1/agents/{}", enc(&id)), None)
+                .request(Method::DELETE, &format!("/v1/agents/{}", enc(&id)?), None)
                 .await?;
             if r.status == StatusCode::NO_CONTENT {
                 eprintln!("deleted {id}");
@@ -493,7 +504,7 @@ async fn agent(conn: ConnArgs, cmd: AgentCmd) -> Result<std::process::ExitCode> 
         }
         AgentCmd::Beat { id } => {
             client
-                .request(Method::POST, &format!("/v1/agents/{}/heartbeat", enc(&id)), None)
+                .request(Method::POST, &format!("/v1/agents/{}/heartbeat", enc(&id)?), None)
                 .await?
         }
         AgentCmd::Ls {

@@ -123,6 +123,14 @@ pub struct ApiConfig {
     pub max_concurrent_requests: usize,
     /// Open client connections; more wait in the kernel's accept queue.
     pub max_connections: usize,
+    /// Open client connections from one source address; more are closed at once.
+    pub max_connections_per_address: usize,
+    /// Deadline for a request's headers, milliseconds, from the connection's
+    /// opening or the request's first byte; slower connections are closed.
+    pub header_read_timeout_ms: u64,
+    /// How long a keep-alive connection may wait for its next request,
+    /// milliseconds; then it is closed.
+    pub idle_timeout_ms: u64,
     /// Deadline for receiving a request body, milliseconds; slower gets 408.
     pub body_timeout_ms: u64,
     /// Open watch streams at once; more get 503.
@@ -219,6 +227,9 @@ impl Default for ApiConfig {
             max_body_bytes: 128 * 1024,
             max_concurrent_requests: 1024,
             max_connections: 4096,
+            max_connections_per_address: 256,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
             body_timeout_ms: 10_000,
             max_watchers: 256,
             tokens: Vec::new(),
@@ -319,6 +330,12 @@ impl Config {
             ("api.max_watchers", self.api.max_watchers as u64),
             ("api.max_connections", self.api.max_connections as u64),
             ("api.body_timeout_ms", self.api.body_timeout_ms),
+            (
+                "api.max_connections_per_address",
+                self.api.max_connections_per_address as u64,
+            ),
+            ("api.header_read_timeout_ms", self.api.header_read_timeout_ms),
+            ("api.idle_timeout_ms", self.api.idle_timeout_ms),
             ("store.cache_mib", self.store.cache_mib as u64),
             ("store.write_queue", self.store.write_queue as u64),
             ("store.write_batch_max", self.store.write_batch_max as u64),

@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::handle::HandleError;
 use axum::body::Body;
-use axum::extract::{FromRequestParts, Path};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -42,8 +42,9 @@ impl ApiLimits {
     }
 }
 
-/// The record id of a route's single `{id}` path parameter, checked as a
-/// record id. Refusals are 400 `invalid_id` (with `field: "id"` when the id
+/// The record id of a route's single `{id}` path parameter, exactly as
+/// written in the path (never percent-decoded: [`crate::id_path`]), checked as
+/// a record id. Refusals are 400 `invalid_id` (with `field: "id"` when the id
 /// itself is bad).
 pub struct RecordId(pub String);
 
@@ -51,14 +52,8 @@ impl<S: Send + Sync> FromRequestParts<S> for RecordId {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Path(id) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::bad("invalid_id", e.body_text()))?;
-        regmesh_core::validate_record_id(&id).map_err(|e| {
-            let mut err = ApiError::bad("invalid_id", e.0);
-            err.field = Some("id".into());
-            err
-        })?;
+        // The raw path segment, never percent-decoded (crate::id_path).
+        let crate::id_path::IdPath(id) = crate::id_path::IdPath::from_request_parts(parts, state).await?;
         Ok(RecordId(id))
     }
 }

@@ -17,10 +17,12 @@ pub mod error;
 pub mod front;
 pub mod handle;
 pub mod http;
+pub mod id_path;
 pub mod listener;
 pub mod messages;
 pub mod metrics;
 pub mod peer;
+pub mod serve;
 
 pub use builder::NodeBuilder;
 pub use center::Center;
@@ -89,7 +91,7 @@ async fn start(
         addr: cfg.api.listen,
         source,
     })?;
-    let listener = listener::LimitedListener::new(listener, cfg.api.max_connections);
+    let listener = serve::ApiServer::new(listener, &cfg.api);
     if mesh.is_none() {
         // Outside a mesh nothing receives peer messages; registrations are
         // still checked, so a clash shows on a standalone center too.
@@ -107,8 +109,8 @@ async fn start(
     let app = api::router(center.clone(), cfg, mesh.clone(), front_routes);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
+        listener
+            .run(app, async {
                 let _ = stopped.await;
             })
             .await

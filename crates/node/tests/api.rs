@@ -125,7 +125,7 @@ async fn bad_input_is_refused_and_changes_nothing() {
             "invalid",
         ),
         (
-            "/v1/agents/a%20b",
+            "/v1/agents/a%2",
             "application/json",
             br#"{"addresses":["::2"]}"#.to_vec(),
             StatusCode::BAD_REQUEST,

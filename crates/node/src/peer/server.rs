@@ -28,22 +28,16 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use hyper_util::rt::TokioIo;
 use regmesh_proto::replay::ReplayError;
 use rustls::pki_types::CertificateDer;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
 
 /// The client certificate of the connection a request came on.
 #[derive(Clone)]
 pub struct PeerCert(pub Option<Arc<CertificateDer<'static>>>);
 
-/// Deadline for a TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Open peer connections at once.
-pub const PEER_CONNECTIONS_MAX: usize = 1024;
 /// Deadline for receiving a peer request body.
 pub const PEER_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -66,58 +60,7 @@ pub fn router(mesh: Arc<Mesh>) -> Router {
         .with_state(mesh)
 }
 
-/// Accepts TLS connections until `closing` turns true.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    tls: Arc<rustls::ServerConfig>,
-    router: Router,
-    mut closing: tokio::sync::watch::Receiver<bool>,
-) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let slots = Arc::new(Semaphore::new(PEER_CONNECTIONS_MAX));
-    loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let (tcp, addr) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!("peer accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = closing.changed() => return,
-        };
-        let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let router = router.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(t)) => t,
-                Ok(Err(e)) => {
-                    tracing::debug!(%addr, "peer TLS handshake failed: {e}");
-                    return;
-                }
-                Err(_) => return,
-            };
-            let cert = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .map(|c| Arc::new(c.clone().into_owned()));
-            let svc = hyper_util::service::TowerToHyperService::new(router.layer(Extension(PeerCert(cert))));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .header_read_timeout(Duration::from_secs(10))
-                .timer(hyper_util::rt::TokioTimer::new())
-                .serve_connection(TokioIo::new(tls), svc)
-                .await;
-        });
-    }
-}
+pub use super::accept::serve;
 
 fn refuse(status: StatusCode, code: &'static str, msg: impl Into<String>) -> ApiError {
     ApiError::new(status, code, msg)
