@@ -1,0 +1,98 @@
+//! Chaos test (issue 11, "Tests that keep it so"): five real `regmesh`
+//! centers, set up with `regmesh init` and run with `regmesh serve --config`,
+//! every peer link through a proxy the test controls (one per direction of
+//! calls). On a schedule planned from `CHAOS_SEED` alone, the nemesis kills
+//! centers with SIGKILL and restarts them on their data, pauses them with
+//! SIGSTOP/SIGCONT, splits the mesh both ways and one way, freezes the bytes
+//! of a link one way or both, delays and drops connections. Meanwhile two
+//! writers per center create, update, heartbeat and delete their own ids, and
+//! a racer creates fresh ids at two centers at once and re-claims held ids at
+//! random centers. Then everything is healed, the writers stop, and the test
+//! waits (bounded) until every center lists the same records.
+//!
+//! Checks (names as in `CHAOS_KNOWN_DEFECTS` and the report):
+//! - `converge`: every center lists the same (id, origin, version) within
+//!   `CHAOS_CONVERGE_SECONDS` of the heal.
+//! - `lost`: for every id, the version each center finally lists is at least
+//!   the highest version its owner acknowledged, and from that owner; an id
+//!   whose last op was an acknowledged put is listed everywhere. Also caught
+//!   on the way: the owner answering 404, or 201 (created) again, for an id it
+//!   had acknowledged as present. A writer's ops on one id are sequential;
+//!   when one is in doubt (sent, no answer) the writer never touches that id
+//!   again, so a late-applied op can only be the id's last, and the checks
+//!   then ask only what any outcome of it allows.
+//! - `resurrect`: an id whose last op was an acknowledged delete, or whose
+//!   every write was refused, is listed nowhere.
+//! - `two_creators`: race ids are never deleted, so after the first 201 for
+//!   one, no other center may answer 2xx for it (a 201 is a second grant, a
+//!   200 a second owner). Only answers count, never ops in doubt.
+//! - `inactive_write`: no write is acknowledged while the center surely was
+//!   `inactive`. Polling alone cannot prove a state held through a request,
+//!   so the check uses windows that are sure by construction: a center whose
+//!   every link (in and out) is cut can learn from no peer, so once it says
+//!   `inactive` it stays so until a link heals or the process is killed. A
+//!   window opens when a `/v1/peers` poll sent at least
+//!   [`checks::ISOLATION_GRACE_MS`] after the isolation began (bytes already
+//!   on their way are read by then; the center must not have been paused in
+//!   between) answers `inactive`, at the poll's answer time; it closes when
+//!   the isolation ends (taken before the heal) or the center is killed
+//!   (taken before the kill). A write sent after the window opened and
+//!   acknowledged before it closed was processed while inactive. Writes
+//!   elsewhere are not judged, so a pass only speaks for these windows; the
+//!   report says how many writes they held.
+//! - `logs`: no panic, no `integrity` (or digest verification) error in any
+//!   center's log, no 5xx other than 503, no center exiting by itself.
+//!
+//! Settings (environment): `CHAOS_SEED` (default 1), `CHAOS_SECONDS` of
+//! faults (default 30), `CHAOS_CONVERGE_SECONDS` (default 45),
+//! `CHAOS_KNOWN_DEFECTS` (comma-separated check names reported but not
+//! asserted; unset means [`KNOWN_DEFECTS_WHEN_UNSET`], empty means none),
+//! `CHAOS_REPORT` (a file to write a JSON summary to, for `scripts/chaos`),
+//! `CHAOS_KEEP=1` (keep the work folder even when every check passes).
+//! Budget: about 30 s of setup, heal and checks plus the fault and
+//! convergence phases; the default run stays under 120 s on 2 cores.
+
+#[path = "chaos/checks.rs"]
+mod checks;
+#[path = "chaos/cluster.rs"]
+mod cluster;
+#[path = "chaos/monitor.rs"]
+mod monitor;
+#[path = "chaos/nemesis.rs"]
+mod nemesis;
+#[path = "chaos/proxy.rs"]
+mod proxy;
+#[path = "chaos/report.rs"]
+mod report;
+#[path = "chaos/rng.rs"]
+mod rng;
+#[path = "chaos/run.rs"]
+mod run;
+#[path = "chaos/schedule.rs"]
+mod schedule;
+#[path = "chaos/writers.rs"]
+mod writers;
+
+/// Checks reported but not asserted when `CHAOS_KNOWN_DEFECTS` is unset:
+/// defects of issue 11 still open on `main` when this test was added. Empty
+/// it (or set `CHAOS_KNOWN_DEFECTS=`) once their fixes are merged.
+pub const KNOWN_DEFECTS_WHEN_UNSET: &str = "";
+
+/// Centers in the mesh.
+const CENTERS: usize = 5;
+
+#[test]
+fn chaos() {
+    let settings = run::Settings::from_env();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let outcome = rt
+        .block_on(run::campaign(settings.clone(), CENTERS))
+        .expect("chaos run");
+    if let Some(why) = outcome.failure(&settings) {
+        panic!("{why}");
+    }
+}
