@@ -227,6 +227,15 @@ fn lost(e: &Evidence) -> Verdict {
                 continue;
             };
             let mine: Vec<&Op> = ops.iter().filter(|o| o.center == first.center).copied().collect();
+            // Never deleted: a second 201 from the owner means it had lost it.
+            for again in mine.iter().filter(|o| o.status() == 201 && o.sent_ms > first.done_ms) {
+                facts.push(format!(
+                    "{id}: {} answered 201 (created) to [{}] though it had acked its creation [{}]",
+                    cname(again.center),
+                    again.marker,
+                    first.marker
+                ));
+            }
             let acked_max = mine
                 .iter()
                 .filter_map(|o| version_of(o).map(|v| (v, *o)))
@@ -327,7 +336,8 @@ fn two_creators(e: &Evidence) -> Verdict {
         }
         raced += 1;
         // Race ids are never deleted, so one 201 at most, at one center;
-        // after it only that center may answer 2xx.
+        // only that center may answer 2xx (a 200 elsewhere means another
+        // center holds it as its own).
         let mut acks: Vec<&&Op> = ops.iter().filter(|o| o.acked()).collect();
         acks.sort_by_key(|o| o.done_ms);
         let Some(first) = acks.iter().find(|o| o.status() == 201) else {
