@@ -251,41 +251,38 @@ fn lost(e: &Evidence) -> Verdict {
             expect_writer(owner, &ops, &mut facts)
         };
         judged += 1;
+        // Problem → the centers that show it.
+        let mut problems: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (c, l) in e.finals.iter().enumerate() {
             let Some(l) = l else { continue };
-            match (l.get(id), ex.must_exist) {
-                (None, Some(op)) => facts.push(format!(
-                    "{id}: missing at {} though {} acked {:?} [{}] at {} ms",
-                    cname(c),
+            let problem = match (l.get(id), ex.must_exist) {
+                (None, Some(op)) => Some(format!(
+                    "missing though {} acked {:?} [{}] at {} ms",
                     cname(op.center),
                     op.kind,
                     op.marker,
                     op.done_ms
                 )),
-                (Some((origin, v)), _) => {
-                    if *origin != cname(ex.owner) {
-                        if ex.acked_max.is_some() {
-                            facts.push(format!(
-                                "{id}: {} holds it from {origin}, but {} acked writes of it",
-                                cname(c),
-                                cname(ex.owner)
-                            ));
-                        }
-                    } else if let Some((want, op)) = ex.acked_max {
-                        if *v < want {
-                            facts.push(format!(
-                                "{id}: {} has version {} older than {} acked [{}] with {}",
-                                cname(c),
-                                vstr(*v),
-                                cname(op.center),
-                                op.marker,
-                                vstr(want)
-                            ));
-                        }
-                    }
-                }
-                (None, None) => {}
+                (Some((origin, _)), _) if *origin != cname(ex.owner) => ex
+                    .acked_max
+                    .map(|_| format!("held from {origin}, but {} acked writes of it", cname(ex.owner))),
+                (Some((_, v)), _) => ex.acked_max.filter(|(want, _)| v < want).map(|(want, op)| {
+                    format!(
+                        "version {} older than {} acked [{}] with {}",
+                        vstr(*v),
+                        cname(op.center),
+                        op.marker,
+                        vstr(want)
+                    )
+                }),
+                (None, None) => None,
+            };
+            if let Some(p) = problem {
+                problems.entry(p).or_default().push(cname(c));
             }
+        }
+        for (p, centers) in problems {
+            facts.push(format!("{id}: at {}: {p}", centers.join(",")));
         }
     }
     Verdict::new("lost", facts, format!("{judged} ids with acked writes"))
@@ -345,8 +342,15 @@ fn two_creators(e: &Evidence) -> Verdict {
         };
         for o in &acks {
             if o.center != first.center {
+                let (from, until) = (o.sent_ms.min(first.sent_ms), o.done_ms.max(first.done_ms));
+                let during: Vec<&str> =
+                    e.tl.faults
+                        .iter()
+                        .filter(|f| f.0 <= until && f.1 >= from)
+                        .map(|f| f.2.as_str())
+                        .collect();
                 facts.push(format!(
-                    "{id}: {} answered {} to [{}] ({}..{} ms), {} answered 201 to [{}] ({}..{} ms)",
+                    "{id}: {} answered {} to [{}] ({}..{} ms), {} answered 201 to [{}] ({}..{} ms); faults meanwhile: {}",
                     cname(o.center),
                     o.status(),
                     o.marker,
@@ -355,7 +359,8 @@ fn two_creators(e: &Evidence) -> Verdict {
                     cname(first.center),
                     first.marker,
                     first.sent_ms,
-                    first.done_ms
+                    first.done_ms,
+                    if during.is_empty() { "none".to_string() } else { during.join("; ") }
                 ));
             }
         }

@@ -45,6 +45,8 @@ pub struct Timeline {
     pub paused: Vec<(usize, u64, u64)>,
     /// `(center, killed_ms, restarted_ms)`; killed_ms is taken before the kill.
     pub down: Vec<(usize, u64, u64)>,
+    /// `(from_ms, until_ms, description)` of every fault carried out.
+    pub faults: Vec<(u64, u64, String)>,
     /// Each action as it was carried out.
     pub log: Vec<String>,
     isolated_since: Vec<Option<u64>>,
@@ -160,6 +162,14 @@ pub async fn run(
             f => switch(net, f, begin),
         }
         tl.note_isolation(net, now, clock.ms());
+        if begin {
+            began[i] = now;
+            if matches!(fault, Fault::Drop { .. }) {
+                tl.faults.push((now, now, fault.describe(schedule.n)));
+            }
+        } else {
+            tl.faults.push((began[i], clock.ms(), fault.describe(schedule.n)));
+        }
     }
     heal(cluster, net, clock, &mut tl)?;
     Ok(tl)
