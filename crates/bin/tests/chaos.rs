@@ -48,7 +48,8 @@
 //! `CHAOS_KNOWN_DEFECTS` (comma-separated check names reported but not
 //! asserted; unset means [`KNOWN_DEFECTS_WHEN_UNSET`], empty means none),
 //! `CHAOS_REPORT` (a file to write a JSON summary to, for `scripts/chaos`),
-//! `CHAOS_KEEP=1` (keep the work folder even when every check passes).
+//! `CHAOS_KEEP=1` (keep the work folder even when every check passes),
+//! `CHAOS_FAULTS=none` (a control run: the same writers, no faults).
 //! Budget: about 30 s of setup, heal and checks plus the fault and
 //! convergence phases; the default run stays under 120 s on 2 cores.
 

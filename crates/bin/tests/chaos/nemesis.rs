@@ -171,6 +171,12 @@ pub async fn run(
             tl.faults.push((began[i], clock.ms(), fault.describe(schedule.n)));
         }
     }
+    // The fault phase lasts its whole length even if the faults end early.
+    let end = start_ms + schedule.faults_ms;
+    while clock.ms() < end {
+        tokio::task::block_in_place(|| cluster.reap(clock.ms()))?;
+        tokio::time::sleep(Duration::from_millis((end - clock.ms().min(end)).min(100))).await;
+    }
     heal(cluster, net, clock, &mut tl)?;
     Ok(tl)
 }

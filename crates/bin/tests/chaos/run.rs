@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 const MESH_UP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long listings must stay equal (and deleted ids gone) after converging.
 const SETTLE: Duration = Duration::from_secs(2);
+/// Fewest acknowledged writes per 10 s of faults for a run to judge anything.
+const ACKED_MIN_PER_10S: usize = 50;
 /// Per listing request.
 const LIST_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -34,6 +36,8 @@ pub struct Settings {
     pub known: Vec<String>,
     pub report: Option<std::path::PathBuf>,
     pub keep: bool,
+    /// `CHAOS_FAULTS=none`: writers only, no faults (a control run).
+    pub no_faults: bool,
 }
 
 fn env_u64(name: &str, default: u64) -> u64 {
@@ -69,13 +73,17 @@ impl Settings {
             known,
             report: std::env::var_os("CHAOS_REPORT").map(Into::into),
             keep: std::env::var("CHAOS_KEEP").is_ok_and(|v| v == "1"),
+            no_faults: std::env::var("CHAOS_FAULTS").is_ok_and(|v| v == "none"),
         }
     }
 
     pub fn reproduce(&self) -> String {
         format!(
-            "CHAOS_SEED={} CHAOS_SECONDS={} CHAOS_CONVERGE_SECONDS={} cargo nextest run -p regmesh --test chaos --no-capture",
-            self.seed, self.faults_s, self.converge_s
+            "CHAOS_SEED={} CHAOS_SECONDS={} CHAOS_CONVERGE_SECONDS={}{} cargo nextest run -p regmesh --test chaos --no-capture",
+            self.seed,
+            self.faults_s,
+            self.converge_s,
+            if self.no_faults { " CHAOS_FAULTS=none" } else { "" }
         )
     }
 }
@@ -150,7 +158,10 @@ async fn wait_mesh_up(clients: &[Client]) -> Result<()> {
 
 /// One run of `settings.seed`.
 pub async fn campaign(settings: Settings, n: usize) -> Result<Outcome> {
-    let schedule = Schedule::plan(settings.seed, n, settings.faults_s * 1000);
+    let mut schedule = Schedule::plan(settings.seed, n, settings.faults_s * 1000);
+    if settings.no_faults {
+        schedule.faults.clear();
+    }
     eprintln!("chaos: {schedule}");
     let dir = tempfile::Builder::new().prefix("regmesh-chaos-").tempdir()?;
     let mut cluster = Cluster::init(dir.path(), n, schedule.tombstone_horizon_s)?;
@@ -207,6 +218,11 @@ pub async fn campaign(settings: Settings, n: usize) -> Result<Outcome> {
         .map(|i| std::fs::read_to_string(cluster.log_path(i)).unwrap_or_default())
         .collect();
     let ops = ops.lock().expect("op log").clone();
+    let acked = ops.iter().filter(|o| o.acked()).count();
+    let acked_min = ACKED_MIN_PER_10S * (settings.faults_s / 10) as usize;
+    if acked < acked_min {
+        bail!("the writers got {acked} writes acknowledged, fewer than the {acked_min} needed to judge anything");
+    }
     let seen = seen.lock().expect("seen log").clone();
     let crashes = std::mem::take(&mut cluster.crashes);
     drop(cluster);
