@@ -75,9 +75,14 @@ mod schedule;
 mod writers;
 
 /// Checks reported but not asserted when `CHAOS_KNOWN_DEFECTS` is unset:
-/// defects of issue 11 still open on `main` when this test was added. Empty
-/// it (or set `CHAOS_KNOWN_DEFECTS=`) once their fixes are merged.
-pub const KNOWN_DEFECTS_WHEN_UNSET: &str = "";
+/// every check failed on `main` when this test was added, from open defects:
+/// `inactive_write` (issue 11 item 2), `logs` (integrity errors after a
+/// tombstone purge, item 1), `two_creators` and `lost` (a cut-off or split
+/// side grants an id the other side holds: item 2 and issue 10 item 5),
+/// `converge` and `resurrect` (once: a replica kept an id its origin had
+/// deleted, with `tombstone_horizon_s = 3`). Take each name out as its fix is
+/// merged; `CHAOS_KNOWN_DEFECTS=` asserts everything now.
+pub const KNOWN_DEFECTS_WHEN_UNSET: &str = "converge,lost,resurrect,two_creators,inactive_write,logs";
 
 /// Centers in the mesh.
 const CENTERS: usize = 5;
