@@ -34,12 +34,15 @@ pub struct Cluster {
     pub crashes: Vec<String>,
 }
 
-/// A base port with the `n` centers' client and peer ports free right now.
+/// A base port with the `n` centers' client and peer ports free right now,
+/// below Linux's ephemeral range (32768 and up), so that neither the
+/// proxies nor the clients' own connections take a port a center needs when
+/// it restarts.
 fn free_base(n: usize) -> Result<u16> {
     let mut x = std::process::id() as u64 ^ 0xc4a0;
     for _ in 0..400 {
         x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let base = 30_000 + (x >> 33) % 2_500 * 10;
+        let base = 20_000 + (x >> 33) % 1_200 * 10;
         let free = (0..n as u64)
             .all(|i| (0..2).all(|d| std::net::TcpListener::bind(("127.0.0.1", (base + 10 * i + d) as u16)).is_ok()));
         if free {
@@ -127,10 +130,13 @@ impl Cluster {
         if !first.starts_with("listening on ") {
             let _ = child.kill();
             let _ = child.wait();
+            let log = std::fs::read_to_string(self.log_path(i)).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(5).collect();
             bail!(
-                "{} did not start: {first:?} (see {})",
+                "{} did not start: {first:?}; its log ({}) ends:\n{}",
                 id(i),
-                self.log_path(i).display()
+                self.log_path(i).display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
             );
         }
         self.procs[i] = Some(Proc { child, stopped: false });

@@ -153,6 +153,11 @@ async fn accept_loop(listener: TcpListener, target: String, ctl: Arc<LinkCtl>) {
 async fn carry(caller: TcpStream, target: &str, ctl: &Arc<LinkCtl>) {
     let mut epoch = ctl.epoch.subscribe();
     epoch.mark_unchanged();
+    // A cut made since the accept: its drop may have come before we
+    // subscribed (a cut counts up before it drops).
+    if ctl.is_cut() {
+        return;
+    }
     let Ok(Ok(callee)) = tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(target)).await else {
         return;
     };

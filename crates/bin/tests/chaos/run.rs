@@ -163,8 +163,10 @@ pub async fn campaign(settings: Settings, n: usize) -> Result<Outcome> {
         schedule.faults.clear();
     }
     eprintln!("chaos: {schedule}");
-    let dir = tempfile::Builder::new().prefix("regmesh-chaos-").tempdir()?;
-    let mut cluster = Cluster::init(dir.path(), n, schedule.tombstone_horizon_s)?;
+    // Kept if anything goes wrong, removed below when every check passed.
+    let dir = tempfile::Builder::new().prefix("regmesh-chaos-").tempdir()?.keep();
+    eprintln!("chaos: working in {}", dir.display());
+    let mut cluster = Cluster::init(&dir, n, schedule.tombstone_horizon_s)?;
     let mut links = Vec::new();
     for from in 0..n {
         for to in (0..n).filter(|&t| t != from) {
@@ -238,7 +240,9 @@ pub async fn campaign(settings: Settings, n: usize) -> Result<Outcome> {
     let verdicts = checks::run_all(&evidence);
     let outcome = Outcome::new(&schedule, &evidence, verdicts, heal_ms);
     let keep = settings.keep || outcome.failure(&settings).is_some() || outcome.any_failed();
-    let kept = if keep { Some(dir.keep()) } else { None };
-    outcome.print(&settings, &tl, kept.as_deref())?;
+    if !keep {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    outcome.print(&settings, &tl, keep.then_some(dir.as_path()))?;
     Ok(outcome)
 }
