@@ -31,10 +31,10 @@
 //!   so the check uses windows that are sure by construction: a center whose
 //!   every link (in and out) is cut can learn from no peer, so once it says
 //!   `inactive` it stays so until a link heals or the process is killed. A
-//!   window opens when a `/v1/peers` poll sent at least
-//!   [`checks::ISOLATION_GRACE_MS`] after the isolation began (bytes already
-//!   on their way are read by then; the center must not have been paused in
-//!   between) answers `inactive`, at the poll's answer time; it closes when
+//!   window starts with a `/v1/peers` poll that answers `inactive`, sent at
+//!   least [`checks::ISOLATION_GRACE_MS`] after the isolation began, the
+//!   center unpaused through that long before it (so bytes on their way
+//!   before the cut have been read). It runs from the poll's answer until
 //!   the isolation ends (taken before the heal) or the center is killed
 //!   (taken before the kill). A write sent after the window opened and
 //!   acknowledged before it closed was processed while inactive. Writes

@@ -126,18 +126,27 @@ fn converge(e: &Evidence) -> Verdict {
                 )
             })
             .collect();
-        facts.push(format!("listings never became equal; sizes {}", sizes.join(" ")));
-        let ids: BTreeSet<&String> = e.finals.iter().flatten().flat_map(|l| l.keys()).collect();
+        facts.push(format!(
+            "listings never became equal; sizes {} (none: its list calls failed)",
+            sizes.join(" ")
+        ));
+        // Ids on which the centers that did answer disagree.
+        let answered: Vec<(usize, &Listing)> = e
+            .finals
+            .iter()
+            .enumerate()
+            .filter_map(|(c, l)| l.as_ref().map(|l| (c, l)))
+            .collect();
+        let ids: BTreeSet<&String> = answered.iter().flat_map(|(_, l)| l.keys()).collect();
         for id in ids {
-            let views: Vec<Option<&(String, Version)>> =
-                e.finals.iter().map(|l| l.as_ref().and_then(|l| l.get(id))).collect();
-            if views.windows(2).any(|w| w[0] != w[1]) {
+            let views: Vec<(usize, Option<&(String, Version)>)> =
+                answered.iter().map(|(c, l)| (*c, l.get(id))).collect();
+            if views.windows(2).any(|w| w[0].1 != w[1].1) {
                 let shown: Vec<String> = views
                     .iter()
-                    .enumerate()
                     .map(|(c, v)| match v {
-                        Some((o, v)) => format!("{}:{o}@{}", cname(c), vstr(*v)),
-                        None => format!("{}:-", cname(c)),
+                        Some((o, v)) => format!("{}:{o}@{}", cname(*c), vstr(*v)),
+                        None => format!("{}:-", cname(*c)),
                     })
                     .collect();
                 facts.push(format!("{id}: {}", shown.join(" ")));
@@ -369,8 +378,9 @@ fn two_creators(e: &Evidence) -> Verdict {
 }
 
 /// Windows in which a center surely was inactive: it was isolated at
-/// `from`, said `inactive` to a poll sent at least the grace later (not
-/// paused meanwhile), and stays so until the isolation ends or it is killed.
+/// `from`, said `inactive` to a poll sent at least the grace later (and not
+/// paused during the grace before the poll), and stays so until the
+/// isolation ends or it is killed.
 pub fn inactive_windows(e: &Evidence) -> Vec<(usize, u64, u64)> {
     let mut out = Vec::new();
     for &(c, from, until) in &e.tl.isolated {
@@ -380,7 +390,14 @@ pub fn inactive_windows(e: &Evidence) -> Vec<(usize, u64, u64)> {
             .filter(|s| {
                 s.center == c && s.state == "inactive" && s.sent_ms >= from + ISOLATION_GRACE_MS && s.recv_ms < until
             })
-            .filter(|s| !e.tl.paused.iter().any(|&(p, a, b)| p == c && a < s.sent_ms && b > from))
+            // Running through the grace just before the poll: it read
+            // whatever was on its way before the cut.
+            .filter(|s| {
+                !e.tl
+                    .paused
+                    .iter()
+                    .any(|&(p, a, b)| p == c && a < s.sent_ms && b > s.sent_ms - ISOLATION_GRACE_MS)
+            })
             .min_by_key(|s| s.recv_ms);
         let Some(s) = first else { continue };
         let end =

@@ -1,11 +1,15 @@
 //! The fault schedule: a list of faults with start and length, planned from
 //! the seed alone (never from what happens while it runs), so a seed
 //! reproduces its schedule exactly. Planning keeps at most two centers under
-//! process faults (kill -9, SIGSTOP) at once and never two on one center. It
+//! process faults (kill -9, SIGSTOP) at once and never two on one center,
+//! and always cuts one center off alone for a while (unpaused, alive). It
 //! owns the plan and how it prints; carrying it out is `nemesis`'s job.
 
 use super::rng::Rng;
 use std::fmt;
+
+/// Length of the isolation every schedule of 10 s or more holds.
+const ISOLATION_MS: u64 = 6000;
 
 /// How a one-way split loses bytes from one side to the other.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,6 +173,22 @@ impl Schedule {
                 });
             }
             t += rng.range(200, 1800);
+        }
+        // One center cut off alone for a while, unpaused and alive, so the
+        // inactive-write check has a window to judge in every run.
+        if faults_ms >= 10_000 {
+            let c = rng.below(n as u64) as usize;
+            let at_ms = faults_ms * rng.range(30, 55) / 100;
+            let len_ms = ISOLATION_MS.min(faults_ms - at_ms);
+            faults.retain(|p| {
+                p.fault.process_center() != Some(c) || p.at_ms > at_ms + len_ms || p.at_ms + p.len_ms < at_ms
+            });
+            faults.push(Planned {
+                at_ms,
+                len_ms,
+                fault: Fault::Split { side: 1 << c },
+            });
+            faults.sort_by_key(|p| p.at_ms);
         }
         Schedule {
             seed,
