@@ -50,7 +50,8 @@
 //! `CHAOS_KNOWN_DEFECTS` (comma-separated check names reported but not
 //! asserted; unset means [`KNOWN_DEFECTS_WHEN_UNSET`], empty means none),
 //! `CHAOS_REPORT` (a file to write a JSON summary to, for `scripts/chaos`),
-//! `CHAOS_KEEP=1` (keep the work folder even when every check passes),
+//! `CHAOS_KEEP=1` (keep the work folder, with the op log, even when the test
+//! passes; it is kept whenever the test fails),
 //! `CHAOS_FAULTS=none` (a control run: the same writers, no faults).
 //! Budget: the default run takes about 37 s when the mesh converges (30 s of
 //! faults, 5 s of setup, the checks) and at most about 85 s when it never
