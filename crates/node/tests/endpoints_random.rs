@@ -1,0 +1,1185 @@
+//! Structured random requests against the real routers, in process: the
+//! client API router and the peer router of a center (c1) that is in a live
+//! two-center mesh with c2 (both started with `regmesh_node::start`, real
+//! TLS between them). Requests are built from valid shapes and mutated:
+//! odd ids and `%XX` escapes, bad query strings and cursors, wrong content
+//! types and encodings, deflate bombs, tokens that are stale, replayed, for
+//! someone else or garbage, signed records that were changed, huge
+//! numbers, deep nesting, invalid UTF-8.
+//!
+//! Every response must be a clear answer: never 500 for bad input, a JSON
+//! `{"error": {"code", "message"}}` body on every refusal, and a refusal
+//! changes nothing (the center's change counter does not move). No panic
+//! anywhere in the process, spawned tasks included (a panic hook counts
+//! them).
+//!
+//! Budget: 250 client and 400 peer requests by default, about 10 s in a
+//! debug build; `PROPTEST_CASES` overrides both counts (`scripts/fuzz`).
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use axum::{Extension, Router};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use proptest::prelude::*;
+use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
+use regmesh_core::codec::{canonical_json, encode};
+use regmesh_core::sign::key_hex;
+use regmesh_core::{jwt, Hlc, Identity, Record, Visibility};
+use regmesh_node::config::{CenterKey, PeerConfig, PeerListenConfig, Scope, TokenConfig};
+use regmesh_node::peer::pki::Ca;
+use regmesh_node::peer::server::PeerCert;
+use regmesh_node::{Config, Running};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Once};
+use std::time::{Duration, Instant};
+
+const API_TOKEN: &str = "fuzz-secret-token";
+
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Panics anywhere in this process (tokio catches those of spawned tasks,
+/// so the hook is the only place they show).
+static PANICS: AtomicU64 = AtomicU64::new(0);
+
+fn count_panics() {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            PANICS.fetch_add(1, Ordering::SeqCst);
+            default(info);
+        }));
+    });
+}
+
+// ---- the rig: c1 and c2 in a live mesh ---------------------------------------
+
+struct Rig {
+    c1: Running,
+    c2: Running,
+    api: Router,
+    peer: Router,
+    /// The router as an unauthenticated caller (no client certificate) sees it.
+    peer_anonymous: Router,
+    /// c3's certificate: a valid mesh certificate of a center that is not a peer.
+    peer_as_c3: Router,
+    keys: Keys,
+    jti: AtomicU64,
+    _dir: tempfile::TempDir,
+}
+
+/// Identities of c1 (under test), c2 (its peer), c3 (known, not a peer) and
+/// c9 (unknown).
+struct Keys {
+    c1: Identity,
+    c2: Identity,
+    c3: Identity,
+    c9: Identity,
+}
+
+impl Keys {
+    fn of(&self, id: &str) -> &Identity {
+        match id {
+            "c1" => &self.c1,
+            "c2" => &self.c2,
+            "c3" => &self.c3,
+            _ => &self.c9,
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn der(pem: &str) -> Arc<CertificateDer<'static>> {
+    Arc::new(CertificateDer::from_pem_slice(pem.as_bytes()).unwrap())
+}
+
+async fn rig() -> Rig {
+    count_panics();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::generate("fuzz mesh CA").unwrap();
+    std::fs::write(dir.path().join("ca.pem"), &ca.cert_pem).unwrap();
+    let keys = Keys {
+        c1: Identity::from_seed([1; 32]),
+        c2: Identity::from_seed([2; 32]),
+        c3: Identity::from_seed([3; 32]),
+        c9: Identity::from_seed([9; 32]),
+    };
+    let mut certs = std::collections::HashMap::new();
+    for id in ["c1", "c2", "c3"] {
+        let pem = keys.of(id).to_pkcs8_pem().unwrap();
+        std::fs::write(dir.path().join(format!("{id}.key")), &pem).unwrap();
+        let cert = ca.issue(id, &pem).unwrap();
+        std::fs::write(dir.path().join(format!("{id}.crt")), &cert).unwrap();
+        certs.insert(id, cert);
+    }
+    let ports = [free_port(), free_port()];
+    let config = |me: usize| {
+        let (id, other) = if me == 0 { ("c1", "c2") } else { ("c2", "c1") };
+        let mut cfg = Config::for_test(id, &dir.path().join(id));
+        cfg.api.max_body_bytes = 64 * 1024;
+        cfg.api.tokens = vec![
+            TokenConfig {
+                name: "fuzz".into(),
+                token: API_TOKEN.into(),
+                scopes: vec![Scope::Admin],
+            },
+            TokenConfig {
+                name: "reader".into(),
+                token: "reader-token-0123456789".into(),
+                scopes: vec![Scope::Read],
+            },
+        ];
+        cfg.peer = Some(PeerListenConfig {
+            listen: format!("127.0.0.1:{}", ports[me]).parse().unwrap(),
+            cert: dir.path().join(format!("{id}.crt")),
+            key: dir.path().join(format!("{id}.key")),
+            ca: dir.path().join("ca.pem"),
+            beat_interval_ms: 200,
+            clock_skew_s: 30,
+            max_body_bytes: 256 * 1024,
+            vote_timeout_ms: 1000,
+        });
+        cfg.peers = vec![PeerConfig {
+            id: other.into(),
+            url: format!("https://127.0.0.1:{}", ports[1 - me]),
+            kinds: Vec::new(),
+            groups: Vec::new(),
+        }];
+        cfg.centers = ["c1", "c2", "c3"]
+            .into_iter()
+            .filter(|c| *c != id)
+            .map(|c| CenterKey {
+                id: c.into(),
+                public_key: key_hex(&keys.of(c).verifying_key()),
+            })
+            .collect();
+        cfg
+    };
+    let cfg1 = config(0);
+    let c1 = regmesh_node::start(&cfg1).await.unwrap();
+    let c2 = regmesh_node::start(&config(1)).await.unwrap();
+    let mesh = c1.mesh.clone().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while mesh.node_state().as_str() != "active" {
+        assert!(Instant::now() < deadline, "c1 never became active");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let peer_base = regmesh_node::peer::server::router(mesh.clone());
+    Rig {
+        api: regmesh_node::api::router(c1.center.clone(), &cfg1, Some(mesh)),
+        peer: peer_base.clone().layer(Extension(PeerCert(Some(der(&certs["c2"]))))),
+        peer_anonymous: peer_base.clone().layer(Extension(PeerCert(None))),
+        peer_as_c3: peer_base.layer(Extension(PeerCert(Some(der(&certs["c3"]))))),
+        c1,
+        c2,
+        keys,
+        jti: AtomicU64::new(1),
+        _dir: dir,
+    }
+}
+
+impl Rig {
+    fn token(&self, iss: &str, aud: &str, iat_off_s: i64) -> String {
+        let n = self.jti.fetch_add(1, Ordering::Relaxed);
+        let mut jti = [0u8; 16];
+        jti[..8].copy_from_slice(&n.to_be_bytes());
+        let now = now_s().saturating_add_signed(iat_off_s);
+        jwt::issue(self.keys.of(iss), iss, aud, now, 60, jti)
+    }
+
+    async fn shutdown(self) {
+        self.c1.shutdown().await;
+        self.c2.shutdown().await;
+    }
+}
+
+fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Answers seen, by route shape and status, printed after each run so a
+/// reader sees how deep the inputs got.
+#[derive(Default)]
+struct Tally(std::sync::Mutex<std::collections::BTreeMap<(String, u16), u64>>);
+
+impl Tally {
+    fn add(&self, path: &str, status: StatusCode) {
+        let shape: String = path
+            .split('/')
+            .take(4)
+            .map(|seg| {
+                if seg.starts_with('c') && seg.len() <= 3 {
+                    "{id}"
+                } else {
+                    seg
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        let shape = if shape.starts_with("/v1/agents/") {
+            "/v1/agents/{id}".to_string()
+        } else {
+            shape
+        };
+        *self.0.lock().unwrap().entry((shape, status.as_u16())).or_default() += 1;
+    }
+    fn print(&self, what: &str) {
+        for ((path, status), n) in self.0.lock().unwrap().iter() {
+            eprintln!("  {what} {status} {path}: {n}");
+        }
+    }
+}
+
+struct Answer {
+    status: StatusCode,
+    content_type: String,
+    body: Vec<u8>,
+}
+
+async fn call(router: &Router, req: Request<Body>) -> Answer {
+    use hyper::service::Service;
+    let svc = hyper_util::service::TowerToHyperService::new(router.clone());
+    let resp = tokio::time::timeout(Duration::from_secs(20), svc.call(req))
+        .await
+        .expect("a request hung for 20 s")
+        .expect("routers are infallible");
+    let status = resp.status();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let deflated = resp
+        .headers()
+        .get("content-encoding")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"deflate"));
+    let body = if content_type.starts_with("text/event-stream") {
+        // A watch stream never ends; its opening is enough.
+        Vec::new()
+    } else {
+        let b = tokio::time::timeout(
+            Duration::from_secs(20),
+            axum::body::to_bytes(resp.into_body(), 64 << 20),
+        )
+        .await
+        .expect("a response body hung")
+        .expect("response body");
+        if deflated {
+            let mut out = Vec::new();
+            flate2::read::ZlibDecoder::new(&b[..])
+                .read_to_end(&mut out)
+                .expect("a deflated answer inflates");
+            out
+        } else {
+            b.to_vec()
+        }
+    };
+    Answer {
+        status,
+        content_type,
+        body,
+    }
+}
+
+/// The rules every answer keeps. A HEAD answer has no body by definition.
+fn check_answer(what: &str, a: &Answer, head_before: u64, head_after: u64) -> Result<(), TestCaseError> {
+    let text = String::from_utf8_lossy(&a.body);
+    prop_assert!(a.status != StatusCode::INTERNAL_SERVER_ERROR, "500 for {what}: {text}");
+    if !a.status.is_success() {
+        prop_assert_eq!(
+            head_before,
+            head_after,
+            "a refused request ({}: {}) changed the store: {}",
+            a.status,
+            text,
+            what
+        );
+        if what.starts_with("HEAD ") {
+            return Ok(());
+        }
+        let v: Value = serde_json::from_slice(&a.body)
+            .map_err(|e| TestCaseError::fail(format!("{} for {what} is not JSON ({e}): {text:.300}", a.status)))?;
+        prop_assert!(
+            v.pointer("/error/code").and_then(Value::as_str).is_some()
+                || v.get("accepted") == Some(&Value::Bool(false)),
+            "{} for {what} has no error code: {text:.300}",
+            a.status
+        );
+    } else if a.content_type.starts_with("application/json") && !a.body.is_empty() {
+        serde_json::from_slice::<Value>(&a.body)
+            .map_err(|e| TestCaseError::fail(format!("2xx JSON for {what} does not parse ({e}): {text:.300}")))?;
+    }
+    Ok(())
+}
+
+fn deflate(b: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(b).unwrap();
+    e.finish().unwrap()
+}
+
+// ---- shared pieces of inputs -------------------------------------------------
+
+fn pick<T: Clone + std::fmt::Debug + 'static>(items: &[T]) -> proptest::sample::Select<T> {
+    proptest::sample::select(items.to_vec())
+}
+
+/// Bit flips, truncations and insertions of a byte string, chosen by seeds.
+fn mutate(mut b: Vec<u8>, seeds: &[(u8, u32, u8)]) -> Vec<u8> {
+    for &(op, at, x) in seeds {
+        let n = b.len();
+        let at = at as usize;
+        match op % 5 {
+            0 if n > 0 => b[at % n] ^= 1 << (x % 8),
+            1 => b.truncate(at % (n + 1)),
+            2 => {
+                let i = at % (n + 1);
+                b.insert(i, x);
+            }
+            3 if n > 0 => {
+                let i = at % n;
+                let end = (i + 1 + (x as usize % 8)).min(n);
+                b[i..end].fill(0xff);
+            }
+            4 if n > 0 => {
+                let i = at % n;
+                let end = (i + 1 + (x as usize % 16)).min(n);
+                b.drain(i..end);
+            }
+            _ => {}
+        }
+    }
+    b
+}
+
+fn seeds() -> impl Strategy<Value = Vec<(u8, u32, u8)>> {
+    proptest::collection::vec(any::<(u8, u32, u8)>(), 0..4)
+}
+
+const IDS: &[&str] = &[
+    "did:web:example.com:a1",
+    "a1",
+    "a2",
+    "did:web:example.com%3A8080:a1",
+    "did%3Aweb",
+    "%2F",
+    "%2e%2e",
+    "..",
+    ".",
+    "%zz",
+    "%",
+    "%C3%A9",
+    "%FF%FE",
+    "%00",
+    "a%20b",
+    "a b",
+    "é",
+    "",
+    "~:@+=",
+];
+
+fn id_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        8 => pick(IDS).prop_map(str::to_string),
+        1 => "[a-z0-9:.%_~-]{1,300}",
+        1 => Just("a".repeat(257)),
+    ]
+}
+
+fn agent_body() -> impl Strategy<Value = Vec<u8>> {
+    let good = || {
+        json!({
+            "addresses": ["2001:db8::1"],
+            "endpoints": [{"url": "https://a.example.com/a2a", "protocol": "a2a"}],
+            "status": "online",
+            "capabilities": [{"name": "translate", "tags": ["en-fr"]}],
+            "lease_s": 30
+        })
+    };
+    prop_oneof![
+        4 => (seeds(), pick(&[
+            json!(null),
+            json!({"addresses": ["fe80::1"]}),
+            json!({"addresses": ["2001:db8::1"], "metadata": {"x": [1.5e300, -0.0, 18446744073709551615u64]}}),
+            json!({"addresses": ["2001:db8::1"], "lease_s": 18446744073709551615u64}),
+            json!({"addresses": ["2001:db8::1"], "id": "someone-else"}),
+            json!({"addresses": ["2001:db8::1"], "visibility": "authorized:partners"}),
+            json!({"addresses": ["2001:db8::1"], "capabilities": [{"name": "a"}, {"name": "a"}]}),
+            json!([1, 2]),
+        ])).prop_map(move |(s, extra)| {
+            let mut v = good();
+            if let (Some(m), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+                for (k, x) in e {
+                    m.insert(k.clone(), x.clone());
+                }
+            } else if !extra.is_null() {
+                v = extra;
+            }
+            mutate(serde_json::to_vec(&v).unwrap(), &s)
+        }),
+        1 => Just(b"{\"addresses\":[\"2001:db8::1\"],\"addresses\":[\"::1\"]}".to_vec()),
+        1 => Just(format!("{}{}", "[".repeat(5000), "]".repeat(5000)).into_bytes()),
+        1 => Just(format!("{{\"addresses\":[\"2001:db8::1\"],\"metadata\":{}1{}}}", "{\"a\":".repeat(100), "}".repeat(100)).into_bytes()),
+        1 => Just(vec![0xff, 0xfe, b'{', b'}']),
+        1 => Just(vec![b' '; 70 * 1024]),
+        1 => proptest::collection::vec(any::<u8>(), 0..64),
+    ]
+}
+
+// ---- the client API ----------------------------------------------------------
+
+#[derive(Debug, Clone)]
+struct ApiReq {
+    method: Method,
+    path: String,
+    query: String,
+    auth: Option<String>,
+    content_type: Option<String>,
+    if_match: Option<String>,
+    last_event_id: Option<String>,
+    body: Vec<u8>,
+}
+
+const QUERY_PARTS: &[&str] = &[
+    "limit=1",
+    "limit=0",
+    "limit=-1",
+    "limit=1.5",
+    "limit=99999999999999999999999",
+    "limit=1000000",
+    "limit=",
+    "cursor=c1.6131",
+    "cursor=c1.",
+    "cursor=c1.6",
+    "cursor=c1.zz",
+    "cursor=c1.ff",
+    "cursor=c1.c3a9",
+    "cursor=c1.2f",
+    "cursor=c2.6131",
+    "cursor=%FF",
+    "cursor=c1.%36%31",
+    "status=online",
+    "status=",
+    "capability=translate",
+    "tag=en-fr",
+    "origin=c2",
+    "origin=%00",
+    "since=0",
+    "since=18446744073709551615",
+    "since=18446744073709551616",
+    "since=-1",
+    "bogus=1",
+    "limit=1&limit=2",
+    "%=%",
+    "&&",
+    "=",
+    "a=%E0%A4%A",
+];
+
+fn api_req() -> impl Strategy<Value = ApiReq> {
+    let path = prop_oneof![
+        6 => id_text().prop_map(|id| format!("/v1/agents/{id}")),
+        2 => id_text().prop_map(|id| format!("/v1/agents/{id}/heartbeat")),
+        3 => Just("/v1/agents".to_string()),
+        1 => pick(&["/v1/watch", "/v1/status", "/v1/peers", "/metrics", "/healthz", "/v1/agents/", "/v1//agents", "/v1/agents/a1/b/c", "/nope"])
+            .prop_map(str::to_string),
+    ];
+    let method = prop_oneof![
+        3 => Just(Method::GET),
+        4 => Just(Method::PUT),
+        1 => Just(Method::DELETE),
+        1 => Just(Method::POST),
+        1 => pick(&[Method::HEAD, Method::PATCH, Method::OPTIONS]),
+    ];
+    let auth = prop_oneof![
+        8 => Just(Some(format!("Bearer {API_TOKEN}"))),
+        1 => pick(&["Bearer reader-token-0123456789", "bearer fuzz-secret-token", "Bearer ", "Basic Zm9vOmJhcg==", API_TOKEN, "Bearer fuzz-secret-tokeN"])
+            .prop_map(|s| Some(s.to_string())),
+        1 => Just(None),
+    ];
+    let ct = prop_oneof![
+        6 => Just(Some("application/json".to_string())),
+        1 => pick(&["application/json; charset=utf-8", "APPLICATION/JSON", "text/plain", "application/jsonx", "", "application/json\u{7f}"])
+            .prop_map(|s| Some(s.to_string())),
+        1 => Just(None),
+    ];
+    let if_match = prop_oneof![
+        6 => Just(None),
+        1 => pick(&["\"1.0\"", "*", "\"+1.+2\"", "1", "\"18446744073709551616.0\"", "W/\"1.0\"", ""])
+            .prop_map(|s| Some(s.to_string())),
+    ];
+    (
+        method,
+        path,
+        proptest::collection::vec(pick(QUERY_PARTS), 0..3),
+        auth,
+        ct,
+        if_match,
+        proptest::option::weighted(0.1, pick(&["0", "x", "18446744073709551615", "-1"])),
+        agent_body(),
+    )
+        .prop_map(|(method, path, q, auth, content_type, if_match, lei, body)| ApiReq {
+            method,
+            path,
+            query: q.join("&"),
+            auth,
+            content_type,
+            if_match,
+            last_event_id: lei.map(str::to_string),
+            body,
+        })
+}
+
+fn build_api(r: &ApiReq) -> Option<Request<Body>> {
+    let uri = if r.query.is_empty() {
+        r.path.clone()
+    } else {
+        format!("{}?{}", r.path, r.query)
+    };
+    let mut b = Request::builder().method(r.method.clone()).uri(uri);
+    if let Some(a) = &r.auth {
+        b = b.header("authorization", a);
+    }
+    if let Some(c) = &r.content_type {
+        b = b.header("content-type", c);
+    }
+    if let Some(m) = &r.if_match {
+        b = b.header("if-match", m);
+    }
+    if let Some(l) = &r.last_event_id {
+        b = b.header("last-event-id", l);
+    }
+    // A URI or header the HTTP layer itself refuses never reaches the router.
+    b.body(Body::from(r.body.clone())).ok()
+}
+
+#[test]
+fn client_api_answers_every_request_clearly() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let rig = rt.block_on(rig());
+    let started = Instant::now();
+    let mut runner = TestRunner::new(RunnerConfig {
+        cases: cases(250),
+        failure_persistence: None,
+        ..RunnerConfig::default()
+    });
+    let tally = Tally::default();
+    let result = runner.run(&api_req(), |r| {
+        let Some(req) = build_api(&r) else { return Ok(()) };
+        let center = rig.c1.center.clone();
+        let before = center.head();
+        let a = rt.block_on(call(&rig.api, req));
+        let after = center.head();
+        tally.add(&format!("{} {}", r.method, r.path), a.status);
+        let what = format!("{} {}?{}", r.method, r.path, r.query);
+        if r.method == Method::GET || r.method == Method::HEAD {
+            prop_assert_eq!(before, after, "a read changed the store: {}", what);
+        }
+        check_answer(&what, &a, before, after)
+    });
+    let panics = PANICS.load(Ordering::SeqCst);
+    tally.print("client");
+    eprintln!(
+        "client API: {} requests in {:?}, {panics} panics",
+        cases(250),
+        started.elapsed()
+    );
+    // The writer survived: a plain create still works.
+    let ok = rt.block_on(call(
+        &rig.api,
+        Request::put("/v1/agents/after-fuzz")
+            .header("authorization", format!("Bearer {API_TOKEN}"))
+            .header("content-type", "application/json")
+            .body(Body::from(r#"{"addresses":["2001:db8::9"]}"#))
+            .unwrap(),
+    ));
+    rt.block_on(rig.shutdown());
+    result.unwrap();
+    assert!(ok.status.is_success(), "{}", String::from_utf8_lossy(&ok.body));
+    assert_eq!(PANICS.load(Ordering::SeqCst), 0, "panics in the process");
+}
+
+// ---- the peer API --------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+enum Auth {
+    /// A fresh token from c2 on c2's certificate.
+    Good,
+    /// The same token twice.
+    Replayed,
+    NoToken,
+    NoCert,
+    /// c3's certificate (a mesh member, not our peer) with its own token.
+    NotAPeer,
+    /// c2's token on c3's certificate.
+    WrongCert,
+    /// Tokens that fail one check each.
+    Stale,
+    WrongAudience,
+    SignedByOther,
+    Garbage(Vec<u8>),
+}
+
+fn auth() -> impl Strategy<Value = Auth> {
+    prop_oneof![
+        16 => Just(Auth::Good),
+        1 => Just(Auth::Replayed),
+        1 => Just(Auth::NoToken),
+        1 => Just(Auth::NoCert),
+        1 => Just(Auth::NotAPeer),
+        1 => Just(Auth::WrongCert),
+        1 => Just(Auth::Stale),
+        1 => Just(Auth::WrongAudience),
+        1 => Just(Auth::SignedByOther),
+        1 => proptest::collection::vec(any::<u8>(), 0..80).prop_map(Auth::Garbage),
+    ]
+}
+
+/// A record of some origin, signed by some key, maybe changed afterwards.
+#[derive(Debug, Clone)]
+struct RecSpec {
+    origin: &'static str,
+    signer: &'static str,
+    kind: &'static str,
+    id: String,
+    wall_ms: Option<u64>,
+    seq: u64,
+    deleted: bool,
+    body: Value,
+    visibility: Visibility,
+    expires_at_ms: Option<u64>,
+    damage: Vec<(u8, u32, u8)>,
+}
+
+fn rec_spec() -> impl Strategy<Value = RecSpec> {
+    let origin = prop_oneof![6 => Just("c2"), 2 => Just("c3"), 1 => Just("c1"), 1 => Just("c9")];
+    (
+        origin,
+        prop_oneof![9 => Just(None), 1 => pick(&["c2", "c3", "c9"]).prop_map(Some)],
+        prop_oneof![9 => Just("agent"), 1 => pick(&["", "note", "agent\u{0}", "Agent"])],
+        prop_oneof![4 => "r[0-9]{1,2}", 1 => id_text()],
+        prop_oneof![8 => Just(None), 1 => pick(&[0u64, 1, u64::MAX, 1 << 62]).prop_map(Some)],
+        prop_oneof![4 => 1u64..200, 1 => pick(&[0u64, u64::MAX, u64::MAX - 1])],
+        prop_oneof![5 => Just(false), 1 => Just(true)],
+        pick(&[
+            json!({"addresses": ["2001:db8::1"], "capabilities": [], "endpoints": [], "status": "online"}),
+            json!({"addresses": ["2001:db8::2"], "capabilities": [{"name": "t", "tags": [], "visibility": "authorized:g1"}], "endpoints": [], "status": "offline", "lease_s": 30}),
+            json!({}),
+        ]),
+        pick(&[
+            Visibility::Public,
+            Visibility::Local,
+            Visibility::Authorized("g1".into()),
+            Visibility::Authorized("".into()),
+        ]),
+        prop_oneof![4 => Just(None), 1 => pick(&[0u64, u64::MAX]).prop_map(Some)],
+        prop_oneof![4 => Just(Vec::new()), 1 => seeds()],
+    )
+        .prop_map(
+            |(origin, signer, kind, id, wall_ms, seq, deleted, body, visibility, expires_at_ms, damage)| RecSpec {
+                origin,
+                signer: signer.unwrap_or(origin),
+                kind,
+                id,
+                wall_ms,
+                seq,
+                deleted,
+                body,
+                visibility,
+                expires_at_ms,
+                damage,
+            },
+        )
+}
+
+fn make_record(keys: &Keys, s: &RecSpec) -> String {
+    let mut r = Record {
+        kind: s.kind.into(),
+        id: s.id.chars().take(200).collect(),
+        origin: s.origin.into(),
+        version: Hlc::new(s.wall_ms.unwrap_or_else(now_ms), 0),
+        seq: s.seq,
+        // c1's sweeper would expire its own records with a lease in the
+        // background, which would look like a refused request changing the
+        // store.
+        expires_at_ms: s.expires_at_ms.filter(|_| s.origin != "c1"),
+        visibility: s.visibility.clone(),
+        deleted: s.deleted,
+        body: if s.deleted {
+            "{}".into()
+        } else {
+            canonical_json(&s.body)
+        },
+        sig: [0; 64],
+    };
+    keys.of(s.signer).sign_record(&mut r);
+    B64.encode(mutate(encode(&r), &s.damage))
+}
+
+#[derive(Debug, Clone)]
+enum PeerBody {
+    Records {
+        recs: Vec<RecSpec>,
+        extra: Vec<Value>,
+        watermarks: Option<Value>,
+    },
+    Json(Value),
+    Raw(Vec<u8>),
+    /// A deflate stream that inflates past every body limit.
+    Bomb,
+}
+
+fn peer_json() -> impl Strategy<Value = Value> {
+    let number = pick(&[
+        json!(0),
+        json!(1),
+        json!(-1),
+        json!(1.5),
+        json!(u64::MAX),
+        json!(1e300),
+        json!("5"),
+        json!(null),
+    ]);
+    let word = pick(&[
+        "c1",
+        "c2",
+        "c3",
+        "c9",
+        "",
+        "agent",
+        "active",
+        "inactive",
+        "sync",
+        "state",
+        "sync-state",
+        "yes",
+        "bogus",
+    ])
+    .prop_map(Value::from);
+    let marks = proptest::collection::btree_map(pick(&["c1", "c2", "c3", "c9", ""]), number.clone(), 0..4)
+        .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect()));
+    let digests = proptest::collection::btree_map(
+        pick(&["c1", "c2", "c3"]),
+        pick(&[
+            json!({"agent": "00"}),
+            json!({"agent": 5}),
+            json!({"agent@authorized:g1+public": "ff".repeat(32)}),
+            json!({"": ""}),
+            json!([1]),
+        ]),
+        0..3,
+    )
+    .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect()));
+    let field = prop_oneof![
+        pick(&["state", "type", "id", "origin", "kind", "reason"])
+            .prop_flat_map(move |k| word.clone().prop_map(move |w| (k.to_string(), w))),
+        pick(&["interval_ms", "after", "limit", "deadline_ms", "full"])
+            .prop_flat_map(move |k| number.clone().prop_map(move |n| (k.to_string(), n))),
+        marks.prop_map(|m| ("watermarks".to_string(), m)),
+        digests.prop_map(|d| ("digests".to_string(), d)),
+        pick(&[
+            json!({"kinds": ["agent"], "groups": ["g1"]}),
+            json!({"kinds": 1}),
+            json!([]),
+            json!({"kinds": [1, null]})
+        ])
+        .prop_map(|p| ("policy".to_string(), p)),
+    ];
+    prop_oneof![
+        8 => proptest::collection::vec(field, 0..6).prop_map(|fs| Value::Object(fs.into_iter().collect())),
+        1 => pick(&[json!("active"), json!("sleepy"), json!(null), json!(7), json!([{"state": "active"}])]),
+    ]
+}
+
+fn peer_body() -> impl Strategy<Value = PeerBody> {
+    prop_oneof![
+        6 => (
+            proptest::collection::vec(rec_spec(), 0..4),
+            proptest::collection::vec(pick(&[json!(1), json!(null), json!("!!"), json!(""), json!("AQ")]), 0..2),
+            proptest::option::weighted(0.3, pick(&[json!({"c2": 5}), json!({"c3": 1000000000u64}), json!({"c1": u64::MAX}), json!([1])])),
+        ).prop_map(|(recs, extra, watermarks)| PeerBody::Records { recs, extra, watermarks }),
+        6 => peer_json().prop_map(PeerBody::Json),
+        1 => proptest::collection::vec(any::<u8>(), 0..200).prop_map(PeerBody::Raw),
+        1 => pick(&[
+            b"active".to_vec(),
+            b"\"sync\"".to_vec(),
+            b"".to_vec(),
+            b" \n".to_vec(),
+            vec![0xff, 0xfe],
+            format!("{}{}", "[".repeat(3000), "]".repeat(3000)).into_bytes(),
+            format!("{{\"records\":[{}]}}", vec!["\"\""; 1100].join(",")).into_bytes(),
+        ]).prop_map(PeerBody::Raw),
+        1 => Just(PeerBody::Bomb),
+    ]
+}
+
+#[derive(Debug, Clone)]
+struct PeerReq {
+    method: Method,
+    path: String,
+    auth: Auth,
+    headers: Vec<(&'static str, String)>,
+    body: PeerBody,
+    deflate: bool,
+    encoding: Option<&'static str>,
+}
+
+fn peer_req() -> impl Strategy<Value = PeerReq> {
+    let node = prop_oneof![6 => Just("c2"), 1 => pick(&["c1", "c3", "c9", "", "c2 "])];
+    let route = (
+        node.clone(),
+        pick(&["yes", "no", "maybe", ""]),
+        pick(&["active", "inactive", "sync", "x"]),
+    )
+        .prop_flat_map(|(n, r, st)| {
+            pick(&[
+                (Method::POST, "/commit".to_string()),
+                (Method::POST, "/commit".to_string()),
+                (Method::POST, "/commit".to_string()),
+                (Method::POST, format!("/heartbeat/node/{n}")),
+                (Method::POST, format!("/heartbeat/node/{n}")),
+                (Method::POST, "/mesh/v1/pull".to_string()),
+                (Method::POST, "/mesh/v1/pull".to_string()),
+                (Method::POST, "/mesh/v1/hello".to_string()),
+                (Method::POST, "/mesh/v1/notify".to_string()),
+                (Method::POST, "/mesh/v1/rfi".to_string()),
+                (Method::POST, "/mesh/v1/other".to_string()),
+                (Method::POST, "/voting".to_string()),
+                (Method::POST, "/voting".to_string()),
+                (Method::POST, format!("/votingphase/node/{n}/response/{r}")),
+                (Method::POST, format!("/voting/peernode/{n}/response/{r}")),
+                (Method::POST, format!("/node/{n}/response/{r}")),
+                (Method::POST, format!("/node/{n}/{st}")),
+                (Method::PUT, format!("/sync/node/{n}")),
+                (Method::GET, "/state".to_string()),
+                (Method::GET, "/commit".to_string()),
+                (Method::POST, "/nope".to_string()),
+            ])
+        });
+    let counter = prop_oneof![
+        4 => (1u64..1_000_000).prop_map(|n| n.to_string()),
+        // Counters within 4096 of u64::MAX are left out: they panic in the
+        // dedup window (counter_at_the_top_of_u64_is_refused, ignored).
+        1 => pick(&["0", "18446744073709547519", "18446744073709551616", "-1", "", "1e3", " 7"]).prop_map(str::to_string),
+    ];
+    let header = prop_oneof![
+        4 => node.prop_map(|n| ("drip-node-id", n.to_string())),
+        4 => counter.clone().prop_map(|c| ("drip-node-counter", c)),
+        1 => pick(&["true", "false", "TRUE", "1", ""]).prop_map(|v| ("drip-node-counter-reset", v.to_string())),
+        2 => pick(&["update", "sync", "Update", "x", ""]).prop_map(|v| ("drip-transaction-type", v.to_string())),
+        1 => pick(&["true", "false", "yes"]).prop_map(|v| ("drip-sync-complete", v.to_string())),
+        1 => counter.prop_map(|c| ("regmesh-seq-from", c)),
+        1 => pick(&["deflate", "gzip", "deflate;q=0", "*"]).prop_map(|v| ("accept-encoding", v.to_string())),
+    ];
+    (
+        route,
+        auth(),
+        proptest::collection::vec(header, 0..6),
+        peer_body(),
+        prop_oneof![4 => Just(false), 1 => Just(true)],
+        prop_oneof![8 => Just(None), 1 => pick(&["gzip", "DEFLATE", "identity", "deflate, deflate", ""]).prop_map(Some)],
+    )
+        .prop_map(|((method, path), auth, mut headers, body, deflate, encoding)| {
+            // Most calls name the sender as DRiP wants, so they reach the body.
+            if !headers.iter().any(|(k, _)| *k == "drip-node-id") {
+                headers.push(("drip-node-id", "c2".into()));
+            }
+            if !headers.iter().any(|(k, _)| *k == "drip-node-counter") {
+                headers.push(("drip-node-counter", (now_ms() % 1_000_000_000).to_string()));
+            }
+            PeerReq {
+                method,
+                path,
+                auth,
+                headers,
+                body,
+                deflate,
+                encoding,
+            }
+        })
+}
+
+fn peer_body_bytes(rig: &Rig, r: &PeerReq) -> Vec<u8> {
+    match &r.body {
+        PeerBody::Records {
+            recs,
+            extra,
+            watermarks,
+        } => {
+            let mut items: Vec<Value> = recs.iter().map(|s| Value::String(make_record(&rig.keys, s))).collect();
+            items.extend(extra.iter().cloned());
+            let mut v = json!({ "records": items });
+            if let Some(w) = watermarks {
+                v["watermarks"] = w.clone();
+            }
+            if r.path == "/voting" {
+                // A vote of the same shapes: kind, id, deadline.
+                v = json!({"kind": "agent", "id": recs.first().map_or("v1".to_string(), |s| s.id.clone()), "deadline_ms": now_ms() + 500});
+            }
+            serde_json::to_vec(&v).unwrap()
+        }
+        PeerBody::Json(v) => serde_json::to_vec(v).unwrap(),
+        PeerBody::Raw(b) => b.clone(),
+        PeerBody::Bomb => vec![b' '; 4 << 20],
+    }
+}
+
+fn build_peer(rig: &Rig, r: &PeerReq) -> Option<(Router, Request<Body>)> {
+    let mut body = peer_body_bytes(rig, r);
+    let mut b = Request::builder().method(r.method.clone()).uri(&r.path);
+    for (k, v) in &r.headers {
+        b = b.header(*k, v.as_str());
+    }
+    let bomb = matches!(r.body, PeerBody::Bomb);
+    if r.deflate || bomb {
+        body = deflate(&body);
+        b = b.header("content-encoding", "deflate");
+    } else if let Some(e) = r.encoding {
+        b = b.header("content-encoding", e);
+    }
+    let (router, token) = match &r.auth {
+        Auth::Good => (&rig.peer, Some(rig.token("c2", "c1", 0))),
+        Auth::Replayed => {
+            let t = rig.token("c2", "c1", 0);
+            let first = Request::get("/state")
+                .header("authorization", &t)
+                .header("drip-node-id", "c2")
+                .body(Body::empty())
+                .unwrap();
+            let _ = futures_block(call(&rig.peer, first));
+            (&rig.peer, Some(t))
+        }
+        Auth::NoToken => (&rig.peer, None),
+        Auth::NoCert => (&rig.peer_anonymous, Some(rig.token("c2", "c1", 0))),
+        Auth::NotAPeer => (&rig.peer_as_c3, Some(rig.token("c3", "c1", 0))),
+        Auth::WrongCert => (&rig.peer_as_c3, Some(rig.token("c2", "c1", 0))),
+        Auth::Stale => (&rig.peer, Some(rig.token("c2", "c1", -3600))),
+        Auth::WrongAudience => (&rig.peer, Some(rig.token("c2", "c3", 0))),
+        Auth::SignedByOther => {
+            // c9's signature over claims that name c2.
+            let n = rig.jti.fetch_add(1, Ordering::Relaxed);
+            let mut jti = [0u8; 16];
+            jti[..8].copy_from_slice(&n.to_be_bytes());
+            let forged = jwt::issue(&rig.keys.c9, "c2", "c1", now_s(), 60, jti);
+            (&rig.peer, Some(forged))
+        }
+        Auth::Garbage(g) => (&rig.peer, Some(format!("Bearer {}", String::from_utf8_lossy(g)))),
+    };
+    if let Some(t) = token {
+        b = b.header("authorization", t);
+    }
+    b.body(Body::from(body)).ok().map(|req| (router.clone(), req))
+}
+
+/// Runs a future to completion from inside a runtime's `block_on` (the
+/// replay case needs one call before the one under test).
+fn futures_block<F: std::future::Future>(f: F) -> F::Output {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
+}
+
+#[test]
+fn peer_api_answers_every_request_clearly() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let rig = rt.block_on(rig());
+    let started = Instant::now();
+    let mut runner = TestRunner::new(RunnerConfig {
+        cases: cases(400),
+        failure_persistence: None,
+        ..RunnerConfig::default()
+    });
+    let tally = Tally::default();
+    let result = runner.run(&peer_req(), |r| {
+        let center = rig.c1.center.clone();
+        rt.block_on(async {
+            let Some((router, req)) = build_peer(&rig, &r) else {
+                return Ok(());
+            };
+            let before = center.head();
+            let a = call(&router, req).await;
+            let after = center.head();
+            tally.add(&format!("{} {}", r.method, r.path), a.status);
+            let what = format!("{} {} ({:?}, {:?})", r.method, r.path, r.auth, r.headers);
+            if a.status == StatusCode::METHOD_NOT_ALLOWED && a.body.is_empty() {
+                // Known: the peer router answers a wrong method with an
+                // empty 405 (peer_wrong_method_gets_a_json_error, ignored).
+                prop_assert_eq!(before, after);
+                return Ok(());
+            }
+            check_answer(&what, &a, before, after)
+        })
+    });
+    let panics = PANICS.load(Ordering::SeqCst);
+    tally.print("peer");
+    eprintln!(
+        "peer API: {} requests in {:?}, {panics} panics",
+        cases(400),
+        started.elapsed()
+    );
+    // c1 still takes a genuine flood from c2 afterwards.
+    let genuine = RecSpec {
+        origin: "c2",
+        signer: "c2",
+        kind: "agent",
+        id: "after-fuzz".into(),
+        wall_ms: None,
+        seq: 1_000_000,
+        deleted: false,
+        body: json!({"addresses": ["2001:db8::1"], "capabilities": [], "endpoints": [], "status": "online"}),
+        visibility: Visibility::Public,
+        expires_at_ms: None,
+        damage: Vec::new(),
+    };
+    let body = serde_json::to_vec(&json!({"records": [make_record(&rig.keys, &genuine)]})).unwrap();
+    let req = Request::post("/commit")
+        .header("authorization", rig.token("c2", "c1", 0))
+        .header("drip-node-id", "c2")
+        .header("drip-node-counter", "999999999999")
+        .body(Body::from(body))
+        .unwrap();
+    let ok = rt.block_on(call(&rig.peer, req));
+    let held = rig.c1.center.get("agent", "after-fuzz").unwrap();
+    rt.block_on(rig.shutdown());
+    result.unwrap();
+    assert!(ok.status.is_success(), "{}", String::from_utf8_lossy(&ok.body));
+    assert!(held.is_some(), "the genuine flood was not applied");
+    assert_eq!(PANICS.load(Ordering::SeqCst), 0, "panics in the process");
+}
+
+/// A record its origin signed whose body is not an agent is applied and
+/// then served as one (issue 11, item 5). Kept here as the fuzz regression.
+#[test]
+#[ignore = "issue 11 item 5: replicated records are not checked against their kind (crates/node/src/center.rs verify_remote); owned by another helper"]
+fn a_signed_record_that_is_not_an_agent_is_refused() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let rig = rt.block_on(rig());
+    let mut bad = Record {
+        kind: "agent".into(),
+        id: "not-an-agent".into(),
+        origin: "c2".into(),
+        version: Hlc::new(now_ms(), 0),
+        seq: 7,
+        expires_at_ms: None,
+        visibility: Visibility::Public,
+        deleted: false,
+        body: "this is not an agent".into(),
+        sig: [0; 64],
+    };
+    rig.keys.c2.sign_record(&mut bad);
+    let body = serde_json::to_vec(&json!({"records": [B64.encode(encode(&bad))]})).unwrap();
+    let req = Request::post("/commit")
+        .header("authorization", rig.token("c2", "c1", 0))
+        .header("drip-node-id", "c2")
+        .header("drip-node-counter", "7")
+        .body(Body::from(body))
+        .unwrap();
+    let a = rt.block_on(call(&rig.peer, req));
+    let held = rig.c1.center.get("agent", "not-an-agent").unwrap();
+    rt.block_on(rig.shutdown());
+    assert_eq!(
+        a.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        String::from_utf8_lossy(&a.body)
+    );
+    assert!(held.is_none());
+}
+
+/// The peer router has no method-not-allowed fallback: `GET /commit`
+/// answers 405 with an empty body, where every other refusal is a JSON
+/// error (the client API router has one).
+#[test]
+#[ignore = "crates/node/src/peer/server.rs router(): no method_not_allowed_fallback, empty 405; owned by another helper"]
+fn peer_wrong_method_gets_a_json_error() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let rig = rt.block_on(rig());
+    let req = Request::get("/commit")
+        .header("authorization", rig.token("c2", "c1", 0))
+        .header("drip-node-id", "c2")
+        .body(Body::empty())
+        .unwrap();
+    let a = rt.block_on(call(&rig.peer, req));
+    rt.block_on(rig.shutdown());
+    assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED);
+    let v: Value = serde_json::from_slice(&a.body).expect("a JSON error body");
+    assert!(v.pointer("/error/code").is_some());
+}
+
+/// `DRiP-Node-Counter: 18446744073709551615` on `/voting` (or `/commit`):
+/// `CounterWindow::observe` computes `counter + 1 - WINDOW` and overflows
+/// (crates/proto/src/dedup.rs:136, also `mark` and `compact`). In a debug
+/// build the task panics holding the vote-window lock, which poisons it:
+/// every later vote at this center panics too (mesh.rs:1261 "vote windows
+/// lock: PoisonError"), and on `/commit` the flood windows (mesh.rs:690).
+/// In release it wraps silently.
+#[test]
+#[ignore = "panics in crates/proto/src/dedup.rs:136 (counter + 1 overflows); owned by another helper"]
+fn counter_at_the_top_of_u64_is_refused() {
+    let mut w = regmesh_proto::dedup::CounterWindow::default();
+    let _ = w.observe(u64::MAX, false);
+    let mut w = regmesh_proto::dedup::CounterWindow::default();
+    let _ = w.observe(u64::MAX, true);
+    let _ = w.observe(u64::MAX - 1, false);
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let rig = rt.block_on(rig());
+    let vote = |counter: &str, id: &str| {
+        Request::post("/voting")
+            .header("authorization", rig.token("c2", "c1", 0))
+            .header("drip-node-id", "c2")
+            .header("drip-node-counter", counter)
+            .body(Body::from(
+                json!({"kind": "agent", "id": id, "deadline_ms": now_ms() + 500}).to_string(),
+            ))
+            .unwrap()
+    };
+    let a = rt.block_on(call(&rig.peer, vote("18446744073709551615", "v1")));
+    let b = rt.block_on(async {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        call(&rig.peer, vote("5", "v2")).await
+    });
+    rt.block_on(async { tokio::time::sleep(Duration::from_millis(700)).await });
+    rt.block_on(rig.shutdown());
+    assert!(a.status.is_client_error() || a.status.is_success());
+    assert!(b.status.is_success());
+    assert_eq!(PANICS.load(Ordering::SeqCst), 0, "the vote task panicked");
+}
