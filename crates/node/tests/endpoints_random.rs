@@ -230,25 +230,25 @@ fn now_ms() -> u64 {
 struct Tally(std::sync::Mutex<std::collections::BTreeMap<(String, u16), u64>>);
 
 impl Tally {
-    fn add(&self, path: &str, status: StatusCode) {
-        let shape: String = path
-            .split('/')
-            .take(4)
-            .map(|seg| {
-                if seg.starts_with('c') && seg.len() <= 3 {
-                    "{id}"
-                } else {
-                    seg
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("/");
-        let shape = if shape.starts_with("/v1/agents/") {
-            "/v1/agents/{id}".to_string()
-        } else {
-            shape
+    fn add(&self, method: &Method, path: &str, status: StatusCode) {
+        let segs: Vec<&str> = path.split('/').collect();
+        let shape = match segs.as_slice() {
+            ["", "v1", "agents", _] => "/v1/agents/{id}".to_string(),
+            ["", "v1", "agents", _, "heartbeat"] => "/v1/agents/{id}/heartbeat".to_string(),
+            ["", "heartbeat", "node", _] => "/heartbeat/node/{id}".to_string(),
+            ["", "sync", "node", _] => "/sync/node/{id}".to_string(),
+            ["", "node", _, "response", _] => "/node/{id}/response/{r}".to_string(),
+            ["", "node", _, _] => "/node/{id}/{state}".to_string(),
+            ["", "votingphase", "node", _, "response", _] => "/votingphase/node/{id}/response/{r}".to_string(),
+            ["", "voting", "peernode", _, "response", _] => "/voting/peernode/{id}/response/{r}".to_string(),
+            _ => path.to_string(),
         };
-        *self.0.lock().unwrap().entry((shape, status.as_u16())).or_default() += 1;
+        *self
+            .0
+            .lock()
+            .unwrap()
+            .entry((format!("{method} {shape}"), status.as_u16()))
+            .or_default() += 1;
     }
     fn print(&self, what: &str) {
         for ((path, status), n) in self.0.lock().unwrap().iter() {
@@ -409,6 +409,7 @@ const IDS: &[&str] = &[
 fn id_text() -> impl Strategy<Value = String> {
     prop_oneof![
         8 => pick(IDS).prop_map(str::to_string),
+        8 => "[ab][0-9]",
         1 => "[a-z0-9:.%_~-]{1,300}",
         1 => Just("a".repeat(257)),
     ]
@@ -425,7 +426,8 @@ fn agent_body() -> impl Strategy<Value = Vec<u8>> {
         })
     };
     prop_oneof![
-        4 => (seeds(), pick(&[
+        8 => Just(serde_json::to_vec(&good()).unwrap()),
+        4 => (prop_oneof![2 => Just(Vec::new()), 1 => seeds()], pick(&[
             json!(null),
             json!({"addresses": ["fe80::1"]}),
             json!({"addresses": ["2001:db8::1"], "metadata": {"x": [1.5e300, -0.0, 18446744073709551615u64]}}),
@@ -598,7 +600,7 @@ fn client_api_answers_every_request_clearly() {
         let before = center.head();
         let a = rt.block_on(call(&rig.api, req));
         let after = center.head();
-        tally.add(&format!("{} {}", r.method, r.path), a.status);
+        tally.add(&r.method, &r.path, a.status);
         let what = format!("{} {}?{}", r.method, r.path, r.query);
         if r.method == Method::GET || r.method == Method::HEAD {
             prop_assert_eq!(before, after, "a read changed the store: {}", what);
@@ -680,11 +682,11 @@ struct RecSpec {
 }
 
 fn rec_spec() -> impl Strategy<Value = RecSpec> {
-    let origin = prop_oneof![6 => Just("c2"), 2 => Just("c3"), 1 => Just("c1"), 1 => Just("c9")];
+    let origin = prop_oneof![12 => Just("c2"), 1 => Just("c3"), 1 => Just("c1"), 1 => Just("c9")];
     (
         origin,
-        prop_oneof![9 => Just(None), 1 => pick(&["c2", "c3", "c9"]).prop_map(Some)],
-        prop_oneof![9 => Just("agent"), 1 => pick(&["", "note", "agent\u{0}", "Agent"])],
+        prop_oneof![14 => Just(None), 1 => pick(&["c2", "c3", "c9"]).prop_map(Some)],
+        prop_oneof![14 => Just("agent"), 1 => pick(&["", "note", "agent\u{0}", "Agent"])],
         prop_oneof![4 => "r[0-9]{1,2}", 1 => id_text()],
         prop_oneof![8 => Just(None), 1 => pick(&[0u64, 1, u64::MAX, 1 << 62]).prop_map(Some)],
         prop_oneof![4 => 1u64..200, 1 => pick(&[0u64, u64::MAX, u64::MAX - 1])],
@@ -701,7 +703,7 @@ fn rec_spec() -> impl Strategy<Value = RecSpec> {
             Visibility::Authorized("".into()),
         ]),
         prop_oneof![4 => Just(None), 1 => pick(&[0u64, u64::MAX]).prop_map(Some)],
-        prop_oneof![4 => Just(Vec::new()), 1 => seeds()],
+        prop_oneof![8 => Just(Vec::new()), 1 => seeds()],
     )
         .prop_map(
             |(origin, signer, kind, id, wall_ms, seq, deleted, body, visibility, expires_at_ms, damage)| RecSpec {
@@ -899,15 +901,18 @@ fn peer_req() -> impl Strategy<Value = PeerReq> {
         1 => counter.prop_map(|c| ("regmesh-seq-from", c)),
         1 => pick(&["deflate", "gzip", "deflate;q=0", "*"]).prop_map(|v| ("accept-encoding", v.to_string())),
     ];
+    let route_and_body = route.prop_flat_map(|(method, path)| {
+        let body = prop_oneof![3 => shaped_body(&path), 2 => peer_body()];
+        (Just(method), Just(path), body)
+    });
     (
-        route,
+        route_and_body,
         auth(),
         proptest::collection::vec(header, 0..6),
-        peer_body(),
         prop_oneof![4 => Just(false), 1 => Just(true)],
         prop_oneof![8 => Just(None), 1 => pick(&["gzip", "DEFLATE", "identity", "deflate, deflate", ""]).prop_map(Some)],
     )
-        .prop_map(|((method, path), auth, mut headers, body, deflate, encoding)| {
+        .prop_map(|((method, path, body), auth, mut headers, deflate, encoding)| {
             // Most calls name the sender as DRiP wants, so they reach the body.
             if !headers.iter().any(|(k, _)| *k == "drip-node-id") {
                 headers.push(("drip-node-id", "c2".into()));
@@ -925,6 +930,55 @@ fn peer_req() -> impl Strategy<Value = PeerReq> {
                 encoding,
             }
         })
+}
+
+/// A body of the shape the route expects, with field values from pools of
+/// valid and edge values, so most calls get past the first check.
+fn shaped_body(path: &str) -> BoxedStrategy<PeerBody> {
+    let number = || {
+        prop_oneof![
+            4 => (0u64..300).prop_map(Value::from),
+            1 => pick(&[json!(u64::MAX), json!(-1), json!(1.5), json!("7"), json!(null), json!(1e300)]),
+        ]
+    };
+    let origin = || pick(&["c1", "c2", "c3", "c9", "", "c2\u{0}"]).prop_map(Value::from);
+    match path {
+        "/commit" => (
+            proptest::collection::vec(rec_spec(), 1..4),
+            proptest::option::weighted(0.2, pick(&[json!({"c2": 5}), json!({"c3": 7}), json!({"c1": 1})])),
+        )
+            .prop_map(|(recs, watermarks)| PeerBody::Records {
+                recs,
+                extra: Vec::new(),
+                watermarks,
+            })
+            .boxed(),
+        "/mesh/v1/pull" => (origin(), number(), number())
+            .prop_map(|(o, a, l)| PeerBody::Json(json!({"origin": o, "after": a, "limit": l})))
+            .boxed(),
+        "/mesh/v1/hello" => origin().prop_map(|o| PeerBody::Json(json!({"id": o}))).boxed(),
+        "/voting" => (
+            pick(&["agent", "agent", "agent", "note", ""]),
+            id_text(),
+            pick(&[500i64, 900, 0, -1000, 59_000, 61_000, i64::MAX]),
+        )
+            .prop_map(|(kind, id, off)| {
+                let deadline = if off == i64::MAX {
+                    json!(u64::MAX)
+                } else {
+                    json!(now_ms().saturating_add_signed(off))
+                };
+                PeerBody::Json(json!({"kind": kind, "id": id, "deadline_ms": deadline}))
+            })
+            .boxed(),
+        "/mesh/v1/notify" | "/mesh/v1/rfi" => (
+            pick(&["state", "sync-state", "", "other"]),
+            pick(&["active", "inactive", "sync", "x"]),
+        )
+            .prop_map(|(t, st)| PeerBody::Json(json!({"type": t, "state": st})))
+            .boxed(),
+        _ => peer_json().prop_map(PeerBody::Json).boxed(),
+    }
 }
 
 fn peer_body_bytes(rig: &Rig, r: &PeerReq) -> Vec<u8> {
@@ -1028,7 +1082,7 @@ fn peer_api_answers_every_request_clearly() {
             let before = center.head();
             let a = call(&router, req).await;
             let after = center.head();
-            tally.add(&format!("{} {}", r.method, r.path), a.status);
+            tally.add(&r.method, &r.path, a.status);
             let what = format!("{} {} ({:?}, {:?})", r.method, r.path, r.auth, r.headers);
             if a.status == StatusCode::METHOD_NOT_ALLOWED && a.body.is_empty() {
                 // Known: the peer router answers a wrong method with an
