@@ -13,7 +13,7 @@
 //! anywhere in the process, spawned tasks included (a panic hook counts
 //! them).
 //!
-//! Budget: 250 client and 400 peer requests by default, about 10 s in a
+//! Budget: 250 client and 400 peer requests by default, about 2 s in a
 //! debug build; `PROPTEST_CASES` overrides both counts (`scripts/fuzz`).
 
 use axum::body::Body;
