@@ -151,52 +151,66 @@ async fn rig() -> Rig {
         std::fs::write(dir.path().join(format!("{id}.crt")), &cert).unwrap();
         certs.insert(id, cert);
     }
-    let ports = [free_port(), free_port()];
-    let config = |me: usize| {
-        let (id, other) = if me == 0 { ("c1", "c2") } else { ("c2", "c1") };
-        let mut cfg = Config::for_test(id, &dir.path().join(id));
-        cfg.api.max_body_bytes = 64 * 1024;
-        cfg.api.tokens = vec![
-            TokenConfig {
-                name: "fuzz".into(),
-                token: API_TOKEN.into(),
-                scopes: vec![Scope::Admin],
+    // Ports are picked free, then bound by the centers: another process may
+    // take one in between, so a failed start is retried with new ports.
+    let mut attempt = 0;
+    let (cfg1, c1, c2) = loop {
+        attempt += 1;
+        let ports = [free_port(), free_port()];
+        let config = |me: usize| {
+            let (id, other) = if me == 0 { ("c1", "c2") } else { ("c2", "c1") };
+            let mut cfg = Config::for_test(id, &dir.path().join(id));
+            cfg.api.max_body_bytes = 64 * 1024;
+            cfg.api.tokens = vec![
+                TokenConfig {
+                    name: "fuzz".into(),
+                    token: API_TOKEN.into(),
+                    scopes: vec![Scope::Admin],
+                },
+                TokenConfig {
+                    name: "reader".into(),
+                    token: "reader-token-0123456789".into(),
+                    scopes: vec![Scope::Read],
+                },
+            ];
+            cfg.peer = Some(PeerListenConfig {
+                listen: format!("127.0.0.1:{}", ports[me]).parse().unwrap(),
+                cert: dir.path().join(format!("{id}.crt")),
+                key: dir.path().join(format!("{id}.key")),
+                ca: dir.path().join("ca.pem"),
+                beat_interval_ms: 200,
+                clock_skew_s: 30,
+                max_body_bytes: 256 * 1024,
+                vote_timeout_ms: 1000,
+            });
+            cfg.peers = vec![PeerConfig {
+                id: other.into(),
+                url: format!("https://127.0.0.1:{}", ports[1 - me]),
+                kinds: Vec::new(),
+                groups: Vec::new(),
+            }];
+            cfg.centers = ["c1", "c2", "c3"]
+                .into_iter()
+                .filter(|c| *c != id)
+                .map(|c| CenterKey {
+                    id: c.into(),
+                    public_key: key_hex(&keys.of(c).verifying_key()),
+                })
+                .collect();
+            cfg
+        };
+        let cfg1 = config(0);
+        match regmesh_node::start(&cfg1).await {
+            Ok(c1) => match regmesh_node::start(&config(1)).await {
+                Ok(c2) => break (cfg1, c1, c2),
+                Err(e) => {
+                    c1.shutdown().await;
+                    assert!(attempt < 3, "c2 does not start: {e}");
+                }
             },
-            TokenConfig {
-                name: "reader".into(),
-                token: "reader-token-0123456789".into(),
-                scopes: vec![Scope::Read],
-            },
-        ];
-        cfg.peer = Some(PeerListenConfig {
-            listen: format!("127.0.0.1:{}", ports[me]).parse().unwrap(),
-            cert: dir.path().join(format!("{id}.crt")),
-            key: dir.path().join(format!("{id}.key")),
-            ca: dir.path().join("ca.pem"),
-            beat_interval_ms: 200,
-            clock_skew_s: 30,
-            max_body_bytes: 256 * 1024,
-            vote_timeout_ms: 1000,
-        });
-        cfg.peers = vec![PeerConfig {
-            id: other.into(),
-            url: format!("https://127.0.0.1:{}", ports[1 - me]),
-            kinds: Vec::new(),
-            groups: Vec::new(),
-        }];
-        cfg.centers = ["c1", "c2", "c3"]
-            .into_iter()
-            .filter(|c| *c != id)
-            .map(|c| CenterKey {
-                id: c.into(),
-                public_key: key_hex(&keys.of(c).verifying_key()),
-            })
-            .collect();
-        cfg
+            Err(e) => assert!(attempt < 3, "c1 does not start: {e}"),
+        }
     };
-    let cfg1 = config(0);
-    let c1 = regmesh_node::start(&cfg1).await.unwrap();
-    let c2 = regmesh_node::start(&config(1)).await.unwrap();
     let mesh = c1.mesh.clone().unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while mesh.node_state().as_str() != "active" {
