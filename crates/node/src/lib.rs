@@ -41,6 +41,9 @@ pub struct Running {
     pub peer_addr: Option<SocketAddr>,
     pub center: Arc<Center>,
     pub mesh: Option<Arc<peer::mesh::Mesh>>,
+    /// The client API router as it is served (node and front routes behind
+    /// the guard), for in-process callers such as tests.
+    pub api: axum::Router,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     stop: tokio::sync::oneshot::Sender<()>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -108,6 +111,7 @@ async fn start(
     };
     let app = api::router(center.clone(), cfg, mesh.clone(), front_routes);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let api = app.clone();
     let server = tokio::spawn(async move {
         listener
             .run(app, async {
@@ -123,6 +127,7 @@ async fn start(
         peer_addr,
         center,
         mesh,
+        api,
         stop,
         server,
         sweeper,
