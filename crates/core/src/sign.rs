@@ -96,7 +96,7 @@ pub fn key_hex(k: &VerifyingKey) -> String {
 
 /// Parses a public key from 64 hex digits.
 pub fn key_from_hex(s: &str) -> Result<VerifyingKey, SignatureError> {
-    if s.len() != 64 {
+    if s.len() != 64 || !s.is_ascii() {
         return Err(SignatureError::Key("public key must be 64 hex digits".into()));
     }
     let mut b = [0u8; 32];

@@ -394,7 +394,6 @@ proptest! {
 /// and panics inside a multi-byte character (crates/core/src/sign.rs:104)
 /// instead of refusing it.
 #[test]
-#[ignore = "panics in crates/core/src/sign.rs:104 (key_from_hex slices non-ASCII); not this helper's file"]
 fn key_hex_of_non_ascii_is_refused() {
     let s = format!("a{}", "€".repeat(21));
     assert_eq!(s.len(), 64);

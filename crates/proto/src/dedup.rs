@@ -21,6 +21,12 @@
 /// Counters tracked above `base`. Counters may have gaps (regmesh uses the
 /// highest seq of a message), so the window is wide: 4096 counters, 512 bytes.
 pub const WINDOW: u64 = 4096;
+/// The highest counter a message may carry. DRiP counters wrap with a reset
+/// long before this (2^63 messages); anything above is a peer's error or an
+/// attack. The peer listener refuses it (400), and [`CounterWindow`] treats
+/// it as [`Seen::Old`] (apply, never relay, the window does not move), so
+/// no arithmetic near `u64::MAX` is ever done.
+pub const COUNTER_MAX: u64 = u64::MAX / 2;
 const WORDS: usize = (WINDOW / 64) as usize;
 /// Length of [`CounterWindow::to_bytes`].
 pub const ENCODED_BYTES: usize = 8 + 8 * WORDS + 9;
@@ -117,6 +123,9 @@ impl CounterWindow {
 
     /// Records `counter` (with the DRiP reset flag) and says whether it is new.
     pub fn observe(&mut self, counter: u64, reset: bool) -> Seen {
+        if counter > COUNTER_MAX {
+            return Seen::Old;
+        }
         if reset {
             let seen = counter < self.base || (counter - self.base < WINDOW && self.get(counter));
             if seen && self.epoch_start.is_some_and(|s| counter >= s) {
@@ -133,7 +142,7 @@ impl CounterWindow {
             return Seen::Old;
         }
         if counter - self.base >= WINDOW {
-            self.slide_to(counter + 1 - WINDOW);
+            self.slide_to(counter - (WINDOW - 1));
         }
         if self.get(counter) {
             return Seen::Duplicate;
@@ -143,7 +152,7 @@ impl CounterWindow {
 
     fn mark(&mut self, counter: u64) -> Seen {
         if counter - self.base >= WINDOW {
-            self.slide_to(counter + 1 - WINDOW);
+            self.slide_to(counter - (WINDOW - 1));
         }
         self.set(counter);
         self.compact();
@@ -153,6 +162,9 @@ impl CounterWindow {
     /// What [`CounterWindow::observe`] would answer, without recording
     /// anything (to skip work on copies already seen).
     pub fn peek(&self, counter: u64, reset: bool) -> Seen {
+        if counter > COUNTER_MAX {
+            return Seen::Old;
+        }
         let in_window = counter >= self.base && counter - self.base < WINDOW;
         if reset {
             let seen = counter < self.base || (in_window && self.get(counter));
@@ -247,6 +259,23 @@ impl OwnCounter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counters_at_the_top_of_u64_are_old_and_leave_the_window_alone() {
+        let mut w = CounterWindow::new();
+        assert_eq!(w.observe(7, false), Seen::New);
+        let before = w.clone();
+        for c in [COUNTER_MAX + 1, u64::MAX - 1, u64::MAX] {
+            for reset in [false, true] {
+                assert_eq!(w.peek(c, reset), Seen::Old);
+                assert_eq!(w.observe(c, reset), Seen::Old);
+            }
+        }
+        assert_eq!(w, before);
+        assert_eq!(w.observe(COUNTER_MAX, false), Seen::New);
+        assert_eq!(w.observe(COUNTER_MAX, false), Seen::Duplicate);
+        assert_eq!(w.base(), COUNTER_MAX - (WINDOW - 1));
+    }
 
     #[test]
     fn reordered_counters_are_all_new_once() {

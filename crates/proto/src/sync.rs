@@ -32,7 +32,7 @@ impl Marks {
     /// Returns whether it moved.
     pub fn advance(&mut self, origin: &str, from: u64, through: u64) -> bool {
         let w = self.by_origin.entry(origin.to_string()).or_insert(0);
-        let contiguous = from <= *w + 1;
+        let contiguous = from <= w.saturating_add(1);
         #[cfg(feature = "broken")]
         let contiguous = contiguous || crate::broken::is(crate::broken::Variant::WatermarkSkipsGaps);
         if contiguous && through > *w {

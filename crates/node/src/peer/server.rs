@@ -57,6 +57,13 @@ pub fn router(mesh: Arc<Mesh>) -> Router {
         .route("/voting/peernode/{id}/response/{r}", post(vote_answer))
         .route("/node/{id}/response/{r}", post(vote_answer))
         .fallback(|| async { ApiError::not_found("no such peer endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this peer endpoint",
+            )
+        })
         .with_state(mesh)
 }
 
@@ -313,6 +320,16 @@ fn initiator_and_counter(mesh: &Mesh, headers: &HeaderMap) -> Result<(String, u6
         .ok_or_else(|| bad("DRiP-Node-Counter is required"))?
         .parse()
         .map_err(|_| bad("DRiP-Node-Counter must be an unsigned integer"))?;
+    if counter > regmesh_proto::dedup::COUNTER_MAX {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "counter_out_of_range",
+            format!(
+                "DRiP-Node-Counter above {}: counters wrap with DRiP-Node-Counter-reset",
+                regmesh_proto::dedup::COUNTER_MAX
+            ),
+        ));
+    }
     Ok((initiator, counter))
 }
 
