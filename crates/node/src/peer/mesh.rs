@@ -19,6 +19,7 @@ use base64::Engine;
 use hyper::{Method, StatusCode};
 use regmesh_core::codec;
 use regmesh_core::Record;
+use regmesh_proto::constants::{CLAIM_GRACE_MS, DIGESTS_PER_BEAT};
 use regmesh_proto::dedup::{CounterWindow, Seen};
 use regmesh_proto::flood;
 use regmesh_proto::lifecycle::{PeerLifecycle, PeerState};
@@ -26,7 +27,8 @@ use regmesh_proto::node_state::NodeState;
 use regmesh_proto::policy::ExportPolicy;
 use regmesh_proto::replay::ReplayCache;
 use regmesh_proto::sync::{self as ae, Marks, PeerMarks, Pulls, Resync};
-use regmesh_proto::vote::{self, Ballot, Claims, Tally};
+use regmesh_proto::tally::{Answer, Decision, Quorum, Rule, Tally};
+use regmesh_proto::vote::{self, Arrival, Ballot, Claims};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -153,34 +155,30 @@ impl Peer {
     }
 }
 
-/// A vote collecting answers from peers, and who waits for its outcome.
+/// A vote collecting answers from peers, and who waits for its outcome:
+/// at the initiator, until the count decides; at a relay, until every
+/// asked peer answered.
 struct Collecting {
     tally: Tally,
-    done: Option<tokio::sync::oneshot::Sender<Ballot>>,
+    initiator: bool,
+    done: Option<tokio::sync::oneshot::Sender<Answer>>,
 }
 
 /// How a vote on a new id ended, for the initiator.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VoteOutcome {
-    /// Every node said yes: write, then [`Mesh::release`] with this counter.
+    /// A quorum of all configured centers said yes (`[peer] claims`):
+    /// write, then [`Mesh::release`] with this counter.
     Granted(u64),
-    /// Some node said no (the id is owned or claimed elsewhere).
+    /// The id is owned or claimed elsewhere (too many said no for a quorum,
+    /// or this center gave way to an earlier claim).
     Refused(String),
-    /// Not every node answered in time; nothing was decided.
+    /// Not enough centers could be heard in time; nothing was decided.
     Undecided(String),
 }
-
-/// Origins whose digests one heartbeat carries, at most (a rotating slice).
-pub const DIGESTS_PER_BEAT: usize = 8;
 /// A pull page stops growing at this many bytes of encoded records (before
 /// compression), whatever `limit` asked: records may be up to 64 KiB each.
 pub const PULL_PAGE_BYTES: usize = 2 << 20;
-
-/// Each hop answers this long before the deadline it was given.
-pub const VOTE_MARGIN_MS: u64 = 150;
-/// Claims are held this long past a vote's deadline, so the winner's commit
-/// finds them in place.
-pub const CLAIM_GRACE_MS: u64 = 2000;
 
 /// Counters for `/v1/peers`.
 #[derive(Default)]
@@ -226,6 +224,8 @@ pub struct Mesh {
     vote_windows: Mutex<HashMap<String, CounterWindow>>,
     last_vote_counter: Mutex<u64>,
     vote_timeout_ms: u64,
+    /// Whose yes our claims need: a quorum of all configured centers.
+    rule: Rule,
     pub stats: MeshStats,
 }
 
@@ -305,6 +305,15 @@ impl Mesh {
             vote_windows: Mutex::new(HashMap::new()),
             last_vote_counter: Mutex::new(0),
             vote_timeout_ms: p.vote_timeout_ms,
+            rule: Rule::new(
+                match p.claims {
+                    crate::config::ClaimsRule::Majority => Quorum::Majority,
+                    crate::config::ClaimsRule::All => Quorum::All,
+                },
+                std::iter::once(cfg.id.clone())
+                    .chain(cfg.centers.iter().map(|c| c.id.clone()))
+                    .chain(cfg.peers.iter().map(|p| p.id.clone())),
+            ),
             stats: MeshStats::default(),
             center,
         });
@@ -1093,12 +1102,13 @@ impl Mesh {
     }
 
     /// Runs the two-phase vote's first phase for a new `(kind, id)` at this
-    /// center: claim it here, then ask the whole mesh.
+    /// center: claim it here, then ask the whole mesh; granted once a quorum
+    /// of all configured centers said yes.
     pub async fn vote_new(self: &Arc<Self>, kind: &str, id: &str) -> VoteOutcome {
         let counter = self.next_vote_counter();
         let deadline = now_ms() + self.vote_timeout_ms;
         let owner = self.center.get(kind, id).ok().flatten().map(|r| r.origin);
-        let ballot = self.claims.lock().expect("claims lock").vote(
+        let ballot = self.claims.lock().expect("claims lock").claim_own(
             (kind, id),
             &self.me,
             counter,
@@ -1106,23 +1116,36 @@ impl Mesh {
             owner.as_deref(),
             now_ms(),
         );
-        if let Ballot::No(why) = ballot {
-            return VoteOutcome::Refused(why);
+        match &ballot {
+            Ballot::Owned(o) => return VoteOutcome::Refused(format!("owned by center {o}")),
+            Ballot::No(why) => return VoteOutcome::Refused(why.clone()),
+            Ballot::Yes { .. } => {}
         }
-        match self
-            .collect(&self.me.clone(), counter, (kind, id), deadline, None)
-            .await
-        {
-            Ok(Ballot::Yes) => VoteOutcome::Granted(counter),
-            Ok(Ballot::No(why)) if vote::is_undecided(&why) => {
-                self.release(kind, id, counter);
-                VoteOutcome::Undecided(why)
+        let own = ballot.answer(&self.me);
+        let got = self
+            .collect(&self.me.clone(), counter, (kind, id), deadline, None, own)
+            .await;
+        let decision = self.rule.decide(&got, true).expect("a complete count decides");
+        tracing::debug!(%kind, %id, counter, ?got, ?decision, "vote counted");
+        match decision {
+            Decision::Granted
+                if self
+                    .claims
+                    .lock()
+                    .expect("claims lock")
+                    .confirm((kind, id), &self.me, counter) =>
+            {
+                VoteOutcome::Granted(counter)
             }
-            Ok(Ballot::No(why)) => {
+            Decision::Granted => {
+                self.release(kind, id, counter);
+                VoteOutcome::Refused("gave way to an earlier claim of the id by another center".into())
+            }
+            Decision::Refused(why) => {
                 self.release(kind, id, counter);
                 VoteOutcome::Refused(why)
             }
-            Err(why) => {
+            Decision::Undecided(why) => {
                 self.release(kind, id, counter);
                 VoteOutcome::Undecided(why)
             }
@@ -1137,8 +1160,10 @@ impl Mesh {
             .release((kind, id), &self.me, counter);
     }
 
-    /// Asks every peer but `except` to vote, and waits for all answers until
-    /// `deadline`. Ok(No) when one said no; Err when one could not answer.
+    /// Asks every OPERATIONAL peer but `except` to vote, starting from this
+    /// hop's `own` answer, and returns everything heard: when every asked
+    /// peer answered (at the initiator: as soon as the count decides), or
+    /// at `deadline`.
     async fn collect(
         self: &Arc<Self>,
         initiator: &str,
@@ -1146,7 +1171,8 @@ impl Mesh {
         (kind, id): (&str, &str),
         deadline: u64,
         except: Option<&str>,
-    ) -> Result<Ballot, String> {
+        own: Answer,
+    ) -> Answer {
         // DRiP §5.7: peers that do not answer heartbeats are not used for
         // propagation, votes included; only OPERATIONAL peers are asked.
         let targets: Vec<Arc<Peer>> = self
@@ -1155,8 +1181,9 @@ impl Mesh {
             .filter(|p| Some(p.cfg.id.as_str()) != except && p.life.lock().expect("life lock").receives_propagation())
             .cloned()
             .collect();
+        let is_initiator = initiator == self.me && except.is_none();
         if targets.is_empty() {
-            return Ok(Ballot::Yes);
+            return own;
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
         match self
@@ -1165,19 +1192,20 @@ impl Mesh {
             .expect("ballots lock")
             .entry((initiator.to_string(), counter))
         {
-            // Already collecting this vote here: this copy is a duplicate.
-            std::collections::hash_map::Entry::Occupied(_) => return Ok(Ballot::Yes),
+            // Already collecting this vote here: this copy is a duplicate
+            // and speaks for nobody.
+            std::collections::hash_map::Entry::Occupied(_) => return Answer::default(),
             std::collections::hash_map::Entry::Vacant(v) => {
                 v.insert(Collecting {
-                    tally: Tally::new(targets.iter().map(|p| p.cfg.id.clone())),
+                    tally: Tally::new(own, targets.iter().map(|p| p.cfg.id.clone())),
+                    initiator: is_initiator,
                     done: Some(tx),
                 });
             }
         }
-        let body = serde_json::to_vec(
-            &json!({"kind": kind, "id": id, "deadline_ms": deadline.saturating_sub(VOTE_MARGIN_MS)}),
-        )
-        .expect("json");
+        let body =
+            serde_json::to_vec(&json!({"kind": kind, "id": id, "deadline_ms": vote::forwarded_deadline(deadline)}))
+                .expect("json");
         for p in targets {
             let me = self.clone();
             let body = body.clone();
@@ -1187,63 +1215,61 @@ impl Mesh {
                     ("drip-node-id", initiator.clone()),
                     ("drip-node-counter", counter.to_string()),
                     ("drip-node-counter-reset", "false".to_string()),
+                    // DRiP §5.3: a vote is the first phase of an update.
+                    ("drip-transaction-type", "update".to_string()),
                 ];
                 let ok = matches!(
                     p.client.call(&me.center, Method::POST, "/voting", &headers, Some(body)).await,
                     Ok(a) if a.status == StatusCode::OK
                 );
                 if !ok {
-                    me.answer(
-                        &initiator,
-                        counter,
-                        &p.cfg.id,
-                        vote::undecided(&format!("peer {} did not take the vote", p.cfg.id)),
-                    );
+                    // It speaks for nobody; the others may still make a quorum.
+                    me.answer(&initiator, counter, &p.cfg.id, Answer::default());
                 }
             });
         }
         let wait = Duration::from_millis(deadline.saturating_sub(now_ms()));
-        let out = match tokio::time::timeout(wait, rx).await {
-            Ok(Ok(b)) => Ok(b),
-            _ => {
-                let missing = self
-                    .ballots
-                    .lock()
-                    .expect("ballots lock")
-                    .get(&(initiator.to_string(), counter))
-                    .map(|c| c.tally.missing().join(", "))
-                    .unwrap_or_default();
-                Err(format!("no answer in time from {missing}"))
-            }
-        };
-        self.ballots
+        let early = tokio::time::timeout(wait, rx).await.ok().and_then(Result::ok);
+        let left = self
+            .ballots
             .lock()
             .expect("ballots lock")
             .remove(&(initiator.to_string(), counter));
-        out
+        match (early, left) {
+            (Some(a), _) => a,
+            (None, Some(c)) => {
+                tracing::debug!(%initiator, counter, missing = ?c.tally.missing(), "vote deadline passed");
+                c.tally.got().clone()
+            }
+            (None, None) => Answer::default(),
+        }
     }
 
     /// An answer from peer `from` to vote (initiator, counter).
-    pub fn answer(&self, initiator: &str, counter: u64, from: &str, ballot: Ballot) {
+    pub fn answer(&self, initiator: &str, counter: u64, from: &str, answer: Answer) {
         let mut ballots = self.ballots.lock().expect("ballots lock");
         let Some(c) = ballots.get_mut(&(initiator.to_string(), counter)) else {
             tracing::debug!(%initiator, counter, %from, "vote answer for no waiting vote");
             return;
         };
-        match c.tally.answer(from, ballot) {
-            Some(outcome) => {
-                if let Some(tx) = c.done.take() {
-                    let _ = tx.send(outcome);
-                }
-            }
-            None => {
-                tracing::debug!(%initiator, counter, %from, "vote answer noted (undecided yet, repeated, or not asked)")
+        if !c.tally.answer(from, answer) {
+            tracing::debug!(%initiator, counter, %from, "vote answer repeated or not asked");
+            return;
+        }
+        let settled = if c.initiator {
+            self.rule.decide(c.tally.got(), c.tally.is_complete()).is_some()
+        } else {
+            c.tally.is_complete()
+        };
+        if settled {
+            if let Some(tx) = c.done.take() {
+                let _ = tx.send(c.tally.got().clone());
             }
         }
     }
 
     /// A vote request from peer `sender`: vote here, forward to the other
-    /// peers, and answer `sender` with the conjunction (convergecast).
+    /// peers, and answer `sender` with everything heard (convergecast).
     pub async fn vote_request(
         self: Arc<Self>,
         sender: String,
@@ -1252,54 +1278,22 @@ impl Mesh {
         (kind, id): (String, String),
         deadline: u64,
     ) {
-        let seen = if initiator == self.me {
-            // Our own vote, come back by another path.
-            Seen::Duplicate
-        } else {
-            self.vote_windows
-                .lock()
-                .expect("vote windows lock")
-                .entry(initiator.clone())
-                .or_default()
-                .observe(counter, reset)
-        };
-        let ballot = if seen == Seen::Duplicate {
-            // Another path already brought this vote here: answer yes at once;
-            // the first copy carries this node's real answer.
-            Ballot::Yes
-        } else {
-            let owner = self.center.get(&kind, &id).ok().flatten().map(|r| r.origin);
-            let local = self.claims.lock().expect("claims lock").vote(
-                (&kind, &id),
-                &initiator,
-                counter,
-                deadline + CLAIM_GRACE_MS,
-                owner.as_deref(),
-                now_ms(),
-            );
-            match local {
-                Ballot::No(why) => Ballot::No(why),
-                Ballot::Yes => match self
-                    .collect(&initiator, counter, (&kind, &id), deadline, Some(&sender))
+        let answer = match vote::arrival(deadline, now_ms()) {
+            // Too late to take part: claim nothing, speak for nobody.
+            Ok(Arrival::Late) | Err(_) => Answer::default(),
+            Ok(Arrival::InTime) => {
+                self.vote_here(&sender, &initiator, (counter, reset), (&kind, &id), deadline)
                     .await
-                {
-                    Ok(b) => b,
-                    Err(why) => vote::undecided(&why),
-                },
             }
         };
-        tracing::debug!(%initiator, counter, %sender, ?seen, ?ballot, "vote answered");
+        tracing::debug!(%initiator, counter, %sender, ?answer, "vote answered");
         if let Some(peer) = self.peer(&sender).cloned() {
-            let (word, reason) = match &ballot {
-                Ballot::Yes => ("yes", None),
-                Ballot::No(r) => ("no", Some(r.clone())),
-            };
             let headers = [
                 ("drip-node-id", initiator.clone()),
                 ("drip-node-counter", counter.to_string()),
             ];
-            let path = format!("/votingphase/node/{}/response/{word}", self.me);
-            let body = serde_json::to_vec(&json!({ "reason": reason })).expect("json");
+            let path = format!("/votingphase/node/{}/response/{}", self.me, answer.word(&self.me));
+            let body = super::vote_wire::encode_answer(&self.me, &answer);
             if let Err(e) = peer
                 .client
                 .call(&self.center, Method::POST, &path, &headers, Some(body))
@@ -1308,6 +1302,57 @@ impl Mesh {
                 tracing::debug!(peer = %sender, "vote answer not delivered: {e}");
             }
         }
+    }
+
+    /// This hop's part of a vote that arrived in time: its own vote, then
+    /// (unless the id is owned here) its other peers'.
+    async fn vote_here(
+        self: &Arc<Self>,
+        sender: &str,
+        initiator: &str,
+        (counter, reset): (u64, bool),
+        (kind, id): (&str, &str),
+        deadline: u64,
+    ) -> Answer {
+        let seen = if initiator == self.me {
+            // Our own vote, come back by another path.
+            Seen::Duplicate
+        } else {
+            self.vote_windows
+                .lock()
+                .expect("vote windows lock")
+                .entry(initiator.to_string())
+                .or_default()
+                .observe(counter, reset)
+        };
+        if seen == Seen::Duplicate {
+            // Another path already brought this vote here; the first copy
+            // carries this node's real answer.
+            return Answer::default();
+        }
+        let owner = self.center.get(kind, id).ok().flatten().map(|r| r.origin);
+        let ballot = self.claims.lock().expect("claims lock").vote(
+            (kind, id),
+            initiator,
+            counter,
+            deadline + CLAIM_GRACE_MS,
+            owner.as_deref(),
+            now_ms(),
+        );
+        if let Ballot::Owned(_) = ballot {
+            // The id is taken: no need to ask further.
+            return ballot.answer(&self.me);
+        }
+        // A no still forwards: the centers behind this one count.
+        self.collect(
+            initiator,
+            counter,
+            (kind, id),
+            deadline,
+            Some(sender),
+            ballot.answer(&self.me),
+        )
+        .await
     }
 
     /// Asks `peer` for a full sync of everything we may see.
