@@ -2,9 +2,10 @@
 //! `regmesh` processes set up with `regmesh init`: one center down costs
 //! nothing, the minority side of a split refuses new ids while the majority
 //! side creates them, no id is ever acknowledged to two creators, and racing
-//! creates of one id leave exactly one winner.
+//! creates of one id leave exactly one winner, and a restarted center keeps
+//! the promises it gave.
 //!
-//! Budget: three meshes of three processes, about 40 s in all.
+//! Budget: four meshes of three processes, about 45 s in all.
 
 use regmesh_node::client::Client;
 use serde_json::{json, Value};
@@ -27,10 +28,12 @@ impl Drop for Proc {
 
 /// A base port with every port a mesh of three needs free right now.
 fn free_base() -> u16 {
-    let seed = std::process::id() as usize;
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let seed = std::process::id() as usize + 389 * CALLS.fetch_add(1, Ordering::Relaxed);
     for k in 0..500 {
         let base = 24_000 + ((seed * 13 + k * 97) % 3000) * 10;
-        let ok = (0..3).all(|i| (0..2).all(|d| std::net::TcpListener::bind(("127.0.0.1", (base + 10 * i + d) as u16)).is_ok()));
+        let ok = (0..3)
+            .all(|i| (0..2).all(|d| std::net::TcpListener::bind(("127.0.0.1", (base + 10 * i + d) as u16)).is_ok()));
         if ok {
             return base as u16;
         }
@@ -59,7 +62,9 @@ fn serve(dir: &Path, id: &str) -> (Proc, Client) {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let url = line
         .trim()
         .strip_prefix("listening on ")
@@ -110,7 +115,12 @@ async fn wait_mesh_up(clients: &[&Client]) {
     for c in clients {
         wait_until("mesh active", Duration::from_secs(15), || async {
             let (_, v) = get(c, "/v1/peers").await;
-            v["state"] == "active" && v["peers"].as_array().unwrap().iter().all(|p| p["state"] == "OPERATIONAL")
+            v["state"] == "active"
+                && v["peers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|p| p["state"] == "OPERATIONAL")
         })
         .await;
     }
@@ -237,13 +247,20 @@ async fn across_a_split_the_minority_refuses_new_ids_and_no_id_gets_two_creators
     // take it over.
     cut.set(false);
     wait_until("everyone agrees c1 owns `both`", Duration::from_secs(20), || async {
-        origin_everywhere(&[&c1, &c2, &c3], "both").await.iter().all(|o| o == "c1")
+        origin_everywhere(&[&c1, &c2, &c3], "both")
+            .await
+            .iter()
+            .all(|o| o == "c1")
     })
     .await;
     let (s, b) = put(&c3, "both").await;
     assert_eq!(s, 409, "{b}");
     for id in ["split-a", "split-b"] {
-        assert_eq!(get(&c1, &format!("/v1/agents/{id}")).await.0, 404, "{id} was never created");
+        assert_eq!(
+            get(&c1, &format!("/v1/agents/{id}")).await.0,
+            404,
+            "{id} was never created"
+        );
     }
     wait_mesh_up(&[&c1, &c2, &c3]).await;
     let (s, b) = put(&c3, "after").await;
@@ -270,10 +287,49 @@ async fn racing_creates_of_one_id_leave_exactly_one_winner() {
         }
         wins[winners[0]] += 1;
         let winner = Value::from(format!("c{}", winners[0] + 1));
-        wait_until("every center has the winner's record", Duration::from_secs(10), || async {
-            origin_everywhere(&[&c1, &c2, &c3], &id).await.iter().all(|o| *o == winner)
-        })
+        wait_until(
+            "every center has the winner's record",
+            Duration::from_secs(10),
+            || async {
+                origin_everywhere(&[&c1, &c2, &c3], &id)
+                    .await
+                    .iter()
+                    .all(|o| *o == winner)
+            },
+        )
         .await;
     }
     eprintln!("race winners: c1 {}, c2 {}, c3 {}", wins[0], wins[1], wins[2]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_center_remembers_the_claims_it_gave() {
+    // With c3 down, c1 creates a `local` agent on c2's yes: its record
+    // never leaves c1, so c2's claim for it expires into a doubt about c1.
+    // c2 restarts, c3 comes back, c1 goes down. c3 asking for the same id
+    // must not be granted on c2's yes: only c1, which holds the id, could
+    // resolve c2's doubt.
+    let dir = tempfile::tempdir().unwrap();
+    init(dir.path());
+    let (p1, c1) = serve(dir.path(), "c1");
+    let (p2, c2) = serve(dir.path(), "c2");
+    let (p3, c3) = serve(dir.path(), "c3");
+    wait_mesh_up(&[&c1, &c2, &c3]).await;
+    drop(p3);
+    let body = json!({"addresses": ["2001:db8::1"], "visibility": "local"});
+    let r = c1
+        .request(hyper::Method::PUT, "/v1/agents/hidden", Some(&body))
+        .await
+        .unwrap();
+    assert_eq!(r.status.as_u16(), 201, "{:?}", r.json());
+    // c2's claim (2 s vote + 2 s grace) runs out.
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    drop(p2);
+    let (_p2, c2) = serve(dir.path(), "c2");
+    let (_p3, c3) = serve(dir.path(), "c3");
+    wait_mesh_up(&[&c1, &c2, &c3]).await;
+    drop(p1);
+    let (s, b) = put(&c3, "hidden").await;
+    assert_eq!(s, 503, "c1's create of `hidden` is still in doubt at c2: {b}");
+    let _ = c3;
 }

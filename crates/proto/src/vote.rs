@@ -135,6 +135,17 @@ pub struct Claims {
     max: usize,
 }
 
+/// A promise given to another initiator's vote: a claim until `until_ms`,
+/// or (`until_ms == 0`) a doubt about an expired one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Promise {
+    pub kind: String,
+    pub id: String,
+    pub initiator: String,
+    pub counter: u64,
+    pub until_ms: u64,
+}
+
 /// Default bound on claims held at once.
 pub const CLAIMS_MAX: usize = 100_000;
 
@@ -167,6 +178,30 @@ impl Claims {
             }
             keep
         });
+    }
+
+    /// Whether the bound is reached: the caller should [`Claims::prune`]
+    /// before voting.
+    pub fn is_full(&self) -> bool {
+        self.held() >= self.max
+    }
+
+    /// Makes room: expired claims of ids this node now holds a live record
+    /// of are dropped (the record speaks), other expired claims become
+    /// doubts, and doubts about ids with a live record are dropped.
+    /// `owner_of(kind, id)` is the live record's origin, if any.
+    pub fn prune(&mut self, now_ms: u64, owner_of: impl Fn(&str, &str) -> Option<String>) {
+        let doubts = &mut self.doubts;
+        self.by_key.retain(|k, c| {
+            if c.until_ms > now_ms {
+                return true;
+            }
+            if c.own == Own::No && owner_of(&k.0, &k.1).is_none() {
+                doubts.entry(k.clone()).or_default().insert(c.initiator.clone());
+            }
+            false
+        });
+        self.doubts.retain(|k, _| owner_of(&k.0, &k.1).is_none());
     }
 
     /// Claims and doubts held (the bound counts both).
@@ -287,6 +322,63 @@ impl Claims {
         }
     }
 
+    /// Every promise this node gave other initiators (live claims, and
+    /// doubts as `until_ms == 0`), for persisting: a node must keep them
+    /// across a restart, or it may say yes twice.
+    pub fn promises(&self) -> Vec<Promise> {
+        let mut v: Vec<Promise> = self
+            .by_key
+            .iter()
+            .filter(|(_, c)| c.own == Own::No)
+            .map(|((kind, id), c)| Promise {
+                kind: kind.clone(),
+                id: id.clone(),
+                initiator: c.initiator.clone(),
+                counter: c.counter,
+                until_ms: c.until_ms,
+            })
+            .collect();
+        for ((kind, id), who) in &self.doubts {
+            v.extend(who.iter().map(|initiator| Promise {
+                kind: kind.clone(),
+                id: id.clone(),
+                initiator: initiator.clone(),
+                counter: 0,
+                until_ms: 0,
+            }));
+        }
+        v
+    }
+
+    /// Takes back promises saved before a restart (later ones of one id
+    /// replace earlier ones, as they did when given).
+    pub fn restore(&mut self, promises: impl IntoIterator<Item = Promise>) {
+        for p in promises {
+            let key = (p.kind, p.id);
+            if p.until_ms == 0 {
+                self.doubts.entry(key).or_default().insert(p.initiator);
+                continue;
+            }
+            if let Some(old) = self.by_key.get(&key) {
+                if old.initiator != p.initiator {
+                    self.doubts
+                        .entry(key.clone())
+                        .or_default()
+                        .insert(old.initiator.clone());
+                }
+            }
+            self.by_key.insert(
+                key,
+                Claim {
+                    initiator: p.initiator,
+                    counter: p.counter,
+                    until_ms: p.until_ms,
+                    own: Own::No,
+                },
+            );
+        }
+    }
+
     /// Drops this node's own claims (after a restart its own votes are
     /// over: a granted one wrote its record, or was never acknowledged).
     pub fn forget_own(&mut self) {
@@ -345,16 +437,22 @@ mod tests {
         assert!(matches!(c.vote(("agent", "x"), "C", 2, 2000, None, 500), Ballot::No(_)));
         assert_eq!(
             c.vote(("agent", "x"), "C", 2, 2000, None, 1000),
-            Ballot::yes(),
-            "A's claim expired"
+            Ballot::Yes {
+                doubts: BTreeSet::from(["A".to_string()])
+            },
+            "A's claim expired with no record of it: a doubt"
         );
-        assert_eq!(
-            c.vote(("agent", "x"), "C", 2, 2000, None, 1001),
-            Ballot::yes(),
+        assert!(
+            c.vote(("agent", "x"), "C", 2, 2000, None, 1001).is_yes(),
             "the same vote again"
         );
         c.release(("agent", "x"), "C", 2);
-        assert!(c.is_empty());
+        assert_eq!(c.len(), 1, "the doubt about A stays");
+        assert_eq!(
+            c.vote(("agent", "x"), "C", 3, 2000, Some("A"), 1001),
+            Ballot::Owned("A".into())
+        );
+        assert!(c.is_empty(), "A's record settled it");
     }
 
     #[test]
@@ -363,10 +461,11 @@ mod tests {
         assert_eq!(c.vote(("k", "1"), "A", 1, 100, None, 0), Ballot::yes());
         assert_eq!(c.vote(("k", "2"), "A", 2, 100, None, 0), Ballot::yes());
         assert!(matches!(c.vote(("k", "3"), "A", 3, 100, None, 0), Ballot::No(_)));
-        assert_eq!(
-            c.vote(("k", "3"), "A", 3, 200, None, 100),
-            Ballot::yes(),
-            "expired claims make room"
-        );
+        assert!(c.is_full());
+        c.prune(100, |_, _| None);
+        assert!(c.is_full(), "expired claims with no record are doubts");
+        c.prune(100, |_, id| (id == "1").then(|| "A".to_string()));
+        assert!(!c.is_full(), "a record settles one");
+        assert!(c.vote(("k", "3"), "A", 3, 200, None, 100).is_yes());
     }
 }

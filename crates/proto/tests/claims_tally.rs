@@ -183,14 +183,12 @@ proptest! {
                     let b = claims[at].vote(key, &name(who[w]), counter[w], deadline(now), owner.as_deref(), now);
                     heard[w].merge(b.answer(&name(at)));
                 }
-                Ev::Decide { who: w } if !done[w] => {
-                    if rule.decide(&heard[w], false) == Some(Decision::Granted) {
-                        done[w] = true;
-                        if claims[who[w]].confirm(key, &name(who[w]), counter[w]) {
-                            granted.push(w);
-                            record[who[w]] = Some(name(who[w]));
-                            claims[who[w]].release(key, &name(who[w]), counter[w]);
-                        }
+                Ev::Decide { who: w } if !done[w] && rule.decide(&heard[w], false) == Some(Decision::Granted) => {
+                    done[w] = true;
+                    if claims[who[w]].confirm(key, &name(who[w]), counter[w]) {
+                        granted.push(w);
+                        record[who[w]] = Some(name(who[w]));
+                        claims[who[w]].release(key, &name(who[w]), counter[w]);
                     }
                 }
                 Ev::Record { at } if at < n => {

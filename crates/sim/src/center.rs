@@ -758,6 +758,7 @@ impl Center {
         self.last_vote_counter = (self.last_vote_counter + 1).max(local);
         let counter = self.last_vote_counter;
         let deadline = local + self.settings.vote_timeout_ms;
+        self.prune_claims_if_full(local);
         let ballot = self.claims.claim_own(
             (&key.0, &key.1),
             &self.id,
@@ -892,6 +893,19 @@ impl Center {
         }
     }
 
+    /// At the bound, drops what live records have settled (proto's rule).
+    fn prune_claims_if_full(&mut self, local: u64) {
+        if self.claims.is_full() {
+            let store = &self.store;
+            self.claims.prune(local, |kind, id| {
+                store
+                    .get(&(kind.to_string(), id.to_string()))
+                    .filter(|r| !r.deleted)
+                    .map(|r| r.origin.clone())
+            });
+        }
+    }
+
     fn vote_decided(&mut self, now: u64, vote_id: (String, u64), decision: Decision, out: &mut Vec<Out>) {
         let Some(c) = self.collecting.remove(&vote_id) else {
             return;
@@ -963,6 +977,7 @@ impl Center {
             return answer(out, Answer::default());
         }
         let owner = self.live_owner(&key);
+        self.prune_claims_if_full(local);
         let ballot = self.claims.vote(
             (&key.0, &key.1),
             &initiator,

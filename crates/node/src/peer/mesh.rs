@@ -218,6 +218,8 @@ pub struct Mesh {
     pulling: Mutex<Pulls>,
     /// Ids this center has promised to initiators (two-phase vote).
     claims: Mutex<Claims>,
+    /// The promises to other initiators, on disk before each yes leaves.
+    claims_log: Arc<Mutex<super::claims_log::ClaimsLog>>,
     /// Votes waiting for peers' answers, by (initiator, vote counter).
     ballots: Mutex<HashMap<(String, u64), Collecting>>,
     /// Dedup of vote requests (their counters are separate from floods').
@@ -284,6 +286,9 @@ impl Mesh {
         }
         let state = NodeState::initial(!peers.is_empty());
         center.set_accepting_writes(state.accepts_updates());
+        let (claims_log, promises) = super::claims_log::ClaimsLog::open(&cfg.data_dir).map_err(|e| e.to_string())?;
+        let mut claims = Claims::default();
+        claims.restore(promises);
         let mesh = Arc::new(Mesh {
             me: cfg.id.clone(),
             interval_ms: p.beat_interval_ms,
@@ -300,7 +305,8 @@ impl Mesh {
             last_repair_ms: Mutex::new(HashMap::new()),
             syncing_to: Mutex::new(Default::default()),
             full_sync_done: AtomicBool::new(false),
-            claims: Mutex::new(Claims::default()),
+            claims: Mutex::new(claims),
+            claims_log: Arc::new(Mutex::new(claims_log)),
             ballots: Mutex::new(HashMap::new()),
             vote_windows: Mutex::new(HashMap::new()),
             last_vote_counter: Mutex::new(0),
@@ -1108,6 +1114,7 @@ impl Mesh {
         let counter = self.next_vote_counter();
         let deadline = now_ms() + self.vote_timeout_ms;
         let owner = self.center.get(kind, id).ok().flatten().map(|r| r.origin);
+        self.prune_claims_if_full();
         let ballot = self.claims.lock().expect("claims lock").claim_own(
             (kind, id),
             &self.me,
@@ -1149,6 +1156,22 @@ impl Mesh {
                 self.release(kind, id, counter);
                 VoteOutcome::Undecided(why)
             }
+        }
+    }
+
+    /// At the bound, drops what live records have settled (proto's rule).
+    fn prune_claims_if_full(&self) {
+        let mut claims = self.claims.lock().expect("claims lock");
+        if claims.is_full() {
+            let live = |kind: &str, id: &str| {
+                self.center
+                    .get(kind, id)
+                    .ok()
+                    .flatten()
+                    .filter(|r| !r.deleted)
+                    .map(|r| r.origin)
+            };
+            claims.prune(now_ms(), live);
         }
     }
 
@@ -1331,6 +1354,7 @@ impl Mesh {
             return Answer::default();
         }
         let owner = self.center.get(kind, id).ok().flatten().map(|r| r.origin);
+        self.prune_claims_if_full();
         let ballot = self.claims.lock().expect("claims lock").vote(
             (kind, id),
             initiator,
@@ -1343,6 +1367,25 @@ impl Mesh {
             // The id is taken: no need to ask further.
             return ballot.answer(&self.me);
         }
+        let ballot = match ballot {
+            Ballot::Yes { .. } => {
+                let promise = vote::Promise {
+                    kind: kind.to_string(),
+                    id: id.to_string(),
+                    initiator: initiator.to_string(),
+                    counter,
+                    until_ms: deadline + CLAIM_GRACE_MS,
+                };
+                match self.persist_promise(promise).await {
+                    Ok(()) => ballot,
+                    Err(e) => {
+                        tracing::warn!("{e}");
+                        Ballot::No("this center could not record its claim".into())
+                    }
+                }
+            }
+            other => other,
+        };
         // A no still forwards: the centers behind this one count.
         self.collect(
             initiator,
@@ -1353,6 +1396,28 @@ impl Mesh {
             ballot.answer(&self.me),
         )
         .await
+    }
+
+    /// Puts `promise` on disk (and compacts the log when it has grown).
+    /// The promise is already held in memory, so a compaction (from the
+    /// promises held, under the log's lock) keeps every line appended.
+    async fn persist_promise(
+        self: &Arc<Self>,
+        promise: vote::Promise,
+    ) -> Result<(), super::claims_log::ClaimsLogError> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut log = me.claims_log.lock().expect("claims log lock");
+            log.append(&promise)?;
+            let held = me.claims.lock().expect("claims lock").len();
+            if log.wants_compaction(held) {
+                let live = me.claims.lock().expect("claims lock").promises();
+                log.compact(&live)?;
+            }
+            Ok(())
+        })
+        .await
+        .expect("claims log task")
     }
 
     /// Asks `peer` for a full sync of everything we may see.

@@ -1,6 +1,8 @@
 //! The peer side of a center: certificates and TLS ([`pki`]), outgoing calls
 //! ([`client`]), the mesh runtime ([`mesh`]), the peer listener ([`server`])
-//! and the JSON of vote messages ([`vote_wire`]).
+//! the JSON of vote messages ([`vote_wire`]) and the durable promises given to
+//! other centers' votes ([`claims_log`]).
+pub mod claims_log;
 pub mod client;
 pub mod encoding;
 pub mod mesh;
