@@ -3,9 +3,10 @@
 //! nothing, the minority side of a split refuses new ids while the majority
 //! side creates them, no id is ever acknowledged to two creators, and racing
 //! creates of one id leave exactly one winner, and a restarted center keeps
-//! the promises it gave.
+//! the promises it gave; with `claims = "all"` (DRiP's rule) one center down
+//! stops new ids.
 //!
-//! Budget: four meshes of three processes, about 45 s in all.
+//! Budget: five meshes of three processes, about 50 s in all.
 
 use regmesh_node::client::Client;
 use serde_json::{json, Value};
@@ -332,4 +333,27 @@ async fn a_restarted_center_remembers_the_claims_it_gave() {
     let (s, b) = put(&c3, "hidden").await;
     assert_eq!(s, 503, "c1's create of `hidden` is still in doubt at c2: {b}");
     let _ = c3;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_claims_all_one_center_down_stops_new_ids() {
+    // DRiP's rule, kept as an option: every configured center must say yes.
+    let dir = tempfile::tempdir().unwrap();
+    init(dir.path());
+    for id in ["c1", "c2", "c3"] {
+        let path = dir.path().join(format!("{id}.toml"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("claims = \"majority\""), "init writes the default");
+        std::fs::write(&path, text.replace("claims = \"majority\"", "claims = \"all\"")).unwrap();
+    }
+    let (_p1, c1) = serve(dir.path(), "c1");
+    let (_p2, c2) = serve(dir.path(), "c2");
+    let (p3, c3) = serve(dir.path(), "c3");
+    wait_mesh_up(&[&c1, &c2, &c3]).await;
+    let (s, b) = put(&c1, "everyone").await;
+    assert_eq!(s, 201, "{b}");
+    drop(p3);
+    let (s, b) = put(&c1, "two-of-three").await;
+    assert_eq!(s, 503, "{b}");
+    let _ = c2;
 }
