@@ -91,6 +91,7 @@ pub fn run(n: usize, topology: Topology, out: &Path, base_port: u16) -> Result<(
             clock_skew_s: 30,
             max_body_bytes: 16 << 20,
             vote_timeout_ms: 2000,
+            claims: Default::default(),
         });
         cfg.peers = neighbours(topology, n, i)
             .into_iter()

@@ -71,6 +71,20 @@ pub struct PeerListenConfig {
     /// How long the vote on a new id may take across the mesh, milliseconds.
     #[serde(default = "default_vote_timeout_ms")]
     pub vote_timeout_ms: u64,
+    /// Whose yes a new id needs: `"majority"` of all configured centers
+    /// (this one, `peers` and `centers`; the default) or `"all"` of them
+    /// (DRiP's rule: one silent center stops new ids).
+    #[serde(default)]
+    pub claims: ClaimsRule,
+}
+
+/// `[peer] claims`: the quorum a claim of a new id needs.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ClaimsRule {
+    #[default]
+    Majority,
+    All,
 }
 
 fn default_vote_timeout_ms() -> u64 {

@@ -205,6 +205,11 @@ impl NodeHandle {
         if_version: Option<Hlc>,
     ) -> Result<Outcome, HandleError> {
         let k = self.own_kind(kind)?;
+        if !self.core.center.accepting_writes() {
+            // Refused before any vote goes out: an inactive center claims
+            // nothing (the writer would refuse the write anyway).
+            return Err(WriteError::Inactive.into());
+        }
         let mut granted = None;
         if let (Creation::Claimed, Some(mesh)) = (k.creation(), &self.core.mesh) {
             if self.core.center.get(kind, id)?.is_none() {

@@ -390,6 +390,7 @@ fn mesh_configs(dir: &std::path::Path) -> Vec<Config> {
                 clock_skew_s: 30,
                 max_body_bytes: 1 << 20,
                 vote_timeout_ms: 2000,
+                claims: Default::default(),
             });
             cfg.peers = vec![PeerConfig {
                 id: ids[other].into(),

@@ -23,14 +23,18 @@ pub enum Variant {
     /// [`crate::lifecycle::PeerLifecycle`] judges a peer's silence by our own
     /// beat interval instead of the one the peer announced.
     LifecycleOwnInterval,
+    /// [`crate::tally::Rule::needed`] is one short, so a claim is granted
+    /// before a quorum said yes.
+    TallyDecidesEarly,
 }
 
 impl Variant {
-    pub const ALL: [Variant; 4] = [
+    pub const ALL: [Variant; 5] = [
         Variant::WatermarkSkipsGaps,
         Variant::RelayIgnoresPolicy,
         Variant::VoteWithoutClaim,
         Variant::LifecycleOwnInterval,
+        Variant::TallyDecidesEarly,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -39,6 +43,7 @@ impl Variant {
             Variant::RelayIgnoresPolicy => "relay-ignores-policy",
             Variant::VoteWithoutClaim => "vote-without-claim",
             Variant::LifecycleOwnInterval => "lifecycle-own-interval",
+            Variant::TallyDecidesEarly => "tally-decides-early",
         }
     }
 

@@ -13,7 +13,11 @@
 //! - [`node_state`]: this center's DRiP state (active / inactive / sync).
 //! - [`replay`]: refusal of replayed peer-call tokens.
 //! - [`policy`]: per-peer export policy.
-//! - [`vote`]: claims and answer tallies for the two-phase vote on new ids.
+//! - [`vote`]: claims for the two-phase vote on new ids, and the check of a
+//!   request's deadline.
+//! - [`tally`]: what each hop of a vote reports, and the initiator's quorum
+//!   (majority of all configured centers, or all).
+//! - [`constants`]: every protocol constant the node and the simulator share.
 //! - [`flood`]: who a flooded message goes to, what each peer may receive,
 //!   whether a received one is relayed.
 //! - [`sync`]: anti-entropy: watermarks, what a beat makes us pull, when a
@@ -25,6 +29,7 @@
 
 #[cfg(feature = "broken")]
 pub mod broken;
+pub mod constants;
 pub mod dedup;
 pub mod digest;
 pub mod flood;
@@ -33,4 +38,5 @@ pub mod node_state;
 pub mod policy;
 pub mod replay;
 pub mod sync;
+pub mod tally;
 pub mod vote;

@@ -12,12 +12,14 @@
 //! Durability as the node has it (ARCHITECTURE.md, "Durability"): a center's
 //! own writes are durable before they are acknowledged; other centers'
 //! versions may be committed relaxed, durable at the next durable commit or
-//! within a second; watermarks are saved (durably) every two seconds. A
-//! crash keeps only the durable state.
+//! within a second; watermarks are saved (durably) every two seconds;
+//! claims and doubts given to other centers' votes are durable when given.
+//! A crash keeps only the durable state.
 
 use crate::msg::{BeatBody, Key, Msg};
 use regmesh_core::hlc::HlcClock;
 use regmesh_core::{Hlc, Record, Visibility};
+use regmesh_proto::constants::{CLAIM_GRACE_MS, DIGESTS_PER_BEAT};
 use regmesh_proto::dedup::{CounterWindow, Seen};
 use regmesh_proto::digest::{element, SetDigest};
 use regmesh_proto::flood;
@@ -26,7 +28,8 @@ use regmesh_proto::node_state::NodeState;
 use regmesh_proto::policy::class_of;
 use regmesh_proto::policy::ExportPolicy;
 use regmesh_proto::sync::{self as ae, Marks, PeerMarks, Pulls, Resync};
-use regmesh_proto::vote::{self, Ballot, Claims, Tally};
+use regmesh_proto::tally::{Answer, Decision, Quorum, Rule, Tally};
+use regmesh_proto::vote::{self, Arrival, Ballot, Claims};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Timing and limits of one center (the node's `[peer]` and `[leases]`).
@@ -42,16 +45,9 @@ pub struct Settings {
     pub pull_page: usize,
 }
 
-/// Digests per beat (the node's `DIGESTS_PER_BEAT`).
-pub const DIGESTS_PER_BEAT: usize = 8;
-
 /// Global virtual time 0 on the centers' clocks (2026-11-01T00:00:00Z).
 pub const EPOCH_MS: u64 = 1_793_491_200_000;
 
-/// Each hop answers a vote this long before the deadline it was given.
-pub const VOTE_MARGIN_MS: u64 = 150;
-/// Claims are held this long past a vote's deadline.
-pub const CLAIM_GRACE_MS: u64 = 2000;
 /// A pull with no answer for this long is abandoned.
 pub const PULL_TIMEOUT_MS: u64 = 3000;
 /// Relaxed commits become durable at least this often.
@@ -92,7 +88,8 @@ pub enum Note {
     Refused { key: Key, why: String },
     /// This center answered yes for itself in vote (initiator, counter).
     VotedYes { initiator: String, counter: u64, key: Key },
-    /// A vote of this center was granted and its create written.
+    /// A vote of this center was granted and its create written (the
+    /// create's acknowledged version is the `Acked` note just before).
     Granted { key: Key, counter: u64, started: u64 },
 }
 
@@ -283,6 +280,8 @@ pub struct Center {
     next_run: u64,
     beat_no: u64,
     claims: Claims,
+    /// Whose yes a claim of this center's own needs (`[peer] claims`).
+    rule: Rule,
     collecting: HashMap<(String, u64), Collect>,
     /// Visibility of the record our own pending votes would create.
     pending_vis: HashMap<(String, u64), Visibility>,
@@ -323,7 +322,12 @@ pub fn body_n(b: &str) -> u64 {
 impl Center {
     pub fn new(idx: usize, id: String, settings: Settings, peers: Vec<(usize, String, ExportPolicy)>) -> Self {
         let interval = settings.interval_ms;
+        let rule = Rule::new(
+            Quorum::Majority,
+            std::iter::once(id.clone()).chain(peers.iter().map(|(_, p, _)| p.clone())),
+        );
         Center {
+            rule,
             idx,
             id,
             up: true,
@@ -367,6 +371,12 @@ impl Center {
             changes: Vec::new(),
             stats: Stats::default(),
         }
+    }
+
+    /// Whose yes this center's claims need: a `quorum` of `members` (all
+    /// configured centers, itself included).
+    pub fn set_rule(&mut self, quorum: Quorum, members: impl IntoIterator<Item = String>) {
+        self.rule = Rule::new(quorum, members);
     }
 
     /// This center's clock (ms since the Unix epoch) at global time `now`.
@@ -491,7 +501,9 @@ impl Center {
         self.pulls = Pulls::default();
         self.pulling.clear();
         self.last_repair.clear();
-        self.claims = Claims::default();
+        // Claims and doubts are promises to other centers: they survive the
+        // crash (the node persists them). Our own votes ended with it.
+        self.claims.forget_own();
         self.collecting.clear();
         self.pending_vis.clear();
         self.start(now, out);
@@ -504,10 +516,7 @@ impl Center {
             Timer::Beat => self.beat_tick(now, out),
             Timer::Housekeep => self.housekeep(now, out),
             Timer::VoteDeadline { initiator, counter } => {
-                if let Some(c) = self.collecting.get(&(initiator.clone(), counter)) {
-                    let why = format!("no answer in time from {}", c.tally.missing().join(", "));
-                    self.vote_decided(now, (initiator, counter), vote::undecided(&why), out);
-                }
+                self.settle(now, &(initiator, counter), true, out);
             }
             Timer::PullTimeout { run } => {
                 if let Some(origin) = self.pulling.iter().find(|(_, p)| p.run == run).map(|(o, _)| o.clone()) {
@@ -749,7 +758,8 @@ impl Center {
         self.last_vote_counter = (self.last_vote_counter + 1).max(local);
         let counter = self.last_vote_counter;
         let deadline = local + self.settings.vote_timeout_ms;
-        let ballot = self.claims.vote(
+        self.prune_claims_if_full(local);
+        let ballot = self.claims.claim_own(
             (&key.0, &key.1),
             &self.id,
             counter,
@@ -757,7 +767,8 @@ impl Center {
             None,
             local,
         );
-        if let Ballot::No(why) = ballot {
+        if !ballot.is_yes() {
+            let why = format!("{:?}", ballot);
             out.push(Out::Note(Note::Refused { key, why }));
             return;
         }
@@ -772,11 +783,21 @@ impl Center {
         };
         // Remember the visibility of the create in the key's collect entry.
         self.pending_vis.insert((self.id.clone(), counter), visibility);
-        self.collect(now, (self.id.clone(), counter), key, deadline, None, upstream, out);
+        let own = ballot.answer(&self.id);
+        self.collect(
+            now,
+            (self.id.clone(), counter),
+            key,
+            deadline,
+            None,
+            (upstream, own),
+            out,
+        );
     }
 
     /// Asks every OPERATIONAL peer but `except` to vote; answers `upstream`
-    /// when the tally decides or the deadline passes.
+    /// when every asked peer answered (or, at the initiator, the count
+    /// decides) or the deadline passes.
     #[allow(clippy::too_many_arguments)]
     fn collect(
         &mut self,
@@ -785,7 +806,7 @@ impl Center {
         key: Key,
         deadline: u64,
         except: Option<usize>,
-        upstream: Upstream,
+        (upstream, own): (Upstream, Answer),
         out: &mut Vec<Out>,
     ) {
         let targets: Vec<(usize, String)> = self
@@ -795,14 +816,15 @@ impl Center {
             .map(|p| (p.idx, p.id.clone()))
             .collect();
         if self.collecting.contains_key(&vote_id) {
-            // Already collecting this vote here: this copy is a duplicate.
+            // Already collecting this vote here: this copy is a duplicate,
+            // answered naming nobody.
             if let Upstream::Peer(to) = upstream {
                 out.push(Out::Send {
                     to,
                     msg: Msg::VoteAnswer {
                         initiator: vote_id.0,
                         counter: vote_id.1,
-                        ballot: Ballot::Yes,
+                        answer: Answer::default(),
                     },
                 });
             }
@@ -811,12 +833,11 @@ impl Center {
         self.collecting.insert(
             vote_id.clone(),
             Collect {
-                tally: Tally::new(targets.iter().map(|(_, id)| id.clone())),
+                tally: Tally::new(own, targets.iter().map(|(_, id)| id.clone())),
                 upstream,
             },
         );
-        if targets.is_empty() {
-            self.vote_decided(now, vote_id, Ballot::Yes, out);
+        if self.settle(now, &vote_id, false, out) {
             return;
         }
         for (to, _) in targets {
@@ -826,7 +847,7 @@ impl Center {
                     initiator: vote_id.0.clone(),
                     counter: vote_id.1,
                     key: key.clone(),
-                    deadline_ms: deadline.saturating_sub(VOTE_MARGIN_MS),
+                    deadline_ms: vote::forwarded_deadline(deadline),
                 },
             });
         }
@@ -839,41 +860,82 @@ impl Center {
         });
     }
 
-    fn vote_decided(&mut self, now: u64, vote_id: (String, u64), ballot: Ballot, out: &mut Vec<Out>) {
+    /// Ends vote `vote_id` here if it can end (`expired`: its deadline
+    /// passed): a relay answers upstream once every asked peer answered, the
+    /// initiator once the count decides. Returns whether it ended.
+    fn settle(&mut self, now: u64, vote_id: &(String, u64), expired: bool, out: &mut Vec<Out>) -> bool {
+        let Some(c) = self.collecting.get(vote_id) else {
+            return false;
+        };
+        let complete = expired || c.tally.is_complete();
+        match &c.upstream {
+            Upstream::Peer(_) if !complete => false,
+            Upstream::Peer(to) => {
+                let to = *to;
+                let c = self.collecting.remove(vote_id).expect("collecting");
+                out.push(Out::Send {
+                    to,
+                    msg: Msg::VoteAnswer {
+                        initiator: vote_id.0.clone(),
+                        counter: vote_id.1,
+                        answer: c.tally.got().clone(),
+                    },
+                });
+                true
+            }
+            Upstream::Client { .. } => match self.rule.decide(c.tally.got(), complete) {
+                Some(d) => {
+                    self.vote_decided(now, vote_id.clone(), d, out);
+                    true
+                }
+                None => false,
+            },
+        }
+    }
+
+    /// At the bound, drops what live records have settled (proto's rule).
+    fn prune_claims_if_full(&mut self, local: u64) {
+        if self.claims.is_full() {
+            let store = &self.store;
+            self.claims.prune(local, |kind, id| {
+                store
+                    .get(&(kind.to_string(), id.to_string()))
+                    .filter(|r| !r.deleted)
+                    .map(|r| r.origin.clone())
+            });
+        }
+    }
+
+    fn vote_decided(&mut self, now: u64, vote_id: (String, u64), decision: Decision, out: &mut Vec<Out>) {
         let Some(c) = self.collecting.remove(&vote_id) else {
             return;
         };
-        match c.upstream {
-            Upstream::Peer(to) => out.push(Out::Send {
-                to,
-                msg: Msg::VoteAnswer {
-                    initiator: vote_id.0,
-                    counter: vote_id.1,
-                    ballot,
-                },
-            }),
-            Upstream::Client { key, started } => {
-                let vis = self.pending_vis.remove(&vote_id).unwrap_or(Visibility::Public);
-                match ballot {
-                    Ballot::Yes if self.state.accepts_updates() && self.live_owner(&key).is_none() => {
-                        let exp = Some(self.local(now) + self.settings.lease_ms);
-                        self.write_own(now, &key.0, &key.1, body(1, true), exp, vis, false, out);
-                        out.push(Out::Note(Note::Granted {
-                            key: key.clone(),
-                            counter: vote_id.1,
-                            started,
-                        }));
-                    }
-                    Ballot::Yes => out.push(Out::Note(Note::Refused {
-                        key: key.clone(),
-                        why: "granted, but the id arrived meanwhile or the center went inactive".into(),
-                    })),
-                    Ballot::No(why) => out.push(Out::Note(Note::Refused { key: key.clone(), why })),
-                }
-                // The write is durable (or failed): the record speaks now.
-                self.claims.release((&key.0, &key.1), &self.id, vote_id.1);
+        let Upstream::Client { key, started } = c.upstream else {
+            return;
+        };
+        let vis = self.pending_vis.remove(&vote_id).unwrap_or(Visibility::Public);
+        let refuse = |out: &mut Vec<Out>, why: String| out.push(Out::Note(Note::Refused { key: key.clone(), why }));
+        match decision {
+            Decision::Granted if !self.claims.confirm((&key.0, &key.1), &self.id, vote_id.1) => {
+                refuse(out, "gave way to an earlier claim".into())
             }
+            Decision::Granted if self.state.accepts_updates() && self.live_owner(&key).is_none() => {
+                let exp = Some(self.local(now) + self.settings.lease_ms);
+                self.write_own(now, &key.0, &key.1, body(1, true), exp, vis, false, out);
+                out.push(Out::Note(Note::Granted {
+                    key: key.clone(),
+                    counter: vote_id.1,
+                    started,
+                }));
+            }
+            Decision::Granted => refuse(
+                out,
+                "granted, but the id arrived meanwhile or the center went inactive".into(),
+            ),
+            Decision::Refused(why) | Decision::Undecided(why) => refuse(out, why),
         }
+        // The write is durable (or failed): the record speaks now.
+        self.claims.release((&key.0, &key.1), &self.id, vote_id.1);
     }
 
     fn on_vote_req(
@@ -886,6 +948,22 @@ impl Center {
         out: &mut Vec<Out>,
     ) {
         let local = self.local(now);
+        let answer = |out: &mut Vec<Out>, answer: Answer| {
+            out.push(Out::Send {
+                to: from,
+                msg: Msg::VoteAnswer {
+                    initiator: initiator.clone(),
+                    counter,
+                    answer,
+                },
+            })
+        };
+        match vote::arrival(deadline, local) {
+            // Malformed: a node refuses the call; nothing is answered.
+            Err(_) => return,
+            Ok(Arrival::Late) => return answer(out, Answer::default()),
+            Ok(Arrival::InTime) => {}
+        }
         let seen = if initiator == self.id {
             Seen::Duplicate
         } else {
@@ -894,22 +972,13 @@ impl Center {
                 .or_default()
                 .observe(counter, false)
         };
-        let answer = |out: &mut Vec<Out>, ballot: Ballot| {
-            out.push(Out::Send {
-                to: from,
-                msg: Msg::VoteAnswer {
-                    initiator: initiator.clone(),
-                    counter,
-                    ballot,
-                },
-            })
-        };
         if seen == Seen::Duplicate {
             // The first copy carries this node's real answer.
-            return answer(out, Ballot::Yes);
+            return answer(out, Answer::default());
         }
         let owner = self.live_owner(&key);
-        let local_ballot = self.claims.vote(
+        self.prune_claims_if_full(local);
+        let ballot = self.claims.vote(
             (&key.0, &key.1),
             &initiator,
             counter,
@@ -917,24 +986,25 @@ impl Center {
             owner.as_deref(),
             local,
         );
-        if let Ballot::No(why) = local_ballot {
-            return answer(out, Ballot::No(why));
+        match &ballot {
+            // The id is taken: no need to ask further.
+            Ballot::Owned(_) => return answer(out, ballot.answer(&self.id)),
+            Ballot::Yes { .. } => out.push(Out::Note(Note::VotedYes {
+                initiator: initiator.clone(),
+                counter,
+                key: key.clone(),
+            })),
+            // A no still forwards: the centers behind this one count.
+            Ballot::No(_) => {}
         }
-        out.push(Out::Note(Note::VotedYes {
-            initiator: initiator.clone(),
-            counter,
-            key: key.clone(),
-        }));
-        if deadline <= local {
-            return answer(out, vote::undecided("deadline passed on arrival"));
-        }
+        let own = ballot.answer(&self.id);
         self.collect(
             now,
             (initiator, counter),
             key,
             deadline,
             Some(from),
-            Upstream::Peer(from),
+            (Upstream::Peer(from), own),
             out,
         );
     }
@@ -1137,15 +1207,14 @@ impl Center {
             Msg::VoteAnswer {
                 initiator,
                 counter,
-                ballot,
+                answer,
             } => {
                 let id = self.peers[pi].id.clone();
-                let decided = self
-                    .collecting
-                    .get_mut(&(initiator.clone(), counter))
-                    .and_then(|c| c.tally.answer(&id, ballot));
-                if let Some(b) = decided {
-                    self.vote_decided(now, (initiator, counter), b, out);
+                let vote_id = (initiator, counter);
+                if let Some(c) = self.collecting.get_mut(&vote_id) {
+                    if c.tally.answer(&id, answer) {
+                        self.settle(now, &vote_id, false, out);
+                    }
                 }
             }
         }

@@ -5,7 +5,7 @@ use regmesh_core::Record;
 use regmesh_proto::digest::SetDigest;
 use regmesh_proto::node_state::NodeState;
 use regmesh_proto::policy::ExportPolicy;
-use regmesh_proto::vote::Ballot;
+use regmesh_proto::tally::Answer;
 use std::collections::HashMap;
 
 /// (kind, id).
@@ -73,10 +73,11 @@ pub enum Msg {
         deadline_ms: u64,
     },
     /// `POST /votingphase/node/:id/response/:r`.
+    /// Carries the centers it speaks for (PROTOCOL.md, "Votes on new ids").
     VoteAnswer {
         initiator: String,
         counter: u64,
-        ballot: Ballot,
+        answer: Answer,
     },
 }
 
@@ -104,7 +105,7 @@ impl Msg {
             Msg::PullReq { .. } => 80,
             Msg::PullAnswer { records, .. } => 120 + RECORD_WIRE_BYTES * records.len() as u64,
             Msg::VoteReq { .. } => 100,
-            Msg::VoteAnswer { .. } => 40,
+            Msg::VoteAnswer { answer, .. } => 40 + 12 * (answer.yes.len() + answer.no.len()) as u64,
         };
         body + CALL_OVERHEAD_BYTES
     }

@@ -20,6 +20,7 @@
 use crate::center::{Center, Change, Out, Settings};
 use crate::msg::{Msg, CALL_OVERHEAD_BYTES, MARK_WIRE_BYTES, RECORD_WIRE_BYTES};
 use crate::rng::Rng;
+use regmesh_proto::constants::DIGESTS_PER_BEAT;
 use regmesh_proto::policy::ExportPolicy;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -412,8 +413,6 @@ fn beat_bytes_per_link_s(centers: u64, changes_per_s: f64, beat_ms: u64) -> f64 
 const ANSWER_OVERHEAD_BYTES: u64 = 200;
 /// One origin's digest in a beat (`"origin":{"agent":"<64 hex>"}`).
 const DIGEST_WIRE_BYTES: f64 = 90.0;
-/// Digests per beat (the node's `DIGESTS_PER_BEAT`).
-const DIGESTS_PER_BEAT: u64 = 8;
 
 /// Prints one topology's table.
 pub fn print(r: &Report, a: &Args) {

@@ -11,6 +11,7 @@ use crate::msg::{Key, Msg};
 use crate::rng::Rng;
 use regmesh_core::{Record, Visibility};
 use regmesh_proto::policy::ExportPolicy;
+use regmesh_proto::tally::Quorum;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 
@@ -35,6 +36,8 @@ pub struct Plan {
     pub op_gap_ms: u64,
     pub ids: usize,
     pub known_gaps: bool,
+    /// Whose yes a claim needs (`[peer] claims`): a majority on most seeds.
+    pub quorum: Quorum,
 }
 
 #[derive(Debug, Clone)]
@@ -184,6 +187,7 @@ impl Plan {
             op_gap_ms: rng.range(20, 80),
             ids: 40,
             known_gaps,
+            quorum: if rng.chance(0.2) { Quorum::All } else { Quorum::Majority },
         }
     }
 
@@ -285,7 +289,9 @@ impl World {
                     })
                     .map(|j| (j, Plan::center_id(j), plan.policies[&(i, j)].clone()))
                     .collect();
-                Center::new(i, Plan::center_id(i), plan.settings[i].clone(), peers)
+                let mut c = Center::new(i, Plan::center_id(i), plan.settings[i].clone(), peers);
+                c.set_rule(plan.quorum, (0..n).map(Plan::center_id));
+                c
             })
             .collect();
         let mut rng = Rng::new(plan.seed ^ 0x0005_EED0_F0E7);

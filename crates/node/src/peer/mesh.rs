@@ -21,6 +21,7 @@ use base64::Engine;
 use hyper::{Method, StatusCode};
 use regmesh_core::codec;
 use regmesh_core::Record;
+use regmesh_proto::constants::DIGESTS_PER_BEAT;
 use regmesh_proto::dedup::{CounterWindow, Seen};
 use regmesh_proto::flood;
 use regmesh_proto::lifecycle::{self, PeerLifecycle, PeerState};
@@ -28,13 +29,18 @@ use regmesh_proto::node_state::NodeState;
 use regmesh_proto::policy::ExportPolicy;
 use regmesh_proto::replay::ReplayCache;
 use regmesh_proto::sync::{self as ae, Ceilings, Marks, PeerMarks, Pulls, Resync, SyncRequests, Unproven};
-use regmesh_proto::vote::{self, Ballot, Claims, Tally};
+use regmesh_proto::tally::{Quorum, Rule};
+use regmesh_proto::vote::Claims;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
+
+mod votes;
+use votes::Collecting;
+pub use votes::VoteOutcome;
 
 /// Floods waiting for one peer; more are dropped (and counted).
 pub const PEER_QUEUE: usize = 1024;
@@ -155,34 +161,9 @@ impl Peer {
     }
 }
 
-/// A vote collecting answers from peers, and who waits for its outcome.
-struct Collecting {
-    tally: Tally,
-    done: Option<tokio::sync::oneshot::Sender<Ballot>>,
-}
-
-/// How a vote on a new id ended, for the initiator.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum VoteOutcome {
-    /// Every node said yes: write, then [`Mesh::release`] with this counter.
-    Granted(u64),
-    /// Some node said no (the id is owned or claimed elsewhere).
-    Refused(String),
-    /// Not every node answered in time; nothing was decided.
-    Undecided(String),
-}
-
-/// Origins whose digests one heartbeat carries, at most (a rotating slice).
-pub const DIGESTS_PER_BEAT: usize = 8;
 /// A pull page stops growing at this many bytes of encoded records (before
 /// compression), whatever `limit` asked: records may be up to 64 KiB each.
 pub const PULL_PAGE_BYTES: usize = 2 << 20;
-
-/// Each hop answers this long before the deadline it was given.
-pub const VOTE_MARGIN_MS: u64 = 150;
-/// Claims are held this long past a vote's deadline, so the winner's commit
-/// finds them in place.
-pub const CLAIM_GRACE_MS: u64 = 2000;
 
 /// Counters for `/v1/peers`.
 #[derive(Default)]
@@ -228,12 +209,16 @@ pub struct Mesh {
     pulling: Mutex<Pulls>,
     /// Ids this center has promised to initiators (two-phase vote).
     claims: Mutex<Claims>,
+    /// The promises to other initiators, on disk before each yes leaves.
+    claims_log: Arc<Mutex<super::claims_log::ClaimsLog>>,
     /// Votes waiting for peers' answers, by (initiator, vote counter).
     ballots: Mutex<HashMap<(String, u64), Collecting>>,
     /// Dedup of vote requests (their counters are separate from floods').
     vote_windows: Mutex<HashMap<String, CounterWindow>>,
     last_vote_counter: Mutex<u64>,
     vote_timeout_ms: u64,
+    /// Whose yes our claims need: a quorum of all configured centers.
+    rule: Rule,
     pub stats: MeshStats,
     /// NOTIFY/RFI types registered by fronts (set once, before serving).
     front_messages: std::sync::OnceLock<Arc<crate::messages::PeerMessages>>,
@@ -294,6 +279,9 @@ impl Mesh {
         }
         let state = NodeState::initial(!peers.is_empty());
         center.set_accepting_writes(state.accepts_updates());
+        let (claims_log, promises) = super::claims_log::ClaimsLog::open(&cfg.data_dir).map_err(|e| e.to_string())?;
+        let mut claims = Claims::default();
+        claims.restore(promises);
         let mesh = Arc::new(Mesh {
             me: cfg.id.clone(),
             interval_ms: p.beat_interval_ms,
@@ -313,11 +301,21 @@ impl Mesh {
             last_repair_ms: Mutex::new(HashMap::new()),
             syncing_to: Mutex::new(Default::default()),
             full_sync_done: AtomicBool::new(false),
-            claims: Mutex::new(Claims::default()),
+            claims: Mutex::new(claims),
+            claims_log: Arc::new(Mutex::new(claims_log)),
             ballots: Mutex::new(HashMap::new()),
             vote_windows: Mutex::new(HashMap::new()),
             last_vote_counter: Mutex::new(0),
             vote_timeout_ms: p.vote_timeout_ms,
+            rule: Rule::new(
+                match p.claims {
+                    crate::config::ClaimsRule::Majority => Quorum::Majority,
+                    crate::config::ClaimsRule::All => Quorum::All,
+                },
+                std::iter::once(cfg.id.clone())
+                    .chain(cfg.centers.iter().map(|c| c.id.clone()))
+                    .chain(cfg.peers.iter().map(|p| p.id.clone())),
+            ),
             stats: MeshStats::default(),
             front_messages: std::sync::OnceLock::new(),
             center,
@@ -1212,236 +1210,6 @@ impl Mesh {
     pub fn announce(&self, sender: &str, state: &str) {
         if let Some(peer) = self.peer(sender) {
             *peer.announced.lock().expect("announced lock") = Some(state.to_string());
-        }
-    }
-
-    fn next_vote_counter(&self) -> u64 {
-        // One per vote, at least the clock in milliseconds: increasing, dense
-        // enough for the dedup window, and after a restart above anything
-        // issued before (unless votes outran the clock or the clock went
-        // back; a repeated counter is then deduplicated and the vote fails
-        // safe).
-        let mut last = self.last_vote_counter.lock().expect("vote counter lock");
-        *last = (*last + 1).max(now_ms());
-        *last
-    }
-
-    /// Runs the two-phase vote's first phase for a new `(kind, id)` at this
-    /// center: claim it here, then ask the whole mesh.
-    pub async fn vote_new(self: &Arc<Self>, kind: &str, id: &str) -> VoteOutcome {
-        let counter = self.next_vote_counter();
-        let deadline = now_ms() + self.vote_timeout_ms;
-        let owner = self.center.get(kind, id).ok().flatten().map(|r| r.origin);
-        let ballot = self.claims.lock().expect("claims lock").vote(
-            (kind, id),
-            &self.me,
-            counter,
-            deadline + CLAIM_GRACE_MS,
-            owner.as_deref(),
-            now_ms(),
-        );
-        if let Ballot::No(why) = ballot {
-            return VoteOutcome::Refused(why);
-        }
-        match self
-            .collect(&self.me.clone(), counter, (kind, id), deadline, None)
-            .await
-        {
-            Ok(Ballot::Yes) => VoteOutcome::Granted(counter),
-            Ok(Ballot::No(why)) if vote::is_undecided(&why) => {
-                self.release(kind, id, counter);
-                VoteOutcome::Undecided(why)
-            }
-            Ok(Ballot::No(why)) => {
-                self.release(kind, id, counter);
-                VoteOutcome::Refused(why)
-            }
-            Err(why) => {
-                self.release(kind, id, counter);
-                VoteOutcome::Undecided(why)
-            }
-        }
-    }
-
-    /// Drops this center's own claim once its write is durable (or failed).
-    pub fn release(&self, kind: &str, id: &str, counter: u64) {
-        self.claims
-            .lock()
-            .expect("claims lock")
-            .release((kind, id), &self.me, counter);
-    }
-
-    /// Asks every peer but `except` to vote, and waits for all answers until
-    /// `deadline`. Ok(No) when one said no; Err when one could not answer.
-    async fn collect(
-        self: &Arc<Self>,
-        initiator: &str,
-        counter: u64,
-        (kind, id): (&str, &str),
-        deadline: u64,
-        except: Option<&str>,
-    ) -> Result<Ballot, String> {
-        // DRiP §5.7: peers that do not answer heartbeats are not used for
-        // propagation, votes included; only OPERATIONAL peers are asked.
-        let targets: Vec<Arc<Peer>> = self
-            .peers
-            .iter()
-            .filter(|p| Some(p.cfg.id.as_str()) != except && p.life.lock().expect("life lock").receives_propagation())
-            .cloned()
-            .collect();
-        if targets.is_empty() {
-            return Ok(Ballot::Yes);
-        }
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        match self
-            .ballots
-            .lock()
-            .expect("ballots lock")
-            .entry((initiator.to_string(), counter))
-        {
-            // Already collecting this vote here: this copy is a duplicate.
-            std::collections::hash_map::Entry::Occupied(_) => return Ok(Ballot::Yes),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(Collecting {
-                    tally: Tally::new(targets.iter().map(|p| p.cfg.id.clone())),
-                    done: Some(tx),
-                });
-            }
-        }
-        let body = serde_json::to_vec(
-            &json!({"kind": kind, "id": id, "deadline_ms": deadline.saturating_sub(VOTE_MARGIN_MS)}),
-        )
-        .expect("json");
-        for p in targets {
-            let me = self.clone();
-            let body = body.clone();
-            let initiator = initiator.to_string();
-            tokio::spawn(async move {
-                let headers = [
-                    ("drip-node-id", initiator.clone()),
-                    ("drip-node-counter", counter.to_string()),
-                    ("drip-node-counter-reset", "false".to_string()),
-                    ("drip-transaction-type", "update".to_string()),
-                ];
-                let ok = matches!(
-                    p.client.call(&me.center, Method::POST, "/voting", &headers, Some(body)).await,
-                    Ok(a) if a.status == StatusCode::OK
-                );
-                if !ok {
-                    me.answer(
-                        &initiator,
-                        counter,
-                        &p.cfg.id,
-                        vote::undecided(&format!("peer {} did not take the vote", p.cfg.id)),
-                    );
-                }
-            });
-        }
-        let wait = Duration::from_millis(deadline.saturating_sub(now_ms()));
-        let out = match tokio::time::timeout(wait, rx).await {
-            Ok(Ok(b)) => Ok(b),
-            _ => {
-                let missing = self
-                    .ballots
-                    .lock()
-                    .expect("ballots lock")
-                    .get(&(initiator.to_string(), counter))
-                    .map(|c| c.tally.missing().join(", "))
-                    .unwrap_or_default();
-                Err(format!("no answer in time from {missing}"))
-            }
-        };
-        self.ballots
-            .lock()
-            .expect("ballots lock")
-            .remove(&(initiator.to_string(), counter));
-        out
-    }
-
-    /// An answer from peer `from` to vote (initiator, counter).
-    pub fn answer(&self, initiator: &str, counter: u64, from: &str, ballot: Ballot) {
-        let mut ballots = self.ballots.lock().expect("ballots lock");
-        let Some(c) = ballots.get_mut(&(initiator.to_string(), counter)) else {
-            tracing::debug!(%initiator, counter, %from, "vote answer for no waiting vote");
-            return;
-        };
-        match c.tally.answer(from, ballot) {
-            Some(outcome) => {
-                if let Some(tx) = c.done.take() {
-                    let _ = tx.send(outcome);
-                }
-            }
-            None => {
-                tracing::debug!(%initiator, counter, %from, "vote answer noted (undecided yet, repeated, or not asked)")
-            }
-        }
-    }
-
-    /// A vote request from peer `sender`: vote here, forward to the other
-    /// peers, and answer `sender` with the conjunction (convergecast).
-    pub async fn vote_request(
-        self: Arc<Self>,
-        sender: String,
-        initiator: String,
-        (counter, reset): (u64, bool),
-        (kind, id): (String, String),
-        deadline: u64,
-    ) {
-        let seen = if initiator == self.me {
-            // Our own vote, come back by another path.
-            Seen::Duplicate
-        } else {
-            self.vote_windows
-                .lock()
-                .expect("vote windows lock")
-                .entry(initiator.clone())
-                .or_default()
-                .observe(counter, reset)
-        };
-        let ballot = if seen == Seen::Duplicate {
-            // Another path already brought this vote here: answer yes at once;
-            // the first copy carries this node's real answer.
-            Ballot::Yes
-        } else {
-            let owner = self.center.get(&kind, &id).ok().flatten().map(|r| r.origin);
-            let local = self.claims.lock().expect("claims lock").vote(
-                (&kind, &id),
-                &initiator,
-                counter,
-                deadline + CLAIM_GRACE_MS,
-                owner.as_deref(),
-                now_ms(),
-            );
-            match local {
-                Ballot::No(why) => Ballot::No(why),
-                Ballot::Yes => match self
-                    .collect(&initiator, counter, (&kind, &id), deadline, Some(&sender))
-                    .await
-                {
-                    Ok(b) => b,
-                    Err(why) => vote::undecided(&why),
-                },
-            }
-        };
-        tracing::debug!(%initiator, counter, %sender, ?seen, ?ballot, "vote answered");
-        if let Some(peer) = self.peer(&sender).cloned() {
-            let (word, reason) = match &ballot {
-                Ballot::Yes => ("yes", None),
-                Ballot::No(r) => ("no", Some(r.clone())),
-            };
-            let headers = [
-                ("drip-node-id", initiator.clone()),
-                ("drip-node-counter", counter.to_string()),
-            ];
-            let path = format!("/votingphase/node/{}/response/{word}", self.me);
-            let body = serde_json::to_vec(&json!({ "reason": reason })).expect("json");
-            if let Err(e) = peer
-                .client
-                .call(&self.center, Method::POST, &path, &headers, Some(body))
-                .await
-            {
-                tracing::debug!(peer = %sender, "vote answer not delivered: {e}");
-            }
         }
     }
 

@@ -502,12 +502,10 @@ async fn voting(
     }
     let now = now_ms();
     let deadline = v.get("deadline_ms").and_then(Value::as_u64).unwrap_or(now + 1000);
-    if deadline <= now || deadline > now + 60_000 {
-        return Err(refuse(
-            StatusCode::BAD_REQUEST,
-            "invalid",
-            "deadline_ms must be within the next 60 s",
-        ));
+    // A deadline already passed is lateness, not bad input: the vote is
+    // answered at once, speaking for nobody (proto::vote::arrival).
+    if let Err(e) = regmesh_proto::vote::arrival(deadline, now) {
+        return Err(refuse(StatusCode::BAD_REQUEST, "invalid", e.to_string()));
     }
     tokio::spawn(
         mesh.clone()
@@ -535,23 +533,11 @@ async fn vote_answer(
         .ok_or_else(|| bad("DRiP-Node-Counter is required".into()))?
         .parse()
         .map_err(|_| bad("DRiP-Node-Counter must be an unsigned integer".into()))?;
-    let raw = read_body(&headers, body, 4096).await?;
-    let reason = serde_json::from_slice::<Value>(&raw)
-        .ok()
-        .and_then(|v| v.get("reason").and_then(Value::as_str).map(str::to_string))
-        .unwrap_or_else(|| format!("center {sender} voted no"));
-    let ballot = match r.as_str() {
-        "yes" => regmesh_proto::vote::Ballot::Yes,
-        "no" => regmesh_proto::vote::Ballot::No(reason),
-        _ => {
-            return Err(refuse(
-                StatusCode::BAD_REQUEST,
-                "invalid",
-                format!("vote {r:?} is not yes or no"),
-            ))
-        }
-    };
-    mesh.answer(&initiator, counter, &sender, ballot);
+    // An answer names the centers it speaks for: up to 4096 ids.
+    let raw = read_body(&headers, body, 512 << 10).await?;
+    let answer = super::vote_wire::decode_answer(&sender, &r, &raw)
+        .map_err(|e| refuse(StatusCode::BAD_REQUEST, "invalid", e.to_string()))?;
+    mesh.answer(&initiator, counter, &sender, answer);
     Ok(StatusCode::OK.into_response())
 }
 

@@ -173,6 +173,7 @@ pub async fn rig() -> Rig {
                 clock_skew_s: 30,
                 max_body_bytes: 256 * 1024,
                 vote_timeout_ms: 1000,
+                claims: Default::default(),
             });
             cfg.peers = vec![PeerConfig {
                 id: other.into(),

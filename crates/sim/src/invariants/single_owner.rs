@@ -1,30 +1,23 @@
-//! No id is owned by two centers after a vote: two creates of one id by
-//! different centers are never both granted while each vote was running at
-//! the same time and each initiator took part in (said yes to) the other's
-//! vote. That is the two-phase vote's promise (DRiP §5.5.1; proto::vote).
+//! No id is acknowledged to two creators: once a center's create of an id
+//! was acknowledged, no other center's create of it is acknowledged until
+//! the first creator's deletion of it was acknowledged. Every acknowledged
+//! create counts, whenever and wherever its vote ran — across partitions,
+//! crashes and expired claims alike (PROTOCOL.md, "Votes on new ids").
 //!
-//! Not promised, and not checked: creates on both sides of a partition, once
-//! each side has stopped asking the other (DEGRADED peers are not asked,
-//! DRiP §5.7); the merge keeps one owner after healing (PROTOCOL.md).
+//! Judged from the acknowledged history alone (the `Acked` and `Granted`
+//! notes), never from the claims or tallies it checks.
 
 use super::{Invariant, Step};
 use crate::center::{Center, Note};
 use crate::msg::Key;
 use crate::world::History;
-use std::collections::{HashMap, HashSet};
-
-struct Grant {
-    initiator: usize,
-    counter: u64,
-    started: u64,
-    ended: u64,
-}
+use std::collections::HashMap;
 
 #[derive(Default)]
 pub struct OneOwnerAfterAVote {
-    /// (initiator id, counter) → centers that claimed the id for it.
-    yes: HashMap<(String, u64), HashSet<usize>>,
-    grants: HashMap<Key, Vec<Grant>>,
+    /// Per id: the center whose acknowledged create is alive (not deleted
+    /// by an acknowledged deletion of its own), and when it was granted.
+    live: HashMap<Key, (usize, u64)>,
 }
 
 impl Invariant for OneOwnerAfterAVote {
@@ -36,32 +29,26 @@ impl Invariant for OneOwnerAfterAVote {
         let c = step.center;
         for n in step.notes {
             match n {
-                Note::VotedYes { initiator, counter, .. } => {
-                    self.yes.entry((initiator.clone(), *counter)).or_default().insert(c);
+                Note::Acked(r) if r.deleted => {
+                    let key = (r.kind.clone(), r.id.clone());
+                    if self
+                        .live
+                        .get(&key)
+                        .is_some_and(|(owner, _)| centers[*owner].id == r.origin)
+                    {
+                        self.live.remove(&key);
+                    }
                 }
-                Note::Granted { key, counter, started } => {
-                    let me = &centers[c].id;
-                    let mine = self.yes.get(&(me.clone(), *counter)).cloned().unwrap_or_default();
-                    for g in self.grants.get(key).into_iter().flatten() {
-                        let overlap = g.started <= step.now && *started <= g.ended;
-                        let theirs = self
-                            .yes
-                            .get(&(centers[g.initiator].id.clone(), g.counter))
-                            .cloned()
-                            .unwrap_or_default();
-                        if g.initiator != c && overlap && mine.contains(&g.initiator) && theirs.contains(&c) {
+                Note::Granted { key, counter, .. } => {
+                    if let Some((other, at)) = self.live.get(key) {
+                        if *other != c {
                             return Err(format!(
-                                "{}/{} granted to both {} (vote {}) and {} (vote {}), each having said yes to the other",
-                                key.0, key.1, centers[g.initiator].id, g.counter, me, counter
+                                "{}/{} acknowledged to two creators: {} (at {at} ms) and {} (vote {counter}, at {} ms)",
+                                key.0, key.1, centers[*other].id, centers[c].id, step.now
                             ));
                         }
                     }
-                    self.grants.entry(key.clone()).or_default().push(Grant {
-                        initiator: c,
-                        counter: *counter,
-                        started: *started,
-                        ended: step.now,
-                    });
+                    self.live.insert(key.clone(), (c, step.now));
                 }
                 _ => {}
             }

@@ -1,0 +1,163 @@
+//! The durable record of the promises this center gave other centers'
+//! votes (`regmesh_proto::vote::Promise`): one line per promise in
+//! `data_dir/claims.log`, flushed to disk before the yes leaves, and read
+//! back at start-up, so a restart never forgets a claim or a doubt and says
+//! yes twice. Owns the file only; what is promised is proto's decision.
+//!
+//! Bounded: when the file holds more lines than twice the live promises
+//! (and at least [`COMPACT_LINES_MIN`]), it is rewritten from them.
+
+use regmesh_proto::vote::Promise;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+/// Lines below which the log is never compacted.
+pub const COMPACT_LINES_MIN: usize = 10_000;
+
+/// The log could not be read or written. A failed append leaves the
+/// promise in memory only, and the vote is answered no.
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimsLogError {
+    #[error("claims log {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub struct ClaimsLog {
+    path: PathBuf,
+    file: File,
+    lines: usize,
+}
+
+fn line(p: &Promise) -> String {
+    // Kinds, ids and center ids never hold a tab or a newline (validated).
+    format!("{}\t{}\t{}\t{}\t{}\n", p.kind, p.id, p.initiator, p.counter, p.until_ms)
+}
+
+fn parse(l: &str) -> Option<Promise> {
+    let mut f = l.split('\t');
+    Some(Promise {
+        kind: f.next()?.to_string(),
+        id: f.next()?.to_string(),
+        initiator: f.next()?.to_string(),
+        counter: f.next()?.parse().ok()?,
+        until_ms: f.next()?.parse().ok()?,
+    })
+}
+
+impl ClaimsLog {
+    /// Opens (or creates) the log in `dir` and returns the promises in it,
+    /// oldest first. A torn last line (a crash mid-append) is skipped.
+    pub fn open(dir: &Path) -> Result<(ClaimsLog, Vec<Promise>), ClaimsLogError> {
+        let path = dir.join("claims.log");
+        let io = |source| ClaimsLogError::Io {
+            path: path.clone(),
+            source,
+        };
+        let promises: Vec<Promise> = match File::open(&path) {
+            Ok(f) => BufReader::new(f)
+                .lines()
+                .map_while(Result::ok)
+                .filter_map(|l| parse(&l))
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io(e)),
+        };
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&path)
+            .map_err(io)?;
+        // A torn last line must not run into the next one appended.
+        let len = file.metadata().map_err(io)?.len();
+        if len > 0 {
+            use std::io::{Read, Seek, SeekFrom};
+            let mut last = [0u8; 1];
+            file.seek(SeekFrom::Start(len - 1))
+                .and_then(|_| file.read_exact(&mut last))
+                .map_err(io)?;
+            if last[0] != b'\n' {
+                file.write_all(b"\n").map_err(io)?;
+            }
+        }
+        let lines = promises.len();
+        Ok((ClaimsLog { path, file, lines }, promises))
+    }
+
+    /// Appends `p` and waits until it is on disk.
+    pub fn append(&mut self, p: &Promise) -> Result<(), ClaimsLogError> {
+        self.file
+            .write_all(line(p).as_bytes())
+            .and_then(|_| self.file.sync_data())
+            .map_err(|source| ClaimsLogError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        self.lines += 1;
+        Ok(())
+    }
+
+    /// Whether the log has grown enough to be rewritten from `live` promises.
+    pub fn wants_compaction(&self, live: usize) -> bool {
+        self.lines > COMPACT_LINES_MIN.max(2 * live)
+    }
+
+    /// Rewrites the log to hold exactly `live` (atomically: a new file
+    /// renamed over the old one).
+    pub fn compact(&mut self, live: &[Promise]) -> Result<(), ClaimsLogError> {
+        let tmp = self.path.with_extension("log.new");
+        let io = |source| ClaimsLogError::Io {
+            path: tmp.clone(),
+            source,
+        };
+        let mut f = File::create(&tmp).map_err(io)?;
+        let text: String = live.iter().map(line).collect();
+        f.write_all(text.as_bytes()).and_then(|_| f.sync_all()).map_err(io)?;
+        std::fs::rename(&tmp, &self.path).map_err(io)?;
+        self.file = OpenOptions::new().append(true).open(&self.path).map_err(io)?;
+        self.lines = live.len();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(id: &str, until_ms: u64) -> Promise {
+        Promise {
+            kind: "agent".into(),
+            id: id.into(),
+            initiator: "c2".into(),
+            counter: 7,
+            until_ms,
+        }
+    }
+
+    #[test]
+    fn promises_survive_reopening_and_compaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, none) = ClaimsLog::open(dir.path()).unwrap();
+        assert!(none.is_empty());
+        log.append(&p("a", 100)).unwrap();
+        log.append(&p("b", 0)).unwrap();
+        drop(log);
+        // A torn line at the end is skipped.
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("claims.log"))
+            .unwrap();
+        f.write_all(b"agent\tc\tc2\t7").unwrap();
+        let (mut log, back) = ClaimsLog::open(dir.path()).unwrap();
+        assert_eq!(back, vec![p("a", 100), p("b", 0)]);
+        log.compact(&[p("b", 0)]).unwrap();
+        log.append(&p("d", 5)).unwrap();
+        let (_, back) = ClaimsLog::open(dir.path()).unwrap();
+        assert_eq!(back, vec![p("b", 0), p("d", 5)]);
+    }
+}
