@@ -86,7 +86,7 @@ mod writers;
 /// `converge` and `resurrect` (once: a replica kept an id its origin had
 /// deleted, with `tombstone_horizon_s = 3`). Take each name out as its fix is
 /// merged; `CHAOS_KNOWN_DEFECTS=` asserts everything now.
-pub const KNOWN_DEFECTS_WHEN_UNSET: &str = "lost,two_creators";
+pub const KNOWN_DEFECTS_WHEN_UNSET: &str = "";
 
 /// Centers in the mesh.
 const CENTERS: usize = 5;

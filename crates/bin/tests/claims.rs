@@ -235,7 +235,11 @@ async fn across_a_split_the_minority_refuses_new_ids_and_no_id_gets_two_creators
     for id in ["split-a", "split-b", "both"] {
         let (s, b) = put(&c3, id).await;
         assert_eq!(s, 503, "the minority must refuse {id}: {b}");
-        assert_eq!(b["error"]["code"], "vote_undecided", "{b}");
+        // A minority of one has no peer left, so it is `inactive` and
+        // refuses before voting; a minority with peers (the simulator and
+        // proto's tally tests) refuses for want of a quorum.
+        let code = b["error"]["code"].as_str().unwrap_or_default();
+        assert!(["inactive", "vote_undecided"].contains(&code), "{b}");
     }
     for id in ["major-a", "both"] {
         let (s, b) = put(&c1, id).await;
