@@ -296,6 +296,12 @@ async fn a_peer_cannot_poison_another_origins_watermark() {
         "a relay's claim moved c3's watermark past what c3 showed"
     );
 
+    // Nor did its counter mark c3's dedup window at c2: c3's next genuine
+    // floods are still new there, and relayed on.
+    let floods = get(&c2, "/v1/peers").await.1["floods"].clone();
+    assert_eq!(floods["unbacked"], 1, "{floods}");
+    let relayed_before = floods["relayed"].as_u64().unwrap();
+
     // c1's beats to c2 are honest here; c2 still follows c3 exactly.
     create_agents(&c3, "y", 3).await;
     wait_until("c2 holds c3 through 8", Duration::from_secs(10), || async {
@@ -304,6 +310,11 @@ async fn a_peer_cannot_poison_another_origins_watermark() {
     .await;
     let e = peer_entry(&c2, "c3").await;
     assert_eq!(e["records_behind"], 0, "{e}");
+    let floods = get(&c2, "/v1/peers").await.1["floods"].clone();
+    assert!(
+        floods["relayed"].as_u64().unwrap() > relayed_before,
+        "c3's genuine floods were not relayed by c2 after a relay's false counter: {floods}"
+    );
 }
 
 /// Item 4 (c): a watermark already ahead of its origin (say, poisoned

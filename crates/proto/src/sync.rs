@@ -128,6 +128,18 @@ impl Ceilings {
         }
     }
 
+    /// Whether a flood in `origin`'s name whose counter is `counter` is
+    /// backed by what the origin has shown (its own word or a record it
+    /// signed). A relayed counter above that is a relay's unbacked claim: its
+    /// records are applied (signed, merging is idempotent), but it must not
+    /// mark the origin's dedup window (that would make the origin's genuine
+    /// floods look old and stop their relaying) nor be relayed; the origin's
+    /// own copy, which raises the ceiling first, will be. Only origins we
+    /// hear directly are judged, as in [`Ceilings::bound`].
+    pub fn backs(&self, origin: &str, counter: u64) -> bool {
+        !self.direct.contains(origin) || counter <= self.get(origin)
+    }
+
     /// Whether our mark of `origin` is ahead of everything the origin has
     /// shown, as it can only be if it was raised by a false claim (before
     /// ceilings existed, say): such a mark hides missing records from pulls
@@ -451,6 +463,22 @@ impl Resync {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_relayed_counter_is_backed_only_up_to_what_a_direct_origin_showed() {
+        let mut c = Ceilings::for_peers(["c3".to_string()]);
+        assert!(c.backs("c3", 0));
+        assert!(!c.backs("c3", 1), "nothing shown yet");
+        c.witness("c3", 5);
+        assert!(c.backs("c3", 5));
+        assert!(!c.backs("c3", 6));
+        assert!(!c.backs("c3", 1_000_000_000));
+        assert!(
+            c.backs("c9", u64::MAX / 2),
+            "origins heard only through relays are not judged"
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -172,6 +172,9 @@ pub struct MeshStats {
     pub floods_received: AtomicU64,
     pub duplicates: AtomicU64,
     pub relayed: AtomicU64,
+    /// Relayed floods whose counter the origin had not shown (applied, not
+    /// relayed, no window marked).
+    pub unbacked: AtomicU64,
     pub refused: AtomicU64,
     pub pulls: AtomicU64,
     pub pulled_records: AtomicU64,
@@ -761,6 +764,15 @@ impl Mesh {
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
             return self.center.apply_verified(verified).await.map(|n| (false, n));
         }
+        // The records' own signatures raise the origin's ceiling first.
+        self.witness_records(verified.records());
+        if initiator != sender && !self.ceilings.lock().expect("ceilings lock").backs(initiator, counter) {
+            // A relay's counter above anything the origin has shown: what it
+            // carried is applied, but it marks no window, moves no
+            // watermark and is not relayed (proto `Ceilings::backs`).
+            self.stats.unbacked.fetch_add(1, Ordering::Relaxed);
+            return self.center.apply_verified(verified).await.map(|n| (false, n));
+        }
         // Recorded only now, so an unverifiable message cannot mark a counter
         // as seen and shadow the genuine one.
         let seen = {
@@ -773,7 +785,6 @@ impl Mesh {
         }
         let records = verified.records().to_vec();
         let applied = self.center.apply_verified(verified).await?;
-        self.witness_records(&records);
         if initiator == sender {
             // The origin's own message: its counter is its own word.
             self.ceilings.lock().expect("ceilings lock").witness(initiator, counter);
@@ -1512,6 +1523,7 @@ impl Mesh {
                 "duplicates": self.stats.duplicates.load(Ordering::Relaxed),
                 "relayed": self.stats.relayed.load(Ordering::Relaxed),
                 "refused": self.stats.refused.load(Ordering::Relaxed),
+                "unbacked": self.stats.unbacked.load(Ordering::Relaxed),
             },
             "anti_entropy": {
                 "pulls": self.stats.pulls.load(Ordering::Relaxed),
