@@ -3,7 +3,7 @@
 //! reason), and the registry that routes a received message to the front that
 //! registered its type at this center.
 //!
-//! The mesh (`peer/mesh.rs`) keeps its built-in types ([`BUILTIN`]) and asks
+//! The mesh (`peer/mesh/notify.rs`) keeps its built-in types ([`BUILTIN`]) and asks
 //! this registry for every other type. Must never: let two fronts, or a front
 //! and the node, register one (verb, type); let a handler run without a
 //! deadline ([`PEER_HANDLER_TIMEOUT`]).
