@@ -2,7 +2,7 @@
 //! `peer/mesh/beats.rs`): the beat body it sends, the beat tick, judging
 //! peers' lifecycles, reassessing its node state, and the beats it
 //! receives. Decisions are `regmesh_proto`'s. Must never apply records or
-//! move a watermark on a peer's word alone.
+//! raise a watermark (floods and pulls do).
 
 use super::{Center, Out, Timer};
 use crate::msg::{BeatBody, Msg};

@@ -5,7 +5,7 @@
 //! own timer, peers' announced states, and the reassessment of this
 //! center's node state. The I/O only: lifecycle transitions, node state and
 //! which marks to send are `regmesh_proto`'s. Must never apply records or
-//! move a watermark on a peer's word alone.
+//! raise a watermark (floods, pulls and full syncs do).
 
 use super::{Beat, Mesh, Peer};
 use crate::center::now_ms;
