@@ -1,0 +1,94 @@
+//! The CoAP Resource Directory front (RFC 9176, replicated as document 004
+//! asks): the `rd.registration` kind ([`kind`]) and a CoAP/UDP server
+//! ([`server`]) serving registration and lookup. A registration is a record
+//! owned by the center that accepted it; the mesh carries it to every
+//! center, and every center's lookups answer from the union.
+//!
+//! Configured by `[fronts.rd]`: `listen` (UDP socket address) and
+//! `upstreams` (third-party RDs to proxy; must be empty in this build).
+//! Off unless the section is present. Without DTLS the RD is open.
+//!
+//! Must never: reach into the center, the mesh or the store, or write a kind
+//! other than `rd.registration`.
+
+pub mod coap;
+pub mod exchange;
+pub mod handlers;
+pub mod kind;
+pub mod links;
+pub mod lookup;
+pub mod matching;
+pub mod observe;
+pub mod server;
+
+pub use kind::{RegistrationKind, REGISTRATION};
+
+use regmesh_core::Kind;
+use regmesh_node::front::{Front, FrontError, Section, Task};
+use regmesh_node::NodeHandle;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The front's name and its `[fronts.rd]` section.
+pub const NAME: &str = "rd";
+
+/// The Resource Directory front.
+#[derive(Default)]
+pub struct RdFront {
+    listen: Option<SocketAddr>,
+}
+
+impl RdFront {
+    pub fn new() -> Self {
+        RdFront::default()
+    }
+}
+
+impl Front for RdFront {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn configure(&mut self, section: &Section) -> Result<(), FrontError> {
+        for (k, v) in &section.table {
+            match k.as_str() {
+                "listen" => {
+                    let s = v
+                        .as_str()
+                        .ok_or_else(|| FrontError::config(NAME, "listen must be a string"))?;
+                    self.listen =
+                        Some(s.parse().map_err(|_| {
+                            FrontError::config(NAME, format!("listen {s:?} is not a UDP socket address"))
+                        })?);
+                }
+                "upstreams" => {
+                    let empty = v.as_array().is_some_and(Vec::is_empty);
+                    if !empty {
+                        return Err(FrontError::config(
+                            NAME,
+                            "upstreams (lookup proxy of third-party RDs) is not supported by this build; leave it empty",
+                        ));
+                    }
+                }
+                other => return Err(FrontError::config(NAME, format!("unknown key {other:?}"))),
+            }
+        }
+        if self.listen.is_none() {
+            return Err(FrontError::config(NAME, "listen is required (e.g. \"[::1]:5683\")"));
+        }
+        Ok(())
+    }
+
+    fn kinds(&self) -> Vec<Arc<dyn Kind>> {
+        vec![Arc::new(RegistrationKind)]
+    }
+
+    fn tasks(&self, node: &NodeHandle) -> Result<Vec<Task>, FrontError> {
+        let addr = self.listen.ok_or_else(|| FrontError::start(NAME, "not configured"))?;
+        let sock =
+            std::net::UdpSocket::bind(addr).map_err(|e| FrontError::start(NAME, format!("binding UDP {addr}: {e}")))?;
+        sock.set_nonblocking(true)
+            .map_err(|e| FrontError::start(NAME, e.to_string()))?;
+        Ok(server::tasks(node.clone(), sock))
+    }
+}
