@@ -62,6 +62,12 @@ pub fn entry(r: &Record, now_ms: u64) -> Option<Entry> {
     })
 }
 
+/// Whether registration `a` is newer than `b` (ids differ: LWW order on
+/// version, then origin).
+pub fn newer(a: &Record, b: &Record) -> bool {
+    (a.version, &a.origin) > (b.version, &b.origin)
+}
+
 /// Whether `r` is the newest live registration of its (ep, d).
 fn is_current(node: &NodeHandle, r: &Record, reg: &Registration, now_ms: u64) -> Result<bool, HandleError> {
     let key = Registration::epd(&reg.ep, &reg.d);
@@ -74,7 +80,7 @@ fn is_current(node: &NodeHandle, r: &Record, reg: &Registration, now_ms: u64) ->
     Ok(!page
         .records
         .iter()
-        .any(|o| o.id != r.id && entry(o, now_ms).is_some() && o.lww_cmp(r).is_gt()))
+        .any(|o| o.id != r.id && entry(o, now_ms).is_some() && newer(o, r)))
 }
 
 /// Every live, current registration matching the query's indexable part.

@@ -77,7 +77,7 @@ pub async fn supersede(node: &NodeHandle, newer: &regmesh_core::Record) {
         return;
     };
     for old in page.records {
-        if old.origin == node.center_id() && old.id != newer.id && old.lww_cmp(newer).is_lt() {
+        if old.origin == node.center_id() && old.id != newer.id && crate::lookup::newer(newer, &old) {
             match node.delete(REGISTRATION, &old.id, Some(old.version)).await {
                 Ok(()) => {
                     tracing::info!(id = %old.id, by = %newer.origin, "rd registration superseded by another center")
