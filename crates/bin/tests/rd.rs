@@ -167,7 +167,7 @@ fn rd_in_a_mesh_with_outside_clients() {
         ])
         .arg(dir.path()));
     assert!(ok, "{out}");
-    let _procs: Vec<Proc> = ["c1", "c2", "c3"].iter().map(|id| serve(dir.path(), id)).collect();
+    let mut procs: Vec<Proc> = ["c1", "c2", "c3"].iter().map(|id| serve(dir.path(), id)).collect();
     let (p1, p2, p3) = (base + 2, base + 12, base + 22);
     let rd1 = format!("coap://[::1]:{p1}");
     // A center takes writes once a peer answers (DRiP §5.7): wait for that.
@@ -247,8 +247,8 @@ fn rd_in_a_mesh_with_outside_clients() {
     let out = String::from_utf8_lossy(&out.stdout);
     assert!(out.contains("sensors/temp"), "Observe notification missing: {out:?}");
 
-    // Update (libcoap at c1): lifetime and an extra attribute.
-    let (ok, out) = libcoap(&["-m", "post", &format!("{rd1}{path}?lt=200&et=oic.d.other")]);
+    // Update (libcoap) at c2, forwarded to the owner c1: lifetime and an extra attribute.
+    let (ok, out) = libcoap(&["-m", "post", &format!("{rd2}{path}?lt=200&et=oic.d.other")]);
     assert!(ok, "{out}");
     eventually(Duration::from_secs(5), || {
         lookup(p2, "ep?ep=node1").contains("lt=200").then_some(())
@@ -390,16 +390,35 @@ fn rd_in_a_mesh_with_outside_clients() {
         (!lookup(p2, "ep?ep=short").contains("short")).then_some(())
     });
 
-    // Removal (aiocoap) of node1 at its new owner.
+    // Removal (aiocoap) at c2 of a registration c1 owns: forwarded.
+    let bulk = lookup(p2, "ep?ep=bulk");
+    let bpath = bulk
+        .split('<')
+        .nth(1)
+        .and_then(|s| s.split('>').next())
+        .unwrap()
+        .to_string();
+    let (ok, out) = aio(&["-m", "DELETE", &format!("{rd2}{bpath}")]);
+    assert!(ok, "{out}");
+    eventually(Duration::from_secs(5), || {
+        (!lookup(p1, "ep?ep=bulk").contains("bulk")).then_some(())
+    });
+
+    // Split: c3 (node1's owner now) goes away. Its registration stays visible
+    // (its lifetime has not run out); a removal elsewhere cannot reach it: 5.04.
     let path3 = after
         .split('<')
         .nth(1)
         .and_then(|s| s.split('>').next())
         .unwrap()
         .to_string();
-    let (ok, out) = aio(&["-m", "DELETE", &format!("coap://[::1]:{p3}{path3}")]);
-    assert!(ok, "{out}");
-    eventually(Duration::from_secs(5), || {
-        (!lookup(p2, "ep?ep=node1").contains("node1")).then_some(())
-    });
+    drop(procs.remove(2));
+    let segs: Vec<&str> = path3.split('/').skip(1).collect();
+    let r = exchange(
+        &sock,
+        &format!("[::1]:{p2}"),
+        &coap_msg(0, 0x04, 0x3000, &segs, &[], b""),
+    );
+    assert_eq!(code(&r), "5.04", "{}", String::from_utf8_lossy(&r));
+    assert!(lookup(p2, "ep?ep=node1").contains("ep=\"node1\""));
 }

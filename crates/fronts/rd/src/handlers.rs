@@ -3,18 +3,22 @@
 //! two lookups. Returns a [`Reply`]; the server loop frames it (Block2,
 //! Observe, dedup).
 //!
-//! Must never: write a registration this center does not own (updates and
-//! removals of another center's registration are refused with 4.03; they
-//! are not forwarded in this build), or store anything from a request it
-//! answers with 4.xx.
+//! Updates and removals of another center's registration are forwarded to
+//! the owner as an RFI `rd-forward` (document 004 §6.2.2) and its answer
+//! relayed; when the owner is not a peer or does not answer: 5.04.
+//!
+//! Must never: write a registration this center does not own, forward a
+//! forwarded request again, or store anything from a request it answers
+//! with 4.xx.
 
 use crate::coap::LINK_FORMAT;
 use crate::kind::{check_name, record_id, Registration, RegistrationKind, LT_DEFAULT_S, REGISTRATION};
 use crate::links::{self, write_attr};
 use crate::lookup::{self, LookupKind};
 use crate::matching::{self, parse_query};
-use coap_lite::{RequestType, ResponseType};
+use coap_lite::{MessageClass, RequestType, ResponseType};
 use regmesh_core::Kind;
+use regmesh_node::messages::{PeerAnswer, PeerVerb};
 use regmesh_node::NodeHandle;
 use std::net::SocketAddr;
 
@@ -84,8 +88,12 @@ pub async fn handle(node: &NodeHandle, req: &Request<'_>) -> Reply {
         (Get, [".well-known", "core"]) => discovery(req.query),
         (Post, ["rd"]) => register(node, req).await,
         (Get, ["rd", id]) => read_registration(node, id),
-        (Post, ["rd", id]) => update(node, req, id).await,
-        (Delete, ["rd", id]) => remove(node, id).await,
+        (Post | Delete, ["rd", id]) => match live(node, id) {
+            Err(r) => r,
+            Ok((origin, _)) if origin != node.center_id() => forward(node, &origin, req, id).await,
+            Ok(_) if req.method == Post => update(node, req, id).await,
+            Ok(_) => remove(node, id).await,
+        },
         (Get, _) if lookup_of(req.path).is_some() => run_lookup(node, req),
         (_, [".well-known", "core"] | ["rd"] | ["rd", _] | ["rd-lookup", "ep" | "res"]) => {
             Reply::diag(ResponseType::MethodNotAllowed, "method not allowed on this resource")
@@ -287,10 +295,80 @@ fn own(node: &NodeHandle, id: &str) -> Result<Registration, Reply> {
     if origin != node.center_id() {
         return Err(Reply::diag(
             ResponseType::Forbidden,
-            format!("registration is owned by center {origin}; update or remove it there (not forwarded)"),
+            format!("registration is owned by center {origin}, not by the center it was forwarded to"),
         ));
     }
     Ok(reg)
+}
+
+/// The peer message type of forwarded updates and removals.
+pub const FORWARD_TYPE: &str = "rd-forward";
+
+/// Sends an update or removal to the owning center and relays its answer.
+async fn forward(node: &NodeHandle, owner: &str, req: &Request<'_>, id: &str) -> Reply {
+    let msg = serde_json::json!({
+        "id": id,
+        "method": if req.method == RequestType::Delete { "delete" } else { "post" },
+        "query": req.query,
+        "payload_len": req.payload.len(),
+    });
+    let timeout = |why: String| {
+        Reply::diag(
+            ResponseType::GatewayTimeout,
+            format!("registration is owned by center {owner}, which cannot be reached: {why}"),
+        )
+    };
+    match node.send(owner, PeerVerb::Rfi, FORWARD_TYPE, msg).await {
+        Ok(a) if a.accepted => {
+            let data = a.data.unwrap_or_default();
+            let code = data.get("code").and_then(serde_json::Value::as_u64).unwrap_or(0);
+            let payload = data.get("payload").and_then(serde_json::Value::as_str).unwrap_or("");
+            match MessageClass::from(code as u8) {
+                MessageClass::Response(c) if code <= 0xff => Reply::diag(c, payload),
+                _ => Reply::diag(ResponseType::BadGateway, "the owner answered with no CoAP code"),
+            }
+        }
+        Ok(a) => timeout(a.reason.unwrap_or_default()),
+        Err(e) => timeout(e.to_string()),
+    }
+}
+
+/// Answers an `rd-forward` RFI from peer `from`: runs the update or removal
+/// here if this center owns the registration (never forwards again).
+pub async fn forwarded(node: NodeHandle, from: String, msg: serde_json::Value) -> PeerAnswer {
+    let id = msg
+        .get("id")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let method = match msg.get("method").and_then(serde_json::Value::as_str) {
+        Some("post") => RequestType::Post,
+        Some("delete") => RequestType::Delete,
+        _ => return PeerAnswer::rejected("method must be post or delete"),
+    };
+    let query: Vec<String> = match msg.get("query").and_then(serde_json::Value::as_array) {
+        Some(q) if q.len() <= 32 => q.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+        _ => return PeerAnswer::rejected("query must be an array of at most 32 strings"),
+    };
+    let has_payload = msg.get("payload_len").and_then(serde_json::Value::as_u64).unwrap_or(0) > 0;
+    let req = Request {
+        method,
+        path: &[],
+        query: &query,
+        content_format: None,
+        payload: if has_payload { b"x" } else { b"" },
+        peer: SocketAddr::from(([0u8; 16], 0)),
+    };
+    tracing::debug!(%from, %id, "rd: forwarded request");
+    let reply = match own(&node, &id) {
+        Err(r) => r,
+        Ok(_) if method == RequestType::Post => update(&node, &req, &id).await,
+        Ok(_) => remove(&node, &id).await,
+    };
+    PeerAnswer::with_data(serde_json::json!({
+        "code": u8::from(MessageClass::Response(reply.code)),
+        "payload": String::from_utf8_lossy(&reply.payload),
+    }))
 }
 
 fn read_registration(node: &NodeHandle, id: &str) -> Reply {

@@ -25,6 +25,7 @@ pub use kind::{RegistrationKind, REGISTRATION};
 
 use regmesh_core::Kind;
 use regmesh_node::front::{Front, FrontError, Section, Task};
+use regmesh_node::messages::{PeerMessage, PeerVerb};
 use regmesh_node::NodeHandle;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -81,6 +82,15 @@ impl Front for RdFront {
 
     fn kinds(&self) -> Vec<Arc<dyn Kind>> {
         vec![Arc::new(RegistrationKind)]
+    }
+
+    fn peer_messages(&self, node: &NodeHandle) -> Vec<PeerMessage> {
+        let node = node.clone();
+        vec![PeerMessage::new(
+            PeerVerb::Rfi,
+            handlers::FORWARD_TYPE,
+            move |from, msg| handlers::forwarded(node.clone(), from, msg),
+        )]
     }
 
     fn tasks(&self, node: &NodeHandle) -> Result<Vec<Task>, FrontError> {
