@@ -247,6 +247,17 @@ fn rd_in_a_mesh_with_outside_clients() {
     let out = String::from_utf8_lossy(&out.stdout);
     assert!(out.contains("sensors/temp"), "Observe notification missing: {out:?}");
 
+    // Simple registration (RFC 9176 §5.1): an aiocoap endpoint asks c1, which
+    // fetches its /.well-known/core and answers 2.04 (a separate response).
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/rd_endpoint.py");
+    let (ok, out) = run(Command::new("python3").args([script, &format!("{rd1}/.well-known/rd?ep=simple1&lt=100")]));
+    assert!(ok && out.starts_with("2.04"), "{out}");
+    let simple = eventually(Duration::from_secs(5), || {
+        let out = lookup(p2, "res?ep=simple1&rt=simple-temp");
+        out.contains("/sensors/simple>").then_some(out)
+    });
+    assert!(simple.contains("<coap://[::1]:"), "{simple}");
+
     // Update (libcoap) at c2, forwarded to the owner c1: lifetime and an extra attribute.
     let (ok, out) = libcoap(&["-m", "post", &format!("{rd2}{path}?lt=200&et=oic.d.other")]);
     assert!(ok, "{out}");

@@ -95,7 +95,7 @@ pub async fn handle(node: &NodeHandle, req: &Request<'_>) -> Reply {
             Ok(_) => remove(node, id).await,
         },
         (Get, _) if lookup_of(req.path).is_some() => run_lookup(node, req),
-        (_, [".well-known", "core"] | ["rd"] | ["rd", _] | ["rd-lookup", "ep" | "res"]) => {
+        (_, [".well-known", "core" | "rd"] | ["rd"] | ["rd", _] | ["rd-lookup", "ep" | "res"]) => {
             Reply::diag(ResponseType::MethodNotAllowed, "method not allowed on this resource")
         }
         _ => Reply::diag(ResponseType::NotFound, "no such resource"),

@@ -127,7 +127,9 @@ impl Kind for RegistrationKind {
             return Err(ValidationError::new("links", format!("at most {}", links::LINKS_MAX)));
         }
         let lt = reg.lt;
-        let body = serde_json::to_value(Registration { expired: false, ..reg }).expect("serializes");
+        // `expired` is kept as given: a replica re-prepares stored bodies,
+        // expired ones included, and must get the same body back.
+        let body = serde_json::to_value(reg).expect("serializes");
         Ok(Prepared {
             body,
             lease_s: Some(lt),
@@ -217,6 +219,10 @@ mod tests {
         let mut b = p.body.clone();
         RegistrationKind.on_lease_expired(&mut b);
         assert!(RegistrationKind.is_expired_state(&b) && RegistrationKind.index_terms(&b).is_empty());
+        // Stored bodies (expired ones too) are already normalized: replicas check that.
+        for stored in [p.body.clone(), b] {
+            assert_eq!(RegistrationKind.prepare(&id, stored.clone()).unwrap().body, stored);
+        }
         for (patch, field) in [
             (json!({"ep": "x".repeat(64)}), "ep"),
             (json!({"ep": "a\u{1}"}), "ep"),

@@ -15,16 +15,23 @@ use crate::observe::{self, Observer, Observers, RECHECK_INTERVAL};
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use regmesh_node::front::Task;
 use regmesh_node::NodeHandle;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
+use tokio::sync::oneshot;
 
 /// Largest datagram read.
 const DATAGRAM_BYTES_MAX: usize = 1500;
 /// Most requests handled at once; more are answered 5.03.
 const IN_FLIGHT_MAX: usize = 512;
+/// Most simple-registration fetches in progress at once.
+const FETCHES_MAX: usize = 64;
+/// Our confirmable request's retransmission waits (RFC 7252 ACK_TIMEOUT 2 s,
+/// doubled), after which the fetch has failed.
+const FETCH_WAITS: [Duration; 3] = [Duration::from_secs(2), Duration::from_secs(4), Duration::from_secs(8)];
 
 struct Server {
     node: NodeHandle,
@@ -33,6 +40,8 @@ struct Server {
     block1: Mutex<Block1>,
     observers: Mutex<Observers>,
     next_mid: AtomicU16,
+    /// Our own requests (simple registration's fetch) awaiting an answer.
+    pending: Mutex<HashMap<(SocketAddr, Vec<u8>), oneshot::Sender<Packet>>>,
     in_flight: Arc<tokio::sync::Semaphore>,
 }
 
@@ -56,6 +65,7 @@ pub fn tasks(node: NodeHandle, sock: std::net::UdpSocket) -> Vec<Task> {
             block1: Mutex::new(Block1::default()),
             observers: Mutex::new(Observers::default()),
             next_mid: AtomicU16::new(seed),
+            pending: Mutex::new(HashMap::new()),
             in_flight: Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT_MAX)),
         });
         let _ = tx.send(s.clone());
@@ -124,6 +134,15 @@ impl Server {
             (MessageClass::Empty, MessageType::Confirmable) => return self.reset(mid, peer),
             (MessageClass::Empty, MessageType::Reset) => return lock(&self.observers).reset(peer, mid),
             (MessageClass::Request(_), MessageType::Confirmable | MessageType::NonConfirmable) => {}
+            (MessageClass::Response(_), t) => {
+                if t == MessageType::Confirmable {
+                    self.empty_ack(mid, peer);
+                }
+                if let Some(tx) = lock(&self.pending).remove(&(peer, pkt.get_token().to_vec())) {
+                    let _ = tx.send(pkt);
+                }
+                return;
+            }
             _ => return,
         }
         let seen = lock(&self.dedup).check(peer, mid, Instant::now());
@@ -148,6 +167,29 @@ impl Server {
             return;
         };
         let s = self.clone();
+        if is_simple_registration(&pkt) {
+            // Separate response: acknowledge now, answer once the endpoint's
+            // links are fetched.
+            if pkt.header.get_type() == MessageType::Confirmable {
+                let mut ack = Packet::new();
+                ack.header.set_type(MessageType::Acknowledgement);
+                ack.header.message_id = mid;
+                ack.header.code = MessageClass::Empty;
+                if let Ok(b) = ack.to_bytes() {
+                    self.finish(peer, mid, b);
+                }
+            }
+            tokio::spawn(async move {
+                let _permit = permit;
+                let mut r = s.simple_registration(&pkt, peer).await;
+                r.header.set_type(MessageType::NonConfirmable);
+                r.header.message_id = s.next_mid.fetch_add(1, Ordering::Relaxed);
+                if let Ok(b) = r.to_bytes() {
+                    s.send(&b, peer);
+                }
+            });
+            return;
+        }
         tokio::spawn(async move {
             let _permit = permit;
             let resp = s.request(&pkt, peer).await;
@@ -158,6 +200,99 @@ impl Server {
             });
             s.finish(peer, mid, bytes);
         });
+    }
+
+    fn empty_ack(&self, mid: u16, peer: SocketAddr) {
+        let mut r = Packet::new();
+        r.header.set_type(MessageType::Acknowledgement);
+        r.header.message_id = mid;
+        r.header.code = MessageClass::Empty;
+        if let Ok(b) = r.to_bytes() {
+            self.send(&b, peer);
+        }
+    }
+
+    /// `POST /.well-known/rd?ep=...` (RFC 9176 §5.1): fetches the
+    /// requester's `/.well-known/core` and registers its links; 2.04.
+    async fn simple_registration(&self, pkt: &Packet, peer: SocketAddr) -> Packet {
+        let diag = |code, msg: String| {
+            let mut r = coap::response(pkt, code);
+            r.payload = msg.into_bytes();
+            r
+        };
+        let Some((_, query)) = coap::path_and_query(pkt) else {
+            return diag(ResponseType::BadRequest, "Uri-Query is not UTF-8".into());
+        };
+        if !pkt.payload.is_empty() {
+            return diag(ResponseType::BadRequest, "a simple registration has no payload".into());
+        }
+        let links = match self.fetch_core(peer).await {
+            Ok(l) => l,
+            Err(why) => {
+                return diag(
+                    ResponseType::GatewayTimeout,
+                    format!("fetching /.well-known/core: {why}"),
+                )
+            }
+        };
+        let path = ["rd".to_string()];
+        let req = Request {
+            method: RequestType::Post,
+            path: &path,
+            query: &query,
+            content_format: Some(coap::LINK_FORMAT),
+            payload: &links,
+            peer,
+        };
+        let mut reply = handlers::handle(&self.node, &req).await;
+        if reply.code == ResponseType::Created {
+            reply = Reply::new(ResponseType::Changed);
+        }
+        let mut r = coap::response(pkt, reply.code);
+        frame(&mut r, &reply, None, None);
+        r
+    }
+
+    /// GET `/.well-known/core` from `peer` with a confirmable request of our own.
+    async fn fetch_core(&self, peer: SocketAddr) -> Result<Vec<u8>, String> {
+        let mid = self.next_mid.fetch_add(1, Ordering::Relaxed);
+        let token = blake3::hash(&[&mid.to_be_bytes()[..], &crate::lookup::now_ms().to_be_bytes()].concat()).as_bytes()
+            [..8]
+            .to_vec();
+        let (tx, mut rx) = oneshot::channel();
+        {
+            let mut p = lock(&self.pending);
+            if p.len() >= FETCHES_MAX {
+                return Err("too many fetches in progress".into());
+            }
+            p.insert((peer, token.clone()), tx);
+        }
+        let mut get = Packet::new();
+        get.header.set_type(MessageType::Confirmable);
+        get.header.message_id = mid;
+        get.header.code = MessageClass::Request(RequestType::Get);
+        get.set_token(token.clone());
+        get.add_option(CoapOption::UriPath, b".well-known".to_vec());
+        get.add_option(CoapOption::UriPath, b"core".to_vec());
+        let bytes = get.to_bytes().map_err(|e| format!("{e:?}"))?;
+        let mut answer = None;
+        for wait in FETCH_WAITS {
+            self.send(&bytes, peer);
+            if let Ok(r) = tokio::time::timeout(wait, &mut rx).await {
+                answer = r.ok();
+                break;
+            }
+        }
+        lock(&self.pending).remove(&(peer, token));
+        let r = answer.ok_or("no answer")?;
+        match r.header.code {
+            MessageClass::Response(ResponseType::Content) => {}
+            c => return Err(format!("answered {c:?}")),
+        }
+        if pkt_more_blocks(&r) {
+            return Err("the link document is larger than one block".into());
+        }
+        Ok(r.payload)
     }
 
     fn finish(&self, peer: SocketAddr, mid: u16, bytes: Vec<u8>) {
@@ -308,6 +443,17 @@ impl Server {
             }
         }
     }
+}
+
+fn is_simple_registration(p: &Packet) -> bool {
+    matches!(p.header.code, MessageClass::Request(RequestType::Post))
+        && coap::path_and_query(p).is_some_and(|(path, _)| path == [".well-known", "rd"])
+}
+
+fn pkt_more_blocks(p: &Packet) -> bool {
+    p.get_first_option(CoapOption::Block2)
+        .and_then(|v| Block::decode(v))
+        .is_some_and(|b| b.more)
 }
 
 /// Puts `reply` into `r`: options, and the payload or the asked block of it.
