@@ -33,6 +33,9 @@ const FETCHES_MAX: usize = 64;
 /// doubled), after which the fetch has failed.
 const FETCH_WAITS: [Duration; 3] = [Duration::from_secs(2), Duration::from_secs(4), Duration::from_secs(8)];
 
+/// Our own request awaiting an answer: (peer, token).
+type PendingKey = (SocketAddr, Vec<u8>);
+
 struct Server {
     node: NodeHandle,
     sock: UdpSocket,
@@ -41,7 +44,7 @@ struct Server {
     observers: Mutex<Observers>,
     next_mid: AtomicU16,
     /// Our own requests (simple registration's fetch) awaiting an answer.
-    pending: Mutex<HashMap<(SocketAddr, Vec<u8>), oneshot::Sender<Packet>>>,
+    pending: Mutex<HashMap<PendingKey, oneshot::Sender<Packet>>>,
     in_flight: Arc<tokio::sync::Semaphore>,
 }
 
