@@ -11,8 +11,11 @@ use std::time::{Duration, Instant};
 
 /// RFC 7252 §4.8.2 EXCHANGE_LIFETIME with the default parameters.
 pub const EXCHANGE_LIFETIME: Duration = Duration::from_secs(247);
-/// Most remembered exchanges.
-pub const DEDUP_ENTRIES_MAX: usize = 50_000;
+/// Most remembered exchanges (only requests that are not safe: POST, PUT,
+/// DELETE...). A response here is tens of bytes, so about 25 MB at most; it
+/// caps sustained non-safe requests at this many per EXCHANGE_LIFETIME
+/// (about 1,000/s), beyond which new ones are answered 5.03.
+pub const DEDUP_ENTRIES_MAX: usize = 250_000;
 /// Most Block1 transfers in progress, and the largest reassembled payload.
 pub const BLOCK1_TRANSFERS_MAX: usize = 256;
 pub const BLOCK1_BYTES_MAX: usize = 64 * 1024;

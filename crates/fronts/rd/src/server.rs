@@ -148,7 +148,17 @@ impl Server {
             }
             _ => return,
         }
-        let seen = lock(&self.dedup).check(peer, mid, Instant::now());
+        // Safe requests (GET, FETCH) are simply run again when retransmitted;
+        // the others are run at most once per (peer, message id).
+        let safe = matches!(
+            pkt.header.code,
+            MessageClass::Request(RequestType::Get | RequestType::Fetch)
+        );
+        let seen = if safe {
+            Seen::New
+        } else {
+            lock(&self.dedup).check(peer, mid, Instant::now())
+        };
         match seen {
             Seen::InProgress => return,
             Seen::Answered(b) => return self.send(&b, peer),
