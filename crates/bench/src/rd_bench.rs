@@ -4,7 +4,9 @@
 //! after 2 s, and reports rates and lookup latency percentiles. Figures, never
 //! assertions; loopback only.
 //!
-//! `rd-bench --rd [::1]:5683 --registrations 200 --lookups 2000`
+//! `rd-bench --rd [::1]:5683 --registrations 200 --lookups 2000`, and with
+//! `--visible-at ADDR` (another center's RD) also the delay until a
+//! registration answered 2.01 at `--rd` shows in an endpoint lookup there.
 
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
@@ -50,13 +52,7 @@ fn msg(code: u8, mid: u16, token: u32, path: &[&str], query: &[String], payload:
 }
 
 /// Runs `reqs` with up to `conc` in flight; returns each latency and the response payloads' total bytes.
-fn run(
-    sock: &UdpSocket,
-    rd: SocketAddr,
-    reqs: Vec<Spec>,
-    conc: usize,
-    base: u32,
-) -> Result<(Vec<Duration>, usize)> {
+fn run(sock: &UdpSocket, rd: SocketAddr, reqs: Vec<Spec>, conc: usize, base: u32) -> Result<(Vec<Duration>, usize)> {
     let mut next = 0usize;
     let mut inflight: HashMap<u32, Req> = HashMap::new();
     let mut lat = Vec::with_capacity(reqs.len());
@@ -159,6 +155,89 @@ fn discover(sock: &UdpSocket, rd: SocketAddr) -> Result<(Vec<String>, Vec<String
     ))
 }
 
+/// One confirmable request, waited for (retransmitted every 500 ms, 20 tries).
+fn call(
+    sock: &UdpSocket,
+    to: SocketAddr,
+    code: u8,
+    token: u32,
+    path: &[String],
+    query: &[String],
+    payload: &[u8],
+) -> Result<Vec<u8>> {
+    let p: Vec<&str> = path.iter().map(String::as_str).collect();
+    let b = msg(code, token as u16, token, &p, query, payload);
+    let mut buf = [0u8; 2048];
+    for _ in 0..20 {
+        sock.send_to(&b, to)?;
+        let until = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < until {
+            if let Ok((n, _)) = sock.recv_from(&mut buf) {
+                if n >= 8 && u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]) == token {
+                    return Ok(buf[..n].to_vec());
+                }
+            }
+        }
+    }
+    bail!("no answer from {to}")
+}
+
+/// Delays (ms) from a 2.01 at `rd` to the endpoint showing in a lookup at `other`.
+fn visibility(rd: SocketAddr, other: SocketAddr, reg: &[String], n: usize, base: u32) -> Result<Vec<Duration>> {
+    // A socket of its own: (peer, message id) pairs never repeat the first phase's.
+    let sock = &UdpSocket::bind(if rd.is_ipv6() { "[::1]:0" } else { "127.0.0.1:0" })?;
+    sock.set_read_timeout(Some(Duration::from_millis(1)))?;
+    let (_, ep_lookup) = {
+        let mut ep = None;
+        let b = msg(
+            0x01,
+            2,
+            base,
+            &[".well-known", "core"],
+            &["rt=core.rd-lookup-ep".into()],
+            b"",
+        );
+        sock.send_to(&b, other)?;
+        let mut buf = [0u8; 2048];
+        let until = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < until && ep.is_none() {
+            if let Ok((k, _)) = sock.recv_from(&mut buf) {
+                let t = String::from_utf8_lossy(&buf[..k]).into_owned();
+                ep = t.split('<').nth(1).and_then(|x| x.split('>').next()).map(|x| {
+                    x.trim_start_matches('/')
+                        .split('/')
+                        .map(String::from)
+                        .collect::<Vec<_>>()
+                });
+            }
+        }
+        ((), ep.context("no core.rd-lookup-ep at --visible-at")?)
+    };
+    let mut out = Vec::with_capacity(n);
+    let mut token = base.wrapping_add(1);
+    for i in 0..n {
+        let ep = format!("ep=vis-{base}-{i}");
+        token = token.wrapping_add(1);
+        let r = call(sock, rd, 0x02, token, reg, &[ep.clone()], b"</v>")?;
+        if r[1] != 0x41 {
+            bail!("registration answered {}.{:02}", r[1] >> 5, r[1] & 0x1f);
+        }
+        let t = Instant::now();
+        loop {
+            token = token.wrapping_add(1);
+            let r = call(sock, other, 0x01, token, &ep_lookup, &[ep.clone()], b"")?;
+            if r.windows(4).any(|w| w == b"vis-") {
+                out.push(t.elapsed());
+                break;
+            }
+            if t.elapsed() > Duration::from_secs(10) {
+                bail!("{ep} not visible at {other} within 10 s");
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str, default: &str| -> String {
@@ -219,5 +298,18 @@ fn main() -> Result<()> {
         pct(&mut lat, 0.99),
         bytes
     );
+    if let Some(other) = args
+        .iter()
+        .position(|a| a == "--visible-at")
+        .and_then(|i| args.get(i + 1))
+    {
+        let other: SocketAddr = other.parse()?;
+        let mut v = visibility(rd, other, &reg, 200, base.wrapping_add(0x0100_0000))?;
+        println!(
+            "{rd} -> {other}: 200 registrations visible in the other center's endpoint lookup after p50 {:.2} ms, p99 {:.2} ms (polling)",
+            pct(&mut v, 0.5),
+            pct(&mut v, 0.99)
+        );
+    }
     Ok(())
 }
