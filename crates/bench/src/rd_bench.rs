@@ -218,14 +218,14 @@ fn visibility(rd: SocketAddr, other: SocketAddr, reg: &[String], n: usize, base:
     for i in 0..n {
         let ep = format!("ep=vis-{base}-{i}");
         token = token.wrapping_add(1);
-        let r = call(sock, rd, 0x02, token, reg, &[ep.clone()], b"</v>")?;
+        let r = call(sock, rd, 0x02, token, reg, std::slice::from_ref(&ep), b"</v>")?;
         if r[1] != 0x41 {
             bail!("registration answered {}.{:02}", r[1] >> 5, r[1] & 0x1f);
         }
         let t = Instant::now();
         loop {
             token = token.wrapping_add(1);
-            let r = call(sock, other, 0x01, token, &ep_lookup, &[ep.clone()], b"")?;
+            let r = call(sock, other, 0x01, token, &ep_lookup, std::slice::from_ref(&ep), b"")?;
             if r.windows(4).any(|w| w == b"vis-") {
                 out.push(t.elapsed());
                 break;
