@@ -42,13 +42,18 @@ pub struct Observers {
 }
 
 impl Observers {
-    /// Adds or refreshes an observation; false if the table is full.
-    pub fn add(&mut self, key: (SocketAddr, Vec<u8>), o: Observer) -> bool {
-        if !self.map.contains_key(&key) && self.map.len() >= OBSERVERS_MAX {
-            return false;
+    /// Adds or refreshes an observation; returns the Observe sequence number
+    /// to answer with (a refresh goes on from the last one sent, so the
+    /// client never sees it go back), or None if the table is full.
+    pub fn add(&mut self, key: (SocketAddr, Vec<u8>), mut o: Observer) -> Option<u32> {
+        match self.map.get(&key) {
+            Some(old) => o.seq = (old.seq + 1) & 0xff_ffff,
+            None if self.map.len() >= OBSERVERS_MAX => return None,
+            None => {}
         }
+        let seq = o.seq;
         self.map.insert(key, o);
-        true
+        Some(seq)
     }
 
     pub fn remove(&mut self, key: &(SocketAddr, Vec<u8>)) {
@@ -85,5 +90,40 @@ pub async fn supersede(node: &NodeHandle, newer: &regmesh_core::Record) {
                 Err(e) => tracing::warn!(id = %old.id, error = %e, "could not remove superseded registration"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obs() -> Observer {
+        Observer {
+            which: LookupKind::Resource,
+            query: vec![],
+            digest: [0; 32],
+            seq: 2,
+            last_mid: None,
+        }
+    }
+
+    #[test]
+    fn refresh_goes_on_and_the_table_is_bounded() {
+        let mut t = Observers::default();
+        let p: SocketAddr = "[::1]:1".parse().unwrap();
+        assert_eq!(t.add((p, vec![1]), obs()), Some(2));
+        t.map.get_mut(&(p, vec![1])).unwrap().seq = 9;
+        assert_eq!(
+            t.add((p, vec![1]), obs()),
+            Some(10),
+            "a re-registration does not go back"
+        );
+        for i in 1..OBSERVERS_MAX {
+            assert!(t.add((p, (i as u32).to_be_bytes().to_vec()), obs()).is_some());
+        }
+        assert_eq!(t.add((p, vec![0xff; 8]), obs()), None, "full");
+        t.map.get_mut(&(p, vec![1])).unwrap().last_mid = Some(77);
+        t.reset(p, 77);
+        assert!(!t.map.contains_key(&(p, vec![1])), "an RST of a notification cancels");
     }
 }

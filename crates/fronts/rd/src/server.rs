@@ -379,9 +379,7 @@ impl Server {
                         seq: 2,
                         last_mid: None,
                     };
-                    if lock(&self.observers).add(key, o) {
-                        obs_seq = Some(2);
-                    }
+                    obs_seq = lock(&self.observers).add(key, o);
                 }
                 Some(1) => lock(&self.observers).remove(&key),
                 _ => {}
