@@ -167,6 +167,30 @@ fn rd_in_a_mesh_with_outside_clients() {
         ])
         .arg(dir.path()));
     assert!(ok, "{out}");
+    // c1 also proxies a real aiocoap-rd (document 004's lookup proxy).
+    let upstream_port = {
+        let s = UdpSocket::bind("[::1]:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let aiord = Proc(
+        Command::new(tool("aiocoap-rd"))
+            .args(["--bind", &format!("[::1]:{upstream_port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let c1 = dir.path().join("c1.toml");
+    let text = std::fs::read_to_string(&c1).unwrap();
+    assert!(text.contains("upstreams = []"), "{text}");
+    std::fs::write(
+        &c1,
+        text.replace(
+            "upstreams = []",
+            &format!("upstreams = [\"coap://[::1]:{upstream_port}\"]"),
+        ),
+    )
+    .unwrap();
     let mut procs: Vec<Proc> = ["c1", "c2", "c3"].iter().map(|id| serve(dir.path(), id)).collect();
     let (p1, p2, p3) = (base + 2, base + 12, base + 22);
     let rd1 = format!("coap://[::1]:{p1}");
@@ -246,6 +270,33 @@ fn rd_in_a_mesh_with_outside_clients() {
     let out = observer.wait_with_output().unwrap();
     let out = String::from_utf8_lossy(&out.stdout);
     assert!(out.contains("sensors/temp"), "Observe notification missing: {out:?}");
+
+    // Lookup proxy: a registration at aiocoap-rd shows in c1's resource
+    // lookup with provenance, and stays when aiocoap-rd goes away.
+    let (ok, out) = aio(&[
+        "-m",
+        "POST",
+        "--content-format",
+        "application/link-format",
+        "--payload",
+        "</tp>;rt=\"third-party\"",
+        &format!("coap://[::1]:{upstream_port}/resourcedirectory/?ep=tp1&lt=300"),
+    ]);
+    assert!(ok, "{out}");
+    let proxied = eventually(Duration::from_secs(8), || {
+        let out = lookup(p1, "res?rt=third*&provenance");
+        out.contains("/tp>").then_some(out)
+    });
+    assert!(
+        proxied.contains(&format!("provenance=\"coap://[::1]:{upstream_port}/")),
+        "{proxied}"
+    );
+    drop(aiord);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(
+        lookup(p1, "res?rt=third-party").contains("/tp>"),
+        "kept while its lifetime lasts"
+    );
 
     // Simple registration (RFC 9176 §5.1): an aiocoap endpoint asks c1, which
     // fetches its /.well-known/core and answers 2.04 (a separate response).

@@ -16,11 +16,13 @@ use crate::kind::{check_name, record_id, Registration, RegistrationKind, LT_DEFA
 use crate::links::{self, write_attr};
 use crate::lookup::{self, LookupKind};
 use crate::matching::{self, parse_query};
+use crate::proxy::Proxied;
 use coap_lite::{MessageClass, RequestType, ResponseType};
 use regmesh_core::Kind;
 use regmesh_node::messages::{PeerAnswer, PeerVerb};
 use regmesh_node::NodeHandle;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// Max-Age of lookup results, seconds (≤ 60, document 004 §5.2).
 pub const LOOKUP_MAX_AGE_S: u32 = 60;
@@ -69,6 +71,8 @@ pub struct Request<'a> {
     pub content_format: Option<u16>,
     pub payload: &'a [u8],
     pub peer: SocketAddr,
+    /// Links of third-party RDs this center proxies (resource lookups).
+    pub proxied: &'a [Arc<Vec<Proxied>>],
 }
 
 /// Which lookup a path names, if any.
@@ -358,6 +362,7 @@ pub async fn forwarded(node: NodeHandle, from: String, msg: serde_json::Value) -
         content_format: None,
         payload: if has_payload { b"x" } else { b"" },
         peer: SocketAddr::from(([0u8; 16], 0)),
+        proxied: &[],
     };
     tracing::debug!(%from, %id, "rd: forwarded request");
     let reply = match own(&node, &id) {
@@ -438,7 +443,7 @@ async fn remove(node: &NodeHandle, id: &str) -> Reply {
 }
 
 /// The lookup's result (also used for Observe notifications).
-pub fn lookup_reply(node: &NodeHandle, which: LookupKind, query: &[String]) -> Reply {
+pub fn lookup_reply(node: &NodeHandle, which: LookupKind, query: &[String], proxied: &[Arc<Vec<Proxied>>]) -> Reply {
     let q = match parse_query(query) {
         Ok(q) => q,
         Err(e) => return Reply::diag(ResponseType::BadRequest, e),
@@ -446,7 +451,7 @@ pub fn lookup_reply(node: &NodeHandle, which: LookupKind, query: &[String]) -> R
     if which == LookupKind::Resource && q.lt_remaining {
         return Reply::diag(ResponseType::BadRequest, "lt-remaining is for endpoint lookups");
     }
-    match lookup::lookup(node, which, &q) {
+    match lookup::lookup(node, which, &q, proxied) {
         Ok(body) => Reply {
             max_age_s: Some(LOOKUP_MAX_AGE_S),
             ..Reply::links(ResponseType::Content, body)
@@ -458,7 +463,7 @@ pub fn lookup_reply(node: &NodeHandle, which: LookupKind, query: &[String]) -> R
 
 fn run_lookup(node: &NodeHandle, req: &Request<'_>) -> Reply {
     match lookup_of(req.path) {
-        Some(w) => lookup_reply(node, w, req.query),
+        Some(w) => lookup_reply(node, w, req.query, req.proxied),
         None => Reply::new(ResponseType::NotFound),
     }
 }

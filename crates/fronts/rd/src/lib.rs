@@ -5,7 +5,8 @@
 //! center, and every center's lookups answer from the union.
 //!
 //! Configured by `[fronts.rd]`: `listen` (UDP socket address) and
-//! `upstreams` (third-party RDs to proxy; must be empty in this build).
+//! `upstreams` (third-party RDs whose links this center serves as a lookup
+//! proxy, [`proxy`]).
 //! Off unless the section is present. Without DTLS the RD is open.
 //!
 //! Must never: reach into the center, the mesh or the store, or write a kind
@@ -19,6 +20,7 @@ pub mod links;
 pub mod lookup;
 pub mod matching;
 pub mod observe;
+pub mod proxy;
 pub mod server;
 
 pub use kind::{RegistrationKind, REGISTRATION};
@@ -37,6 +39,7 @@ pub const NAME: &str = "rd";
 #[derive(Default)]
 pub struct RdFront {
     listen: Option<SocketAddr>,
+    upstreams: Vec<SocketAddr>,
 }
 
 impl RdFront {
@@ -63,13 +66,24 @@ impl Front for RdFront {
                         })?);
                 }
                 "upstreams" => {
-                    let empty = v.as_array().is_some_and(Vec::is_empty);
-                    if !empty {
+                    let list = v
+                        .as_array()
+                        .ok_or_else(|| FrontError::config(NAME, "upstreams must be a list of coap:// URIs"))?;
+                    if list.len() > proxy::UPSTREAMS_MAX {
                         return Err(FrontError::config(
                             NAME,
-                            "upstreams (lookup proxy of third-party RDs) is not supported by this build; leave it empty",
+                            format!("at most {} upstreams", proxy::UPSTREAMS_MAX),
                         ));
                     }
+                    self.upstreams = list
+                        .iter()
+                        .map(|u| {
+                            u.as_str()
+                                .ok_or_else(|| "upstreams must be strings".to_string())
+                                .and_then(proxy::parse_upstream)
+                        })
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| FrontError::config(NAME, e))?;
                 }
                 other => return Err(FrontError::config(NAME, format!("unknown key {other:?}"))),
             }
@@ -99,6 +113,6 @@ impl Front for RdFront {
             std::net::UdpSocket::bind(addr).map_err(|e| FrontError::start(NAME, format!("binding UDP {addr}: {e}")))?;
         sock.set_nonblocking(true)
             .map_err(|e| FrontError::start(NAME, e.to_string()))?;
-        Ok(server::tasks(node.clone(), sock))
+        Ok(server::tasks(node.clone(), sock, self.upstreams.clone()))
     }
 }

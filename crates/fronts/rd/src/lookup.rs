@@ -7,9 +7,11 @@
 
 use crate::kind::{Registration, REGISTRATION};
 use crate::matching::{self, Entry, Query};
+use crate::proxy::{self, Proxied};
 use regmesh_core::Record;
 use regmesh_node::handle::{HandleError, ListQuery};
 use regmesh_node::NodeHandle;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Most records one lookup reads.
@@ -120,7 +122,12 @@ fn candidates(node: &NodeHandle, q: &Query) -> Result<Vec<Entry>, LookupError> {
 }
 
 /// The lookup's result as link format.
-pub fn lookup(node: &NodeHandle, which: LookupKind, q: &Query) -> Result<String, LookupError> {
+pub fn lookup(
+    node: &NodeHandle,
+    which: LookupKind,
+    q: &Query,
+    proxied: &[Arc<Vec<Proxied>>],
+) -> Result<String, LookupError> {
     let entries = candidates(node, q)?;
     let mut lines: Vec<String> = Vec::new();
     match which {
@@ -138,6 +145,16 @@ pub fn lookup(node: &NodeHandle, which: LookupKind, q: &Query) -> Result<String,
                     matching::write_resource(&mut s, q, e, l);
                     lines.push(s);
                 }
+            }
+            let now = std::time::Instant::now();
+            for p in proxied
+                .iter()
+                .flat_map(|v| v.iter())
+                .filter(|p| p.until > now && proxy::matches(q, p))
+            {
+                let mut s = String::new();
+                proxy::write(&mut s, q, p);
+                lines.push(s);
             }
         }
     }

@@ -1,7 +1,8 @@
 //! The CoAP/UDP server loop: reads datagrams, drops or answers duplicates
 //! (see [`crate::exchange`]), reassembles Block1, hands requests to
 //! [`crate::handlers`], frames replies (piggybacked ACK, Block2, Max-Age,
-//! Observe) and sends notifications to observers.
+//! Observe), sends notifications to observers, and makes the few requests of
+//! its own (simple registration's fetch, the lookup proxy's polls).
 //!
 //! Must never: answer a malformed confirmable message with anything but a
 //! Reset, run a duplicate request twice, or send a datagram over 1280 bytes
@@ -12,6 +13,7 @@ use crate::exchange::{Assembly, Block1, Dedup, Seen};
 use crate::handlers::{self, Reply, Request};
 use crate::kind::REGISTRATION;
 use crate::observe::{self, Observer, Observers, RECHECK_INTERVAL};
+use crate::proxy;
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use regmesh_node::front::Task;
 use regmesh_node::NodeHandle;
@@ -27,7 +29,9 @@ use tokio::sync::oneshot;
 const DATAGRAM_BYTES_MAX: usize = 1500;
 /// Most requests handled at once; more are answered 5.03.
 const IN_FLIGHT_MAX: usize = 512;
-/// Most simple-registration fetches in progress at once.
+/// How often upstream RDs are polled (lookup proxy).
+const PROXY_POLL: Duration = Duration::from_secs(2);
+/// Most requests of ours (simple-registration fetches, proxy polls) in progress at once.
 const FETCHES_MAX: usize = 64;
 /// Our confirmable request's retransmission waits (RFC 7252 ACK_TIMEOUT 2 s,
 /// doubled), after which the fetch has failed.
@@ -46,10 +50,12 @@ struct Server {
     /// Our own requests (simple registration's fetch) awaiting an answer.
     pending: Mutex<HashMap<PendingKey, oneshot::Sender<Packet>>>,
     in_flight: Arc<tokio::sync::Semaphore>,
+    proxy: proxy::Store,
+    upstreams: Vec<SocketAddr>,
 }
 
 /// The server task and the notifier task on `sock`.
-pub fn tasks(node: NodeHandle, sock: std::net::UdpSocket) -> Vec<Task> {
+pub fn tasks(node: NodeHandle, sock: std::net::UdpSocket, upstreams: Vec<SocketAddr>) -> Vec<Task> {
     let (tx, rx) = tokio::sync::oneshot::channel::<Arc<Server>>();
     let n = node.clone();
     let serve: Task = Box::pin(async move {
@@ -70,12 +76,16 @@ pub fn tasks(node: NodeHandle, sock: std::net::UdpSocket) -> Vec<Task> {
             next_mid: AtomicU16::new(seed),
             pending: Mutex::new(HashMap::new()),
             in_flight: Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT_MAX)),
+            proxy: proxy::Store::default(),
+            upstreams,
         });
         let _ = tx.send(s.clone());
         s.run().await;
     });
     let notify: Task = Box::pin(async move {
         if let Ok(s) = rx.await {
+            let poll = s.clone();
+            tokio::spawn(async move { poll.poll_upstreams().await });
             s.notifier().await;
         }
     });
@@ -256,6 +266,7 @@ impl Server {
             content_format: Some(coap::LINK_FORMAT),
             payload: &links,
             peer,
+            proxied: &[],
         };
         let mut reply = handlers::handle(&self.node, &req).await;
         if reply.code == ResponseType::Created {
@@ -266,8 +277,33 @@ impl Server {
         r
     }
 
-    /// GET `/.well-known/core` from `peer` with a confirmable request of our own.
+    /// GET `/.well-known/core` from `peer` (one block).
     async fn fetch_core(&self, peer: SocketAddr) -> Result<Vec<u8>, String> {
+        let r = self.client_get(peer, &[".well-known", "core"], &[], 0).await?;
+        if pkt_more_blocks(&r) {
+            return Err("the link document is larger than one block".into());
+        }
+        Ok(r.payload)
+    }
+
+    /// GETs a whole resource from `peer`, block by block (at most 256).
+    async fn get_all(&self, peer: SocketAddr, path: &[&str], query: &[String]) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        for num in 0..256u32 {
+            let r = self.client_get(peer, path, query, num).await?;
+            out.extend_from_slice(&r.payload);
+            if out.len() > crate::exchange::BLOCK1_BYTES_MAX * 16 {
+                return Err("resource too large".into());
+            }
+            if !pkt_more_blocks(&r) {
+                return Ok(out);
+            }
+        }
+        Err("more than 256 blocks".into())
+    }
+
+    /// One GET of ours to `peer` (confirmable, retransmitted), block `num`.
+    async fn client_get(&self, peer: SocketAddr, path: &[&str], query: &[String], num: u32) -> Result<Packet, String> {
         let mid = self.next_mid.fetch_add(1, Ordering::Relaxed);
         let token = blake3::hash(&[&mid.to_be_bytes()[..], &crate::lookup::now_ms().to_be_bytes()].concat()).as_bytes()
             [..8]
@@ -276,7 +312,7 @@ impl Server {
         {
             let mut p = lock(&self.pending);
             if p.len() >= FETCHES_MAX {
-                return Err("too many fetches in progress".into());
+                return Err("too many requests of ours in progress".into());
             }
             p.insert((peer, token.clone()), tx);
         }
@@ -285,8 +321,23 @@ impl Server {
         get.header.message_id = mid;
         get.header.code = MessageClass::Request(RequestType::Get);
         get.set_token(token.clone());
-        get.add_option(CoapOption::UriPath, b".well-known".to_vec());
-        get.add_option(CoapOption::UriPath, b"core".to_vec());
+        for seg in path {
+            get.add_option(CoapOption::UriPath, seg.as_bytes().to_vec());
+        }
+        for q in query {
+            get.add_option(CoapOption::UriQuery, q.as_bytes().to_vec());
+        }
+        if num > 0 {
+            get.add_option(
+                CoapOption::Block2,
+                Block {
+                    num,
+                    more: false,
+                    size: BLOCK_BYTES_MAX,
+                }
+                .encode(),
+            );
+        }
         let bytes = get.to_bytes().map_err(|e| format!("{e:?}"))?;
         let mut answer = None;
         for wait in FETCH_WAITS {
@@ -299,13 +350,93 @@ impl Server {
         lock(&self.pending).remove(&(peer, token));
         let r = answer.ok_or("no answer")?;
         match r.header.code {
-            MessageClass::Response(ResponseType::Content) => {}
-            c => return Err(format!("answered {c:?}")),
+            MessageClass::Response(ResponseType::Content) => Ok(r),
+            c => Err(format!("answered {c:?}")),
         }
-        if pkt_more_blocks(&r) {
-            return Err("the link document is larger than one block".into());
+    }
+
+    /// Polls every upstream RD's resource lookup every [`PROXY_POLL`].
+    async fn poll_upstreams(self: Arc<Self>) {
+        if self.upstreams.is_empty() {
+            return;
         }
-        Ok(r.payload)
+        let mut closing = self.node.closing();
+        let mut paths: HashMap<SocketAddr, (Vec<String>, Vec<String>)> = HashMap::new();
+        loop {
+            for u in self.upstreams.clone() {
+                if let std::collections::hash_map::Entry::Vacant(slot) = paths.entry(u) {
+                    match self.discover_lookups(u).await {
+                        Ok(p) => {
+                            slot.insert(p);
+                        }
+                        Err(e) => {
+                            tracing::debug!(upstream = %u, error = %e, "rd proxy: discovery");
+                            continue;
+                        }
+                    }
+                }
+                let (res, ep) = &paths[&u];
+                if let Err(e) = self.poll_one(u, res, ep).await {
+                    tracing::debug!(upstream = %u, error = %e, "rd proxy: poll");
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(PROXY_POLL) => {}
+                _ = closing.changed() => return,
+            }
+        }
+    }
+
+    /// The upstream's (resource lookup, endpoint lookup) paths.
+    async fn discover_lookups(&self, u: SocketAddr) -> Result<(Vec<String>, Vec<String>), String> {
+        let body = self
+            .get_all(u, &[".well-known", "core"], &["rt=core.rd-lookup-*".into()])
+            .await?;
+        let text = String::from_utf8(body).map_err(|_| "not UTF-8")?;
+        let found = crate::links::parse(&text).map_err(|e| e.to_string())?;
+        let find = |rt: &str| {
+            found
+                .iter()
+                .find(|l| l.values("rt").any(|v| v.split_ascii_whitespace().any(|w| w == rt)))
+                .map(|l| {
+                    l.href
+                        .trim_start_matches('/')
+                        .split('/')
+                        .map(String::from)
+                        .collect::<Vec<_>>()
+                })
+        };
+        Ok((
+            find("core.rd-lookup-res").ok_or("no core.rd-lookup-res")?,
+            find("core.rd-lookup-ep").ok_or("no core.rd-lookup-ep")?,
+        ))
+    }
+
+    async fn poll_one(&self, u: SocketAddr, res: &[String], ep: &[String]) -> Result<(), String> {
+        let res_path: Vec<&str> = res.iter().map(String::as_str).collect();
+        let ep_path: Vec<&str> = ep.iter().map(String::as_str).collect();
+        let text = String::from_utf8(self.get_all(u, &res_path, &[]).await?).map_err(|_| "not UTF-8")?;
+        let found = crate::links::parse(&text).map_err(|e| e.to_string())?;
+        let eps = String::from_utf8(self.get_all(u, &ep_path, &["lt-remaining".into()]).await?).unwrap_or_default();
+        let eps = if eps.is_empty() {
+            String::from_utf8(self.get_all(u, &ep_path, &[]).await?).unwrap_or_default()
+        } else {
+            eps
+        };
+        let keep_s = proxy::shortest_lifetime_s(&eps).unwrap_or(u64::from(handlers::LOOKUP_MAX_AGE_S));
+        let until = Instant::now() + Duration::from_secs(keep_s);
+        let provenance = format!("coap://{u}/{}", res.join("/"));
+        let links: Vec<proxy::Proxied> = found
+            .into_iter()
+            .take(proxy::PROXIED_LINKS_MAX / proxy::UPSTREAMS_MAX)
+            .map(|link| proxy::Proxied {
+                link,
+                provenance: provenance.clone(),
+                until,
+            })
+            .collect();
+        self.proxy.set(u, links);
+        Ok(())
     }
 
     fn finish(&self, peer: SocketAddr, mid: u16, bytes: Vec<u8>) {
@@ -365,6 +496,7 @@ impl Server {
             content_format,
             payload,
             peer,
+            proxied: &self.proxy.snapshot(Instant::now()),
         };
         let reply = handlers::handle(&self.node, &req).await;
         let key = (peer, pkt.get_token().to_vec());
@@ -430,8 +562,9 @@ impl Server {
             .iter()
             .map(|(k, o)| (k.clone(), o.clone()))
             .collect();
+        let proxied = self.proxy.snapshot(Instant::now());
         for ((peer, token), o) in observers {
-            let reply = handlers::lookup_reply(&self.node, o.which, &o.query);
+            let reply = handlers::lookup_reply(&self.node, o.which, &o.query, &proxied);
             let digest = *blake3::hash(&reply.payload).as_bytes();
             if digest == o.digest {
                 continue;
