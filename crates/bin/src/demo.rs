@@ -45,7 +45,7 @@ pub async fn run(dir: &Path, base_port: u16, keep: bool, fresh: bool) -> Result<
             }
         }
     } else {
-        crate::init::run(3, crate::init::Topology::Full, dir, base_port)?;
+        crate::init::run(3, crate::init::Topology::Full, dir, base_port, &[])?;
     }
     let exe = std::env::current_exe()?;
     let mut procs = Kill(Vec::new());

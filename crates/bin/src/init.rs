@@ -1,6 +1,8 @@
 //! `regmesh init`: everything a local mesh of N centers needs, in one folder.
 //! It writes a CA, then per center a key, a certificate and a config. Center i
-//! listens for clients on `P + 10·(i−1)` and for peers on the port after it.
+//! listens for clients on `P + 10·(i−1)` and for peers on the port after it;
+//! with `--fronts rd`, it serves CoAP (the Resource Directory) on
+//! `[::1]:P + 10·(i−1) + 2`.
 
 use anyhow::{bail, Context, Result};
 use regmesh_core::sign::key_hex;
@@ -40,11 +42,18 @@ pub fn neighbours(t: Topology, n: usize, i: usize) -> Vec<usize> {
     v
 }
 
-pub fn run(n: usize, topology: Topology, out: &Path, base_port: u16) -> Result<()> {
+/// Optional fronts `init` can write a section for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum InitFront {
+    /// The CoAP Resource Directory, on `[::1]:P + 10·(i−1) + 2`.
+    Rd,
+}
+
+pub fn run(n: usize, topology: Topology, out: &Path, base_port: u16, fronts: &[InitFront]) -> Result<()> {
     if !(1..=256).contains(&n) {
         bail!("--centers must be 1 to 256");
     }
-    let last_port = base_port as usize + 10 * (n - 1) + 1;
+    let last_port = base_port as usize + 10 * (n - 1) + 2;
     if last_port > u16::MAX as usize {
         bail!("--base-port {base_port} leaves no room for {n} centers (ports up to {last_port})");
     }
@@ -111,6 +120,12 @@ pub fn run(n: usize, topology: Topology, out: &Path, base_port: u16) -> Result<(
                 public_key: k.clone(),
             })
             .collect();
+        if fronts.contains(&InitFront::Rd) {
+            let mut t = toml::Table::new();
+            t.insert("listen".into(), format!("[::1]:{}", api_port(i) + 2).into());
+            t.insert("upstreams".into(), toml::Value::Array(Vec::new()));
+            cfg.fronts.insert("rd".into(), toml::Value::Table(t));
+        }
         cfg.validate()?;
         std::fs::write(out.join(format!("{id}.toml")), toml_text(&cfg)?)?;
     }

@@ -49,6 +49,9 @@ enum Cmd {
         /// Client API port of c1; center i uses P + 10·(i−1), and the next port for peers.
         #[arg(long, default_value_t = 17700)]
         base_port: u16,
+        /// Optional fronts to configure (comma-separated): `rd` serves CoAP on P + 10·(i−1) + 2.
+        #[arg(long, value_enum, value_delimiter = ',')]
+        fronts: Vec<init::InitFront>,
     },
     /// Start a local three-center mesh, register sample agents at each, and
     /// show them arriving everywhere. A second run reuses the mesh in --dir.
@@ -240,6 +243,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             let cfg = effective_config(&a)?;
             let running = regmesh_node::NodeBuilder::new(cfg)
                 .front(regmesh_front_agent::AgentFront::new())
+                .front(regmesh_front_rd::RdFront::new())
                 .start()
                 .await?;
             // Machine-readable line for scripts and tests: the bound address.
@@ -291,8 +295,9 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             topology,
             out,
             base_port,
+            fronts,
         } => {
-            init::run(centers, topology, &out, base_port)?;
+            init::run(centers, topology, &out, base_port, &fronts)?;
             Ok(std::process::ExitCode::SUCCESS)
         }
     }

@@ -1,0 +1,486 @@
+//! The CoAP Resource Directory front in a real mesh of `regmesh` processes
+//! (set up with `regmesh init --fronts rd`), driven by clients nobody here
+//! wrote: aiocoap's `aiocoap-client` and libcoap's `coap-client-notls`
+//! (installed by `scripts/test`), plus a raw UDP socket for retransmissions
+//! and malformed input. Budget: about 20 s (three processes, ~25 client runs).
+
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_regmesh");
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn tool(name: &str) -> &str {
+    let ok = Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "{name} is not installed: run scripts/test (it installs aiocoap-client with `pip install aiocoap` \
+         and coap-client-notls with `apt-get install libcoap3-bin`)"
+    );
+    name
+}
+
+/// A base port with the TCP ports of `n` centers and their CoAP UDP ports free.
+fn free_base(n: usize) -> u16 {
+    let seed = std::process::id() as usize;
+    for k in 0..500 {
+        let base = 20_000 + ((seed * 7 + k * 131) % 3500) * 10;
+        let ok = (0..n).all(|i| {
+            let p = base + 10 * i;
+            (0..2).all(|d| std::net::TcpListener::bind(("127.0.0.1", (p + d) as u16)).is_ok())
+                && UdpSocket::bind(("::1", (p + 2) as u16)).is_ok()
+        });
+        if ok {
+            return base as u16;
+        }
+    }
+    panic!("no free ports");
+}
+
+fn serve(dir: &Path, id: &str) -> Proc {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(dir.join(format!("{id}.toml")))
+        .env("REGMESH_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("listening on "), "{id}: {line:?}");
+    Proc(child)
+}
+
+/// Runs a client; returns (success, stdout + stderr).
+fn run(cmd: &mut Command) -> (bool, String) {
+    let out = cmd.output().unwrap();
+    let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
+    s.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), s)
+}
+
+fn aio(args: &[&str]) -> (bool, String) {
+    run(Command::new(tool("aiocoap-client")).args(args))
+}
+
+fn libcoap(args: &[&str]) -> (bool, String) {
+    run(Command::new(tool("coap-client-notls")).args(args))
+}
+
+/// Polls `f` until it returns Some, for up to `within`.
+fn eventually<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let t = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(t.elapsed() < within, "condition not met within {within:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A CoAP message: type (0 CON), code, message id, token 0x42, Uri-Path,
+/// Content-Format 40 if there is a payload, Uri-Query, payload.
+fn coap_msg(typ: u8, code: u8, mid: u16, path: &[&str], query: &[&str], payload: &[u8]) -> Vec<u8> {
+    let mut m = vec![0x40 | (typ << 4) | 1, code, (mid >> 8) as u8, mid as u8, 0x42];
+    let mut last = 0u16;
+    let mut opt = |m: &mut Vec<u8>, n: u16, v: &[u8]| {
+        let delta = n - last;
+        last = n;
+        assert!(delta < 13 && v.len() < 269);
+        let (l, ext) = if v.len() < 13 {
+            (v.len() as u8, None)
+        } else {
+            (13, Some((v.len() - 13) as u8))
+        };
+        m.push(((delta as u8) << 4) | l);
+        m.extend(ext);
+        m.extend_from_slice(v);
+    };
+    for p in path {
+        opt(&mut m, 11, p.as_bytes());
+    }
+    if !payload.is_empty() {
+        opt(&mut m, 12, &[40]);
+    }
+    for q in query {
+        opt(&mut m, 15, q.as_bytes());
+    }
+    if !payload.is_empty() {
+        m.push(0xff);
+        m.extend_from_slice(payload);
+    }
+    m
+}
+
+fn exchange(sock: &UdpSocket, to: &str, msg: &[u8]) -> Vec<u8> {
+    sock.send_to(msg, to).unwrap();
+    let mut buf = [0u8; 1500];
+    let (n, _) = sock.recv_from(&mut buf).expect("an answer");
+    buf[..n].to_vec()
+}
+
+/// "c.dd" of a response's code byte.
+fn code(resp: &[u8]) -> String {
+    format!("{}.{:02}", resp[1] >> 5, resp[1] & 0x1f)
+}
+
+fn lookup(port: u16, what: &str) -> String {
+    let (ok, out) = aio(&[&format!("coap://[::1]:{port}/rd-lookup/{what}")]);
+    assert!(ok, "{out}");
+    out
+}
+
+#[test]
+fn rd_in_a_mesh_with_outside_clients() {
+    tool("aiocoap-client");
+    tool("coap-client-notls");
+    let dir = tempfile::tempdir().unwrap();
+    let base = free_base(3);
+    let (ok, out) = run(Command::new(BIN)
+        .args([
+            "init",
+            "--centers",
+            "3",
+            "--base-port",
+            &base.to_string(),
+            "--fronts",
+            "rd",
+            "--out",
+        ])
+        .arg(dir.path()));
+    assert!(ok, "{out}");
+    // c1 also proxies a real aiocoap-rd (document 004's lookup proxy).
+    let upstream_port = {
+        let s = UdpSocket::bind("[::1]:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let aiord = Proc(
+        Command::new(tool("aiocoap-rd"))
+            .args(["--bind", &format!("[::1]:{upstream_port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let c1 = dir.path().join("c1.toml");
+    let text = std::fs::read_to_string(&c1).unwrap();
+    assert!(text.contains("upstreams = []"), "{text}");
+    std::fs::write(
+        &c1,
+        text.replace(
+            "upstreams = []",
+            &format!("upstreams = [\"coap://[::1]:{upstream_port}\"]"),
+        ),
+    )
+    .unwrap();
+    let mut procs: Vec<Proc> = ["c1", "c2", "c3"].iter().map(|id| serve(dir.path(), id)).collect();
+    let (p1, p2, p3) = (base + 2, base + 12, base + 22);
+    let rd1 = format!("coap://[::1]:{p1}");
+    // A center takes writes once a peer answers (DRiP §5.7): wait for that.
+    let sock = UdpSocket::bind("[::1]:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut mid = 0x4000u16;
+    for p in [p1, p2, p3] {
+        eventually(Duration::from_secs(10), || {
+            mid += 1;
+            let r = exchange(
+                &sock,
+                &format!("[::1]:{p}"),
+                &coap_msg(0, 0x02, mid, &["rd"], &["ep=warm-up"], b"</w>"),
+            );
+            (code(&r) == "2.01").then_some(())
+        });
+    }
+    let rd2 = format!("coap://[::1]:{p2}");
+
+    // Discovery (aiocoap at c2), with rt filtering.
+    let (ok, out) = aio(&[&format!("{rd2}/.well-known/core?rt=core.rd*")]);
+    assert!(
+        ok && out.contains("</rd>;rt=\"core.rd\"") && out.contains("</rd-lookup/res>"),
+        "{out}"
+    );
+    let (ok, out) = aio(&[&format!("{rd2}/.well-known/core?rt=core.rd-lookup-ep")]);
+    assert!(ok && out.contains("</rd-lookup/ep>") && !out.contains("</rd>"), "{out}");
+
+    // Observe resource lookups at c2 (libcoap, for 3 s) before anything matches.
+    let observer = Command::new(tool("coap-client-notls"))
+        .args(["-s", "3", "-m", "get", &format!("{rd2}/rd-lookup/res?rt=observed")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+
+    // Register at c1 with libcoap; look up at c2 with aiocoap.
+    let (ok, out) = libcoap(&[
+        "-m",
+        "post",
+        "-t",
+        "40",
+        "-e",
+        "</sensors/temp>;rt=\"temperature-c observed\";if=\"sensor\",</sensors/light>;rt=\"light-lux\"",
+        &format!("{rd1}/rd?ep=node1&base=coap://[2001:db8::1]:61616&et=oic.d.sensor&lt=300"),
+    ]);
+    assert!(ok, "{out}");
+    let res = eventually(Duration::from_secs(5), || {
+        let out = lookup(p2, "res?rt=temperature*&provenance");
+        out.contains("<coap://[2001:db8::1]:61616/sensors/temp>").then_some(out)
+    });
+    assert!(
+        res.contains("anchor=\"coap://[2001:db8::1]:61616\"") && res.contains("provenance=\"/rd/"),
+        "{res}"
+    );
+    assert!(!res.contains("light"), "{res}");
+    let ep = lookup(p2, "ep?et=oic.d.sensor&lt-remaining");
+    assert!(
+        ep.contains("ep=\"node1\"") && ep.contains("lt-remaining=") && ep.contains("lt=300"),
+        "{ep}"
+    );
+    let path = ep
+        .split('<')
+        .nth(1)
+        .and_then(|s| s.split('>').next())
+        .unwrap()
+        .to_string();
+    assert!(lookup(p2, "res?ep=node1&if=sensor&href=coap://[2001:db8::1]:61616/sensors/*").contains("sensors/temp"));
+    assert!(
+        !lookup(p2, "res?ep=node1&rt=light-lux&if=sensor").contains("sensors"),
+        "criteria AND"
+    );
+
+    // The observer was notified of the replicated registration.
+    let out = observer.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.contains("sensors/temp"), "Observe notification missing: {out:?}");
+
+    // Lookup proxy: a registration at aiocoap-rd shows in c1's resource
+    // lookup with provenance, and stays when aiocoap-rd goes away.
+    let (ok, out) = aio(&[
+        "-m",
+        "POST",
+        "--content-format",
+        "application/link-format",
+        "--payload",
+        "</tp>;rt=\"third-party\"",
+        &format!("coap://[::1]:{upstream_port}/resourcedirectory/?ep=tp1&lt=300"),
+    ]);
+    assert!(ok, "{out}");
+    let proxied = eventually(Duration::from_secs(8), || {
+        let out = lookup(p1, "res?rt=third*&provenance");
+        out.contains("/tp>").then_some(out)
+    });
+    assert!(
+        proxied.contains(&format!("provenance=\"coap://[::1]:{upstream_port}/")),
+        "{proxied}"
+    );
+    drop(aiord);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(
+        lookup(p1, "res?rt=third-party").contains("/tp>"),
+        "kept while its lifetime lasts"
+    );
+
+    // Simple registration (RFC 9176 §5.1): an aiocoap endpoint asks c1, which
+    // fetches its /.well-known/core and answers 2.04 (a separate response).
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/rd_endpoint.py");
+    let (ok, out) = run(Command::new("python3").args([script, &format!("{rd1}/.well-known/rd?ep=simple1&lt=100")]));
+    assert!(ok && out.starts_with("2.04"), "{out}");
+    let simple = eventually(Duration::from_secs(5), || {
+        let out = lookup(p2, "res?ep=simple1&rt=simple-temp");
+        out.contains("/sensors/simple>").then_some(out)
+    });
+    assert!(simple.contains("<coap://[::1]:"), "{simple}");
+
+    // Update (libcoap) at c2, forwarded to the owner c1: lifetime and an extra attribute.
+    let (ok, out) = libcoap(&["-m", "post", &format!("{rd2}{path}?lt=200&et=oic.d.other")]);
+    assert!(ok, "{out}");
+    eventually(Duration::from_secs(5), || {
+        lookup(p2, "ep?ep=node1").contains("lt=200").then_some(())
+    });
+    // GET of the registration at the other center.
+    let (ok, out) = aio(&[&format!("{rd2}{path}")]);
+    assert!(ok && out.contains("</sensors/temp>"), "{out}");
+
+    // Block1 registration and Block2 lookups of a large result.
+    let big: Vec<String> = (0..60).map(|i| format!("</s/{i:02}>;rt=\"bulk\"")).collect();
+    let (ok, out) = libcoap(&[
+        "-m",
+        "post",
+        "-t",
+        "40",
+        "-b",
+        "64",
+        "-e",
+        &big.join(","),
+        &format!("{rd1}/rd?ep=bulk"),
+    ]);
+    assert!(ok, "{out}");
+    let all = eventually(Duration::from_secs(5), || {
+        let (ok, out) = libcoap(&["-m", "get", &format!("coap://[::1]:{p2}/rd-lookup/res?rt=bulk")]);
+        (ok && out.matches("rt=\"bulk\"").count() == 60).then_some(out)
+    });
+    assert!(all.len() > 1024, "a result larger than one block");
+    let aio_all = lookup(p2, "res?rt=bulk");
+    assert_eq!(aio_all.matches("rt=\"bulk\"").count(), 60);
+    let page = lookup(p2, "res?rt=bulk&page=2&count=5");
+    assert_eq!(page.matches("rt=\"bulk\"").count(), 5);
+    assert!(
+        page.contains("/s/10>") && page.contains("/s/14>") && !page.contains("/s/15>"),
+        "{page}"
+    );
+
+    // Retransmitted confirmable requests run once (raw UDP at c1).
+    let to = format!("[::1]:{p1}");
+    let post = coap_msg(0, 0x02, 0x1234, &["rd"], &["ep=dup"], b"</x>");
+    let a = exchange(&sock, &to, &post);
+    let b = exchange(&sock, &to, &post);
+    assert_eq!(code(&a), "2.01");
+    assert_eq!(a, b, "the cached response is re-sent");
+    let dup = eventually(Duration::from_secs(5), || {
+        let out = lookup(p2, "ep?ep=dup");
+        out.contains("ep=\"dup\"").then_some(out)
+    });
+    assert_eq!(dup.matches("ep=\"dup\"").count(), 1, "{dup}");
+    let dpath: Vec<String> = dup
+        .split('<')
+        .nth(1)
+        .unwrap()
+        .split('>')
+        .next()
+        .unwrap()
+        .split('/')
+        .skip(1)
+        .map(String::from)
+        .collect();
+    let segs: Vec<&str> = dpath.iter().map(String::as_str).collect();
+    let del = coap_msg(0, 0x04, 0x1235, &segs, &[], b"");
+    let a = exchange(&sock, &to, &del);
+    let b = exchange(&sock, &to, &del);
+    assert_eq!(
+        (code(&a), code(&b)),
+        ("2.02".into(), "2.02".into()),
+        "a DELETE retransmission is not run again"
+    );
+    let fresh = exchange(&sock, &to, &coap_msg(0, 0x04, 0x1236, &segs, &[], b""));
+    assert_eq!(code(&fresh), "4.04", "a new DELETE runs");
+
+    // Bad input: 4.xx with a diagnostic, nothing stored.
+    let long = format!("ep={}", "e".repeat(64));
+    for (msg, want) in [
+        (coap_msg(0, 0x02, 0x2000, &["rd"], &[&long], b"</x>"), "4.00"),
+        (coap_msg(0, 0x02, 0x2001, &["rd"], &["ep=bad1"], b"<rel/x>"), "4.00"),
+        (
+            coap_msg(
+                0,
+                0x02,
+                0x2002,
+                &["rd"],
+                &["ep=bad2", "base=coap://[fe80::1%25eth0]"],
+                b"</x>",
+            ),
+            "4.00",
+        ),
+        (coap_msg(0, 0x02, 0x2003, &["rd"], &["ep=bad\u{1}"], b"</x>"), "4.00"),
+        (
+            coap_msg(0, 0x01, 0x2004, &["rd-lookup", "res"], &["page=1"], b""),
+            "4.00",
+        ),
+    ] {
+        let r = exchange(&sock, &to, &msg);
+        assert_eq!(code(&r), want);
+        assert!(r.len() > 6, "a diagnostic payload");
+    }
+    let garbage = [0x40u8, 0x01, 0x30, 0x00, 0x35, b'x'];
+    let r = exchange(&sock, &to, &garbage);
+    assert_eq!(r[0] >> 4 & 3, 3, "a malformed CON is answered with a Reset");
+    assert!(!lookup(p1, "ep?ep=bad*").contains("bad"));
+
+    // Handover: the same endpoint registers at c3; lookups show only the newer.
+    let (ok, out) = libcoap(&[
+        "-m",
+        "post",
+        "-t",
+        "40",
+        "-e",
+        "</moved>;rt=\"handover\"",
+        &format!("coap://[::1]:{p3}/rd?ep=node1&base=coap://[2001:db8::2]"),
+    ]);
+    assert!(ok, "{out}");
+    let after = eventually(Duration::from_secs(5), || {
+        let out = lookup(p2, "ep?ep=node1");
+        out.contains("2001:db8::2").then_some(out)
+    });
+    assert_eq!(after.matches("ep=\"node1\"").count(), 1, "{after}");
+    eventually(Duration::from_secs(5), || {
+        let out = lookup(p1, "res?ep=node1");
+        (out.contains("/moved>") && !out.contains("sensors/temp")).then_some(())
+    });
+
+    // Expiry: a 2 s registration at c1 leaves every center's lookups.
+    let (ok, out) = aio(&[
+        "-m",
+        "POST",
+        "--content-format",
+        "application/link-format",
+        "--payload",
+        "</e>",
+        &format!("{rd1}/rd?ep=short&lt=2"),
+    ]);
+    assert!(ok && out.contains("/rd/"), "{out}");
+    eventually(Duration::from_secs(3), || {
+        lookup(p2, "ep?ep=short").contains("short").then_some(())
+    });
+    eventually(Duration::from_secs(8), || {
+        (!lookup(p2, "ep?ep=short").contains("short")).then_some(())
+    });
+
+    // Removal (aiocoap) at c2 of a registration c1 owns: forwarded.
+    let bulk = lookup(p2, "ep?ep=bulk");
+    let bpath = bulk
+        .split('<')
+        .nth(1)
+        .and_then(|s| s.split('>').next())
+        .unwrap()
+        .to_string();
+    let (ok, out) = aio(&["-m", "DELETE", &format!("{rd2}{bpath}")]);
+    assert!(ok, "{out}");
+    eventually(Duration::from_secs(5), || {
+        (!lookup(p1, "ep?ep=bulk").contains("bulk")).then_some(())
+    });
+
+    // Split: c3 (node1's owner now) goes away. Its registration stays visible
+    // (its lifetime has not run out); a removal elsewhere cannot reach it: 5.04.
+    let path3 = after
+        .split('<')
+        .nth(1)
+        .and_then(|s| s.split('>').next())
+        .unwrap()
+        .to_string();
+    drop(procs.remove(2));
+    let segs: Vec<&str> = path3.split('/').skip(1).collect();
+    let r = exchange(
+        &sock,
+        &format!("[::1]:{p2}"),
+        &coap_msg(0, 0x04, 0x3000, &segs, &[], b""),
+    );
+    assert_eq!(code(&r), "5.04", "{}", String::from_utf8_lossy(&r));
+    assert!(lookup(p2, "ep?ep=node1").contains("ep=\"node1\""));
+}

@@ -1,0 +1,118 @@
+//! The CoAP Resource Directory front (RFC 9176, replicated as document 004
+//! asks): the `rd.registration` kind ([`kind`]) and a CoAP/UDP server
+//! ([`server`]) serving registration and lookup. A registration is a record
+//! owned by the center that accepted it; the mesh carries it to every
+//! center, and every center's lookups answer from the union.
+//!
+//! Configured by `[fronts.rd]`: `listen` (UDP socket address) and
+//! `upstreams` (third-party RDs whose links this center serves as a lookup
+//! proxy, [`proxy`]).
+//! Off unless the section is present. Without DTLS the RD is open.
+//!
+//! Must never: reach into the center, the mesh or the store, or write a kind
+//! other than `rd.registration`.
+
+pub mod coap;
+pub mod exchange;
+pub mod handlers;
+pub mod kind;
+pub mod links;
+pub mod lookup;
+pub mod matching;
+pub mod observe;
+pub mod proxy;
+pub mod server;
+
+pub use kind::{RegistrationKind, REGISTRATION};
+
+use regmesh_core::Kind;
+use regmesh_node::front::{Front, FrontError, Section, Task};
+use regmesh_node::messages::{PeerMessage, PeerVerb};
+use regmesh_node::NodeHandle;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The front's name and its `[fronts.rd]` section.
+pub const NAME: &str = "rd";
+
+/// The Resource Directory front.
+#[derive(Default)]
+pub struct RdFront {
+    listen: Option<SocketAddr>,
+    upstreams: Vec<SocketAddr>,
+}
+
+impl RdFront {
+    pub fn new() -> Self {
+        RdFront::default()
+    }
+}
+
+impl Front for RdFront {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn configure(&mut self, section: &Section) -> Result<(), FrontError> {
+        for (k, v) in &section.table {
+            match k.as_str() {
+                "listen" => {
+                    let s = v
+                        .as_str()
+                        .ok_or_else(|| FrontError::config(NAME, "listen must be a string"))?;
+                    self.listen =
+                        Some(s.parse().map_err(|_| {
+                            FrontError::config(NAME, format!("listen {s:?} is not a UDP socket address"))
+                        })?);
+                }
+                "upstreams" => {
+                    let list = v
+                        .as_array()
+                        .ok_or_else(|| FrontError::config(NAME, "upstreams must be a list of coap:// URIs"))?;
+                    if list.len() > proxy::UPSTREAMS_MAX {
+                        return Err(FrontError::config(
+                            NAME,
+                            format!("at most {} upstreams", proxy::UPSTREAMS_MAX),
+                        ));
+                    }
+                    self.upstreams = list
+                        .iter()
+                        .map(|u| {
+                            u.as_str()
+                                .ok_or_else(|| "upstreams must be strings".to_string())
+                                .and_then(proxy::parse_upstream)
+                        })
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| FrontError::config(NAME, e))?;
+                }
+                other => return Err(FrontError::config(NAME, format!("unknown key {other:?}"))),
+            }
+        }
+        if self.listen.is_none() {
+            return Err(FrontError::config(NAME, "listen is required (e.g. \"[::1]:5683\")"));
+        }
+        Ok(())
+    }
+
+    fn kinds(&self) -> Vec<Arc<dyn Kind>> {
+        vec![Arc::new(RegistrationKind)]
+    }
+
+    fn peer_messages(&self, node: &NodeHandle) -> Vec<PeerMessage> {
+        let node = node.clone();
+        vec![PeerMessage::new(
+            PeerVerb::Rfi,
+            handlers::FORWARD_TYPE,
+            move |from, msg| handlers::forwarded(node.clone(), from, msg),
+        )]
+    }
+
+    fn tasks(&self, node: &NodeHandle) -> Result<Vec<Task>, FrontError> {
+        let addr = self.listen.ok_or_else(|| FrontError::start(NAME, "not configured"))?;
+        let sock =
+            std::net::UdpSocket::bind(addr).map_err(|e| FrontError::start(NAME, format!("binding UDP {addr}: {e}")))?;
+        sock.set_nonblocking(true)
+            .map_err(|e| FrontError::start(NAME, e.to_string()))?;
+        Ok(server::tasks(node.clone(), sock, self.upstreams.clone()))
+    }
+}

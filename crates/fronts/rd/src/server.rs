@@ -1,0 +1,643 @@
+//! The CoAP/UDP server loop: reads datagrams, drops or answers duplicates
+//! (see [`crate::exchange`]), reassembles Block1, hands requests to
+//! [`crate::handlers`], frames replies (piggybacked ACK, Block2, Max-Age,
+//! Observe), sends notifications to observers, and makes the few requests of
+//! its own (simple registration's fetch, the lookup proxy's polls).
+//!
+//! Must never: answer a malformed confirmable message with anything but a
+//! Reset, run a duplicate request twice, or send a datagram over 1280 bytes
+//! of payload block.
+
+use crate::coap::{self, Block, BLOCK_BYTES_MAX};
+use crate::exchange::{Assembly, Block1, Dedup, Seen};
+use crate::handlers::{self, Reply, Request};
+use crate::kind::REGISTRATION;
+use crate::observe::{self, Observer, Observers, RECHECK_INTERVAL};
+use crate::proxy;
+use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
+use regmesh_node::front::Task;
+use regmesh_node::NodeHandle;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::sync::oneshot;
+
+/// Largest datagram read.
+const DATAGRAM_BYTES_MAX: usize = 1500;
+/// Most requests handled at once; more are answered 5.03.
+const IN_FLIGHT_MAX: usize = 512;
+/// How often upstream RDs are polled (lookup proxy).
+const PROXY_POLL: Duration = Duration::from_secs(2);
+/// Most requests of ours (simple-registration fetches, proxy polls) in progress at once.
+const FETCHES_MAX: usize = 64;
+/// Our confirmable request's retransmission waits (RFC 7252 ACK_TIMEOUT 2 s,
+/// doubled), after which the fetch has failed.
+const FETCH_WAITS: [Duration; 3] = [Duration::from_secs(2), Duration::from_secs(4), Duration::from_secs(8)];
+
+/// Our own request awaiting an answer: (peer, token).
+type PendingKey = (SocketAddr, Vec<u8>);
+
+struct Server {
+    node: NodeHandle,
+    sock: UdpSocket,
+    dedup: Mutex<Dedup>,
+    block1: Mutex<Block1>,
+    observers: Mutex<Observers>,
+    next_mid: AtomicU16,
+    /// Our own requests (simple registration's fetch) awaiting an answer.
+    pending: Mutex<HashMap<PendingKey, oneshot::Sender<Packet>>>,
+    in_flight: Arc<tokio::sync::Semaphore>,
+    proxy: proxy::Store,
+    upstreams: Vec<SocketAddr>,
+}
+
+/// The server task and the notifier task on `sock`.
+pub fn tasks(node: NodeHandle, sock: std::net::UdpSocket, upstreams: Vec<SocketAddr>) -> Vec<Task> {
+    let (tx, rx) = tokio::sync::oneshot::channel::<Arc<Server>>();
+    let n = node.clone();
+    let serve: Task = Box::pin(async move {
+        let sock = match UdpSocket::from_std(sock) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "rd: cannot use the UDP socket");
+                return;
+            }
+        };
+        let seed = (crate::lookup::now_ms() & 0xffff) as u16;
+        let s = Arc::new(Server {
+            node: n,
+            sock,
+            dedup: Mutex::new(Dedup::default()),
+            block1: Mutex::new(Block1::default()),
+            observers: Mutex::new(Observers::default()),
+            next_mid: AtomicU16::new(seed),
+            pending: Mutex::new(HashMap::new()),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT_MAX)),
+            proxy: proxy::Store::default(),
+            upstreams,
+        });
+        let _ = tx.send(s.clone());
+        s.run().await;
+    });
+    let notify: Task = Box::pin(async move {
+        if let Ok(s) = rx.await {
+            let poll = s.clone();
+            tokio::spawn(async move { poll.poll_upstreams().await });
+            s.notifier().await;
+        }
+    });
+    vec![serve, notify]
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Server {
+    async fn run(self: Arc<Self>) {
+        let mut closing = self.node.closing();
+        let mut buf = vec![0u8; DATAGRAM_BYTES_MAX];
+        loop {
+            let (n, peer) = tokio::select! {
+                r = self.sock.recv_from(&mut buf) => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "rd: recv");
+                        continue;
+                    }
+                },
+                _ = closing.changed() => return,
+            };
+            self.datagram(&buf[..n], peer);
+        }
+    }
+
+    fn send(&self, bytes: &[u8], peer: SocketAddr) {
+        if let Err(e) = self.sock.try_send_to(bytes, peer) {
+            tracing::debug!(error = %e, %peer, "rd: send");
+        }
+    }
+
+    fn reset(&self, mid: u16, peer: SocketAddr) {
+        let mut r = Packet::new();
+        r.header.set_type(MessageType::Reset);
+        r.header.message_id = mid;
+        r.header.code = MessageClass::Empty;
+        if let Ok(b) = r.to_bytes() {
+            self.send(&b, peer);
+        }
+    }
+
+    fn datagram(self: &Arc<Self>, data: &[u8], peer: SocketAddr) {
+        let pkt = match Packet::from_bytes(data) {
+            Ok(p) => p,
+            Err(_) => {
+                // A malformed CON is rejected with a Reset (RFC 7252 §4.2).
+                if data.len() >= 4 && data[0] >> 6 == 1 && (data[0] >> 4) & 3 == 0 {
+                    self.reset(u16::from_be_bytes([data[2], data[3]]), peer);
+                }
+                return;
+            }
+        };
+        let mid = pkt.header.message_id;
+        match (pkt.header.code, pkt.header.get_type()) {
+            (MessageClass::Empty, MessageType::Confirmable) => return self.reset(mid, peer),
+            (MessageClass::Empty, MessageType::Reset) => return lock(&self.observers).reset(peer, mid),
+            (MessageClass::Request(_), MessageType::Confirmable | MessageType::NonConfirmable) => {}
+            (MessageClass::Response(_), t) => {
+                if t == MessageType::Confirmable {
+                    self.empty_ack(mid, peer);
+                }
+                if let Some(tx) = lock(&self.pending).remove(&(peer, pkt.get_token().to_vec())) {
+                    let _ = tx.send(pkt);
+                }
+                return;
+            }
+            _ => return,
+        }
+        // Safe requests (GET, FETCH) are simply run again when retransmitted;
+        // the others are run at most once per (peer, message id).
+        let safe = matches!(
+            pkt.header.code,
+            MessageClass::Request(RequestType::Get | RequestType::Fetch)
+        );
+        let seen = if safe {
+            Seen::New
+        } else {
+            lock(&self.dedup).check(peer, mid, Instant::now())
+        };
+        match seen {
+            Seen::InProgress => return,
+            Seen::Answered(b) => return self.send(&b, peer),
+            Seen::Full => {
+                let mut r = coap::response(&pkt, ResponseType::ServiceUnavailable);
+                r.add_option(CoapOption::MaxAge, coap::uint(5));
+                if let Ok(b) = r.to_bytes() {
+                    self.send(&b, peer);
+                }
+                return;
+            }
+            Seen::New => {}
+        }
+        let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+            let r = coap::response(&pkt, ResponseType::ServiceUnavailable);
+            if let Ok(b) = r.to_bytes() {
+                self.finish(peer, mid, b);
+            }
+            return;
+        };
+        let s = self.clone();
+        if is_simple_registration(&pkt) {
+            // Separate response: acknowledge now, answer once the endpoint's
+            // links are fetched.
+            if pkt.header.get_type() == MessageType::Confirmable {
+                let mut ack = Packet::new();
+                ack.header.set_type(MessageType::Acknowledgement);
+                ack.header.message_id = mid;
+                ack.header.code = MessageClass::Empty;
+                if let Ok(b) = ack.to_bytes() {
+                    self.finish(peer, mid, b);
+                }
+            }
+            tokio::spawn(async move {
+                let _permit = permit;
+                let mut r = s.simple_registration(&pkt, peer).await;
+                r.header.set_type(MessageType::NonConfirmable);
+                r.header.message_id = s.next_mid.fetch_add(1, Ordering::Relaxed);
+                if let Ok(b) = r.to_bytes() {
+                    s.send(&b, peer);
+                }
+            });
+            return;
+        }
+        tokio::spawn(async move {
+            let _permit = permit;
+            let resp = s.request(&pkt, peer).await;
+            let bytes = resp.to_bytes().unwrap_or_else(|_| {
+                coap::response(&pkt, ResponseType::InternalServerError)
+                    .to_bytes()
+                    .unwrap_or_default()
+            });
+            s.finish(peer, mid, bytes);
+        });
+    }
+
+    fn empty_ack(&self, mid: u16, peer: SocketAddr) {
+        let mut r = Packet::new();
+        r.header.set_type(MessageType::Acknowledgement);
+        r.header.message_id = mid;
+        r.header.code = MessageClass::Empty;
+        if let Ok(b) = r.to_bytes() {
+            self.send(&b, peer);
+        }
+    }
+
+    /// `POST /.well-known/rd?ep=...` (RFC 9176 §5.1): fetches the
+    /// requester's `/.well-known/core` and registers its links; 2.04.
+    async fn simple_registration(&self, pkt: &Packet, peer: SocketAddr) -> Packet {
+        let diag = |code, msg: String| {
+            let mut r = coap::response(pkt, code);
+            r.payload = msg.into_bytes();
+            r
+        };
+        let Some((_, query)) = coap::path_and_query(pkt) else {
+            return diag(ResponseType::BadRequest, "Uri-Query is not UTF-8".into());
+        };
+        if !pkt.payload.is_empty() {
+            return diag(ResponseType::BadRequest, "a simple registration has no payload".into());
+        }
+        let links = match self.fetch_core(peer).await {
+            Ok(l) => l,
+            Err(why) => {
+                return diag(
+                    ResponseType::GatewayTimeout,
+                    format!("fetching /.well-known/core: {why}"),
+                )
+            }
+        };
+        let path = ["rd".to_string()];
+        let req = Request {
+            method: RequestType::Post,
+            path: &path,
+            query: &query,
+            content_format: Some(coap::LINK_FORMAT),
+            payload: &links,
+            peer,
+            proxied: &[],
+        };
+        let mut reply = handlers::handle(&self.node, &req).await;
+        if reply.code == ResponseType::Created {
+            reply = Reply::new(ResponseType::Changed);
+        }
+        let mut r = coap::response(pkt, reply.code);
+        frame(&mut r, &reply, None, None);
+        r
+    }
+
+    /// GET `/.well-known/core` from `peer` (one block).
+    async fn fetch_core(&self, peer: SocketAddr) -> Result<Vec<u8>, String> {
+        let r = self.client_get(peer, &[".well-known", "core"], &[], 0).await?;
+        if pkt_more_blocks(&r) {
+            return Err("the link document is larger than one block".into());
+        }
+        Ok(r.payload)
+    }
+
+    /// GETs a whole resource from `peer`, block by block (at most 256).
+    async fn get_all(&self, peer: SocketAddr, path: &[&str], query: &[String]) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        for num in 0..256u32 {
+            let r = self.client_get(peer, path, query, num).await?;
+            out.extend_from_slice(&r.payload);
+            if out.len() > crate::exchange::BLOCK1_BYTES_MAX * 16 {
+                return Err("resource too large".into());
+            }
+            if !pkt_more_blocks(&r) {
+                return Ok(out);
+            }
+        }
+        Err("more than 256 blocks".into())
+    }
+
+    /// One GET of ours to `peer` (confirmable, retransmitted), block `num`.
+    async fn client_get(&self, peer: SocketAddr, path: &[&str], query: &[String], num: u32) -> Result<Packet, String> {
+        let mid = self.next_mid.fetch_add(1, Ordering::Relaxed);
+        let token = blake3::hash(&[&mid.to_be_bytes()[..], &crate::lookup::now_ms().to_be_bytes()].concat()).as_bytes()
+            [..8]
+            .to_vec();
+        let (tx, mut rx) = oneshot::channel();
+        {
+            let mut p = lock(&self.pending);
+            if p.len() >= FETCHES_MAX {
+                return Err("too many requests of ours in progress".into());
+            }
+            p.insert((peer, token.clone()), tx);
+        }
+        let mut get = Packet::new();
+        get.header.set_type(MessageType::Confirmable);
+        get.header.message_id = mid;
+        get.header.code = MessageClass::Request(RequestType::Get);
+        get.set_token(token.clone());
+        for seg in path {
+            get.add_option(CoapOption::UriPath, seg.as_bytes().to_vec());
+        }
+        for q in query {
+            get.add_option(CoapOption::UriQuery, q.as_bytes().to_vec());
+        }
+        if num > 0 {
+            get.add_option(
+                CoapOption::Block2,
+                Block {
+                    num,
+                    more: false,
+                    size: BLOCK_BYTES_MAX,
+                }
+                .encode(),
+            );
+        }
+        let bytes = get.to_bytes().map_err(|e| format!("{e:?}"))?;
+        let mut answer = None;
+        for wait in FETCH_WAITS {
+            self.send(&bytes, peer);
+            if let Ok(r) = tokio::time::timeout(wait, &mut rx).await {
+                answer = r.ok();
+                break;
+            }
+        }
+        lock(&self.pending).remove(&(peer, token));
+        let r = answer.ok_or("no answer")?;
+        match r.header.code {
+            MessageClass::Response(ResponseType::Content) => Ok(r),
+            c => Err(format!("answered {c:?}")),
+        }
+    }
+
+    /// Polls every upstream RD's resource lookup every [`PROXY_POLL`].
+    async fn poll_upstreams(self: Arc<Self>) {
+        if self.upstreams.is_empty() {
+            return;
+        }
+        let mut closing = self.node.closing();
+        let mut paths: HashMap<SocketAddr, (Vec<String>, Vec<String>)> = HashMap::new();
+        loop {
+            for u in self.upstreams.clone() {
+                if let std::collections::hash_map::Entry::Vacant(slot) = paths.entry(u) {
+                    match self.discover_lookups(u).await {
+                        Ok(p) => {
+                            slot.insert(p);
+                        }
+                        Err(e) => {
+                            tracing::debug!(upstream = %u, error = %e, "rd proxy: discovery");
+                            continue;
+                        }
+                    }
+                }
+                let (res, ep) = &paths[&u];
+                if let Err(e) = self.poll_one(u, res, ep).await {
+                    tracing::debug!(upstream = %u, error = %e, "rd proxy: poll");
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(PROXY_POLL) => {}
+                _ = closing.changed() => return,
+            }
+        }
+    }
+
+    /// The upstream's (resource lookup, endpoint lookup) paths.
+    async fn discover_lookups(&self, u: SocketAddr) -> Result<(Vec<String>, Vec<String>), String> {
+        let body = self
+            .get_all(u, &[".well-known", "core"], &["rt=core.rd-lookup-*".into()])
+            .await?;
+        let text = String::from_utf8(body).map_err(|_| "not UTF-8")?;
+        let found = crate::links::parse(&text).map_err(|e| e.to_string())?;
+        let find = |rt: &str| {
+            found
+                .iter()
+                .find(|l| l.values("rt").any(|v| v.split_ascii_whitespace().any(|w| w == rt)))
+                .map(|l| {
+                    l.href
+                        .trim_start_matches('/')
+                        .split('/')
+                        .map(String::from)
+                        .collect::<Vec<_>>()
+                })
+        };
+        Ok((
+            find("core.rd-lookup-res").ok_or("no core.rd-lookup-res")?,
+            find("core.rd-lookup-ep").ok_or("no core.rd-lookup-ep")?,
+        ))
+    }
+
+    async fn poll_one(&self, u: SocketAddr, res: &[String], ep: &[String]) -> Result<(), String> {
+        let res_path: Vec<&str> = res.iter().map(String::as_str).collect();
+        let ep_path: Vec<&str> = ep.iter().map(String::as_str).collect();
+        let text = String::from_utf8(self.get_all(u, &res_path, &[]).await?).map_err(|_| "not UTF-8")?;
+        let found = crate::links::parse(&text).map_err(|e| e.to_string())?;
+        let eps = String::from_utf8(self.get_all(u, &ep_path, &["lt-remaining".into()]).await?).unwrap_or_default();
+        let eps = if eps.is_empty() {
+            String::from_utf8(self.get_all(u, &ep_path, &[]).await?).unwrap_or_default()
+        } else {
+            eps
+        };
+        let keep_s = proxy::shortest_lifetime_s(&eps).unwrap_or(u64::from(handlers::LOOKUP_MAX_AGE_S));
+        let until = Instant::now() + Duration::from_secs(keep_s);
+        let provenance = format!("coap://{u}/{}", res.join("/"));
+        let links: Vec<proxy::Proxied> = found
+            .into_iter()
+            .take(proxy::PROXIED_LINKS_MAX / proxy::UPSTREAMS_MAX)
+            .map(|link| proxy::Proxied {
+                link,
+                provenance: provenance.clone(),
+                until,
+            })
+            .collect();
+        self.proxy.set(u, links);
+        Ok(())
+    }
+
+    fn finish(&self, peer: SocketAddr, mid: u16, bytes: Vec<u8>) {
+        lock(&self.dedup).answered(peer, mid, bytes.clone());
+        self.send(&bytes, peer);
+    }
+
+    /// Handles one request and frames its answer.
+    async fn request(&self, pkt: &Packet, peer: SocketAddr) -> Packet {
+        let MessageClass::Request(method) = pkt.header.code else {
+            return coap::response(pkt, ResponseType::BadRequest);
+        };
+        let err = |code, msg: &str| {
+            let mut r = coap::response(pkt, code);
+            r.payload = msg.as_bytes().to_vec();
+            r
+        };
+        if let Some(n) = coap::unknown_critical(pkt) {
+            return err(ResponseType::BadOption, &format!("unsupported critical option {n}"));
+        }
+        let Some((path, query)) = coap::path_and_query(pkt) else {
+            return err(ResponseType::BadRequest, "Uri-Path or Uri-Query is not UTF-8");
+        };
+        let content_format = coap::opt_uint(pkt, CoapOption::ContentFormat).map(|c| c as u16);
+        // Block1: reassemble the payload first.
+        let mut block1_echo = None;
+        let assembled;
+        let payload: &[u8] = match pkt.get_first_option(CoapOption::Block1) {
+            None => &pkt.payload,
+            Some(v) => {
+                let Some(b) = Block::decode(v) else {
+                    return err(ResponseType::BadOption, "malformed Block1");
+                };
+                let key = (peer, format!("{method:?} {} ? {}", path.join("/"), query.join("&")));
+                match lock(&self.block1).add(key, b.num, b.size, b.more, &pkt.payload, Instant::now()) {
+                    Assembly::Continue => {
+                        let mut r = coap::response(pkt, ResponseType::Continue);
+                        r.add_option(CoapOption::Block1, b.encode());
+                        return r;
+                    }
+                    Assembly::Done(all) => {
+                        block1_echo = Some(b);
+                        assembled = all;
+                        &assembled
+                    }
+                    Assembly::Incomplete(why) => return err(ResponseType::RequestEntityIncomplete, why),
+                    Assembly::TooLarge => return err(ResponseType::RequestEntityTooLarge, "payload too large"),
+                }
+            }
+        };
+        let observe = coap::opt_uint(pkt, CoapOption::Observe);
+        let which = handlers::lookup_of(&path);
+        let req = Request {
+            method,
+            path: &path,
+            query: &query,
+            content_format,
+            payload,
+            peer,
+            proxied: &self.proxy.snapshot(Instant::now()),
+        };
+        let reply = handlers::handle(&self.node, &req).await;
+        let key = (peer, pkt.get_token().to_vec());
+        let mut obs_seq = None;
+        if let (Some(w), RequestType::Get) = (which, method) {
+            match observe {
+                Some(0) if reply.code == ResponseType::Content => {
+                    let o = Observer {
+                        which: w,
+                        query: query.clone(),
+                        digest: *blake3::hash(&reply.payload).as_bytes(),
+                        seq: 2,
+                        last_mid: None,
+                    };
+                    obs_seq = lock(&self.observers).add(key, o);
+                }
+                Some(1) => lock(&self.observers).remove(&key),
+                _ => {}
+            }
+        }
+        let mut r = coap::response(pkt, reply.code);
+        let block2 = pkt.get_first_option(CoapOption::Block2).and_then(|v| Block::decode(v));
+        frame(&mut r, &reply, block2, obs_seq);
+        if let Some(b) = block1_echo {
+            r.add_option(CoapOption::Block1, b.encode());
+        }
+        r
+    }
+
+    /// Recomputes observed lookups on every registration change and every
+    /// [`RECHECK_INTERVAL`], notifying those whose result changed.
+    async fn notifier(self: Arc<Self>) {
+        let mut sub = self.node.subscribe();
+        let mut tick = tokio::time::interval(RECHECK_INTERVAL);
+        let mut closing = self.node.closing();
+        loop {
+            tokio::select! {
+                ev = sub.next() => match ev {
+                    Ok(Some(ev)) => {
+                        if ev.record.kind != REGISTRATION {
+                            continue;
+                        }
+                        if ev.record.origin != self.node.center_id() && !ev.record.deleted {
+                            observe::supersede(&self.node, &ev.record).await;
+                        }
+                    }
+                    Ok(None) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "rd: change feed lost; resubscribing");
+                        sub = self.node.subscribe();
+                    }
+                },
+                _ = tick.tick() => {}
+                _ = closing.changed() => return,
+            }
+            self.notify_changed();
+        }
+    }
+
+    fn notify_changed(&self) {
+        let observers: Vec<_> = lock(&self.observers)
+            .map
+            .iter()
+            .map(|(k, o)| (k.clone(), o.clone()))
+            .collect();
+        let proxied = self.proxy.snapshot(Instant::now());
+        for ((peer, token), o) in observers {
+            let reply = handlers::lookup_reply(&self.node, o.which, &o.query, &proxied);
+            let digest = *blake3::hash(&reply.payload).as_bytes();
+            if digest == o.digest {
+                continue;
+            }
+            let mid = self.next_mid.fetch_add(1, Ordering::Relaxed);
+            let seq = (o.seq + 1) & 0xff_ffff;
+            let mut p = Packet::new();
+            p.header.set_type(MessageType::NonConfirmable);
+            p.header.message_id = mid;
+            p.header.code = MessageClass::Response(reply.code);
+            p.set_token(token.clone());
+            frame(&mut p, &reply, None, Some(seq));
+            if let Some(slot) = lock(&self.observers).map.get_mut(&(peer, token)) {
+                slot.digest = digest;
+                slot.seq = seq;
+                slot.last_mid = Some(mid);
+            }
+            if let Ok(b) = p.to_bytes() {
+                self.send(&b, peer);
+            }
+        }
+    }
+}
+
+fn is_simple_registration(p: &Packet) -> bool {
+    matches!(p.header.code, MessageClass::Request(RequestType::Post))
+        && coap::path_and_query(p).is_some_and(|(path, _)| path == [".well-known", "rd"])
+}
+
+fn pkt_more_blocks(p: &Packet) -> bool {
+    p.get_first_option(CoapOption::Block2)
+        .and_then(|v| Block::decode(v))
+        .is_some_and(|b| b.more)
+}
+
+/// Puts `reply` into `r`: options, and the payload or the asked block of it.
+fn frame(r: &mut Packet, reply: &Reply, block2: Option<Block>, observe_seq: Option<u32>) {
+    if let Some(s) = observe_seq {
+        r.add_option(CoapOption::Observe, coap::uint(s));
+    }
+    for seg in &reply.location {
+        r.add_option(CoapOption::LocationPath, seg.as_bytes().to_vec());
+    }
+    if let Some(cf) = reply.content_format {
+        r.add_option(CoapOption::ContentFormat, coap::uint(u32::from(cf)));
+    }
+    if let Some(m) = reply.max_age_s {
+        r.add_option(CoapOption::MaxAge, coap::uint(m));
+    }
+    let size = block2.map_or(BLOCK_BYTES_MAX, |b| b.size.min(BLOCK_BYTES_MAX));
+    let num = block2.map_or(0, |b| b.num) as usize;
+    if reply.payload.len() <= size && num == 0 && block2.is_none() {
+        r.payload = reply.payload.clone();
+        return;
+    }
+    let start = num.saturating_mul(size);
+    if start >= reply.payload.len() && num > 0 {
+        r.header.code = MessageClass::Response(ResponseType::BadOption);
+        r.clear_all_options();
+        r.payload = b"Block2 number past the end".to_vec();
+        return;
+    }
+    let end = (start + size).min(reply.payload.len());
+    r.add_option(CoapOption::ETag, blake3::hash(&reply.payload).as_bytes()[..8].to_vec());
+    r.add_option(
+        CoapOption::Block2,
+        Block {
+            num: num as u32,
+            more: end < reply.payload.len(),
+            size,
+        }
+        .encode(),
+    );
+    r.add_option(CoapOption::Size2, coap::uint(reply.payload.len() as u32));
+    r.payload = reply.payload[start..end].to_vec();
+}
