@@ -8,76 +8,15 @@
 //!
 //! Budget: five meshes of three processes, about 50 s in all.
 
+mod peer_harness;
+
+use peer_harness::{get, serve, state_of, wait_mesh_up, wait_until};
 use regmesh_node::client::Client;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_regmesh");
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A base port with every port a mesh of three needs free right now.
-fn free_base() -> u16 {
-    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let seed = std::process::id() as usize + 389 * CALLS.fetch_add(1, Ordering::Relaxed);
-    for k in 0..500 {
-        let base = 24_000 + ((seed * 13 + k * 97) % 3000) * 10;
-        let ok = (0..3)
-            .all(|i| (0..2).all(|d| std::net::TcpListener::bind(("127.0.0.1", (base + 10 * i + d) as u16)).is_ok()));
-        if ok {
-            return base as u16;
-        }
-    }
-    panic!("no free ports");
-}
-
-fn init(dir: &Path) {
-    let out = Command::new(BIN)
-        .args(["init", "--centers", "3", "--topology", "full", "--base-port"])
-        .arg(free_base().to_string())
-        .arg("--out")
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-}
-
-fn serve(dir: &Path, id: &str) -> (Proc, Client) {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(dir.join(format!("{id}.toml")))
-        .env("REGMESH_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("{id}: {line:?}"))
-        .to_string();
-    (Proc(child), Client::new(&url, None).unwrap())
-}
-
-async fn get(c: &Client, path: &str) -> (u16, Value) {
-    let r = c.request(hyper::Method::GET, path, None).await.unwrap();
-    (r.status.as_u16(), r.json())
-}
+use std::time::Duration;
 
 /// Creates (or updates) agent `id` at `c`: the status and the body.
 async fn put(c: &Client, id: &str) -> (u16, Value) {
@@ -87,44 +26,6 @@ async fn put(c: &Client, id: &str) -> (u16, Value) {
         .await
         .unwrap();
     (r.status.as_u16(), r.json())
-}
-
-async fn wait_until<F, Fut>(what: &str, limit: Duration, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let t0 = Instant::now();
-    while !f().await {
-        assert!(t0.elapsed() < limit, "timed out after {limit:?} waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn state_of(c: &Client, peer: &str) -> String {
-    let (_, v) = get(c, "/v1/peers").await;
-    v["peers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["id"] == peer)
-        .map(|p| p["state"].as_str().unwrap().to_string())
-        .expect("peer")
-}
-
-async fn wait_mesh_up(clients: &[&Client]) {
-    for c in clients {
-        wait_until("mesh active", Duration::from_secs(15), || async {
-            let (_, v) = get(c, "/v1/peers").await;
-            v["state"] == "active"
-                && v["peers"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .all(|p| p["state"] == "OPERATIONAL")
-        })
-        .await;
-    }
 }
 
 async fn origin_everywhere(clients: &[&Client], id: &str) -> Vec<Value> {
@@ -138,7 +39,7 @@ async fn origin_everywhere(clients: &[&Client], id: &str) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_one_of_three_centers_down_creates_succeed_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    init(dir.path());
+    peer_harness::init(dir.path(), 3, "full");
     let (_p1, c1) = serve(dir.path(), "c1");
     let (_p2, c2) = serve(dir.path(), "c2");
     let (p3, c3) = serve(dir.path(), "c3");
@@ -212,7 +113,7 @@ async fn route_through(dir: &Path, center: &str, peer: &str, cut: Arc<Cut>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn across_a_split_the_minority_refuses_new_ids_and_no_id_gets_two_creators() {
     let dir = tempfile::tempdir().unwrap();
-    init(dir.path());
+    peer_harness::init(dir.path(), 3, "full");
     let cut = Arc::new(Cut::default());
     for (a, b) in [("c1", "c3"), ("c3", "c1"), ("c2", "c3"), ("c3", "c2")] {
         route_through(dir.path(), a, b, cut.clone()).await;
@@ -275,7 +176,7 @@ async fn across_a_split_the_minority_refuses_new_ids_and_no_id_gets_two_creators
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_creates_of_one_id_leave_exactly_one_winner() {
     let dir = tempfile::tempdir().unwrap();
-    init(dir.path());
+    peer_harness::init(dir.path(), 3, "full");
     let (_p1, c1) = serve(dir.path(), "c1");
     let (_p2, c2) = serve(dir.path(), "c2");
     let (_p3, c3) = serve(dir.path(), "c3");
@@ -315,7 +216,7 @@ async fn a_restarted_center_remembers_the_claims_it_gave() {
     // must not be granted on c2's yes: only c1, which holds the id, could
     // resolve c2's doubt.
     let dir = tempfile::tempdir().unwrap();
-    init(dir.path());
+    peer_harness::init(dir.path(), 3, "full");
     let (p1, c1) = serve(dir.path(), "c1");
     let (p2, c2) = serve(dir.path(), "c2");
     let (p3, c3) = serve(dir.path(), "c3");
@@ -343,7 +244,7 @@ async fn a_restarted_center_remembers_the_claims_it_gave() {
 async fn with_claims_all_one_center_down_stops_new_ids() {
     // DRiP's rule, kept as an option: every configured center must say yes.
     let dir = tempfile::tempdir().unwrap();
-    init(dir.path());
+    peer_harness::init(dir.path(), 3, "full");
     for id in ["c1", "c2", "c3"] {
         let path = dir.path().join(format!("{id}.toml"));
         let text = std::fs::read_to_string(&path).unwrap();

@@ -1,4 +1,4 @@
-//! Helpers for the peer hardening tests (`peer_attacks.rs`,
+//! Helpers for the multi-process tests (`peer_attacks.rs`, `claims.rs`,
 //! `peer_lifecycle.rs`): real `regmesh` processes set up with `regmesh
 //! init`, raw peer calls made with curl exactly as the DRiP draft shows them,
 //! and a link proxy the test can freeze. It owns no assertion about the mesh;
