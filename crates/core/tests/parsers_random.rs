@@ -22,7 +22,7 @@ use regmesh_core::codec::{self, canonical_json, decode, encode, encode_unsigned}
 use regmesh_core::kind::{view, view_json};
 use regmesh_core::sign::verify_record;
 use regmesh_core::{jwt, Hlc, Identity, Record, Visibility};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// Cases per property: `PROPTEST_CASES` when set, else `default`.
 fn cases(default: u32) -> u32 {
@@ -41,18 +41,9 @@ fn config(default: u32) -> ProptestConfig {
 }
 
 mod mutate;
-use mutate::{apply, mutation, Mutation};
+use mutate::{apply, json_value, mutation, text, Mutation};
 
 // ---- records -------------------------------------------------------------
-
-/// Text of every kind: ASCII, non-ASCII, control characters, quotes.
-fn text(max: usize) -> impl Strategy<Value = String> {
-    prop_oneof![
-        proptest::string::string_regex(&format!("[a-z0-9:._%-]{{0,{max}}}")).unwrap(),
-        proptest::collection::vec(any::<char>(), 0..max.min(24)).prop_map(|c| c.into_iter().collect()),
-        Just("\"\\\u{0}\u{7f}\u{2028}é".to_string()),
-    ]
-}
 
 fn visibility() -> impl Strategy<Value = Visibility> {
     prop_oneof![
@@ -301,41 +292,6 @@ proptest! {
         let ka = Identity::from_seed([1; 32]).verifying_key();
         prop_assert!(jwt::verify(t, "c1", "c2", |_| Some(ka), 1000, 30).is_err());
     }
-}
-
-// ---- JSON values -----------------------------------------------------------
-
-fn number() -> impl Strategy<Value = Value> {
-    prop_oneof![
-        any::<i64>().prop_map(Value::from),
-        any::<u64>().prop_map(Value::from),
-        any::<f64>()
-            .prop_filter("finite", |f| f.is_finite())
-            .prop_map(Value::from),
-        Just(json!(0)),
-        Just(json!(-1)),
-        Just(json!(1.5)),
-        Just(json!(u64::MAX)),
-    ]
-}
-
-fn leaf() -> impl Strategy<Value = Value> {
-    prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        number(),
-        text(40).prop_map(Value::String),
-    ]
-}
-
-/// Any JSON value, nested up to 24 levels.
-fn json_value() -> impl Strategy<Value = Value> {
-    leaf().prop_recursive(24, 128, 6, |inner| {
-        prop_oneof![
-            proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            proptest::collection::btree_map(text(12), inner, 0..6).prop_map(|m| Value::Object(m.into_iter().collect())),
-        ]
-    })
 }
 
 // ---- small text forms ------------------------------------------------------

@@ -1,7 +1,9 @@
-//! Mutations of byte strings (bit flips, truncations, insertions, huge
-//! lengths, splices, removals) shared by the structured random tests.
+//! Shared by the structured random tests: mutations of byte strings (bit
+//! flips, truncations, insertions, huge lengths, splices, removals), text of
+//! every kind, and any JSON value.
 
 use proptest::prelude::*;
+use serde_json::{json, Value};
 
 /// One change to a byte string.
 #[derive(Debug, Clone)]
@@ -84,4 +86,46 @@ pub fn apply(mut b: Vec<u8>, muts: &[Mutation]) -> Vec<u8> {
         }
     }
     b
+}
+
+/// Text of every kind: ASCII, non-ASCII, control characters, quotes.
+pub fn text(max: usize) -> impl Strategy<Value = String> {
+    prop_oneof![
+        proptest::string::string_regex(&format!("[a-z0-9:._%-]{{0,{max}}}")).unwrap(),
+        proptest::collection::vec(any::<char>(), 0..max.min(24)).prop_map(|c| c.into_iter().collect()),
+        Just("\"\\\u{0}\u{7f}\u{2028}é".to_string()),
+    ]
+}
+
+pub fn number() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
+        Just(json!(0)),
+        Just(json!(-1)),
+        Just(json!(1.5)),
+        Just(json!(u64::MAX)),
+    ]
+}
+
+pub fn leaf() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        number(),
+        text(40).prop_map(Value::String),
+    ]
+}
+
+/// Any JSON value, nested up to 24 levels.
+pub fn json_value() -> impl Strategy<Value = Value> {
+    leaf().prop_recursive(24, 128, 6, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            proptest::collection::btree_map(text(12), inner, 0..6).prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
 }
