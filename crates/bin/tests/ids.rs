@@ -2,53 +2,14 @@
 //! 11, item 8): the id is its raw path segment, `%3A` included. A two-center
 //! mesh of `regmesh` processes; budget about 5 s.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_regmesh");
+mod peer_harness;
+
+use peer_harness::{free_base, spawn as serve, BIN};
+
 const ID: &str = "did:web:example.com%3A8080:a1";
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_base() -> u16 {
-    let seed = std::process::id() as usize;
-    for k in 0..500 {
-        let base = 20_000 + ((seed * 17 + k * 131) % 3500) * 10 + 7;
-        if [0, 1, 10, 11]
-            .iter()
-            .all(|d| std::net::TcpListener::bind(("127.0.0.1", (base + d) as u16)).is_ok())
-        {
-            return base as u16;
-        }
-    }
-    panic!("no free ports");
-}
-
-/// Starts a center; returns it and its API URL.
-fn serve(dir: &Path, id: &str) -> (Proc, String) {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(dir.join(format!("{id}.toml")))
-        .env("REGMESH_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line.trim().strip_prefix("listening on ").unwrap().to_string();
-    (Proc(child), url)
-}
 
 fn cli(url: &str, args: &[&str]) -> (bool, String) {
     let out = Command::new(BIN)
@@ -81,7 +42,7 @@ fn curl(method: &str, url: &str, body: Option<&str>) -> (String, String) {
 fn curl_the_cli_and_the_mesh_name_an_escaped_id_the_same_way() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let base = free_base();
+    let base = free_base(2);
     let out = Command::new(BIN)
         .args([
             "init",

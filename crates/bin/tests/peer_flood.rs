@@ -9,55 +9,15 @@
 //! the 10 s handshake timeout, so the call waited about 7 to 10 s (curl gives up
 //! after 5 s here). Budget: about 10 s, 1,280 connections, loopback only.
 
-use std::io::{BufRead, BufReader};
+mod peer_harness;
+
+use peer_harness::{free_base, spawn, BIN};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
-
-const BIN: &str = env!("CARGO_BIN_EXE_regmesh");
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A base port with the four ports of a two-center mesh free right now.
-fn free_base() -> u16 {
-    let seed = std::process::id() as usize;
-    for k in 0..500 {
-        let base = 20_000 + ((seed * 13 + k * 131) % 3500) * 10 + 5;
-        if [0, 1, 10, 11]
-            .iter()
-            .all(|d| std::net::TcpListener::bind(("127.0.0.1", (base + d) as u16)).is_ok())
-        {
-            return base as u16;
-        }
-    }
-    panic!("no free ports");
-}
-
-fn serve(dir: &Path, id: &str) -> Proc {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(dir.join(format!("{id}.toml")))
-        .env("REGMESH_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.starts_with("listening on "), "{id}: {line:?}");
-    Proc(child)
-}
 
 /// curl with c1's certificate (or none) to c2's peer port; (status, body, time).
 fn curl_c2(dir: &Path, peer_port: u16, cert: bool, extra: &[&str], path: &str) -> (String, String, Duration) {
@@ -110,7 +70,7 @@ async fn connect_from(from: String, to: SocketAddr, hello: bool) -> Option<TcpSt
 async fn a_connection_flood_does_not_delay_peer_calls() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let base = free_base();
+    let base = free_base(2);
     let out = Command::new(BIN)
         .args([
             "init",
@@ -126,8 +86,8 @@ async fn a_connection_flood_does_not_delay_peer_calls() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let _c1 = serve(d, "c1");
-    let _c2 = serve(d, "c2");
+    let _c1 = spawn(d, "c1");
+    let _c2 = spawn(d, "c2");
     let peer_port = base + 11;
     let c2_peer: SocketAddr = format!("127.0.0.1:{peer_port}").parse().unwrap();
     let call = |auth: &str| {

@@ -4,21 +4,12 @@
 //! (installed by `scripts/test`), plus a raw UDP socket for retransmissions
 //! and malformed input. Budget: about 20 s (three processes, ~25 client runs).
 
-use std::io::{BufRead, BufReader};
+mod peer_harness;
+
+use peer_harness::{spawn, Proc, BIN};
 use std::net::UdpSocket;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_regmesh");
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn tool(name: &str) -> &str {
     let ok = Command::new("sh")
@@ -49,23 +40,6 @@ fn free_base(n: usize) -> u16 {
         }
     }
     panic!("no free ports");
-}
-
-fn serve(dir: &Path, id: &str) -> Proc {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(dir.join(format!("{id}.toml")))
-        .env("REGMESH_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.starts_with("listening on "), "{id}: {line:?}");
-    Proc(child)
 }
 
 /// Runs a client; returns (success, stdout + stderr).
@@ -191,7 +165,7 @@ fn rd_in_a_mesh_with_outside_clients() {
         ),
     )
     .unwrap();
-    let mut procs: Vec<Proc> = ["c1", "c2", "c3"].iter().map(|id| serve(dir.path(), id)).collect();
+    let mut procs: Vec<Proc> = ["c1", "c2", "c3"].iter().map(|id| spawn(dir.path(), id).0).collect();
     let (p1, p2, p3) = (base + 2, base + 12, base + 22);
     let rd1 = format!("coap://[::1]:{p1}");
     // A center takes writes once a peer answers (DRiP §5.7): wait for that.

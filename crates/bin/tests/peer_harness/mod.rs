@@ -1,5 +1,5 @@
 //! Helpers for the multi-process tests (`peer_attacks.rs`, `claims.rs`,
-//! `peer_lifecycle.rs`): real `regmesh` processes set up with `regmesh
+//! `peer_lifecycle.rs`, `ids.rs`, `peer_flood.rs`, `rd.rs`): real `regmesh` processes set up with `regmesh
 //! init`, raw peer calls made with curl exactly as the DRiP draft shows them,
 //! and a link proxy the test can freeze. It owns no assertion about the mesh;
 //! each test states its own.
@@ -26,7 +26,7 @@ impl Drop for Proc {
 }
 
 /// A base port with every port a mesh of `n` needs free right now.
-fn free_base(n: usize) -> u16 {
+pub fn free_base(n: usize) -> u16 {
     static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let seed = std::process::id() as usize * 13 + 977 * CALLS.fetch_add(1, Ordering::Relaxed);
     for k in 0..500 {
@@ -72,8 +72,9 @@ pub fn set_peer_setting(dir: &Path, center: &str, key: &str, value: &str) {
     std::fs::write(&path, format!("{}{key} = {value}{}", &text[..at], &text[end..])).unwrap();
 }
 
-/// Starts `id` from its config in `dir`.
-pub fn serve(dir: &Path, id: &str) -> (Proc, Client) {
+/// Starts `id` from its config in `dir`; returns it and its API URL once
+/// it serves.
+pub fn spawn(dir: &Path, id: &str) -> (Proc, String) {
     let mut child = Command::new(BIN)
         .args(["serve", "--config"])
         .arg(dir.join(format!("{id}.toml")))
@@ -91,7 +92,13 @@ pub fn serve(dir: &Path, id: &str) -> (Proc, Client) {
         .strip_prefix("listening on ")
         .unwrap_or_else(|| panic!("{id}: {line:?}"))
         .to_string();
-    (Proc(child), Client::new(&url, None).unwrap())
+    (Proc(child), url)
+}
+
+/// Starts `id` from its config in `dir`, with a client for its API.
+pub fn serve(dir: &Path, id: &str) -> (Proc, Client) {
+    let (p, url) = spawn(dir, id);
+    (p, Client::new(&url, None).unwrap())
 }
 
 pub async fn get(c: &Client, path: &str) -> (u16, Value) {
