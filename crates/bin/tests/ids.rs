@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 mod peer_harness;
 
-use peer_harness::{free_base, spawn as serve, BIN};
+use peer_harness::{init, spawn as serve, BIN};
 
 const ID: &str = "did:web:example.com%3A8080:a1";
 
@@ -42,22 +42,7 @@ fn curl(method: &str, url: &str, body: Option<&str>) -> (String, String) {
 fn curl_the_cli_and_the_mesh_name_an_escaped_id_the_same_way() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let base = free_base(2);
-    let out = Command::new(BIN)
-        .args([
-            "init",
-            "--centers",
-            "2",
-            "--topology",
-            "full",
-            "--base-port",
-            &base.to_string(),
-            "--out",
-        ])
-        .arg(d)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    init(d, 2, "full");
     let (_p1, c1) = serve(d, "c1");
     let (_p2, c2) = serve(d, "c2");
     let t0 = Instant::now();

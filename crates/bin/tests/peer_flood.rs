@@ -11,7 +11,7 @@
 
 mod peer_harness;
 
-use peer_harness::{free_base, spawn, BIN};
+use peer_harness::{init, spawn, BIN};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
@@ -70,22 +70,7 @@ async fn connect_from(from: String, to: SocketAddr, hello: bool) -> Option<TcpSt
 async fn a_connection_flood_does_not_delay_peer_calls() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let base = free_base(2);
-    let out = Command::new(BIN)
-        .args([
-            "init",
-            "--centers",
-            "2",
-            "--topology",
-            "full",
-            "--base-port",
-            &base.to_string(),
-            "--out",
-        ])
-        .arg(d)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let base = init(d, 2, "full");
     let _c1 = spawn(d, "c1");
     let _c2 = spawn(d, "c2");
     let peer_port = base + 11;
