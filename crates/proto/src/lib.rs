@@ -22,6 +22,9 @@
 //!   whether a received one is relayed.
 //! - [`sync`]: anti-entropy: watermarks, what a beat makes us pull, when a
 //!   center has caught up, what a replacing resync drops.
+//! - [`mesh`]: the mesh machine, one sans-io part per concern, run by the
+//!   node and the simulator alike.
+//! - [`wire`]: the typed, versioned peer messages.
 //! - `broken` (feature `broken` only): known-wrong variants of some of the
 //!   decisions above, for the simulator's self-checks.
 //!
@@ -34,9 +37,11 @@ pub mod dedup;
 pub mod digest;
 pub mod flood;
 pub mod lifecycle;
+pub mod mesh;
 pub mod node_state;
 pub mod policy;
 pub mod replay;
 pub mod sync;
 pub mod tally;
 pub mod vote;
+pub mod wire;

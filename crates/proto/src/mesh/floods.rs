@@ -1,0 +1,1 @@
+//! Part `floods` of the mesh machine (see the module docs of `mesh`).

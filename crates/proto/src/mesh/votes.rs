@@ -1,0 +1,1 @@
+//! Part `votes` of the mesh machine (see the module docs of `mesh`).

@@ -1,0 +1,1 @@
+//! Peer messages of part `beat` (see the module docs of `wire`).

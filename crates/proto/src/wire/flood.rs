@@ -1,0 +1,1 @@
+//! Peer messages of part `flood` (see the module docs of `wire`).

@@ -1,0 +1,1 @@
+//! Peer messages of part `hello` (see the module docs of `wire`).

@@ -1,0 +1,1 @@
+//! Peer messages of part `pull` (see the module docs of `wire`).

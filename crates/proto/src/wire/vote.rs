@@ -1,0 +1,1 @@
+//! Peer messages of part `vote` (see the module docs of `wire`).
