@@ -1,5 +1,5 @@
 //! Helpers for the multi-process tests (`peer_attacks.rs`, `claims.rs`,
-//! `peer_lifecycle.rs`, `ids.rs`, `peer_flood.rs`, `rd.rs`): real `regmesh` processes set up with `regmesh
+//! `peer_lifecycle.rs`, `ids.rs`, `peer_flood.rs`, `rd.rs`, `mesh/`): real `regmesh` processes set up with `regmesh
 //! init`, raw peer calls made with curl exactly as the DRiP draft shows them,
 //! and a link proxy the test can freeze. It owns no assertion about the mesh;
 //! each test states its own.
@@ -198,18 +198,10 @@ impl PeerCall<'_> {
         let url = format!("https://{}:{port}{}", self.to, self.path);
         let auth = format!("Authorization: {}", token(self.dir, self.token_from, self.to));
         let (crt, key) = (format!("{}.crt", self.cert), format!("{}.key", self.cert));
-        let mut args: Vec<String> = [
-            "-s",
-            "-w",
-            "\n%{http_code}",
-            "--cacert",
-            "ca.pem",
-            "--resolve",
-            &resolve,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let mut args: Vec<String> = ["--cacert", "ca.pem", "--resolve", &resolve]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         args.extend([
             "--cert".into(),
             crt,
@@ -232,15 +224,23 @@ impl PeerCall<'_> {
             ]);
         }
         args.push(url);
-        let out = Command::new("curl")
-            .current_dir(self.dir)
-            .args(&args)
-            .output()
-            .expect("curl is installed");
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        let (body, code) = text.rsplit_once('\n').unwrap_or(("", ""));
-        (code.to_string(), body.to_string())
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        curl(self.dir, &args)
     }
+}
+
+/// Runs curl in `dir` with `args` (after `-s`, and a status line it adds);
+/// returns (status, body).
+pub fn curl(dir: &Path, args: &[&str]) -> (String, String) {
+    let out = Command::new("curl")
+        .current_dir(dir)
+        .args(["-s", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("curl is installed");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", ""));
+    (code.to_string(), body.to_string())
 }
 
 /// Points `center`'s peer entry for `peer` at 127.0.0.1:`port`; returns the
@@ -312,6 +312,47 @@ pub async fn freezable_proxy(listen: tokio::net::TcpListener, target: String, fr
             let (ar, aw) = a.into_split();
             let (br, bw) = b.into_split();
             tokio::join!(pump(ar, bw, f.clone()), pump(br, aw, f));
+        });
+    }
+}
+
+/// A switch that cuts a proxied link: open connections drop, new ones are
+/// closed at once.
+#[derive(Default)]
+pub struct Cut {
+    on: std::sync::atomic::AtomicBool,
+    now: tokio::sync::Notify,
+}
+
+impl Cut {
+    pub fn set(&self, on: bool) {
+        self.on.store(on, std::sync::atomic::Ordering::SeqCst);
+        if on {
+            self.now.notify_waiters();
+        }
+    }
+}
+
+/// Forwards every connection to `target` unless the link is cut.
+pub async fn cuttable_proxy(listen: tokio::net::TcpListener, target: String, cut: std::sync::Arc<Cut>) {
+    loop {
+        let Ok((mut a, _)) = listen.accept().await else { return };
+        if cut.on.load(std::sync::atomic::Ordering::SeqCst) {
+            continue;
+        }
+        let (target, cut) = (target.clone(), cut.clone());
+        tokio::spawn(async move {
+            let Ok(mut b) = tokio::net::TcpStream::connect(&target).await else {
+                return;
+            };
+            let cutting = cut.now.notified();
+            if cut.on.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::io::copy_bidirectional(&mut a, &mut b) => {}
+                _ = cutting => {}
+            }
         });
     }
 }
