@@ -2,7 +2,8 @@
 //! (set up with `regmesh init --fronts rd`), driven by clients nobody here
 //! wrote: aiocoap's `aiocoap-client` and libcoap's `coap-client-notls`
 //! (installed by `scripts/test`), plus a raw UDP socket for retransmissions
-//! and malformed input. Budget: about 20 s (three processes, ~25 client runs).
+//! and malformed input. Budget: about 20 s (three processes, ~25 client runs),
+//! and about 12 s for confirmable notifications (two processes).
 
 mod peer_harness;
 
@@ -27,7 +28,8 @@ fn tool(name: &str) -> &str {
 
 /// A base port with the TCP ports of `n` centers and their CoAP UDP ports free.
 fn free_base(n: usize) -> u16 {
-    let seed = std::process::id() as usize;
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let seed = std::process::id() as usize + 389 * CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     for k in 0..500 {
         let base = 20_000 + ((seed * 7 + k * 131) % 3500) * 10;
         let ok = (0..n).all(|i| {
@@ -457,4 +459,157 @@ fn rd_in_a_mesh_with_outside_clients() {
     );
     assert_eq!(code(&r), "5.04", "{}", String::from_utf8_lossy(&r));
     assert!(lookup(p2, "ep?ep=node1").contains("ep=\"node1\""));
+}
+
+/// A GET with Observe: 0 (register), token `token`, on `path?query`.
+fn observe_msg(mid: u16, token: u8, path: &[&str], query: &[&str]) -> Vec<u8> {
+    let mut m = vec![0x41, 0x01, (mid >> 8) as u8, mid as u8, token];
+    // Observe (6), empty value = 0.
+    m.push(6 << 4);
+    let mut last = 6u16;
+    for (n, v) in path.iter().map(|p| (11u16, p)).chain(query.iter().map(|q| (15u16, q))) {
+        let delta = (n - last) as u8;
+        last = n;
+        assert!(v.len() < 13);
+        m.push((delta << 4) | v.len() as u8);
+        m.extend_from_slice(v.as_bytes());
+    }
+    m
+}
+
+/// Every datagram `sock` receives within `wait`.
+fn drain(sock: &UdpSocket, wait: Duration) -> Vec<Vec<u8>> {
+    let until = Instant::now() + wait;
+    let mut out = vec![];
+    let mut buf = [0u8; 1500];
+    while Instant::now() < until {
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            out.push(buf[..n].to_vec());
+        }
+    }
+    out
+}
+
+fn msg_type(m: &[u8]) -> u8 {
+    (m[0] >> 4) & 3
+}
+
+fn msg_id(m: &[u8]) -> u16 {
+    u16::from_be_bytes([m[2], m[3]])
+}
+
+/// Acknowledges every confirmable message in `msgs`.
+fn ack_all(sock: &UdpSocket, to: &str, msgs: &[Vec<u8>]) {
+    for m in msgs.iter().filter(|m| msg_type(m) == 0) {
+        let id = msg_id(m);
+        sock.send_to(&[0x60, 0x00, (id >> 8) as u8, id as u8], to).unwrap();
+    }
+}
+
+#[test]
+fn observers_that_never_acknowledge_are_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = free_base(2);
+    let (ok, out) = run(Command::new(BIN)
+        .args([
+            "init",
+            "--centers",
+            "2",
+            "--base-port",
+            &base.to_string(),
+            "--fronts",
+            "rd",
+            "--out",
+        ])
+        .arg(dir.path()));
+    assert!(ok, "{out}");
+    let c1 = dir.path().join("c1.toml");
+    let text = std::fs::read_to_string(&c1).unwrap();
+    std::fs::write(
+        &c1,
+        text.replace("upstreams = []", "upstreams = []\nack_timeout_ms = 100"),
+    )
+    .unwrap();
+    let _procs: Vec<Proc> = ["c1", "c2"].iter().map(|id| spawn(dir.path(), id).0).collect();
+    let rd1 = format!("[::1]:{}", base + 2);
+    let reg = UdpSocket::bind("[::1]:0").unwrap();
+    reg.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut mid = 0x5000u16;
+    let mut register = |ep: &str| {
+        mid += 1;
+        let r = exchange(
+            &reg,
+            &rd1,
+            &coap_msg(
+                0,
+                0x02,
+                mid,
+                &["rd"],
+                &[&format!("ep={ep}")],
+                format!("</s>;rt=\"obs-{ep}\"").as_bytes(),
+            ),
+        );
+        code(&r)
+    };
+    eventually(Duration::from_secs(10), || {
+        (register("warm-up") == "2.01").then_some(())
+    });
+
+    // A never acknowledges; B acknowledges every confirmable notification.
+    let (a, b) = (UdpSocket::bind("[::1]:0").unwrap(), UdpSocket::bind("[::1]:0").unwrap());
+    for (s, token) in [(&a, 0xa1u8), (&b, 0xb1)] {
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let r = exchange(
+            s,
+            &rd1,
+            &observe_msg(0x100 + token as u16, token, &["rd-lookup", "res"], &["rt=obs-*"]),
+        );
+        assert_eq!(code(&r), "2.05");
+        s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    }
+    let mut notes_a: Vec<Vec<u8>> = vec![];
+    let mut i = 0;
+    let con = loop {
+        assert!(
+            i < 12,
+            "no confirmable notification after {i} changes: {:?}",
+            notes_a.iter().map(|m| msg_type(m)).collect::<Vec<_>>()
+        );
+        assert_eq!(register(&format!("n{i}")), "2.01");
+        i += 1;
+        let got = drain(&a, Duration::from_millis(300));
+        ack_all(&b, &rd1, &drain(&b, Duration::from_millis(50)));
+        notes_a.extend(got);
+        if let Some(m) = notes_a.iter().find(|m| msg_type(m) == 0) {
+            break m.clone();
+        }
+    };
+    let non_before = notes_a.iter().take_while(|m| msg_type(m) != 0).count();
+    assert!(
+        non_before <= 4,
+        "at most four non-confirmable notifications before a confirmable one: {non_before}"
+    );
+    // A stays silent: the notification goes four more times, then A is dropped.
+    // Retransmissions that came while the first one was read count too.
+    let mut again = notes_a.iter().filter(|m| msg_id(m) == msg_id(&con)).count() - 1;
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(6) {
+        again += drain(&a, Duration::from_millis(100))
+            .iter()
+            .filter(|m| msg_id(m) == msg_id(&con))
+            .count();
+        ack_all(&b, &rd1, &drain(&b, Duration::from_millis(20)));
+    }
+    assert_eq!(
+        again, 4,
+        "MAX_RETRANSMIT retransmissions of the unacknowledged notification"
+    );
+    assert_eq!(register("after"), "2.01");
+    let to_b = drain(&b, Duration::from_millis(1500));
+    let to_a = drain(&a, Duration::from_millis(100));
+    assert!(!to_b.is_empty(), "the observer that acknowledges is still notified");
+    assert!(
+        to_a.is_empty(),
+        "the observer that never acknowledged was dropped: {to_a:?}"
+    );
 }

@@ -4,15 +4,17 @@
 //! owned by the center that accepted it; the mesh carries it to every
 //! center, and every center's lookups answer from the union.
 //!
-//! Configured by `[fronts.rd]`: `listen` (UDP socket address) and
+//! Configured by `[fronts.rd]`: `listen` (UDP socket address),
 //! `upstreams` (third-party RDs whose links this center serves as a lookup
-//! proxy, [`proxy`]).
+//! proxy, [`proxy`]) and `ack_timeout_ms` (RFC 7252's ACK_TIMEOUT for
+//! confirmable notifications, [`confirm`]; 2000 by default).
 //! Off unless the section is present. Without DTLS the RD is open.
 //!
 //! Must never: reach into the center, the mesh or the store, or write a kind
 //! other than `rd.registration`.
 
 pub mod coap;
+pub mod confirm;
 pub mod exchange;
 pub mod handlers;
 pub mod kind;
@@ -40,6 +42,8 @@ pub const NAME: &str = "rd";
 pub struct RdFront {
     listen: Option<SocketAddr>,
     upstreams: Vec<SocketAddr>,
+    /// None: RFC 7252's default.
+    ack_timeout_ms: Option<u64>,
 }
 
 impl RdFront {
@@ -85,6 +89,13 @@ impl Front for RdFront {
                         .collect::<Result<_, _>>()
                         .map_err(|e| FrontError::config(NAME, e))?;
                 }
+                "ack_timeout_ms" => {
+                    let ms = v
+                        .as_integer()
+                        .filter(|ms| (10..=60_000).contains(ms))
+                        .ok_or_else(|| FrontError::config(NAME, "ack_timeout_ms must be an integer in 10..=60000"))?;
+                    self.ack_timeout_ms = Some(ms as u64);
+                }
                 other => return Err(FrontError::config(NAME, format!("unknown key {other:?}"))),
             }
         }
@@ -113,6 +124,12 @@ impl Front for RdFront {
             std::net::UdpSocket::bind(addr).map_err(|e| FrontError::start(NAME, format!("binding UDP {addr}: {e}")))?;
         sock.set_nonblocking(true)
             .map_err(|e| FrontError::start(NAME, e.to_string()))?;
-        Ok(server::tasks(node.clone(), sock, self.upstreams.clone()))
+        let options = server::Options {
+            upstreams: self.upstreams.clone(),
+            ack_timeout: self
+                .ack_timeout_ms
+                .map_or(confirm::ACK_TIMEOUT_DEFAULT, std::time::Duration::from_millis),
+        };
+        Ok(server::tasks(node.clone(), sock, options))
     }
 }

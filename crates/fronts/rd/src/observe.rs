@@ -33,6 +33,10 @@ pub struct Observer {
     pub seq: u32,
     /// Message id of the last notification (an RST with it cancels).
     pub last_mid: Option<u16>,
+    /// Non-confirmable notifications since the last confirmable one.
+    pub non_in_a_row: u32,
+    /// When the last confirmable notification went (None: never).
+    pub last_con: Option<std::time::Instant>,
 }
 
 /// Observers by (peer, token).
@@ -60,9 +64,16 @@ impl Observers {
         self.map.remove(key);
     }
 
-    /// Removes the observer whose last notification to `peer` had `mid`.
-    pub fn reset(&mut self, peer: SocketAddr, mid: u16) {
-        self.map.retain(|(p, _), o| !(*p == peer && o.last_mid == Some(mid)));
+    /// Removes the observer whose last notification to `peer` had `mid`;
+    /// returns its key.
+    pub fn reset(&mut self, peer: SocketAddr, mid: u16) -> Option<(SocketAddr, Vec<u8>)> {
+        let key = self
+            .map
+            .iter()
+            .find(|((p, _), o)| *p == peer && o.last_mid == Some(mid))
+            .map(|(k, _)| k.clone())?;
+        self.map.remove(&key);
+        Some(key)
     }
 }
 
@@ -104,6 +115,8 @@ mod tests {
             digest: [0; 32],
             seq: 2,
             last_mid: None,
+            non_in_a_row: 0,
+            last_con: None,
         }
     }
 
@@ -123,7 +136,7 @@ mod tests {
         }
         assert_eq!(t.add((p, vec![0xff; 8]), obs()), None, "full");
         t.map.get_mut(&(p, vec![1])).unwrap().last_mid = Some(77);
-        t.reset(p, 77);
+        assert_eq!(t.reset(p, 77), Some((p, vec![1])));
         assert!(!t.map.contains_key(&(p, vec![1])), "an RST of a notification cancels");
     }
 }

@@ -9,6 +9,7 @@
 //! of payload block.
 
 use crate::coap::{self, Block, BLOCK_BYTES_MAX};
+use crate::confirm::Confirmables;
 use crate::exchange::{Assembly, Block1, Dedup, Seen};
 use crate::handlers::{self, Reply, Request};
 use crate::kind::REGISTRATION;
@@ -46,6 +47,8 @@ struct Server {
     dedup: Mutex<Dedup>,
     block1: Mutex<Block1>,
     observers: Mutex<Observers>,
+    /// Confirmable notifications awaiting their acknowledgement.
+    confirmables: Mutex<Confirmables>,
     next_mid: AtomicU16,
     /// Our own requests (simple registration's fetch) awaiting an answer.
     pending: Mutex<HashMap<PendingKey, oneshot::Sender<Packet>>>,
@@ -54,9 +57,19 @@ struct Server {
     upstreams: Vec<SocketAddr>,
 }
 
+/// What `[fronts.rd]` sets besides the socket.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Third-party RDs to proxy.
+    pub upstreams: Vec<SocketAddr>,
+    /// RFC 7252's ACK_TIMEOUT for our confirmable notifications.
+    pub ack_timeout: Duration,
+}
+
 /// The server task and the notifier task on `sock`.
-pub fn tasks(node: NodeHandle, sock: std::net::UdpSocket, upstreams: Vec<SocketAddr>) -> Vec<Task> {
+pub fn tasks(node: NodeHandle, sock: std::net::UdpSocket, options: Options) -> Vec<Task> {
     let (tx, rx) = tokio::sync::oneshot::channel::<Arc<Server>>();
+    let options_ack_timeout = options.ack_timeout;
     let n = node.clone();
     let serve: Task = Box::pin(async move {
         let sock = match UdpSocket::from_std(sock) {
@@ -73,11 +86,12 @@ pub fn tasks(node: NodeHandle, sock: std::net::UdpSocket, upstreams: Vec<SocketA
             dedup: Mutex::new(Dedup::default()),
             block1: Mutex::new(Block1::default()),
             observers: Mutex::new(Observers::default()),
+            confirmables: Mutex::new(Confirmables::new(options.ack_timeout)),
             next_mid: AtomicU16::new(seed),
             pending: Mutex::new(HashMap::new()),
             in_flight: Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT_MAX)),
             proxy: proxy::Store::default(),
-            upstreams,
+            upstreams: options.upstreams,
         });
         let _ = tx.send(s.clone());
         s.run().await;
@@ -86,6 +100,8 @@ pub fn tasks(node: NodeHandle, sock: std::net::UdpSocket, upstreams: Vec<SocketA
         if let Ok(s) = rx.await {
             let poll = s.clone();
             tokio::spawn(async move { poll.poll_upstreams().await });
+            let resend = s.clone();
+            tokio::spawn(async move { resend.retransmitter(options_ack_timeout).await });
             s.notifier().await;
         }
     });
@@ -145,7 +161,21 @@ impl Server {
         let mid = pkt.header.message_id;
         match (pkt.header.code, pkt.header.get_type()) {
             (MessageClass::Empty, MessageType::Confirmable) => return self.reset(mid, peer),
-            (MessageClass::Empty, MessageType::Reset) => return lock(&self.observers).reset(peer, mid),
+            (MessageClass::Empty, MessageType::Reset) => {
+                // A reset of a notification cancels the observation.
+                lock(&self.confirmables).settled(peer, mid);
+                lock(&self.observers).reset(peer, mid);
+                return;
+            }
+            (MessageClass::Empty, MessageType::Acknowledgement) => {
+                let settled = lock(&self.confirmables).settled(peer, mid);
+                if let Some(key) = settled {
+                    if let Some(o) = lock(&self.observers).map.get_mut(&key) {
+                        o.non_in_a_row = 0;
+                    }
+                }
+                return;
+            }
             (MessageClass::Request(_), MessageType::Confirmable | MessageType::NonConfirmable) => {}
             (MessageClass::Response(_), t) => {
                 if t == MessageType::Confirmable {
@@ -510,10 +540,15 @@ impl Server {
                         digest: *blake3::hash(&reply.payload).as_bytes(),
                         seq: 2,
                         last_mid: None,
+                        non_in_a_row: 0,
+                        last_con: None,
                     };
                     obs_seq = lock(&self.observers).add(key, o);
                 }
-                Some(1) => lock(&self.observers).remove(&key),
+                Some(1) => {
+                    lock(&self.confirmables).forget(&key);
+                    lock(&self.observers).remove(&key);
+                }
                 _ => {}
             }
         }
@@ -571,19 +606,60 @@ impl Server {
             }
             let mid = self.next_mid.fetch_add(1, Ordering::Relaxed);
             let seq = (o.seq + 1) & 0xff_ffff;
+            let now = Instant::now();
+            let con = Confirmables::wants_con(o.non_in_a_row, o.last_con, now);
             let mut p = Packet::new();
-            p.header.set_type(MessageType::NonConfirmable);
+            p.header.set_type(if con {
+                MessageType::Confirmable
+            } else {
+                MessageType::NonConfirmable
+            });
             p.header.message_id = mid;
             p.header.code = MessageClass::Response(reply.code);
             p.set_token(token.clone());
             frame(&mut p, &reply, None, Some(seq));
-            if let Some(slot) = lock(&self.observers).map.get_mut(&(peer, token)) {
+            let Ok(bytes) = p.to_bytes() else { continue };
+            let key = (peer, token);
+            if let Some(slot) = lock(&self.observers).map.get_mut(&key) {
                 slot.digest = digest;
                 slot.seq = seq;
                 slot.last_mid = Some(mid);
+                if con {
+                    slot.last_con = Some(now);
+                } else {
+                    slot.non_in_a_row += 1;
+                }
             }
-            if let Ok(b) = p.to_bytes() {
-                self.send(&b, peer);
+            if con {
+                lock(&self.confirmables).start(key, mid, bytes.clone(), now);
+            }
+            self.send(&bytes, peer);
+        }
+    }
+}
+
+impl Server {
+    /// Sends confirmable notifications again until acknowledged, and drops
+    /// the observers that never acknowledge (RFC 7641 §4.5).
+    async fn retransmitter(self: Arc<Self>, ack_timeout: Duration) {
+        let mut tick = tokio::time::interval((ack_timeout / 4).max(Duration::from_millis(10)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut closing = self.node.closing();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = closing.changed() => return,
+            }
+            let due = lock(&self.confirmables).due(Instant::now());
+            for (peer, bytes) in &due.resend {
+                self.send(bytes, *peer);
+            }
+            if !due.gave_up.is_empty() {
+                let mut observers = lock(&self.observers);
+                for key in &due.gave_up {
+                    tracing::info!(peer = %key.0, "rd: observer acknowledged no notification; dropped");
+                    observers.remove(key);
+                }
             }
         }
     }
