@@ -267,6 +267,28 @@ fn rd_in_a_mesh_with_outside_clients() {
         proxied.contains(&format!("provenance=\"coap://[::1]:{upstream_port}/")),
         "{proxied}"
     );
+    // c1 observes aiocoap-rd's resource lookup: a second registration there
+    // arrives as a notification (counted in c1's metrics), not by polling.
+    let (ok, out) = aio(&[
+        "-m",
+        "POST",
+        "--content-format",
+        "application/link-format",
+        "--payload",
+        "</tq>;rt=\"third-party\"",
+        &format!("coap://[::1]:{upstream_port}/resourcedirectory/?ep=tp2&lt=300"),
+    ]);
+    assert!(ok, "{out}");
+    eventually(Duration::from_secs(8), || {
+        lookup(p1, "res?rt=third*").contains("/tq>").then_some(())
+    });
+    let metrics = run(Command::new("curl").args(["-s", &format!("http://127.0.0.1:{base}/metrics")])).1;
+    let notified: u64 = metrics
+        .lines()
+        .find(|l| l.starts_with("regmesh_rd_proxy_notifications_total{"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0);
+    assert!(notified >= 1, "no notification from aiocoap-rd counted:\n{metrics}");
     drop(aiord);
     std::thread::sleep(Duration::from_millis(2500));
     assert!(

@@ -1,6 +1,7 @@
 //! Lookup proxy (document 004 §4.3, §4.4.2): links of third-party RDs this
-//! center is pointed at (`[fronts.rd] upstreams`), polled from their resource
-//! lookup and served in this center's resource lookups, with `provenance`
+//! center is pointed at (`[fronts.rd] upstreams`), fetched from their
+//! resource lookup when it notifies a change (`server/upstream.rs`) and
+//! served in this center's resource lookups, with `provenance`
 //! naming the upstream's lookup. When an upstream stops answering, its links
 //! stay until the shortest remaining lifetime it last reported (its endpoint
 //! lookup's `lt-remaining`, or `lt` when it gives none) runs out.

@@ -2,7 +2,8 @@
 //! (see [`crate::exchange`]), reassembles Block1, hands requests to
 //! [`crate::handlers`], frames replies (piggybacked ACK, Block2, Max-Age,
 //! Observe), sends notifications to observers, and makes the few requests of
-//! its own (simple registration's fetch, the lookup proxy's polls).
+//! its own ([`client`]: simple registration's fetch, and the lookup proxy's
+//! observations, [`upstream`]).
 //!
 //! Must never: answer a malformed confirmable message with anything but a
 //! Reset, run a duplicate request twice, or send a datagram over 1280 bytes
@@ -24,13 +25,17 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
-use tokio::sync::oneshot;
+use tokio::sync::mpsc;
+
+mod client;
+mod upstream;
 
 /// Largest datagram read.
 const DATAGRAM_BYTES_MAX: usize = 1500;
 /// Most requests handled at once; more are answered 5.03.
 const IN_FLIGHT_MAX: usize = 512;
-/// How often upstream RDs are polled (lookup proxy).
+/// How often upstream RDs that do not do Observe are polled (lookup proxy),
+/// and how soon one that did not answer is tried again.
 const PROXY_POLL: Duration = Duration::from_secs(2);
 /// Most requests of ours (simple-registration fetches, proxy polls) in progress at once.
 const FETCHES_MAX: usize = 64;
@@ -51,7 +56,7 @@ struct Server {
     confirmables: Mutex<Confirmables>,
     next_mid: AtomicU16,
     /// Our own requests (simple registration's fetch) awaiting an answer.
-    pending: Mutex<HashMap<PendingKey, oneshot::Sender<Packet>>>,
+    pending: Mutex<HashMap<PendingKey, client::Route>>,
     in_flight: Arc<tokio::sync::Semaphore>,
     proxy: proxy::Store,
     upstreams: Vec<SocketAddr>,
@@ -98,8 +103,7 @@ pub fn tasks(node: NodeHandle, sock: std::net::UdpSocket, options: Options) -> V
     });
     let notify: Task = Box::pin(async move {
         if let Ok(s) = rx.await {
-            let poll = s.clone();
-            tokio::spawn(async move { poll.poll_upstreams().await });
+            s.proxy_upstreams();
             let resend = s.clone();
             tokio::spawn(async move { resend.retransmitter(options_ack_timeout).await });
             s.notifier().await;
@@ -178,11 +182,14 @@ impl Server {
             }
             (MessageClass::Request(_), MessageType::Confirmable | MessageType::NonConfirmable) => {}
             (MessageClass::Response(_), t) => {
-                if t == MessageType::Confirmable {
+                let notification = pkt.get_first_option(CoapOption::Observe).is_some();
+                let routed = self.route_answer(peer, pkt);
+                if !routed && notification && t != MessageType::Acknowledgement {
+                    // A notification of an observation we ended: reject it,
+                    // which ends it at the sender too (RFC 7641 §3.6).
+                    self.reset(mid, peer);
+                } else if t == MessageType::Confirmable {
                     self.empty_ack(mid, peer);
-                }
-                if let Some(tx) = lock(&self.pending).remove(&(peer, pkt.get_token().to_vec())) {
-                    let _ = tx.send(pkt);
                 }
                 return;
             }
@@ -305,168 +312,6 @@ impl Server {
         let mut r = coap::response(pkt, reply.code);
         frame(&mut r, &reply, None, None);
         r
-    }
-
-    /// GET `/.well-known/core` from `peer` (one block).
-    async fn fetch_core(&self, peer: SocketAddr) -> Result<Vec<u8>, String> {
-        let r = self.client_get(peer, &[".well-known", "core"], &[], 0).await?;
-        if pkt_more_blocks(&r) {
-            return Err("the link document is larger than one block".into());
-        }
-        Ok(r.payload)
-    }
-
-    /// GETs a whole resource from `peer`, block by block (at most 256).
-    async fn get_all(&self, peer: SocketAddr, path: &[&str], query: &[String]) -> Result<Vec<u8>, String> {
-        let mut out = Vec::new();
-        for num in 0..256u32 {
-            let r = self.client_get(peer, path, query, num).await?;
-            out.extend_from_slice(&r.payload);
-            if out.len() > crate::exchange::BLOCK1_BYTES_MAX * 16 {
-                return Err("resource too large".into());
-            }
-            if !pkt_more_blocks(&r) {
-                return Ok(out);
-            }
-        }
-        Err("more than 256 blocks".into())
-    }
-
-    /// One GET of ours to `peer` (confirmable, retransmitted), block `num`.
-    async fn client_get(&self, peer: SocketAddr, path: &[&str], query: &[String], num: u32) -> Result<Packet, String> {
-        let mid = self.next_mid.fetch_add(1, Ordering::Relaxed);
-        let token = blake3::hash(&[&mid.to_be_bytes()[..], &crate::lookup::now_ms().to_be_bytes()].concat()).as_bytes()
-            [..8]
-            .to_vec();
-        let (tx, mut rx) = oneshot::channel();
-        {
-            let mut p = lock(&self.pending);
-            if p.len() >= FETCHES_MAX {
-                return Err("too many requests of ours in progress".into());
-            }
-            p.insert((peer, token.clone()), tx);
-        }
-        let mut get = Packet::new();
-        get.header.set_type(MessageType::Confirmable);
-        get.header.message_id = mid;
-        get.header.code = MessageClass::Request(RequestType::Get);
-        get.set_token(token.clone());
-        for seg in path {
-            get.add_option(CoapOption::UriPath, seg.as_bytes().to_vec());
-        }
-        for q in query {
-            get.add_option(CoapOption::UriQuery, q.as_bytes().to_vec());
-        }
-        if num > 0 {
-            get.add_option(
-                CoapOption::Block2,
-                Block {
-                    num,
-                    more: false,
-                    size: BLOCK_BYTES_MAX,
-                }
-                .encode(),
-            );
-        }
-        let bytes = get.to_bytes().map_err(|e| format!("{e:?}"))?;
-        let mut answer = None;
-        for wait in FETCH_WAITS {
-            self.send(&bytes, peer);
-            if let Ok(r) = tokio::time::timeout(wait, &mut rx).await {
-                answer = r.ok();
-                break;
-            }
-        }
-        lock(&self.pending).remove(&(peer, token));
-        let r = answer.ok_or("no answer")?;
-        match r.header.code {
-            MessageClass::Response(ResponseType::Content) => Ok(r),
-            c => Err(format!("answered {c:?}")),
-        }
-    }
-
-    /// Polls every upstream RD's resource lookup every [`PROXY_POLL`].
-    async fn poll_upstreams(self: Arc<Self>) {
-        if self.upstreams.is_empty() {
-            return;
-        }
-        let mut closing = self.node.closing();
-        let mut paths: HashMap<SocketAddr, (Vec<String>, Vec<String>)> = HashMap::new();
-        loop {
-            for u in self.upstreams.clone() {
-                if let std::collections::hash_map::Entry::Vacant(slot) = paths.entry(u) {
-                    match self.discover_lookups(u).await {
-                        Ok(p) => {
-                            slot.insert(p);
-                        }
-                        Err(e) => {
-                            tracing::debug!(upstream = %u, error = %e, "rd proxy: discovery");
-                            continue;
-                        }
-                    }
-                }
-                let (res, ep) = &paths[&u];
-                if let Err(e) = self.poll_one(u, res, ep).await {
-                    tracing::debug!(upstream = %u, error = %e, "rd proxy: poll");
-                }
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(PROXY_POLL) => {}
-                _ = closing.changed() => return,
-            }
-        }
-    }
-
-    /// The upstream's (resource lookup, endpoint lookup) paths.
-    async fn discover_lookups(&self, u: SocketAddr) -> Result<(Vec<String>, Vec<String>), String> {
-        let body = self
-            .get_all(u, &[".well-known", "core"], &["rt=core.rd-lookup-*".into()])
-            .await?;
-        let text = String::from_utf8(body).map_err(|_| "not UTF-8")?;
-        let found = crate::links::parse(&text).map_err(|e| e.to_string())?;
-        let find = |rt: &str| {
-            found
-                .iter()
-                .find(|l| l.values("rt").any(|v| v.split_ascii_whitespace().any(|w| w == rt)))
-                .map(|l| {
-                    l.href
-                        .trim_start_matches('/')
-                        .split('/')
-                        .map(String::from)
-                        .collect::<Vec<_>>()
-                })
-        };
-        Ok((
-            find("core.rd-lookup-res").ok_or("no core.rd-lookup-res")?,
-            find("core.rd-lookup-ep").ok_or("no core.rd-lookup-ep")?,
-        ))
-    }
-
-    async fn poll_one(&self, u: SocketAddr, res: &[String], ep: &[String]) -> Result<(), String> {
-        let res_path: Vec<&str> = res.iter().map(String::as_str).collect();
-        let ep_path: Vec<&str> = ep.iter().map(String::as_str).collect();
-        let text = String::from_utf8(self.get_all(u, &res_path, &[]).await?).map_err(|_| "not UTF-8")?;
-        let found = crate::links::parse(&text).map_err(|e| e.to_string())?;
-        let eps = String::from_utf8(self.get_all(u, &ep_path, &["lt-remaining".into()]).await?).unwrap_or_default();
-        let eps = if eps.is_empty() {
-            String::from_utf8(self.get_all(u, &ep_path, &[]).await?).unwrap_or_default()
-        } else {
-            eps
-        };
-        let keep_s = proxy::shortest_lifetime_s(&eps).unwrap_or(u64::from(handlers::LOOKUP_MAX_AGE_S));
-        let until = Instant::now() + Duration::from_secs(keep_s);
-        let provenance = format!("coap://{u}/{}", res.join("/"));
-        let links: Vec<proxy::Proxied> = found
-            .into_iter()
-            .take(proxy::PROXIED_LINKS_MAX / proxy::UPSTREAMS_MAX)
-            .map(|link| proxy::Proxied {
-                link,
-                provenance: provenance.clone(),
-                until,
-            })
-            .collect();
-        self.proxy.set(u, links);
-        Ok(())
     }
 
     fn finish(&self, peer: SocketAddr, mid: u16, bytes: Vec<u8>) {
