@@ -68,9 +68,9 @@ pub trait Replica {
     fn holds(&self, kind: &str, id: &str) -> bool;
     /// (kind, id, seq) of every live record of `origin` held here.
     fn origin_live(&self, origin: &str) -> Vec<(String, String, u64)>;
-    /// Whether we still hold the live version `seq` of (kind, id) and a peer
-    /// with `policy` may send it to us (by the record and its parts).
-    fn still_sendable(&self, kind: &str, id: &str, seq: u64, policy: &ExportPolicy) -> bool;
+    /// Whether we still hold `origin`'s live version `seq` of (kind, id) and
+    /// a peer with `policy` may send it to us (by the record and its parts).
+    fn still_sendable(&self, origin: &str, kind: &str, id: &str, seq: u64, policy: &ExportPolicy) -> bool;
     /// Whether we know `origin` (hold its key): only such marks are adopted.
     fn knows_origin(&self, origin: &str) -> bool;
 }

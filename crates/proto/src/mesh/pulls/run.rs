@@ -232,7 +232,7 @@ impl Pulls {
                 // Taken: `end` knows a resync by its stage from here on.
                 let rs = run.resync.take().expect("resync");
                 let purged_through = rs.purged;
-                let drops = rs.drops(covered, |k, i, s| view.still_sendable(k, i, s, &policy));
+                let drops = rs.drops(covered, |k, i, s| view.still_sendable(&origin, k, i, s, &policy));
                 run.stage = Stage::Forgetting { covered };
                 out.push(Command::Forget {
                     call,

@@ -48,10 +48,10 @@ impl Replica for Replica1 {
             .map(|r| (r.kind.clone(), r.id.clone(), r.seq))
             .collect()
     }
-    fn still_sendable(&self, kind: &str, id: &str, seq: u64, policy: &ExportPolicy) -> bool {
+    fn still_sendable(&self, origin: &str, kind: &str, id: &str, seq: u64, policy: &ExportPolicy) -> bool {
         self.held
             .get(&(kind.to_string(), id.to_string()))
-            .is_some_and(|r| r.seq == seq && !r.deleted && policy.allows(r, &[]))
+            .is_some_and(|r| r.origin == origin && r.seq == seq && !r.deleted && policy.allows(r, &[]))
     }
     fn knows_origin(&self, origin: &str) -> bool {
         origin.starts_with('c')
