@@ -54,6 +54,8 @@ pub const PULLS_RUNNING_MAX: usize = 4096;
 /// (peer, origin) repair turns remembered at most; past it, turns older
 /// than [`crate::sync::REPAIR_EVERY_MS`] are forgotten.
 pub const REPAIR_TURNS_MAX: usize = 65_536;
+/// Watermarks one complete `sync` message may carry at most.
+pub const SYNC_MARKS_MAX: usize = 4096;
 /// Records of one origin read per step of a full-sync push.
 pub const FULL_SYNC_PAGE_RECORDS: usize = 500;
 
