@@ -212,10 +212,12 @@ impl Mesh {
                 }
                 Command::RaiseMark { origin, through } => self.raise_mark(&origin, through),
                 Command::PullDone { peer, origin, end } => match end {
-                    PullEnd::Complete | PullEnd::PageCap | PullEnd::Stalled => {
-                        tracing::debug!(%peer, %origin, ?end, "pull ended")
+                    // Failures and refused merges were logged where they
+                    // happened.
+                    PullEnd::BadAnswer | PullEnd::ResyncUnfinished => {
+                        tracing::warn!(%peer, %origin, ?end, "pull broken off")
                     }
-                    _ => tracing::warn!(%peer, %origin, ?end, "pull broken off"),
+                    _ => tracing::debug!(%peer, %origin, ?end, "pull ended"),
                 },
                 Command::AskFullSync { peer } => self.ask_full_sync(&peer).await,
                 Command::PushFullSync {
