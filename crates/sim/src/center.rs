@@ -29,9 +29,10 @@ use regmesh_core::hlc::HlcClock;
 use regmesh_core::{Hlc, Record, Visibility};
 use regmesh_proto::dedup::CounterWindow;
 use regmesh_proto::lifecycle::PeerLifecycle;
+use regmesh_proto::mesh::pulls::Pulls;
 use regmesh_proto::node_state::NodeState;
 use regmesh_proto::policy::ExportPolicy;
-use regmesh_proto::sync::{Marks, PeerMarks, Pulls, Resync};
+use regmesh_proto::sync::{Marks, PeerMarks};
 use regmesh_proto::tally::{Quorum, Rule, Tally};
 use regmesh_proto::vote::Claims;
 use std::collections::HashMap;
@@ -62,8 +63,6 @@ pub struct Settings {
 /// Global virtual time 0 on the centers' clocks (2026-11-01T00:00:00Z).
 pub const EPOCH_MS: u64 = 1_793_491_200_000;
 
-/// A pull with no answer for this long is abandoned.
-pub const PULL_TIMEOUT_MS: u64 = 3000;
 /// Relaxed commits become durable at least this often.
 pub const FLUSH_EVERY_MS: u64 = 1000;
 /// Watermarks are saved this often.
@@ -75,8 +74,14 @@ pub const HOUSEKEEP_EVERY_MS: u64 = 250;
 pub enum Timer {
     Beat,
     Housekeep,
-    VoteDeadline { initiator: String, counter: u64 },
-    PullTimeout { run: u64 },
+    VoteDeadline {
+        initiator: String,
+        counter: u64,
+    },
+    /// A page call's deadline (`mesh::pulls::PULL_PAGE_TIMEOUT_MS`).
+    PullTimeout {
+        call: u64,
+    },
 }
 
 /// What the center asks of the world, and tells the oracle.
@@ -136,17 +141,6 @@ pub struct PeerSlot {
 }
 
 #[derive(Debug, Clone)]
-struct PullRun {
-    run: u64,
-    peer: usize,
-    after: u64,
-    resync: Option<Resync>,
-    pages: usize,
-    /// Started because digests differed (a repair, not a catch-up).
-    repair: bool,
-}
-
-#[derive(Debug, Clone)]
 enum Upstream {
     Client { key: Key, started: u64 },
     Peer(usize),
@@ -184,11 +178,8 @@ pub struct Center {
     windows: HashMap<String, CounterWindow>,
     vote_windows: HashMap<String, CounterWindow>,
     sync_since: Option<u64>,
+    /// Part `pulls` of the mesh machine: pulls, resyncs, repair pacing.
     pulls: Pulls,
-    pulling: HashMap<String, PullRun>,
-    /// When each (peer, origin) was last re-pulled because digests differed.
-    last_repair: HashMap<(usize, String), u64>,
-    next_run: u64,
     beat_no: u64,
     claims: Claims,
     /// Whose yes a claim of this center's own needs (`[peer] claims`).
@@ -233,6 +224,7 @@ pub fn body_n(b: &str) -> u64 {
 impl Center {
     pub fn new(idx: usize, id: String, settings: Settings, peers: Vec<(usize, String, ExportPolicy)>) -> Self {
         let interval = settings.interval_ms;
+        let pulls = Pulls::new(id.clone(), settings.pull_page);
         let rule = Rule::new(
             Quorum::Majority,
             std::iter::once(id.clone()).chain(peers.iter().map(|(_, p, _)| p.clone())),
@@ -268,10 +260,7 @@ impl Center {
             windows: HashMap::new(),
             vote_windows: HashMap::new(),
             sync_since: None,
-            pulls: Pulls::default(),
-            pulling: HashMap::new(),
-            last_repair: HashMap::new(),
-            next_run: 0,
+            pulls,
             beat_no: 0,
             claims: Claims::default(),
             collecting: HashMap::new(),
@@ -391,9 +380,7 @@ impl Center {
         self.windows.clear();
         self.vote_windows.clear();
         self.sync_since = None;
-        self.pulls = Pulls::default();
-        self.pulling.clear();
-        self.last_repair.clear();
+        self.pulls.reset();
         // Claims and doubts are promises to other centers: they survive the
         // crash (the node persists them). Our own votes ended with it.
         self.claims.forget_own();

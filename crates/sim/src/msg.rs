@@ -6,6 +6,7 @@ use regmesh_proto::digest::SetDigest;
 use regmesh_proto::node_state::NodeState;
 use regmesh_proto::policy::ExportPolicy;
 use regmesh_proto::tally::Answer;
+use regmesh_proto::wire::pull::{PullPage, PullRequest};
 use std::collections::HashMap;
 
 /// (kind, id).
@@ -50,20 +51,14 @@ pub enum Msg {
         records: Vec<Record>,
     },
     /// `POST /mesh/v1/pull`.
+    /// Numbered by the puller's page call, so its answer can be matched.
     PullReq {
-        run: u64,
-        origin: String,
-        after: u64,
-        limit: usize,
+        call: u64,
+        request: PullRequest,
     },
     PullAnswer {
-        run: u64,
-        origin: String,
-        records: Vec<Record>,
-        covered: u64,
-        more: bool,
-        purged_through: u64,
-        policy: ExportPolicy,
+        call: u64,
+        page: PullPage<Record>,
     },
     /// `POST /voting`.
     VoteReq {
@@ -103,7 +98,7 @@ impl Msg {
             }
             Msg::Flood { records, .. } => 40 + RECORD_WIRE_BYTES * records.len() as u64,
             Msg::PullReq { .. } => 80,
-            Msg::PullAnswer { records, .. } => 120 + RECORD_WIRE_BYTES * records.len() as u64,
+            Msg::PullAnswer { page, .. } => 120 + RECORD_WIRE_BYTES * page.records.len() as u64,
             Msg::VoteReq { .. } => 100,
             Msg::VoteAnswer { answer, .. } => 40 + 12 * (answer.yes.len() + answer.no.len()) as u64,
         };
@@ -112,7 +107,8 @@ impl Msg {
 
     pub fn records(&self) -> &[Record] {
         match self {
-            Msg::Flood { records, .. } | Msg::PullAnswer { records, .. } => records,
+            Msg::Flood { records, .. } => records,
+            Msg::PullAnswer { page, .. } => &page.records,
             _ => &[],
         }
     }

@@ -23,7 +23,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Deadline for one call.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest response body read from a peer (inflated). Pull pages are cut
-/// well below it ([`super::mesh::PULL_PAGE_BYTES`]).
+/// well below it ([`regmesh_proto::mesh::pulls::PULL_PAGE_BYTES_MAX`]).
 pub const PEER_RESPONSE_BYTES_MAX: usize = 8 << 20;
 
 /// Calls in flight to one peer at most (and so connections open to it).

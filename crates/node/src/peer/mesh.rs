@@ -30,10 +30,11 @@ use regmesh_core::codec;
 use regmesh_core::Record;
 use regmesh_proto::dedup::CounterWindow;
 use regmesh_proto::lifecycle::PeerLifecycle;
+use regmesh_proto::mesh::pulls::Pulls;
 use regmesh_proto::node_state::NodeState;
 use regmesh_proto::policy::ExportPolicy;
 use regmesh_proto::replay::ReplayCache;
-use regmesh_proto::sync::{Ceilings, Marks, PeerMarks, Pulls, SyncRequests, Unproven};
+use regmesh_proto::sync::{Ceilings, Marks, PeerMarks};
 use regmesh_proto::tally::{Quorum, Rule};
 use regmesh_proto::vote::Claims;
 use serde_json::{json, Value};
@@ -50,6 +51,8 @@ mod notify;
 mod pulls;
 mod status;
 mod votes;
+pub use full_sync::SyncError;
+pub use pulls::ServePullError;
 use votes::Collecting;
 pub use votes::VoteOutcome;
 
@@ -172,10 +175,6 @@ impl Peer {
     }
 }
 
-/// A pull page stops growing at this many bytes of encoded records (before
-/// compression), whatever `limit` asked: records may be up to 64 KiB each.
-pub const PULL_PAGE_BYTES: usize = 2 << 20;
-
 /// Counters for `/v1/peers`.
 #[derive(Default)]
 pub struct MeshStats {
@@ -209,18 +208,9 @@ pub struct Mesh {
     marks_dirty: AtomicBool,
     /// Per origin, the highest seq it has shown: no mark passes it.
     ceilings: Mutex<Ceilings>,
-    /// Peers' claims about origins that their pulls could not back.
-    unproven: Mutex<Unproven>,
-    /// Full syncs we asked for: the only sync messages we take.
-    sync_requests: Mutex<SyncRequests>,
-    /// Peers we are pushing a full sync to right now (one at a time each).
-    syncing_to: Mutex<std::collections::HashSet<String>>,
-    /// Set when a requested full sync arrived complete.
-    full_sync_done: AtomicBool,
-    /// When each origin was last re-pulled because digests differed.
-    last_repair_ms: Mutex<HashMap<(String, String), u64>>,
-    /// Origins being pulled right now (one pull per origin at a time).
-    pulling: Mutex<Pulls>,
+    /// Part `pulls` of the mesh machine: pulls, resyncs, repair pacing,
+    /// unproven claims, full syncs asked and pushed.
+    pulls: Mutex<Pulls>,
     /// Ids this center has promised to initiators (two-phase vote).
     claims: Mutex<Claims>,
     /// The promises to other initiators, on disk before each yes leaves.
@@ -309,12 +299,10 @@ impl Mesh {
             marks: Mutex::new(Marks::from_pairs(center.load_watermarks())),
             marks_dirty: AtomicBool::new(false),
             ceilings: Mutex::new(Ceilings::for_peers(cfg.peers.iter().map(|p| p.id.clone()))),
-            unproven: Mutex::new(Unproven::default()),
-            sync_requests: Mutex::new(SyncRequests::default()),
-            pulling: Mutex::new(Default::default()),
-            last_repair_ms: Mutex::new(HashMap::new()),
-            syncing_to: Mutex::new(Default::default()),
-            full_sync_done: AtomicBool::new(false),
+            pulls: Mutex::new(Pulls::new(
+                cfg.id.clone(),
+                regmesh_proto::mesh::pulls::PULL_PAGE_RECORDS_MAX,
+            )),
             claims: Mutex::new(claims),
             claims_log: Arc::new(Mutex::new(claims_log)),
             ballots: Mutex::new(HashMap::new()),
@@ -435,13 +423,13 @@ impl Mesh {
     }
 
     /// What `peer` reports holding of each origin, less the claims a pull
-    /// from it could not back ([`Unproven`]).
+    /// from it could not back ([`Pulls::credible`]).
     fn credible_marks(&self, peer: &Peer) -> HashMap<String, u64> {
         let theirs = peer.their_marks.lock().expect("marks lock").latest().clone();
-        let unproven = self.unproven.lock().expect("unproven lock");
+        let pulls = self.pulls.lock().expect("pulls lock");
         theirs
             .into_iter()
-            .filter(|(o, w)| unproven.counts(&peer.cfg.id, o, *w))
+            .filter(|(o, w)| pulls.credible(&peer.cfg.id, o, *w))
             .collect()
     }
 

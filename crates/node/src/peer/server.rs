@@ -18,7 +18,7 @@
 //! the token itself.
 
 use super::encoding;
-use super::mesh::{decode_records, Beat, Mesh};
+use super::mesh::{decode_records, Beat, Mesh, ServePullError, SyncError};
 use super::pki::cert_is_for;
 use crate::center::now_ms;
 use crate::error::ApiError;
@@ -29,6 +29,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use regmesh_proto::replay::ReplayError;
+use regmesh_proto::wire::pull::{PullRequest, SyncAccepted, SyncRequestAccepted};
 use rustls::pki_types::CertificateDer;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -362,15 +363,18 @@ async fn commit(
                 format!("a sync message's DRiP-Node-ID {initiator:?} must be its sender {sender:?}"),
             ));
         }
-        if !mesh.sync_expected_from(&sender) {
-            return Err(refuse(
+        let unsolicited = || {
+            refuse(
                 StatusCode::CONFLICT,
                 "unsolicited_sync",
                 format!(
                     "{} asked {sender:?} for no full sync (PUT /sync/node/{} comes first)",
                     mesh.me, mesh.me
                 ),
-            ));
+            )
+        };
+        if mesh.admit_sync(&sender).is_err() {
+            return Err(unsolicited());
         }
         let complete = match header(&headers, "drip-sync-complete").unwrap_or("false") {
             "true" => true,
@@ -378,19 +382,18 @@ async fn commit(
             v => return Err(bad(format!("DRiP-Sync-Complete must be true or false, not {v:?}"))),
         };
         let raw = read_body(&headers, body, mesh.max_body_bytes).await?;
-        let records = decode_records(&raw).map_err(|e| refuse(StatusCode::BAD_REQUEST, "malformed", e))?;
-        let marks = serde_json::from_slice::<Value>(&raw)
-            .ok()
-            .and_then(|v| v.get("watermarks").and_then(Value::as_object).cloned())
-            .map(|m| {
-                m.into_iter()
-                    .take(4096)
-                    .filter_map(|(k, v)| Some((k, v.as_u64()?)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let applied = mesh.receive_sync(&sender, records, complete, marks).await?;
-        return Ok(Json(json!({"accepted": true, "applied": applied, "complete": complete})).into_response());
+        let applied = match mesh.receive_sync(&sender, &raw, complete).await {
+            Ok(n) => n,
+            Err(SyncError::Unsolicited(_)) => return Err(unsolicited()),
+            Err(SyncError::Malformed(e)) => return Err(refuse(StatusCode::BAD_REQUEST, "malformed", e)),
+            Err(SyncError::Write(e)) => return Err(e.into()),
+        };
+        let answer = SyncAccepted {
+            accepted: true,
+            applied,
+            complete,
+        };
+        return Ok(Json(answer).into_response());
     }
     let raw = read_body(&headers, body, mesh.max_body_bytes).await?;
     let records = decode_records(&raw).map_err(|e| refuse(StatusCode::BAD_REQUEST, "malformed", e))?;
@@ -450,17 +453,14 @@ async fn pull(
 ) -> Result<Response, ApiError> {
     let sender = authenticate(&mesh, &headers, &cert, SENDER_IF_SENT, None)?;
     let raw = read_body(&headers, body, 4096).await?;
-    let v: Value =
-        serde_json::from_slice(&raw).map_err(|e| refuse(StatusCode::BAD_REQUEST, "malformed_json", e.to_string()))?;
-    let origin = v
-        .get("origin")
-        .and_then(Value::as_str)
-        .ok_or_else(|| refuse(StatusCode::BAD_REQUEST, "invalid", "origin is required"))?;
-    let after = v.get("after").and_then(Value::as_u64).unwrap_or(0);
-    let limit = v.get("limit").and_then(Value::as_u64).unwrap_or(1000) as usize;
-    let out = mesh
-        .serve_pull(&sender, origin, after, limit)
-        .map_err(|e| refuse(StatusCode::INTERNAL_SERVER_ERROR, "storage", e))?;
+    let req: PullRequest = serde_json::from_slice(&raw).map_err(|e| {
+        let code = if e.is_data() { "invalid" } else { "malformed_json" };
+        refuse(StatusCode::BAD_REQUEST, code, e.to_string())
+    })?;
+    let out = mesh.serve_pull(&sender, &req).map_err(|e| match e {
+        ServePullError::NotAPeer(_) => refuse(StatusCode::FORBIDDEN, "not_a_peer", e.to_string()),
+        ServePullError::Read(_) => refuse(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()),
+    })?;
     Ok(json_answer(&headers, out))
 }
 
@@ -555,8 +555,8 @@ async fn sync_request(
         .peer(&sender)
         .cloned()
         .ok_or_else(|| refuse(StatusCode::FORBIDDEN, "not_a_peer", "not a peer"))?;
-    tokio::spawn(mesh.clone().push_full_sync(peer));
-    Ok(Json(json!({"accepted": true})).into_response())
+    mesh.full_sync_asked(&peer);
+    Ok(Json(SyncRequestAccepted { accepted: true }).into_response())
 }
 
 async fn small_json(headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {

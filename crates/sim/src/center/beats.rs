@@ -106,19 +106,14 @@ impl Center {
                 let (kind, class) = ae::split_digest_key(k);
                 body.policy.sees_class(kind, class)
             });
-            let slot = (self.peers[pi].idx, origin.clone());
-            // The peer's turn is spent only on a re-pull that starts.
-            if !same
-                && ae::repair_due(self.last_repair.get(&slot).copied(), local)
-                && self.start_pull(now, pi, origin, true, out)
-            {
-                self.last_repair.insert(slot, local);
-                self.stats.repairs += 1;
+            if !same {
+                // Paced by the part (one turn per peer and origin).
+                self.repair(now, pi, origin, out);
             }
         }
         let origins = ae::origins_to_pull(&self.id, self.state, &latest, &prev, |o| self.mark(o), |_| true);
         for origin in origins {
-            self.start_pull(now, pi, &origin, false, out);
+            self.start_pull(now, pi, &origin, out);
         }
     }
 }

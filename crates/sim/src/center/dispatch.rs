@@ -6,11 +6,9 @@
 
 use super::{Center, Out};
 use crate::msg::Msg;
-use regmesh_core::Record;
 use regmesh_proto::dedup::Seen;
 use regmesh_proto::flood;
 use regmesh_proto::lifecycle::PeerState;
-use regmesh_proto::sync as ae;
 
 impl Center {
     pub fn on_msg(&mut self, now: u64, from: usize, msg: Msg, out: &mut Vec<Out>) {
@@ -90,53 +88,14 @@ impl Center {
                     self.fan_out(&initiator, (seq_from, counter), &records, Some(from), out);
                 }
             }
-            Msg::PullReq {
-                run,
-                origin,
-                after,
-                limit,
-            } => {
-                let policy = self.peers[pi].policy.clone();
-                let limit = limit.clamp(1, 1000);
-                let mut records = self.store.origin_after(&origin, after, limit);
-                let mut more = records.len() == limit;
-                let mark = self.mark(&origin);
-                if let Some(cut) = records.iter().position(|r| !ae::page_carries(r.seq, mark)) {
-                    records.truncate(cut);
-                    more = false;
-                }
-                let last = records.last().map_or(after, |r| r.seq);
-                let covered = ae::page_covers(after, last, more, mark);
-                let sent: Vec<Record> = records.into_iter().filter(|r| policy.allows(r, &[])).collect();
+            Msg::PullReq { call, request } => {
+                let page = self.serve_pull(pi, &request);
                 out.push(Out::Send {
                     to: from,
-                    msg: Msg::PullAnswer {
-                        run,
-                        origin: origin.clone(),
-                        records: sent,
-                        covered,
-                        more,
-                        purged_through: self.store.purged.get(&origin).copied().unwrap_or(0),
-                        policy,
-                    },
+                    msg: Msg::PullAnswer { call, page },
                 });
             }
-            Msg::PullAnswer {
-                run,
-                origin,
-                records,
-                covered,
-                more,
-                purged_through,
-                policy,
-            } => self.on_pull_answer(
-                now,
-                from,
-                run,
-                origin,
-                (records, covered, more, purged_through, policy),
-                out,
-            ),
+            Msg::PullAnswer { call, page } => self.on_pull_answer(now, pi, call, page, out),
             Msg::VoteReq {
                 initiator,
                 counter,

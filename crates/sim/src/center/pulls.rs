@@ -1,48 +1,245 @@
-//! A simulated center's anti-entropy (the node's `peer/mesh/pulls.rs`):
-//! starting and sending pulls, the digests of what it holds, and taking
-//! pull answers (resyncs included). Decisions are `regmesh_proto::sync`'s.
-//! Must never move a watermark past what an answer covered.
+//! A simulated center's anti-entropy (the node's `peer/mesh/pulls.rs`): an
+//! executor of part `regmesh_proto::mesh::pulls` on virtual time. It feeds
+//! the part what beats decide (a pull, a repair), page answers and page
+//! timeouts, executes its commands (send a page call and arm its timeout,
+//! merge, drop, raise a mark) and feeds their results back; it serves
+//! peers' pulls with `serve_page`, and keeps the digests beats carry.
+//! Must never decide what to pull, what a page covers or what a resync
+//! drops (the part does); full sync is not modelled (crate docs).
 
-use super::{Center, Change, Out, PullRun, Timer, PULL_TIMEOUT_MS};
-use crate::msg::Msg;
+use super::{Center, Change, Out, Timer};
+use crate::msg::{Msg, RECORD_WIRE_BYTES};
 use regmesh_core::Record;
 use regmesh_proto::constants::DIGESTS_PER_BEAT;
 use regmesh_proto::digest::{element, SetDigest};
-use regmesh_proto::policy::class_of;
-use regmesh_proto::policy::ExportPolicy;
-use regmesh_proto::sync::{self as ae, Resync};
-use std::collections::BTreeMap;
+use regmesh_proto::mesh::pulls::{self as part, Command, Replica};
+use regmesh_proto::policy::{class_of, ExportPolicy};
+use regmesh_proto::sync::{self as ae, Marks};
+use regmesh_proto::wire::pull::{PullPage, PullRequest};
+use std::collections::{BTreeMap, VecDeque};
+
+/// The part's view of a simulated center's store and marks.
+struct View<'a> {
+    me: &'a str,
+    own_seq: u64,
+    marks: &'a Marks,
+    store: &'a super::Store,
+}
+
+impl Replica for View<'_> {
+    fn mark(&self, origin: &str) -> u64 {
+        if origin == self.me {
+            self.own_seq
+        } else {
+            self.marks.get(origin)
+        }
+    }
+    fn purged_through(&self, origin: &str) -> u64 {
+        self.store.purged.get(origin).copied().unwrap_or(0)
+    }
+    fn holds(&self, kind: &str, id: &str) -> bool {
+        self.store.get(&(kind.to_string(), id.to_string())).is_some()
+    }
+    fn origin_live(&self, origin: &str) -> Vec<(String, String, u64)> {
+        self.store.origin_live(origin)
+    }
+    fn still_sendable(&self, origin: &str, kind: &str, id: &str, seq: u64, policy: &ExportPolicy) -> bool {
+        self.store
+            .get(&(kind.to_string(), id.to_string()))
+            .is_some_and(|r| r.seq == seq && !r.deleted && r.origin == origin && policy.allows(r, &[]))
+    }
+    fn knows_origin(&self, _origin: &str) -> bool {
+        // Simulated centers know every key of the mesh.
+        true
+    }
+}
+
+/// An input to the part, fed with the view of the moment.
+enum Input {
+    Applied { call: u64 },
+    Forgot { call: u64, dropped: u64 },
+}
 
 impl Center {
-    /// Starts a pull of `origin` from peer slot `pi` unless one runs.
-    pub(super) fn start_pull(
+    fn view(&self) -> View<'_> {
+        View {
+            me: &self.id,
+            own_seq: self.own_seq,
+            marks: &self.marks,
+            store: &self.store,
+        }
+    }
+
+    /// Beats found peer slot `pi` ahead on `origin`: the part starts a pull
+    /// unless one runs.
+    pub(super) fn start_pull(&mut self, now: u64, pi: usize, origin: &str, out: &mut Vec<Out>) {
+        let mut cmds = Vec::new();
+        let view = View {
+            me: &self.id,
+            own_seq: self.own_seq,
+            marks: &self.marks,
+            store: &self.store,
+        };
+        if self
+            .pulls
+            .on_start_pull(self.local(now), &self.peers[pi].id, origin, &view, &mut cmds)
+        {
+            self.stats.pulls += 1;
+        }
+        self.run_pulls(now, cmds, out);
+    }
+
+    /// Digests of `origin` differ from peer slot `pi`'s at equal marks: the
+    /// part re-pulls it from seq 0 if its turn is due.
+    pub(super) fn repair(&mut self, now: u64, pi: usize, origin: &str, out: &mut Vec<Out>) {
+        let mut cmds = Vec::new();
+        if self
+            .pulls
+            .on_repair(self.local(now), &self.peers[pi].id, origin, &mut cmds)
+        {
+            self.stats.pulls += 1;
+            self.stats.repairs += 1;
+        }
+        self.run_pulls(now, cmds, out);
+    }
+
+    /// A page answer from peer slot `pi` to page call `call`.
+    pub(super) fn on_pull_answer(
         &mut self,
         now: u64,
         pi: usize,
-        origin: &str,
-        from_zero: bool,
+        call: u64,
+        page: PullPage<Record>,
         out: &mut Vec<Out>,
-    ) -> bool {
-        if !self.pulls.start(origin) {
-            return false;
+    ) {
+        let mut cmds = Vec::new();
+        let view = View {
+            me: &self.id,
+            own_seq: self.own_seq,
+            marks: &self.marks,
+            store: &self.store,
+        };
+        self.pulls
+            .on_page(self.local(now), &self.peers[pi].id, call, page, &view, &mut cmds);
+        self.run_pulls(now, cmds, out);
+    }
+
+    /// The timeout of page call `call` fired (a call answered is untouched).
+    pub(super) fn on_pull_timeout(&mut self, now: u64, call: u64, out: &mut Vec<Out>) {
+        let mut cmds = Vec::new();
+        let view = View {
+            me: &self.id,
+            own_seq: self.own_seq,
+            marks: &self.marks,
+            store: &self.store,
+        };
+        self.pulls.on_page_timeout(self.local(now), call, &view, &mut cmds);
+        self.run_pulls(now, cmds, out);
+    }
+
+    /// Executes the part's commands in order, feeding each result back.
+    fn run_pulls(&mut self, now: u64, cmds: Vec<Command>, out: &mut Vec<Out>) {
+        let mut queue: VecDeque<Command> = cmds.into();
+        while let Some(cmd) = queue.pop_front() {
+            let input = match cmd {
+                Command::SendPull {
+                    peer,
+                    call,
+                    request,
+                    timeout_ms,
+                } => {
+                    if let Some(p) = self.peers.iter().find(|p| p.id == peer) {
+                        out.push(Out::Send {
+                            to: p.idx,
+                            msg: Msg::PullReq { call, request },
+                        });
+                    }
+                    out.push(Out::Timer {
+                        at: now + timeout_ms,
+                        timer: Timer::PullTimeout { call },
+                    });
+                    None
+                }
+                Command::Apply {
+                    call,
+                    origin,
+                    records,
+                    origin_said: _,
+                    advance,
+                } => {
+                    // No ceilings here: the simulator's centers never lie.
+                    self.apply_remote(now, records);
+                    if let Some((from, through)) = advance {
+                        self.marks.advance(&origin, from, through);
+                    }
+                    Some(Input::Applied { call })
+                }
+                Command::ResyncStarted { .. } => {
+                    self.stats.resyncs += 1;
+                    None
+                }
+                Command::Forget {
+                    call,
+                    origin,
+                    drops,
+                    purged_through,
+                } => {
+                    let mut dropped = 0;
+                    for (k, i, _) in drops {
+                        let key = (k, i);
+                        if let Some(r) = self.store.remove(&key) {
+                            dropped += 1;
+                            self.stats.forgot += 1;
+                            self.changes.push((key, Change::Forgot(r)));
+                        }
+                    }
+                    self.store.raise_purged(&origin, purged_through);
+                    Some(Input::Forgot { call, dropped })
+                }
+                Command::RaiseMark { origin, through } => {
+                    self.marks.raise(&origin, through);
+                    // The drops, purge mark and mark are durable together.
+                    self.store.flush();
+                    self.last_flush = now;
+                    None
+                }
+                Command::PullDone { .. } => None,
+                // Full sync is not modelled; nothing here asks for one.
+                Command::AskFullSync { .. } | Command::PushFullSync { .. } | Command::AdoptMarks { .. } => None,
+            };
+            let Some(input) = input else { continue };
+            let mut next = Vec::new();
+            let local = self.local(now);
+            let view = View {
+                me: &self.id,
+                own_seq: self.own_seq,
+                marks: &self.marks,
+                store: &self.store,
+            };
+            match input {
+                Input::Applied { call } => self.pulls.on_applied(local, call, true, &view, &mut next),
+                Input::Forgot { call, dropped } => self.pulls.on_forgot(local, call, Some(dropped), &view, &mut next),
+            }
+            queue.extend(next);
         }
-        self.next_run += 1;
-        let run = self.next_run;
-        let after = if from_zero { 0 } else { self.mark(origin) };
-        self.stats.pulls += 1;
-        self.pulling.insert(
-            origin.to_string(),
-            PullRun {
-                run,
-                peer: self.peers[pi].idx,
-                after,
-                resync: None,
-                pages: 0,
-                repair: from_zero,
-            },
-        );
-        self.send_pull(now, run, self.peers[pi].idx, origin, after, out);
-        true
+    }
+
+    /// Serves a pull from peer slot `pi`: the page proto's `serve_page`
+    /// makes of what the store holds.
+    pub(super) fn serve_pull(&self, pi: usize, req: &PullRequest) -> PullPage<Record> {
+        let policy = &self.peers[pi].policy;
+        let read = self
+            .store
+            .origin_after(&req.origin, req.after, part::page_limit(req.limit));
+        part::serve_page(
+            req.after,
+            req.limit,
+            read,
+            self.view().mark(&req.origin),
+            |r| policy.allows(r, &[]).then(|| (r.clone(), RECORD_WIRE_BYTES as usize)),
+            self.view().purged_through(&req.origin),
+            policy,
+        )
     }
 
     /// Digests of `origin`'s versions, tombstones included, per (kind,
@@ -99,105 +296,5 @@ impl Center {
                 (o.clone(), d)
             })
             .collect()
-    }
-
-    fn send_pull(&self, now: u64, run: u64, to: usize, origin: &str, after: u64, out: &mut Vec<Out>) {
-        out.push(Out::Send {
-            to,
-            msg: Msg::PullReq {
-                run,
-                origin: origin.to_string(),
-                after,
-                limit: self.settings.pull_page,
-            },
-        });
-        out.push(Out::Timer {
-            at: now + PULL_TIMEOUT_MS,
-            timer: Timer::PullTimeout { run },
-        });
-    }
-
-    #[allow(clippy::type_complexity)]
-    pub(super) fn on_pull_answer(
-        &mut self,
-        now: u64,
-        from: usize,
-        run: u64,
-        origin: String,
-        (records, covered, more, purged, policy): (Vec<Record>, u64, bool, u64, ExportPolicy),
-        out: &mut Vec<Out>,
-    ) {
-        let Some(mut pr) = self.pulling.remove(&origin) else {
-            return;
-        };
-        if pr.run != run || pr.peer != from || records.iter().any(|r| r.origin != origin) {
-            self.pulling.insert(origin, pr);
-            return;
-        }
-        pr.pages += 1;
-        let start_resync = pr.resync.is_none() && ae::resync_needed(&self.id, &origin, purged, self.mark(&origin));
-        if start_resync {
-            self.stats.resyncs += 1;
-            pr.resync = Some(Resync::begin(self.store.origin_live(&origin), purged));
-        }
-        if let Some(rs) = pr.resync.as_mut() {
-            for r in &records {
-                rs.sent(&r.kind, &r.id);
-            }
-        }
-        let records = if pr.repair {
-            // A repair fills what a peer has and we lack; it never brings
-            // back what a purged deletion may have removed here.
-            let purged = self.store.purged.get(&origin).copied().unwrap_or(0);
-            records
-                .into_iter()
-                .filter(|r| {
-                    ae::repair_may_apply(r.seq, purged, self.store.get(&(r.kind.clone(), r.id.clone())).is_some())
-                })
-                .collect()
-        } else {
-            records
-        };
-        self.apply_remote(now, records);
-        if start_resync && pr.after > 0 {
-            pr.after = 0;
-            self.next_run += 1;
-            pr.run = self.next_run;
-            self.send_pull(now, pr.run, from, &origin, 0, out);
-            self.pulling.insert(origin, pr);
-            return;
-        }
-        // A resync moves the watermark only once complete.
-        if pr.resync.is_none() {
-            self.marks.advance(&origin, pr.after + 1, covered);
-        }
-        if !more || covered <= pr.after || pr.pages >= 10_000 {
-            if let (Some(rs), false) = (pr.resync, more) {
-                let purged = rs.purged;
-                let drops = rs.drops(covered, |k, i, s| {
-                    self.store
-                        .get(&(k.to_string(), i.to_string()))
-                        .is_some_and(|r| r.seq == s && !r.deleted && r.origin == origin && policy.allows(r, &[]))
-                });
-                for (k, i, _) in drops {
-                    let key = (k, i);
-                    if let Some(r) = self.store.remove(&key) {
-                        self.stats.forgot += 1;
-                        self.changes.push((key, Change::Forgot(r)));
-                    }
-                }
-                self.store.raise_purged(&origin, purged);
-                self.marks.raise(&origin, covered);
-                self.store.flush();
-                self.last_flush = now;
-            }
-            self.pulls.done(&origin);
-            return;
-        }
-        pr.after = covered;
-        self.next_run += 1;
-        pr.run = self.next_run;
-        self.send_pull(now, pr.run, from, &origin, covered, out);
-        self.pulling.insert(origin, pr);
     }
 }

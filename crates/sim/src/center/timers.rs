@@ -17,12 +17,7 @@ impl Center {
             Timer::VoteDeadline { initiator, counter } => {
                 self.settle(now, &(initiator, counter), true, out);
             }
-            Timer::PullTimeout { run } => {
-                if let Some(origin) = self.pulling.iter().find(|(_, p)| p.run == run).map(|(o, _)| o.clone()) {
-                    self.pulling.remove(&origin);
-                    self.pulls.done(&origin);
-                }
-            }
+            Timer::PullTimeout { call } => self.on_pull_timeout(now, call, out),
         }
     }
 

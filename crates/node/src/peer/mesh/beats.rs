@@ -28,11 +28,12 @@ impl Mesh {
             .count();
         // Caught up: in sync for two beat intervals (so every reachable peer
         // has told us its watermarks), no pull running, and nobody ahead.
+        let pulls_idle = self.pulls.lock().expect("pulls lock").is_idle();
         let caught_up = ae::caught_up(
             *self.sync_since.lock().expect("sync lock"),
             now_ms(),
             self.interval_ms,
-            self.pulling.lock().expect("pulling lock").is_idle(),
+            pulls_idle,
             self.behind_any(),
         );
         let mut st = self.state.lock().expect("state lock");
@@ -42,9 +43,9 @@ impl Mesh {
             // A center that knows nothing of the mesh yet (a new one) asks a
             // peer for a full sync (DRiP §5.6); others catch up by pulls.
             let fresh = self.marks.lock().expect("marks lock").is_empty() && self.center.own_seq() == 0;
-            if fresh && !self.full_sync_done.load(Ordering::Relaxed) {
+            if fresh {
                 if let Some(peer) = self.peers.iter().find(|p| p.reachable.load(Ordering::Relaxed)).cloned() {
-                    tokio::spawn(self.clone().request_full_sync(peer));
+                    self.request_full_sync(&peer);
                 }
             }
         }
@@ -226,9 +227,7 @@ impl Mesh {
             self.marks_dirty.store(true, Ordering::Relaxed);
         }
         *peer.digest_match.lock().expect("digest lock") = Some(false);
-        if self.pulling.lock().expect("pulling lock").start(origin) {
-            tokio::spawn(self.clone().pull(peer.clone(), origin.clone(), false));
-        }
+        self.start_pull(peer, origin);
     }
 
     /// A heartbeat from peer `sender`, with its announced state, interval
@@ -266,9 +265,9 @@ impl Mesh {
         }
         // A claim a pull from this peer could not back starts no more pulls.
         let credible = |m: &HashMap<String, u64>| -> HashMap<String, u64> {
-            let unproven = self.unproven.lock().expect("unproven lock");
+            let pulls = self.pulls.lock().expect("pulls lock");
             m.iter()
-                .filter(|(o, w)| unproven.counts(sender, o, **w))
+                .filter(|(o, w)| pulls.credible(sender, o, **w))
                 .map(|(o, w)| (o.clone(), *w))
                 .collect()
         };
@@ -281,9 +280,7 @@ impl Mesh {
             |o| self.center.key_of(o).is_some(),
         );
         for origin in origins {
-            if self.pulling.lock().expect("pulling lock").start(&origin) {
-                tokio::spawn(self.clone().pull(peer.clone(), origin, false));
-            }
+            self.start_pull(&peer, &origin);
         }
     }
 

@@ -1,83 +1,101 @@
-//! Full syncs in the mesh runtime (DRiP §5.6): asking a peer for
-//! everything we may see, pushing a full sync to a peer that asked, and
-//! receiving one. Must never take a sync message it did not ask for, nor
-//! push more than one full sync to a peer at a time.
+//! Full syncs in the mesh runtime (DRiP §5.6): an executor of the full-sync
+//! steps of part `regmesh_proto::mesh::pulls`. It asks a peer for a full
+//! sync, pushes one to a peer that asked (reading the store, each message
+//! bounded in bytes), and takes `sync` messages the part admits. Must never
+//! take a sync message the part did not admit, nor decide on its own who
+//! may sync or when (the part does).
 
-use super::{encode_records, Mesh, Peer, PULL_PAGE_BYTES};
+use super::pulls::{decode_items, DecodeError, View};
+use super::{encode_records, Mesh, Peer};
 use crate::center::{now_ms, WriteError};
 use hyper::{Method, StatusCode};
 use regmesh_core::Record;
-use serde_json::json;
+use regmesh_proto::mesh::pulls::{SyncRefused, SYNC_MARKS_MAX};
+use regmesh_proto::wire::pull::SyncBody;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+/// A `sync` message refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// We asked the sender for no full sync (409 `unsolicited_sync`).
+    /// Nothing changed.
+    #[error(transparent)]
+    Unsolicited(#[from] SyncRefused),
+    /// The body is not a sync message (400). Nothing changed.
+    #[error("{0}")]
+    Malformed(String),
+    /// Merging its records failed ([`WriteError`] says what changed).
+    #[error(transparent)]
+    Write(#[from] WriteError),
+}
+
+impl From<DecodeError> for SyncError {
+    fn from(e: DecodeError) -> Self {
+        SyncError::Malformed(e.to_string())
+    }
+}
+
 impl Mesh {
-    /// Asks `peer` for a full sync of everything we may see.
-    pub(super) async fn request_full_sync(self: Arc<Self>, peer: Arc<Peer>) {
-        let path = format!("/sync/node/{}", self.me);
-        // Noted before asking: the first sync message may beat the answer.
-        self.sync_requests
-            .lock()
-            .expect("sync requests lock")
-            .asked(&peer.cfg.id, now_ms());
-        let ok = match peer
-            .client
-            .call(
-                &self.center,
-                Method::PUT,
-                &path,
-                &[("drip-node-id", self.me.clone())],
-                None,
-            )
-            .await
-        {
-            Ok(a) if a.status == StatusCode::OK => {
-                tracing::info!(peer = %peer.cfg.id, "full sync requested");
-                true
-            }
-            Ok(a) => {
-                tracing::warn!(peer = %peer.cfg.id, status = %a.status, "full sync refused");
-                false
-            }
-            Err(e) => {
-                tracing::warn!(peer = %peer.cfg.id, "full sync request failed: {e}");
-                false
+    /// Beats decided this center should ask `peer` for a full sync; the
+    /// part says whether it does.
+    pub(super) fn request_full_sync(self: &Arc<Self>, peer: &Peer) {
+        self.with_pulls(|p, _, out| p.on_full_sync_requested(now_ms(), &peer.cfg.id, out));
+    }
+
+    /// Peer `peer` asked us for a full sync (`PUT /sync/node/:peer`): the
+    /// part starts a push unless one to it runs.
+    pub fn full_sync_asked(self: &Arc<Self>, peer: &Peer) {
+        self.with_pulls(|p, _, out| p.on_full_sync_asked(now_ms(), &peer.cfg.id, out));
+    }
+
+    /// Whether a full sync we asked for has arrived complete.
+    pub fn full_sync_done(&self) -> bool {
+        self.pulls.lock().expect("pulls lock").full_sync_done()
+    }
+
+    /// Sends `PUT /sync/node/:me` to `peer_id`; feeds the answer back.
+    pub(super) async fn ask_full_sync(&self, peer_id: &str) {
+        let accepted = match self.peer(peer_id) {
+            None => false,
+            Some(peer) => {
+                let path = format!("/sync/node/{}", self.me);
+                let headers = [("drip-node-id", self.me.clone())];
+                match peer.client.call(&self.center, Method::PUT, &path, &headers, None).await {
+                    Ok(a) if a.status == StatusCode::OK => {
+                        tracing::info!(peer = %peer_id, "full sync requested");
+                        true
+                    }
+                    Ok(a) => {
+                        tracing::warn!(peer = %peer_id, status = %a.status, "full sync refused");
+                        false
+                    }
+                    Err(e) => {
+                        tracing::warn!(peer = %peer_id, "full sync request failed: {e}");
+                        false
+                    }
+                }
             }
         };
-        if !ok {
-            self.sync_requests
-                .lock()
-                .expect("sync requests lock")
-                .done(&peer.cfg.id);
-        }
-    }
-
-    /// Whether a `sync` message from `sender` answers a full sync we asked
-    /// it for (anything else is refused, and changes nothing).
-    pub fn sync_expected_from(&self, sender: &str) -> bool {
-        self.sync_requests
+        self.pulls
             .lock()
-            .expect("sync requests lock")
-            .admits(sender, now_ms())
+            .expect("pulls lock")
+            .on_full_sync_answer(now_ms(), peer_id, accepted);
     }
 
-    /// Serves a full sync to `peer` (DRiP §5.6): every record its policy
-    /// allows, origin by origin, in `sync` messages, then one with
+    /// Pushes a full sync to `peer` (DRiP §5.6): every record its policy
+    /// allows, origin by origin, `page_records` read at a time, in `sync`
+    /// messages of about `bytes_max` at most, then one with
     /// `DRiP-Sync-Complete: true` carrying our watermarks.
-    pub async fn push_full_sync(self: Arc<Self>, peer: Arc<Peer>) {
-        if !self.syncing_to.lock().expect("sync lock").insert(peer.cfg.id.clone()) {
-            return;
-        }
-        const PAGE: usize = 500;
+    pub(super) async fn push_full_sync(&self, peer: &Peer, page_records: usize, bytes_max: usize) {
         let marks = self.marks();
-        let origins = self.center.known_centers();
         let mut sent = 0usize;
         let mut ok = true;
-        'origins: for origin in origins {
+        'origins: for origin in self.center.known_centers() {
             let mut after = 0;
             loop {
-                let records = match self.center.origin_after(&origin, after, PAGE) {
+                let records = match self.center.origin_after(&origin, after, page_records) {
                     Ok(r) => r,
                     Err(e) => {
                         tracing::warn!("full sync read failed: {e}");
@@ -96,13 +114,13 @@ impl Mesh {
                 while !rest.is_empty() {
                     let mut n = 0;
                     let mut size = 0;
-                    while n < rest.len() && (n == 0 || size < PULL_PAGE_BYTES) {
+                    while n < rest.len() && (n == 0 || size < bytes_max) {
                         size += rest[n].body.len() + 256;
                         n += 1;
                     }
                     sent += n;
                     if !self
-                        .send_sync(&peer, encode_records(rest[..n].iter().copied()), false)
+                        .send_sync(peer, encode_records(rest[..n].iter().copied()), false)
                         .await
                     {
                         ok = false;
@@ -110,17 +128,21 @@ impl Mesh {
                     }
                     rest = &rest[n..];
                 }
-                if records.len() < PAGE {
+                if records.len() < page_records {
                     break;
                 }
             }
         }
         if ok {
-            let body = serde_json::to_vec(&json!({"records": [], "watermarks": marks})).expect("json");
-            ok = self.send_sync(&peer, body, true).await;
+            let body = SyncBody::<String> {
+                records: Vec::new(),
+                watermarks: Some(marks),
+            };
+            ok = self
+                .send_sync(peer, serde_json::to_vec(&body).expect("json"), true)
+                .await;
         }
         tracing::info!(peer = %peer.cfg.id, records = sent, complete = ok, "full sync pushed");
-        self.syncing_to.lock().expect("sync lock").remove(&peer.cfg.id);
     }
 
     async fn send_sync(&self, peer: &Peer, body: Vec<u8>, complete: bool) -> bool {
@@ -137,40 +159,56 @@ impl Mesh {
         )
     }
 
-    /// A `sync` message from peer `sender`, which we asked for a full sync
-    /// ([`Mesh::sync_expected_from`]): verify and merge (no dedup, no
-    /// relay); the last one brings the sender's watermarks, which we adopt
-    /// only as far as each origin has shown
-    /// ([`Ceilings`](regmesh_proto::sync::Ceilings)).
-    pub async fn receive_sync(
-        &self,
-        sender: &str,
-        records: Vec<Record>,
-        complete: bool,
-        marks: HashMap<String, u64>,
-    ) -> Result<usize, WriteError> {
+    /// Whether a `sync` message from `sender` answers a full sync we asked
+    /// it for; anything else is refused before its body is read.
+    pub fn admit_sync(&self, sender: &str) -> Result<(), SyncRefused> {
+        self.pulls.lock().expect("pulls lock").on_sync_message(now_ms(), sender)
+    }
+
+    /// A `sync` message `raw` from peer `sender`: admitted by the part,
+    /// verified and merged (no dedup, no relay); the complete one brings
+    /// the sender's watermarks, which the part adopts. Returns the records
+    /// applied.
+    pub async fn receive_sync(self: &Arc<Self>, sender: &str, raw: &[u8], complete: bool) -> Result<usize, SyncError> {
+        self.admit_sync(sender)?;
+        let body: SyncBody<String> =
+            serde_json::from_slice(raw).map_err(|e| SyncError::Malformed(format!("not a sync message: {e}")))?;
+        let marks: HashMap<String, u64> = body.watermarks.unwrap_or_default();
+        if marks.len() > SYNC_MARKS_MAX {
+            return Err(SyncError::Malformed(format!("more than {SYNC_MARKS_MAX} watermarks")));
+        }
+        let records = decode_items(body.records)?;
         let seen = records.clone();
         let applied = self.center.apply_remote(records).await?;
         self.witness_records(&seen);
         if complete {
-            let ceilings = {
-                let mut c = self.ceilings.lock().expect("ceilings lock");
-                if let Some(&own) = marks.get(sender) {
-                    c.witness(sender, own);
-                }
-                c.clone()
-            };
-            let mut m = self.marks.lock().expect("marks lock");
-            for (origin, w) in marks {
-                if origin != self.me && (self.center.key_of(&origin).is_some()) {
-                    m.raise(&origin, ceilings.bound(&origin, w));
-                }
-            }
-            drop(m);
-            self.marks_dirty.store(true, Ordering::Relaxed);
-            self.full_sync_done.store(true, Ordering::Relaxed);
-            self.sync_requests.lock().expect("sync requests lock").done(sender);
+            // Adopted before the answer goes back.
+            let mut cmds = Vec::new();
+            self.pulls
+                .lock()
+                .expect("pulls lock")
+                .on_sync_complete(now_ms(), sender, marks, &View(self), &mut cmds)?;
+            self.clone().execute_pulls(cmds).await;
         }
         Ok(applied)
+    }
+
+    /// A complete full sync from `peer`: its word on its own origin, then
+    /// each mark raised only as far as its origin has shown
+    /// ([`Ceilings`](regmesh_proto::sync::Ceilings)).
+    pub(super) fn adopt_marks(&self, peer: &str, own: Option<u64>, marks: Vec<(String, u64)>) {
+        let ceilings = {
+            let mut c = self.ceilings.lock().expect("ceilings lock");
+            if let Some(own) = own {
+                c.witness(peer, own);
+            }
+            c.clone()
+        };
+        let mut m = self.marks.lock().expect("marks lock");
+        for (origin, w) in marks {
+            m.raise(&origin, ceilings.bound(&origin, w));
+        }
+        drop(m);
+        self.marks_dirty.store(true, Ordering::Relaxed);
     }
 }

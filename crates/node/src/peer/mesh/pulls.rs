@@ -1,28 +1,299 @@
-//! Anti-entropy pulls in the mesh runtime: pulling an origin's records
-//! from a peer page by page, resyncs when a peer has purged what we ask
-//! for, serving peers' pulls, and comparing digests to repair differences.
-//! The I/O only: what to pull, when a resync is due and how digests are
-//! keyed are `regmesh_proto::sync`'s. Must never move a watermark past what
-//! an answer covered, nor serve a record the asking peer's policy hides.
+//! Anti-entropy in the mesh runtime: an executor of part
+//! `regmesh_proto::mesh::pulls`. It feeds the part what beats decide (a
+//! pull, a digest repair), the answers of page calls and the results of
+//! the commands it emitted, and executes those commands: page calls over
+//! TLS bounded by the part's timeout, merges, resync drops, marks bounded
+//! by ceilings. It also serves peers' pulls with proto's `serve_page`, and
+//! compares digests at equal marks. Must never decide what to pull, how
+//! far a page covers, when a pull ends or what a resync drops (the part
+//! does), nor serve a record the asking peer's policy hides.
 
-use super::{decode_records, Mesh, Peer, PULL_PAGE_BYTES};
-use crate::center::now_ms;
+use super::{Mesh, Peer};
+use crate::center::{now_ms, ReadError};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use hyper::{Method, StatusCode};
 use regmesh_core::codec;
 use regmesh_core::Record;
+use regmesh_proto::mesh::pulls::{self as part, Command, PullEnd, Pulls, Replica, PULL_PAGE_RECORDS_MAX};
 use regmesh_proto::policy::ExportPolicy;
-use regmesh_proto::sync::{self as ae, Resync};
-use serde_json::{json, Value};
-use std::collections::HashMap;
+use regmesh_proto::sync as ae;
+use regmesh_proto::wire::pull::{PullPage, PullRequest};
+use serde_json::Value;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// The part's view of this center's replica and marks.
+pub(super) struct View<'a>(pub(super) &'a Mesh);
+
+impl Replica for View<'_> {
+    fn mark(&self, origin: &str) -> u64 {
+        self.0.mark(origin)
+    }
+    fn purged_through(&self, origin: &str) -> u64 {
+        self.0.center.purged_through(origin)
+    }
+    fn holds(&self, kind: &str, id: &str) -> bool {
+        matches!(self.0.center.get_held(kind, id), Ok(Some(_)))
+    }
+    fn origin_live(&self, origin: &str) -> Vec<(String, String, u64)> {
+        self.0.center.origin_live(origin)
+    }
+    fn still_sendable(&self, origin: &str, kind: &str, id: &str, seq: u64, policy: &ExportPolicy) -> bool {
+        matches!(self.0.center.get_held(kind, id),
+            Ok(Some(r)) if r.origin == origin && r.seq == seq && !r.deleted && self.0.visible_to(policy, &r))
+    }
+    fn knows_origin(&self, origin: &str) -> bool {
+        self.0.center.key_of(origin).is_some()
+    }
+}
+
+/// A pull could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ServePullError {
+    /// The caller is not a configured peer. Nothing changed.
+    #[error("{0:?} is not a peer")]
+    NotAPeer(String),
+    /// Reading the origin's records failed. Nothing changed.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+}
+
+/// A record item of a page or sync message could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("more than {0} records in one message")]
+    TooMany(usize),
+    #[error("records[{0}] is not base64url")]
+    Base64(usize),
+    #[error("records[{0}]: {1}")]
+    Record(usize, String),
+}
+
+/// Decodes the base64url items of a page or sync message, at most
+/// [`PULL_PAGE_RECORDS_MAX`].
+pub(super) fn decode_items(items: Vec<String>) -> Result<Vec<Record>, DecodeError> {
+    if items.len() > PULL_PAGE_RECORDS_MAX {
+        return Err(DecodeError::TooMany(PULL_PAGE_RECORDS_MAX));
+    }
+    items.iter().enumerate().map(|(i, s)| decode_item(i, s)).collect()
+}
+
+/// Decodes item `i` of a message: base64url of a signed record.
+fn decode_item(i: usize, s: &str) -> Result<Record, DecodeError> {
+    let b = B64.decode(s).map_err(|_| DecodeError::Base64(i))?;
+    codec::decode(&b).map_err(|e| DecodeError::Record(i, e.to_string()))
+}
+
+/// A page call's outcome, fed back to the part.
+enum PageResult {
+    Page(PullPage<Record>),
+    Failed,
+    TimedOut,
+}
 
 impl Mesh {
+    /// Runs `f` on the part with the replica's view, then executes what it
+    /// asked for (in a task of its own if it has to wait on anything).
+    pub(super) fn with_pulls<T>(self: &Arc<Self>, f: impl FnOnce(&mut Pulls, &View<'_>, &mut Vec<Command>) -> T) -> T {
+        let mut cmds = Vec::new();
+        let t = f(&mut self.pulls.lock().expect("pulls lock"), &View(self), &mut cmds);
+        if !cmds.is_empty() {
+            tokio::spawn(self.clone().execute_pulls(cmds));
+        }
+        t
+    }
+
+    /// Beats found `peer` ahead on `origin`: a pull starts unless one runs.
+    pub(super) fn start_pull(self: &Arc<Self>, peer: &Peer, origin: &str) {
+        if self.with_pulls(|p, v, out| p.on_start_pull(now_ms(), &peer.cfg.id, origin, v, out)) {
+            self.stats.pulls.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Digests of `origin` differ from `peer`'s at equal marks: a re-pull
+    /// from seq 0, if the part says its turn is due.
+    pub(super) fn repair(self: &Arc<Self>, peer: &Peer, origin: &str) {
+        if self.with_pulls(|p, _, out| p.on_repair(now_ms(), &peer.cfg.id, origin, out)) {
+            tracing::info!(peer = %peer.cfg.id, %origin, "digests differ at equal watermarks: re-pulling");
+            self.stats.pulls.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Executes the part's commands in order, feeding each result back.
+    pub(super) async fn execute_pulls(self: Arc<Self>, cmds: Vec<Command>) {
+        let mut queue: VecDeque<Command> = cmds.into();
+        while let Some(cmd) = queue.pop_front() {
+            let mut next = Vec::new();
+            match cmd {
+                Command::SendPull {
+                    peer,
+                    call,
+                    request,
+                    timeout_ms,
+                } => {
+                    let result = self.call_pull(&peer, &request, timeout_ms).await;
+                    let mut p = self.pulls.lock().expect("pulls lock");
+                    let view = View(&self);
+                    match result {
+                        PageResult::Page(page) => p.on_page(now_ms(), &peer, call, page, &view, &mut next),
+                        PageResult::Failed => p.on_page_failed(now_ms(), call, &view, &mut next),
+                        PageResult::TimedOut => p.on_page_timeout(now_ms(), call, &view, &mut next),
+                    }
+                }
+                Command::Apply {
+                    call,
+                    origin,
+                    records,
+                    origin_said,
+                    advance,
+                } => {
+                    let n = records.len() as u64;
+                    let max_seq = records.iter().map(|r| r.seq).max();
+                    let ok = match self.center.apply_remote(records).await {
+                        Ok(_) => true,
+                        Err(e) => {
+                            tracing::warn!(%origin, "pulled records refused: {e}");
+                            false
+                        }
+                    };
+                    if ok {
+                        {
+                            // Applied, so verified: their seqs are the
+                            // origin's word, and so is what it said itself.
+                            let mut c = self.ceilings.lock().expect("ceilings lock");
+                            if let Some(m) = max_seq {
+                                c.witness(&origin, m);
+                            }
+                            if let Some(s) = origin_said {
+                                c.witness(&origin, s);
+                            }
+                        }
+                        if let Some((from, through)) = advance {
+                            self.advance(&origin, from, through);
+                        }
+                        self.stats.pulled_records.fetch_add(n, Ordering::Relaxed);
+                    }
+                    let mut p = self.pulls.lock().expect("pulls lock");
+                    p.on_applied(now_ms(), call, ok, &View(&self), &mut next);
+                }
+                Command::ResyncStarted {
+                    peer,
+                    origin,
+                    purged_through,
+                    mark,
+                } => {
+                    tracing::info!(%peer, %origin, purged_through, mark,
+                        "behind the peer's tombstone horizon: resyncing this origin");
+                    self.stats.resyncs.fetch_add(1, Ordering::Relaxed);
+                }
+                Command::Forget {
+                    call,
+                    origin,
+                    drops,
+                    purged_through,
+                } => {
+                    let candidates = drops.len();
+                    let dropped = match self.center.forget(&origin, drops, purged_through).await {
+                        Ok(n) => {
+                            tracing::info!(%origin, candidates, dropped = n,
+                                "resync complete: dropped records deleted at their origin");
+                            Some(n as u64)
+                        }
+                        Err(e) => {
+                            tracing::warn!(%origin, "resync could not drop records: {e}");
+                            None
+                        }
+                    };
+                    let mut p = self.pulls.lock().expect("pulls lock");
+                    p.on_forgot(now_ms(), call, dropped, &View(&self), &mut next);
+                }
+                Command::RaiseMark { origin, through } => self.raise_mark(&origin, through),
+                Command::PullDone { peer, origin, end } => match end {
+                    // Failures and refused merges were logged where they
+                    // happened.
+                    PullEnd::BadAnswer | PullEnd::ResyncUnfinished => {
+                        tracing::warn!(%peer, %origin, ?end, "pull broken off")
+                    }
+                    _ => tracing::debug!(%peer, %origin, ?end, "pull ended"),
+                },
+                Command::AskFullSync { peer } => self.ask_full_sync(&peer).await,
+                Command::PushFullSync {
+                    peer,
+                    page_records,
+                    message_bytes_max,
+                } => {
+                    if let Some(p) = self.peer(&peer).cloned() {
+                        self.push_full_sync(&p, page_records, message_bytes_max).await;
+                    }
+                    self.pulls
+                        .lock()
+                        .expect("pulls lock")
+                        .on_full_sync_pushed(now_ms(), &peer);
+                }
+                Command::AdoptMarks { peer, own, marks } => self.adopt_marks(&peer, own, marks),
+            }
+            queue.extend(next);
+        }
+    }
+
+    /// One page call, bounded by `timeout_ms`.
+    async fn call_pull(&self, peer_id: &str, request: &PullRequest, timeout_ms: u64) -> PageResult {
+        let Some(peer) = self.peer(peer_id) else {
+            return PageResult::Failed;
+        };
+        let body = serde_json::to_vec(request).expect("json");
+        let call = peer
+            .client
+            .call(&self.center, Method::POST, "/mesh/v1/pull", &[], Some(body));
+        let answer = match tokio::time::timeout(Duration::from_millis(timeout_ms), call).await {
+            Err(_) => return PageResult::TimedOut,
+            Ok(Err(e)) => {
+                tracing::debug!(peer = %peer_id, origin = %request.origin, "pull failed: {e}");
+                return PageResult::Failed;
+            }
+            Ok(Ok(a)) if a.status == StatusCode::OK => a,
+            Ok(Ok(a)) => {
+                tracing::warn!(peer = %peer_id, origin = %request.origin, status = %a.status, "pull refused");
+                return PageResult::Failed;
+            }
+        };
+        let page = serde_json::from_slice::<PullPage<String>>(&answer.body)
+            .map_err(|e| e.to_string())
+            .and_then(|p| {
+                if p.records.len() > PULL_PAGE_RECORDS_MAX {
+                    return Err(DecodeError::TooMany(PULL_PAGE_RECORDS_MAX).to_string());
+                }
+                let mut i = 0;
+                p.try_map(|s| {
+                    i += 1;
+                    decode_item(i - 1, &s)
+                })
+                .map_err(|e| e.to_string())
+            });
+        match page {
+            Ok(p) => PageResult::Page(p),
+            Err(e) => {
+                tracing::warn!(peer = %peer_id, origin = %request.origin, "bad pull answer: {e}");
+                PageResult::Failed
+            }
+        }
+    }
+
+    /// Sets our mark of `origin` to at least `through`, never past what
+    /// the origin has shown.
+    fn raise_mark(&self, origin: &str, through: u64) {
+        let through = self.ceilings.lock().expect("ceilings lock").bound(origin, through);
+        if self.marks.lock().expect("marks lock").raise(origin, through) {
+            self.marks_dirty.store(true, Ordering::Relaxed);
+        }
+    }
+
     /// Compares a peer's digests with ours where both hold the same
-    /// watermark; on a difference, re-pulls that origin from the start (at
-    /// most every [`ae::REPAIR_EVERY_MS`]).
+    /// watermark; on a difference, asks the part for a repair of that
+    /// origin.
     pub(super) fn compare_digests(
         self: &Arc<Self>,
         peer: &Arc<Peer>,
@@ -54,21 +325,8 @@ impl Mesh {
                 their_policy.is_some_and(|p| p.sees_class(kind, class))
             });
             all_match = Some(all_match.unwrap_or(true) && same);
-            if !same && origin != &self.me {
-                let now = now_ms();
-                let slot = (peer.cfg.id.clone(), origin.clone());
-                let mut last = self.last_repair_ms.lock().expect("repair lock");
-                // The peer's turn is spent only on a re-pull that starts (one
-                // pull per origin at a time): another peer's useless repair
-                // must not keep this one from ever running.
-                if ae::repair_due(last.get(&slot).copied(), now)
-                    && self.pulling.lock().expect("pulling lock").start(origin)
-                {
-                    last.insert(slot, now);
-                    drop(last);
-                    tracing::info!(peer = %peer.cfg.id, %origin, "digests differ at equal watermarks: re-pulling");
-                    tokio::spawn(self.clone().pull(peer.clone(), origin.clone(), true));
-                }
+            if !same {
+                self.repair(peer, origin);
             }
         }
         if all_match.is_some() {
@@ -76,232 +334,30 @@ impl Mesh {
         }
     }
 
-    /// Pulls `origin`'s versions after our watermark from `peer`, page by
-    /// page, and advances the watermark to what the peer covered.
-    ///
-    /// If the peer answers that it purged deletions of `origin` above our
-    /// watermark, we may hold records deleted since: the pull becomes a
-    /// *replacing resync* of that origin. It starts again from seq 0, and
-    /// when the peer has sent everything, drops each live record of
-    /// `origin` we held when it began, that the peer did not send, that the
-    /// peer's policy would have let it send, and that the peer has covered.
-    pub(super) async fn pull(self: Arc<Self>, peer: Arc<Peer>, origin: String, from_zero: bool) {
-        const PAGE: usize = 1000;
-        const PAGES_MAX: usize = 100;
-        const RESYNC_PAGES_MAX: usize = 10_000;
-        self.stats.pulls.fetch_add(1, Ordering::Relaxed);
-        let mut after = if from_zero { 0 } else { self.mark(&origin) };
-        let mut resync: Option<Resync> = None;
-        let mut complete = false;
-        let mut last_answer = Value::Null;
-        let mut last_covered = 0;
-        let mut page_no = 0;
-        while page_no < if resync.is_some() { RESYNC_PAGES_MAX } else { PAGES_MAX } {
-            page_no += 1;
-            let body = serde_json::to_vec(&json!({"origin": origin, "after": after, "limit": PAGE})).expect("json");
-            let page = match peer
-                .client
-                .call(&self.center, Method::POST, "/mesh/v1/pull", &[], Some(body))
-                .await
-            {
-                Ok(a) if a.status == StatusCode::OK => a.body,
-                Ok(a) => {
-                    tracing::warn!(peer = %peer.cfg.id, %origin, status = %a.status, "pull refused");
-                    break;
-                }
-                Err(e) => {
-                    tracing::debug!(peer = %peer.cfg.id, %origin, "pull failed: {e}");
-                    break;
-                }
-            };
-            let parsed: Result<(Vec<Record>, u64, bool, Value), String> = (|| {
-                let v: Value = serde_json::from_slice(&page).map_err(|e| e.to_string())?;
-                let covered = v
-                    .get("covered_through")
-                    .and_then(Value::as_u64)
-                    .ok_or("no covered_through")?;
-                let more = v.get("more").and_then(Value::as_bool).unwrap_or(false);
-                Ok((decode_records(&page)?, covered, more, v))
-            })();
-            let (records, covered, more, answer) = match parsed {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::warn!(peer = %peer.cfg.id, %origin, "bad pull answer: {e}");
-                    break;
-                }
-            };
-            if records.iter().any(|r| r.origin != origin) {
-                tracing::warn!(peer = %peer.cfg.id, %origin, "pull answer holds another origin's records");
-                break;
-            }
-            let purged = answer.get("purged_through").and_then(Value::as_u64).unwrap_or(0);
-            let start_resync = resync.is_none() && ae::resync_needed(&self.me, &origin, purged, self.mark(&origin));
-            if start_resync {
-                tracing::info!(
-                    peer = %peer.cfg.id, %origin, purged, mark = self.mark(&origin),
-                    "behind the peer's tombstone horizon: resyncing this origin"
-                );
-                self.stats.resyncs.fetch_add(1, Ordering::Relaxed);
-                resync = Some(Resync::begin(self.center.origin_live(&origin), purged));
-            }
-            if let Some(rs) = resync.as_mut() {
-                for r in &records {
-                    rs.sent(&r.kind, &r.id);
-                }
-            }
-            let records = if from_zero {
-                // A digest repair fills what the peer has and we lack; it
-                // never brings back what a purged deletion removed here.
-                let purged = self.center.purged_through(&origin);
-                records
-                    .into_iter()
-                    .filter(|r| {
-                        let held = matches!(self.center.get_held(&r.kind, &r.id), Ok(Some(_)));
-                        ae::repair_may_apply(r.seq, purged, held)
-                    })
-                    .collect()
-            } else {
-                records
-            };
-            let n = records.len() as u64;
-            let max_seq = records.iter().map(|r| r.seq).max();
-            if let Err(e) = self.center.apply_remote(records).await {
-                tracing::warn!(peer = %peer.cfg.id, %origin, "pulled records refused: {e}");
-                break;
-            }
-            {
-                // Applied, so verified: their seqs are the origin's word, and
-                // so is what the origin itself says it covered.
-                let mut c = self.ceilings.lock().expect("ceilings lock");
-                if let Some(m) = max_seq {
-                    c.witness(&origin, m);
-                }
-                if peer.cfg.id == origin {
-                    c.witness(&origin, covered);
-                }
-            }
-            last_covered = covered;
-            self.stats.pulled_records.fetch_add(n, Ordering::Relaxed);
-            if start_resync && after > 0 {
-                // Start again from the beginning; this page was merged.
-                after = 0;
-                continue;
-            }
-            // A resync moves the watermark only once complete: one broken
-            // off half way must start again, not leave deleted records
-            // behind a watermark that no longer asks for them.
-            if resync.is_none() {
-                self.advance(&origin, after + 1, covered);
-            }
-            if !more || covered <= after {
-                complete = !more;
-                last_answer = answer;
-                break;
-            }
-            after = covered;
-        }
-        let resyncing = resync.is_some();
-        if let (Some(rs), true) = (resync, complete) {
-            let covered = last_answer.get("covered_through").and_then(Value::as_u64).unwrap_or(0);
-            let covered = self.ceilings.lock().expect("ceilings lock").bound(&origin, covered);
-            if self.finish_resync(&peer, &origin, rs, &last_answer).await
-                && self.marks.lock().expect("marks lock").raise(&origin, covered)
-            {
-                self.marks_dirty.store(true, Ordering::Relaxed);
-            }
-        }
-        if !resyncing && last_covered > self.mark(&origin) && origin != self.me {
-            // The peer claims more than the origin has shown us: do not
-            // pull on that claim again until it grows.
-            tracing::debug!(peer = %peer.cfg.id, %origin, claimed = last_covered, "pull answer covers more than its origin has shown");
-            self.unproven
-                .lock()
-                .expect("unproven lock")
-                .note(&peer.cfg.id, &origin, last_covered);
-        }
-        self.pulling.lock().expect("pulling lock").done(&origin);
-    }
-
-    /// Drops what a complete replacing resync of `origin` from `peer` showed
-    /// gone: records held when it began that the peer neither sent nor
-    /// withholds from us by policy, at seqs the peer covered.
-    /// Returns whether the drops are done (the watermark may then move).
-    async fn finish_resync(&self, peer: &Peer, origin: &str, rs: Resync, answer: &Value) -> bool {
-        let covered = answer.get("covered_through").and_then(Value::as_u64).unwrap_or(0);
-        let names = |f: &str| -> Vec<String> {
-            answer
-                .pointer(&format!("/policy/{f}"))
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
-                .unwrap_or_default()
-        };
-        if answer.pointer("/policy/kinds").and_then(Value::as_array).is_none() {
-            tracing::warn!(peer = %peer.cfg.id, %origin, "resync answer has no policy; dropping nothing");
-            return false;
-        }
-        let theirs = ExportPolicy::new(names("kinds"), names("groups"));
-        let purged = rs.purged;
-        let drops = rs.drops(covered, |kind, id, seq| {
-            matches!(self.center.get_held(kind, id), Ok(Some(r)) if r.seq == seq && self.visible_to(&theirs, &r))
-        });
-        let candidates = drops.len();
-        match self.center.forget(origin, drops, purged).await {
-            Ok(dropped) => {
-                tracing::info!(
-                    peer = %peer.cfg.id, %origin, candidates, dropped,
-                    "resync complete: dropped records deleted at their origin"
-                );
-                true
-            }
-            Err(e) => {
-                tracing::warn!(peer = %peer.cfg.id, %origin, "resync could not drop records: {e}");
-                false
-            }
-        }
-    }
-
-    /// Serves a pull from peer `sender`: `origin`'s versions after `after`
-    /// that its policy allows, and the seq through which they cover.
-    pub fn serve_pull(&self, sender: &str, origin: &str, after: u64, limit: usize) -> Result<Vec<u8>, String> {
-        let peer = self.peer(sender).ok_or("not a peer")?;
-        let limit = limit.clamp(1, 1000);
-        let records = self
+    /// Serves a pull from peer `sender`: the page proto's `serve_page`
+    /// makes of `origin`'s versions after `after`, as JSON.
+    pub fn serve_pull(&self, sender: &str, req: &PullRequest) -> Result<Vec<u8>, ServePullError> {
+        let peer = self
+            .peer(sender)
+            .ok_or_else(|| ServePullError::NotAPeer(sender.to_string()))?;
+        let read = self
             .center
-            .origin_after(origin, after, limit)
-            .map_err(|e| e.to_string())?;
-        let mut more = records.len() == limit;
-        let mut items: Vec<String> = Vec::new();
-        let mut bytes = 0usize;
-        // The last seq this page speaks for (sent, or withheld by policy).
-        let mut last = after;
-        let mark = self.mark(origin);
-        for r in &records {
-            if !ae::page_carries(r.seq, mark) {
-                more = false;
-                break;
-            }
-            if bytes >= PULL_PAGE_BYTES {
-                more = true;
-                break;
-            }
-            if self.visible_to(&peer.policy, r) {
-                let item = B64.encode(codec::encode(r));
-                bytes += item.len() + 3;
-                items.push(item);
-            }
-            last = r.seq;
-        }
-        let covered = ae::page_covers(after, last, more, mark);
-        Ok(serde_json::to_vec(&json!({
-            "records": items,
-            "covered_through": covered,
-            "more": more,
-            // Deletions of `origin` up to here can no longer be shown: a
-            // puller below it resyncs (PROTOCOL.md, "Tombstone horizon").
-            "purged_through": self.center.purged_through(origin),
-            // What we send the puller, so it can tell "withheld" from "gone".
-            "policy": {"kinds": peer.policy.kinds, "groups": peer.policy.groups},
-        }))
-        .expect("json"))
+            .origin_after(&req.origin, req.after, part::page_limit(req.limit))?;
+        let page = part::serve_page(
+            req.after,
+            req.limit,
+            read,
+            self.mark(&req.origin),
+            |r| {
+                self.visible_to(&peer.policy, r).then(|| {
+                    let item = B64.encode(codec::encode(r));
+                    let size = item.len() + 3;
+                    (item, size)
+                })
+            },
+            self.center.purged_through(&req.origin),
+            &peer.policy,
+        );
+        Ok(serde_json::to_vec(&page).expect("json"))
     }
 }

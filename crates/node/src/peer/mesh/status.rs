@@ -56,7 +56,7 @@ impl Mesh {
                 "pulled_records": self.stats.pulled_records.load(Ordering::Relaxed),
                 "resyncs": self.stats.resyncs.load(Ordering::Relaxed),
                 "purged_through": self.center.purge_marks(),
-                "full_sync_received": self.full_sync_done.load(Ordering::Relaxed),
+                "full_sync_received": self.full_sync_done(),
                 "watermarks": self.marks(),
             }
         })
