@@ -66,7 +66,7 @@ async fn start(
     let mesh = match &cfg.peer {
         None => None,
         Some(p) => {
-            let (mesh, queues) = peer::mesh::Mesh::new(center.clone(), cfg).map_err(StartError::Peer)?;
+            let mesh = peer::mesh::Mesh::new(center.clone(), cfg).map_err(StartError::Peer)?;
             let tls = peer::pki::server_config(&p.cert, &p.key, &p.ca).map_err(|e| StartError::Peer(e.to_string()))?;
             let l = tokio::net::TcpListener::bind(p.listen)
                 .await
@@ -79,7 +79,7 @@ async fn start(
             // Before the listener serves: the fronts' message types.
             mesh.set_front_messages(Arc::new(builder::peer_messages(&fronts, &center, Some(&mesh), cfg)?));
             tasks.push(tokio::spawn(peer::server::serve(l, tls, router, center.closing())));
-            tasks.extend(mesh.spawn(queues));
+            tasks.extend(mesh.spawn());
             tracing::info!(addr = ?peer_addr, peers = cfg.peers.len(), "peer listener serving (mutual TLS)");
             Some(mesh)
         }

@@ -19,3 +19,25 @@ pub const VOTE_DEADLINE_MAX_MS: u64 = 60_000;
 
 /// Most centers one vote answer may name (as yes or no); more is malformed.
 pub const VOTE_ANSWER_CENTERS_MAX: usize = 4096;
+
+/// Records in one flood message, at most: own changes are flooded in
+/// batches of this many.
+pub const FLOOD_BATCH_MAX: usize = 256;
+
+/// Records a received flood message may carry; more is malformed (refused
+/// whole). Wider than [`FLOOD_BATCH_MAX`] for peers that batch more.
+pub const FLOOD_RECORDS_MAX: usize = FLOOD_BATCH_MAX * 4;
+
+/// Flood messages waiting for one peer, at most; more are dropped and
+/// counted (anti-entropy repairs what a dropped flood carried).
+pub const PEER_QUEUE: usize = 1024;
+
+/// Flood messages in flight to one peer at once (merging makes their order
+/// of arrival irrelevant); the rest of a peer's connections stay free for
+/// beats and votes.
+pub const FLOODS_IN_FLIGHT: usize = 4;
+
+/// Initiators whose flood counters one center tracks (one dedup window,
+/// 521 bytes, each); floods of an initiator beyond are applied but never
+/// relayed (anti-entropy carries them on).
+pub const FLOOD_INITIATORS_MAX: usize = 4096;

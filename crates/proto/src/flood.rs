@@ -3,17 +3,17 @@
 //! relayed.
 
 use crate::dedup::Seen;
-use crate::lifecycle::PeerLifecycle;
 use crate::node_state::NodeState;
 use crate::policy::ExportPolicy;
 use regmesh_core::{Record, Visibility};
 
 /// Whether a message of `initiator`, received from `from` (None: written
-/// here), goes to peer `peer` now. Only OPERATIONAL peers receive
-/// propagation (DRiP §5.7); never back to where it came from or to its
-/// initiator; nothing at all while this center is inactive.
-pub fn sends_to(state: NodeState, peer: &str, life: &PeerLifecycle, initiator: &str, from: Option<&str>) -> bool {
-    state.propagates() && Some(peer) != from && peer != initiator && life.receives_propagation()
+/// here), goes to peer `peer` now. Only peers that receive propagation
+/// (OPERATIONAL: `PeerLifecycle::receives_propagation`, DRiP §5.7) get it;
+/// never back to where it came from or to its initiator; nothing at all
+/// while this center is inactive.
+pub fn sends_to(state: NodeState, peer: &str, receives_propagation: bool, initiator: &str, from: Option<&str>) -> bool {
+    state.propagates() && Some(peer) != from && peer != initiator && receives_propagation
 }
 
 /// Whether `r` (with part visibilities `parts`) may go to a peer with

@@ -29,6 +29,7 @@ use regmesh_core::hlc::HlcClock;
 use regmesh_core::{Hlc, Record, Visibility};
 use regmesh_proto::dedup::CounterWindow;
 use regmesh_proto::lifecycle::PeerLifecycle;
+use regmesh_proto::mesh::floods::Floods;
 use regmesh_proto::mesh::pulls::Pulls;
 use regmesh_proto::node_state::NodeState;
 use regmesh_proto::policy::ExportPolicy;
@@ -175,7 +176,8 @@ pub struct Center {
     saved_marks: Marks,
     own_seq: u64,
     hlc: HlcClock,
-    windows: HashMap<String, CounterWindow>,
+    /// Floods of own changes, receipt and relays (proto's floods part).
+    floods: Floods,
     vote_windows: HashMap<String, CounterWindow>,
     sync_since: Option<u64>,
     /// Part `pulls` of the mesh machine: pulls, resyncs, repair pacing.
@@ -229,7 +231,7 @@ impl Center {
             Quorum::Majority,
             std::iter::once(id.clone()).chain(peers.iter().map(|(_, p, _)| p.clone())),
         );
-        Center {
+        let mut c = Center {
             rule,
             idx,
             id,
@@ -257,7 +259,7 @@ impl Center {
             saved_marks: Marks::default(),
             own_seq: 0,
             hlc: HlcClock::resume(Hlc::new(0, 0)),
-            windows: HashMap::new(),
+            floods: Floods::new("", [], None),
             vote_windows: HashMap::new(),
             sync_since: None,
             pulls,
@@ -270,7 +272,9 @@ impl Center {
             last_save: 0,
             changes: Vec::new(),
             stats: Stats::default(),
-        }
+        };
+        c.floods = Center::new_floods(&c.id, &c.peers, c.own_seq);
+        c
     }
 
     /// Whose yes this center's claims need: a `quorum` of `members` (all
@@ -377,7 +381,8 @@ impl Center {
             .max()
             .unwrap_or(Hlc::new(0, 0));
         self.hlc = HlcClock::resume(last);
-        self.windows.clear();
+        // Windows and queues live in memory, as in the node.
+        self.floods = Center::new_floods(&self.id, &self.peers, self.own_seq);
         self.vote_windows.clear();
         self.sync_since = None;
         self.pulls.reset();

@@ -6,6 +6,7 @@ use regmesh_proto::digest::SetDigest;
 use regmesh_proto::node_state::NodeState;
 use regmesh_proto::policy::ExportPolicy;
 use regmesh_proto::tally::Answer;
+use regmesh_proto::wire::flood::Flood;
 use regmesh_proto::wire::pull::{PullPage, PullRequest};
 use std::collections::HashMap;
 
@@ -43,13 +44,9 @@ pub enum Msg {
         n: u64,
         body: BeatBody,
     },
-    /// `POST /commit` (DRiP-Node-ID/-Counter, regmesh-seq-from).
-    Flood {
-        initiator: String,
-        counter: u64,
-        seq_from: u64,
-        records: Vec<Record>,
-    },
+    /// `POST /commit` (DRiP-Node-ID/-Counter/-Counter-reset,
+    /// RegMesh-Seq-From).
+    Flood(Flood),
     /// `POST /mesh/v1/pull`.
     /// Numbered by the puller's page call, so its answer can be matched.
     PullReq {
@@ -96,7 +93,7 @@ impl Msg {
                 60 + MARK_WIRE_BYTES * body.marks.len() as u64
                     + 90 * body.digests.iter().map(|(_, d)| d.len() as u64).sum::<u64>()
             }
-            Msg::Flood { records, .. } => 40 + RECORD_WIRE_BYTES * records.len() as u64,
+            Msg::Flood(f) => 40 + RECORD_WIRE_BYTES * f.records.len() as u64,
             Msg::PullReq { .. } => 80,
             Msg::PullAnswer { page, .. } => 120 + RECORD_WIRE_BYTES * page.records.len() as u64,
             Msg::VoteReq { .. } => 100,
@@ -107,7 +104,7 @@ impl Msg {
 
     pub fn records(&self) -> &[Record] {
         match self {
-            Msg::Flood { records, .. } => records,
+            Msg::Flood(f) => &f.records,
             Msg::PullAnswer { page, .. } => &page.records,
             _ => &[],
         }

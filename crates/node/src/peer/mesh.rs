@@ -7,7 +7,7 @@
 //!
 //! Tasks: per peer, a beat loop (HELLO until introduced, then heartbeats
 //! carrying our interval, watermarks and digests, each call bounded by the
-//! interval) and a sender draining a bounded queue of floods; one judge
+//! interval); one task per flood call the floods part asks for; one judge
 //! that re-judges every peer's lifecycle on its own timer, whatever calls
 //! are in flight; one flooder that reads this center's own committed
 //! changes from the change log and floods them; pulls, full syncs and vote
@@ -16,20 +16,18 @@
 //! This file holds the types, construction, spawning and the small helpers
 //! the parts share (watermarks, ceilings, visibility); each concern lives in
 //! a child module with its own `impl Mesh` block: `beats` (beat loop,
-//! payloads, lifecycle judging, node state), `floods` (flooder, senders,
-//! fan-out, receipt), `pulls` (pulls, resyncs, serving pulls, digest
+//! payloads, lifecycle judging, node state), `floods` (the executor of
+//! proto's floods part: flooder, calls, receipt), `pulls` (pulls, resyncs, serving pulls, digest
 //! repair), `full_sync`, `notify` (NOTIFY/RFI to fronts), `status`
 //! (`/v1/peers`) and `votes`. Must never decide protocol rules itself.
 
 use super::client::PeerClient;
 use crate::center::Center;
 use crate::config::{Config, PeerConfig};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use base64::Engine;
-use regmesh_core::codec;
 use regmesh_core::Record;
 use regmesh_proto::dedup::CounterWindow;
 use regmesh_proto::lifecycle::PeerLifecycle;
+use regmesh_proto::mesh::floods::Floods;
 use regmesh_proto::mesh::pulls::Pulls;
 use regmesh_proto::node_state::NodeState;
 use regmesh_proto::policy::ExportPolicy;
@@ -37,12 +35,11 @@ use regmesh_proto::replay::ReplayCache;
 use regmesh_proto::sync::{Ceilings, Marks, PeerMarks};
 use regmesh_proto::tally::{Quorum, Rule};
 use regmesh_proto::vote::Claims;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 mod beats;
 mod floods;
@@ -56,30 +53,12 @@ pub use pulls::ServePullError;
 use votes::Collecting;
 pub use votes::VoteOutcome;
 
-/// Floods waiting for one peer; more are dropped (and counted).
-pub const PEER_QUEUE: usize = 1024;
-/// Records in one flood message.
-pub const FLOOD_BATCH_MAX: usize = 256;
-/// Flood messages in flight to one peer at once.
-pub const FLOODS_IN_FLIGHT: usize = 4;
-
-/// One flood message, already encoded for one peer.
-pub struct Outgoing {
-    initiator: String,
-    counter: u64,
-    reset: bool,
-    /// First seq of the covered range `seq_from..=counter` (anti-entropy).
-    seq_from: Option<u64>,
-    body: Vec<u8>,
-}
-
 /// A configured peer and what we know of it.
 pub struct Peer {
     pub cfg: PeerConfig,
     policy: ExportPolicy,
     life: Mutex<PeerLifecycle>,
     client: PeerClient,
-    queue: mpsc::Sender<Outgoing>,
     /// Whether its last heartbeat call was answered 200 (DRiP §5.7).
     reachable: AtomicBool,
     /// The DRiP state it last announced.
@@ -93,8 +72,6 @@ pub struct Peer {
     beats_sent: AtomicU64,
     /// Where the next beat's slice of digests starts.
     digest_cursor: AtomicU64,
-    sent: AtomicU64,
-    dropped: AtomicU64,
 }
 
 /// A vote collecting answers from peers.
@@ -178,14 +155,6 @@ impl Peer {
 /// Counters for `/v1/peers`.
 #[derive(Default)]
 pub struct MeshStats {
-    pub floods_initiated: AtomicU64,
-    pub floods_received: AtomicU64,
-    pub duplicates: AtomicU64,
-    pub relayed: AtomicU64,
-    /// Relayed floods whose counter the origin had not shown (applied, not
-    /// relayed, no window marked).
-    pub unbacked: AtomicU64,
-    pub refused: AtomicU64,
     pub pulls: AtomicU64,
     pub pulled_records: AtomicU64,
     pub resyncs: AtomicU64,
@@ -198,7 +167,8 @@ pub struct Mesh {
     pub skew_s: u64,
     pub max_body_bytes: usize,
     pub peers: Vec<Arc<Peer>>,
-    windows: Mutex<HashMap<String, CounterWindow>>,
+    /// Floods of own changes, receipt, relays, NOTIFY/RFI dispatch (proto).
+    floods: Mutex<Floods>,
     pub replay: Mutex<ReplayCache>,
     state: Mutex<NodeState>,
     /// When this center entered `sync` (ms), to judge when it has caught up.
@@ -229,46 +199,25 @@ pub struct Mesh {
 }
 
 fn encode_records<'a>(records: impl Iterator<Item = &'a Record>) -> Vec<u8> {
-    let items: Vec<String> = records.map(|r| B64.encode(codec::encode(r))).collect();
-    serde_json::to_vec(&json!({ "records": items })).expect("json")
+    regmesh_proto::wire::flood::encode_records(records)
 }
 
 /// Decodes a flood body: `{"records": ["<base64url of a signed record>", ...]}`.
 pub fn decode_records(body: &[u8]) -> Result<Vec<Record>, String> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
-    let items = v
-        .get("records")
-        .and_then(Value::as_array)
-        .ok_or("body has no \"records\" array")?;
-    if items.len() > FLOOD_BATCH_MAX * 4 {
-        return Err(format!("more than {} records in one message", FLOOD_BATCH_MAX * 4));
-    }
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, it)| {
-            let s = it.as_str().ok_or(format!("records[{i}] is not a string"))?;
-            let b = B64.decode(s).map_err(|_| format!("records[{i}] is not base64url"))?;
-            codec::decode(&b).map_err(|e| format!("records[{i}]: {e}"))
-        })
-        .collect()
+    regmesh_proto::wire::flood::decode_records(body).map_err(|e| e.to_string())
 }
 
 impl Mesh {
     /// Builds the mesh of `center` from its config; starts nothing.
-    pub fn new(center: Arc<Center>, cfg: &Config) -> Result<(Arc<Mesh>, Vec<mpsc::Receiver<Outgoing>>), String> {
+    pub fn new(center: Arc<Center>, cfg: &Config) -> Result<Arc<Mesh>, String> {
         let p = cfg.peer.as_ref().ok_or("no [peer] section")?;
         let tls = super::pki::client_config(&p.cert, &p.key, &p.ca, true).map_err(|e| e.to_string())?;
         let mut peers = Vec::new();
-        let mut queues = Vec::new();
         for pc in &cfg.peers {
-            let (tx, rx) = mpsc::channel(PEER_QUEUE);
-            queues.push(rx);
             peers.push(Arc::new(Peer {
                 policy: ExportPolicy::new(pc.kinds.iter().cloned(), pc.groups.iter().cloned()),
                 life: Mutex::new(PeerLifecycle::known(p.beat_interval_ms)),
                 client: PeerClient::new(&pc.id, &pc.url, tls.clone()),
-                queue: tx,
                 reachable: AtomicBool::new(false),
                 announced: Mutex::new(None),
                 their_marks: Mutex::new(PeerMarks::default()),
@@ -276,11 +225,14 @@ impl Mesh {
                 acked_marks: Mutex::new(HashMap::new()),
                 beats_sent: AtomicU64::new(0),
                 digest_cursor: AtomicU64::new(0),
-                sent: AtomicU64::new(0),
-                dropped: AtomicU64::new(0),
                 cfg: pc.clone(),
             }));
         }
+        let floods = Floods::new(
+            &cfg.id,
+            peers.iter().map(|p| (p.cfg.id.clone(), p.policy.clone())),
+            Some(center.own_seq()),
+        );
         let state = NodeState::initial(!peers.is_empty());
         center.set_accepting_writes(state.accepts_updates());
         let (claims_log, promises) = super::claims_log::ClaimsLog::open(&cfg.data_dir).map_err(|e| e.to_string())?;
@@ -292,7 +244,7 @@ impl Mesh {
             skew_s: p.clock_skew_s,
             max_body_bytes: p.max_body_bytes,
             peers,
-            windows: Mutex::new(HashMap::new()),
+            floods: Mutex::new(floods),
             replay: Mutex::new(ReplayCache::default()),
             state: Mutex::new(state),
             sync_since: Mutex::new(None),
@@ -322,15 +274,14 @@ impl Mesh {
             front_messages: std::sync::OnceLock::new(),
             center,
         });
-        Ok((mesh, queues))
+        Ok(mesh)
     }
 
-    /// Spawns the beat loops, the senders and the flooder.
-    pub fn spawn(self: &Arc<Self>, queues: Vec<mpsc::Receiver<Outgoing>>) -> Vec<tokio::task::JoinHandle<()>> {
+    /// Spawns the beat loops and the flooder.
+    pub fn spawn(self: &Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
         let mut tasks = Vec::new();
-        for (peer, rx) in self.peers.iter().cloned().zip(queues) {
-            tasks.push(tokio::spawn(self.clone().beat_loop(peer.clone())));
-            tasks.push(tokio::spawn(self.clone().send_loop(peer, rx)));
+        for peer in self.peers.iter().cloned() {
+            tasks.push(tokio::spawn(self.clone().beat_loop(peer)));
         }
         tasks.push(tokio::spawn(self.clone().flood_loop()));
         tasks.push(tokio::spawn(self.clone().save_loop()));

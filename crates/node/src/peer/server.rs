@@ -18,7 +18,7 @@
 //! the token itself.
 
 use super::encoding;
-use super::mesh::{decode_records, Beat, Mesh, ServePullError, SyncError};
+use super::mesh::{Beat, Mesh, ServePullError, SyncError};
 use super::pki::cert_is_for;
 use crate::center::now_ms;
 use crate::error::ApiError;
@@ -29,6 +29,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use regmesh_proto::replay::ReplayError;
+use regmesh_proto::wire::flood::{self as flood_wire, Answer, BodyError, Flood, FloodHead, Message, Verb};
 use regmesh_proto::wire::pull::{PullRequest, SyncAccepted, SyncRequestAccepted};
 use rustls::pki_types::CertificateDer;
 use serde_json::{json, Value};
@@ -342,12 +343,9 @@ async fn commit(
 ) -> Result<Response, ApiError> {
     let sender = authenticate(&mesh, &headers, &cert, NodeHeader::Initiator, None)?;
     let bad = |m: String| refuse(StatusCode::BAD_REQUEST, "bad_header", m);
-    let (initiator, counter) = initiator_and_counter(&mesh, &headers)?;
-    let reset = match header(&headers, "drip-node-counter-reset").unwrap_or("false") {
-        "true" => true,
-        "false" => false,
-        v => return Err(bad(format!("DRiP-Node-Counter-reset must be true or false, not {v:?}"))),
-    };
+    let (initiator, _) = initiator_and_counter(&mesh, &headers)?;
+    flood_wire::flag("DRiP-Node-Counter-reset", header(&headers, flood_wire::COUNTER_RESET))
+        .map_err(|e| bad(e.to_string()))?;
     let sync = match header(&headers, "drip-transaction-type").unwrap_or("update") {
         "update" => false,
         "sync" => true,
@@ -395,32 +393,13 @@ async fn commit(
         };
         return Ok(Json(answer).into_response());
     }
+    let head = FloodHead::parse(|n| header(&headers, n)).map_err(|e| bad(e.to_string()))?;
     let raw = read_body(&headers, body, mesh.max_body_bytes).await?;
-    let records = decode_records(&raw).map_err(|e| refuse(StatusCode::BAD_REQUEST, "malformed", e))?;
-    if let Some(r) = records.iter().find(|r| r.origin != initiator) {
-        return Err(refuse(
-            StatusCode::BAD_REQUEST,
-            "invalid",
-            format!(
-                "{}/{} is from {:?}, but the message's initiator is {initiator:?}",
-                r.kind, r.id, r.origin
-            ),
-        ));
-    }
-    let seq_from = match header(&headers, "regmesh-seq-from") {
-        None => None,
-        Some(v) => Some(
-            v.parse::<u64>()
-                .map_err(|_| bad("RegMesh-Seq-From must be an unsigned integer".into()))?,
-        ),
-    };
-    if seq_from.is_some_and(|f| f > counter) {
-        return Err(bad("RegMesh-Seq-From is above DRiP-Node-Counter".into()));
-    }
-    let (duplicate, applied) = mesh
-        .receive(&sender, &initiator, (counter, reset, seq_from), records)
-        .await?;
-    Ok(Json(json!({"accepted": true, "duplicate": duplicate, "applied": applied})).into_response())
+    let flood = Flood::decode(head, &raw).map_err(|e| match e {
+        BodyError::WrongOrigin { .. } => refuse(StatusCode::BAD_REQUEST, "invalid", e.to_string()),
+        e => refuse(StatusCode::BAD_REQUEST, "malformed", e.to_string()),
+    })?;
+    Ok(Json(mesh.receive(&sender, flood).await?).into_response())
 }
 
 /// HELLO (document 003): accepted without a client certificate, so a center
@@ -574,11 +553,13 @@ async fn message(
     body: Body,
 ) -> Result<Response, ApiError> {
     let sender = authenticate(&mesh, &headers, &cert, SENDER_IF_SENT, None)?;
+    let Some(verb) = Verb::from_segment(&kind) else {
+        return Err(ApiError::not_found("no such peer endpoint"));
+    };
     let msg = small_json(&headers, body).await?;
-    let answer = match kind.as_str() {
-        "notify" => mesh.notify(&sender, msg).await,
-        "rfi" => mesh.rfi(&sender, msg).await,
-        _ => return Err(ApiError::not_found("no such peer endpoint")),
+    let answer = match Message::from_value(msg) {
+        Ok(m) => mesh.message(&sender, verb, m).await,
+        Err(e) => Answer::rejected(e.to_string()),
     };
     Ok(Json(answer).into_response())
 }

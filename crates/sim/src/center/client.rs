@@ -39,7 +39,7 @@ impl Center {
         self.changes
             .push(((r.kind.clone(), r.id.clone()), Change::Put(r.clone())));
         out.push(Out::Note(Note::Acked(r.clone())));
-        self.fan_out(&self.id.clone(), (r.seq, r.seq), std::slice::from_ref(&r), None, out);
+        self.flood_own(now, std::slice::from_ref(&r), out);
         r
     }
 

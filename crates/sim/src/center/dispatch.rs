@@ -6,8 +6,6 @@
 
 use super::{Center, Out};
 use crate::msg::Msg;
-use regmesh_proto::dedup::Seen;
-use regmesh_proto::flood;
 use regmesh_proto::lifecycle::PeerState;
 
 impl Center {
@@ -59,35 +57,7 @@ impl Center {
                     self.reassess(now);
                 }
             }
-            Msg::Flood {
-                initiator,
-                counter,
-                seq_from,
-                records,
-            } => {
-                if !self.state.accepts_updates() {
-                    return;
-                }
-                let seen = if initiator == self.id {
-                    Seen::Duplicate
-                } else {
-                    self.windows
-                        .entry(initiator.clone())
-                        .or_default()
-                        .observe(counter, false)
-                };
-                if seen == Seen::Duplicate {
-                    return;
-                }
-                if records.iter().any(|r| r.origin != initiator) {
-                    return;
-                }
-                self.apply_remote(now, records.clone());
-                self.marks.advance(&initiator, seq_from, counter);
-                if flood::relays(seen) {
-                    self.fan_out(&initiator, (seq_from, counter), &records, Some(from), out);
-                }
-            }
+            Msg::Flood(flood) => self.on_flood(now, from, flood, out),
             Msg::PullReq { call, request } => {
                 let page = self.serve_pull(pi, &request);
                 out.push(Out::Send {

@@ -1,118 +1,98 @@
-//! Floods in the mesh runtime: the flooder that reads this center's own
-//! committed changes from the change log, the per-peer senders draining
-//! their bounded queues, the fan-out of relayed floods, and the receipt of
-//! a peer's flood (dedup, replay, apply, relay). The I/O only: dedup,
-//! targets and relay rules are `regmesh_proto`'s. Must never block on a
-//! slow peer (its queue drops and counts instead) or relay what it did not
-//! accept.
+//! Floods in the mesh runtime: the executor of proto's floods part
+//! (`regmesh_proto::mesh::floods`). It reads this center's own committed
+//! changes from the change log, verifies and merges what peers flood, makes
+//! the `/commit` calls the part asks for and feeds every result back.
+//! Batching, counters, targets, policy, dedup, relays and the per-peer
+//! queue bounds are the part's. Must never decide any of those itself,
+//! block on a slow peer, or hold the part's lock across an await.
 
-use super::{encode_records, Mesh, Outgoing, Peer, FLOODS_IN_FLIGHT, FLOOD_BATCH_MAX};
-use crate::center::{Verified, WriteError};
+use super::{Mesh, Peer};
+use crate::center::{now_ms, WriteError};
 use hyper::{Method, StatusCode};
-use regmesh_core::Record;
-use regmesh_proto::dedup::Seen;
-use regmesh_proto::flood;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use tokio::sync::mpsc;
+use regmesh_core::{Record, Visibility};
+use regmesh_proto::constants::FLOOD_BATCH_MAX;
+use regmesh_proto::mesh::floods::{Arrival, Command, Floods, Receipt, View};
+use regmesh_proto::node_state::NodeState;
+use regmesh_proto::wire::flood::{Flood, FloodAnswer};
+use std::sync::{Arc, MutexGuard};
+
+/// What the floods part sees of this center's mesh.
+pub(super) struct NodeView<'a>(pub(super) &'a Mesh);
+
+impl View for NodeView<'_> {
+    fn node_state(&self) -> NodeState {
+        self.0.node_state()
+    }
+
+    fn receives_propagation(&self, peer: &str) -> bool {
+        self.0
+            .peer(peer)
+            .is_some_and(|p| p.life.lock().expect("life lock").receives_propagation())
+    }
+
+    fn parts(&self, r: &Record) -> Vec<Visibility> {
+        self.0.parts_of(r)
+    }
+
+    fn backs(&self, origin: &str, counter: u64) -> bool {
+        self.0.ceilings.lock().expect("ceilings lock").backs(origin, counter)
+    }
+}
 
 impl Mesh {
-    /// Sends queued floods to one peer, up to [`FLOODS_IN_FLIGHT`] at once
-    /// (merging makes their order of arrival irrelevant), leaving the rest of
-    /// the peer's connections for votes and beats.
-    pub(super) async fn send_loop(self: Arc<Self>, peer: Arc<Peer>, mut rx: mpsc::Receiver<Outgoing>) {
-        let in_flight = Arc::new(tokio::sync::Semaphore::new(FLOODS_IN_FLIGHT));
-        while let Some(m) = rx.recv().await {
-            let Ok(slot) = in_flight.clone().acquire_owned().await else {
-                return;
-            };
-            let me = self.clone();
-            let peer = peer.clone();
-            tokio::spawn(async move {
-                let _slot = slot;
-                let mut headers = vec![
-                    ("drip-node-id", m.initiator.clone()),
-                    ("drip-node-counter", m.counter.to_string()),
-                    ("drip-node-counter-reset", m.reset.to_string()),
-                    ("drip-transaction-type", "update".to_string()),
-                ];
-                if let Some(f) = m.seq_from {
-                    headers.push(("regmesh-seq-from", f.to_string()));
+    pub(super) fn floods(&self) -> MutexGuard<'_, Floods> {
+        self.floods.lock().expect("floods lock")
+    }
+
+    /// Executes the part's commands that need no answer to a caller:
+    /// sends, witnesses, covered ranges. `Apply` and the message answers
+    /// belong to [`Mesh::receive`] and `notify.rs`, which run them in place.
+    pub(super) fn run_floods(self: &Arc<Self>, commands: Vec<Command>) {
+        for c in commands {
+            match c {
+                Command::SendFlood { peer, flood } => match self.peer(&peer).cloned() {
+                    Some(p) => self.send_flood(p, flood),
+                    None => tracing::warn!(peer, "floods part named an unknown peer"),
+                },
+                Command::Witness { origin, seq } => {
+                    self.ceilings.lock().expect("ceilings lock").witness(&origin, seq);
                 }
-                match peer
-                    .client
-                    .call(&me.center, Method::POST, "/commit", &headers, Some(m.body))
-                    .await
-                {
-                    Ok(a) if a.status == StatusCode::OK => {
-                        peer.sent.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ok(a) => {
-                        peer.dropped.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(peer = %peer.cfg.id, status = %a.status, body = %String::from_utf8_lossy(&a.body), "flood refused");
-                    }
-                    Err(e) => {
-                        peer.dropped.fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!(peer = %peer.cfg.id, "flood failed: {e}");
-                    }
-                }
-            });
+                Command::Covered { origin, from, through } => self.advance(&origin, from, through),
+                other => tracing::warn!(?other, "floods command out of place; not executed"),
+            }
         }
     }
 
-    /// Queues `records` (of initiator/counter) to every OPERATIONAL peer but
-    /// `except`, each getting only what its policy allows.
-    fn fan_out(
-        &self,
-        initiator: &str,
-        (counter, reset, seq_from): (u64, bool, Option<u64>),
-        records: &[Record],
-        except: Option<&str>,
-    ) -> usize {
-        let state = self.node_state();
-        if !state.propagates() {
-            return 0;
-        }
-        let relayed = initiator != self.me;
-        // Computed once per message, then judged per peer.
-        let parts: Vec<Vec<regmesh_core::Visibility>> = records.iter().map(|r| self.parts_of(r)).collect();
-        let mut queued = 0;
-        for peer in &self.peers {
-            if !flood::sends_to(
-                state,
-                &peer.cfg.id,
-                &peer.life.lock().expect("life lock"),
-                initiator,
-                except,
-            ) {
-                continue;
-            }
-            let allowed: Vec<&Record> = records
-                .iter()
-                .zip(&parts)
-                .filter(|(r, p)| flood::allowed(&peer.policy, r, p, relayed))
-                .map(|(r, _)| r)
-                .collect();
-            if !flood::worth_sending(allowed.len(), seq_from.is_some()) {
-                continue;
-            }
-            let m = Outgoing {
-                initiator: initiator.to_string(),
-                counter,
-                reset,
-                seq_from,
-                body: encode_records(allowed.into_iter()),
-            };
-            match peer.queue.try_send(m) {
-                Ok(()) => queued += 1,
-                Err(_) => {
-                    peer.dropped.fetch_add(1, Ordering::Relaxed);
+    /// One `/commit` call; its end is reported to the part, which may hand
+    /// the slot to the next flood waiting for this peer.
+    fn send_flood(self: &Arc<Self>, peer: Arc<Peer>, flood: Flood) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let headers = flood.head.headers();
+            let ok = match peer
+                .client
+                .call(&me.center, Method::POST, "/commit", &headers, Some(flood.body()))
+                .await
+            {
+                Ok(a) if a.status == StatusCode::OK => true,
+                Ok(a) => {
+                    tracing::warn!(peer = %peer.cfg.id, status = %a.status, body = %String::from_utf8_lossy(&a.body), "flood refused");
+                    false
                 }
-            }
-        }
-        queued
+                Err(e) => {
+                    tracing::debug!(peer = %peer.cfg.id, "flood failed: {e}");
+                    false
+                }
+            };
+            let mut out = Vec::new();
+            me.floods().on_sent(now_ms(), &peer.cfg.id, ok, &mut out);
+            me.run_floods(out);
+        });
     }
 
+    /// Reads this center's own committed changes from the change log and
+    /// hands them to the part, a page of at most [`FLOOD_BATCH_MAX`] changes
+    /// at a time.
     pub(super) async fn flood_loop(self: Arc<Self>) {
         let mut rx = self.center.subscribe();
         let mut last = self.center.head();
@@ -144,94 +124,66 @@ impl Mesh {
                     .map(|e| e.record)
                     .filter(|r| r.origin == self.me)
                     .collect();
-                if own.is_empty() {
-                    continue;
-                }
-                // DRiP-Node-Counter: the highest seq in the message. Our seq
-                // is persisted with the records, so counters survive restarts.
-                let counter = own.iter().map(|r| r.seq).max().expect("not empty");
-                // The message covers every own seq from its first to its last:
-                // all own changes between them are in it (or filtered out
-                // for the peer, which then may not see them anyway).
-                let from = own.iter().map(|r| r.seq).min().expect("not empty");
-                self.stats.floods_initiated.fetch_add(1, Ordering::Relaxed);
-                self.fan_out(&self.me.clone(), (counter, false, Some(from)), &own, None);
+                let mut out = Vec::new();
+                self.floods().on_committed(now_ms(), &own, &NodeView(&self), &mut out);
+                self.run_floods(out);
             }
         }
     }
 
-    /// A flood arrived from peer `sender`: verify, dedup, apply, relay.
-    /// Returns (duplicate, applied).
-    pub async fn receive(
-        &self,
-        sender: &str,
-        initiator: &str,
-        (counter, reset, seq_from): (u64, bool, Option<u64>),
-        records: Vec<Record>,
-    ) -> Result<(bool, usize), WriteError> {
-        self.stats.floods_received.fetch_add(1, Ordering::Relaxed);
-        if !self.node_state().accepts_updates() {
-            return Err(WriteError::Inactive);
+    /// A flood arrived from peer `sender`: the part judges it, this
+    /// verifies its signatures and merges what the part says to.
+    pub async fn receive(self: &Arc<Self>, sender: &str, flood: Flood) -> Result<FloodAnswer, WriteError> {
+        let arrival = self.floods().on_flood(now_ms(), sender, &flood.head, &NodeView(self));
+        match arrival {
+            Arrival::Inactive => return Err(WriteError::Inactive),
+            Arrival::Duplicate => return Ok(answer(true, 0)),
+            Arrival::Verify => {}
         }
-        // Our own message come back by another path, or a copy already seen:
-        // skip it before spending signature checks on it.
-        let peeked = if initiator == self.me {
-            Seen::Duplicate
-        } else {
-            self.windows
-                .lock()
-                .expect("windows lock")
-                .get(initiator)
-                .map_or(Seen::New, |w| w.peek(counter, reset))
+        let Flood { head, records } = flood;
+        let verified = self.center.verify_remote(records);
+        let passed = Flood {
+            head,
+            records: verified.records().to_vec(),
         };
-        if peeked == Seen::Duplicate {
-            self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
-            return Ok((true, 0));
+        let refused = verified.refused().len();
+        let mut out = Vec::new();
+        let receipt = self
+            .floods()
+            .on_verified(now_ms(), sender, passed, refused, &NodeView(self), &mut out);
+        let mut verified = Some(verified);
+        let mut applied = 0;
+        for c in out {
+            match c {
+                Command::Apply { records, then } => {
+                    let v = verified.take().expect("one merge per flood");
+                    debug_assert_eq!(records.len(), v.records().len());
+                    // A refused record makes this `WriteError::Refused`
+                    // after merging what passed.
+                    applied = self.center.apply_verified(v).await?;
+                    if let Some(done) = then {
+                        let mut more = Vec::new();
+                        self.floods().on_applied(now_ms(), done, &NodeView(self), &mut more);
+                        self.run_floods(more);
+                    }
+                }
+                c => self.run_floods(vec![c]),
+            }
         }
-        let verified: Verified = self.center.verify_remote(records);
-        if !verified.refused().is_empty() {
-            // What passed is merged (idempotent); the message is not marked
-            // seen, relayed, or counted toward the watermark, so a refused
-            // record is never skipped silently. `apply_verified` answers
-            // `Refused` whenever something was refused.
-            self.stats.refused.fetch_add(1, Ordering::Relaxed);
-            return self.center.apply_verified(verified).await.map(|n| (false, n));
+        match receipt {
+            Receipt::Malformed => Err(WriteError::Invalid(format!(
+                "a record of this flood is not its initiator's ({sender} sent it)"
+            ))),
+            Receipt::Duplicate => Ok(answer(true, 0)),
+            Receipt::Refused | Receipt::Unbacked | Receipt::Accepted { .. } => Ok(answer(false, applied)),
         }
-        // The records' own signatures raise the origin's ceiling first.
-        self.witness_records(verified.records());
-        if initiator != sender && !self.ceilings.lock().expect("ceilings lock").backs(initiator, counter) {
-            // A relay's counter above anything the origin has shown: what it
-            // carried is applied, but it marks no window, moves no
-            // watermark and is not relayed (proto `Ceilings::backs`).
-            self.stats.unbacked.fetch_add(1, Ordering::Relaxed);
-            return self.center.apply_verified(verified).await.map(|n| (false, n));
-        }
-        // Recorded only now, so an unverifiable message cannot mark a counter
-        // as seen and shadow the genuine one.
-        let seen = {
-            let mut w = self.windows.lock().expect("windows lock");
-            w.entry(initiator.to_string()).or_default().observe(counter, reset)
-        };
-        if seen == Seen::Duplicate {
-            self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
-            return Ok((true, 0));
-        }
-        let records = verified.records().to_vec();
-        let applied = self.center.apply_verified(verified).await?;
-        if initiator == sender {
-            // The origin's own message: its counter is its own word.
-            self.ceilings.lock().expect("ceilings lock").witness(initiator, counter);
-        }
-        if let Some(from) = seq_from {
-            self.advance(initiator, from, counter);
-        }
-        // Too old to tell whether it was seen: applied (idempotent), not relayed.
-        let n = if flood::relays(seen) {
-            self.fan_out(initiator, (counter, reset, seq_from), &records, Some(sender))
-        } else {
-            0
-        };
-        self.stats.relayed.fetch_add(n as u64, Ordering::Relaxed);
-        Ok((false, applied))
+    }
+}
+
+fn answer(duplicate: bool, applied: usize) -> FloodAnswer {
+    FloodAnswer {
+        accepted: true,
+        duplicate,
+        applied,
     }
 }

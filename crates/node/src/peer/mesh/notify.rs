@@ -1,81 +1,83 @@
-//! NOTIFY and RFI in the mesh runtime: the messages peers send between
-//! centers, handed to the front that registered their type, and sending
-//! such messages to a peer. Must never answer a message type itself that
-//! no front registered (it is rejected with a reason).
+//! NOTIFY and RFI in the mesh runtime: the executor of the dispatch that
+//! proto's floods part decides (built-in types answered here, others handed
+//! to the front that registered them, unknown ones rejected with a reason),
+//! and sending such messages to a peer. Must never choose a handler itself
+//! or answer a type no front registered.
 
 use super::Mesh;
+use crate::center::now_ms;
+use crate::messages::{PeerAnswer, PeerMessages, PeerVerb};
 use hyper::{Method, StatusCode};
-use serde_json::{json, Value};
+use regmesh_proto::mesh::floods::Command;
+use regmesh_proto::wire::flood::{Message, PeerSyncState, SyncState};
 use std::sync::Arc;
 
 impl Mesh {
     /// Hands the mesh the fronts' NOTIFY/RFI types; called once, before the
     /// peer listener serves (later calls are ignored).
-    pub fn set_front_messages(&self, m: Arc<crate::messages::PeerMessages>) {
+    pub fn set_front_messages(&self, m: Arc<PeerMessages>) {
+        self.floods().set_fronts(m.fronts().clone());
         let _ = self.front_messages.set(m);
     }
 
-    /// A message of a type the node does not answer itself: the front that
-    /// registered it answers, else it is rejected with a reason.
-    async fn to_front(&self, verb: crate::messages::PeerVerb, sender: &str, typ: &str, msg: Value) -> Value {
-        let answer = match self.front_messages.get() {
-            Some(reg) => reg.dispatch(verb, typ, sender, msg).await,
-            None => None,
-        };
-        match answer {
-            Some(a) => a.to_json(),
-            None => {
-                let does = match verb {
-                    crate::messages::PeerVerb::Notify => "handle NOTIFY",
-                    crate::messages::PeerVerb::Rfi => "answer RFI",
-                };
-                json!({"accepted": false, "reason": format!("{} does not {does} type {typ:?}", self.me)})
-            }
-        }
-    }
-
-    /// A NOTIFY from peer `sender` (document 003): `{"type", ...}`. Built in:
-    /// `state` (`{"state": "active|inactive|sync"}`). Other types go to the
-    /// front that registered them, else are rejected with a reason.
-    pub async fn notify(&self, sender: &str, msg: Value) -> Value {
-        let typ = msg.get("type").and_then(Value::as_str).unwrap_or("").to_string();
-        match typ.as_str() {
-            "state" => match msg.get("state").and_then(Value::as_str) {
-                Some(st @ ("active" | "inactive" | "sync")) => {
-                    self.announce(sender, st);
-                    json!({"accepted": true})
+    /// A NOTIFY or RFI from peer `sender` (document 003), answered as the
+    /// floods part decides.
+    pub async fn message(self: &Arc<Self>, sender: &str, verb: PeerVerb, message: Message) -> PeerAnswer {
+        let mut out = Vec::new();
+        self.floods().on_message(now_ms(), sender, verb, message, &mut out);
+        let mut answer = None;
+        for c in out {
+            answer = Some(match c {
+                Command::Answer(a) => a,
+                Command::Announce { peer, state } => {
+                    self.announce(&peer, state.as_str());
+                    PeerAnswer::accepted()
                 }
-                _ => json!({"accepted": false, "reason": "state must be active, inactive or sync"}),
-            },
-            "" => json!({"accepted": false, "reason": "a NOTIFY needs a type"}),
-            other => {
-                self.to_front(crate::messages::PeerVerb::Notify, sender, other, msg)
-                    .await
-            }
+                Command::AnswerSyncState => {
+                    PeerAnswer::with_data(serde_json::to_value(self.sync_state()).expect("a sync state serializes"))
+                }
+                Command::DeliverToFront {
+                    front,
+                    verb,
+                    sender,
+                    message,
+                } => {
+                    let reg = self.front_messages.get();
+                    let got = match reg {
+                        Some(reg) => reg.dispatch(verb, &message.typ, &sender, message.body).await,
+                        None => None,
+                    };
+                    got.unwrap_or_else(|| {
+                        PeerAnswer::rejected(format!(
+                            "front {front} has no handler for {} {:?}",
+                            verb.name(),
+                            message.typ
+                        ))
+                    })
+                }
+                other => {
+                    self.run_floods(vec![other]);
+                    continue;
+                }
+            });
         }
+        answer.unwrap_or_else(|| PeerAnswer::rejected(format!("{} gave no answer", self.me)))
     }
 
-    /// An RFI (request for information) from peer `sender`. Built in:
-    /// `sync-state` (our DRiP state, watermarks and peers' states), for the
-    /// operator question "what is the synchronization state between centers"
-    /// (document 000 §2.8.1). Other types go to the front that registered
-    /// them, else are rejected with a reason.
-    pub async fn rfi(&self, sender: &str, msg: Value) -> Value {
-        let typ = msg.get("type").and_then(Value::as_str).unwrap_or("").to_string();
-        match typ.as_str() {
-            "sync-state" => {
-                let peers: Vec<Value> = self
-                    .peers
-                    .iter()
-                    .map(|p| json!({"id": p.cfg.id, "state": p.life.lock().expect("life lock").state().as_str()}))
-                    .collect();
-                json!({
-                    "accepted": true,
-                    "data": {"id": self.me, "state": self.node_state().as_str(), "watermarks": self.marks(), "peers": peers}
+    /// What the built-in RFI `sync-state` answers.
+    fn sync_state(&self) -> SyncState {
+        SyncState {
+            id: self.me.clone(),
+            state: self.node_state().as_str().to_string(),
+            watermarks: self.marks(),
+            peers: self
+                .peers
+                .iter()
+                .map(|p| PeerSyncState {
+                    id: p.cfg.id.clone(),
+                    state: p.life.lock().expect("life lock").state().as_str().to_string(),
                 })
-            }
-            "" => json!({"accepted": false, "reason": "an RFI needs a type"}),
-            other => self.to_front(crate::messages::PeerVerb::Rfi, sender, other, msg).await,
+                .collect(),
         }
     }
 
@@ -84,9 +86,9 @@ impl Mesh {
     pub async fn send_message(
         &self,
         to: &str,
-        verb: crate::messages::PeerVerb,
+        verb: PeerVerb,
         body: Vec<u8>,
-    ) -> Result<crate::messages::PeerAnswer, crate::handle::SendError> {
+    ) -> Result<PeerAnswer, crate::handle::SendError> {
         use crate::handle::SendError;
         let peer = self.peer(to).ok_or_else(|| SendError::NotAPeer(to.into()))?;
         let path = format!("/mesh/v1/{}", verb.segment());
@@ -96,8 +98,8 @@ impl Mesh {
             .call(&self.center, Method::POST, &path, &headers, Some(body))
             .await
             .map_err(|why| SendError::Call { peer: to.into(), why })?;
-        let parsed = serde_json::from_slice::<Value>(&a.body).ok();
-        match parsed.as_ref().and_then(crate::messages::PeerAnswer::from_json) {
+        let parsed = serde_json::from_slice::<PeerAnswer>(&a.body).ok();
+        match parsed {
             Some(answer) if a.status == StatusCode::OK => Ok(answer),
             _ => Err(SendError::BadAnswer {
                 peer: to.into(),

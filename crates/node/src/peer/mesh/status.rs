@@ -18,11 +18,13 @@ impl Mesh {
 
     /// What `/v1/peers` shows.
     pub fn peers_json(&self) -> Value {
+        let floods = self.floods().stats();
         let items: Vec<Value> = self
             .peers
             .iter()
             .map(|p| {
                 let life = p.life.lock().expect("life lock");
+                let flow = self.floods().peer_stats(&p.cfg.id);
                 json!({
                     "id": p.cfg.id,
                     "url": p.cfg.url,
@@ -30,8 +32,8 @@ impl Mesh {
                     "announced_interval_ms": life.their_interval_ms(),
                     "last_heard": life.last_heard_ms().map(regmesh_core::time::rfc3339_ms),
                     "announced_state": *p.announced.lock().expect("announced lock"),
-                    "floods_sent": p.sent.load(Ordering::Relaxed),
-                    "floods_dropped": p.dropped.load(Ordering::Relaxed),
+                    "floods_sent": flow.sent,
+                    "floods_dropped": flow.dropped + flow.failed,
                     "digest_match": *p.digest_match.lock().expect("digest lock"),
                     "records_behind": self.credible_marks(p).iter()
                         .map(|(o, w)| w.saturating_sub(self.mark(o))).sum::<u64>(),
@@ -44,12 +46,12 @@ impl Mesh {
             "state": self.node_state().as_str(),
             "peers": items,
             "floods": {
-                "initiated": self.stats.floods_initiated.load(Ordering::Relaxed),
-                "received": self.stats.floods_received.load(Ordering::Relaxed),
-                "duplicates": self.stats.duplicates.load(Ordering::Relaxed),
-                "relayed": self.stats.relayed.load(Ordering::Relaxed),
-                "refused": self.stats.refused.load(Ordering::Relaxed),
-                "unbacked": self.stats.unbacked.load(Ordering::Relaxed),
+                "initiated": floods.initiated,
+                "received": floods.received,
+                "duplicates": floods.duplicates,
+                "relayed": floods.relayed,
+                "refused": floods.refused,
+                "unbacked": floods.unbacked,
             },
             "anti_entropy": {
                 "pulls": self.stats.pulls.load(Ordering::Relaxed),
