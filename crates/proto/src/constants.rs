@@ -19,3 +19,12 @@ pub const VOTE_DEADLINE_MAX_MS: u64 = 60_000;
 
 /// Most centers one vote answer may name (as yes or no); more is malformed.
 pub const VOTE_ANSWER_CENTERS_MAX: usize = 4096;
+
+/// A vote request without `deadline_ms` (a plain DRiP node) is answered
+/// within this long of its arrival.
+pub const VOTE_DEADLINE_DEFAULT_MS: u64 = 1000;
+
+/// Votes a center collects answers for at once (its own and those it
+/// relays); a request beyond is answered at once naming nobody, a create
+/// beyond is undecided.
+pub const VOTES_COLLECTING_MAX: usize = 10_000;

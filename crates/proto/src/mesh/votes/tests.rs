@@ -1,0 +1,855 @@
+//! Unit tests of part `votes`: the commands it emits for each protocol
+//! step, one center driven by hand, and small meshes of parts driven by a
+//! deterministic in-memory network (`Net`). Each test runs in well under a
+//! second.
+
+use super::*;
+use crate::constants::{VOTE_DEADLINE_MAX_MS, VOTE_MARGIN_MS};
+use crate::tally::Quorum;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+const T0: u64 = 1_000_000;
+const TIMEOUT_MS: u64 = 1000;
+
+/// Records held by one center: (kind, id) → origin.
+#[derive(Default)]
+struct Held(HashMap<(String, String), String>);
+
+impl Replica for Held {
+    fn owner(&self, kind: &str, id: &str) -> Option<String> {
+        self.0.get(&(kind.to_string(), id.to_string())).cloned()
+    }
+    fn live_owner(&self, kind: &str, id: &str) -> Option<String> {
+        self.owner(kind, id)
+    }
+}
+
+fn names(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+fn part(me: &str, quorum: Quorum, members: &[&str]) -> Votes {
+    Votes::new(me, Rule::new(quorum, names(members)), TIMEOUT_MS, Claims::default())
+}
+
+fn request(id: &str, deadline_ms: Option<u64>) -> VoteRequest {
+    VoteRequest {
+        kind: "agent".into(),
+        id: id.into(),
+        deadline_ms,
+    }
+}
+
+fn incoming(from: &str, initiator: &str, counter: u64, deadline_ms: Option<u64>) -> Incoming {
+    Incoming {
+        from: from.into(),
+        vote: VoteId::new(initiator, counter),
+        reset: false,
+        request: request("x", deadline_ms),
+    }
+}
+
+fn decided(out: &[Command]) -> Vec<(u64, Decision)> {
+    out.iter()
+        .filter_map(|c| match c {
+            Command::Decided { counter, decision, .. } => Some((*counter, decision.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A deterministic network of parts: every command is executed at once
+/// (persisting succeeds), messages queue until delivered; `pick` chooses
+/// which queued message goes next (a seeded order, or FIFO).
+struct Net {
+    centers: BTreeMap<String, (Votes, Held)>,
+    /// Centers that are down (their calls fail, nothing reaches them).
+    down: BTreeSet<String>,
+    /// Links cut both ways (a split).
+    cut: BTreeSet<(String, String)>,
+    now_ms: u64,
+    queue: VecDeque<Msg>,
+    timers: Vec<(u64, String, VoteId)>,
+    decisions: Vec<(String, u64, Decision)>,
+    seed: u64,
+}
+
+#[derive(Debug)]
+enum Msg {
+    Request {
+        to: String,
+        req: Incoming,
+    },
+    Answer {
+        to: String,
+        from: String,
+        vote: VoteId,
+        answer: Answer,
+    },
+    Persisted {
+        at: String,
+        promise: Promise,
+    },
+}
+
+impl Net {
+    fn new(quorum: Quorum, members: &[&str]) -> Net {
+        Net {
+            centers: members
+                .iter()
+                .map(|m| (m.to_string(), (part(m, quorum, members), Held::default())))
+                .collect(),
+            down: BTreeSet::new(),
+            cut: BTreeSet::new(),
+            now_ms: T0,
+            queue: VecDeque::new(),
+            timers: Vec::new(),
+            decisions: Vec::new(),
+            seed: 0,
+        }
+    }
+
+    fn linked(&self, a: &str, b: &str) -> bool {
+        !self.down.contains(a)
+            && !self.down.contains(b)
+            && !self.cut.contains(&(a.to_string(), b.to_string()))
+            && !self.cut.contains(&(b.to_string(), a.to_string()))
+    }
+
+    /// `me`'s OPERATIONAL peers: those it is linked to.
+    fn targets(&self, me: &str) -> Vec<String> {
+        self.centers
+            .keys()
+            .filter(|p| *p != me && self.linked(me, p))
+            .cloned()
+            .collect()
+    }
+
+    fn create(&mut self, at: &str, id: &str) -> u64 {
+        let targets = self.targets(at);
+        let mut out = Vec::new();
+        let (v, held) = self.centers.get_mut(at).unwrap();
+        let counter = v.on_create(self.now_ms, ("agent", id), held, &targets, &mut out);
+        self.execute(at, out);
+        counter
+    }
+
+    fn execute(&mut self, at: &str, out: Vec<Command>) {
+        for c in out {
+            match c {
+                Command::SendRequest { peer, vote, request } if self.linked(at, &peer) => {
+                    self.queue.push_back(Msg::Request {
+                        to: peer,
+                        req: Incoming {
+                            from: at.to_string(),
+                            vote,
+                            reset: false,
+                            request,
+                        },
+                    })
+                }
+                Command::SendRequest { peer, vote, .. } => {
+                    let mut out = Vec::new();
+                    self.centers
+                        .get_mut(at)
+                        .unwrap()
+                        .0
+                        .on_request_failed(&peer, &vote, &mut out);
+                    self.execute(at, out);
+                }
+                Command::SendAnswer { peer, vote, answer } => {
+                    if self.linked(at, &peer) {
+                        self.queue.push_back(Msg::Answer {
+                            to: peer,
+                            from: at.to_string(),
+                            vote,
+                            answer,
+                        })
+                    }
+                }
+                Command::Persist { promise } => self.queue.push_back(Msg::Persisted {
+                    at: at.to_string(),
+                    promise,
+                }),
+                Command::Schedule { at_ms, vote } => self.timers.push((at_ms, at.to_string(), vote)),
+                Command::Decided {
+                    counter,
+                    kind,
+                    id,
+                    decision,
+                } => {
+                    let (v, held) = self.centers.get_mut(at).unwrap();
+                    if decision == Decision::Granted {
+                        held.0.insert((kind.clone(), id.clone()), at.to_string());
+                        v.on_written((&kind, &id), counter);
+                    }
+                    self.decisions.push((at.to_string(), counter, decision));
+                }
+            }
+        }
+    }
+
+    fn next_index(&mut self) -> usize {
+        if self.seed == 0 {
+            return 0;
+        }
+        self.seed = self
+            .seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.seed >> 33) % self.queue.len() as u64) as usize
+    }
+
+    /// Delivers one queued message; false when none is left.
+    fn step(&mut self) -> bool {
+        if self.queue.is_empty() {
+            return false;
+        }
+        let i = self.next_index();
+        let msg = self.queue.remove(i).unwrap();
+        let mut out = Vec::new();
+        let at = match msg {
+            Msg::Request { to, req } => {
+                let targets = self.targets(&to);
+                let (v, held) = self.centers.get_mut(&to).unwrap();
+                v.on_request(self.now_ms, req, true, held, &targets, &mut out)
+                    .expect("deadlines in range");
+                to
+            }
+            Msg::Answer { to, from, vote, answer } => {
+                let (v, _) = self.centers.get_mut(&to).unwrap();
+                v.on_answer(&from, &vote, answer, &mut out).expect("bounded");
+                to
+            }
+            Msg::Persisted { at, promise } => {
+                self.centers
+                    .get_mut(&at)
+                    .unwrap()
+                    .0
+                    .on_persisted(&promise, true, &mut out);
+                at
+            }
+        };
+        self.execute(&at, out);
+        true
+    }
+
+    fn run(&mut self) {
+        while self.step() {}
+    }
+
+    /// Moves the clock to `to_ms`, firing due timers.
+    fn advance(&mut self, to_ms: u64) {
+        self.now_ms = to_ms;
+        let (due, later): (Vec<_>, Vec<_>) = self.timers.drain(..).partition(|(at, _, _)| *at <= to_ms);
+        self.timers = later;
+        for (_, at, vote) in due {
+            let mut out = Vec::new();
+            self.centers.get_mut(&at).unwrap().0.on_deadline(&vote, &mut out);
+            self.execute(&at, out);
+        }
+    }
+
+    fn decision(&self, at: &str, counter: u64) -> Option<&Decision> {
+        self.decisions
+            .iter()
+            .find(|(c, n, _)| c == at && *n == counter)
+            .map(|(_, _, d)| d)
+    }
+}
+
+#[test]
+fn a_create_on_three_centers_all_yes() {
+    let mut a = part("a", Quorum::Majority, &["a", "b", "c"]);
+    let mut out = Vec::new();
+    let n = a.on_create(T0, ("agent", "x"), &Held::default(), &names(&["b", "c"]), &mut out);
+    assert_eq!(n, T0, "a vote counter is at least the clock");
+    let vote = VoteId::new("a", n);
+    let deadline = T0 + TIMEOUT_MS;
+    let req = request("x", Some(deadline - VOTE_MARGIN_MS));
+    assert_eq!(
+        out,
+        vec![
+            Command::SendRequest {
+                peer: "b".into(),
+                vote: vote.clone(),
+                request: req.clone()
+            },
+            Command::SendRequest {
+                peer: "c".into(),
+                vote: vote.clone(),
+                request: req.clone()
+            },
+            Command::Schedule {
+                at_ms: deadline,
+                vote: vote.clone()
+            },
+        ]
+    );
+
+    // b: claims, persists, forwards to c with the deadline a margin earlier.
+    let mut b = part("b", Quorum::Majority, &["a", "b", "c"]);
+    let mut out = Vec::new();
+    let inc = Incoming {
+        from: "a".into(),
+        vote: vote.clone(),
+        reset: false,
+        request: req.clone(),
+    };
+    b.on_request(T0 + 5, inc, true, &Held::default(), &names(&["a", "c"]), &mut out)
+        .unwrap();
+    let promise = Promise {
+        kind: "agent".into(),
+        id: "x".into(),
+        initiator: "a".into(),
+        counter: n,
+        until_ms: deadline - VOTE_MARGIN_MS + CLAIM_GRACE_MS,
+    };
+    assert_eq!(
+        out,
+        vec![
+            Command::Persist {
+                promise: promise.clone()
+            },
+            Command::SendRequest {
+                peer: "c".into(),
+                vote: vote.clone(),
+                request: request("x", Some(deadline - 2 * VOTE_MARGIN_MS)),
+            },
+            Command::Schedule {
+                at_ms: deadline - VOTE_MARGIN_MS,
+                vote: vote.clone()
+            },
+        ]
+    );
+    // c answers b (yes for itself); b's own yes is not durable yet: no answer.
+    let mut out = Vec::new();
+    b.on_answer("c", &vote, Answer::yes("c"), &mut out).unwrap();
+    assert_eq!(out, vec![], "the yes waits for the disk");
+    b.on_persisted(&promise, true, &mut out);
+    let mut both = Answer::yes("b");
+    both.merge(Answer::yes("c"));
+    assert_eq!(
+        out,
+        vec![Command::SendAnswer {
+            peer: "a".into(),
+            vote: vote.clone(),
+            answer: both.clone()
+        }]
+    );
+
+    // a: b's answer speaks for b and c, a majority: granted at once.
+    let mut out = Vec::new();
+    a.on_answer("b", &vote, both, &mut out).unwrap();
+    assert_eq!(
+        out,
+        vec![Command::Decided {
+            counter: n,
+            kind: "agent".into(),
+            id: "x".into(),
+            decision: Decision::Granted
+        }]
+    );
+    // The granted claim is held until the write is done; c's late answer
+    // changes nothing.
+    let mut out = Vec::new();
+    a.on_answer("c", &vote, Answer::yes("c"), &mut out).unwrap();
+    assert_eq!(out, vec![]);
+    assert_eq!(a.claims_held(), 1);
+    a.on_written(("agent", "x"), n);
+    assert_eq!(a.claims_held(), 0);
+
+    // The same on a whole network, under the "all" rule too.
+    for quorum in [Quorum::Majority, Quorum::All] {
+        let mut net = Net::new(quorum, &["a", "b", "c"]);
+        let n = net.create("a", "x");
+        net.run();
+        assert_eq!(net.decision("a", n), Some(&Decision::Granted), "{quorum:?}");
+        assert!(
+            net.centers.values().all(|(v, _)| v.collecting() == 0),
+            "every hop answered"
+        );
+    }
+}
+
+#[test]
+fn one_center_down_majority_grants_at_once_all_waits() {
+    // c is down but still listed as a target (not yet judged DEGRADED): its
+    // call fails, it speaks for nobody.
+    let mut a = part("a", Quorum::Majority, &["a", "b", "c"]);
+    let mut out = Vec::new();
+    let n = a.on_create(T0, ("agent", "x"), &Held::default(), &names(&["b", "c"]), &mut out);
+    let vote = VoteId::new("a", n);
+    let mut out = Vec::new();
+    a.on_request_failed("c", &vote, &mut out);
+    assert_eq!(out, vec![], "one yes of three is not a majority");
+    a.on_answer("b", &vote, Answer::yes("b"), &mut out).unwrap();
+    assert_eq!(decided(&out), vec![(n, Decision::Granted)]);
+
+    // "all": c silent, so nothing is decided before the deadline...
+    let mut a = part("a", Quorum::All, &["a", "b", "c"]);
+    let mut out = Vec::new();
+    let n = a.on_create(T0, ("agent", "x"), &Held::default(), &names(&["b", "c"]), &mut out);
+    let vote = VoteId::new("a", n);
+    let mut out = Vec::new();
+    a.on_answer("b", &vote, Answer::yes("b"), &mut out).unwrap();
+    assert_eq!(out, vec![], "all must say yes: waits for c");
+    // ...and at the deadline it is undecided, the claim dropped.
+    a.on_deadline(&vote, &mut out);
+    assert!(matches!(&decided(&out)[..], [(m, Decision::Undecided(_))] if *m == n));
+    assert_eq!(a.claims_held(), 0);
+    // A failed call to c completes the count at once: undecided too.
+    let mut a = part("a", Quorum::All, &["a", "b", "c"]);
+    let mut out = Vec::new();
+    let n = a.on_create(T0, ("agent", "y"), &Held::default(), &names(&["b", "c"]), &mut out);
+    let vote = VoteId::new("a", n);
+    let mut out = Vec::new();
+    a.on_answer("b", &vote, Answer::yes("b"), &mut out).unwrap();
+    a.on_request_failed("c", &vote, &mut out);
+    assert!(matches!(&decided(&out)[..], [(_, Decision::Undecided(_))]));
+
+    // The same on a network with c down (and so not a target).
+    for (quorum, granted) in [(Quorum::Majority, true), (Quorum::All, false)] {
+        let mut net = Net::new(quorum, &["a", "b", "c"]);
+        net.down.insert("c".into());
+        let n = net.create("a", "x");
+        net.run();
+        match net.decision("a", n) {
+            Some(Decision::Granted) => assert!(granted, "{quorum:?}"),
+            Some(Decision::Undecided(_)) => assert!(!granted, "{quorum:?}"),
+            other => panic!("{quorum:?}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn the_minority_side_of_a_split_refuses() {
+    let mut net = Net::new(Quorum::Majority, &["a", "b", "c"]);
+    net.cut.insert(("a".into(), "c".into()));
+    net.cut.insert(("b".into(), "c".into()));
+    let minority = net.create("c", "x");
+    let majority = net.create("a", "y");
+    net.run();
+    assert!(
+        matches!(net.decision("c", minority), Some(Decision::Undecided(_))),
+        "{:?}",
+        net.decisions
+    );
+    assert_eq!(net.decision("a", majority), Some(&Decision::Granted));
+    // The minority's own claim is gone: the majority may take that id.
+    assert_eq!(net.centers["c"].0.claims_held(), 0);
+    let again = net.create("b", "x");
+    net.run();
+    assert_eq!(net.decision("b", again), Some(&Decision::Granted));
+}
+
+#[test]
+fn racing_initiators_leave_exactly_one_winner() {
+    // Every delivery order of a few hundred seeds, both counters equal or
+    // one ahead: exactly one of the two is granted, the other refused.
+    for seed in 1..=300u64 {
+        let mut net = Net::new(Quorum::Majority, &["a", "b", "c"]);
+        net.seed = seed;
+        let na = net.create("a", "x");
+        if seed % 2 == 0 {
+            net.now_ms += 1;
+        }
+        let nb = net.create("b", "x");
+        net.run();
+        let a = net.decision("a", na).cloned();
+        let b = net.decision("b", nb).cloned();
+        let granted = [&a, &b].iter().filter(|d| **d == &Some(Decision::Granted)).count();
+        assert_eq!(granted, 1, "seed {seed}: {a:?} {b:?}");
+        assert!(
+            [&a, &b]
+                .iter()
+                .all(|d| matches!(d, Some(Decision::Granted | Decision::Refused(_)))),
+            "seed {seed}: {a:?} {b:?}"
+        );
+    }
+}
+
+#[test]
+fn the_deadline_passes_with_answers_missing() {
+    // Initiator: b said yes, c said nothing; under "majority" of 4 (3
+    // needed) nothing is decided until the deadline, then undecided.
+    let mut a = part("a", Quorum::Majority, &["a", "b", "c", "d"]);
+    let mut out = Vec::new();
+    let n = a.on_create(T0, ("agent", "x"), &Held::default(), &names(&["b", "c"]), &mut out);
+    let vote = VoteId::new("a", n);
+    let mut out = Vec::new();
+    a.on_answer("b", &vote, Answer::yes("b"), &mut out).unwrap();
+    assert_eq!(out, vec![]);
+    a.on_deadline(&vote, &mut out);
+    assert!(matches!(&decided(&out)[..], [(_, Decision::Undecided(_))]), "{out:?}");
+    let mut out = Vec::new();
+    a.on_deadline(&vote, &mut out);
+    a.on_answer("c", &vote, Answer::yes("c"), &mut out).unwrap();
+    assert_eq!(out, vec![], "a vote ends once");
+
+    // Relay: at its deadline it answers with what it heard, once.
+    let mut b = part("b", Quorum::Majority, &["a", "b", "c", "d"]);
+    let mut out = Vec::new();
+    let deadline = T0 + 500;
+    b.on_request(
+        T0,
+        incoming("a", "a", 7, Some(deadline)),
+        true,
+        &Held::default(),
+        &names(&["a", "c", "d"]),
+        &mut out,
+    )
+    .unwrap();
+    let Command::Persist { promise } = out[0].clone() else {
+        panic!("{out:?}")
+    };
+    let vote = VoteId::new("a", 7);
+    let mut out = Vec::new();
+    b.on_persisted(&promise, true, &mut out);
+    b.on_answer("c", &vote, Answer::no("c", "busy"), &mut out).unwrap();
+    assert_eq!(out, vec![], "d has not answered");
+    b.on_deadline(&vote, &mut out);
+    let mut got = Answer::yes("b");
+    got.merge(Answer::no("c", "busy"));
+    assert_eq!(
+        out,
+        vec![Command::SendAnswer {
+            peer: "a".into(),
+            vote: vote.clone(),
+            answer: got
+        }]
+    );
+    let mut out = Vec::new();
+    b.on_answer("d", &vote, Answer::yes("d"), &mut out).unwrap();
+    b.on_deadline(&vote, &mut out);
+    assert_eq!(out, vec![], "answered once");
+
+    // A relay whose promise is still not durable at its deadline answers
+    // without itself.
+    let mut c = part("c", Quorum::Majority, &["a", "b", "c"]);
+    let mut out = Vec::new();
+    c.on_request(
+        T0,
+        incoming("a", "a", 8, Some(deadline)),
+        true,
+        &Held::default(),
+        &[],
+        &mut out,
+    )
+    .unwrap();
+    assert!(
+        matches!(&out[..], [Command::Persist { .. }, Command::Schedule { .. }]),
+        "{out:?}"
+    );
+    let mut out = Vec::new();
+    c.on_deadline(&VoteId::new("a", 8), &mut out);
+    assert_eq!(
+        out,
+        vec![Command::SendAnswer {
+            peer: "a".into(),
+            vote: VoteId::new("a", 8),
+            answer: Answer::default()
+        }]
+    );
+}
+
+#[test]
+fn a_promise_that_cannot_be_persisted_is_a_no() {
+    let mut b = part("b", Quorum::Majority, &["a", "b", "c"]);
+    let mut out = Vec::new();
+    b.on_request(
+        T0,
+        incoming("a", "a", 7, Some(T0 + 500)),
+        true,
+        &Held::default(),
+        &[],
+        &mut out,
+    )
+    .unwrap();
+    let Command::Persist { promise } = out[0].clone() else {
+        panic!("{out:?}")
+    };
+    let mut out = Vec::new();
+    b.on_persisted(&promise, false, &mut out);
+    assert_eq!(
+        out,
+        vec![Command::SendAnswer {
+            peer: "a".into(),
+            vote: VoteId::new("a", 7),
+            answer: Answer::no("b", "this center could not record its claim")
+        }]
+    );
+    assert_eq!(b.claims_held(), 0, "nothing promised");
+}
+
+#[test]
+fn duplicate_and_replayed_requests_are_answered_naming_nobody() {
+    let mut b = part("b", Quorum::Majority, &["a", "b", "c"]);
+    let targets = names(&["a", "c"]);
+    let nobody = |peer: &str, counter| Command::SendAnswer {
+        peer: peer.into(),
+        vote: VoteId::new("a", counter),
+        answer: Answer::default(),
+    };
+    let mut out = Vec::new();
+    b.on_request(
+        T0,
+        incoming("a", "a", 7, Some(T0 + 500)),
+        true,
+        &Held::default(),
+        &targets,
+        &mut out,
+    )
+    .unwrap();
+    assert!(matches!(out[0], Command::Persist { .. }));
+    // The same vote by a second path: at once, nobody, nothing claimed.
+    let mut out = Vec::new();
+    b.on_request(
+        T0,
+        incoming("c", "a", 7, Some(T0 + 350)),
+        true,
+        &Held::default(),
+        &targets,
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(out, vec![nobody("c", 7)]);
+    // Replayed after the vote ended here: still nobody.
+    let mut out = Vec::new();
+    b.on_deadline(&VoteId::new("a", 7), &mut out);
+    let mut out = Vec::new();
+    b.on_request(
+        T0 + 1,
+        incoming("a", "a", 7, Some(T0 + 500)),
+        true,
+        &Held::default(),
+        &targets,
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(out, vec![nobody("a", 7)]);
+    // Our own vote come back, and a request while inactive: nobody.
+    let mut mine = Vec::new();
+    b.on_request(
+        T0,
+        incoming("a", "b", 9, Some(T0 + 500)),
+        true,
+        &Held::default(),
+        &targets,
+        &mut mine,
+    )
+    .unwrap();
+    assert!(matches!(&mine[..], [Command::SendAnswer { answer, .. }] if *answer == Answer::default()));
+    let mut out = Vec::new();
+    b.on_request(
+        T0,
+        incoming("a", "a", 11, Some(T0 + 500)),
+        false,
+        &Held::default(),
+        &targets,
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(out, vec![nobody("a", 11)]);
+    assert_eq!(b.claims_held(), 1, "only the first copy claimed");
+    // A counter far below the window (too old to tell): nobody.
+    let mut out = Vec::new();
+    let far = 7 + 2 * crate::dedup::WINDOW;
+    b.on_request(
+        T0,
+        incoming("a", "a", far, Some(T0 + 500)),
+        true,
+        &Held::default(),
+        &[],
+        &mut out,
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    b.on_request(
+        T0,
+        incoming("a", "a", 8, Some(T0 + 500)),
+        true,
+        &Held::default(),
+        &[],
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(out, vec![nobody("a", 8)]);
+}
+
+#[test]
+fn deadlines_too_far_or_already_past() {
+    let mut b = part("b", Quorum::Majority, &["a", "b", "c"]);
+    let targets = names(&["a", "c"]);
+    // Too far ahead: malformed, refused, nothing claimed or sent.
+    let mut out = Vec::new();
+    let too_far = T0 + VOTE_DEADLINE_MAX_MS + 1;
+    assert_eq!(
+        b.on_request(
+            T0,
+            incoming("a", "a", 7, Some(too_far)),
+            true,
+            &Held::default(),
+            &targets,
+            &mut out
+        ),
+        Err(DeadlineTooFar)
+    );
+    assert_eq!(out, vec![]);
+    assert_eq!((b.claims_held(), b.collecting()), (0, 0));
+    // Already past (or exactly now): no part taken, answered at once.
+    for deadline in [T0 - 1, T0] {
+        let mut out = Vec::new();
+        b.on_request(
+            T0,
+            incoming("a", "a", 8, Some(deadline)),
+            true,
+            &Held::default(),
+            &targets,
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            vec![Command::SendAnswer {
+                peer: "a".into(),
+                vote: VoteId::new("a", 8),
+                answer: Answer::default()
+            }]
+        );
+    }
+    assert_eq!((b.claims_held(), b.collecting()), (0, 0));
+    // Missing (a plain DRiP node): the default from arrival.
+    let mut out = Vec::new();
+    b.on_request(T0, incoming("a", "a", 9, None), true, &Held::default(), &[], &mut out)
+        .unwrap();
+    assert_eq!(
+        out.last(),
+        Some(&Command::Schedule {
+            at_ms: T0 + VOTE_DEADLINE_DEFAULT_MS,
+            vote: VoteId::new("a", 9)
+        })
+    );
+}
+
+#[test]
+fn an_answer_naming_too_many_centers_counts_nothing() {
+    let mut a = part("a", Quorum::Majority, &["a", "b", "c"]);
+    let mut out = Vec::new();
+    let n = a.on_create(T0, ("agent", "x"), &Held::default(), &names(&["b", "c"]), &mut out);
+    let vote = VoteId::new("a", n);
+    let mut huge = Answer::yes("b");
+    huge.yes.extend((0..VOTE_ANSWER_CENTERS_MAX).map(|i| format!("z{i}")));
+    let mut out = Vec::new();
+    assert_eq!(
+        a.on_answer("b", &vote, huge, &mut out),
+        Err(TooManyCenters(VOTE_ANSWER_CENTERS_MAX + 1))
+    );
+    assert_eq!(out, vec![]);
+    // b is still waited for: its proper answer counts.
+    a.on_answer("b", &vote, Answer::yes("b"), &mut out).unwrap();
+    assert_eq!(decided(&out), vec![(n, Decision::Granted)]);
+}
+
+#[test]
+fn an_owned_id_is_refused_and_not_forwarded() {
+    let mut held = Held::default();
+    held.0.insert(("agent".into(), "x".into()), "c".into());
+    let mut a = part("a", Quorum::Majority, &["a", "b", "c"]);
+    let mut out = Vec::new();
+    let n = a.on_create(T0, ("agent", "x"), &held, &names(&["b", "c"]), &mut out);
+    assert_eq!(decided(&out), vec![(n, Decision::Refused("owned by center c".into()))]);
+    assert_eq!(out.len(), 1, "nobody asked");
+
+    let mut b = part("b", Quorum::Majority, &["a", "b", "c"]);
+    let mut out = Vec::new();
+    b.on_request(
+        T0,
+        incoming("a", "a", 7, Some(T0 + 500)),
+        true,
+        &held,
+        &names(&["a", "c"]),
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(
+        out,
+        vec![Command::SendAnswer {
+            peer: "a".into(),
+            vote: VoteId::new("a", 7),
+            answer: Answer::owned("b", "c")
+        }]
+    );
+}
+
+#[test]
+fn a_claim_for_another_is_held_the_grace_past_its_deadline() {
+    let mut b = part("b", Quorum::Majority, &["a", "b", "c"]);
+    let deadline = T0 + 500;
+    let mut out = Vec::new();
+    b.on_request(
+        T0,
+        incoming("a", "a", 7, Some(deadline)),
+        true,
+        &Held::default(),
+        &[],
+        &mut out,
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    let mut inc = incoming("c", "c", 20, Some(deadline + CLAIM_GRACE_MS + 400));
+    b.on_request(
+        deadline + CLAIM_GRACE_MS - 1,
+        inc.clone(),
+        true,
+        &Held::default(),
+        &[],
+        &mut out,
+    )
+    .unwrap();
+    assert!(
+        matches!(&out[..], [Command::SendAnswer { answer, .. }] if answer.no.contains_key("b")),
+        "still a's: {out:?}"
+    );
+    let mut out = Vec::new();
+    inc.vote.counter = 21;
+    b.on_request(deadline + CLAIM_GRACE_MS, inc, true, &Held::default(), &[], &mut out)
+        .unwrap();
+    let Command::Persist { promise } = out[0].clone() else {
+        panic!("{out:?}")
+    };
+    let mut out = Vec::new();
+    b.on_persisted(&promise, true, &mut out);
+    let Command::SendAnswer { answer, .. } = &out[0] else {
+        panic!("{out:?}")
+    };
+    assert!(answer.yes.contains("b"));
+    assert_eq!(
+        answer.doubts,
+        BTreeSet::from(["a".to_string()]),
+        "a's lapsed claim is a doubt"
+    );
+}
+
+#[test]
+fn bounded_collections() {
+    let mut b = part("b", Quorum::Majority, &["a", "b", "c"]);
+    for i in 0..VOTES_COLLECTING_MAX as u64 {
+        let mut inc = incoming("a", "a", i, Some(T0 + 500));
+        inc.request.id = format!("x{i}");
+        inc.reset = i == 0;
+        let mut out = Vec::new();
+        b.on_request(T0, inc, true, &Held::default(), &names(&["c"]), &mut out)
+            .unwrap();
+    }
+    assert_eq!(b.collecting(), VOTES_COLLECTING_MAX);
+    let mut out = Vec::new();
+    let mut inc = incoming("a", "a", VOTES_COLLECTING_MAX as u64, Some(T0 + 500));
+    inc.request.id = "y".into();
+    b.on_request(T0, inc, true, &Held::default(), &names(&["c"]), &mut out)
+        .unwrap();
+    assert!(matches!(&out[..], [Command::SendAnswer { answer, .. }] if *answer == Answer::default()));
+    let mut out = Vec::new();
+    let n = b.on_create(T0, ("agent", "z"), &Held::default(), &names(&["c"]), &mut out);
+    assert!(matches!(&decided(&out)[..], [(m, Decision::Undecided(_))] if *m == n));
+}
