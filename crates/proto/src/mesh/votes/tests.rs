@@ -67,6 +67,8 @@ struct Net {
     down: BTreeSet<String>,
     /// Links cut both ways (a split).
     cut: BTreeSet<(String, String)>,
+    /// Centers that look up but whose messages vanish (a frozen process).
+    frozen: BTreeSet<String>,
     now_ms: u64,
     queue: VecDeque<Msg>,
     timers: Vec<(u64, String, VoteId)>,
@@ -101,6 +103,7 @@ impl Net {
                 .collect(),
             down: BTreeSet::new(),
             cut: BTreeSet::new(),
+            frozen: BTreeSet::new(),
             now_ms: T0,
             queue: VecDeque::new(),
             timers: Vec::new(),
@@ -207,6 +210,11 @@ impl Net {
         }
         let i = self.next_index();
         let msg = self.queue.remove(i).unwrap();
+        if let Msg::Request { to, .. } | Msg::Answer { to, .. } = &msg {
+            if self.frozen.contains(to) {
+                return true;
+            }
+        }
         let mut out = Vec::new();
         let at = match msg {
             Msg::Request { to, req } => {
@@ -419,6 +427,30 @@ fn one_center_down_majority_grants_at_once_all_waits() {
             Some(Decision::Undecided(_)) => assert!(!granted, "{quorum:?}"),
             other => panic!("{quorum:?}: {other:?}"),
         }
+    }
+    // c frozen (still OPERATIONAL here, its calls never answered): b, which
+    // forwarded to c too, answers at its own deadline, a margin before a's;
+    // then the majority grants, "all" is undecided at a's deadline only.
+    for quorum in [Quorum::Majority, Quorum::All] {
+        let mut net = Net::new(quorum, &["a", "b", "c"]);
+        net.frozen.insert("c".into());
+        let n = net.create("a", "x");
+        net.run();
+        if quorum == Quorum::All {
+            assert_eq!(net.decision("a", n), None, "waits");
+            net.advance(T0 + TIMEOUT_MS - 1);
+            net.run();
+            assert_eq!(net.decision("a", n), None, "waits until the deadline");
+            net.advance(T0 + TIMEOUT_MS);
+            assert!(matches!(net.decision("a", n), Some(Decision::Undecided(_))));
+        } else {
+            assert_eq!(net.decision("a", n), None, "b waits for c");
+            net.advance(T0 + TIMEOUT_MS - VOTE_MARGIN_MS);
+            net.run();
+            assert_eq!(net.decision("a", n), Some(&Decision::Granted));
+        }
+        net.advance(T0 + TIMEOUT_MS);
+        assert!(net.centers.iter().filter(|(c, _)| *c != "c").all(|(_, (v, _))| v.collecting() == 0));
     }
 }
 
