@@ -29,10 +29,11 @@ use regmesh_core::hlc::HlcClock;
 use regmesh_core::{Hlc, Record, Visibility};
 use regmesh_proto::dedup::CounterWindow;
 use regmesh_proto::lifecycle::PeerLifecycle;
+use regmesh_proto::mesh::votes::{VoteId, Votes};
 use regmesh_proto::node_state::NodeState;
 use regmesh_proto::policy::ExportPolicy;
 use regmesh_proto::sync::{Marks, PeerMarks, Pulls, Resync};
-use regmesh_proto::tally::{Quorum, Rule, Tally};
+use regmesh_proto::tally::{Quorum, Rule};
 use regmesh_proto::vote::Claims;
 use std::collections::HashMap;
 
@@ -75,7 +76,7 @@ pub const HOUSEKEEP_EVERY_MS: u64 = 250;
 pub enum Timer {
     Beat,
     Housekeep,
-    VoteDeadline { initiator: String, counter: u64 },
+    VoteDeadline { vote: VoteId },
     PullTimeout { run: u64 },
 }
 
@@ -146,16 +147,12 @@ struct PullRun {
     repair: bool,
 }
 
+/// A create of this center's waiting for its vote.
 #[derive(Debug, Clone)]
-enum Upstream {
-    Client { key: Key, started: u64 },
-    Peer(usize),
-}
-
-#[derive(Debug, Clone)]
-struct Collect {
-    tally: Tally,
-    upstream: Upstream,
+struct OwnCreate {
+    key: Key,
+    visibility: Visibility,
+    started: u64,
 }
 
 /// A client operation at a center.
@@ -182,7 +179,6 @@ pub struct Center {
     own_seq: u64,
     hlc: HlcClock,
     windows: HashMap<String, CounterWindow>,
-    vote_windows: HashMap<String, CounterWindow>,
     sync_since: Option<u64>,
     pulls: Pulls,
     pulling: HashMap<String, PullRun>,
@@ -190,13 +186,10 @@ pub struct Center {
     last_repair: HashMap<(usize, String), u64>,
     next_run: u64,
     beat_no: u64,
-    claims: Claims,
-    /// Whose yes a claim of this center's own needs (`[peer] claims`).
-    rule: Rule,
-    collecting: HashMap<(String, u64), Collect>,
-    /// Visibility of the record our own pending votes would create.
-    pending_vis: HashMap<(String, u64), Visibility>,
-    last_vote_counter: u64,
+    /// Claims of new ids and the votes collecting here (proto's part).
+    votes: Votes,
+    /// Own creates waiting for their votes, by vote counter.
+    own_creates: HashMap<u64, OwnCreate>,
     last_flush: u64,
     last_save: u64,
     /// Changes of held records since the world last looked.
@@ -238,7 +231,8 @@ impl Center {
             std::iter::once(id.clone()).chain(peers.iter().map(|(_, p, _)| p.clone())),
         );
         Center {
-            rule,
+            votes: Votes::new(&id, rule, settings.vote_timeout_ms, Claims::default()),
+            own_creates: HashMap::new(),
             idx,
             id,
             up: true,
@@ -266,17 +260,12 @@ impl Center {
             own_seq: 0,
             hlc: HlcClock::resume(Hlc::new(0, 0)),
             windows: HashMap::new(),
-            vote_windows: HashMap::new(),
             sync_since: None,
             pulls: Pulls::default(),
             pulling: HashMap::new(),
             last_repair: HashMap::new(),
             next_run: 0,
             beat_no: 0,
-            claims: Claims::default(),
-            collecting: HashMap::new(),
-            pending_vis: HashMap::new(),
-            last_vote_counter: 0,
             last_flush: 0,
             last_save: 0,
             changes: Vec::new(),
@@ -287,7 +276,7 @@ impl Center {
     /// Whose yes this center's claims need: a `quorum` of `members` (all
     /// configured centers, itself included).
     pub fn set_rule(&mut self, quorum: Quorum, members: impl IntoIterator<Item = String>) {
-        self.rule = Rule::new(quorum, members);
+        self.votes.set_rule(Rule::new(quorum, members));
     }
 
     /// This center's clock (ms since the Unix epoch) at global time `now`.
@@ -389,16 +378,14 @@ impl Center {
             .unwrap_or(Hlc::new(0, 0));
         self.hlc = HlcClock::resume(last);
         self.windows.clear();
-        self.vote_windows.clear();
         self.sync_since = None;
         self.pulls = Pulls::default();
         self.pulling.clear();
         self.last_repair.clear();
         // Claims and doubts are promises to other centers: they survive the
         // crash (the node persists them). Our own votes ended with it.
-        self.claims.forget_own();
-        self.collecting.clear();
-        self.pending_vis.clear();
+        self.votes.restarted();
+        self.own_creates.clear();
         self.start(now, out);
     }
 }

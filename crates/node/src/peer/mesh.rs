@@ -30,11 +30,12 @@ use regmesh_core::codec;
 use regmesh_core::Record;
 use regmesh_proto::dedup::CounterWindow;
 use regmesh_proto::lifecycle::PeerLifecycle;
+use regmesh_proto::mesh::votes::Votes;
 use regmesh_proto::node_state::NodeState;
 use regmesh_proto::policy::ExportPolicy;
 use regmesh_proto::replay::ReplayCache;
 use regmesh_proto::sync::{Ceilings, Marks, PeerMarks, Pulls, SyncRequests, Unproven};
-use regmesh_proto::tally::{Quorum, Rule};
+use regmesh_proto::tally::{Decision, Quorum, Rule};
 use regmesh_proto::vote::Claims;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -50,7 +51,6 @@ mod notify;
 mod pulls;
 mod status;
 mod votes;
-use votes::Collecting;
 pub use votes::VoteOutcome;
 
 /// Floods waiting for one peer; more are dropped (and counted).
@@ -94,7 +94,6 @@ pub struct Peer {
     dropped: AtomicU64,
 }
 
-/// A vote collecting answers from peers.
 /// One heartbeat's contents (regmesh's JSON body; DRiP's plain state word
 /// also parses).
 #[derive(Debug, Default)]
@@ -221,18 +220,12 @@ pub struct Mesh {
     last_repair_ms: Mutex<HashMap<(String, String), u64>>,
     /// Origins being pulled right now (one pull per origin at a time).
     pulling: Mutex<Pulls>,
-    /// Ids this center has promised to initiators (two-phase vote).
-    claims: Mutex<Claims>,
+    /// Claims of new ids and the votes collecting here (proto's part).
+    votes: Mutex<Votes>,
     /// The promises to other initiators, on disk before each yes leaves.
     claims_log: Arc<Mutex<super::claims_log::ClaimsLog>>,
-    /// Votes waiting for peers' answers, by (initiator, vote counter).
-    ballots: Mutex<HashMap<(String, u64), Collecting>>,
-    /// Dedup of vote requests (their counters are separate from floods').
-    vote_windows: Mutex<HashMap<String, CounterWindow>>,
-    last_vote_counter: Mutex<u64>,
-    vote_timeout_ms: u64,
-    /// Whose yes our claims need: a quorum of all configured centers.
-    rule: Rule,
+    /// Own votes' creates waiting for their decision, by vote counter.
+    deciding: Mutex<HashMap<u64, tokio::sync::oneshot::Sender<Decision>>>,
     pub stats: MeshStats,
     /// NOTIFY/RFI types registered by fronts (set once, before serving).
     front_messages: std::sync::OnceLock<Arc<crate::messages::PeerMessages>>,
@@ -315,21 +308,22 @@ impl Mesh {
             last_repair_ms: Mutex::new(HashMap::new()),
             syncing_to: Mutex::new(Default::default()),
             full_sync_done: AtomicBool::new(false),
-            claims: Mutex::new(claims),
+            votes: Mutex::new(Votes::new(
+                &cfg.id,
+                Rule::new(
+                    match p.claims {
+                        crate::config::ClaimsRule::Majority => Quorum::Majority,
+                        crate::config::ClaimsRule::All => Quorum::All,
+                    },
+                    std::iter::once(cfg.id.clone())
+                        .chain(cfg.centers.iter().map(|c| c.id.clone()))
+                        .chain(cfg.peers.iter().map(|p| p.id.clone())),
+                ),
+                p.vote_timeout_ms,
+                claims,
+            )),
             claims_log: Arc::new(Mutex::new(claims_log)),
-            ballots: Mutex::new(HashMap::new()),
-            vote_windows: Mutex::new(HashMap::new()),
-            last_vote_counter: Mutex::new(0),
-            vote_timeout_ms: p.vote_timeout_ms,
-            rule: Rule::new(
-                match p.claims {
-                    crate::config::ClaimsRule::Majority => Quorum::Majority,
-                    crate::config::ClaimsRule::All => Quorum::All,
-                },
-                std::iter::once(cfg.id.clone())
-                    .chain(cfg.centers.iter().map(|c| c.id.clone()))
-                    .chain(cfg.peers.iter().map(|p| p.id.clone())),
-            ),
+            deciding: Mutex::new(HashMap::new()),
             stats: MeshStats::default(),
             front_messages: std::sync::OnceLock::new(),
             center,

@@ -183,6 +183,11 @@ impl Votes {
         &self.rule
     }
 
+    /// Grants by `rule` from now on (the simulator's plans choose it).
+    pub fn set_rule(&mut self, rule: Rule) {
+        self.rule = rule;
+    }
+
     /// Every promise given to other initiators (for compacting the log).
     pub fn promises(&self) -> Vec<Promise> {
         self.claims.promises()

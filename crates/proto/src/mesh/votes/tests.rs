@@ -450,7 +450,11 @@ fn one_center_down_majority_grants_at_once_all_waits() {
             assert_eq!(net.decision("a", n), Some(&Decision::Granted));
         }
         net.advance(T0 + TIMEOUT_MS);
-        assert!(net.centers.iter().filter(|(c, _)| *c != "c").all(|(_, (v, _))| v.collecting() == 0));
+        assert!(net
+            .centers
+            .iter()
+            .filter(|(c, _)| *c != "c")
+            .all(|(_, (v, _))| v.collecting() == 0));
     }
 }
 
