@@ -479,30 +479,54 @@ fn the_minority_side_of_a_split_refuses() {
     assert_eq!(net.decision("b", again), Some(&Decision::Granted));
 }
 
+/// Races `racers` for one id on a mesh of `members` over 300 delivery
+/// orders (equal counters, or staggered by a millisecond); returns, per
+/// order, how many were granted. Every racer ends granted or refused.
+fn race(members: &[&str], racers: &[&str]) -> Vec<usize> {
+    (1..=300u64)
+        .map(|seed| {
+            let mut net = Net::new(Quorum::Majority, members);
+            net.seed = seed;
+            let mut started = Vec::new();
+            for r in racers {
+                started.push((*r, net.create(r, "x")));
+                if seed % 2 == 0 {
+                    net.now_ms += 1;
+                }
+            }
+            net.run();
+            let ends: Vec<Option<&Decision>> = started.iter().map(|(r, n)| net.decision(r, *n)).collect();
+            assert!(
+                ends.iter()
+                    .all(|d| matches!(d, Some(Decision::Granted | Decision::Refused(_)))),
+                "{members:?} seed {seed}: {ends:?}"
+            );
+            ends.iter().filter(|d| **d == Some(&Decision::Granted)).count()
+        })
+        .collect()
+}
+
 #[test]
 fn racing_initiators_leave_exactly_one_winner() {
-    // Every delivery order of a few hundred seeds, both counters equal or
-    // one ahead: exactly one of the two is granted, the other refused.
-    for seed in 1..=300u64 {
-        let mut net = Net::new(Quorum::Majority, &["a", "b", "c"]);
-        net.seed = seed;
-        let na = net.create("a", "x");
-        if seed % 2 == 0 {
-            net.now_ms += 1;
-        }
-        let nb = net.create("b", "x");
-        net.run();
-        let a = net.decision("a", na).cloned();
-        let b = net.decision("b", nb).cloned();
-        let granted = [&a, &b].iter().filter(|d| **d == &Some(Decision::Granted)).count();
-        assert_eq!(granted, 1, "seed {seed}: {a:?} {b:?}");
-        assert!(
-            [&a, &b]
-                .iter()
-                .all(|d| matches!(d, Some(Decision::Granted | Decision::Refused(_)))),
-            "seed {seed}: {a:?} {b:?}"
-        );
+    // On three centers, two or three racing: the earliest claim gathers
+    // every other initiator's yes, so exactly one creator wins, whatever
+    // the order (without the yield of a pending claim, three racers all
+    // lose).
+    for racers in [&["a", "b"][..], &["a", "b", "c"]] {
+        let granted = race(&["a", "b", "c"], racers);
+        assert!(granted.iter().all(|g| *g == 1), "{racers:?}: {granted:?}");
     }
+    // On four, two racing: never two winners; both may lose when the two
+    // other centers kept the later claim (PROTOCOL.md, the limit of the
+    // yield), but not in most orders.
+    let granted = race(&["a", "b", "c", "d"], &["a", "b"]);
+    assert!(granted.iter().all(|g| *g <= 1), "{granted:?}");
+    let one = granted.iter().filter(|g| **g == 1).count();
+    assert!(
+        one * 2 > granted.len(),
+        "{one} of {} orders had a winner",
+        granted.len()
+    );
 }
 
 #[test]
