@@ -63,16 +63,18 @@ impl Center {
         let counter = self
             .votes
             .on_create(local, (&key.0, &key.1), &Held(&self.store), &targets, &mut cmds);
-        let refused_at_once = cmds.iter().any(|c| {
+        // The vote ran (its own claim taken) unless it ended at once unwon.
+        let ran = cmds.iter().any(|c| {
             matches!(
                 c,
-                Command::Decided {
-                    decision: Decision::Refused(_),
-                    ..
-                }
+                Command::SendRequest { .. }
+                    | Command::Decided {
+                        decision: Decision::Granted,
+                        ..
+                    }
             )
         });
-        if !refused_at_once {
+        if ran {
             out.push(Out::Note(Note::VotedYes {
                 initiator: self.id.clone(),
                 counter,
