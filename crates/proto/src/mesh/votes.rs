@@ -89,11 +89,9 @@ pub enum Command {
 
 /// What the part asks of this center's replica.
 pub trait Replica {
-    /// The origin of the record of `kind/id` held here, if any: a vote for
-    /// another initiator is answered `"owner"` and a create is refused.
-    fn owner(&self, kind: &str, id: &str) -> Option<String>;
-    /// The origin of a live (not deleted) record of `kind/id`, if any: it
-    /// settles expired claims and doubts when the claims are pruned.
+    /// The origin of the live record of `kind/id` held here, if any: a
+    /// create of it is refused, a vote for another initiator is answered
+    /// `"owner"`, and it settles expired claims and doubts of the id.
     fn live_owner(&self, kind: &str, id: &str) -> Option<String>;
 }
 
@@ -225,7 +223,7 @@ impl Votes {
         // One per vote, at least the clock in milliseconds: increasing,
         // dense enough for the dedup window, and after a restart above
         // anything issued before unless votes outran the clock.
-        self.last_counter = (self.last_counter + 1).max(now_ms);
+        self.last_counter = self.last_counter.saturating_add(1).max(now_ms);
         let counter = self.last_counter;
         let decided = |decision| Command::Decided {
             counter,
@@ -241,7 +239,7 @@ impl Votes {
         }
         let deadline_ms = now_ms.saturating_add(self.timeout_ms);
         self.prune_if_full(now_ms, replica);
-        let owner = replica.owner(kind, id);
+        let owner = replica.live_owner(kind, id);
         let ballot = self.claims.claim_own(
             (kind, id),
             &self.me,
@@ -315,7 +313,7 @@ impl Votes {
         }
         let (kind, id) = (req.request.kind.as_str(), req.request.id.as_str());
         self.prune_if_full(now_ms, replica);
-        let owner = replica.owner(kind, id);
+        let owner = replica.live_owner(kind, id);
         let until_ms = deadline_ms.saturating_add(CLAIM_GRACE_MS);
         let ballot = self.claims.vote(
             (kind, id),

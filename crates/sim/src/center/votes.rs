@@ -23,10 +23,6 @@ use std::collections::VecDeque;
 struct Held<'a>(&'a Store);
 
 impl Replica for Held<'_> {
-    fn owner(&self, kind: &str, id: &str) -> Option<String> {
-        self.live_owner(kind, id)
-    }
-
     fn live_owner(&self, kind: &str, id: &str) -> Option<String> {
         self.0
             .get(&(kind.to_string(), id.to_string()))

@@ -37,17 +37,9 @@ pub enum VoteOutcome {
 struct Held<'a>(&'a Center);
 
 impl Replica for Held<'_> {
-    fn owner(&self, kind: &str, id: &str) -> Option<String> {
-        self.0.get(kind, id).ok().flatten().map(|r| r.origin)
-    }
-
     fn live_owner(&self, kind: &str, id: &str) -> Option<String> {
-        self.0
-            .get(kind, id)
-            .ok()
-            .flatten()
-            .filter(|r| !r.deleted)
-            .map(|r| r.origin)
+        // `get` serves live records only (not deleted, not lapsed long ago).
+        self.0.get(kind, id).ok().flatten().map(|r| r.origin)
     }
 }
 

@@ -16,11 +16,8 @@ pub(super) const TIMEOUT_MS: u64 = 1000;
 pub(super) struct Held(pub(super) HashMap<(String, String), String>);
 
 impl Replica for Held {
-    fn owner(&self, kind: &str, id: &str) -> Option<String> {
-        self.0.get(&(kind.to_string(), id.to_string())).cloned()
-    }
     fn live_owner(&self, kind: &str, id: &str) -> Option<String> {
-        self.owner(kind, id)
+        self.0.get(&(kind.to_string(), id.to_string())).cloned()
     }
 }
 
