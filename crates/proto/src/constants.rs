@@ -41,3 +41,12 @@ pub const FLOODS_IN_FLIGHT: usize = 4;
 /// 521 bytes, each); floods of an initiator beyond are applied but never
 /// relayed (anti-entropy carries them on).
 pub const FLOOD_INITIATORS_MAX: usize = 4096;
+
+/// A vote request without `deadline_ms` (a plain DRiP node) is answered
+/// within this long of its arrival.
+pub const VOTE_DEADLINE_DEFAULT_MS: u64 = 1000;
+
+/// Votes a center collects answers for at once (its own and those it
+/// relays); a request beyond is answered at once naming nobody, a create
+/// beyond is undecided.
+pub const VOTES_COLLECTING_MAX: usize = 10_000;

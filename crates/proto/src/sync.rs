@@ -415,6 +415,16 @@ pub fn repair_may_apply(seq: u64, purged_through: u64, held: bool) -> bool {
     held || seq > purged_through
 }
 
+/// Whether a tombstone of `origin` with `seq`, past the horizon, may be
+/// purged at a center whose (saved) watermark of that origin is `mark`: only
+/// once the center has caught up with the origin through it. Before that, an
+/// older version of the same key may still arrive by a catch-up pull from a
+/// peer that missed the deletion, and without the tombstone nothing here
+/// could tell it was deleted. A center's own tombstones are always covered.
+pub fn purge_allowed(me: &str, origin: &str, seq: u64, mark: u64) -> bool {
+    origin == me || mark >= seq
+}
+
 /// Whether a pull answer turns the pull into a replacing resync: the peer
 /// purged deletions of `origin` above our mark, so we may hold records
 /// deleted since. Never for our own origin.
@@ -463,6 +473,14 @@ impl Resync {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_tombstone_waits_for_the_watermark_to_cover_it() {
+        assert!(!super::purge_allowed("c2", "c1", 96, 40), "behind the tombstone: kept");
+        assert!(super::purge_allowed("c2", "c1", 96, 96));
+        assert!(super::purge_allowed("c2", "c1", 96, 120));
+        assert!(super::purge_allowed("c1", "c1", 96, 0), "own tombstones");
+    }
 
     #[test]
     fn a_relayed_counter_is_backed_only_up_to_what_a_direct_origin_showed() {

@@ -27,14 +27,14 @@
 use crate::msg::{Key, Msg};
 use regmesh_core::hlc::HlcClock;
 use regmesh_core::{Hlc, Record, Visibility};
-use regmesh_proto::dedup::CounterWindow;
 use regmesh_proto::lifecycle::PeerLifecycle;
 use regmesh_proto::mesh::floods::Floods;
 use regmesh_proto::mesh::pulls::Pulls;
+use regmesh_proto::mesh::votes::{VoteId, Votes};
 use regmesh_proto::node_state::NodeState;
 use regmesh_proto::policy::ExportPolicy;
 use regmesh_proto::sync::{Marks, PeerMarks};
-use regmesh_proto::tally::{Quorum, Rule, Tally};
+use regmesh_proto::tally::{Quorum, Rule};
 use regmesh_proto::vote::Claims;
 use std::collections::HashMap;
 
@@ -76,8 +76,7 @@ pub enum Timer {
     Beat,
     Housekeep,
     VoteDeadline {
-        initiator: String,
-        counter: u64,
+        vote: VoteId,
     },
     /// A page call's deadline (`mesh::pulls::PULL_PAGE_TIMEOUT_MS`).
     PullTimeout {
@@ -141,16 +140,12 @@ pub struct PeerSlot {
     digest_cursor: usize,
 }
 
+/// A create of this center's waiting for its vote.
 #[derive(Debug, Clone)]
-enum Upstream {
-    Client { key: Key, started: u64 },
-    Peer(usize),
-}
-
-#[derive(Debug, Clone)]
-struct Collect {
-    tally: Tally,
-    upstream: Upstream,
+struct OwnCreate {
+    key: Key,
+    visibility: Visibility,
+    started: u64,
 }
 
 /// A client operation at a center.
@@ -178,18 +173,14 @@ pub struct Center {
     hlc: HlcClock,
     /// Floods of own changes, receipt and relays (proto's floods part).
     floods: Floods,
-    vote_windows: HashMap<String, CounterWindow>,
     sync_since: Option<u64>,
     /// Part `pulls` of the mesh machine: pulls, resyncs, repair pacing.
     pulls: Pulls,
     beat_no: u64,
-    claims: Claims,
-    /// Whose yes a claim of this center's own needs (`[peer] claims`).
-    rule: Rule,
-    collecting: HashMap<(String, u64), Collect>,
-    /// Visibility of the record our own pending votes would create.
-    pending_vis: HashMap<(String, u64), Visibility>,
-    last_vote_counter: u64,
+    /// Claims of new ids and the votes collecting here (proto's part).
+    votes: Votes,
+    /// Own creates waiting for their votes, by vote counter.
+    own_creates: HashMap<u64, OwnCreate>,
     last_flush: u64,
     last_save: u64,
     /// Changes of held records since the world last looked.
@@ -232,7 +223,8 @@ impl Center {
             std::iter::once(id.clone()).chain(peers.iter().map(|(_, p, _)| p.clone())),
         );
         let mut c = Center {
-            rule,
+            votes: Votes::new(&id, rule, settings.vote_timeout_ms, Claims::default()),
+            own_creates: HashMap::new(),
             idx,
             id,
             up: true,
@@ -260,14 +252,9 @@ impl Center {
             own_seq: 0,
             hlc: HlcClock::resume(Hlc::new(0, 0)),
             floods: Floods::new("", [], None),
-            vote_windows: HashMap::new(),
             sync_since: None,
             pulls,
             beat_no: 0,
-            claims: Claims::default(),
-            collecting: HashMap::new(),
-            pending_vis: HashMap::new(),
-            last_vote_counter: 0,
             last_flush: 0,
             last_save: 0,
             changes: Vec::new(),
@@ -280,7 +267,7 @@ impl Center {
     /// Whose yes this center's claims need: a `quorum` of `members` (all
     /// configured centers, itself included).
     pub fn set_rule(&mut self, quorum: Quorum, members: impl IntoIterator<Item = String>) {
-        self.rule = Rule::new(quorum, members);
+        self.votes.set_rule(Rule::new(quorum, members));
     }
 
     /// This center's clock (ms since the Unix epoch) at global time `now`.
@@ -383,14 +370,12 @@ impl Center {
         self.hlc = HlcClock::resume(last);
         // Windows and queues live in memory, as in the node.
         self.floods = Center::new_floods(&self.id, &self.peers, self.own_seq);
-        self.vote_windows.clear();
         self.sync_since = None;
         self.pulls.reset();
         // Claims and doubts are promises to other centers: they survive the
         // crash (the node persists them). Our own votes ended with it.
-        self.claims.forget_own();
-        self.collecting.clear();
-        self.pending_vis.clear();
+        self.votes.restarted();
+        self.own_creates.clear();
         self.start(now, out);
     }
 }

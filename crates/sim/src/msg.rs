@@ -3,11 +3,13 @@
 
 use regmesh_core::Record;
 use regmesh_proto::digest::SetDigest;
+use regmesh_proto::mesh::votes::VoteId;
 use regmesh_proto::node_state::NodeState;
 use regmesh_proto::policy::ExportPolicy;
 use regmesh_proto::tally::Answer;
 use regmesh_proto::wire::flood::Flood;
 use regmesh_proto::wire::pull::{PullPage, PullRequest};
+use regmesh_proto::wire::vote::VoteRequest;
 use std::collections::HashMap;
 
 /// (kind, id).
@@ -57,18 +59,19 @@ pub enum Msg {
         call: u64,
         page: PullPage<Record>,
     },
-    /// `POST /voting`.
+    /// `POST /voting`, the vote named as the headers name it.
     VoteReq {
-        initiator: String,
-        counter: u64,
-        key: Key,
-        deadline_ms: u64,
+        vote: VoteId,
+        request: VoteRequest,
+    },
+    /// `POST /voting` refused (400: a deadline too far ahead).
+    VoteRefused {
+        vote: VoteId,
     },
     /// `POST /votingphase/node/:id/response/:r`.
     /// Carries the centers it speaks for (PROTOCOL.md, "Votes on new ids").
     VoteAnswer {
-        initiator: String,
-        counter: u64,
+        vote: VoteId,
         answer: Answer,
     },
 }
@@ -97,6 +100,7 @@ impl Msg {
             Msg::PullReq { .. } => 80,
             Msg::PullAnswer { page, .. } => 120 + RECORD_WIRE_BYTES * page.records.len() as u64,
             Msg::VoteReq { .. } => 100,
+            Msg::VoteRefused { .. } => 40,
             Msg::VoteAnswer { answer, .. } => 40 + 12 * (answer.yes.len() + answer.no.len()) as u64,
         };
         body + CALL_OVERHEAD_BYTES

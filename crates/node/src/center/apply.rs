@@ -262,6 +262,17 @@ impl Shared {
                     _ => return Ok(Applied::Nothing),
                 }
                 if r.deleted {
+                    let mark = self
+                        .saved_marks
+                        .read()
+                        .expect("marks lock")
+                        .get(&r.origin)
+                        .copied()
+                        .unwrap_or(0);
+                    if !regmesh_proto::sync::purge_allowed(&self.id, &r.origin, r.seq, mark) {
+                        // Not caught up with its origin through it yet.
+                        return Ok(Applied::Deferred);
+                    }
                     return Ok(Applied::Purge);
                 }
                 if !self.accepting.load(Ordering::Acquire) {

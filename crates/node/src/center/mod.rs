@@ -110,6 +110,9 @@ struct Shared {
     own_seq: AtomicU64,
     /// The writer's purge marks (committed); see [`Center::purged_through`].
     purged: RwLock<BTreeMap<String, u64>>,
+    /// The watermarks last saved ([`Center::save_watermarks`]): a tombstone
+    /// is purged only once they cover it (`proto::sync::purge_allowed`).
+    saved_marks: RwLock<BTreeMap<String, u64>>,
     /// False while the mesh says this center is `inactive` (DRiP §5.7):
     /// client writes are refused and the sweeper defers own expiries.
     accepting: AtomicBool,
@@ -214,6 +217,10 @@ impl Center {
             .meta(PURGED_META)?
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
+        let saved_marks: BTreeMap<String, u64> = store
+            .meta("watermarks")?
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
         let (events, _) = broadcast::channel(4096);
         let shared = Arc::new(Shared {
             id: cfg.id.clone(),
@@ -229,6 +236,7 @@ impl Center {
             head: AtomicU64::new(change),
             own_seq: AtomicU64::new(seq),
             purged: RwLock::new(purged.clone()),
+            saved_marks: RwLock::new(saved_marks),
             accepting: AtomicBool::new(true),
             settings,
             metrics,

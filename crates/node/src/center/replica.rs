@@ -302,7 +302,9 @@ impl Center {
                 meta: vec![("watermarks".into(), text)],
                 ..Default::default()
             })
-            .map_err(|e| WriteError::Storage(e.to_string()))
+            .map_err(|e| WriteError::Storage(e.to_string()))?;
+        *self.shared.saved_marks.write().expect("marks lock") = w.iter().cloned().collect();
+        Ok(())
     }
 
     /// Watermarks saved by [`Center::save_watermarks`].

@@ -25,15 +25,15 @@ use super::client::PeerClient;
 use crate::center::Center;
 use crate::config::{Config, PeerConfig};
 use regmesh_core::Record;
-use regmesh_proto::dedup::CounterWindow;
 use regmesh_proto::lifecycle::PeerLifecycle;
 use regmesh_proto::mesh::floods::Floods;
 use regmesh_proto::mesh::pulls::Pulls;
+use regmesh_proto::mesh::votes::Votes;
 use regmesh_proto::node_state::NodeState;
 use regmesh_proto::policy::ExportPolicy;
 use regmesh_proto::replay::ReplayCache;
 use regmesh_proto::sync::{Ceilings, Marks, PeerMarks};
-use regmesh_proto::tally::{Quorum, Rule};
+use regmesh_proto::tally::{Decision, Quorum, Rule};
 use regmesh_proto::vote::Claims;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -50,7 +50,6 @@ mod status;
 mod votes;
 pub use full_sync::SyncError;
 pub use pulls::ServePullError;
-use votes::Collecting;
 pub use votes::VoteOutcome;
 
 /// A configured peer and what we know of it.
@@ -74,7 +73,6 @@ pub struct Peer {
     digest_cursor: AtomicU64,
 }
 
-/// A vote collecting answers from peers.
 /// One heartbeat's contents (regmesh's JSON body; DRiP's plain state word
 /// also parses).
 #[derive(Debug, Default)]
@@ -181,18 +179,12 @@ pub struct Mesh {
     /// Part `pulls` of the mesh machine: pulls, resyncs, repair pacing,
     /// unproven claims, full syncs asked and pushed.
     pulls: Mutex<Pulls>,
-    /// Ids this center has promised to initiators (two-phase vote).
-    claims: Mutex<Claims>,
+    /// Claims of new ids and the votes collecting here (proto's part).
+    votes: Mutex<Votes>,
     /// The promises to other initiators, on disk before each yes leaves.
     claims_log: Arc<Mutex<super::claims_log::ClaimsLog>>,
-    /// Votes waiting for peers' answers, by (initiator, vote counter).
-    ballots: Mutex<HashMap<(String, u64), Collecting>>,
-    /// Dedup of vote requests (their counters are separate from floods').
-    vote_windows: Mutex<HashMap<String, CounterWindow>>,
-    last_vote_counter: Mutex<u64>,
-    vote_timeout_ms: u64,
-    /// Whose yes our claims need: a quorum of all configured centers.
-    rule: Rule,
+    /// Own votes' creates waiting for their decision, by vote counter.
+    deciding: Mutex<HashMap<u64, tokio::sync::oneshot::Sender<Decision>>>,
     pub stats: MeshStats,
     /// NOTIFY/RFI types registered by fronts (set once, before serving).
     front_messages: std::sync::OnceLock<Arc<crate::messages::PeerMessages>>,
@@ -255,21 +247,22 @@ impl Mesh {
                 cfg.id.clone(),
                 regmesh_proto::mesh::pulls::PULL_PAGE_RECORDS_MAX,
             )),
-            claims: Mutex::new(claims),
+            votes: Mutex::new(Votes::new(
+                &cfg.id,
+                Rule::new(
+                    match p.claims {
+                        crate::config::ClaimsRule::Majority => Quorum::Majority,
+                        crate::config::ClaimsRule::All => Quorum::All,
+                    },
+                    std::iter::once(cfg.id.clone())
+                        .chain(cfg.centers.iter().map(|c| c.id.clone()))
+                        .chain(cfg.peers.iter().map(|p| p.id.clone())),
+                ),
+                p.vote_timeout_ms,
+                claims,
+            )),
             claims_log: Arc::new(Mutex::new(claims_log)),
-            ballots: Mutex::new(HashMap::new()),
-            vote_windows: Mutex::new(HashMap::new()),
-            last_vote_counter: Mutex::new(0),
-            vote_timeout_ms: p.vote_timeout_ms,
-            rule: Rule::new(
-                match p.claims {
-                    crate::config::ClaimsRule::Majority => Quorum::Majority,
-                    crate::config::ClaimsRule::All => Quorum::All,
-                },
-                std::iter::once(cfg.id.clone())
-                    .chain(cfg.centers.iter().map(|c| c.id.clone()))
-                    .chain(cfg.peers.iter().map(|p| p.id.clone())),
-            ),
+            deciding: Mutex::new(HashMap::new()),
             stats: MeshStats::default(),
             front_messages: std::sync::OnceLock::new(),
             center,

@@ -1,8 +1,7 @@
 //! The peer side of a center: certificates and TLS ([`pki`]), outgoing calls
 //! ([`client`]), the mesh runtime ([`mesh`]), the peer listener ([`accept`]
-//! for connections, [`server`] for requests), the JSON of vote messages
-//! ([`vote_wire`]) and the durable promises given to other centers' votes
-//! ([`claims_log`]).
+//! for connections, [`server`] for requests) and the durable promises
+//! given to other centers' votes ([`claims_log`]).
 pub mod accept;
 pub mod claims_log;
 pub mod client;
@@ -10,4 +9,3 @@ pub mod encoding;
 pub mod mesh;
 pub mod pki;
 pub mod server;
-pub mod vote_wire;

@@ -28,9 +28,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use regmesh_proto::mesh::votes::VoteId;
 use regmesh_proto::replay::ReplayError;
 use regmesh_proto::wire::flood::{self as flood_wire, Answer, BodyError, Flood, FloodHead, Message, Verb};
 use regmesh_proto::wire::pull::{PullRequest, SyncAccepted, SyncRequestAccepted};
+use regmesh_proto::wire::vote::{decode_answer, VoteRequest, VOTE_ANSWER_BYTES_MAX, VOTE_REQUEST_BYTES_MAX};
 use rustls::pki_types::CertificateDer;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -467,29 +469,20 @@ async fn voting(
         }
     }
     let reset = header(&headers, "drip-node-counter-reset") == Some("true");
-    let raw = read_body(&headers, body, 4096).await?;
-    let v: Value =
-        serde_json::from_slice(&raw).map_err(|e| refuse(StatusCode::BAD_REQUEST, "malformed_json", e.to_string()))?;
-    let kind = v.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
-    let id = v.get("id").and_then(Value::as_str).unwrap_or("").to_string();
-    if mesh.center.kinds().get(&kind).is_none() || regmesh_core::validate_record_id(&id).is_err() {
+    let raw = read_body(&headers, body, VOTE_REQUEST_BYTES_MAX).await?;
+    let request =
+        VoteRequest::decode(&raw).map_err(|e| refuse(StatusCode::BAD_REQUEST, "malformed_json", e.to_string()))?;
+    if mesh.center.kinds().get(&request.kind).is_none() || regmesh_core::validate_record_id(&request.id).is_err() {
         return Err(refuse(
             StatusCode::BAD_REQUEST,
             "invalid",
             "a vote needs a known kind and a valid id",
         ));
     }
-    let now = now_ms();
-    let deadline = v.get("deadline_ms").and_then(Value::as_u64).unwrap_or(now + 1000);
-    // A deadline already passed is lateness, not bad input: the vote is
-    // answered at once, speaking for nobody (proto::vote::arrival).
-    if let Err(e) = regmesh_proto::vote::arrival(deadline, now) {
-        return Err(refuse(StatusCode::BAD_REQUEST, "invalid", e.to_string()));
-    }
-    tokio::spawn(
-        mesh.clone()
-            .vote_request(sender, initiator, (counter, reset), (kind, id), deadline),
-    );
+    // A deadline too far ahead is malformed (400, nothing claimed); one
+    // already passed is lateness, answered at once naming nobody.
+    mesh.vote_request(sender, VoteId::new(&initiator, counter), reset, request)
+        .map_err(|e| refuse(StatusCode::BAD_REQUEST, "invalid", e.to_string()))?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -513,10 +506,11 @@ async fn vote_answer(
         .parse()
         .map_err(|_| bad("DRiP-Node-Counter must be an unsigned integer".into()))?;
     // An answer names the centers it speaks for: up to 4096 ids.
-    let raw = read_body(&headers, body, 512 << 10).await?;
-    let answer = super::vote_wire::decode_answer(&sender, &r, &raw)
+    let raw = read_body(&headers, body, VOTE_ANSWER_BYTES_MAX).await?;
+    let answer =
+        decode_answer(&sender, &r, &raw).map_err(|e| refuse(StatusCode::BAD_REQUEST, "invalid", e.to_string()))?;
+    mesh.vote_answer(&sender, &VoteId::new(&initiator, counter), answer)
         .map_err(|e| refuse(StatusCode::BAD_REQUEST, "invalid", e.to_string()))?;
-    mesh.answer(&initiator, counter, &sender, answer);
     Ok(StatusCode::OK.into_response())
 }
 

@@ -66,30 +66,9 @@ impl Center {
                 });
             }
             Msg::PullAnswer { call, page } => self.on_pull_answer(now, pi, call, page, out),
-            Msg::VoteReq {
-                initiator,
-                counter,
-                key,
-                deadline_ms,
-            } => {
-                if !self.state.accepts_updates() {
-                    return;
-                }
-                self.on_vote_req(now, from, (initiator, counter), key, deadline_ms, out)
-            }
-            Msg::VoteAnswer {
-                initiator,
-                counter,
-                answer,
-            } => {
-                let id = self.peers[pi].id.clone();
-                let vote_id = (initiator, counter);
-                if let Some(c) = self.collecting.get_mut(&vote_id) {
-                    if c.tally.answer(&id, answer) {
-                        self.settle(now, &vote_id, false, out);
-                    }
-                }
-            }
+            Msg::VoteReq { vote, request } => self.on_vote_req(now, from, vote, request, out),
+            Msg::VoteRefused { vote } => self.on_vote_refused(now, from, vote, out),
+            Msg::VoteAnswer { vote, answer } => self.on_vote_answer(now, from, vote, answer, out),
         }
     }
 }

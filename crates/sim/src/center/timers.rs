@@ -1,8 +1,8 @@
 //! A simulated center's timers (the node's periodic tasks): dispatching
 //! each timer that fires, and housekeeping — flushing relaxed commits,
 //! saving watermarks, expiring leases, purging tombstones, timing out pulls
-//! and votes. Must never act on a message; timers only re-arm themselves
-//! and return effects.
+//! and handing votes their deadlines. Must never act on a message; timers
+//! only re-arm themselves and return effects.
 
 use super::{body, body_n, Center, Change, Out, Timer};
 use super::{FLUSH_EVERY_MS, HOUSEKEEP_EVERY_MS, SAVE_MARKS_EVERY_MS};
@@ -14,9 +14,7 @@ impl Center {
         match timer {
             Timer::Beat => self.beat_tick(now, out),
             Timer::Housekeep => self.housekeep(now, out),
-            Timer::VoteDeadline { initiator, counter } => {
-                self.settle(now, &(initiator, counter), true, out);
-            }
+            Timer::VoteDeadline { vote } => self.on_vote_deadline(now, vote, out),
             Timer::PullTimeout { call } => self.on_pull_timeout(now, call, out),
         }
     }
@@ -57,6 +55,12 @@ impl Center {
             .tomb_at
             .iter()
             .filter(|(_, at)| **at + horizon <= local)
+            .filter(|(k, _)| {
+                // As the node: only once the saved watermark covers it.
+                self.store.get(k).is_some_and(|t| {
+                    regmesh_proto::sync::purge_allowed(&self.id, &t.origin, t.seq, self.saved_marks.get(&t.origin))
+                })
+            })
             .map(|(k, _)| k.clone())
             .collect();
         if !due.is_empty() {

@@ -1,20 +1,51 @@
-//! A simulated center's claims of new ids (the node's
-//! `peer/mesh/votes.rs`): its own votes, its part in other centers' votes,
-//! the claims it promises, and how tallies settle. Decisions are
-//! `regmesh_proto::vote` and `regmesh_proto::tally`. Must never decide a
-//! vote itself, or answer yes without keeping the promise durable.
+//! The executor of `regmesh_proto::mesh::votes` in a simulated center (as
+//! the node's `peer/mesh/votes.rs` is in the node): it feeds the part its
+//! inputs on virtual time — a client create, a vote request, answer or
+//! refusal from a peer, a deadline timer — and turns its commands into
+//! messages, timers and notes. A promise is durable as soon as it is given
+//! (the store model keeps claims across a crash, as the node's claims log
+//! does), so `Persist` completes at once.
+//!
+//! Must never decide anything about a vote (all the part's); the only
+//! choices here are the client API's: a create of an id held live here is
+//! refused before any vote, and a granted create is written only while the
+//! center accepts updates and the id did not arrive meanwhile.
 
-use super::{body, Center, Collect, Note, Out, Timer, Upstream};
+use super::{body, Center, Note, Out, OwnCreate, Store, Timer};
 use crate::msg::{Key, Msg};
 use regmesh_core::Visibility;
-use regmesh_proto::constants::CLAIM_GRACE_MS;
-use regmesh_proto::dedup::Seen;
-use regmesh_proto::tally::{Answer, Decision, Tally};
-use regmesh_proto::vote::{self, Arrival, Ballot};
+use regmesh_proto::mesh::votes::{Command, Incoming, Replica, VoteId};
+use regmesh_proto::tally::{Answer, Decision};
+use regmesh_proto::wire::vote::VoteRequest;
+use std::collections::VecDeque;
+
+/// The store model as the part sees it: a tombstone owns nothing.
+struct Held<'a>(&'a Store);
+
+impl Replica for Held<'_> {
+    fn live_owner(&self, kind: &str, id: &str) -> Option<String> {
+        self.0
+            .get(&(kind.to_string(), id.to_string()))
+            .filter(|r| !r.deleted)
+            .map(|r| r.origin.clone())
+    }
+}
 
 impl Center {
+    /// OPERATIONAL peers' ids (the part's targets).
+    fn vote_targets(&self) -> Vec<String> {
+        self.peers
+            .iter()
+            .filter(|p| p.life.receives_propagation())
+            .map(|p| p.id.clone())
+            .collect()
+    }
+
+    fn peer_idx(&self, id: &str) -> Option<usize> {
+        self.peers.iter().find(|p| p.id == id).map(|p| p.idx)
+    }
+
     pub(super) fn create(&mut self, now: u64, key: Key, visibility: Visibility, out: &mut Vec<Out>) {
-        let local = self.local(now);
         if self.live_owner(&key).is_some() {
             out.push(Out::Note(Note::Refused {
                 key,
@@ -22,257 +53,178 @@ impl Center {
             }));
             return;
         }
-        self.last_vote_counter = (self.last_vote_counter + 1).max(local);
-        let counter = self.last_vote_counter;
-        let deadline = local + self.settings.vote_timeout_ms;
-        self.prune_claims_if_full(local);
-        let ballot = self.claims.claim_own(
-            (&key.0, &key.1),
-            &self.id,
-            counter,
-            deadline + CLAIM_GRACE_MS,
-            None,
-            local,
-        );
-        if !ballot.is_yes() {
-            let why = format!("{:?}", ballot);
-            out.push(Out::Note(Note::Refused { key, why }));
-            return;
-        }
-        out.push(Out::Note(Note::VotedYes {
-            initiator: self.id.clone(),
-            counter,
-            key: key.clone(),
-        }));
-        let upstream = Upstream::Client {
-            key: key.clone(),
-            started: now,
-        };
-        // Remember the visibility of the create in the key's collect entry.
-        self.pending_vis.insert((self.id.clone(), counter), visibility);
-        let own = ballot.answer(&self.id);
-        self.collect(
-            now,
-            (self.id.clone(), counter),
-            key,
-            deadline,
-            None,
-            (upstream, own),
-            out,
-        );
-    }
-
-    /// Asks every OPERATIONAL peer but `except` to vote; answers `upstream`
-    /// when every asked peer answered (or, at the initiator, the count
-    /// decides) or the deadline passes.
-    #[allow(clippy::too_many_arguments)]
-    fn collect(
-        &mut self,
-        now: u64,
-        vote_id: (String, u64),
-        key: Key,
-        deadline: u64,
-        except: Option<usize>,
-        (upstream, own): (Upstream, Answer),
-        out: &mut Vec<Out>,
-    ) {
-        let targets: Vec<(usize, String)> = self
-            .peers
-            .iter()
-            .filter(|p| Some(p.idx) != except && p.life.receives_propagation())
-            .map(|p| (p.idx, p.id.clone()))
-            .collect();
-        if self.collecting.contains_key(&vote_id) {
-            // Already collecting this vote here: this copy is a duplicate,
-            // answered naming nobody.
-            if let Upstream::Peer(to) = upstream {
-                out.push(Out::Send {
-                    to,
-                    msg: Msg::VoteAnswer {
-                        initiator: vote_id.0,
-                        counter: vote_id.1,
-                        answer: Answer::default(),
-                    },
-                });
-            }
-            return;
-        }
-        self.collecting.insert(
-            vote_id.clone(),
-            Collect {
-                tally: Tally::new(own, targets.iter().map(|(_, id)| id.clone())),
-                upstream,
-            },
-        );
-        if self.settle(now, &vote_id, false, out) {
-            return;
-        }
-        for (to, _) in targets {
-            out.push(Out::Send {
-                to,
-                msg: Msg::VoteReq {
-                    initiator: vote_id.0.clone(),
-                    counter: vote_id.1,
-                    key: key.clone(),
-                    deadline_ms: vote::forwarded_deadline(deadline),
-                },
-            });
-        }
-        out.push(Out::Timer {
-            at: self.global(deadline).max(now + 1),
-            timer: Timer::VoteDeadline {
-                initiator: vote_id.0,
-                counter: vote_id.1,
-            },
+        let local = self.local(now);
+        let targets = self.vote_targets();
+        let mut cmds = Vec::new();
+        let counter = self
+            .votes
+            .on_create(local, (&key.0, &key.1), &Held(&self.store), &targets, &mut cmds);
+        // The vote ran (its own claim taken) unless it ended at once unwon.
+        let ran = cmds.iter().any(|c| {
+            matches!(
+                c,
+                Command::SendRequest { .. }
+                    | Command::Decided {
+                        decision: Decision::Granted,
+                        ..
+                    }
+            )
         });
-    }
-
-    /// Ends vote `vote_id` here if it can end (`expired`: its deadline
-    /// passed): a relay answers upstream once every asked peer answered, the
-    /// initiator once the count decides. Returns whether it ended.
-    pub(super) fn settle(&mut self, now: u64, vote_id: &(String, u64), expired: bool, out: &mut Vec<Out>) -> bool {
-        let Some(c) = self.collecting.get(vote_id) else {
-            return false;
-        };
-        let complete = expired || c.tally.is_complete();
-        match &c.upstream {
-            Upstream::Peer(_) if !complete => false,
-            Upstream::Peer(to) => {
-                let to = *to;
-                let c = self.collecting.remove(vote_id).expect("collecting");
-                out.push(Out::Send {
-                    to,
-                    msg: Msg::VoteAnswer {
-                        initiator: vote_id.0.clone(),
-                        counter: vote_id.1,
-                        answer: c.tally.got().clone(),
-                    },
-                });
-                true
-            }
-            Upstream::Client { .. } => match self.rule.decide(c.tally.got(), complete) {
-                Some(d) => {
-                    self.vote_decided(now, vote_id.clone(), d, out);
-                    true
-                }
-                None => false,
+        if ran {
+            out.push(Out::Note(Note::VotedYes {
+                initiator: self.id.clone(),
+                counter,
+                key: key.clone(),
+            }));
+        }
+        self.own_creates.insert(
+            counter,
+            OwnCreate {
+                key,
+                visibility,
+                started: now,
             },
-        }
-    }
-
-    /// At the bound, drops what live records have settled (proto's rule).
-    fn prune_claims_if_full(&mut self, local: u64) {
-        if self.claims.is_full() {
-            let store = &self.store;
-            self.claims.prune(local, |kind, id| {
-                store
-                    .get(&(kind.to_string(), id.to_string()))
-                    .filter(|r| !r.deleted)
-                    .map(|r| r.origin.clone())
-            });
-        }
-    }
-
-    fn vote_decided(&mut self, now: u64, vote_id: (String, u64), decision: Decision, out: &mut Vec<Out>) {
-        let Some(c) = self.collecting.remove(&vote_id) else {
-            return;
-        };
-        let Upstream::Client { key, started } = c.upstream else {
-            return;
-        };
-        let vis = self.pending_vis.remove(&vote_id).unwrap_or(Visibility::Public);
-        let refuse = |out: &mut Vec<Out>, why: String| out.push(Out::Note(Note::Refused { key: key.clone(), why }));
-        match decision {
-            Decision::Granted if !self.claims.confirm((&key.0, &key.1), &self.id, vote_id.1) => {
-                refuse(out, "gave way to an earlier claim".into())
-            }
-            Decision::Granted if self.state.accepts_updates() && self.live_owner(&key).is_none() => {
-                let exp = Some(self.local(now) + self.settings.lease_ms);
-                self.write_own(now, &key.0, &key.1, body(1, true), exp, vis, false, out);
-                out.push(Out::Note(Note::Granted {
-                    key: key.clone(),
-                    counter: vote_id.1,
-                    started,
-                }));
-            }
-            Decision::Granted => refuse(
-                out,
-                "granted, but the id arrived meanwhile or the center went inactive".into(),
-            ),
-            Decision::Refused(why) | Decision::Undecided(why) => refuse(out, why),
-        }
-        // The write is durable (or failed): the record speaks now.
-        self.claims.release((&key.0, &key.1), &self.id, vote_id.1);
+        );
+        self.run_votes(now, cmds, out);
     }
 
     pub(super) fn on_vote_req(
         &mut self,
         now: u64,
         from: usize,
-        (initiator, counter): (String, u64),
-        key: Key,
-        deadline: u64,
+        vote: VoteId,
+        request: VoteRequest,
         out: &mut Vec<Out>,
     ) {
+        let Some(sender) = self.peers.iter().find(|p| p.idx == from).map(|p| p.id.clone()) else {
+            return;
+        };
         let local = self.local(now);
-        let answer = |out: &mut Vec<Out>, answer: Answer| {
+        let accepting = self.state.accepts_updates();
+        let targets = self.vote_targets();
+        let mut cmds = Vec::new();
+        let req = Incoming {
+            from: sender,
+            vote: vote.clone(),
+            reset: false,
+            request,
+        };
+        if self
+            .votes
+            .on_request(local, req, accepting, &Held(&self.store), &targets, &mut cmds)
+            .is_err()
+        {
+            // The node answers 400; the sender counts it as naming nobody.
             out.push(Out::Send {
                 to: from,
-                msg: Msg::VoteAnswer {
-                    initiator: initiator.clone(),
+                msg: Msg::VoteRefused { vote },
+            });
+            return;
+        }
+        self.run_votes(now, cmds, out);
+    }
+
+    pub(super) fn on_vote_refused(&mut self, now: u64, from: usize, vote: VoteId, out: &mut Vec<Out>) {
+        let Some(peer) = self.peers.iter().find(|p| p.idx == from).map(|p| p.id.clone()) else {
+            return;
+        };
+        let mut cmds = Vec::new();
+        self.votes.on_request_failed(&peer, &vote, &mut cmds);
+        self.run_votes(now, cmds, out);
+    }
+
+    pub(super) fn on_vote_answer(&mut self, now: u64, from: usize, vote: VoteId, answer: Answer, out: &mut Vec<Out>) {
+        let Some(peer) = self.peers.iter().find(|p| p.idx == from).map(|p| p.id.clone()) else {
+            return;
+        };
+        let mut cmds = Vec::new();
+        // One naming too many centers is refused (the node answers 400).
+        if self.votes.on_answer(&peer, &vote, answer, &mut cmds).is_ok() {
+            self.run_votes(now, cmds, out);
+        }
+    }
+
+    pub(super) fn on_vote_deadline(&mut self, now: u64, vote: VoteId, out: &mut Vec<Out>) {
+        let mut cmds = Vec::new();
+        self.votes.on_deadline(&vote, &mut cmds);
+        self.run_votes(now, cmds, out);
+    }
+
+    /// Carries out the part's commands, and those their results bring.
+    fn run_votes(&mut self, now: u64, cmds: Vec<Command>, out: &mut Vec<Out>) {
+        let mut todo: VecDeque<Command> = cmds.into();
+        while let Some(c) = todo.pop_front() {
+            match c {
+                Command::SendRequest { peer, vote, request } => {
+                    if let Some(to) = self.peer_idx(&peer) {
+                        out.push(Out::Send {
+                            to,
+                            msg: Msg::VoteReq { vote, request },
+                        });
+                    }
+                }
+                Command::SendAnswer { peer, vote, answer } => {
+                    if let Some(to) = self.peer_idx(&peer) {
+                        out.push(Out::Send {
+                            to,
+                            msg: Msg::VoteAnswer { vote, answer },
+                        });
+                    }
+                }
+                Command::Persist { promise } => {
+                    out.push(Out::Note(Note::VotedYes {
+                        initiator: promise.initiator.clone(),
+                        counter: promise.counter,
+                        key: (promise.kind.clone(), promise.id.clone()),
+                    }));
+                    let mut more = Vec::new();
+                    self.votes.on_persisted(&promise, true, &mut more);
+                    todo.extend(more);
+                }
+                Command::Schedule { at_ms, vote } => out.push(Out::Timer {
+                    at: self.global(at_ms).max(now + 1),
+                    timer: Timer::VoteDeadline { vote },
+                }),
+                Command::Decided {
                     counter,
-                    answer,
-                },
-            })
+                    kind,
+                    id,
+                    decision,
+                } => self.vote_decided(now, counter, (kind, id), decision, out),
+            }
+        }
+    }
+
+    fn vote_decided(&mut self, now: u64, counter: u64, (kind, id): Key, decision: Decision, out: &mut Vec<Out>) {
+        let Some(c) = self.own_creates.remove(&counter) else {
+            return;
         };
-        match vote::arrival(deadline, local) {
-            // Malformed: a node refuses the call; nothing is answered.
-            Err(_) => return,
-            Ok(Arrival::Late) => return answer(out, Answer::default()),
-            Ok(Arrival::InTime) => {}
-        }
-        let seen = if initiator == self.id {
-            Seen::Duplicate
-        } else {
-            self.vote_windows
-                .entry(initiator.clone())
-                .or_default()
-                .observe(counter, false)
+        let refuse = |out: &mut Vec<Out>, why: String| {
+            out.push(Out::Note(Note::Refused {
+                key: c.key.clone(),
+                why,
+            }))
         };
-        if seen == Seen::Duplicate {
-            // The first copy carries this node's real answer.
-            return answer(out, Answer::default());
+        match decision {
+            Decision::Granted => {
+                if self.state.accepts_updates() && self.live_owner(&c.key).is_none() {
+                    let exp = Some(self.local(now) + self.settings.lease_ms);
+                    self.write_own(now, &kind, &id, body(1, true), exp, c.visibility.clone(), false, out);
+                    out.push(Out::Note(Note::Granted {
+                        key: c.key.clone(),
+                        counter,
+                        started: c.started,
+                    }));
+                } else {
+                    refuse(
+                        out,
+                        "granted, but the id arrived meanwhile or the center went inactive".into(),
+                    );
+                }
+                // The write is durable (or failed): the record speaks now.
+                self.votes.on_written((&kind, &id), counter);
+            }
+            Decision::Refused(why) | Decision::Undecided(why) => refuse(out, why),
         }
-        let owner = self.live_owner(&key);
-        self.prune_claims_if_full(local);
-        let ballot = self.claims.vote(
-            (&key.0, &key.1),
-            &initiator,
-            counter,
-            deadline + CLAIM_GRACE_MS,
-            owner.as_deref(),
-            local,
-        );
-        match &ballot {
-            // The id is taken: no need to ask further.
-            Ballot::Owned(_) => return answer(out, ballot.answer(&self.id)),
-            Ballot::Yes { .. } => out.push(Out::Note(Note::VotedYes {
-                initiator: initiator.clone(),
-                counter,
-                key: key.clone(),
-            })),
-            // A no still forwards: the centers behind this one count.
-            Ballot::No(_) => {}
-        }
-        let own = ballot.answer(&self.id);
-        self.collect(
-            now,
-            (initiator, counter),
-            key,
-            deadline,
-            Some(from),
-            (Upstream::Peer(from), own),
-            out,
-        );
     }
 }

@@ -1,29 +1,24 @@
-//! The claims of new ids in the mesh runtime (DRiP §5.5.1 as PROTOCOL.md,
-//! "Votes on new ids", settles it): this center's own votes, its part in
-//! other centers' votes (the convergecast), and the promises it keeps on
-//! disk. The I/O only: what to claim, how answers merge and when a vote is
-//! granted are `regmesh_proto::vote` and `regmesh_proto::tally`. Must never
-//! decide a vote itself, or send a yes before its promise is on disk.
+//! The executor of `regmesh_proto::mesh::votes` in the mesh runtime: it
+//! reads the clock, the store and the peers' lifecycles, feeds the part
+//! its inputs (a client create, a vote request or answer from the peer
+//! server, a call that failed, a promise on disk, a deadline) and carries
+//! out the commands it emits: HTTP calls to peers, appends to the claims
+//! log (`peer/claims_log.rs`) on a blocking thread, timers, and the
+//! outcome handed to the waiting create.
+//!
+//! Must never decide anything about a vote (what to claim, whom to ask,
+//! when to answer or grant: all the part's), or hold the part's lock
+//! across an await.
 
-use super::{Mesh, Peer};
-use crate::center::now_ms;
+use super::Mesh;
+use crate::center::{now_ms, Center};
 use hyper::{Method, StatusCode};
-use regmesh_proto::constants::CLAIM_GRACE_MS;
-use regmesh_proto::dedup::Seen;
-use regmesh_proto::tally::{Answer, Decision, Tally};
-use regmesh_proto::vote::{self, Arrival, Ballot};
-use serde_json::json;
+use regmesh_proto::mesh::votes::{Command, Incoming, Replica, VoteId};
+use regmesh_proto::tally::{Answer, Decision, TooManyCenters};
+use regmesh_proto::vote::{DeadlineTooFar, Promise};
+use regmesh_proto::wire::vote::{encode_answer, VoteRequest};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// A vote collecting answers from peers, and who waits for its outcome:
-/// at the initiator, until the count decides; at a relay, until every
-/// asked peer answered.
-pub(super) struct Collecting {
-    tally: Tally,
-    initiator: bool,
-    done: Option<tokio::sync::oneshot::Sender<Answer>>,
-}
 
 /// How a vote on a new id ended, for the initiator.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,328 +33,222 @@ pub enum VoteOutcome {
     Undecided(String),
 }
 
+/// The store as the part sees it.
+struct Held<'a>(&'a Center);
+
+impl Replica for Held<'_> {
+    fn live_owner(&self, kind: &str, id: &str) -> Option<String> {
+        // `get` serves live records only (not deleted, not lapsed long ago).
+        self.0.get(kind, id).ok().flatten().map(|r| r.origin)
+    }
+}
+
 impl Mesh {
-    fn next_vote_counter(&self) -> u64 {
-        // One per vote, at least the clock in milliseconds: increasing, dense
-        // enough for the dedup window, and after a restart above anything
-        // issued before (unless votes outran the clock or the clock went
-        // back; a repeated counter is then deduplicated and the vote fails
-        // safe).
-        let mut last = self.last_vote_counter.lock().expect("vote counter lock");
-        *last = (*last + 1).max(now_ms());
-        *last
+    /// Peers a vote is forwarded to: DRiP §5.7, peers that do not answer
+    /// heartbeats are not used for propagation (OPERATIONAL only).
+    fn vote_targets(&self) -> Vec<String> {
+        self.peers
+            .iter()
+            .filter(|p| p.life.lock().expect("life lock").receives_propagation())
+            .map(|p| p.cfg.id.clone())
+            .collect()
     }
 
-    /// Runs the two-phase vote's first phase for a new `(kind, id)` at this
-    /// center: claim it here, then ask the whole mesh; granted once a quorum
-    /// of all configured centers said yes.
+    /// Runs the vote on a new `(kind, id)` at this center and waits for
+    /// its outcome.
     pub async fn vote_new(self: &Arc<Self>, kind: &str, id: &str) -> VoteOutcome {
-        let counter = self.next_vote_counter();
-        let deadline = now_ms() + self.vote_timeout_ms;
-        let owner = self.center.get(kind, id).ok().flatten().map(|r| r.origin);
-        self.prune_claims_if_full();
-        let ballot = self.claims.lock().expect("claims lock").claim_own(
-            (kind, id),
-            &self.me,
-            counter,
-            deadline + CLAIM_GRACE_MS,
-            owner.as_deref(),
-            now_ms(),
-        );
-        match &ballot {
-            Ballot::Owned(o) => return VoteOutcome::Refused(format!("owned by center {o}")),
-            Ballot::No(why) => return VoteOutcome::Refused(why.clone()),
-            Ballot::Yes { .. } => {}
-        }
-        let own = ballot.answer(&self.me);
-        let got = self
-            .collect(&self.me.clone(), counter, (kind, id), deadline, None, own)
-            .await;
-        let decision = self.rule.decide(&got, true).expect("a complete count decides");
-        tracing::debug!(%kind, %id, counter, ?got, ?decision, "vote counted");
+        let targets = self.vote_targets();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut out = Vec::new();
+        let counter = {
+            let mut votes = self.votes.lock().expect("votes lock");
+            let counter = votes.on_create(now_ms(), (kind, id), &Held(&self.center), &targets, &mut out);
+            self.deciding.lock().expect("deciding lock").insert(counter, tx);
+            counter
+        };
+        self.execute_votes(out);
+        let decision = rx.await;
+        tracing::debug!(%kind, %id, counter, ?decision, "vote counted");
         match decision {
-            Decision::Granted
-                if self
-                    .claims
-                    .lock()
-                    .expect("claims lock")
-                    .confirm((kind, id), &self.me, counter) =>
-            {
-                VoteOutcome::Granted(counter)
-            }
-            Decision::Granted => {
-                self.release(kind, id, counter);
-                VoteOutcome::Refused("gave way to an earlier claim of the id by another center".into())
-            }
-            Decision::Refused(why) => {
-                self.release(kind, id, counter);
-                VoteOutcome::Refused(why)
-            }
-            Decision::Undecided(why) => {
-                self.release(kind, id, counter);
-                VoteOutcome::Undecided(why)
-            }
-        }
-    }
-
-    /// At the bound, drops what live records have settled (proto's rule).
-    fn prune_claims_if_full(&self) {
-        let mut claims = self.claims.lock().expect("claims lock");
-        if claims.is_full() {
-            let live = |kind: &str, id: &str| {
-                self.center
-                    .get(kind, id)
-                    .ok()
-                    .flatten()
-                    .filter(|r| !r.deleted)
-                    .map(|r| r.origin)
-            };
-            claims.prune(now_ms(), live);
+            Ok(Decision::Granted) => VoteOutcome::Granted(counter),
+            Ok(Decision::Refused(why)) => VoteOutcome::Refused(why),
+            Ok(Decision::Undecided(why)) => VoteOutcome::Undecided(why),
+            Err(_) => VoteOutcome::Undecided("the vote was dropped".into()),
         }
     }
 
     /// Drops this center's own claim once its write is durable (or failed).
     pub fn release(&self, kind: &str, id: &str, counter: u64) {
-        self.claims
-            .lock()
-            .expect("claims lock")
-            .release((kind, id), &self.me, counter);
+        self.votes.lock().expect("votes lock").on_written((kind, id), counter);
     }
 
-    /// Asks every OPERATIONAL peer but `except` to vote, starting from this
-    /// hop's `own` answer, and returns everything heard: when every asked
-    /// peer answered (at the initiator: as soon as the count decides), or
-    /// at `deadline`.
-    async fn collect(
+    /// A vote request from peer `sender` (authenticated, headers checked).
+    /// A deadline too far ahead changes nothing (the server answers 400).
+    pub fn vote_request(
         self: &Arc<Self>,
-        initiator: &str,
-        counter: u64,
-        (kind, id): (&str, &str),
-        deadline: u64,
-        except: Option<&str>,
-        own: Answer,
-    ) -> Answer {
-        // DRiP §5.7: peers that do not answer heartbeats are not used for
-        // propagation, votes included; only OPERATIONAL peers are asked.
-        let targets: Vec<Arc<Peer>> = self
-            .peers
-            .iter()
-            .filter(|p| Some(p.cfg.id.as_str()) != except && p.life.lock().expect("life lock").receives_propagation())
-            .cloned()
-            .collect();
-        let is_initiator = initiator == self.me && except.is_none();
-        if targets.is_empty() {
-            return own;
-        }
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        match self
-            .ballots
-            .lock()
-            .expect("ballots lock")
-            .entry((initiator.to_string(), counter))
-        {
-            // Already collecting this vote here: this copy is a duplicate
-            // and speaks for nobody.
-            std::collections::hash_map::Entry::Occupied(_) => return Answer::default(),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(Collecting {
-                    tally: Tally::new(own, targets.iter().map(|p| p.cfg.id.clone())),
-                    initiator: is_initiator,
-                    done: Some(tx),
-                });
-            }
-        }
-        let body =
-            serde_json::to_vec(&json!({"kind": kind, "id": id, "deadline_ms": vote::forwarded_deadline(deadline)}))
-                .expect("json");
-        for p in targets {
-            let me = self.clone();
-            let body = body.clone();
-            let initiator = initiator.to_string();
-            tokio::spawn(async move {
-                let headers = [
-                    ("drip-node-id", initiator.clone()),
-                    ("drip-node-counter", counter.to_string()),
-                    ("drip-node-counter-reset", "false".to_string()),
-                    // DRiP §5.3: a vote is the first phase of an update.
-                    ("drip-transaction-type", "update".to_string()),
-                ];
-                let ok = matches!(
-                    p.client.call(&me.center, Method::POST, "/voting", &headers, Some(body)).await,
-                    Ok(a) if a.status == StatusCode::OK
-                );
-                if !ok {
-                    // It speaks for nobody; the others may still make a quorum.
-                    me.answer(&initiator, counter, &p.cfg.id, Answer::default());
-                }
-            });
-        }
-        let wait = Duration::from_millis(deadline.saturating_sub(now_ms()));
-        let early = tokio::time::timeout(wait, rx).await.ok().and_then(Result::ok);
-        let left = self
-            .ballots
-            .lock()
-            .expect("ballots lock")
-            .remove(&(initiator.to_string(), counter));
-        match (early, left) {
-            (Some(a), _) => a,
-            (None, Some(c)) => {
-                tracing::debug!(%initiator, counter, missing = ?c.tally.missing(), "vote deadline passed");
-                c.tally.got().clone()
-            }
-            (None, None) => Answer::default(),
-        }
-    }
-
-    /// An answer from peer `from` to vote (initiator, counter).
-    pub fn answer(&self, initiator: &str, counter: u64, from: &str, answer: Answer) {
-        let mut ballots = self.ballots.lock().expect("ballots lock");
-        let Some(c) = ballots.get_mut(&(initiator.to_string(), counter)) else {
-            tracing::debug!(%initiator, counter, %from, "vote answer for no waiting vote");
-            return;
-        };
-        if !c.tally.answer(from, answer) {
-            tracing::debug!(%initiator, counter, %from, "vote answer repeated or not asked");
-            return;
-        }
-        let settled = if c.initiator {
-            self.rule.decide(c.tally.got(), c.tally.is_complete()).is_some()
-        } else {
-            c.tally.is_complete()
-        };
-        if settled {
-            if let Some(tx) = c.done.take() {
-                let _ = tx.send(c.tally.got().clone());
-            }
-        }
-    }
-
-    /// A vote request from peer `sender`: vote here, forward to the other
-    /// peers, and answer `sender` with everything heard (convergecast).
-    pub async fn vote_request(
-        self: Arc<Self>,
         sender: String,
-        initiator: String,
-        (counter, reset): (u64, bool),
-        (kind, id): (String, String),
-        deadline: u64,
-    ) {
-        let answer = match vote::arrival(deadline, now_ms()) {
-            // Too late to take part: claim nothing, speak for nobody.
-            Ok(Arrival::Late) | Err(_) => Answer::default(),
-            Ok(Arrival::InTime) => {
-                self.vote_here(&sender, &initiator, (counter, reset), (&kind, &id), deadline)
-                    .await
-            }
+        vote: VoteId,
+        reset: bool,
+        request: VoteRequest,
+    ) -> Result<(), DeadlineTooFar> {
+        let accepting = self.node_state().accepts_updates();
+        let targets = self.vote_targets();
+        let mut out = Vec::new();
+        let req = Incoming {
+            from: sender,
+            vote,
+            reset,
+            request,
         };
-        tracing::debug!(%initiator, counter, %sender, ?answer, "vote answered");
-        if let Some(peer) = self.peer(&sender).cloned() {
-            let headers = [
-                ("drip-node-id", initiator.clone()),
-                ("drip-node-counter", counter.to_string()),
-            ];
-            let path = format!("/votingphase/node/{}/response/{}", self.me, answer.word(&self.me));
-            let body = crate::peer::vote_wire::encode_answer(&self.me, &answer);
-            if let Err(e) = peer
-                .client
-                .call(&self.center, Method::POST, &path, &headers, Some(body))
-                .await
-            {
-                tracing::debug!(peer = %sender, "vote answer not delivered: {e}");
-            }
-        }
+        self.votes.lock().expect("votes lock").on_request(
+            now_ms(),
+            req,
+            accepting,
+            &Held(&self.center),
+            &targets,
+            &mut out,
+        )?;
+        self.execute_votes(out);
+        Ok(())
     }
 
-    /// This hop's part of a vote that arrived in time: its own vote, then
-    /// (unless the id is owned here) its other peers'.
-    async fn vote_here(
-        self: &Arc<Self>,
-        sender: &str,
-        initiator: &str,
-        (counter, reset): (u64, bool),
-        (kind, id): (&str, &str),
-        deadline: u64,
-    ) -> Answer {
-        let seen = if initiator == self.me {
-            // Our own vote, come back by another path.
-            Seen::Duplicate
-        } else {
-            self.vote_windows
-                .lock()
-                .expect("vote windows lock")
-                .entry(initiator.to_string())
-                .or_default()
-                .observe(counter, reset)
-        };
-        if seen == Seen::Duplicate {
-            // Another path already brought this vote here; the first copy
-            // carries this node's real answer.
-            return Answer::default();
-        }
-        let owner = self.center.get(kind, id).ok().flatten().map(|r| r.origin);
-        self.prune_claims_if_full();
-        let ballot = self.claims.lock().expect("claims lock").vote(
-            (kind, id),
-            initiator,
-            counter,
-            deadline + CLAIM_GRACE_MS,
-            owner.as_deref(),
-            now_ms(),
-        );
-        if let Ballot::Owned(_) = ballot {
-            // The id is taken: no need to ask further.
-            return ballot.answer(&self.me);
-        }
-        let ballot = match ballot {
-            Ballot::Yes { .. } => {
-                let promise = vote::Promise {
-                    kind: kind.to_string(),
-                    id: id.to_string(),
-                    initiator: initiator.to_string(),
+    /// An answer from peer `from` to `vote`. One naming too many centers
+    /// changes nothing.
+    pub fn vote_answer(self: &Arc<Self>, from: &str, vote: &VoteId, answer: Answer) -> Result<(), TooManyCenters> {
+        let mut out = Vec::new();
+        self.votes
+            .lock()
+            .expect("votes lock")
+            .on_answer(from, vote, answer, &mut out)?;
+        self.execute_votes(out);
+        Ok(())
+    }
+
+    /// Carries out the part's commands (never under its lock).
+    fn execute_votes(self: &Arc<Self>, out: Vec<Command>) {
+        for c in out {
+            match c {
+                Command::SendRequest { peer, vote, request } => {
+                    tokio::spawn(self.clone().send_vote_request(peer, vote, request));
+                }
+                Command::SendAnswer { peer, vote, answer } => {
+                    tokio::spawn(self.clone().send_vote_answer(peer, vote, answer));
+                }
+                Command::Persist { promise } => {
+                    tokio::spawn(self.clone().persist_promise(promise));
+                }
+                Command::Schedule { at_ms, vote } => {
+                    let me = self.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(at_ms.saturating_sub(now_ms()))).await;
+                        let mut out = Vec::new();
+                        me.votes.lock().expect("votes lock").on_deadline(&vote, &mut out);
+                        me.execute_votes(out);
+                    });
+                }
+                Command::Decided {
                     counter,
-                    until_ms: deadline + CLAIM_GRACE_MS,
-                };
-                match self.persist_promise(promise).await {
-                    Ok(()) => ballot,
-                    Err(e) => {
-                        tracing::warn!("{e}");
-                        Ballot::No("this center could not record its claim".into())
+                    kind,
+                    id,
+                    decision,
+                } => {
+                    let waiting = self.deciding.lock().expect("deciding lock").remove(&counter);
+                    let granted = decision == Decision::Granted;
+                    let delivered = waiting.is_some_and(|tx| tx.send(decision).is_ok());
+                    if granted && !delivered {
+                        // Its create went away: nothing will be written.
+                        self.release(&kind, &id, counter);
                     }
                 }
             }
-            other => other,
-        };
-        // A no still forwards: the centers behind this one count.
-        self.collect(
-            initiator,
-            counter,
-            (kind, id),
-            deadline,
-            Some(sender),
-            ballot.answer(&self.me),
-        )
-        .await
+        }
     }
 
-    /// Puts `promise` on disk (and compacts the log when it has grown).
-    /// The promise is already held in memory, so a compaction (from the
-    /// promises held, under the log's lock) keeps every line appended.
-    async fn persist_promise(
-        self: &Arc<Self>,
-        promise: vote::Promise,
-    ) -> Result<(), crate::peer::claims_log::ClaimsLogError> {
+    /// `POST /voting` to `peer`, within the time the vote has left; a call
+    /// that fails speaks for nobody.
+    async fn send_vote_request(self: Arc<Self>, peer: String, vote: VoteId, request: VoteRequest) {
+        let Some(p) = self.peer(&peer).cloned() else {
+            return;
+        };
+        let headers = [
+            ("drip-node-id", vote.initiator.clone()),
+            ("drip-node-counter", vote.counter.to_string()),
+            ("drip-node-counter-reset", "false".to_string()),
+            // DRiP §5.3: a vote is the first phase of an update.
+            ("drip-transaction-type", "update".to_string()),
+        ];
+        let left_ms = request.deadline_ms.unwrap_or(0).saturating_sub(now_ms()).max(1);
+        let call = p.client.call_within(
+            Duration::from_millis(left_ms),
+            &self.center,
+            Method::POST,
+            "/voting",
+            &headers,
+            Some(request.encode()),
+        );
+        if !matches!(call.await, Ok(a) if a.status == StatusCode::OK) {
+            let mut out = Vec::new();
+            self.votes
+                .lock()
+                .expect("votes lock")
+                .on_request_failed(&peer, &vote, &mut out);
+            self.execute_votes(out);
+        }
+    }
+
+    /// The answer to `vote` for `peer`, which asked us.
+    async fn send_vote_answer(self: Arc<Self>, peer: String, vote: VoteId, answer: Answer) {
+        tracing::debug!(initiator = %vote.initiator, counter = vote.counter, %peer, ?answer, "vote answered");
+        let Some(p) = self.peer(&peer).cloned() else {
+            return;
+        };
+        let headers = [
+            ("drip-node-id", vote.initiator.clone()),
+            ("drip-node-counter", vote.counter.to_string()),
+        ];
+        let (word, body) = encode_answer(&self.me, &answer);
+        let path = format!("/votingphase/node/{}/response/{}", self.me, word.as_str());
+        if let Err(e) = p
+            .client
+            .call(&self.center, Method::POST, &path, &headers, Some(body))
+            .await
+        {
+            tracing::debug!(%peer, "vote answer not delivered: {e}");
+        }
+    }
+
+    /// Puts `promise` on disk (and compacts the log when it has grown),
+    /// then tells the part. The promise is already held in memory, so a
+    /// compaction from the promises held keeps every line appended.
+    async fn persist_promise(self: Arc<Self>, promise: Promise) {
         let me = self.clone();
-        tokio::task::spawn_blocking(move || {
+        let p = promise.clone();
+        let durable = tokio::task::spawn_blocking(move || {
             let mut log = me.claims_log.lock().expect("claims log lock");
-            log.append(&promise)?;
-            let held = me.claims.lock().expect("claims lock").len();
-            if log.wants_compaction(held) {
-                let live = me.claims.lock().expect("claims lock").promises();
-                log.compact(&live)?;
+            if let Err(e) = log.append(&p) {
+                tracing::warn!("{e}");
+                return false;
             }
-            Ok(())
+            let held = me.votes.lock().expect("votes lock").claims_held();
+            if log.wants_compaction(held) {
+                let live = me.votes.lock().expect("votes lock").promises();
+                if let Err(e) = log.compact(&live) {
+                    // The promise is appended; the log stays as it was.
+                    tracing::warn!("{e}");
+                }
+            }
+            true
         })
         .await
-        .expect("claims log task")
+        .unwrap_or_else(|e| {
+            tracing::warn!("claims log task: {e}");
+            false
+        });
+        let mut out = Vec::new();
+        self.votes
+            .lock()
+            .expect("votes lock")
+            .on_persisted(&promise, durable, &mut out);
+        self.execute_votes(out);
     }
 }
