@@ -186,9 +186,6 @@ pub struct MeshStats {
     /// relayed, no window marked).
     pub unbacked: AtomicU64,
     pub refused: AtomicU64,
-    pub pulls: AtomicU64,
-    pub pulled_records: AtomicU64,
-    pub resyncs: AtomicU64,
 }
 
 pub struct Mesh {

@@ -18,6 +18,7 @@ impl Mesh {
 
     /// What `/v1/peers` shows.
     pub fn peers_json(&self) -> Value {
+        let pulls = self.pulls.lock().expect("pulls lock").stats();
         let items: Vec<Value> = self
             .peers
             .iter()
@@ -52,9 +53,9 @@ impl Mesh {
                 "unbacked": self.stats.unbacked.load(Ordering::Relaxed),
             },
             "anti_entropy": {
-                "pulls": self.stats.pulls.load(Ordering::Relaxed),
-                "pulled_records": self.stats.pulled_records.load(Ordering::Relaxed),
-                "resyncs": self.stats.resyncs.load(Ordering::Relaxed),
+                "pulls": pulls.pulls,
+                "pulled_records": pulls.pulled_records,
+                "resyncs": pulls.resyncs,
                 "purged_through": self.center.purge_marks(),
                 "full_sync_received": self.full_sync_done(),
                 "watermarks": self.marks(),

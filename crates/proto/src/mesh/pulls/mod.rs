@@ -173,7 +173,7 @@ pub enum Command {
     },
 }
 
-/// Counters for `/v1/peers` and the simulator's report.
+/// Counters for `/v1/peers` (the simulator keeps its own across crashes).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PullStats {
     pub pulls: u64,
