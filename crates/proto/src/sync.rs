@@ -3,8 +3,8 @@
 //! pull, when a center has caught up, and which records a replacing resync
 //! drops.
 //!
-//! The node and the simulator both call these; neither decides any of it
-//! on its own.
+//! Part `mesh::pulls` strings these into the anti-entropy sequence the
+//! node and the simulator both run; neither decides any of it on its own.
 
 use crate::node_state::NodeState;
 use std::collections::{HashMap, HashSet};
@@ -290,29 +290,9 @@ pub fn origins_to_pull(
     out
 }
 
-/// Origins being pulled right now: one pull per origin at a time.
-#[derive(Debug, Clone, Default)]
-pub struct Pulls {
-    running: HashSet<String>,
-}
-
-impl Pulls {
-    /// True if a pull of `origin` may start now (and it is now running).
-    pub fn start(&mut self, origin: &str) -> bool {
-        self.running.insert(origin.to_string())
-    }
-
-    pub fn done(&mut self, origin: &str) {
-        self.running.remove(origin);
-    }
-
-    pub fn is_idle(&self) -> bool {
-        self.running.is_empty()
-    }
-}
-
 /// A center in `sync` has caught up when it has been there two beat
-/// intervals (so every reachable peer has told it its marks), no pull runs,
+/// intervals (so every reachable peer has told it its marks), no pull runs
+/// ([`crate::mesh::pulls::Pulls::is_idle`]),
 /// and no peer is ahead of it.
 pub fn caught_up(sync_since_ms: Option<u64>, now_ms: u64, interval_ms: u64, pulls_idle: bool, behind: bool) -> bool {
     sync_since_ms.is_some_and(|t| now_ms >= t + 2 * interval_ms) && pulls_idle && !behind

@@ -150,14 +150,6 @@ impl Peer {
     }
 }
 
-/// Counters for `/v1/peers`.
-#[derive(Default)]
-pub struct MeshStats {
-    pub pulls: AtomicU64,
-    pub pulled_records: AtomicU64,
-    pub resyncs: AtomicU64,
-}
-
 pub struct Mesh {
     pub center: Arc<Center>,
     pub me: String,
@@ -185,7 +177,6 @@ pub struct Mesh {
     claims_log: Arc<Mutex<super::claims_log::ClaimsLog>>,
     /// Own votes' creates waiting for their decision, by vote counter.
     deciding: Mutex<HashMap<u64, tokio::sync::oneshot::Sender<Decision>>>,
-    pub stats: MeshStats,
     /// NOTIFY/RFI types registered by fronts (set once, before serving).
     front_messages: std::sync::OnceLock<Arc<crate::messages::PeerMessages>>,
 }
@@ -263,7 +254,6 @@ impl Mesh {
             )),
             claims_log: Arc::new(Mutex::new(claims_log)),
             deciding: Mutex::new(HashMap::new()),
-            stats: MeshStats::default(),
             front_messages: std::sync::OnceLock::new(),
             center,
         });

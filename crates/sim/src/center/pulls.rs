@@ -54,6 +54,19 @@ impl Replica for View<'_> {
     }
 }
 
+/// The view of center `$c`, borrowing only the fields it reads (so the
+/// part, another field, can be borrowed mutably beside it).
+macro_rules! view {
+    ($c:expr) => {
+        View {
+            me: &$c.id,
+            own_seq: $c.own_seq,
+            marks: &$c.marks,
+            store: &$c.store,
+        }
+    };
+}
+
 /// An input to the part, fed with the view of the moment.
 enum Input {
     Applied { call: u64 },
@@ -61,25 +74,11 @@ enum Input {
 }
 
 impl Center {
-    fn view(&self) -> View<'_> {
-        View {
-            me: &self.id,
-            own_seq: self.own_seq,
-            marks: &self.marks,
-            store: &self.store,
-        }
-    }
-
     /// Beats found peer slot `pi` ahead on `origin`: the part starts a pull
     /// unless one runs.
     pub(super) fn start_pull(&mut self, now: u64, pi: usize, origin: &str, out: &mut Vec<Out>) {
         let mut cmds = Vec::new();
-        let view = View {
-            me: &self.id,
-            own_seq: self.own_seq,
-            marks: &self.marks,
-            store: &self.store,
-        };
+        let view = view!(self);
         if self
             .pulls
             .on_start_pull(self.local(now), &self.peers[pi].id, origin, &view, &mut cmds)
@@ -113,12 +112,7 @@ impl Center {
         out: &mut Vec<Out>,
     ) {
         let mut cmds = Vec::new();
-        let view = View {
-            me: &self.id,
-            own_seq: self.own_seq,
-            marks: &self.marks,
-            store: &self.store,
-        };
+        let view = view!(self);
         self.pulls
             .on_page(self.local(now), &self.peers[pi].id, call, page, &view, &mut cmds);
         self.run_pulls(now, cmds, out);
@@ -127,12 +121,7 @@ impl Center {
     /// The timeout of page call `call` fired (a call answered is untouched).
     pub(super) fn on_pull_timeout(&mut self, now: u64, call: u64, out: &mut Vec<Out>) {
         let mut cmds = Vec::new();
-        let view = View {
-            me: &self.id,
-            own_seq: self.own_seq,
-            marks: &self.marks,
-            store: &self.store,
-        };
+        let view = view!(self);
         self.pulls.on_page_timeout(self.local(now), call, &view, &mut cmds);
         self.run_pulls(now, cmds, out);
     }
@@ -210,12 +199,7 @@ impl Center {
             let Some(input) = input else { continue };
             let mut next = Vec::new();
             let local = self.local(now);
-            let view = View {
-                me: &self.id,
-                own_seq: self.own_seq,
-                marks: &self.marks,
-                store: &self.store,
-            };
+            let view = view!(self);
             match input {
                 Input::Applied { call } => self.pulls.on_applied(local, call, true, &view, &mut next),
                 Input::Forgot { call, dropped } => self.pulls.on_forgot(local, call, Some(dropped), &view, &mut next),
@@ -235,9 +219,9 @@ impl Center {
             req.after,
             req.limit,
             read,
-            self.view().mark(&req.origin),
+            view!(self).mark(&req.origin),
             |r| policy.allows(r, &[]).then(|| (r.clone(), RECORD_WIRE_BYTES as usize)),
-            self.view().purged_through(&req.origin),
+            view!(self).purged_through(&req.origin),
             policy,
         )
     }

@@ -45,7 +45,7 @@ impl Mesh {
             let fresh = self.marks.lock().expect("marks lock").is_empty() && self.center.own_seq() == 0;
             if fresh {
                 if let Some(peer) = self.peers.iter().find(|p| p.reachable.load(Ordering::Relaxed)).cloned() {
-                    self.request_full_sync(&peer);
+                    tokio::spawn(self.clone().request_full_sync(peer));
                 }
             }
         }

@@ -40,7 +40,7 @@ impl From<DecodeError> for SyncError {
 impl Mesh {
     /// Beats decided this center should ask `peer` for a full sync; the
     /// part says whether it does.
-    pub(super) fn request_full_sync(self: &Arc<Self>, peer: &Peer) {
+    pub(super) async fn request_full_sync(self: Arc<Self>, peer: Arc<Peer>) {
         self.with_pulls(|p, _, out| p.on_full_sync_requested(now_ms(), &peer.cfg.id, out));
     }
 

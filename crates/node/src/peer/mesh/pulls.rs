@@ -108,9 +108,7 @@ impl Mesh {
 
     /// Beats found `peer` ahead on `origin`: a pull starts unless one runs.
     pub(super) fn start_pull(self: &Arc<Self>, peer: &Peer, origin: &str) {
-        if self.with_pulls(|p, v, out| p.on_start_pull(now_ms(), &peer.cfg.id, origin, v, out)) {
-            self.stats.pulls.fetch_add(1, Ordering::Relaxed);
-        }
+        self.with_pulls(|p, v, out| p.on_start_pull(now_ms(), &peer.cfg.id, origin, v, out));
     }
 
     /// Digests of `origin` differ from `peer`'s at equal marks: a re-pull
@@ -118,7 +116,6 @@ impl Mesh {
     pub(super) fn repair(self: &Arc<Self>, peer: &Peer, origin: &str) {
         if self.with_pulls(|p, _, out| p.on_repair(now_ms(), &peer.cfg.id, origin, out)) {
             tracing::info!(peer = %peer.cfg.id, %origin, "digests differ at equal watermarks: re-pulling");
-            self.stats.pulls.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -150,7 +147,6 @@ impl Mesh {
                     origin_said,
                     advance,
                 } => {
-                    let n = records.len() as u64;
                     let max_seq = records.iter().map(|r| r.seq).max();
                     let ok = match self.center.apply_remote(records).await {
                         Ok(_) => true,
@@ -174,7 +170,6 @@ impl Mesh {
                         if let Some((from, through)) = advance {
                             self.advance(&origin, from, through);
                         }
-                        self.stats.pulled_records.fetch_add(n, Ordering::Relaxed);
                     }
                     let mut p = self.pulls.lock().expect("pulls lock");
                     p.on_applied(now_ms(), call, ok, &View(&self), &mut next);
@@ -187,7 +182,6 @@ impl Mesh {
                 } => {
                     tracing::info!(%peer, %origin, purged_through, mark,
                         "behind the peer's tombstone horizon: resyncing this origin");
-                    self.stats.resyncs.fetch_add(1, Ordering::Relaxed);
                 }
                 Command::Forget {
                     call,

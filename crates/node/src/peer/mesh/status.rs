@@ -5,7 +5,6 @@
 use super::Mesh;
 use regmesh_proto::lifecycle::PeerState;
 use serde_json::{json, Value};
-use std::sync::atomic::Ordering;
 
 impl Mesh {
     /// Each configured peer's id and lifecycle state.
@@ -19,6 +18,7 @@ impl Mesh {
     /// What `/v1/peers` shows.
     pub fn peers_json(&self) -> Value {
         let floods = self.floods().stats();
+        let pulls = self.pulls.lock().expect("pulls lock").stats();
         let items: Vec<Value> = self
             .peers
             .iter()
@@ -54,9 +54,9 @@ impl Mesh {
                 "unbacked": floods.unbacked,
             },
             "anti_entropy": {
-                "pulls": self.stats.pulls.load(Ordering::Relaxed),
-                "pulled_records": self.stats.pulled_records.load(Ordering::Relaxed),
-                "resyncs": self.stats.resyncs.load(Ordering::Relaxed),
+                "pulls": pulls.pulls,
+                "pulled_records": pulls.pulled_records,
+                "resyncs": pulls.resyncs,
                 "purged_through": self.center.purge_marks(),
                 "full_sync_received": self.full_sync_done(),
                 "watermarks": self.marks(),

@@ -6,7 +6,9 @@
 //! one raises it), nor run two pulls of one origin.
 
 use super::{Command, PullEnd, Pulls, Replica, Run, Stage};
-use super::{PULLS_RUNNING_MAX, PULL_PAGES_MAX, PULL_PAGE_TIMEOUT_MS, REPAIR_TURNS_MAX, RESYNC_PAGES_MAX};
+use super::{
+    PULLS_RUNNING_MAX, PULL_PAGES_MAX, PULL_PAGE_RECORDS_MAX, PULL_PAGE_TIMEOUT_MS, REPAIR_TURNS_MAX, RESYNC_PAGES_MAX,
+};
 use crate::sync::{self as ae, Resync};
 use crate::wire::pull::{PullPage, PullRequest};
 use regmesh_core::Record;
@@ -102,7 +104,8 @@ impl Pulls {
 
     /// Page call `call` was answered 200 by `peer` with `page`, decoded. An
     /// answer to no call in flight (late, or from another peer) changes
-    /// nothing.
+    /// nothing; one with more than [`PULL_PAGE_RECORDS_MAX`] records or
+    /// another origin's records ends the pull.
     pub fn on_page(
         &mut self,
         _now_ms: u64,
@@ -120,7 +123,7 @@ impl Pulls {
         if run.peer != peer {
             return;
         }
-        if page.records.iter().any(|r| r.origin != origin) {
+        if page.records.len() > PULL_PAGE_RECORDS_MAX || page.records.iter().any(|r| r.origin != origin) {
             self.end(&origin, PullEnd::BadAnswer, view, out);
             return;
         }

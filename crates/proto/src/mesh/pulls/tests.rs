@@ -484,9 +484,21 @@ fn a_pull_already_running_is_not_started_twice() {
     let mut bad = Vec::new();
     part.on_page(0, "c2", 1, page(vec![rec("c5", "a", 1)], 9, false), &rep, &mut bad);
     assert_eq!(done(&bad), Some(PullEnd::BadAnswer));
+    let mut again = Vec::new();
     assert!(
-        part.on_start_pull(0, "c2", "c3", &rep, &mut Vec::new()),
+        part.on_start_pull(0, "c2", "c3", &rep, &mut again),
         "done: may start again"
+    );
+    let call = sent_call(&again).expect("call").0;
+    let huge: Vec<Record> = (1..=PULL_PAGE_RECORDS_MAX as u64 + 1)
+        .map(|s| rec("c3", "k", s))
+        .collect();
+    let mut bad = Vec::new();
+    part.on_page(0, "c2", call, page(huge, 2000, true), &rep, &mut bad);
+    assert_eq!(
+        done(&bad),
+        Some(PullEnd::BadAnswer),
+        "a page is at most PULL_PAGE_RECORDS_MAX"
     );
 }
 
