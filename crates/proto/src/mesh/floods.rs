@@ -14,7 +14,7 @@
 //! peer's lifecycle, a record's part visibilities, an origin's ceiling) it
 //! asks through [`View`].
 //!
-//! Rules (PROTOCOL.md, "Floods"):
+//! Rules (PROTOCOL.md, "Flooding" and "Flood deduplication"):
 //! - an own change goes to every peer [`flood::sends_to`] names, each
 //!   getting the records its export policy allows (parts included), in
 //!   batches of at most [`FLOOD_BATCH_MAX`](crate::constants::FLOOD_BATCH_MAX); the counter is the batch's
