@@ -204,16 +204,6 @@ impl Floods {
             .map_or((0, 0), |p| (p.queue.len(), p.in_flight))
     }
 
-    /// Forgets every window and queue (a restart that keeps nothing of
-    /// them); the counter and the fronts stay.
-    pub fn forget(&mut self) {
-        self.windows.clear();
-        for p in &mut self.peers {
-            p.queue.clear();
-            p.in_flight = 0;
-        }
-    }
-
     fn window(&mut self, initiator: &str) -> Option<&mut CounterWindow> {
         if !self.windows.contains_key(initiator) && self.windows.len() >= FLOOD_INITIATORS_MAX {
             return None;
