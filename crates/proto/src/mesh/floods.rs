@@ -14,7 +14,7 @@
 //! peer's lifecycle, a record's part visibilities, an origin's ceiling) it
 //! asks through [`View`].
 //!
-//! Rules (PROTOCOL.md, "Floods"):
+//! Rules (PROTOCOL.md, "Flooding" and "Flood deduplication"):
 //! - an own change goes to every peer [`flood::sends_to`] names, each
 //!   getting the records its export policy allows (parts included), in
 //!   batches of at most [`FLOOD_BATCH_MAX`](crate::constants::FLOOD_BATCH_MAX); the counter is the batch's
@@ -202,16 +202,6 @@ impl Floods {
             .iter()
             .find(|p| p.id == peer)
             .map_or((0, 0), |p| (p.queue.len(), p.in_flight))
-    }
-
-    /// Forgets every window and queue (a restart that keeps nothing of
-    /// them); the counter and the fronts stay.
-    pub fn forget(&mut self) {
-        self.windows.clear();
-        for p in &mut self.peers {
-            p.queue.clear();
-            p.in_flight = 0;
-        }
     }
 
     fn window(&mut self, initiator: &str) -> Option<&mut CounterWindow> {

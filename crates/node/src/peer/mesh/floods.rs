@@ -14,28 +14,56 @@ use regmesh_proto::constants::FLOOD_BATCH_MAX;
 use regmesh_proto::mesh::floods::{Arrival, Command, Floods, Receipt, View};
 use regmesh_proto::node_state::NodeState;
 use regmesh_proto::wire::flood::{Flood, FloodAnswer};
+use std::collections::HashMap;
 use std::sync::{Arc, MutexGuard};
 
-/// What the floods part sees of this center's mesh.
-pub(super) struct NodeView<'a>(pub(super) &'a Mesh);
+/// What the floods part sees of this center's mesh. Part visibilities of
+/// the records at hand are read before the part's lock is taken (they parse
+/// bodies), so receipts on other connections do not wait for them.
+pub(super) struct NodeView<'a> {
+    mesh: &'a Mesh,
+    /// By seq: the records at hand are all one origin's.
+    parts: HashMap<u64, Vec<Visibility>>,
+}
+
+impl<'a> NodeView<'a> {
+    pub(super) fn new(mesh: &'a Mesh) -> Self {
+        NodeView {
+            mesh,
+            parts: HashMap::new(),
+        }
+    }
+
+    /// A view that knows the part visibilities of `records` (one origin's)
+    /// already.
+    fn with_parts(mesh: &'a Mesh, records: &[Record]) -> Self {
+        NodeView {
+            mesh,
+            parts: records.iter().map(|r| (r.seq, mesh.parts_of(r))).collect(),
+        }
+    }
+}
 
 impl View for NodeView<'_> {
     fn node_state(&self) -> NodeState {
-        self.0.node_state()
+        self.mesh.node_state()
     }
 
     fn receives_propagation(&self, peer: &str) -> bool {
-        self.0
+        self.mesh
             .peer(peer)
             .is_some_and(|p| p.life.lock().expect("life lock").receives_propagation())
     }
 
     fn parts(&self, r: &Record) -> Vec<Visibility> {
-        self.0.parts_of(r)
+        match self.parts.get(&r.seq) {
+            Some(p) => p.clone(),
+            None => self.mesh.parts_of(r),
+        }
     }
 
     fn backs(&self, origin: &str, counter: u64) -> bool {
-        self.0.ceilings.lock().expect("ceilings lock").backs(origin, counter)
+        self.mesh.ceilings.lock().expect("ceilings lock").backs(origin, counter)
     }
 }
 
@@ -125,7 +153,8 @@ impl Mesh {
                     .filter(|r| r.origin == self.me)
                     .collect();
                 let mut out = Vec::new();
-                self.floods().on_committed(now_ms(), &own, &NodeView(&self), &mut out);
+                let view = NodeView::with_parts(&self, &own);
+                self.floods().on_committed(now_ms(), &own, &view, &mut out);
                 self.run_floods(out);
             }
         }
@@ -134,7 +163,9 @@ impl Mesh {
     /// A flood arrived from peer `sender`: the part judges it, this
     /// verifies its signatures and merges what the part says to.
     pub async fn receive(self: &Arc<Self>, sender: &str, flood: Flood) -> Result<FloodAnswer, WriteError> {
-        let arrival = self.floods().on_flood(now_ms(), sender, &flood.head, &NodeView(self));
+        let arrival = self
+            .floods()
+            .on_flood(now_ms(), sender, &flood.head, &NodeView::new(self));
         match arrival {
             Arrival::Inactive => return Err(WriteError::Inactive),
             Arrival::Duplicate => return Ok(answer(true, 0)),
@@ -150,7 +181,7 @@ impl Mesh {
         let mut out = Vec::new();
         let receipt = self
             .floods()
-            .on_verified(now_ms(), sender, passed, refused, &NodeView(self), &mut out);
+            .on_verified(now_ms(), sender, passed, refused, &NodeView::new(self), &mut out);
         let mut verified = Some(verified);
         let mut applied = 0;
         for c in out {
@@ -163,7 +194,8 @@ impl Mesh {
                     applied = self.center.apply_verified(v).await?;
                     if let Some(done) = then {
                         let mut more = Vec::new();
-                        self.floods().on_applied(now_ms(), done, &NodeView(self), &mut more);
+                        let view = NodeView::with_parts(self, &done.flood.records);
+                        self.floods().on_applied(now_ms(), done, &view, &mut more);
                         self.run_floods(more);
                     }
                 }

@@ -565,3 +565,38 @@ fn built_in_messages_are_the_nodes() {
         ]
     );
 }
+
+#[test]
+fn a_relay_goes_to_the_other_operational_peers_each_with_what_its_policy_allows() {
+    let g = Visibility::Authorized("g".into());
+    let mut f = Floods::new(
+        "c2",
+        [
+            ("c1".to_string(), policy(&[], &["g"])),
+            ("c3".to_string(), policy(&[], &["g"])),
+            ("c4".to_string(), policy(&[], &[])),
+            ("c5".to_string(), policy(&[], &["g"])),
+            ("c6".to_string(), policy(&[], &["g"])),
+        ],
+        None,
+    );
+    let view = Mesh::new(&["c1", "c3", "c4", "c5"]);
+    let open = public("c1", 4);
+    let grouped = rec("c1", "g", 5, g, true);
+    let m = Flood {
+        head: head("c1", 5, false, Some(4)),
+        records: vec![open.clone(), grouped.clone()],
+    };
+    let (r, out) = receive(&mut f, "c3", m.clone(), &view);
+    assert_eq!(r, Some(Receipt::Accepted { relay: true }));
+    let sends: Vec<&Command> = out.iter().filter(|c| matches!(c, Command::SendFlood { .. })).collect();
+    assert_eq!(
+        sends,
+        vec![
+            &send("c4", m.head.clone(), vec![open.clone()]),
+            &send("c5", m.head.clone(), vec![open, grouped]),
+        ],
+        "not back to c3 (sender) or c1 (initiator); c6 is not OPERATIONAL"
+    );
+    assert_eq!(f.stats().relayed, 2);
+}
