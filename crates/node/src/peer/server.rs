@@ -29,6 +29,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use regmesh_proto::replay::ReplayError;
+use regmesh_proto::version::RECORD_FORMAT_HEADER;
+use regmesh_proto::wire::hello::{Hello, HELLO_BYTES_MAX};
 use rustls::pki_types::CertificateDer;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -340,6 +342,10 @@ async fn commit(
     body: Body,
 ) -> Result<Response, ApiError> {
     let sender = authenticate(&mesh, &headers, &cert, NodeHeader::Initiator, None)?;
+    // Protocol version 2 names the records' format: refused whole, unread,
+    // when it is not one we decode (or not a version we speak).
+    mesh.record_format_of(header(&headers, RECORD_FORMAT_HEADER))
+        .map_err(|e| refuse(StatusCode::BAD_REQUEST, "record_format", e.to_string()))?;
     let bad = |m: String| refuse(StatusCode::BAD_REQUEST, "bad_header", m);
     let (initiator, counter) = initiator_and_counter(&mesh, &headers)?;
     let reset = match header(&headers, "drip-node-counter-reset").unwrap_or("false") {
@@ -421,23 +427,28 @@ async fn commit(
 }
 
 /// HELLO (document 003): accepted without a client certificate, so a center
-/// can introduce itself. Answers accepted or rejected, with a reason.
-async fn hello(State(mesh): State<Arc<Mesh>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
-    let raw = read_body(&headers, body, 4096).await?;
-    let v: Value =
+/// can introduce itself. Answers accepted (with the protocol version
+/// chosen) or refused, with a reason and its code (403 not a peer, 409 no
+/// protocol version in common, 400 an empty range).
+async fn hello(
+    State(mesh): State<Arc<Mesh>>,
+    Extension(cert): Extension<PeerCert>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let raw = read_body(&headers, body, HELLO_BYTES_MAX).await?;
+    let hello: Hello =
         serde_json::from_slice(&raw).map_err(|e| refuse(StatusCode::BAD_REQUEST, "malformed_json", e.to_string()))?;
-    let id = v.get("id").and_then(Value::as_str).unwrap_or("");
-    let Some(peer) = mesh.peer(id) else {
-        return Ok((
-            StatusCode::FORBIDDEN,
-            Json(json!({"id": mesh.me, "accepted": false, "reason": format!("{id:?} is not a configured peer of {}", mesh.me)})),
-        )
-            .into_response());
-    };
-    // A peer introducing itself (again, say after a restart) may have lost
-    // its view of our watermarks: the next beat carries the whole map.
-    peer.forget_acked_marks();
-    Ok(Json(json!({"id": mesh.me, "accepted": true})).into_response())
+    let (status, answer) = mesh.answer_hello(&hello, cert.0.as_deref());
+    if answer.accepted {
+        // A peer introducing itself (again, say after a restart) may have
+        // lost its view of our watermarks: the next beat carries the whole map.
+        if let Some(peer) = mesh.peer(&hello.id) {
+            peer.forget_acked_marks();
+        }
+    }
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    Ok((status, Json(answer)).into_response())
 }
 
 /// Anti-entropy pull (regmesh extension): `{"origin", "after", "limit"}` →
@@ -461,7 +472,13 @@ async fn pull(
     let out = mesh
         .serve_pull(&sender, origin, after, limit)
         .map_err(|e| refuse(StatusCode::INTERNAL_SERVER_ERROR, "storage", e))?;
-    Ok(json_answer(&headers, out))
+    let mut answer = json_answer(&headers, out);
+    if let Some((name, value)) = mesh.peer(&sender).and_then(|p| mesh.record_format_header(p)) {
+        answer
+            .headers_mut()
+            .insert(name, value.parse().expect("a number is a header value"));
+    }
+    Ok(answer)
 }
 
 /// Vote request (DRiP §5.5.1.1): answered 200 at once; the ballot follows on

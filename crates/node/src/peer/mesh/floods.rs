@@ -39,6 +39,7 @@ impl Mesh {
                 if let Some(f) = m.seq_from {
                     headers.push(("regmesh-seq-from", f.to_string()));
                 }
+                headers.extend(me.record_format_header(&peer));
                 match peer
                     .client
                     .call(&me.center, Method::POST, "/commit", &headers, Some(m.body))

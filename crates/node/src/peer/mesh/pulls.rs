@@ -104,7 +104,13 @@ impl Mesh {
                 .call(&self.center, Method::POST, "/mesh/v1/pull", &[], Some(body))
                 .await
             {
-                Ok(a) if a.status == StatusCode::OK => a.body,
+                Ok(a) if a.status == StatusCode::OK => match self.record_format_of(a.record_format.as_deref()) {
+                    Ok(_) => a.body,
+                    Err(e) => {
+                        tracing::warn!(peer = %peer.cfg.id, %origin, "pull page refused: {e}");
+                        break;
+                    }
+                },
                 Ok(a) => {
                     tracing::warn!(peer = %peer.cfg.id, %origin, status = %a.status, "pull refused");
                     break;
