@@ -272,7 +272,7 @@ pub fn decode_records(body: &[u8]) -> Result<Vec<Record>, String> {
 }
 
 /// The mesh could not be built. Nothing is running and nothing was sent;
-/// only [`MeshError::ClaimsLog`] may leave an empty `claims.log` created.
+/// only [`MeshError::ClaimsLog`] may leave a new `claims.log` created.
 #[derive(Debug, thiserror::Error)]
 pub enum MeshError {
     /// The config has no `[peer]` section. Nothing changed.
@@ -290,8 +290,9 @@ pub enum MeshError {
     /// changed.
     #[error("peer TLS server: {0}")]
     ServerTls(#[source] super::pki::PkiError),
-    /// `data_dir/claims.log` could not be opened or read. It may have been
-    /// created empty; no promise was read or changed.
+    /// `data_dir/claims.log` could not be opened or read, or is of a newer
+    /// format. A missing one may have been created (holding only its format
+    /// line); no promise was read or changed.
     #[error("{0}")]
     ClaimsLog(#[from] super::claims_log::ClaimsLogError),
 }
