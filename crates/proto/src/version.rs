@@ -112,7 +112,7 @@ pub enum HelloRefusal {
     #[error("no protocol version in common: we speak {ours}, the peer speaks {theirs}")]
     NoCommonVersion { ours: Versions, theirs: Versions },
     /// The answerer does not have the sender as a configured peer.
-    #[error("not a configured peer of the answerer: {reason}")]
+    #[error("{reason}")]
     NotAPeer { reason: String },
     /// The answer named a version that is not the highest common one.
     #[error("the peer chose protocol version {chosen}, but the highest in common is {expected}")]
@@ -232,7 +232,7 @@ pub fn read_record_format(ours: Versions, header: Option<&str>) -> Result<u8, Re
 pub fn judge_hello(ours: Versions, hello: &Hello, is_peer: bool) -> Result<u16, HelloRefusal> {
     if !is_peer {
         return Err(HelloRefusal::NotAPeer {
-            reason: format!("{:?} is not a configured peer", hello.id),
+            reason: format!("{:?} is not a configured peer of the answerer", hello.id),
         });
     }
     let theirs = hello.versions().map_err(HelloRefusal::BadRange)?;
@@ -269,16 +269,25 @@ pub fn hello_answer(me: &str, ours: Versions, verdict: &Result<u16, HelloRefusal
 /// What the sender of a HELLO, speaking `ours`, concludes from the answer
 /// (HTTP `status`, `body`): the version to speak, or why there is none. A
 /// 200 from a center before versions names no version: version 1, if we
-/// speak it. The answer's own choice must be the highest common version.
+/// speak it; so does a 200 whose body is empty or no HELLO answer (a plain
+/// positive response, document 003). The answer's own choice must be the
+/// highest common version.
 pub fn read_hello_answer(ours: Versions, status: u16, body: &[u8]) -> Result<u16, HelloRefusal> {
-    let answer: Option<HelloAnswer> = serde_json::from_slice(body).ok();
-    let text = || String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
-    let Some(a) = answer else {
-        return Err(HelloRefusal::Other { status, reason: text() });
-    };
+    match serde_json::from_slice::<HelloAnswer>(body) {
+        Ok(a) => conclude_hello(ours, status, &a),
+        Err(_) if status == 200 => negotiate(ours, Versions::stated(None, None).expect("version 1")),
+        Err(_) => Err(HelloRefusal::Other {
+            status,
+            reason: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+        }),
+    }
+}
+
+/// [`read_hello_answer`] of an answer already parsed.
+pub fn conclude_hello(ours: Versions, status: u16, a: &HelloAnswer) -> Result<u16, HelloRefusal> {
     let theirs = a.versions().map_err(HelloRefusal::BadRange)?;
     if status != 200 || !a.accepted {
-        let reason = a.reason.clone().unwrap_or_else(text);
+        let reason = a.reason.clone().unwrap_or_else(|| format!("HTTP {status}"));
         return Err(match a.refusal {
             Some(RefusalCode::NoCommonVersion) => HelloRefusal::NoCommonVersion { ours, theirs },
             Some(RefusalCode::NotAPeer) => HelloRefusal::NotAPeer { reason },
@@ -480,6 +489,13 @@ mod tests {
         assert!(matches!(
             read_hello_answer(v(1, 2), 502, b"bad gateway"),
             Err(HelloRefusal::Other { status: 502, .. })
+        ));
+        // A plain positive response (no body, or not JSON) is version 1.
+        assert_eq!(read_hello_answer(v(1, 2), 200, b""), Ok(1));
+        assert_eq!(read_hello_answer(v(1, 2), 200, b"hello"), Ok(1));
+        assert!(matches!(
+            read_hello_answer(v(2, 2), 200, b""),
+            Err(HelloRefusal::NoCommonVersion { .. })
         ));
         // An answer whose choice is not the highest common version.
         let wrong = br#"{"id":"c2","accepted":true,"protocol":1,"protocol_min":1,"protocol_max":2}"#;

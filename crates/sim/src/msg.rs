@@ -6,6 +6,7 @@ use regmesh_proto::digest::SetDigest;
 use regmesh_proto::node_state::NodeState;
 use regmesh_proto::policy::ExportPolicy;
 use regmesh_proto::tally::Answer;
+use regmesh_proto::wire::hello::{Hello, HelloAnswer};
 use std::collections::HashMap;
 
 /// (kind, id).
@@ -30,18 +31,13 @@ pub struct BeatBody {
 #[derive(Debug, Clone)]
 pub enum Msg {
     /// `POST /mesh/v1/hello`.
-    Hello,
-    HelloOk,
+    Hello(Hello),
+    /// Its answer (accepted or refused).
+    HelloOk(HelloAnswer),
     /// `POST /heartbeat/node/:id`, numbered so its answer can be matched.
-    Beat {
-        n: u64,
-        body: BeatBody,
-    },
+    Beat { n: u64, body: BeatBody },
     /// The 200 answer, carrying the receiver's own beat.
-    BeatOk {
-        n: u64,
-        body: BeatBody,
-    },
+    BeatOk { n: u64, body: BeatBody },
     /// `POST /commit` (DRiP-Node-ID/-Counter, regmesh-seq-from).
     Flood {
         initiator: String,
@@ -96,7 +92,7 @@ impl Msg {
     /// Estimated bytes on the wire (request or answer, with its overhead).
     pub fn wire_bytes(&self) -> u64 {
         let body = match self {
-            Msg::Hello | Msg::HelloOk => 60,
+            Msg::Hello(_) | Msg::HelloOk(_) => 100,
             Msg::Beat { body, .. } | Msg::BeatOk { body, .. } => {
                 60 + MARK_WIRE_BYTES * body.marks.len() as u64
                     + 90 * body.digests.iter().map(|(_, d)| d.len() as u64).sum::<u64>()
