@@ -54,6 +54,23 @@ fn flood_with_format(d: &std::path::Path, base: u16, to: &str, format: &str) -> 
     .send()
 }
 
+/// A HELLO to `to` without a client certificate: (status, body).
+fn anonymous_hello(d: &std::path::Path, base: u16, to: &str, body: &str) -> (String, String) {
+    let k: u16 = to.trim_start_matches('c').parse().unwrap();
+    let port = base + 10 * (k - 1) + 1;
+    let out = std::process::Command::new("curl")
+        .current_dir(d)
+        .args(["-s", "-w", "\n%{http_code}", "--cacert", "ca.pem", "--resolve"])
+        .arg(format!("{to}:{port}:127.0.0.1"))
+        .args(["-H", "Content-Type: application/json", "-d", body])
+        .arg(format!("https://{to}:{port}/mesh/v1/hello"))
+        .output()
+        .expect("curl is installed");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", ""));
+    (code.to_string(), body.to_string())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_center_pinned_to_version_1_replicates_both_ways() {
     let dir = tempfile::tempdir().unwrap();
@@ -110,6 +127,18 @@ async fn a_center_pinned_to_version_1_replicates_both_ways() {
         body.contains("record_format") && body.contains("at most version 1"),
         "{body}"
     );
+    // A HELLO without a client certificate is answered but changes no
+    // version: here one claiming to be c3 with only version 2, then with
+    // none in common.
+    for (body, code) in [
+        (r#"{"id":"c3","protocol_min":2,"protocol_max":2}"#, "200"),
+        (r#"{"id":"c3","protocol_min":3,"protocol_max":3}"#, "409"),
+    ] {
+        let (status, answer) = anonymous_hello(d, base, "c1", body);
+        assert_eq!(status, code, "{answer}");
+        let e = peer_entry(&c1, "c3").await;
+        assert_eq!((&e["protocol"], &e["hello_refused"]), (&json!(1), &Value::Null), "{e}");
+    }
     // A version 2 center reads the header, and refuses a format it cannot decode.
     let (status, body) = flood_with_format(d, base, "c2", "9");
     assert_eq!(status, "400", "{body}");
