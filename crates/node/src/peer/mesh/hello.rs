@@ -58,7 +58,7 @@ impl Mesh {
             }
         }
         if let Err(r) = &verdict {
-            tracing::warn!(peer = %hello.id, "HELLO refused: {r}");
+            tracing::debug!(peer = %hello.id, "HELLO refused: {r}");
         }
         (
             status_of(&verdict),
