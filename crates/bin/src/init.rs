@@ -101,6 +101,8 @@ pub fn run(n: usize, topology: Topology, out: &Path, base_port: u16, fronts: &[I
             max_body_bytes: 16 << 20,
             vote_timeout_ms: 2000,
             claims: Default::default(),
+            protocol_min: regmesh_node::config::default_protocol_min(),
+            protocol_max: regmesh_node::config::default_protocol_max(),
         });
         cfg.peers = neighbours(topology, n, i)
             .into_iter()

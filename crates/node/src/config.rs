@@ -76,6 +76,24 @@ pub struct PeerListenConfig {
     /// (DRiP's rule: one silent center stops new ids).
     #[serde(default)]
     pub claims: ClaimsRule,
+    /// Lowest peer protocol version this center speaks (default: the
+    /// lowest this build speaks). Raise it once no peer needs an older one.
+    #[serde(default = "default_protocol_min")]
+    pub protocol_min: u16,
+    /// Highest peer protocol version this center speaks (default: the
+    /// highest this build speaks). Pin an older one during a rolling
+    /// upgrade, until every peer runs a build that speaks the newer one.
+    #[serde(default = "default_protocol_max")]
+    pub protocol_max: u16,
+}
+
+/// `[peer] protocol_min` when not set: the lowest version this build speaks.
+pub fn default_protocol_min() -> u16 {
+    regmesh_proto::version::PROTOCOL_MIN
+}
+/// `[peer] protocol_max` when not set: the highest version this build speaks.
+pub fn default_protocol_max() -> u16 {
+    regmesh_proto::version::PROTOCOL_MAX
 }
 
 /// `[peer] claims`: the quorum a claim of a new id needs.
@@ -433,6 +451,8 @@ impl Config {
                     "peer.beat_interval_ms and peer.max_body_bytes must be greater than 0".into(),
                 ));
             }
+            regmesh_proto::version::Versions::configured(p.protocol_min, p.protocol_max)
+                .map_err(|e| ConfigError(format!("peer.protocol_min, peer.protocol_max: {e}")))?;
         }
         for (name, section) in &self.fronts {
             crate::front::check_section(name, section)?;
@@ -495,6 +515,35 @@ mod tests {
         c.validate().unwrap();
         let back: Config = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
         assert_eq!(back, c);
+    }
+
+    #[test]
+    fn protocol_versions_default_to_the_build_and_must_be_a_range_it_speaks() {
+        let peer = |extra: &str| {
+            let text = format!(
+                "id = \"c1\"\n[peer]\nlisten = \"127.0.0.1:7701\"\ncert = \"c.crt\"\nkey = \"c.key\"\nca = \"ca.pem\"\n{extra}"
+            );
+            toml::from_str::<Config>(&text).unwrap()
+        };
+        let c = peer("");
+        let p = c.peer.as_ref().unwrap();
+        assert_eq!(
+            (p.protocol_min, p.protocol_max),
+            (
+                regmesh_proto::version::PROTOCOL_MIN,
+                regmesh_proto::version::PROTOCOL_MAX
+            )
+        );
+        c.validate().unwrap();
+        peer("protocol_max = 1").validate().unwrap();
+        for bad in [
+            "protocol_max = 9",
+            "protocol_min = 2\nprotocol_max = 1",
+            "protocol_min = 0",
+        ] {
+            let e = peer(bad).validate().unwrap_err().0;
+            assert!(e.contains("peer.protocol_min, peer.protocol_max"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -66,8 +66,8 @@ async fn start(
     let mesh = match &cfg.peer {
         None => None,
         Some(p) => {
-            let mesh = peer::mesh::Mesh::new(center.clone(), cfg).map_err(StartError::Peer)?;
-            let tls = peer::pki::server_config(&p.cert, &p.key, &p.ca).map_err(|e| StartError::Peer(e.to_string()))?;
+            let mesh = peer::mesh::Mesh::new(center.clone(), cfg)?;
+            let tls = peer::pki::server_config(&p.cert, &p.key, &p.ca).map_err(peer::mesh::MeshError::ServerTls)?;
             let l = tokio::net::TcpListener::bind(p.listen)
                 .await
                 .map_err(|source| StartError::Listen { addr: p.listen, source })?;
@@ -170,8 +170,9 @@ pub enum StartError {
     Front(#[from] front::FrontError),
     #[error("{0}")]
     Open(#[from] center::OpenError),
+    /// The peer mesh could not be set up (see its variants).
     #[error("peer mesh: {0}")]
-    Peer(String),
+    Peer(#[from] peer::mesh::MeshError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
 }

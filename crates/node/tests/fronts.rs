@@ -391,6 +391,8 @@ fn mesh_configs(dir: &std::path::Path) -> Vec<Config> {
                 max_body_bytes: 1 << 20,
                 vote_timeout_ms: 2000,
                 claims: Default::default(),
+                protocol_min: regmesh_node::config::default_protocol_min(),
+                protocol_max: regmesh_node::config::default_protocol_max(),
             });
             cfg.peers = vec![PeerConfig {
                 id: ids[other].into(),

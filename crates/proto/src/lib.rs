@@ -25,6 +25,8 @@
 //! - [`mesh`]: the mesh machine, one sans-io part per concern, run by the
 //!   node and the simulator alike.
 //! - [`wire`]: the typed, versioned peer messages.
+//! - [`version`]: protocol versions, their negotiation in HELLO, and what
+//!   each version adds to the wire.
 //! - `broken` (feature `broken` only): known-wrong variants of some of the
 //!   decisions above, for the simulator's self-checks.
 //!
@@ -43,5 +45,6 @@ pub mod policy;
 pub mod replay;
 pub mod sync;
 pub mod tally;
+pub mod version;
 pub mod vote;
 pub mod wire;

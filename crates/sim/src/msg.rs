@@ -8,6 +8,7 @@ use regmesh_proto::node_state::NodeState;
 use regmesh_proto::policy::ExportPolicy;
 use regmesh_proto::tally::Answer;
 use regmesh_proto::wire::flood::Flood;
+use regmesh_proto::wire::hello::{Hello, HelloAnswer};
 use regmesh_proto::wire::pull::{PullPage, PullRequest};
 use regmesh_proto::wire::vote::VoteRequest;
 use std::collections::HashMap;
@@ -34,8 +35,9 @@ pub struct BeatBody {
 #[derive(Debug, Clone)]
 pub enum Msg {
     /// `POST /mesh/v1/hello`.
-    Hello,
-    HelloOk,
+    Hello(Hello),
+    /// Its answer (accepted or refused).
+    HelloOk(HelloAnswer),
     /// `POST /heartbeat/node/:id`, numbered so its answer can be matched.
     Beat {
         n: u64,
@@ -91,7 +93,7 @@ impl Msg {
     /// Estimated bytes on the wire (request or answer, with its overhead).
     pub fn wire_bytes(&self) -> u64 {
         let body = match self {
-            Msg::Hello | Msg::HelloOk => 60,
+            Msg::Hello(_) | Msg::HelloOk(_) => 100,
             Msg::Beat { body, .. } | Msg::BeatOk { body, .. } => {
                 60 + MARK_WIRE_BYTES * body.marks.len() as u64
                     + 90 * body.digests.iter().map(|(_, d)| d.len() as u64).sum::<u64>()

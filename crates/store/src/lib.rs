@@ -32,6 +32,35 @@ pub enum StoreError {
     /// Stored data is not what this version of regmesh wrote. State unchanged.
     #[error("storage is corrupt: {0}")]
     Corrupt(String),
+    /// Stored data names a format newer than this build reads: written by a
+    /// newer regmesh. Nothing was read into memory and nothing was changed.
+    #[error("{what} is in format {found}, newer than the format {supported} this build reads; nothing was changed (run a newer regmesh)")]
+    NewerFormat {
+        /// What holds the format (`store layout`, `center metadata` ...).
+        what: &'static str,
+        found: u32,
+        supported: u32,
+    },
+}
+
+/// Reads a format number stored as decimal text (as in `store.format`):
+/// `Ok(None)` when absent, [`StoreError::NewerFormat`] above `supported`,
+/// [`StoreError::Corrupt`] when it is not a number.
+pub fn check_format(what: &'static str, stored: Option<&[u8]>, supported: u32) -> Result<Option<u32>, StoreError> {
+    let Some(b) = stored else { return Ok(None) };
+    let found: u32 = std::str::from_utf8(b)
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "{what} format {:?} is not a number",
+                String::from_utf8_lossy(b)
+            ))
+        })?;
+    if found > supported {
+        return Err(StoreError::NewerFormat { what, found, supported });
+    }
+    Ok(Some(found))
 }
 
 /// One change to the `records` table within a [`WriteBatch`].

@@ -14,8 +14,8 @@ const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
 const CHANGES: TableDefinition<u64, &[u8]> = TableDefinition::new("changes");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
-/// Layout version written in `meta["store.format"]`.
-const STORE_FORMAT: &[u8] = b"1";
+/// Layout version written in `meta["store.format"]` (decimal text).
+const STORE_FORMAT: u32 = 1;
 
 /// redb-backed [`Store`].
 pub struct RedbStore {
@@ -58,19 +58,11 @@ impl RedbStore {
             w.open_table(CHANGES).map_err(be)?;
             let mut meta = w.open_table(META).map_err(be)?;
             let existing = meta.get("store.format").map_err(be)?.map(|v| v.value().to_vec());
-            match existing {
-                None => {
-                    meta.insert("store.format", STORE_FORMAT).map_err(be)?;
-                }
-                Some(v) if v == STORE_FORMAT => {}
-                Some(v) => {
-                    return Err(StoreError::Corrupt(format!(
-                        "{} has store format {:?}; this build reads format {:?}",
-                        path.display(),
-                        String::from_utf8_lossy(&v),
-                        String::from_utf8_lossy(STORE_FORMAT)
-                    )))
-                }
+            // A newer or unreadable layout returns before the commit below:
+            // the transaction is dropped, nothing is written.
+            if crate::check_format("store layout", existing.as_deref(), STORE_FORMAT)?.is_none() {
+                meta.insert("store.format", STORE_FORMAT.to_string().as_bytes())
+                    .map_err(be)?;
             }
         }
         w.commit().map_err(be)?;

@@ -6,7 +6,8 @@
 //! reads, listings, integrity checks), `rebuild` (start-up verification),
 //! `replica` (what the mesh calls: checks and merges of other centers'
 //! versions, pulls, purge marks, watermarks), `events` (the change feed),
-//! `status`, `identity` and `errors`.
+//! `format` (the format version of metadata and change log), `status`,
+//! `identity` and `errors`.
 //!
 //! Must never: acknowledge before commit; let a failed batch leave the
 //! indexes, counters or clock ahead of the store; apply a version from
@@ -27,6 +28,7 @@ mod apply;
 mod commit;
 mod errors;
 mod events;
+mod format;
 mod identity;
 mod leases;
 mod reads;
@@ -166,6 +168,9 @@ impl Center {
             Some(s) => s,
             None => Arc::new(RedbStore::open(&cfg.data_dir.join(DB_FILE), cfg.store.cache_mib << 20)?),
         };
+        // Refuses a newer format before anything is written.
+        let format = format::stored_format(&*store)?;
+        let mut first_cells: Vec<(String, Vec<u8>)> = format::upgrade_cell(format).into_iter().collect();
         match store.meta("center.id")? {
             Some(v) if v != cfg.id.as_bytes() => {
                 return Err(OpenError::DataDir {
@@ -178,10 +183,13 @@ impl Center {
                 })
             }
             Some(_) => {}
-            None => store.apply(&WriteBatch {
-                meta: vec![("center.id".into(), cfg.id.as_bytes().to_vec())],
+            None => first_cells.push(("center.id".into(), cfg.id.as_bytes().to_vec())),
+        }
+        if !first_cells.is_empty() {
+            store.apply(&WriteBatch {
+                meta: first_cells,
                 ..Default::default()
-            })?,
+            })?;
         }
         let settings = Settings::from_config(cfg);
         let metrics = Arc::new(Metrics::default());

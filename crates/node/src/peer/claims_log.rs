@@ -6,6 +6,11 @@
 //!
 //! Bounded: when the file holds more lines than twice the live promises
 //! (and at least [`COMPACT_LINES_MIN`]), it is rewritten from them.
+//!
+//! Format 2 (written) starts with the line `#format<TAB>2`; format 1 (earlier
+//! builds) has no such line and the same promise lines, and is rewritten in
+//! format 2 when opened. A newer format is refused before anything is
+//! written ([`ClaimsLogError::NewerFormat`]).
 
 use regmesh_proto::vote::Promise;
 use std::fs::{File, OpenOptions};
@@ -14,6 +19,15 @@ use std::path::{Path, PathBuf};
 
 /// Lines below which the log is never compacted.
 pub const COMPACT_LINES_MIN: usize = 10_000;
+
+/// The format this build writes, and the newest it reads.
+pub const CLAIMS_LOG_FORMAT: u32 = 2;
+/// What the first line of a format 2 log starts with.
+const FORMAT_PREFIX: &str = "#format\t";
+
+fn format_line() -> String {
+    format!("{FORMAT_PREFIX}{CLAIMS_LOG_FORMAT}\n")
+}
 
 /// The log could not be read or written. A failed append leaves the
 /// promise in memory only, and the vote is answered no.
@@ -25,6 +39,10 @@ pub enum ClaimsLogError {
         #[source]
         source: std::io::Error,
     },
+    /// The log was written by a newer regmesh (or its format line is not a
+    /// number). Nothing was read or changed.
+    #[error("claims log {path}: format {found:?} is not one this build reads (at most {CLAIMS_LOG_FORMAT}); nothing was changed")]
+    NewerFormat { path: PathBuf, found: String },
 }
 
 pub struct ClaimsLog {
@@ -58,12 +76,28 @@ impl ClaimsLog {
             path: path.clone(),
             source,
         };
+        let mut format = None;
         let promises: Vec<Promise> = match File::open(&path) {
-            Ok(f) => BufReader::new(f)
-                .lines()
-                .map_while(Result::ok)
-                .filter_map(|l| parse(&l))
-                .collect(),
+            Ok(f) => {
+                let mut lines = BufReader::new(f).lines().map_while(Result::ok).peekable();
+                if let Some(first) = lines.peek() {
+                    if let Some(v) = first.strip_prefix(FORMAT_PREFIX) {
+                        match v.trim().parse::<u32>() {
+                            Ok(n) if n <= CLAIMS_LOG_FORMAT => format = Some(n),
+                            _ => {
+                                return Err(ClaimsLogError::NewerFormat {
+                                    path: path.clone(),
+                                    found: v.chars().take(16).collect(),
+                                })
+                            }
+                        }
+                        lines.next();
+                    } else {
+                        format = Some(1);
+                    }
+                }
+                lines.filter_map(|l| parse(&l)).collect()
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(io(e)),
         };
@@ -85,8 +119,18 @@ impl ClaimsLog {
                 file.write_all(b"\n").map_err(io)?;
             }
         }
+        if format.is_none() && len == 0 {
+            // New (or empty): the format line goes first.
+            file.write_all(format_line().as_bytes()).map_err(io)?;
+        }
         let lines = promises.len();
-        Ok((ClaimsLog { path, file, lines }, promises))
+        let mut log = ClaimsLog { path, file, lines };
+        match format {
+            // Written by an earlier build: rewritten in this format.
+            Some(n) if n < CLAIMS_LOG_FORMAT => log.compact(&promises)?,
+            _ => {}
+        }
+        Ok((log, promises))
     }
 
     /// Appends `p` and waits until it is on disk.
@@ -116,7 +160,7 @@ impl ClaimsLog {
             source,
         };
         let mut f = File::create(&tmp).map_err(io)?;
-        let text: String = live.iter().map(line).collect();
+        let text: String = std::iter::once(format_line()).chain(live.iter().map(line)).collect();
         f.write_all(text.as_bytes()).and_then(|_| f.sync_all()).map_err(io)?;
         std::fs::rename(&tmp, &self.path).map_err(io)?;
         self.file = OpenOptions::new().append(true).open(&self.path).map_err(io)?;
@@ -159,5 +203,40 @@ mod tests {
         log.append(&p("d", 5)).unwrap();
         let (_, back) = ClaimsLog::open(dir.path()).unwrap();
         assert_eq!(back, vec![p("b", 0), p("d", 5)]);
+    }
+
+    #[test]
+    fn a_log_written_before_formats_reads_and_is_rewritten_in_this_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("claims.log");
+        // Format 1, as earlier builds wrote it: promise lines only.
+        std::fs::write(&path, "agent\ta\tc2\t7\t100\nagent\tb\tc2\t7\t0\n").unwrap();
+        let (_, back) = ClaimsLog::open(dir.path()).unwrap();
+        assert_eq!(back, vec![p("a", 100), p("b", 0)]);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("#format\t2\n"), "{text:?}");
+        let (_, again) = ClaimsLog::open(dir.path()).unwrap();
+        assert_eq!(again, back);
+    }
+
+    #[test]
+    fn a_new_log_names_its_format_and_a_newer_one_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("claims.log");
+        let (mut log, _) = ClaimsLog::open(dir.path()).unwrap();
+        log.append(&p("a", 100)).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "#format\t2\nagent\ta\tc2\t7\t100\n"
+        );
+        let newer = "#format\t3\nagent\ta\tc2\t7\t100\tnew-field\n";
+        std::fs::write(&path, newer).unwrap();
+        let e = ClaimsLog::open(dir.path()).err().expect("must refuse");
+        assert!(
+            matches!(&e, ClaimsLogError::NewerFormat { found, .. } if found == "3"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("nothing was changed"), "{e}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), newer);
     }
 }

@@ -58,6 +58,8 @@ impl Drop for Conn {
 pub struct Answer {
     pub status: StatusCode,
     pub body: Bytes,
+    /// Its `RegMesh-Record-Format` header (protocol version 2), if any.
+    pub record_format: Option<String>,
 }
 
 impl PeerClient {
@@ -196,6 +198,10 @@ impl PeerClient {
                 .get("content-encoding")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
+            let record_format = resp
+                .headers()
+                .get(regmesh_proto::version::RECORD_FORMAT_HEADER)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
             let body = http_body_util::Limited::new(resp.into_body(), PEER_RESPONSE_BYTES_MAX)
                 .collect()
                 .await
@@ -208,7 +214,11 @@ impl PeerClient {
                 }
                 Some(c) => return Err(format!("answer has unknown Content-Encoding {c:?}")),
             };
-            Ok::<_, String>(Answer { status, body })
+            Ok::<_, String>(Answer {
+                status,
+                body,
+                record_format,
+            })
         };
         match tokio::time::timeout(CALL_TIMEOUT, fut).await {
             Ok(Ok(a)) => {

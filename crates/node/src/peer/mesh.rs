@@ -34,6 +34,7 @@ use regmesh_proto::policy::ExportPolicy;
 use regmesh_proto::replay::ReplayCache;
 use regmesh_proto::sync::{Ceilings, Marks, PeerMarks};
 use regmesh_proto::tally::{Decision, Quorum, Rule};
+use regmesh_proto::version::{PeerProtocol, Versions};
 use regmesh_proto::vote::Claims;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -44,6 +45,7 @@ use std::time::Duration;
 mod beats;
 mod floods;
 mod full_sync;
+mod hello;
 mod notify;
 mod pulls;
 mod status;
@@ -71,6 +73,8 @@ pub struct Peer {
     beats_sent: AtomicU64,
     /// Where the next beat's slice of digests starts.
     digest_cursor: AtomicU64,
+    /// The protocol version agreed with it, and the last HELLO refusal.
+    protocol: Mutex<PeerProtocol>,
 }
 
 /// One heartbeat's contents (regmesh's JSON body; DRiP's plain state word
@@ -154,6 +158,9 @@ pub struct Mesh {
     pub center: Arc<Center>,
     pub me: String,
     interval_ms: u64,
+    /// The protocol versions this center speaks (`[peer] protocol_min`,
+    /// `protocol_max`).
+    versions: Versions,
     pub skew_s: u64,
     pub max_body_bytes: usize,
     pub peers: Vec<Arc<Peer>>,
@@ -190,11 +197,38 @@ pub fn decode_records(body: &[u8]) -> Result<Vec<Record>, String> {
     regmesh_proto::wire::flood::decode_records(body).map_err(|e| e.to_string())
 }
 
+/// The mesh could not be built. Nothing is running and nothing was sent;
+/// only [`MeshError::ClaimsLog`] may leave a new `claims.log` created.
+#[derive(Debug, thiserror::Error)]
+pub enum MeshError {
+    /// The config has no `[peer]` section. Nothing changed.
+    #[error("no [peer] section")]
+    NoPeerSection,
+    /// The protocol versions in `[peer]` are not a range this build speaks.
+    /// Nothing changed.
+    #[error("[peer] protocol versions: {0}")]
+    Versions(#[from] regmesh_proto::version::VersionsError),
+    /// The TLS client (certificate, key, CA) could not be set up. Nothing
+    /// changed.
+    #[error("peer TLS client: {0}")]
+    ClientTls(#[source] super::pki::PkiError),
+    /// The TLS server (certificate, key, CA) could not be set up. Nothing
+    /// changed.
+    #[error("peer TLS server: {0}")]
+    ServerTls(#[source] super::pki::PkiError),
+    /// `data_dir/claims.log` could not be opened or read, or is of a newer
+    /// format. A missing one may have been created (holding only its format
+    /// line); no promise was read or changed.
+    #[error("{0}")]
+    ClaimsLog(#[from] super::claims_log::ClaimsLogError),
+}
+
 impl Mesh {
     /// Builds the mesh of `center` from its config; starts nothing.
-    pub fn new(center: Arc<Center>, cfg: &Config) -> Result<Arc<Mesh>, String> {
-        let p = cfg.peer.as_ref().ok_or("no [peer] section")?;
-        let tls = super::pki::client_config(&p.cert, &p.key, &p.ca, true).map_err(|e| e.to_string())?;
+    pub fn new(center: Arc<Center>, cfg: &Config) -> Result<Arc<Mesh>, MeshError> {
+        let p = cfg.peer.as_ref().ok_or(MeshError::NoPeerSection)?;
+        let versions = Versions::configured(p.protocol_min, p.protocol_max)?;
+        let tls = super::pki::client_config(&p.cert, &p.key, &p.ca, true).map_err(MeshError::ClientTls)?;
         let mut peers = Vec::new();
         for pc in &cfg.peers {
             peers.push(Arc::new(Peer {
@@ -208,6 +242,7 @@ impl Mesh {
                 acked_marks: Mutex::new(HashMap::new()),
                 beats_sent: AtomicU64::new(0),
                 digest_cursor: AtomicU64::new(0),
+                protocol: Mutex::new(PeerProtocol::default()),
                 cfg: pc.clone(),
             }));
         }
@@ -218,12 +253,13 @@ impl Mesh {
         );
         let state = NodeState::initial(!peers.is_empty());
         center.set_accepting_writes(state.accepts_updates());
-        let (claims_log, promises) = super::claims_log::ClaimsLog::open(&cfg.data_dir).map_err(|e| e.to_string())?;
+        let (claims_log, promises) = super::claims_log::ClaimsLog::open(&cfg.data_dir)?;
         let mut claims = Claims::default();
         claims.restore(promises);
         let mesh = Arc::new(Mesh {
             me: cfg.id.clone(),
             interval_ms: p.beat_interval_ms,
+            versions,
             skew_s: p.clock_skew_s,
             max_body_bytes: p.max_body_bytes,
             peers,

@@ -30,7 +30,9 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use regmesh_proto::mesh::votes::VoteId;
 use regmesh_proto::replay::ReplayError;
+use regmesh_proto::version::RECORD_FORMAT_HEADER;
 use regmesh_proto::wire::flood::{self as flood_wire, Answer, BodyError, Flood, FloodHead, Message, Verb};
+use regmesh_proto::wire::hello::{Hello, HELLO_BYTES_MAX};
 use regmesh_proto::wire::pull::{PullRequest, SyncAccepted, SyncRequestAccepted};
 use regmesh_proto::wire::vote::{decode_answer, VoteRequest, VOTE_ANSWER_BYTES_MAX, VOTE_REQUEST_BYTES_MAX};
 use rustls::pki_types::CertificateDer;
@@ -344,6 +346,10 @@ async fn commit(
     body: Body,
 ) -> Result<Response, ApiError> {
     let sender = authenticate(&mesh, &headers, &cert, NodeHeader::Initiator, None)?;
+    // Protocol version 2 names the records' format: refused whole, unread,
+    // when it is not one we decode (or not a version we speak).
+    mesh.record_format_of(header(&headers, RECORD_FORMAT_HEADER))
+        .map_err(|e| refuse(StatusCode::BAD_REQUEST, "record_format", e.to_string()))?;
     let bad = |m: String| refuse(StatusCode::BAD_REQUEST, "bad_header", m);
     let (initiator, _) = initiator_and_counter(&mesh, &headers)?;
     flood_wire::flag("DRiP-Node-Counter-reset", header(&headers, flood_wire::COUNTER_RESET))
@@ -405,23 +411,28 @@ async fn commit(
 }
 
 /// HELLO (document 003): accepted without a client certificate, so a center
-/// can introduce itself. Answers accepted or rejected, with a reason.
-async fn hello(State(mesh): State<Arc<Mesh>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
-    let raw = read_body(&headers, body, 4096).await?;
-    let v: Value =
+/// can introduce itself. Answers accepted (with the protocol version
+/// chosen) or refused, with a reason and its code (403 not a peer, 409 no
+/// protocol version in common, 400 an empty range).
+async fn hello(
+    State(mesh): State<Arc<Mesh>>,
+    Extension(cert): Extension<PeerCert>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let raw = read_body(&headers, body, HELLO_BYTES_MAX).await?;
+    let hello: Hello =
         serde_json::from_slice(&raw).map_err(|e| refuse(StatusCode::BAD_REQUEST, "malformed_json", e.to_string()))?;
-    let id = v.get("id").and_then(Value::as_str).unwrap_or("");
-    let Some(peer) = mesh.peer(id) else {
-        return Ok((
-            StatusCode::FORBIDDEN,
-            Json(json!({"id": mesh.me, "accepted": false, "reason": format!("{id:?} is not a configured peer of {}", mesh.me)})),
-        )
-            .into_response());
-    };
-    // A peer introducing itself (again, say after a restart) may have lost
-    // its view of our watermarks: the next beat carries the whole map.
-    peer.forget_acked_marks();
-    Ok(Json(json!({"id": mesh.me, "accepted": true})).into_response())
+    let (status, answer) = mesh.answer_hello(&hello, cert.0.as_deref());
+    if answer.accepted {
+        // A peer introducing itself (again, say after a restart) may have
+        // lost its view of our watermarks: the next beat carries the whole map.
+        if let Some(peer) = mesh.peer(&hello.id) {
+            peer.forget_acked_marks();
+        }
+    }
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    Ok((status, Json(answer)).into_response())
 }
 
 /// Anti-entropy pull (regmesh extension): `{"origin", "after", "limit"}` →
@@ -442,7 +453,13 @@ async fn pull(
         ServePullError::NotAPeer(_) => refuse(StatusCode::FORBIDDEN, "not_a_peer", e.to_string()),
         ServePullError::Read(_) => refuse(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()),
     })?;
-    Ok(json_answer(&headers, out))
+    let mut answer = json_answer(&headers, out);
+    if let Some((name, value)) = mesh.peer(&sender).and_then(|p| mesh.record_format_header(p)) {
+        answer
+            .headers_mut()
+            .insert(name, value.parse().expect("a number is a header value"));
+    }
+    Ok(answer)
 }
 
 /// Vote request (DRiP §5.5.1.1): answered 200 at once; the ballot follows on

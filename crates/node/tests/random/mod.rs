@@ -174,6 +174,8 @@ pub async fn rig() -> Rig {
                 max_body_bytes: 256 * 1024,
                 vote_timeout_ms: 1000,
                 claims: Default::default(),
+                protocol_min: regmesh_node::config::default_protocol_min(),
+                protocol_max: regmesh_node::config::default_protocol_max(),
             });
             cfg.peers = vec![PeerConfig {
                 id: other.into(),

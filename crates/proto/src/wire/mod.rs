@@ -3,7 +3,8 @@
 //! client and by the simulator. No message is read with `json!` or
 //! `pointer()` anywhere else.
 //!
-//! Files: `hello` (HELLO and the protocol version), `beat`, `vote`,
+//! Files: `hello` (HELLO and its answer, carrying the protocol versions
+//! that [`crate::version`] negotiates), `beat`, `vote`,
 //! `pull`, `flood`, one per concern of [`crate::mesh`].
 //!
 //! Must never: perform I/O or decide protocol rules (the `mesh` parts do).

@@ -8,6 +8,8 @@ use super::{Center, Out, Timer};
 use crate::msg::{BeatBody, Msg};
 use regmesh_proto::lifecycle::PeerState;
 use regmesh_proto::sync as ae;
+use regmesh_proto::version::Versions;
+use regmesh_proto::wire::hello::Hello;
 use std::collections::HashMap;
 
 impl Center {
@@ -35,7 +37,7 @@ impl Center {
             if self.peers[pi].life.state() <= PeerState::Known {
                 out.push(Out::Send {
                     to: self.peers[pi].idx,
-                    msg: Msg::Hello,
+                    msg: Msg::Hello(Hello::new(&self.id, self.settings.interval_ms, Versions::BUILD)),
                 });
                 self.peers[pi].reachable = false;
             } else {

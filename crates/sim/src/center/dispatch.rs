@@ -7,22 +7,28 @@
 use super::{Center, Out};
 use crate::msg::Msg;
 use regmesh_proto::lifecycle::PeerState;
+use regmesh_proto::version::{self, Versions};
 
 impl Center {
     pub fn on_msg(&mut self, now: u64, from: usize, msg: Msg, out: &mut Vec<Out>) {
         let Some(pi) = self.peer_pos(from) else { return };
         let local = self.local(now);
         match msg {
-            Msg::Hello => {
-                // It may have lost its view of our marks: whole map next.
-                self.peers[pi].acked.clear();
+            Msg::Hello(hello) => {
+                let verdict = version::judge_hello(Versions::BUILD, &hello, true);
+                if verdict.is_ok() {
+                    // It may have lost its view of our marks: whole map next.
+                    self.peers[pi].acked.clear();
+                }
                 out.push(Out::Send {
                     to: from,
-                    msg: Msg::HelloOk,
+                    msg: Msg::HelloOk(version::hello_answer(&self.id, Versions::BUILD, &verdict)),
                 })
             }
-            Msg::HelloOk => {
-                if self.peers[pi].life.state() <= PeerState::Known {
+            Msg::HelloOk(answer) => {
+                let status = if answer.accepted { 200 } else { 409 };
+                let agreed = version::conclude_hello(Versions::BUILD, status, &answer).is_ok();
+                if agreed && self.peers[pi].life.state() <= PeerState::Known {
                     self.peers[pi].life.hello_answered(local);
                     self.peers[pi].reachable = true;
                     self.peers[pi].acked.clear();

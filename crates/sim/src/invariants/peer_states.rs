@@ -43,7 +43,7 @@ impl Invariant for PeerStatesFollowIntervals {
         let state = slot.life.state();
         let f = self.facts.entry((to.idx, from)).or_default();
         match msg {
-            Msg::HelloOk if state <= PeerState::Known => {
+            Msg::HelloOk(a) if a.accepted && state <= PeerState::Known => {
                 *f = Facts {
                     introduced: Some(now),
                     ..Facts::default()

@@ -83,13 +83,14 @@ impl Mesh {
             tick.tick().await;
             let state = peer.life.lock().expect("life lock").state();
             let ok = if state <= PeerState::Known {
-                let body = serde_json::to_vec(&json!({"id": self.me, "interval_ms": self.interval_ms})).expect("json");
+                let body = self.hello_body();
                 match peer
                     .client
                     .call_within(deadline, &self.center, Method::POST, "/mesh/v1/hello", &[], Some(body))
                     .await
+                    .map(|a| (self.hello_answered(&peer, a.status.as_u16(), &a.body), a))
                 {
-                    Ok(a) if a.status == StatusCode::OK => {
+                    Ok((Ok(_version), _)) => {
                         let t = peer.life.lock().expect("life lock").hello_answered(now_ms());
                         self.note(&peer, t);
                         // A (re)introduced peer gets our whole map next.
@@ -99,8 +100,8 @@ impl Mesh {
                         tick.reset_immediately();
                         true
                     }
-                    Ok(a) => {
-                        tracing::warn!(peer = %peer.cfg.id, status = %a.status, body = %String::from_utf8_lossy(&a.body), "HELLO refused");
+                    Ok((Err(why), a)) => {
+                        tracing::warn!(peer = %peer.cfg.id, status = %a.status, "HELLO refused: {why}");
                         false
                     }
                     Err(e) => {

@@ -96,7 +96,8 @@ impl Mesh {
     fn send_flood(self: &Arc<Self>, peer: Arc<Peer>, flood: Flood) {
         let me = self.clone();
         tokio::spawn(async move {
-            let headers = flood.head.headers();
+            let mut headers = flood.head.headers();
+            headers.extend(me.record_format_header(&peer));
             let ok = match peer
                 .client
                 .call(&me.center, Method::POST, "/commit", &headers, Some(flood.body()))

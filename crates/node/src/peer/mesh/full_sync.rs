@@ -146,13 +146,14 @@ impl Mesh {
     }
 
     async fn send_sync(&self, peer: &Peer, body: Vec<u8>, complete: bool) -> bool {
-        let headers = [
+        let mut headers = vec![
             ("drip-node-id", self.me.clone()),
             ("drip-node-counter", "0".to_string()),
             ("drip-node-counter-reset", "false".to_string()),
             ("drip-transaction-type", "sync".to_string()),
             ("drip-sync-complete", complete.to_string()),
         ];
+        headers.extend(self.record_format_header(peer));
         matches!(
             peer.client.call(&self.center, Method::POST, "/commit", &headers, Some(body)).await,
             Ok(a) if a.status == StatusCode::OK

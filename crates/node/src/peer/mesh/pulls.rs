@@ -248,7 +248,13 @@ impl Mesh {
                 tracing::debug!(peer = %peer_id, origin = %request.origin, "pull failed: {e}");
                 return PageResult::Failed;
             }
-            Ok(Ok(a)) if a.status == StatusCode::OK => a,
+            Ok(Ok(a)) if a.status == StatusCode::OK => match self.record_format_of(a.record_format.as_deref()) {
+                Ok(_) => a,
+                Err(e) => {
+                    tracing::warn!(peer = %peer_id, origin = %request.origin, "pull page refused: {e}");
+                    return PageResult::Failed;
+                }
+            },
             Ok(Ok(a)) => {
                 tracing::warn!(peer = %peer_id, origin = %request.origin, status = %a.status, "pull refused");
                 return PageResult::Failed;

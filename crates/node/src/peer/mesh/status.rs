@@ -25,6 +25,7 @@ impl Mesh {
             .map(|p| {
                 let life = p.life.lock().expect("life lock");
                 let flow = self.floods().peer_stats(&p.cfg.id);
+                let protocol = p.protocol.lock().expect("protocol lock").clone();
                 json!({
                     "id": p.cfg.id,
                     "url": p.cfg.url,
@@ -38,12 +39,16 @@ impl Mesh {
                     "records_behind": self.credible_marks(p).iter()
                         .map(|(o, w)| w.saturating_sub(self.mark(o))).sum::<u64>(),
                     "export": {"kinds": p.cfg.kinds, "groups": p.cfg.groups},
+                    // The version agreed in HELLO, and why the last HELLO was refused.
+                    "protocol": protocol.agreed_version(),
+                    "hello_refused": protocol.refusal().map(|r| json!({"code": r.code(), "reason": r.to_string()})),
                 })
             })
             .collect();
         json!({
             "id": self.me,
             "state": self.node_state().as_str(),
+            "protocol": {"min": self.versions.min, "max": self.versions.max},
             "peers": items,
             "floods": {
                 "initiated": floods.initiated,
