@@ -38,7 +38,30 @@ pub struct Plan {
     pub known_gaps: bool,
     /// Whose yes a claim needs (`[peer] claims`): a majority on most seeds.
     pub quorum: Quorum,
+    /// How the centers' clocks stand to each other.
+    pub clocks: Clocks,
+    /// A burst of own writes at one center while another is isolated, so
+    /// that the isolated center's dedup window for it slides (more than
+    /// [`regmesh_proto::dedup::WINDOW`] counters): (at, center, writes).
+    pub burst: Option<(u64, usize, usize)>,
 }
+
+/// The centers' clocks on a seed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clocks {
+    /// Up to ±2 s apart: HLCs run ahead of some wall clocks.
+    Skewed,
+    /// All equal: writes of different centers in one millisecond carry one
+    /// wall clock.
+    Equal,
+    /// 0, 2, 4 or 6 ms apart over 1 ms links: a create that follows
+    /// another center's deletion of the id often lands on its very HLC (a
+    /// version tie between centers, broken by the origin).
+    Tight,
+}
+
+/// Writes of a burst: more than a dedup window.
+pub const BURST_WRITES: usize = regmesh_proto::dedup::WINDOW as usize + 100;
 
 #[derive(Debug, Clone)]
 pub enum Fault {
@@ -88,6 +111,11 @@ impl Plan {
         // past the run: a deletion a filtering path covered cannot be
         // repaired once purged (PROTOCOL.md, "Known gaps").
         let mixed = known_gaps || rng.chance(0.5);
+        let clocks = match rng.below(4) {
+            0 | 1 => Clocks::Skewed,
+            2 => Clocks::Equal,
+            _ => Clocks::Tight,
+        };
         let full = ExportPolicy::new([], ["g1".to_string()]);
         let restricted = [
             ExportPolicy::new(["agent".to_string()], []),
@@ -105,7 +133,10 @@ impl Plan {
                     full.clone()
                 };
                 policies.insert((x, y), p);
-                let base = rng.range(1, 60);
+                let base = match clocks {
+                    Clocks::Tight => 1,
+                    _ => rng.range(1, 60),
+                };
                 latency.insert((x, y), (base, rng.range(0, base / 2 + 1)));
             }
         }
@@ -113,7 +144,11 @@ impl Plan {
         let settings = (0..n)
             .map(|_| Settings {
                 interval_ms: *rng.pick(&[150, 300, 500, 1000]),
-                skew_ms: rng.range(0, 4000) as i64 - 2000,
+                skew_ms: match clocks {
+                    Clocks::Skewed => rng.range(0, 4000) as i64 - 2000,
+                    Clocks::Equal => 0,
+                    Clocks::Tight => 2 * rng.range(0, 4) as i64,
+                },
                 lease_ms: 3000,
                 // Longer than any fault lasts, unless walking into the gaps.
                 tombstone_horizon_ms: match (known_gaps, mixed) {
@@ -128,11 +163,13 @@ impl Plan {
             .collect();
         let safety_ms = 30_000;
         let mut faults = Vec::new();
-        for _ in 0..rng.range(2, 6) {
+        // Dense in faults: 4 to 11 per 30 s, often overlapping, so that
+        // CI's few hundred seeds reach what thousands of sparser ones did.
+        for _ in 0..rng.range(4, 12) {
             let at = rng.range(1000, safety_ms - 2000);
-            let dur = rng.range(500, 5000);
+            let dur = rng.range(300, 5000);
             let end = (at + dur).min(safety_ms - 1);
-            match rng.below(4) {
+            match rng.below(5) {
                 0 => {
                     // Symmetric partition into two sides.
                     let side: Vec<bool> = (0..n).map(|_| rng.chance(0.5)).collect();
@@ -166,12 +203,29 @@ impl Plan {
                     faults.push((end, Fault::Unblock(cut)));
                 }
                 _ => {
+                    // Crashes twice as often as each other fault: every
+                    // restart walks the durable state.
                     let c = rng.below(n as u64) as usize;
                     faults.push((at, Fault::Crash(c)));
                     faults.push((end, Fault::Restart(c)));
                 }
             }
         }
+        let burst = if rng.chance(0.06) {
+            let c = rng.below(n as u64) as usize;
+            let d = (c + 1 + rng.below(n as u64 - 1) as usize) % n;
+            let at = rng.range(3000, safety_ms - 9000);
+            let cut: Vec<(usize, usize)> = links
+                .iter()
+                .filter(|(a, b)| *a == d || *b == d)
+                .flat_map(|&(a, b)| [(a, b), (b, a)])
+                .collect();
+            faults.push((at, Fault::Block(cut.clone(), "isolate")));
+            faults.push((at + 6000, Fault::Unblock(cut)));
+            Some((at + 300, c, BURST_WRITES))
+        } else {
+            None
+        };
         Plan {
             seed,
             centers: n,
@@ -188,6 +242,8 @@ impl Plan {
             ids: 40,
             known_gaps,
             quorum: if rng.chance(0.2) { Quorum::All } else { Quorum::Majority },
+            clocks,
+            burst,
         }
     }
 
@@ -209,11 +265,24 @@ impl Plan {
 
 #[derive(Debug, Clone)]
 enum Ev {
-    Deliver { from: usize, to: usize, msg: Msg },
-    Timer { c: usize, epoch: u64, timer: Timer },
+    Deliver {
+        from: usize,
+        to: usize,
+        msg: Msg,
+    },
+    Timer {
+        c: usize,
+        epoch: u64,
+        timer: Timer,
+    },
     Workload,
-    Client { c: usize, op: ClientOp },
+    Client {
+        c: usize,
+        op: ClientOp,
+    },
     Fault(Fault),
+    /// The plan's burst begins.
+    Burst,
 }
 
 /// What the oracle knows for certain: every acknowledged version.
@@ -223,6 +292,23 @@ pub struct History {
     pub writes: u64,
     pub refused: u64,
     pub granted: u64,
+}
+
+impl History {
+    /// Pairs of acknowledged versions of one id by two centers that carry
+    /// one HLC.
+    pub fn ties(&self) -> u64 {
+        let mut n = 0;
+        for vs in self.acked.values() {
+            for (i, a) in vs.iter().enumerate() {
+                n += vs[i + 1..]
+                    .iter()
+                    .filter(|b| b.version == a.version && b.origin != a.origin)
+                    .count() as u64;
+            }
+        }
+        n
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -272,6 +358,9 @@ pub struct Outcome {
     pub resyncs: u64,
     pub purged: u64,
     pub forgot: u64,
+    /// Acknowledged versions of one id by two centers with one HLC (ties
+    /// the merge order breaks by origin).
+    pub ties: u64,
 }
 
 impl World {
@@ -321,6 +410,9 @@ impl World {
             w.effects(i, out, &mut Vec::new(), &mut Vec::new());
         }
         w.push(500, Ev::Workload);
+        if let Some((at, _, _)) = w.plan.burst {
+            w.push(at, Ev::Burst);
+        }
         for (at, f) in w.plan.faults.clone() {
             w.push(at, Ev::Fault(f));
         }
@@ -432,8 +524,14 @@ impl World {
             );
             if self.wl_rng.chance(0.3) {
                 // A concurrent claim of the same id elsewhere.
+                // Half of them in the same millisecond.
                 let other = self.wl_rng.below(n as u64) as usize;
-                let at = self.now + self.wl_rng.range(0, 40);
+                let at = self.now
+                    + if self.wl_rng.chance(0.5) {
+                        0
+                    } else {
+                        self.wl_rng.range(0, 40)
+                    };
                 self.push(
                     at,
                     Ev::Client {
@@ -452,10 +550,82 @@ impl World {
                 55..=69 => ClientOp::Update { key },
                 _ => ClientOp::Heartbeat { key },
             };
+            match &op {
+                ClientOp::Delete { key } if self.wl_rng.chance(0.4) => {
+                    // Another center creates the id around the deletion:
+                    // with tight clocks its create may carry the
+                    // tombstone's very HLC.
+                    // At a center that does not hold it live (one that
+                    // does refuses at once).
+                    let free: Vec<usize> = (0..n)
+                        .filter(|i| self.centers[*i].store.get(key).is_none_or(|r| r.deleted))
+                        .collect();
+                    let other = if free.is_empty() {
+                        self.wl_rng.below(n as u64) as usize
+                    } else {
+                        *self.wl_rng.pick(&free)
+                    };
+                    let at = self.now + self.wl_rng.range(0, 4);
+                    let (_, vis) = Plan::key_class(key.1[1..].parse().unwrap_or(0));
+                    self.push(
+                        at,
+                        Ev::Client {
+                            c: other,
+                            op: ClientOp::Create {
+                                key: key.clone(),
+                                visibility: vis,
+                            },
+                        },
+                    );
+                }
+                ClientOp::Update { key } | ClientOp::Heartbeat { key } if self.wl_rng.chance(0.1) => {
+                    // Two writes of one key in one millisecond: one wall
+                    // clock, two logical counters.
+                    let again = ClientOp::Update { key: key.clone() };
+                    self.push(self.now, Ev::Client { c, op: again });
+                }
+                _ => {}
+            }
             self.push(self.now, Ev::Client { c, op });
         }
         let gap = self.wl_rng.range(1, 2 * self.plan.op_gap_ms);
         self.push(self.now + gap, Ev::Workload);
+    }
+
+    /// The plan's burst: one own write after another (one per
+    /// millisecond, a few in the same one) of the keys the center owns.
+    fn burst(&mut self) {
+        let Some((_, c, writes)) = self.plan.burst else { return };
+        let owned: Vec<Key> = self.centers[c]
+            .store
+            .current
+            .values()
+            .filter(|r| r.origin == self.centers[c].id && !r.deleted)
+            .map(|r| (r.kind.clone(), r.id.clone()))
+            .collect();
+        if owned.is_empty() {
+            self.log.push(format!(
+                "{} ms: no burst, {} owns nothing",
+                self.now,
+                Plan::center_id(c)
+            ));
+            return;
+        }
+        self.log.push(format!(
+            "{} ms: burst of {writes} writes at {}",
+            self.now,
+            Plan::center_id(c)
+        ));
+        for i in 0..writes {
+            let key = self.wl_rng.pick(&owned).clone();
+            self.push(
+                self.now + (i as u64) * 3 / 4,
+                Ev::Client {
+                    c,
+                    op: ClientOp::Update { key },
+                },
+            );
+        }
     }
 
     fn fault(&mut self, f: Fault) -> Option<usize> {
@@ -571,6 +741,10 @@ impl World {
                 }
             }
             Ev::Fault(f) => self.fault(f),
+            Ev::Burst => {
+                self.burst();
+                None
+            }
         };
         let Some(c) = center else { return true };
         self.effects(c, out, &mut sent, &mut notes);
@@ -646,6 +820,7 @@ impl World {
             resyncs: sum(|c| c.stats.resyncs),
             purged: sum(|c| c.stats.purged),
             forgot: sum(|c| c.stats.forgot),
+            ties: self.history.ties(),
         };
         (outcome, self)
     }

@@ -2,9 +2,9 @@
 //! acknowledges a version, it holds that version or a newer one — through
 //! crashes too — unless a tombstone at least as new was purged after the
 //! horizon. (That every other center ends up with it is the convergence
-//! invariant.)
+//! invariant.) And an origin acknowledges each HLC once.
 
-use super::{at_least, show, show_opt, Invariant, Step};
+use super::{at_least, show, show_opt, spec, Invariant, Step};
 use crate::center::{Center, Change, Note};
 use crate::msg::Key;
 use crate::world::History;
@@ -47,11 +47,20 @@ impl Invariant for NoAcknowledgedWriteLost {
         "acknowledged writes"
     }
 
-    fn after_step(&mut self, centers: &[Center], _: &History, step: &Step) -> Result<(), String> {
+    fn after_step(&mut self, centers: &[Center], history: &History, step: &Step) -> Result<(), String> {
         let c = step.center;
         for n in step.notes {
             if let Note::Acked(r) = n {
-                self.floor.insert((c, (r.kind.clone(), r.id.clone())), r.clone());
+                let key = (r.kind.clone(), r.id.clone());
+                if let Some(twin) = history.acked.get(&key).and_then(|vs| spec::one_version_per_hlc(vs, r)) {
+                    return Err(format!(
+                        "{} acknowledged {} and {} with one HLC",
+                        centers[c].id,
+                        show(twin),
+                        show(r)
+                    ));
+                }
+                self.floor.insert((c, key), r.clone());
             }
         }
         for (key, ch) in step.changes {
