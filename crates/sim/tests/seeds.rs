@@ -24,6 +24,16 @@ fn the_seed_budget_finds_no_violation() {
 }
 
 #[test]
+fn a_deletion_superseded_by_another_create_may_leave_nothing() {
+    // Seed 212: c00 deletes a00, c05 creates it anew, deletes it and purges
+    // the tombstone; c00's resync drops c05's version. Holding nothing is
+    // right: the acknowledged deletion was superseded, then lawfully
+    // dropped.
+    let (o, _) = run_seed(212, None, false).expect("runs");
+    assert!(o.violation.is_none(), "{:?}", o.violation);
+}
+
+#[test]
 fn a_seed_replays_exactly() {
     for seed in [3, 17] {
         let (a, wa) = run_seed(seed, None, false).expect("runs");
