@@ -118,3 +118,52 @@ fn every_member_saying_yes_is_a_grant_under_both_rules() {
         }
     }
 }
+
+#[test]
+fn an_answer_from_the_wire_is_bounded_and_kept_whole() {
+    use regmesh_proto::constants::VOTE_ANSWER_CENTERS_MAX;
+    let mut at_bound = Answer::default();
+    for i in 0..VOTE_ANSWER_CENTERS_MAX - 2 {
+        at_bound.yes.insert(name(i));
+    }
+    at_bound.no.insert("n".into(), "pending claim".into());
+    at_bound.doubts.insert("d".into());
+    assert_eq!(
+        at_bound.clone().checked(),
+        Ok(at_bound.clone()),
+        "exactly the bound passes, unchanged"
+    );
+    let mut over = at_bound;
+    over.doubts.insert("e".into());
+    assert_eq!(
+        over.checked().map(|_| ()).map_err(|e| e.0),
+        Err(VOTE_ANSWER_CENTERS_MAX + 1)
+    );
+}
+
+#[test]
+fn drips_one_word_is_yes_only_for_an_own_yes_and_no_owner() {
+    let mut a = Answer::yes("c1");
+    assert_eq!(a.word("c1"), "yes");
+    assert_eq!(a.word("c2"), "no", "another center's yes is not ours");
+    a.owner = Some("c9".into());
+    assert_eq!(a.word("c1"), "no", "the id is owned");
+    assert_eq!(Answer::no("c1", "pending claim").word("c1"), "no");
+}
+
+#[test]
+fn the_rule_names_and_its_accessors() {
+    for q in [Quorum::Majority, Quorum::All] {
+        assert_eq!(Quorum::parse(q.as_str()), Some(q));
+    }
+    assert_eq!(Quorum::Majority.as_str(), "majority");
+    assert_eq!(Quorum::All.as_str(), "all");
+    assert_eq!(Quorum::parse("majority"), Some(Quorum::Majority));
+    let rule = Rule::new(Quorum::All, (0..3).map(name));
+    assert_eq!(rule.quorum(), Quorum::All);
+    assert_eq!(rule.members(), &(0..3).map(name).collect::<BTreeSet<_>>());
+    let mut t = Tally::new(Answer::yes("c0"), [name(2), name(1)]);
+    assert_eq!(t.missing(), vec![name(1), name(2)], "sorted");
+    t.answer("c1", Answer::yes("c1"));
+    assert_eq!(t.missing(), vec![name(2)]);
+}
