@@ -55,7 +55,7 @@ fn a_digest_that_skips_the_logical_counter_is_caught() {
 
 #[test]
 fn a_resync_boundary_off_by_one_is_caught() {
-    caught("resync-off-by-one", "resyncs drop only what was superseded");
+    caught("resync-off-by-one", "convergence");
 }
 
 #[test]

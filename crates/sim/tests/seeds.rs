@@ -86,20 +86,24 @@ fn the_budget_reaches_equal_clocks_and_slid_dedup_windows() {
         let n = plans.iter().filter(|p| p.clocks == clocks).count();
         assert!(n >= BUDGET as usize / 8, "{n} seeds with {clocks:?} clocks");
     }
-    let burst = plans.iter().find(|p| p.burst.is_some()).expect("a burst in the budget");
-    let (_, w) = run_seed(burst.seed, None, false).expect("runs");
-    let (_, c, _) = burst.burst.expect("a burst");
-    let writer = Plan::center_id(c);
-    let own = w
-        .history
-        .acked
-        .values()
-        .flatten()
-        .filter(|r| r.origin == writer)
-        .count();
-    assert!(
-        own > regmesh_proto::dedup::WINDOW as usize,
-        "seed {}: {writer} wrote {own} versions",
-        burst.seed
-    );
+    // Some burst writes are refused (a key deleted meanwhile, the writer
+    // inactive a moment): at least one burst must still pass a window.
+    let mut most = (0, 0);
+    for p in plans.iter().filter(|p| p.burst.is_some()) {
+        let (_, w) = run_seed(p.seed, None, false).expect("runs");
+        let (_, c, _) = p.burst.expect("a burst");
+        let writer = Plan::center_id(c);
+        let own = w
+            .history
+            .acked
+            .values()
+            .flatten()
+            .filter(|r| r.origin == writer)
+            .count();
+        most = most.max((own, p.seed));
+        if own > regmesh_proto::dedup::WINDOW as usize {
+            return;
+        }
+    }
+    panic!("no burst in the budget passed a dedup window (most: {most:?})");
 }
