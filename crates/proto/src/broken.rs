@@ -26,15 +26,28 @@ pub enum Variant {
     /// [`crate::tally::Rule::needed`] is one short, so a claim is granted
     /// before a quorum said yes.
     TallyDecidesEarly,
+    /// [`crate::policy::ExportPolicy::allows`] lets every tombstone
+    /// through, whatever its kind and visibility.
+    ExportLetsTombstones,
+    /// [`crate::digest::element`] leaves the HLC's logical counter out, so
+    /// two versions in one millisecond digest alike.
+    DigestSkipsLogical,
+    /// [`crate::sync::resync_needed`] is one seq late: a peer that purged
+    /// exactly one deletion past our mark is pulled from without a resync,
+    /// so the record that deletion removed stays here.
+    ResyncOffByOne,
 }
 
 impl Variant {
-    pub const ALL: [Variant; 5] = [
+    pub const ALL: [Variant; 8] = [
         Variant::WatermarkSkipsGaps,
         Variant::RelayIgnoresPolicy,
         Variant::VoteWithoutClaim,
         Variant::LifecycleOwnInterval,
         Variant::TallyDecidesEarly,
+        Variant::ExportLetsTombstones,
+        Variant::DigestSkipsLogical,
+        Variant::ResyncOffByOne,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -44,6 +57,9 @@ impl Variant {
             Variant::VoteWithoutClaim => "vote-without-claim",
             Variant::LifecycleOwnInterval => "lifecycle-own-interval",
             Variant::TallyDecidesEarly => "tally-decides-early",
+            Variant::ExportLetsTombstones => "export-lets-tombstones",
+            Variant::DigestSkipsLogical => "digest-skips-logical",
+            Variant::ResyncOffByOne => "resync-off-by-one",
         }
     }
 

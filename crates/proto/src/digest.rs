@@ -22,6 +22,12 @@ pub fn element(kind: &str, id: &str, origin: &str, wall_ms: u64, logical: u32, d
         h.update(part);
     }
     h.update(&wall_ms.to_be_bytes());
+    #[cfg(feature = "broken")]
+    let logical = if crate::broken::is(crate::broken::Variant::DigestSkipsLogical) {
+        0
+    } else {
+        logical
+    };
     h.update(&logical.to_be_bytes());
     h.update(&[deleted as u8]);
     *h.finalize().as_bytes()

@@ -409,6 +409,12 @@ pub fn purge_allowed(me: &str, origin: &str, seq: u64, mark: u64) -> bool {
 /// purged deletions of `origin` above our mark, so we may hold records
 /// deleted since. Never for our own origin.
 pub fn resync_needed(me: &str, origin: &str, purged_through: u64, our_mark: u64) -> bool {
+    #[cfg(feature = "broken")]
+    let our_mark = if crate::broken::is(crate::broken::Variant::ResyncOffByOne) {
+        our_mark.saturating_add(1)
+    } else {
+        our_mark
+    };
     origin != me && purged_through > our_mark
 }
 

@@ -21,6 +21,7 @@
 pub mod center;
 pub mod invariants;
 pub mod msg;
+pub mod plan;
 pub mod rng;
 pub mod scale;
 pub mod world;

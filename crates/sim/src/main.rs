@@ -66,7 +66,7 @@ fn main() -> ExitCode {
                 steps += o.steps;
                 if verbose || o.violation.is_some() {
                     println!(
-                        "seed {s}: {} centers, {} links, {} writes ({} creates granted, {} refused), {} messages ({} lost, {} duplicated, {} blocked), {} pulls, {} resyncs, {} purged, {} forgot, converged {} ms after healing",
+                        "seed {s}: {} centers, {} links, {} writes ({} creates granted, {} refused), {} messages ({} lost, {} duplicated, {} blocked), {} pulls, {} resyncs, {} purged, {} forgot, {} ties, {:?} clocks, converged {} ms after healing",
                         o.centers,
                         w.plan.links.len(),
                         o.writes,
@@ -80,6 +80,8 @@ fn main() -> ExitCode {
                         o.resyncs,
                         o.purged,
                         o.forgot,
+                        o.ties,
+                        w.plan.clocks,
                         o.converged_after_ms.map_or("-".into(), |t| t.to_string()),
                     );
                     for l in &w.log {

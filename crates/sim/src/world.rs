@@ -1,219 +1,39 @@
 //! The simulated world: centers, a faulty network, a workload, virtual time
-//! and the invariants, all derived from one seed.
+//! and the invariants, all derived from one seed's [`Plan`] (`plan.rs`).
 //!
 //! A run is a **safety phase** (workload and faults; every invariant checked
 //! after every step) then a **liveness phase** (faults healed, workload
 //! stopped; the mesh must converge within a bound).
 
-use crate::center::{Center, Change, ClientOp, Note, Out, Settings, Timer};
+use crate::center::{Center, Change, ClientOp, Note, Out, Timer};
 use crate::invariants::{self, Invariant, Step};
 use crate::msg::{Key, Msg};
+pub use crate::plan::{Clocks, Fault, Plan, BURST_WRITES};
 use crate::rng::Rng;
-use regmesh_core::{Record, Visibility};
-use regmesh_proto::policy::ExportPolicy;
-use regmesh_proto::tally::Quorum;
+use regmesh_core::Record;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
-
-/// Everything a run is made of; [`Plan::from_seed`] derives it.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    pub seed: u64,
-    pub centers: usize,
-    /// Undirected links (a < b).
-    pub links: Vec<(usize, usize)>,
-    /// What `a` sends `b`, per directed link.
-    pub policies: HashMap<(usize, usize), ExportPolicy>,
-    /// (base, jitter) ms per directed link.
-    pub latency: HashMap<(usize, usize), (u64, u64)>,
-    pub settings: Vec<Settings>,
-    pub loss: f64,
-    pub dup: f64,
-    pub faults: Vec<(u64, Fault)>,
-    pub safety_ms: u64,
-    pub liveness_ms: u64,
-    /// Mean gap between client operations (ms).
-    pub op_gap_ms: u64,
-    pub ids: usize,
-    pub known_gaps: bool,
-    /// Whose yes a claim needs (`[peer] claims`): a majority on most seeds.
-    pub quorum: Quorum,
-}
-
-#[derive(Debug, Clone)]
-pub enum Fault {
-    Block(Vec<(usize, usize)>, &'static str),
-    Unblock(Vec<(usize, usize)>),
-    Crash(usize),
-    Restart(usize),
-}
-
-impl Plan {
-    /// The plan of `seed`: a core mesh (a ring plus random chords) whose
-    /// links carry everything but `local` records, up to two edge centers,
-    /// each hanging off one core center by a link with a restrictive export
-    /// policy in both directions, and on half the seeds restrictive
-    /// policies on random core links too.
-    ///
-    /// With `known_gaps`, the plan walks into the two gaps PROTOCOL.md lists
-    /// under "Known gaps": tombstones are purged after 4 s, before faults
-    /// end, and the workload deletes ids that two centers created (a
-    /// tombstone of one origin superseding another origin's version).
-    pub fn from_seed(seed: u64, known_gaps: bool) -> Plan {
-        let mut rng = Rng::new(seed);
-        let core = rng.range(3, 6) as usize;
-        let edges = rng.range(0, 2) as usize;
-        let n = core + edges;
-        // A ring (connected), plus random chords.
-        let mut links: BTreeSet<(usize, usize)> = (0..core)
-            .map(|i| (i.min((i + 1) % core), i.max((i + 1) % core)))
-            .collect();
-        for a in 0..core {
-            for b in a + 1..core {
-                if rng.chance(0.3) {
-                    links.insert((a, b));
-                }
-            }
-        }
-        let mut edge_links = BTreeSet::new();
-        for e in core..n {
-            let hub = rng.below(core as u64) as usize;
-            links.insert((hub, e));
-            edge_links.insert((hub, e));
-        }
-        let links: Vec<(usize, usize)> = links.into_iter().collect();
-        // Half the seeds also restrict random core links, so records reach a
-        // center by paths that filter them differently; the class digests
-        // repair what a filtering path covered. Those seeds keep tombstones
-        // past the run: a deletion a filtering path covered cannot be
-        // repaired once purged (PROTOCOL.md, "Known gaps").
-        let mixed = known_gaps || rng.chance(0.5);
-        let full = ExportPolicy::new([], ["g1".to_string()]);
-        let restricted = [
-            ExportPolicy::new(["agent".to_string()], []),
-            ExportPolicy::new([], []),
-            ExportPolicy::new(["agent".to_string()], ["g1".to_string()]),
-        ];
-        let mut policies = HashMap::new();
-        let mut latency = HashMap::new();
-        for &(a, b) in &links {
-            for (x, y) in [(a, b), (b, a)] {
-                let restrict = edge_links.contains(&(a, b)) || (mixed && rng.chance(0.2));
-                let p = if restrict {
-                    rng.pick(&restricted).clone()
-                } else {
-                    full.clone()
-                };
-                policies.insert((x, y), p);
-                let base = rng.range(1, 60);
-                latency.insert((x, y), (base, rng.range(0, base / 2 + 1)));
-            }
-        }
-        let relaxed = rng.chance(0.5);
-        let settings = (0..n)
-            .map(|_| Settings {
-                interval_ms: *rng.pick(&[150, 300, 500, 1000]),
-                skew_ms: rng.range(0, 4000) as i64 - 2000,
-                lease_ms: 3000,
-                // Longer than any fault lasts, unless walking into the gaps.
-                tombstone_horizon_ms: match (known_gaps, mixed) {
-                    (true, _) => 4000,
-                    (false, true) => 600_000,
-                    (false, false) => 10_000,
-                },
-                vote_timeout_ms: 1000,
-                relaxed_replicas: relaxed,
-                pull_page: *rng.pick(&[3, 50, 1000]),
-            })
-            .collect();
-        let safety_ms = 30_000;
-        let mut faults = Vec::new();
-        for _ in 0..rng.range(2, 6) {
-            let at = rng.range(1000, safety_ms - 2000);
-            let dur = rng.range(500, 5000);
-            let end = (at + dur).min(safety_ms - 1);
-            match rng.below(4) {
-                0 => {
-                    // Symmetric partition into two sides.
-                    let side: Vec<bool> = (0..n).map(|_| rng.chance(0.5)).collect();
-                    let cut: Vec<(usize, usize)> = links
-                        .iter()
-                        .filter(|(a, b)| side[*a] != side[*b])
-                        .flat_map(|&(a, b)| [(a, b), (b, a)])
-                        .collect();
-                    faults.push((at, Fault::Block(cut.clone(), "partition")));
-                    faults.push((end, Fault::Unblock(cut)));
-                }
-                1 => {
-                    // One-way: some directions stop carrying anything.
-                    let mut cut = Vec::new();
-                    for &(a, b) in &links {
-                        if rng.chance(0.4) {
-                            cut.push(if rng.chance(0.5) { (a, b) } else { (b, a) });
-                        }
-                    }
-                    faults.push((at, Fault::Block(cut.clone(), "one-way")));
-                    faults.push((end, Fault::Unblock(cut)));
-                }
-                2 => {
-                    let c = rng.below(n as u64) as usize;
-                    let cut: Vec<(usize, usize)> = links
-                        .iter()
-                        .filter(|(a, b)| *a == c || *b == c)
-                        .flat_map(|&(a, b)| [(a, b), (b, a)])
-                        .collect();
-                    faults.push((at, Fault::Block(cut.clone(), "isolate")));
-                    faults.push((end, Fault::Unblock(cut)));
-                }
-                _ => {
-                    let c = rng.below(n as u64) as usize;
-                    faults.push((at, Fault::Crash(c)));
-                    faults.push((end, Fault::Restart(c)));
-                }
-            }
-        }
-        Plan {
-            seed,
-            centers: n,
-            links,
-            policies,
-            latency,
-            settings,
-            loss: rng.range(0, 10) as f64 / 100.0,
-            dup: rng.range(0, 5) as f64 / 100.0,
-            faults,
-            safety_ms,
-            liveness_ms: 60_000,
-            op_gap_ms: rng.range(20, 80),
-            ids: 40,
-            known_gaps,
-            quorum: if rng.chance(0.2) { Quorum::All } else { Quorum::Majority },
-        }
-    }
-
-    pub fn center_id(i: usize) -> String {
-        format!("c{i:02}")
-    }
-
-    /// The kind and visibility every version of id number `i` has.
-    pub fn key_class(i: usize) -> (&'static str, Visibility) {
-        let kind = if i % 5 == 4 { "service" } else { "agent" };
-        let vis = match i % 10 {
-            7 | 8 => Visibility::Authorized("g1".into()),
-            9 => Visibility::Local,
-            _ => Visibility::Public,
-        };
-        (kind, vis)
-    }
-}
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 
 #[derive(Debug, Clone)]
 enum Ev {
-    Deliver { from: usize, to: usize, msg: Msg },
-    Timer { c: usize, epoch: u64, timer: Timer },
+    Deliver {
+        from: usize,
+        to: usize,
+        msg: Msg,
+    },
+    Timer {
+        c: usize,
+        epoch: u64,
+        timer: Timer,
+    },
     Workload,
-    Client { c: usize, op: ClientOp },
+    Client {
+        c: usize,
+        op: ClientOp,
+    },
     Fault(Fault),
+    /// The plan's burst begins.
+    Burst,
 }
 
 /// What the oracle knows for certain: every acknowledged version.
@@ -223,6 +43,23 @@ pub struct History {
     pub writes: u64,
     pub refused: u64,
     pub granted: u64,
+}
+
+impl History {
+    /// Pairs of acknowledged versions of one id by two centers that carry
+    /// one HLC.
+    pub fn ties(&self) -> u64 {
+        let mut n = 0;
+        for vs in self.acked.values() {
+            for (i, a) in vs.iter().enumerate() {
+                n += vs[i + 1..]
+                    .iter()
+                    .filter(|b| b.version == a.version && b.origin != a.origin)
+                    .count() as u64;
+            }
+        }
+        n
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -272,6 +109,9 @@ pub struct Outcome {
     pub resyncs: u64,
     pub purged: u64,
     pub forgot: u64,
+    /// Acknowledged versions of one id by two centers with one HLC (ties
+    /// the merge order breaks by origin).
+    pub ties: u64,
 }
 
 impl World {
@@ -321,6 +161,9 @@ impl World {
             w.effects(i, out, &mut Vec::new(), &mut Vec::new());
         }
         w.push(500, Ev::Workload);
+        if let Some((at, _, _)) = w.plan.burst {
+            w.push(at, Ev::Burst);
+        }
         for (at, f) in w.plan.faults.clone() {
             w.push(at, Ev::Fault(f));
         }
@@ -432,8 +275,14 @@ impl World {
             );
             if self.wl_rng.chance(0.3) {
                 // A concurrent claim of the same id elsewhere.
+                // Half of them in the same millisecond.
                 let other = self.wl_rng.below(n as u64) as usize;
-                let at = self.now + self.wl_rng.range(0, 40);
+                let at = self.now
+                    + if self.wl_rng.chance(0.5) {
+                        0
+                    } else {
+                        self.wl_rng.range(0, 40)
+                    };
                 self.push(
                     at,
                     Ev::Client {
@@ -452,10 +301,82 @@ impl World {
                 55..=69 => ClientOp::Update { key },
                 _ => ClientOp::Heartbeat { key },
             };
+            match &op {
+                ClientOp::Delete { key } if self.wl_rng.chance(0.4) => {
+                    // Another center creates the id around the deletion:
+                    // with tight clocks its create may carry the
+                    // tombstone's very HLC.
+                    // At a center that does not hold it live (one that
+                    // does refuses at once).
+                    let free: Vec<usize> = (0..n)
+                        .filter(|i| self.centers[*i].store.get(key).is_none_or(|r| r.deleted))
+                        .collect();
+                    let other = if free.is_empty() {
+                        self.wl_rng.below(n as u64) as usize
+                    } else {
+                        *self.wl_rng.pick(&free)
+                    };
+                    let at = self.now + self.wl_rng.range(0, 4);
+                    let (_, vis) = Plan::key_class(key.1[1..].parse().unwrap_or(0));
+                    self.push(
+                        at,
+                        Ev::Client {
+                            c: other,
+                            op: ClientOp::Create {
+                                key: key.clone(),
+                                visibility: vis,
+                            },
+                        },
+                    );
+                }
+                ClientOp::Update { key } | ClientOp::Heartbeat { key } if self.wl_rng.chance(0.1) => {
+                    // Two writes of one key in one millisecond: one wall
+                    // clock, two logical counters.
+                    let again = ClientOp::Update { key: key.clone() };
+                    self.push(self.now, Ev::Client { c, op: again });
+                }
+                _ => {}
+            }
             self.push(self.now, Ev::Client { c, op });
         }
         let gap = self.wl_rng.range(1, 2 * self.plan.op_gap_ms);
         self.push(self.now + gap, Ev::Workload);
+    }
+
+    /// The plan's burst: one own write after another (one per
+    /// millisecond, a few in the same one) of the keys the center owns.
+    fn burst(&mut self) {
+        let Some((_, c, writes)) = self.plan.burst else { return };
+        let owned: Vec<Key> = self.centers[c]
+            .store
+            .current
+            .values()
+            .filter(|r| r.origin == self.centers[c].id && !r.deleted)
+            .map(|r| (r.kind.clone(), r.id.clone()))
+            .collect();
+        if owned.is_empty() {
+            self.log.push(format!(
+                "{} ms: no burst, {} owns nothing",
+                self.now,
+                Plan::center_id(c)
+            ));
+            return;
+        }
+        self.log.push(format!(
+            "{} ms: burst of {writes} writes at {}",
+            self.now,
+            Plan::center_id(c)
+        ));
+        for i in 0..writes {
+            let key = self.wl_rng.pick(&owned).clone();
+            self.push(
+                self.now + (i as u64) * 3 / 4,
+                Ev::Client {
+                    c,
+                    op: ClientOp::Update { key },
+                },
+            );
+        }
     }
 
     fn fault(&mut self, f: Fault) -> Option<usize> {
@@ -571,6 +492,10 @@ impl World {
                 }
             }
             Ev::Fault(f) => self.fault(f),
+            Ev::Burst => {
+                self.burst();
+                None
+            }
         };
         let Some(c) = center else { return true };
         self.effects(c, out, &mut sent, &mut notes);
@@ -646,6 +571,7 @@ impl World {
             resyncs: sum(|c| c.stats.resyncs),
             purged: sum(|c| c.stats.purged),
             forgot: sum(|c| c.stats.forgot),
+            ties: self.history.ties(),
         };
         (outcome, self)
     }

@@ -5,8 +5,9 @@
 
 use regmesh_sim::run_seed;
 
-/// Seeds tried per variant before giving up.
-const BUDGET: u64 = 60;
+/// Seeds tried per variant before giving up: CI's seed budget
+/// (tests/seeds.rs).
+const BUDGET: u64 = 200;
 
 fn caught(variant: &str, by: &str) {
     for seed in 1..=BUDGET {
@@ -40,6 +41,21 @@ fn voting_without_a_claim_makes_two_owners() {
 #[test]
 fn judging_a_peer_by_our_own_interval_is_caught() {
     caught("lifecycle-own-interval", "peer states follow intervals");
+}
+
+#[test]
+fn an_export_check_that_lets_tombstones_through_is_caught() {
+    caught("export-lets-tombstones", "export policy");
+}
+
+#[test]
+fn a_digest_that_skips_the_logical_counter_is_caught() {
+    caught("digest-skips-logical", "equal digests mean equal sets");
+}
+
+#[test]
+fn a_resync_boundary_off_by_one_is_caught() {
+    caught("resync-off-by-one", "convergence");
 }
 
 #[test]

@@ -1,10 +1,12 @@
 //! No write acknowledged to a client is lost: from the moment a center
 //! acknowledges a version, it holds that version or a newer one — through
-//! crashes too — unless a tombstone at least as new was purged after the
-//! horizon. (That every other center ends up with it is the convergence
-//! invariant.)
+//! crashes too — unless a version at least as new left it lawfully: a
+//! tombstone purged after the horizon, or a newer version (another
+//! center's create of the id) dropped by a resync because its deletion was
+//! purged (that such a drop is lawful is the resync invariant's). (That every other center ends up with it is the convergence
+//! invariant.) And an origin acknowledges each HLC once.
 
-use super::{at_least, show, show_opt, Invariant, Step};
+use super::{at_least, show, show_opt, spec, Invariant, Step};
 use crate::center::{Center, Change, Note};
 use crate::msg::Key;
 use crate::world::History;
@@ -15,7 +17,8 @@ use std::collections::HashMap;
 pub struct NoAcknowledgedWriteLost {
     /// (center, key) → the newest version it acknowledged.
     floor: HashMap<(usize, Key), Record>,
-    /// (center, key) → a tombstone it purged.
+    /// (center, key) → a tombstone it purged, or a version a resync
+    /// dropped.
     purged: HashMap<(usize, Key), Record>,
 }
 
@@ -47,15 +50,24 @@ impl Invariant for NoAcknowledgedWriteLost {
         "acknowledged writes"
     }
 
-    fn after_step(&mut self, centers: &[Center], _: &History, step: &Step) -> Result<(), String> {
+    fn after_step(&mut self, centers: &[Center], history: &History, step: &Step) -> Result<(), String> {
         let c = step.center;
         for n in step.notes {
             if let Note::Acked(r) = n {
-                self.floor.insert((c, (r.kind.clone(), r.id.clone())), r.clone());
+                let key = (r.kind.clone(), r.id.clone());
+                if let Some(twin) = history.acked.get(&key).and_then(|vs| spec::one_version_per_hlc(vs, r)) {
+                    return Err(format!(
+                        "{} acknowledged {} and {} with one HLC",
+                        centers[c].id,
+                        show(twin),
+                        show(r)
+                    ));
+                }
+                self.floor.insert((c, key), r.clone());
             }
         }
         for (key, ch) in step.changes {
-            if let Change::Purged(t) = ch {
+            if let Change::Purged(t) | Change::Forgot(t) = ch {
                 self.purged.insert((c, key.clone()), t.clone());
             }
         }

@@ -5,7 +5,7 @@
 //! nothing else. Checked at the end of the liveness phase, which must reach
 //! it within a bound.
 
-use super::{show, show_opt, Invariant};
+use super::{show, show_opt, spec, Invariant};
 use crate::center::Center;
 use crate::world::History;
 use regmesh_core::Record;
@@ -23,7 +23,7 @@ fn reach(centers: &[Center], by_id: &HashMap<&str, usize>, r: &Record) -> HashSe
     seen.insert(start);
     while let Some(x) = todo.pop_front() {
         for p in &centers[x].peers {
-            if p.policy.allows(r, &[]) && seen.insert(p.idx) {
+            if spec::may_receive(&p.policy, r) && seen.insert(p.idx) {
                 todo.push_back(p.idx);
             }
         }
@@ -48,12 +48,13 @@ pub fn differences(centers: &[Center], history: &History, max: usize) -> Vec<Str
     for (key, versions) in &history.acked {
         let reaches: Vec<HashSet<usize>> = versions.iter().map(|v| reach(centers, &by_id, v)).collect();
         for c in centers {
-            let expected = versions
-                .iter()
-                .zip(&reaches)
-                .filter(|(_, r)| r.contains(&c.idx))
-                .map(|(v, _)| v)
-                .reduce(|a, b| if b.supersedes(a) { b } else { a });
+            let expected = spec::newest(
+                versions
+                    .iter()
+                    .zip(&reaches)
+                    .filter(|(_, r)| r.contains(&c.idx))
+                    .map(|(v, _)| v),
+            );
             let held = c.store.get(key);
             let ok = match (expected, held) {
                 (None, None) => true,

@@ -1,8 +1,9 @@
 //! Nothing crosses an export policy: every record a center sends a peer —
 //! in a flood, relayed or its own, or in a pull answer — is one that peer's
-//! policy lets it receive (`local` never leaves its center).
+//! policy lets it receive (`local` never leaves its center), judged from
+//! the policy's plain data ([`spec::may_receive`]), tombstones alike.
 
-use super::{show, Invariant, Step};
+use super::{show, spec, Invariant, Step};
 use crate::center::Center;
 use crate::world::History;
 
@@ -21,7 +22,7 @@ impl Invariant for NothingCrossesPolicy {
                     centers[*from].id, centers[*to].id
                 ));
             };
-            if let Some(r) = msg.records().iter().find(|r| !peer.policy.allows(r, &[])) {
+            if let Some(r) = msg.records().iter().find(|r| !spec::may_receive(&peer.policy, r)) {
                 return Err(format!(
                     "{} sent {} to {}, whose policy {:?} does not allow it",
                     centers[*from].id,

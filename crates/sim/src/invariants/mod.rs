@@ -10,11 +10,14 @@ use regmesh_core::Record;
 
 pub mod acknowledged;
 pub mod convergence;
+pub mod digests;
 pub mod export_policy;
 pub mod monotonic;
 pub mod no_resurrection;
 pub mod peer_states;
+pub mod resync_drops;
 pub mod single_owner;
+pub mod spec;
 
 /// What one step did.
 pub struct Step<'a> {
@@ -50,6 +53,8 @@ pub fn all() -> Vec<Box<dyn Invariant>> {
         Box::new(no_resurrection::NothingDeletedComesBack::default()),
         Box::new(monotonic::VersionsNeverGoBack::default()),
         Box::new(single_owner::OneOwnerAfterAVote::default()),
+        Box::new(resync_drops::DropsHadNewerVersions),
+        Box::new(digests::EqualDigestsEqualSets::default()),
         Box::new(peer_states::PeerStatesFollowIntervals::default()),
         Box::new(convergence::SameRecordsEverywhere),
     ]
@@ -78,7 +83,6 @@ pub fn keys_of<V>(map: &std::collections::HashMap<(usize, Key), V>, c: usize) ->
     map.keys().filter(|(i, _)| *i == c).map(|(_, k)| k.clone()).collect()
 }
 
-/// `a` is at least as new as `b` under the merge order.
-pub fn at_least(a: &Record, b: &Record) -> bool {
-    a == b || a.supersedes(b)
-}
+/// `a` is at least as new as `b` under the merge order (the oracle's own,
+/// [`spec::order`]).
+pub use spec::at_least;
