@@ -535,6 +535,9 @@ pub struct Link {
     pub latency_ms: u64,
     /// Body bytes per second; 0: unlimited.
     pub rate_bps: u64,
+    /// Answers with `Content-Encoding: gzip` (a body we never asked to be
+    /// compressed).
+    pub gzip: bool,
 }
 
 /// A loopback HTTPS server for one repository.
@@ -611,7 +614,12 @@ impl RepoServer {
                     let Ok(tls) = acceptor.accept(sock).await else { return };
                     let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         let me = me.clone();
-                        async move { Ok::<_, std::convert::Infallible>(me.answer(req.uri().path()).await) }
+                        let inm = req
+                            .headers()
+                            .get("if-none-match")
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_string);
+                        async move { Ok::<_, std::convert::Infallible>(me.answer(req.uri().path(), inm).await) }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(tls), svc)
@@ -621,7 +629,11 @@ impl RepoServer {
         });
     }
 
-    async fn answer(&self, path: &str) -> hyper::Response<http_body_util::StreamBody<BodyStream>> {
+    async fn answer(
+        &self,
+        path: &str,
+        if_none_match: Option<String>,
+    ) -> hyper::Response<http_body_util::StreamBody<BodyStream>> {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let link = *self.link.lock().unwrap();
         if link.latency_ms > 0 {
@@ -632,13 +644,25 @@ impl RepoServer {
             Some(b) => (200, b),
             None => (404, Bytes::from_static(b"not found")),
         };
+        // Strong validator: the body's SHA-256.
+        let etag = format!("\"{}\"", Hash::from_data(&body));
+        if status == 200 && if_none_match.as_deref() == Some(etag.as_str()) {
+            return hyper::Response::builder()
+                .status(304)
+                .header("etag", etag)
+                .body(http_body_util::StreamBody::new(paced(Bytes::new(), 0)))
+                .unwrap();
+        }
         let len = body.len();
         let stream = paced(body, link.rate_bps);
-        hyper::Response::builder()
+        let mut b = hyper::Response::builder()
             .status(status)
             .header("content-length", len)
-            .body(http_body_util::StreamBody::new(stream))
-            .unwrap()
+            .header("etag", etag);
+        if link.gzip {
+            b = b.header("content-encoding", "gzip");
+        }
+        b.body(http_body_util::StreamBody::new(stream)).unwrap()
     }
 }
 
