@@ -10,9 +10,11 @@
 //! a cycle.
 
 use crate::fetch::{Client, Fetched, Limits};
-use crate::kinds::{repo_id, RepoBody, REPO};
-use crate::rrdp::{self, RepoState, RrdpLimits};
+use crate::kinds::{repo_id, task_id, NodeBody, RepoBody, TaskBody, TaskState, NODE, REPO, TASK};
+use crate::remote::Remote;
+use crate::rrdp::{self, Local, RepoState, RrdpLimits};
 use crate::rtr::RtrSource;
+use crate::schedule::{NodeView, RepoView, Scheduler};
 use crate::validate::{self, PpObjects, PpStatus, WalkResult, Walker};
 use crate::vrps::VrpSet;
 use bytes::Bytes;
@@ -30,6 +32,40 @@ pub const TA_CERT_BYTES_MAX: u64 = 1 << 20;
 pub const ROUNDS_MAX: usize = validate::DEPTH_MAX + 1;
 /// Most repositories the console tracks.
 pub const REPOS_MAX: usize = 100_000;
+/// Default time a sync node has for one task, ms.
+pub const TASK_WITHIN_MS: u64 = 10 * 60_000;
+
+/// Writes a task's record: one per repository (its latest task), so the
+/// records stay bounded. Best effort: the record is for operators and the
+/// mesh; the task itself travels as `rpki.fetch`.
+async fn write_task(
+    node: &NodeHandle,
+    task: &str,
+    rsn: &str,
+    notify: &str,
+    held: Option<&RepoState>,
+    within_ms: u64,
+    state: TaskState,
+) {
+    let Some(kind) = node.kind(TASK) else { return };
+    let body = TaskBody {
+        node: rsn.into(),
+        notify: notify.into(),
+        session: held.map(|h| h.session.clone()),
+        serial: held.map(|h| h.serial),
+        deadline_ms: now_ms() + within_ms,
+        state,
+    };
+    let id = format!("t{}", &repo_id(notify)[1..]);
+    match kind.prepare(&id, serde_json::to_value(&body).expect("serializes")) {
+        Ok(p) => {
+            if let Err(e) = node.put(TASK, &id, p, None).await {
+                tracing::debug!(task, error = %e, "task record not written");
+            }
+        }
+        Err(e) => tracing::debug!(task, error = %e, "task record refused"),
+    }
+}
 
 /// A repository's status, as `/v1/rpki/status` shows it.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -86,6 +122,13 @@ pub struct Console {
     pub shared: Shared,
     pub rtr: RtrSource,
     center: String,
+    scheduler: Scheduler,
+    /// Sync nodes that returned wrong hashes: never scheduled again.
+    marked: BTreeSet<String>,
+    repo_ta: BTreeMap<String, String>,
+    tasks: u64,
+    /// How long a sync node has for one task, ms.
+    pub task_within_ms: u64,
 }
 
 /// A TAL file could not be read. The front did not start.
@@ -147,6 +190,26 @@ fn now_ms() -> u64 {
 
 impl Console {
     pub fn new(tals: Vec<Tal>, client: Client, limits: RrdpLimits, rtr: RtrSource, center: &str) -> Console {
+        Console::with_scheduler(
+            tals,
+            client,
+            limits,
+            rtr,
+            center,
+            Scheduler::new(crate::schedule::Algorithm::Sequential, 1, &[]),
+        )
+    }
+
+    /// With a scheduler for sync nodes (used when the console has a node
+    /// handle and sync nodes publish `rpki.node` records).
+    pub fn with_scheduler(
+        tals: Vec<Tal>,
+        client: Client,
+        limits: RrdpLimits,
+        rtr: RtrSource,
+        center: &str,
+        scheduler: Scheduler,
+    ) -> Console {
         Console {
             anchors: tals
                 .into_iter()
@@ -164,7 +227,46 @@ impl Console {
             shared: Shared::default(),
             rtr,
             center: center.into(),
+            scheduler,
+            marked: BTreeSet::new(),
+            repo_ta: BTreeMap::new(),
+            tasks: 0,
+            task_within_ms: TASK_WITHIN_MS,
         }
+    }
+
+    /// Sync nodes that may take tasks now: live `rpki.node` records of
+    /// role sync, not marked.
+    fn sync_nodes(&self, node: &NodeHandle) -> Vec<NodeView> {
+        let q = regmesh_node::handle::ListQuery {
+            limit: Some(crate::sync::NODES_LISTED_MAX.min(node.limits().list_limit_max)),
+            ..Default::default()
+        };
+        let Ok(page) = node.list(NODE, &q) else {
+            return Vec::new();
+        };
+        page.records
+            .iter()
+            .filter(|r| !node.is_stale(r) && r.id != self.center)
+            .filter_map(|r| {
+                let b: NodeBody = serde_json::from_str(&r.body).ok()?;
+                (b.role == crate::config::Role::Sync && !b.expired).then(|| NodeView {
+                    id: r.id.clone(),
+                    region: b.region,
+                    cpu_permille: b.cpu_permille,
+                    mem_permille: b.mem_permille,
+                    active: b.active,
+                    queued: b.queued,
+                    speed_bps: b.speed_bps,
+                    marked: self.marked.contains(&r.id),
+                })
+            })
+            .collect()
+    }
+
+    /// Nodes marked for wrong hashes.
+    pub fn marked(&self) -> &BTreeSet<String> {
+        &self.marked
     }
 
     /// Fetches each TA certificate (first HTTPS URI that answers with one
@@ -213,32 +315,71 @@ impl Console {
         out
     }
 
-    /// Syncs `notifies` concurrently (at most [`FETCH_PARALLEL_MAX`] at once).
-    async fn fetch(&mut self, notifies: Vec<String>) {
+    /// Syncs `notifies` concurrently (at most [`FETCH_PARALLEL_MAX`] at
+    /// once): each through the sync node the scheduler picks (one task per
+    /// repository), or locally when none is available. A task that fails is
+    /// done locally at once; a node that returned a wrong hash is marked.
+    async fn fetch(&mut self, notifies: Vec<String>, node: Option<&NodeHandle>) {
         use futures_util::stream::{self, StreamExt};
+        let mut views = node.map(|n| self.sync_nodes(n)).unwrap_or_default();
+        let mut jobs = Vec::new();
+        for n in notifies {
+            let host = self.client.check_uri(&n).map(|h| h.0).unwrap_or_default();
+            let region = self
+                .repo_ta
+                .get(&n)
+                .filter(|t| crate::schedule::REGIONS.contains(&t.as_str()))
+                .cloned();
+            let pick = self.scheduler.pick(&RepoView { host, region }, &views);
+            if let Some(id) = &pick {
+                if let Some(v) = views.iter_mut().find(|v| &v.id == id) {
+                    v.queued += 1;
+                }
+                self.tasks += 1;
+            }
+            let task = pick.as_ref().map(|id| task_id(&n, id, self.tasks));
+            jobs.push((n.clone(), self.repos.get(&n).cloned(), pick, task));
+        }
         let client = self.client.clone();
         let limits = self.limits;
-        let jobs: Vec<_> = notifies
-            .into_iter()
-            .map(|n| (n.clone(), self.repos.get(&n).cloned()))
-            .collect();
+        let within_ms = self.task_within_ms;
         let results: Vec<_> = stream::iter(jobs)
-            .map(|(n, held)| {
+            .map(|(n, held, pick, task)| {
                 let client = client.clone();
                 async move {
-                    let r = rrdp::sync(&client, &n, held, limits).await;
-                    (n, r)
+                    if let (Some(node), Some(id), Some(task)) = (node, &pick, &task) {
+                        write_task(node, task, id, &n, held.as_deref(), within_ms, TaskState::Assigned).await;
+                        let remote = Remote::new(node, id, task, &n, within_ms);
+                        let r = rrdp::sync(&client, &remote, &n, held.clone(), limits).await;
+                        let state = if r.is_ok() { TaskState::Done } else { TaskState::Failed };
+                        write_task(node, task, id, &n, held.as_deref(), within_ms, state).await;
+                        match r {
+                            Ok(ok) => return (n, Ok(ok), id.clone(), None),
+                            Err(e) => {
+                                let lied = remote.lied().then(|| id.clone());
+                                tracing::info!(notify = %n, node = %id, error = %e, "task failed; fetching locally");
+                                let r = rrdp::sync(&client, &Local(&client), &n, held, limits).await;
+                                return (n, r, "local".into(), lied);
+                            }
+                        }
+                    }
+                    let r = rrdp::sync(&client, &Local(&client), &n, held, limits).await;
+                    (n, r, "local".into(), None)
                 }
             })
             .buffer_unordered(FETCH_PARALLEL_MAX)
             .collect()
             .await;
         let now = now_ms();
-        for (n, r) in results {
+        for (n, r, by, lied) in results {
+            if let Some(id) = lied {
+                tracing::warn!(node = %id, notify = %n, "sync node returned a wrong hash; marked");
+                self.marked.insert(id);
+            }
             let st = self.status.entry(n.clone()).or_default();
             st.notify = n.clone();
             st.last_fetch_ms = now;
-            st.by = self.center.clone();
+            st.by = if by == "local" { self.center.clone() } else { by };
             match r {
                 Ok((state, report)) => {
                     st.session = state.session.clone();
@@ -270,16 +411,18 @@ impl Console {
         let started = std::time::Instant::now();
         let ta_errors = self.refresh_anchors().await;
         let mut tried: BTreeSet<String> = self.repos.keys().cloned().collect();
-        self.fetch(tried.iter().cloned().collect()).await;
+        self.fetch(tried.iter().cloned().collect(), node).await;
         let mut result = self.walk();
+        self.repo_ta.append(&mut result.repo_ta);
         for _ in 0..ROUNDS_MAX {
             let new: Vec<String> = result.wanted.difference(&tried).cloned().collect();
             if new.is_empty() {
                 break;
             }
             tried.extend(new.iter().cloned());
-            self.fetch(new).await;
+            self.fetch(new, node).await;
             result = self.walk();
+            self.repo_ta.append(&mut result.repo_ta);
         }
         // Forget last-good points no CA names any more.
         self.last_good.retain(|mft, _| result.pps.contains_key(mft));
@@ -330,7 +473,7 @@ impl Console {
                 }
             };
             if let Err(e) = node.put(REPO, &id, prepared, None).await {
-                tracing::warn!(notify = %st.notify, error = %e, "repository state not recorded");
+                tracing::info!(notify = %st.notify, error = %e, "repository state not recorded");
             }
         }
     }

@@ -15,13 +15,16 @@ pub mod config;
 pub mod console;
 pub mod fetch;
 pub mod kinds;
+pub mod remote;
 pub mod routes;
 pub mod rrdp;
+pub mod rsn;
 pub mod rtr;
 pub mod schedule;
 pub mod sync;
 pub mod validate;
 pub mod vrps;
+pub mod wire;
 
 use config::{Role, RpkiConfig};
 use regmesh_core::Kind;
@@ -37,6 +40,8 @@ pub const NAME: &str = "rpki";
 pub struct RpkiFront {
     cfg: Option<RpkiConfig>,
     shared: console::Shared,
+    /// A sync node's task state (its handlers and its load loop share it).
+    rsn: Option<rsn::Rsn>,
 }
 
 impl RpkiFront {
@@ -51,8 +56,18 @@ impl Front for RpkiFront {
     }
 
     fn configure(&mut self, section: &Section) -> Result<(), FrontError> {
-        self.cfg = Some(RpkiConfig::from_section(section)?);
+        let cfg = RpkiConfig::from_section(section)?;
+        if cfg.role == Role::Sync {
+            let client = fetch::Client::new(&cfg.ca_certs, cfg.allow_local_hosts)
+                .map_err(|e| FrontError::config(NAME, e.to_string()))?;
+            self.rsn = Some(rsn::Rsn::new(client));
+        }
+        self.cfg = Some(cfg);
         Ok(())
+    }
+
+    fn peer_messages(&self, _node: &NodeHandle) -> Vec<regmesh_node::messages::PeerMessage> {
+        self.rsn.as_ref().map(rsn::Rsn::messages).unwrap_or_default()
     }
 
     fn kinds(&self) -> Vec<Arc<dyn Kind>> {
@@ -72,7 +87,11 @@ impl Front for RpkiFront {
             .clone()
             .ok_or_else(|| FrontError::start(NAME, "not configured"))?;
         if cfg.role == Role::Sync {
-            return Ok(vec![Box::pin(sync::run(node.clone(), cfg))]);
+            let rsn = self
+                .rsn
+                .clone()
+                .ok_or_else(|| FrontError::start(NAME, "not configured"))?;
+            return Ok(vec![Box::pin(sync::run(node.clone(), cfg, rsn))]);
         }
         let client = fetch::Client::new(&cfg.ca_certs, cfg.allow_local_hosts)
             .map_err(|e| FrontError::start(NAME, e.to_string()))?;

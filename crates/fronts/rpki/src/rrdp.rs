@@ -131,11 +131,69 @@ pub struct SyncReport {
     pub fallback: Option<String>,
 }
 
+/// Who downloads snapshot and delta files: this center ([`Local`]) or a
+/// sync node (`remote::Remote`). Either way the caller checks each file's
+/// SHA-256 against the notification ([`fetch_all`]); a downloader is never
+/// trusted.
+pub trait Download: Sync {
+    /// Downloads `files` (URI, the SHA-256 the notification names), in order.
+    fn download(
+        &self,
+        files: &[(String, Hash)],
+        limits: Limits,
+    ) -> impl std::future::Future<Output = Result<Vec<Bytes>, RrdpError>> + Send;
+    /// Who it is, for status (`local` or a center id).
+    fn who(&self) -> String;
+}
+
+/// Downloads with this center's own HTTPS client.
+pub struct Local<'a>(pub &'a Client);
+
+impl Download for Local<'_> {
+    async fn download(&self, files: &[(String, Hash)], limits: Limits) -> Result<Vec<Bytes>, RrdpError> {
+        let mut out = Vec::with_capacity(files.len());
+        for (u, _) in files {
+            match self.0.get(u, None, limits).await? {
+                Fetched::Body { bytes, .. } => out.push(bytes),
+                Fetched::NotModified => {
+                    return Err(RrdpError::Invalid {
+                        uri: u.clone(),
+                        why: "304 to an unconditional GET".into(),
+                    })
+                }
+            }
+        }
+        Ok(out)
+    }
+    fn who(&self) -> String {
+        "local".into()
+    }
+}
+
+/// Downloads `files` with `d` and checks every SHA-256.
+pub async fn fetch_all(d: &impl Download, files: &[(String, Hash)], limits: Limits) -> Result<Vec<Bytes>, RrdpError> {
+    let got = d.download(files, limits).await?;
+    if got.len() != files.len() {
+        return Err(RrdpError::Invalid {
+            uri: files.first().map(|f| f.0.clone()).unwrap_or_default(),
+            why: format!("{} asked, {} returned", files.len(), got.len()),
+        });
+    }
+    for ((u, h), b) in files.iter().zip(&got) {
+        if !h.matches(b) {
+            return Err(RrdpError::Hash { uri: u.clone() });
+        }
+    }
+    Ok(got)
+}
+
 /// Syncs the repository whose notification file is at `notify`, starting
-/// from `held` (its last state, if any). Returns the new state (shared with
-/// `held` when unchanged).
+/// from `held` (its last state, if any): this center fetches the
+/// notification file itself, `d` downloads the snapshot or deltas. Returns
+/// the new state (shared with `held` when unchanged).
 pub async fn sync(
     client: &Client,
+    d: &impl Download,
     notify: &str,
     held: Option<Arc<RepoState>>,
     limits: RrdpLimits,
@@ -174,7 +232,7 @@ pub async fn sync(
         }
         Plan::Deltas(list) => {
             let base = held.expect("deltas imply held");
-            match apply_deltas(client, &base, &list, &nf, limits).await {
+            match apply_deltas(d, &base, &list, &nf, limits).await {
                 Ok((mut state, n)) => {
                     state.validators = validators;
                     total += n;
@@ -193,7 +251,9 @@ pub async fn sync(
         }
     }
     let snap_uri = nf.snapshot().uri().to_string();
-    let body = fetch_hashed(client, &snap_uri, nf.snapshot().hash(), limits).await?;
+    let body = fetch_all(d, &[(snap_uri.clone(), nf.snapshot().hash())], limits.bulk)
+        .await?
+        .remove(0);
     total += body.len() as u64;
     let mut p = SnapshotInto {
         session: nf.session_id().to_string(),
@@ -229,19 +289,8 @@ fn report(how: &'static str, bytes: u64, started: std::time::Instant, fallback: 
     }
 }
 
-async fn fetch_hashed(client: &Client, u: &str, hash: Hash, limits: RrdpLimits) -> Result<Bytes, RrdpError> {
-    match client.get(u, None, limits.bulk).await? {
-        Fetched::Body { bytes, .. } if hash.matches(&bytes) => Ok(bytes),
-        Fetched::Body { .. } => Err(RrdpError::Hash { uri: u.into() }),
-        Fetched::NotModified => Err(RrdpError::Invalid {
-            uri: u.into(),
-            why: "304 to an unconditional GET".into(),
-        }),
-    }
-}
-
 async fn apply_deltas(
-    client: &Client,
+    d: &impl Download,
     base: &RepoState,
     list: &[(u64, String, String)],
     nf: &NotificationFile,
@@ -249,12 +298,16 @@ async fn apply_deltas(
 ) -> Result<(RepoState, u64), RrdpError> {
     let mut objects = base.objects.clone();
     let mut total = 0;
-    for (serial, u, hash_hex) in list {
+    let mut files = Vec::with_capacity(list.len());
+    for (_, u, hash_hex) in list {
         let hash: Hash = hash_hex.parse().map_err(|_| RrdpError::Invalid {
             uri: u.clone(),
             why: "bad hash".into(),
         })?;
-        let body = fetch_hashed(client, u, hash, limits).await?;
+        files.push((u.clone(), hash));
+    }
+    let bodies = fetch_all(d, &files, limits.bulk).await?;
+    for ((serial, u, _), body) in list.iter().zip(bodies) {
         total += body.len() as u64;
         let mut p = DeltaInto {
             session: nf.session_id().to_string(),

@@ -52,29 +52,50 @@ pub fn measure(cfg: &RpkiConfig, active: u32, queued: u32) -> NodeBody {
     }
 }
 
-/// Writes this node's record.
-pub async fn publish(node: &NodeHandle, body: &NodeBody) {
-    let Some(kind) = node.kind(NODE) else { return };
+/// Retry period after a record write failed (the center may not be in its
+/// mesh yet), seconds.
+pub const RETRY_S: u64 = 2;
+
+/// Writes this node's record; false if it was not written.
+pub async fn publish(node: &NodeHandle, body: &NodeBody) -> bool {
+    let Some(kind) = node.kind(NODE) else { return false };
     let id = node.center_id().to_string();
     let value = serde_json::to_value(body).expect("a body serializes");
     match kind.prepare(&id, value) {
-        Ok(p) => {
-            if let Err(e) = node.put(NODE, &id, p, None).await {
-                tracing::warn!(error = %e, "sync node record not written");
+        Ok(p) => match node.put(NODE, &id, p, None).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::info!(error = %e, "sync node record not written; retrying soon");
+                false
             }
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "sync node record refused");
+            false
         }
-        Err(e) => tracing::warn!(error = %e, "sync node record refused"),
     }
 }
 
-/// The sync node's loop: its record now and every `refresh_s`.
-pub async fn run(node: NodeHandle, cfg: RpkiConfig) {
+/// The sync node's loop: its record now and every `refresh_s`, with its
+/// task counts, download rate and measured speeds.
+pub async fn run(node: NodeHandle, cfg: RpkiConfig, rsn: crate::rsn::Rsn) {
     debug_assert_eq!(cfg.role, Role::Sync);
     let mut closing = node.closing();
+    let mut last = (std::time::Instant::now(), rsn.bytes_total());
     loop {
-        publish(&node, &measure(&cfg, 0, 0)).await;
+        let (active, queued) = rsn.load();
+        let mut body = measure(&cfg, active, queued);
+        body.speed_bps = rsn.speeds();
+        let (t, b) = (std::time::Instant::now(), rsn.bytes_total());
+        body.net_bps = (b - last.1) * 1000 / (t - last.0).as_millis().max(1) as u64;
+        last = (t, b);
+        let wait_s = if publish(&node, &body).await {
+            cfg.refresh_s
+        } else {
+            RETRY_S.min(cfg.refresh_s)
+        };
         tokio::select! {
-            _ = tokio::time::sleep(std::time::Duration::from_secs(cfg.refresh_s)) => {}
+            _ = tokio::time::sleep(std::time::Duration::from_secs(wait_s)) => {}
             _ = closing.changed() => return,
         }
     }

@@ -45,6 +45,8 @@ pub struct WalkResult {
     pub pps: BTreeMap<String, PpStatus>,
     /// CAs with no RRDP notification URI (rsync only; out of scope).
     pub rsync_only: usize,
+    /// Repository → the trust anchor it was found under.
+    pub repo_ta: BTreeMap<String, String>,
 }
 
 /// How a publication point fared.
@@ -145,6 +147,10 @@ impl<'a> Walker<'a> {
             return Vec::new();
         };
         let (notify, mft_uri) = (notify.to_string(), mft.to_string());
+        self.out
+            .repo_ta
+            .entry(notify.clone())
+            .or_insert_with(|| self.ta_name.clone());
         let Some(repo) = self.repos.get(&notify) else {
             self.out.wanted.insert(notify.clone());
             self.out.pps.insert(mft_uri, PpStatus::Missing { notify });
