@@ -96,7 +96,7 @@ async fn a_console_and_two_sync_nodes_serve_the_lab_vrps() {
         std::fs::write(&p, text).unwrap();
     }
     let (p1, url) = spawn(dir.path(), "c1");
-    let _p1: Proc = p1;
+    let mut p1: Option<Proc> = Some(p1);
     let mut p2 = Some(spawn(dir.path(), "c2").0);
     let _p3 = spawn(dir.path(), "c3").0;
     let c1 = Client::new(&url, None).unwrap();

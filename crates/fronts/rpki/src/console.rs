@@ -129,6 +129,7 @@ pub struct Console {
     tasks: u64,
     /// How long a sync node has for one task, ms.
     pub task_within_ms: u64,
+    pub metrics: Option<crate::metrics::ConsoleMetrics>,
 }
 
 /// A TAL file could not be read. The front did not start.
@@ -232,6 +233,7 @@ impl Console {
             repo_ta: BTreeMap::new(),
             tasks: 0,
             task_within_ms: TASK_WITHIN_MS,
+            metrics: None,
         }
     }
 
@@ -343,6 +345,7 @@ impl Console {
         let client = self.client.clone();
         let limits = self.limits;
         let within_ms = self.task_within_ms;
+        let metrics = &self.metrics;
         let results: Vec<_> = stream::iter(jobs)
             .map(|(n, held, pick, task)| {
                 let client = client.clone();
@@ -352,6 +355,12 @@ impl Console {
                         let remote = Remote::new(node, id, task, &n, within_ms);
                         let r = rrdp::sync(&client, &remote, &n, held.clone(), limits).await;
                         let state = if r.is_ok() { TaskState::Done } else { TaskState::Failed };
+                        if let Some(m) = &metrics {
+                            match state {
+                                TaskState::Done => m.tasks_done.add(1),
+                                _ => m.tasks_failed.add(1),
+                            }
+                        }
                         write_task(node, task, id, &n, held.as_deref(), within_ms, state).await;
                         match r {
                             Ok(ok) => return (n, Ok(ok), id.clone(), None),
@@ -392,6 +401,9 @@ impl Console {
                     st.how = report.how.into();
                     st.bytes = report.bytes;
                     st.duration_ms = report.elapsed_ms;
+                    if let Some(m) = &self.metrics {
+                        m.fetched_bytes.add(report.bytes);
+                    }
                     st.objects = state.objects.len();
                     if self.repos.len() < REPOS_MAX || self.repos.contains_key(&n) {
                         self.repos.insert(n, state);
@@ -441,6 +453,16 @@ impl Console {
             p.pps_failed = count(|s| matches!(s, PpStatus::Failed { .. } | PpStatus::Missing { .. }));
             p.rsync_only = result.rsync_only;
             p.ta_errors = ta_errors;
+        }
+        if let Some(m) = &self.metrics {
+            let p = self.shared.published.read().expect("published lock");
+            m.vrps.set(p.vrps.len() as u64);
+            m.cycles.add(1);
+            m.cycle_duration_ms.set(p.last_cycle_duration_ms);
+            let failed = self.status.values().filter(|s| s.how == "failed").count() as u64;
+            m.repos_failed.set(failed);
+            m.repos_ok.set(self.status.len() as u64 - failed);
+            m.nodes_marked.set(self.marked.len() as u64);
         }
         if let Some(node) = node {
             self.write_records(node).await;

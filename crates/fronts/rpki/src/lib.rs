@@ -15,6 +15,7 @@ pub mod config;
 pub mod console;
 pub mod fetch;
 pub mod kinds;
+pub mod metrics;
 pub mod remote;
 pub mod routes;
 pub mod rrdp;
@@ -113,6 +114,8 @@ impl Front for RpkiFront {
         }
         let mut console = console::Console::new(tals, client, rrdp::RrdpLimits::default(), rtr, node.center_id());
         console.shared = self.shared.clone();
+        console.metrics =
+            Some(metrics::ConsoleMetrics::register(node).map_err(|e| FrontError::start(NAME, e.to_string()))?);
         let node = node.clone();
         tasks.push(Box::pin(async move {
             let mut closing = node.closing();
