@@ -199,4 +199,28 @@ async fn a_console_and_two_sync_nodes_serve_the_lab_vrps() {
         s["repositories"].as_array().unwrap().iter().all(|r| r["serial"] == 3),
         "{s}"
     );
+    let r = c1.request(hyper::Method::GET, "/metrics", None).await.unwrap();
+    let metrics = String::from_utf8_lossy(&r.body).into_owned();
+    assert!(
+        metrics.contains(&format!("regmesh_rpki_vrps {}\n", expected.len() - 4)),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("regmesh_rpki_tasks_total{outcome=\"done\"}"),
+        "{metrics}"
+    );
+
+    // The console restarts in the middle of a cycle (slow repositories):
+    // it starts over from snapshots and serves the same set again.
+    drop(p1.take());
+    let (p1b, url) = spawn(dir.path(), "c1");
+    let _p1b = p1b;
+    let c1 = Client::new(&url, None).unwrap();
+    let (s, _) = get(&c1, "/v1/rpki/vrps").await;
+    assert_eq!(s, 503, "no set before the first cycle ends");
+    wait_until("VRPs after the console's restart", Duration::from_secs(30), || async {
+        let (s, v) = get(&c1, "/v1/rpki/vrps").await;
+        s == 200 && vrp_triples(&v).len() == expected.len() - 4
+    })
+    .await;
 }
