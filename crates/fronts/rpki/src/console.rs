@@ -38,21 +38,13 @@ pub const TASK_WITHIN_MS: u64 = 10 * 60_000;
 /// Writes a task's record: one per repository (its latest task), so the
 /// records stay bounded. Best effort: the record is for operators and the
 /// mesh; the task itself travels as `rpki.fetch`.
-async fn write_task(
-    node: &NodeHandle,
-    task: &str,
-    rsn: &str,
-    notify: &str,
-    held: Option<&RepoState>,
-    within_ms: u64,
-    state: TaskState,
-) {
+pub(crate) async fn write_task(node: &NodeHandle, rsn: &str, notify: &str, within_ms: u64, state: TaskState) {
     let Some(kind) = node.kind(TASK) else { return };
     let body = TaskBody {
         node: rsn.into(),
         notify: notify.into(),
-        session: held.map(|h| h.session.clone()),
-        serial: held.map(|h| h.serial),
+        session: None,
+        serial: None,
         deadline_ms: now_ms() + within_ms,
         state,
     };
@@ -60,10 +52,10 @@ async fn write_task(
     match kind.prepare(&id, serde_json::to_value(&body).expect("serializes")) {
         Ok(p) => {
             if let Err(e) = node.put(TASK, &id, p, None).await {
-                tracing::debug!(task, error = %e, "task record not written");
+                tracing::debug!(task = %id, error = %e, "task record not written");
             }
         }
-        Err(e) => tracing::debug!(task, error = %e, "task record refused"),
+        Err(e) => tracing::debug!(task = %id, error = %e, "task record refused"),
     }
 }
 
@@ -96,6 +88,8 @@ pub struct Published {
     pub pps_failed: usize,
     pub rsync_only: usize,
     pub ta_errors: BTreeMap<String, String>,
+    /// Sync nodes marked for returning wrong hashes.
+    pub marked: Vec<String>,
 }
 
 /// The console's shared output.
@@ -351,19 +345,21 @@ impl Console {
                 let client = client.clone();
                 async move {
                     if let (Some(node), Some(id), Some(task)) = (node, &pick, &task) {
-                        write_task(node, task, id, &n, held.as_deref(), within_ms, TaskState::Assigned).await;
                         let remote = Remote::new(node, id, task, &n, within_ms);
                         let r = rrdp::sync(&client, &remote, &n, held.clone(), limits).await;
-                        let state = if r.is_ok() { TaskState::Done } else { TaskState::Failed };
-                        if let Some(m) = &metrics {
-                            match state {
-                                TaskState::Done => m.tasks_done.add(1),
-                                _ => m.tasks_failed.add(1),
+                        if remote.used() {
+                            let state = if r.is_ok() { TaskState::Done } else { TaskState::Failed };
+                            if let Some(m) = &metrics {
+                                match state {
+                                    TaskState::Done => m.tasks_done.add(1),
+                                    _ => m.tasks_failed.add(1),
+                                }
                             }
+                            write_task(node, id, &n, within_ms, state).await;
                         }
-                        write_task(node, task, id, &n, held.as_deref(), within_ms, state).await;
+                        let by = if remote.used() { id.clone() } else { "local".to_string() };
                         match r {
-                            Ok(ok) => return (n, Ok(ok), id.clone(), None),
+                            Ok(ok) => return (n, Ok(ok), by, None),
                             Err(e) => {
                                 let lied = remote.lied().then(|| id.clone());
                                 tracing::info!(notify = %n, node = %id, error = %e, "task failed; fetching locally");
@@ -453,6 +449,7 @@ impl Console {
             p.pps_failed = count(|s| matches!(s, PpStatus::Failed { .. } | PpStatus::Missing { .. }));
             p.rsync_only = result.rsync_only;
             p.ta_errors = ta_errors;
+            p.marked = self.marked.iter().cloned().collect();
         }
         if let Some(m) = &self.metrics {
             let p = self.shared.published.read().expect("published lock");

@@ -29,6 +29,7 @@ pub struct Remote<'a> {
     pub notify: String,
     pub within_ms: u64,
     lied: AtomicBool,
+    used: AtomicBool,
 }
 
 impl<'a> Remote<'a> {
@@ -40,7 +41,13 @@ impl<'a> Remote<'a> {
             notify: notify.into(),
             within_ms,
             lied: AtomicBool::new(false),
+            used: AtomicBool::new(false),
         }
+    }
+
+    /// Whether a task was sent (the sync had files to download).
+    pub fn used(&self) -> bool {
+        self.used.load(Ordering::Relaxed)
     }
 
     /// Whether the node returned a file whose SHA-256 was wrong.
@@ -111,6 +118,15 @@ impl<'a> Remote<'a> {
 impl Download for Remote<'_> {
     async fn download(&self, files: &[(String, Hash)], _limits: Limits) -> Result<Vec<Bytes>, RrdpError> {
         let deadline = Instant::now() + Duration::from_millis(self.within_ms);
+        self.used.store(true, Ordering::Relaxed);
+        crate::console::write_task(
+            self.node,
+            &self.node_id,
+            &self.notify,
+            self.within_ms,
+            crate::kinds::TaskState::Assigned,
+        )
+        .await;
         let refs: Vec<FileRef> = files
             .iter()
             .map(|(u, h)| FileRef {

@@ -89,6 +89,7 @@ async fn status(State(ctx): State<Ctx>) -> Response {
             "publication_points": {"valid": p.pps_valid, "last_good": p.pps_last_good, "failed": p.pps_failed,
                                    "rsync_only": p.rsync_only},
             "trust_anchor_errors": p.ta_errors,
+            "marked_sync_nodes": p.marked,
             "repositories": p.repos.values().collect::<Vec<_>>(),
         })
     };
