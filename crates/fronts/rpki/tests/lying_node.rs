@@ -6,17 +6,17 @@
 //!
 //! Budget: two in-process centers, one world, cycles every second: ~10 s.
 
+mod mesh;
 mod world;
 
 use base64::Engine;
-use regmesh_core::{Identity, Kind};
+use regmesh_core::Kind;
 use regmesh_front_rpki::kinds::{self, NodeBody, NODE};
 use regmesh_front_rpki::wire;
 use regmesh_node::client::Client;
-use regmesh_node::config::{CenterKey, PeerConfig, PeerListenConfig};
 use regmesh_node::front::{Front, FrontError, Section, Task};
 use regmesh_node::messages::{PeerAnswer, PeerMessage, PeerVerb};
-use regmesh_node::{Config, NodeBuilder, NodeHandle};
+use regmesh_node::{NodeBuilder, NodeHandle};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -85,60 +85,6 @@ impl Front for Liar {
     }
 }
 
-/// Two centers peered over mutual TLS on loopback; `fronts[i]` is center
-/// i's `[fronts]` table.
-fn configs(dir: &std::path::Path, fronts: [&str; 2]) -> Vec<Config> {
-    let ca = regmesh_node::peer::pki::Ca::generate("test CA").unwrap();
-    std::fs::write(dir.join("ca.pem"), &ca.cert_pem).unwrap();
-    let ports: Vec<u16> = (0..2)
-        .map(|_| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        })
-        .collect();
-    let ids = ["c1", "c2"];
-    let mut keys = Vec::new();
-    for (i, id) in ids.iter().enumerate() {
-        let identity = Identity::from_seed([i as u8 + 7; 32]);
-        let pem = identity.to_pkcs8_pem().unwrap();
-        std::fs::write(dir.join(format!("{id}.key")), &pem).unwrap();
-        std::fs::write(dir.join(format!("{id}.crt")), ca.issue(id, &pem).unwrap()).unwrap();
-        keys.push(regmesh_core::sign::key_hex(&identity.verifying_key()));
-    }
-    (0..2)
-        .map(|i| {
-            let other = 1 - i;
-            let mut cfg = Config::for_test(ids[i], &dir.join(ids[i]));
-            cfg.fronts = toml::from_str(fronts[i]).unwrap();
-            cfg.peer = Some(PeerListenConfig {
-                listen: format!("127.0.0.1:{}", ports[i]).parse().unwrap(),
-                cert: dir.join(format!("{}.crt", ids[i])),
-                key: dir.join(format!("{}.key", ids[i])),
-                ca: dir.join("ca.pem"),
-                beat_interval_ms: 200,
-                clock_skew_s: 30,
-                max_body_bytes: 1 << 20,
-                vote_timeout_ms: 2000,
-                claims: Default::default(),
-            });
-            cfg.peers = vec![PeerConfig {
-                id: ids[other].into(),
-                url: format!("https://127.0.0.1:{}", ports[other]),
-                kinds: Vec::new(),
-                groups: Vec::new(),
-            }];
-            cfg.centers = vec![CenterKey {
-                id: ids[other].into(),
-                public_key: keys[other].clone(),
-            }];
-            cfg
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_node_returning_wrong_bytes_is_marked_and_the_vrps_stay_exact() {
     let mut lab = Lab::start(3, lab_cas());
@@ -147,7 +93,7 @@ async fn a_sync_node_returning_wrong_bytes_is_marked_and_the_vrps_stay_exact() {
     let console = format!(
         "[rpki]\nrole = \"console\"\ntals = [{tal:?}]\nca_certs = [{ca:?}]\nallow_local_hosts = true\nrefresh_s = 1\n"
     );
-    let cfgs = configs(dir.path(), [&console, "[rpki]\n"]);
+    let cfgs = mesh::configs(dir.path(), &[&console, "[rpki]\n"]);
     let c1 = NodeBuilder::new(cfgs[0].clone())
         .front(regmesh_front_rpki::RpkiFront::new())
         .start()
