@@ -2,7 +2,9 @@
 //! It writes a CA, then per center a key, a certificate and a config. Center i
 //! listens for clients on `P + 10·(i−1)` and for peers on the port after it;
 //! with `--fronts rd`, it serves CoAP (the Resource Directory) on
-//! `[::1]:P + 10·(i−1) + 2`.
+//! `[::1]:P + 10·(i−1) + 2`; with `--fronts rpki`, c1 is the RPKI console
+//! (TALs from `<out>/tals/`, RTR on `127.0.0.1:P + 3`) and every other
+//! center a sync node.
 
 use anyhow::{bail, Context, Result};
 use regmesh_core::sign::key_hex;
@@ -47,17 +49,23 @@ pub fn neighbours(t: Topology, n: usize, i: usize) -> Vec<usize> {
 pub enum InitFront {
     /// The CoAP Resource Directory, on `[::1]:P + 10·(i−1) + 2`.
     Rd,
+    /// The RPKI relying party: c1 the console (RTR on `127.0.0.1:P + 3`),
+    /// the others sync nodes.
+    Rpki,
 }
 
 pub fn run(n: usize, topology: Topology, out: &Path, base_port: u16, fronts: &[InitFront]) -> Result<()> {
     if !(1..=256).contains(&n) {
         bail!("--centers must be 1 to 256");
     }
-    let last_port = base_port as usize + 10 * (n - 1) + 2;
+    let last_port = base_port as usize + 10 * (n - 1) + 3;
     if last_port > u16::MAX as usize {
         bail!("--base-port {base_port} leaves no room for {n} centers (ports up to {last_port})");
     }
     std::fs::create_dir_all(out).with_context(|| out.display().to_string())?;
+    if fronts.contains(&InitFront::Rpki) {
+        std::fs::create_dir_all(out.join("tals")).context("tals folder")?;
+    }
     let ids: Vec<String> = (1..=n).map(|i| format!("c{i}")).collect();
     for id in &ids {
         for ext in ["toml", "key", "crt"] {
@@ -128,6 +136,10 @@ pub fn run(n: usize, topology: Topology, out: &Path, base_port: u16, fronts: &[I
             t.insert("upstreams".into(), toml::Value::Array(Vec::new()));
             cfg.fronts.insert("rd".into(), toml::Value::Table(t));
         }
+        if fronts.contains(&InitFront::Rpki) {
+            cfg.fronts
+                .insert("rpki".into(), toml::Value::Table(rpki_section(i, api_port(i))));
+        }
         cfg.validate()?;
         std::fs::write(out.join(format!("{id}.toml")), toml_text(&cfg)?)?;
     }
@@ -137,6 +149,19 @@ pub fn run(n: usize, topology: Topology, out: &Path, base_port: u16, fronts: &[I
     );
     println!("run one with: regmesh serve --config {}", out.join("c1.toml").display());
     Ok(())
+}
+
+/// `[fronts.rpki]` of center `i` (0-based): c1 the console, others sync.
+fn rpki_section(i: usize, api_port: usize) -> toml::Table {
+    let mut t = toml::Table::new();
+    if i == 0 {
+        t.insert("role".into(), "console".into());
+        t.insert("tals".into(), toml::Value::Array(vec!["tals".into()]));
+        t.insert("rtr_listen".into(), format!("127.0.0.1:{}", api_port + 3).into());
+    } else {
+        t.insert("role".into(), "sync".into());
+    }
+    t
 }
 
 fn toml_text(cfg: &Config) -> Result<String> {

@@ -49,7 +49,8 @@ enum Cmd {
         /// Client API port of c1; center i uses P + 10·(i−1), and the next port for peers.
         #[arg(long, default_value_t = 17700)]
         base_port: u16,
-        /// Optional fronts to configure (comma-separated): `rd` serves CoAP on P + 10·(i−1) + 2.
+        /// Optional fronts to configure (comma-separated): `rd` serves CoAP on P + 10·(i−1) + 2;
+        /// `rpki` makes c1 the RPKI console (RTR on P + 3, TALs in <out>/tals) and the others sync nodes.
         #[arg(long, value_enum, value_delimiter = ',')]
         fronts: Vec<init::InitFront>,
     },
@@ -244,6 +245,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             let running = regmesh_node::NodeBuilder::new(cfg)
                 .front(regmesh_front_agent::AgentFront::new())
                 .front(regmesh_front_rd::RdFront::new())
+                .front(regmesh_front_rpki::RpkiFront::new())
                 .start()
                 .await?;
             // Machine-readable line for scripts and tests: the bound address.

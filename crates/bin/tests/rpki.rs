@@ -1,0 +1,226 @@
+//! The RPKI front in a real mesh of `regmesh` processes set up with
+//! `regmesh init --fronts rpki`: c1 the console, c2 and c3 sync nodes,
+//! against a synthetic RPKI served over loopback HTTPS (the rpki crate's
+//! test world). The console serves the lab's VRPs as rpki-client JSON and
+//! Routinator CSV and over RTR (read back with `rtrdump`), sync nodes
+//! publish their load, and once they are known the console's downloads go
+//! through them as tasks over the peer listener; a sync node killed
+//! mid-task leaves its repositories fetched by the console itself.
+//!
+//! Budget: three processes, ~25 RSA keys, cycles every second: ~20 s.
+
+mod peer_harness;
+#[path = "../../fronts/rpki/tests/world/mod.rs"]
+mod world;
+
+use peer_harness::{get, spawn, wait_until, Proc, BIN};
+use regmesh_node::client::Client;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::Duration;
+use world::{lab_cas, lab_expected, Lab};
+
+/// A base port whose mesh ports and the console's RTR port are free.
+fn free_base() -> u16 {
+    loop {
+        let b = peer_harness::free_base(3);
+        if std::net::TcpListener::bind(("127.0.0.1", b + 3)).is_ok() {
+            return b;
+        }
+    }
+}
+
+fn vrp_triples(v: &Value) -> BTreeSet<(u32, String, u8)> {
+    v["roas"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{v}"))
+        .iter()
+        .map(|r| {
+            let asn = r["asn"].as_str().unwrap().strip_prefix("AS").unwrap().parse().unwrap();
+            (
+                asn,
+                r["prefix"].as_str().unwrap().to_string(),
+                r["maxLength"].as_u64().unwrap() as u8,
+            )
+        })
+        .collect()
+}
+
+fn repos_by(status: &Value) -> Vec<(String, String)> {
+    status["repositories"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|r| {
+                    (
+                        r["by"].as_str().unwrap_or("").to_string(),
+                        r["how"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_console_and_two_sync_nodes_serve_the_lab_vrps() {
+    let mut lab = Lab::start(3, lab_cas());
+    let dir = tempfile::tempdir().unwrap();
+    let base = free_base();
+    let out = Command::new(BIN)
+        .args([
+            "init",
+            "--centers",
+            "3",
+            "--fronts",
+            "rpki",
+            "--base-port",
+            &base.to_string(),
+            "--out",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    lab.write_trust(&dir.path().join("tals"));
+    std::fs::rename(dir.path().join("tals/https-ca.pem"), dir.path().join("https-ca.pem")).unwrap();
+    for id in ["c1", "c2", "c3"] {
+        let p = dir.path().join(format!("{id}.toml"));
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(text.contains("[fronts.rpki]\n"), "{text}");
+        let text = text.replace(
+            "[fronts.rpki]\n",
+            "[fronts.rpki]\nallow_local_hosts = true\nca_certs = [\"https-ca.pem\"]\nrefresh_s = 1\n",
+        );
+        std::fs::write(&p, text).unwrap();
+    }
+    let (p1, url) = spawn(dir.path(), "c1");
+    let mut p1: Option<Proc> = Some(p1);
+    let mut p2 = Some(spawn(dir.path(), "c2").0);
+    let _p3 = spawn(dir.path(), "c3").0;
+    let c1 = Client::new(&url, None).unwrap();
+    let expected: BTreeSet<_> = lab_expected().into_iter().collect();
+
+    // The console validates the lab: JSON, CSV, status.
+    wait_until("the console's first VRPs", Duration::from_secs(20), || async {
+        let (s, v) = get(&c1, "/v1/rpki/vrps").await;
+        s == 200 && vrp_triples(&v).len() == expected.len()
+    })
+    .await;
+    let (_, v) = get(&c1, "/v1/rpki/vrps").await;
+    assert_eq!(vrp_triples(&v), expected);
+    assert!(v["roas"].as_array().unwrap().iter().all(|r| r["ta"] == "lab"));
+    let r = c1
+        .request(hyper::Method::GET, "/v1/rpki/vrps?format=csv", None)
+        .await
+        .unwrap();
+    let csv = String::from_utf8_lossy(&r.body).into_owned();
+    assert!(csv.starts_with("ASN,IP Prefix,Max Length,Trust Anchor\n"), "{csv}");
+    assert!(csv.contains("AS64496,10.1.0.0/16,24,lab\n"), "{csv}");
+    assert_eq!(csv.lines().count(), expected.len() + 1);
+    let (s, _) = get(&c1, "/v1/rpki/vrps?format=xml").await;
+    assert_eq!(s, 400);
+
+    // RTR on P + 3, read back by rtrdump.
+    let file = dir.path().join("rtrdump.json");
+    let o = Command::new("rtrdump")
+        .args([
+            "-connect",
+            &format!("127.0.0.1:{}", base + 3),
+            "-file",
+            file.to_str().unwrap(),
+        ])
+        .output()
+        .expect("rtrdump is not installed: run scripts/test");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let dumped: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let dumped: BTreeSet<(u32, String, u8)> = dumped["roas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let asn = match &r["asn"] {
+                Value::String(s) => s.trim_start_matches("AS").parse().unwrap(),
+                n => n.as_u64().unwrap() as u32,
+            };
+            (
+                asn,
+                r["prefix"].as_str().unwrap().to_string(),
+                r["maxLength"].as_u64().unwrap() as u8,
+            )
+        })
+        .collect();
+    assert_eq!(dumped, expected);
+
+    // Sync nodes publish their metadata and load; then new serials are
+    // downloaded through them.
+    wait_until(
+        "both sync nodes known to the console",
+        Duration::from_secs(20),
+        || async {
+            let (_, s) = get(&c1, "/v1/rpki/status").await;
+            s["sync_nodes"].as_array().map(|a| a.len()) == Some(2)
+        },
+    )
+    .await;
+    lab.world.specs[0].roas.pop();
+    lab.world.publish_all();
+    lab.republish();
+    wait_until("downloads through sync nodes", Duration::from_secs(20), || async {
+        let (_, s) = get(&c1, "/v1/rpki/status").await;
+        let by = repos_by(&s);
+        by.len() == 3 && by.iter().all(|(b, how)| (b == "c2" || b == "c3") && how == "deltas")
+    })
+    .await;
+    let (_, v) = get(&c1, "/v1/rpki/vrps").await;
+    assert_eq!(vrp_triples(&v).len(), expected.len() - 2);
+
+    // A sync node dies; repositories it was given are fetched anyway.
+    for s in &lab.servers {
+        s.link.lock().unwrap().latency_ms = 300;
+    }
+    lab.world.specs[1].roas.pop();
+    lab.world.publish_all();
+    lab.republish();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(p2.take());
+    wait_until(
+        "the next serial fetched without c2",
+        Duration::from_secs(30),
+        || async {
+            let (_, v) = get(&c1, "/v1/rpki/vrps").await;
+            vrp_triples(&v).len() == expected.len() - 4
+        },
+    )
+    .await;
+    let (_, s) = get(&c1, "/v1/rpki/status").await;
+    assert!(
+        s["repositories"].as_array().unwrap().iter().all(|r| r["serial"] == 3),
+        "{s}"
+    );
+    let r = c1.request(hyper::Method::GET, "/metrics", None).await.unwrap();
+    let metrics = String::from_utf8_lossy(&r.body).into_owned();
+    assert!(
+        metrics.contains(&format!("regmesh_rpki_vrps {}\n", expected.len() - 4)),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("regmesh_rpki_tasks_total{outcome=\"done\"}"),
+        "{metrics}"
+    );
+
+    // The console restarts in the middle of a cycle (slow repositories):
+    // it starts over from snapshots and serves the same set again.
+    drop(p1.take());
+    let (p1b, url) = spawn(dir.path(), "c1");
+    let _p1b = p1b;
+    let c1 = Client::new(&url, None).unwrap();
+    let (s, _) = get(&c1, "/v1/rpki/vrps").await;
+    assert_eq!(s, 503, "no set before the first cycle ends");
+    wait_until("VRPs after the console's restart", Duration::from_secs(30), || async {
+        let (s, v) = get(&c1, "/v1/rpki/vrps").await;
+        s == 200 && vrp_triples(&v).len() == expected.len() - 4
+    })
+    .await;
+}

@@ -1,0 +1,183 @@
+//! The console's side of a task (document 001 §3.1.3–3.1.4): send
+//! `rpki.fetch` to the chosen sync node, poll `rpki.task` until it is done,
+//! failed or past its deadline, then pull each file by its SHA-256 with
+//! `rpki.blob` and check that hash itself. A node that returns bytes whose
+//! hash is wrong is reported as lying ([`Remote::lied`]).
+//!
+//! Must never: accept a file whose SHA-256 is not the notification's, wait
+//! past the task's deadline, or pull more than the file's announced size.
+
+use crate::fetch::Limits;
+use crate::rrdp::{Download, RrdpError};
+use crate::wire::{self, BlobChunk, BlobQuery, FileRef, Progress, TaskQuery, TaskState};
+use base64::Engine;
+use bytes::{Bytes, BytesMut};
+use regmesh_node::messages::PeerVerb;
+use regmesh_node::NodeHandle;
+use rpki::rrdp::Hash;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Time between two `rpki.task` polls.
+pub const POLL_MS: u64 = 100;
+
+/// A download through sync node `node_id`.
+pub struct Remote<'a> {
+    pub node: &'a NodeHandle,
+    pub node_id: String,
+    pub task: String,
+    pub notify: String,
+    pub within_ms: u64,
+    lied: AtomicBool,
+    used: AtomicBool,
+}
+
+impl<'a> Remote<'a> {
+    pub fn new(node: &'a NodeHandle, node_id: &str, task: &str, notify: &str, within_ms: u64) -> Self {
+        Remote {
+            node,
+            node_id: node_id.into(),
+            task: task.into(),
+            notify: notify.into(),
+            within_ms,
+            lied: AtomicBool::new(false),
+            used: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether a task was sent (the sync had files to download).
+    pub fn used(&self) -> bool {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Whether the node returned a file whose SHA-256 was wrong.
+    pub fn lied(&self) -> bool {
+        self.lied.load(Ordering::Relaxed)
+    }
+
+    fn err(&self, why: impl Into<String>) -> RrdpError {
+        RrdpError::Invalid {
+            uri: self.notify.clone(),
+            why: format!("sync node {}: {}", self.node_id, why.into()),
+        }
+    }
+
+    async fn rfi<T: serde::de::DeserializeOwned>(&self, typ: &str, fields: serde_json::Value) -> Result<T, RrdpError> {
+        let a = self
+            .node
+            .send(&self.node_id, PeerVerb::Rfi, typ, fields)
+            .await
+            .map_err(|e| self.err(e.to_string()))?;
+        if !a.accepted {
+            return Err(self.err(format!("{typ} refused: {}", a.reason.unwrap_or_default())));
+        }
+        serde_json::from_value(a.data.unwrap_or_default()).map_err(|e| self.err(format!("{typ} answer: {e}")))
+    }
+
+    async fn pull(&self, hex: &str, hash: Hash, deadline: Instant) -> Result<Bytes, RrdpError> {
+        let mut buf = BytesMut::new();
+        let mut total = None;
+        loop {
+            if Instant::now() > deadline {
+                return Err(self.err("deadline passed while pulling"));
+            }
+            let q = BlobQuery {
+                sha256: hex.into(),
+                offset: buf.len() as u64,
+            };
+            let c: BlobChunk = self
+                .rfi(wire::BLOB, serde_json::to_value(q).expect("serializes"))
+                .await?;
+            let t = *total.get_or_insert(c.total);
+            if c.total != t || t > crate::fetch::Limits::BULK.body_bytes_max {
+                return Err(self.err("blob size changed or over the limit"));
+            }
+            let data = base64::engine::general_purpose::STANDARD
+                .decode(c.data.as_bytes())
+                .map_err(|e| self.err(format!("blob data: {e}")))?;
+            if data.len() > wire::BLOB_CHUNK_BYTES || buf.len() as u64 + data.len() as u64 > t {
+                return Err(self.err("blob chunk too long"));
+            }
+            if data.is_empty() && (buf.len() as u64) < t {
+                return Err(self.err("empty chunk before the end"));
+            }
+            buf.extend_from_slice(&data);
+            if buf.len() as u64 == t {
+                break;
+            }
+        }
+        let b = buf.freeze();
+        if !hash.matches(&b) {
+            self.lied.store(true, Ordering::Relaxed);
+            return Err(self.err(format!("returned {hex} with another hash")));
+        }
+        Ok(b)
+    }
+}
+
+impl Download for Remote<'_> {
+    async fn download(&self, files: &[(String, Hash)], _limits: Limits) -> Result<Vec<Bytes>, RrdpError> {
+        let deadline = Instant::now() + Duration::from_millis(self.within_ms);
+        self.used.store(true, Ordering::Relaxed);
+        crate::console::write_task(
+            self.node,
+            &self.node_id,
+            &self.notify,
+            self.within_ms,
+            crate::kinds::TaskState::Assigned,
+        )
+        .await;
+        let refs: Vec<FileRef> = files
+            .iter()
+            .map(|(u, h)| FileRef {
+                uri: u.clone(),
+                sha256: h.to_string(),
+            })
+            .collect();
+        let fetch = wire::Fetch {
+            task: self.task.clone(),
+            notify: self.notify.clone(),
+            files: refs.clone(),
+            within_ms: self.within_ms,
+        };
+        let a = self
+            .node
+            .send(
+                &self.node_id,
+                PeerVerb::Rfi,
+                wire::FETCH,
+                serde_json::to_value(fetch).expect("serializes"),
+            )
+            .await
+            .map_err(|e| self.err(e.to_string()))?;
+        if !a.accepted {
+            return Err(self.err(format!("task refused: {}", a.reason.unwrap_or_default())));
+        }
+        loop {
+            if Instant::now() > deadline {
+                return Err(self.err("task deadline passed"));
+            }
+            tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
+            let q = TaskQuery {
+                task: self.task.clone(),
+            };
+            let st: TaskState = self
+                .rfi(wire::TASK, serde_json::to_value(q).expect("serializes"))
+                .await?;
+            match st.progress {
+                Progress::Done => break,
+                Progress::Failed => return Err(self.err(st.error.unwrap_or_else(|| "failed".into()))),
+                Progress::Queued | Progress::Running => {}
+            }
+        }
+        let mut out = Vec::with_capacity(files.len());
+        for (r, (_, h)) in refs.iter().zip(files) {
+            out.push(self.pull(&r.sha256, *h, deadline).await?);
+        }
+        Ok(out)
+    }
+
+    fn who(&self) -> String {
+        self.node_id.clone()
+    }
+}
