@@ -44,6 +44,8 @@ pub fn configs(dir: &std::path::Path, fronts: &[&str]) -> Vec<Config> {
                 max_body_bytes: 1 << 20,
                 vote_timeout_ms: 2000,
                 claims: Default::default(),
+                protocol_min: regmesh_node::config::default_protocol_min(),
+                protocol_max: regmesh_node::config::default_protocol_max(),
             });
             let others = (0..n).filter(|j| *j != i);
             cfg.peers = others
