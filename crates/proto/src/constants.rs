@@ -19,3 +19,14 @@ pub const VOTE_DEADLINE_MAX_MS: u64 = 60_000;
 
 /// Most centers one vote answer may name (as yes or no); more is malformed.
 pub const VOTE_ANSWER_CENTERS_MAX: usize = 4096;
+
+/// A peer's announced beat interval is taken within
+/// `BEAT_INTERVAL_MIN_MS..=BEAT_INTERVAL_MAX_MS` (a beat announcing 1 ms
+/// cannot make us judge it every millisecond, nor one announcing a year
+/// keep it OPERATIONAL for ever).
+pub const BEAT_INTERVAL_MIN_MS: u64 = 50;
+/// See [`BEAT_INTERVAL_MIN_MS`].
+pub const BEAT_INTERVAL_MAX_MS: u64 = 3_600_000;
+/// The interval assumed for a peer whose beat announces none (DRiP's bare
+/// state word).
+pub const BEAT_INTERVAL_DEFAULT_MS: u64 = 1000;
