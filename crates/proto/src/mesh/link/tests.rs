@@ -74,10 +74,7 @@ impl Run {
     /// no failure.
     fn until(&mut self, t: u64) -> Vec<(u64, Command)> {
         let mut seen = Vec::new();
-        loop {
-            let Some((&timer, &at)) = self.timers.iter().min_by_key(|(k, at)| (**at, **k)) else {
-                break;
-            };
+        while let Some((&timer, &at)) = self.timers.iter().min_by_key(|(k, at)| (**at, **k)) {
             if at > t {
                 break;
             }
