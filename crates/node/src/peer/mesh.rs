@@ -5,18 +5,17 @@
 //! log; every protocol decision is a call into proto, so the simulator
 //! (`regmesh-sim`) exercises the same code.
 //!
-//! Tasks: per peer, a beat loop (HELLO until introduced, then heartbeats
-//! carrying our interval, watermarks and digests, each call bounded by the
-//! interval) and a sender draining a bounded queue of floods; one judge
-//! that re-judges every peer's lifecycle on its own timer, whatever calls
-//! are in flight; one flooder that reads this center's own committed
-//! changes from the change log and floods them; pulls, full syncs and vote
-//! collections as they are needed.
+//! Tasks: one link task running the timers of `regmesh_proto::mesh::link`
+//! (beats and the lifecycle judge) and executing its commands (HELLO and
+//! heartbeat calls, each bounded by the interval, pulls, full syncs); per
+//! peer, a sender draining a bounded queue of floods; one flooder that
+//! reads this center's own committed changes from the change log and
+//! floods them; pulls, full syncs and vote collections as they are needed.
 //!
 //! This file holds the types, construction, spawning and the small helpers
 //! the parts share (watermarks, ceilings, visibility); each concern lives in
-//! a child module with its own `impl Mesh` block: `beats` (beat loop,
-//! payloads, lifecycle judging, node state), `floods` (flooder, senders,
+//! a child module with its own `impl Mesh` block: `beats` (the executor of
+//! the link part: timers, beat calls, received beats), `floods` (flooder, senders,
 //! fan-out, receipt), `pulls` (pulls, resyncs, serving pulls, digest
 //! repair), `full_sync`, `notify` (NOTIFY/RFI to fronts), `status`
 //! (`/v1/peers`) and `votes`. Must never decide protocol rules itself.
@@ -30,10 +29,11 @@ use regmesh_core::codec;
 use regmesh_core::Record;
 use regmesh_proto::dedup::CounterWindow;
 use regmesh_proto::lifecycle::PeerLifecycle;
+use regmesh_proto::mesh::link::{self, Link};
 use regmesh_proto::node_state::NodeState;
 use regmesh_proto::policy::ExportPolicy;
 use regmesh_proto::replay::ReplayCache;
-use regmesh_proto::sync::{Ceilings, Marks, PeerMarks, Pulls, SyncRequests, Unproven};
+use regmesh_proto::sync::{Ceilings, Marks, Pulls, SyncRequests, Unproven};
 use regmesh_proto::tally::{Quorum, Rule};
 use regmesh_proto::vote::Claims;
 use serde_json::{json, Value};
@@ -74,102 +74,15 @@ pub struct Outgoing {
 pub struct Peer {
     pub cfg: PeerConfig,
     policy: ExportPolicy,
+    /// Its index in the link part (`Mesh::link`).
+    ix: usize,
+    /// A copy of its lifecycle in the link part, refreshed at each change
+    /// (floods, votes and NOTIFY read it).
     life: Mutex<PeerLifecycle>,
     client: PeerClient,
     queue: mpsc::Sender<Outgoing>,
-    /// Whether its last heartbeat call was answered 200 (DRiP §5.7).
-    reachable: AtomicBool,
-    /// The DRiP state it last announced.
-    announced: Mutex<Option<String>>,
-    /// Its per-origin watermarks, from its last beat.
-    their_marks: Mutex<PeerMarks>,
-    /// Whether its digests matched ours at equal watermarks (last compared).
-    digest_match: Mutex<Option<bool>>,
-    /// Our watermarks as of the last beat it answered (deltas start there).
-    acked_marks: Mutex<HashMap<String, u64>>,
-    beats_sent: AtomicU64,
-    /// Where the next beat's slice of digests starts.
-    digest_cursor: AtomicU64,
     sent: AtomicU64,
     dropped: AtomicU64,
-}
-
-/// A vote collecting answers from peers.
-/// One heartbeat's contents (regmesh's JSON body; DRiP's plain state word
-/// also parses).
-#[derive(Debug, Default)]
-pub struct Beat {
-    pub state: Option<String>,
-    pub interval_ms: Option<u64>,
-    pub marks: HashMap<String, u64>,
-    /// Whether `marks` is the whole map (else only what changed since the
-    /// sender's last answered beat). Beats without the field are whole.
-    pub full: bool,
-    pub digests: Value,
-    /// What the sender sends us (regmesh beats carry it).
-    pub policy: Option<ExportPolicy>,
-}
-
-impl Beat {
-    /// Reads `{"state","interval_ms","watermarks","digests"}`, a bare state
-    /// string, or nothing.
-    pub fn parse(v: &Value) -> Result<Beat, String> {
-        let beat = match v {
-            Value::Object(m) => Beat {
-                state: m.get("state").and_then(Value::as_str).map(str::to_string),
-                interval_ms: m.get("interval_ms").and_then(Value::as_u64),
-                marks: m
-                    .get("watermarks")
-                    .and_then(Value::as_object)
-                    .map(|w| {
-                        w.iter()
-                            .take(4096)
-                            .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?)))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                digests: m.get("digests").cloned().unwrap_or(Value::Null),
-                full: m.get("full").and_then(Value::as_bool).unwrap_or(true),
-                policy: m.get("policy").map(|p| {
-                    let names = |f: &str| -> Vec<String> {
-                        p.get(f)
-                            .and_then(Value::as_array)
-                            .map(|a| {
-                                a.iter()
-                                    .take(1024)
-                                    .filter_map(|v| v.as_str().map(String::from))
-                                    .collect()
-                            })
-                            .unwrap_or_default()
-                    };
-                    ExportPolicy::new(names("kinds"), names("groups"))
-                }),
-            },
-            Value::String(s) => Beat {
-                state: Some(s.clone()),
-                full: true,
-                ..Beat::default()
-            },
-            Value::Null => Beat {
-                full: true,
-                ..Beat::default()
-            },
-            _ => return Err("a heartbeat body is a JSON object or a state".into()),
-        };
-        if let Some(s) = &beat.state {
-            if !matches!(s.as_str(), "active" | "inactive" | "sync") {
-                return Err(format!("state {s:?} is not active, inactive or sync"));
-            }
-        }
-        Ok(beat)
-    }
-}
-
-impl Peer {
-    /// Our next beat to it carries the whole watermark map.
-    pub fn forget_acked_marks(&self) {
-        self.acked_marks.lock().expect("marks lock").clear();
-    }
 }
 
 /// A pull page stops growing at this many bytes of encoded records (before
@@ -201,9 +114,15 @@ pub struct Mesh {
     pub peers: Vec<Arc<Peer>>,
     windows: Mutex<HashMap<String, CounterWindow>>,
     pub replay: Mutex<ReplayCache>,
+    /// A copy of the link part's node state, refreshed at each change.
     state: Mutex<NodeState>,
-    /// When this center entered `sync` (ms), to judge when it has caught up.
-    sync_since: Mutex<Option<u64>>,
+    /// Peer lifecycles, beats and node state (`regmesh_proto::mesh::link`).
+    /// Taken alone or before the replica's locks, never while holding one.
+    link: Mutex<Link>,
+    /// When each of the link part's timers fires next (ms).
+    link_timers: Mutex<HashMap<link::Timer, u64>>,
+    /// Wakes the link task when a timer is armed.
+    link_wake: tokio::sync::Notify,
     /// Per origin: every seq up to this is applied here or was covered.
     marks: Mutex<Marks>,
     marks_dirty: AtomicBool,
@@ -271,27 +190,26 @@ impl Mesh {
         let tls = super::pki::client_config(&p.cert, &p.key, &p.ca, true).map_err(|e| e.to_string())?;
         let mut peers = Vec::new();
         let mut queues = Vec::new();
-        for pc in &cfg.peers {
+        for (ix, pc) in cfg.peers.iter().enumerate() {
             let (tx, rx) = mpsc::channel(PEER_QUEUE);
             queues.push(rx);
             peers.push(Arc::new(Peer {
                 policy: ExportPolicy::new(pc.kinds.iter().cloned(), pc.groups.iter().cloned()),
+                ix,
                 life: Mutex::new(PeerLifecycle::known(p.beat_interval_ms)),
                 client: PeerClient::new(&pc.id, &pc.url, tls.clone()),
                 queue: tx,
-                reachable: AtomicBool::new(false),
-                announced: Mutex::new(None),
-                their_marks: Mutex::new(PeerMarks::default()),
-                digest_match: Mutex::new(None),
-                acked_marks: Mutex::new(HashMap::new()),
-                beats_sent: AtomicU64::new(0),
-                digest_cursor: AtomicU64::new(0),
                 sent: AtomicU64::new(0),
                 dropped: AtomicU64::new(0),
                 cfg: pc.clone(),
             }));
         }
-        let state = NodeState::initial(!peers.is_empty());
+        let link = Link::new(
+            &cfg.id,
+            p.beat_interval_ms,
+            peers.iter().map(|p| (p.cfg.id.clone(), p.policy.clone())),
+        );
+        let state = link.node_state();
         center.set_accepting_writes(state.accepts_updates());
         let (claims_log, promises) = super::claims_log::ClaimsLog::open(&cfg.data_dir).map_err(|e| e.to_string())?;
         let mut claims = Claims::default();
@@ -305,7 +223,9 @@ impl Mesh {
             windows: Mutex::new(HashMap::new()),
             replay: Mutex::new(ReplayCache::default()),
             state: Mutex::new(state),
-            sync_since: Mutex::new(None),
+            link: Mutex::new(link),
+            link_timers: Mutex::new(HashMap::new()),
+            link_wake: tokio::sync::Notify::new(),
             marks: Mutex::new(Marks::from_pairs(center.load_watermarks())),
             marks_dirty: AtomicBool::new(false),
             ceilings: Mutex::new(Ceilings::for_peers(cfg.peers.iter().map(|p| p.id.clone()))),
@@ -337,16 +257,15 @@ impl Mesh {
         Ok((mesh, queues))
     }
 
-    /// Spawns the beat loops, the senders and the flooder.
+    /// Spawns the link task, the senders and the flooder.
     pub fn spawn(self: &Arc<Self>, queues: Vec<mpsc::Receiver<Outgoing>>) -> Vec<tokio::task::JoinHandle<()>> {
         let mut tasks = Vec::new();
         for (peer, rx) in self.peers.iter().cloned().zip(queues) {
-            tasks.push(tokio::spawn(self.clone().beat_loop(peer.clone())));
             tasks.push(tokio::spawn(self.clone().send_loop(peer, rx)));
         }
         tasks.push(tokio::spawn(self.clone().flood_loop()));
         tasks.push(tokio::spawn(self.clone().save_loop()));
-        tasks.push(tokio::spawn(self.clone().judge_loop()));
+        tasks.push(tokio::spawn(self.clone().link_loop()));
         tasks
     }
 
@@ -431,30 +350,6 @@ impl Mesh {
         let mut c = self.ceilings.lock().expect("ceilings lock");
         for r in records {
             c.witness(&r.origin, r.seq);
-        }
-    }
-
-    /// What `peer` reports holding of each origin, less the claims a pull
-    /// from it could not back ([`Unproven`]).
-    fn credible_marks(&self, peer: &Peer) -> HashMap<String, u64> {
-        let theirs = peer.their_marks.lock().expect("marks lock").latest().clone();
-        let unproven = self.unproven.lock().expect("unproven lock");
-        theirs
-            .into_iter()
-            .filter(|(o, w)| unproven.counts(&peer.cfg.id, o, *w))
-            .collect()
-    }
-
-    /// True if some peer has told us of an origin it holds further than we.
-    fn behind_any(&self) -> bool {
-        self.peers
-            .iter()
-            .any(|p| self.credible_marks(p).iter().any(|(o, w)| *w > self.mark(o)))
-    }
-
-    fn note(&self, peer: &Peer, t: Option<regmesh_proto::lifecycle::Transition>) {
-        if let Some(t) = t {
-            tracing::info!(peer = %peer.cfg.id, from = t.from.as_str(), to = t.to.as_str(), "peer state");
         }
     }
 }

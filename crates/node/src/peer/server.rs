@@ -18,7 +18,7 @@
 //! the token itself.
 
 use super::encoding;
-use super::mesh::{decode_records, Beat, Mesh};
+use super::mesh::{decode_records, Mesh};
 use super::pki::cert_is_for;
 use crate::center::now_ms;
 use crate::error::ApiError;
@@ -29,6 +29,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use regmesh_proto::replay::ReplayError;
+use regmesh_proto::wire::beat::Beat;
 use rustls::pki_types::CertificateDer;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -269,9 +270,10 @@ fn json_answer(headers: &HeaderMap, body: Vec<u8>) -> Response {
     }
 }
 
-/// Heartbeat body: `{"state": "...", "interval_ms": N}`, or the bare state
-/// word of DRiP's example. Without an interval, the sender is assumed to beat
-/// as often as we do.
+/// Heartbeat body: a beat (`wire::beat`: `{"state": "...", "interval_ms":
+/// N, ...}`), the bare state word of DRiP's example, or nothing. Without an
+/// interval, the sender is judged by the default one
+/// (`constants::BEAT_INTERVAL_DEFAULT_MS`).
 async fn heartbeat(
     State(mesh): State<Arc<Mesh>>,
     Extension(cert): Extension<PeerCert>,
@@ -281,21 +283,13 @@ async fn heartbeat(
 ) -> Result<Response, ApiError> {
     let sender = authenticate(&mesh, &headers, &cert, SENDER, Some(&id))?;
     let raw = read_body(&headers, body, 256 * 1024).await?;
-    let text = String::from_utf8_lossy(&raw).trim().to_string();
-    // A JSON body (regmesh), a bare state word (the draft), or nothing.
-    let v = match serde_json::from_str::<Value>(&text) {
-        Ok(v) => v,
-        Err(_) if text.is_empty() => Value::Null,
-        Err(_) => Value::String(text.trim_matches('"').to_string()),
-    };
-    let beat = Beat::parse(&v).map_err(|e| refuse(StatusCode::BAD_REQUEST, "invalid", e))?;
-    mesh.beat_from(&sender, beat);
+    let beat = Beat::from_body(&raw).map_err(|e| refuse(StatusCode::BAD_REQUEST, "invalid", e.to_string()))?;
     // The answer is this center's own beat for the sender, so each side
     // learns the other's watermarks on every exchange.
-    let peer = mesh
-        .peer(&sender)
+    let answer = mesh
+        .beat_received(&sender, beat)
         .ok_or_else(|| refuse(StatusCode::FORBIDDEN, "not_a_peer", "not a peer"))?;
-    Ok(Json(mesh.beat_payload(peer)).into_response())
+    Ok(Json(answer).into_response())
 }
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -436,7 +430,7 @@ async fn hello(State(mesh): State<Arc<Mesh>>, headers: HeaderMap, body: Body) ->
     };
     // A peer introducing itself (again, say after a restart) may have lost
     // its view of our watermarks: the next beat carries the whole map.
-    peer.forget_acked_marks();
+    mesh.hello_received(peer);
     Ok(Json(json!({"id": mesh.me, "accepted": true})).into_response())
 }
 

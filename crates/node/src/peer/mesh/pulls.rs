@@ -15,64 +15,25 @@ use regmesh_core::Record;
 use regmesh_proto::policy::ExportPolicy;
 use regmesh_proto::sync::{self as ae, Resync};
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 impl Mesh {
-    /// Compares a peer's digests with ours where both hold the same
-    /// watermark; on a difference, re-pulls that origin from the start (at
-    /// most every [`ae::REPAIR_EVERY_MS`]).
-    pub(super) fn compare_digests(
-        self: &Arc<Self>,
-        peer: &Arc<Peer>,
-        marks: &HashMap<String, u64>,
-        digests: &Value,
-        their_policy: Option<&ExportPolicy>,
-    ) {
-        let Some(origins) = digests.as_object() else { return };
-        let mut all_match = None;
-        for (origin, kinds) in origins {
-            if marks.get(origin) != Some(&self.mark(origin)) {
-                continue;
-            }
-            let ours: std::collections::BTreeMap<String, String> = self
-                .center
-                .class_digests(origin)
-                .into_iter()
-                .map(|(k, c, d)| (ae::digest_key(&k, &c), d.to_hex()))
-                .collect();
-            let Some(kinds) = kinds.as_object() else { continue };
-            let theirs: Vec<(&str, String)> = kinds
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str().unwrap_or("").to_string()))
-                .collect();
-            // A class it holds nothing of is absent from its beat: compare
-            // ours too where its policy (sent along) would send it to us.
-            let same = ae::digests_agree(theirs.iter().map(|(k, d)| (*k, d)), &ours, |k| {
-                let (kind, class) = ae::split_digest_key(k);
-                their_policy.is_some_and(|p| p.sees_class(kind, class))
-            });
-            all_match = Some(all_match.unwrap_or(true) && same);
-            if !same && origin != &self.me {
-                let now = now_ms();
-                let slot = (peer.cfg.id.clone(), origin.clone());
-                let mut last = self.last_repair_ms.lock().expect("repair lock");
-                // The peer's turn is spent only on a re-pull that starts (one
-                // pull per origin at a time): another peer's useless repair
-                // must not keep this one from ever running.
-                if ae::repair_due(last.get(&slot).copied(), now)
-                    && self.pulling.lock().expect("pulling lock").start(origin)
-                {
-                    last.insert(slot, now);
-                    drop(last);
-                    tracing::info!(peer = %peer.cfg.id, %origin, "digests differ at equal watermarks: re-pulling");
-                    tokio::spawn(self.clone().pull(peer.clone(), origin.clone(), true));
-                }
-            }
-        }
-        if all_match.is_some() {
-            *peer.digest_match.lock().expect("digest lock") = all_match;
+    /// The link part found `peer`'s digests of `origin` differing from
+    /// ours at equal watermarks: re-pulls that origin from the start (at
+    /// most every [`ae::REPAIR_EVERY_MS`] per peer and origin).
+    pub(super) fn repair(self: &Arc<Self>, peer: &Arc<Peer>, origin: &str) {
+        let now = now_ms();
+        let slot = (peer.cfg.id.clone(), origin.to_string());
+        let mut last = self.last_repair_ms.lock().expect("repair lock");
+        // The peer's turn is spent only on a re-pull that starts (one pull
+        // per origin at a time): another peer's useless repair must not
+        // keep this one from ever running.
+        if ae::repair_due(last.get(&slot).copied(), now) && self.pulling.lock().expect("pulling lock").start(origin) {
+            last.insert(slot, now);
+            drop(last);
+            tracing::info!(peer = %peer.cfg.id, %origin, "digests differ at equal watermarks: re-pulling");
+            tokio::spawn(self.clone().pull(peer.clone(), origin.to_string(), true));
         }
     }
 
