@@ -6,7 +6,6 @@
 use super::{Center, Change, Out, PullRun, Timer, PULL_TIMEOUT_MS};
 use crate::msg::Msg;
 use regmesh_core::Record;
-use regmesh_proto::constants::DIGESTS_PER_BEAT;
 use regmesh_proto::digest::{element, SetDigest};
 use regmesh_proto::policy::class_of;
 use regmesh_proto::policy::ExportPolicy;
@@ -71,34 +70,6 @@ impl Center {
             out.entry(k).or_default().add(&e);
         }
         out
-    }
-
-    /// A slice of digests for peer `pi`: origins on which it last reported
-    /// our watermark, round robin, the classes its policy receives.
-    pub(super) fn digests_for(&mut self, pi: usize) -> Vec<(String, Vec<(String, SetDigest)>)> {
-        let cursor = self.peers[pi].digest_cursor;
-        self.peers[pi].digest_cursor += DIGESTS_PER_BEAT;
-        let slice = ae::digest_slice(
-            &self.all_marks(),
-            self.peers[pi].marks.latest(),
-            cursor,
-            DIGESTS_PER_BEAT,
-        );
-        let policy = self.peers[pi].policy.clone();
-        slice
-            .iter()
-            .map(|o| {
-                let d = self
-                    .class_digests(o)
-                    .into_iter()
-                    .filter(|(k, _)| {
-                        let (kind, class) = ae::split_digest_key(k);
-                        policy.sees_class(kind, class)
-                    })
-                    .collect();
-                (o.clone(), d)
-            })
-            .collect()
     }
 
     fn send_pull(&self, now: u64, run: u64, to: usize, origin: &str, after: u64, out: &mut Vec<Out>) {
