@@ -15,7 +15,6 @@ use super::{Center, Out, Timer};
 use crate::msg::Msg;
 use regmesh_proto::digest::SetDigest;
 use regmesh_proto::mesh::link::{self, Command, Link, Replica};
-use regmesh_proto::sync as ae;
 use std::collections::{BTreeMap, HashMap};
 
 impl Replica for Center {
@@ -86,17 +85,7 @@ impl Center {
             Command::StartPull { peer, origin } => {
                 self.start_pull(now, peer, &origin, false, out);
             }
-            Command::Repair { peer, origin } => {
-                let local = self.local(now);
-                let slot = (self.peers[peer].idx, origin.clone());
-                // The peer's turn is spent only on a re-pull that starts.
-                if ae::repair_due(self.last_repair.get(&slot).copied(), local)
-                    && self.start_pull(now, peer, &origin, true, out)
-                {
-                    self.last_repair.insert(slot, local);
-                    self.stats.repairs += 1;
-                }
-            }
+            Command::Repair { peer, origin } => self.repair(now, peer, &origin, out),
             Command::RequestFullSync { .. } | Command::OriginSpoke { .. } => {}
         }
     }

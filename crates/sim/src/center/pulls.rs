@@ -44,6 +44,18 @@ impl Center {
         true
     }
 
+    /// Digests of `origin` differ from peer slot `pi`'s at equal marks (the
+    /// link part said so): a re-pull from seq 0 if its turn is due.
+    pub(super) fn repair(&mut self, now: u64, pi: usize, origin: &str, out: &mut Vec<Out>) {
+        let local = self.local(now);
+        let slot = (self.peers[pi].idx, origin.to_string());
+        // The peer's turn is spent only on a re-pull that starts.
+        if ae::repair_due(self.last_repair.get(&slot).copied(), local) && self.start_pull(now, pi, origin, true, out) {
+            self.last_repair.insert(slot, local);
+            self.stats.repairs += 1;
+        }
+    }
+
     /// Digests of `origin`'s versions, tombstones included, per (kind,
     /// visibility class), as the node's index keeps them.
     pub(super) fn class_digests(&self, origin: &str) -> BTreeMap<String, SetDigest> {

@@ -130,11 +130,7 @@ impl Mesh {
             Command::NodeStateChanged { from, to, reachable } => {
                 tracing::info!(from = from.as_str(), to = to.as_str(), reachable, "node state");
             }
-            Command::StartPull { peer, origin } => {
-                if self.pulling.lock().expect("pulling lock").start(&origin) {
-                    tokio::spawn(self.clone().pull(self.peers[peer].clone(), origin, false));
-                }
-            }
+            Command::StartPull { peer, origin } => self.start_pull(&self.peers[peer].clone(), &origin),
             Command::Repair { peer, origin } => self.repair(&self.peers[peer].clone(), &origin),
             Command::RequestFullSync { peer } => {
                 tokio::spawn(self.clone().request_full_sync(self.peers[peer].clone()));

@@ -19,6 +19,14 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 impl Mesh {
+    /// The link part found `peer` ahead on `origin`: a pull starts unless
+    /// one of `origin` runs.
+    pub(super) fn start_pull(self: &Arc<Self>, peer: &Arc<Peer>, origin: &str) {
+        if self.pulling.lock().expect("pulling lock").start(origin) {
+            tokio::spawn(self.clone().pull(peer.clone(), origin.to_string(), false));
+        }
+    }
+
     /// The link part found `peer`'s digests of `origin` differing from
     /// ours at equal watermarks: re-pulls that origin from the start (at
     /// most every [`ae::REPAIR_EVERY_MS`] per peer and origin).
