@@ -50,3 +50,14 @@ pub const VOTE_DEADLINE_DEFAULT_MS: u64 = 1000;
 /// relays); a request beyond is answered at once naming nobody, a create
 /// beyond is undecided.
 pub const VOTES_COLLECTING_MAX: usize = 10_000;
+
+/// A peer's announced beat interval is taken within
+/// `BEAT_INTERVAL_MIN_MS..=BEAT_INTERVAL_MAX_MS` (a beat announcing 1 ms
+/// cannot make us judge it every millisecond, nor one announcing a year
+/// keep it OPERATIONAL for ever).
+pub const BEAT_INTERVAL_MIN_MS: u64 = 50;
+/// See [`BEAT_INTERVAL_MIN_MS`].
+pub const BEAT_INTERVAL_MAX_MS: u64 = 3_600_000;
+/// The interval assumed for a peer whose beat announces none (DRiP's bare
+/// state word).
+pub const BEAT_INTERVAL_DEFAULT_MS: u64 = 1000;

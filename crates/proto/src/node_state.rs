@@ -7,8 +7,9 @@
 //!
 //! A center with no peers is `active` (a standalone center).
 
-/// DRiP node state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// DRiP node state (on the wire as `active`, `inactive`, `sync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum NodeState {
     Active,
     Inactive,

@@ -19,8 +19,8 @@
 //! This file holds the types, construction, clocks, watermarks and the
 //! crash/restart lifecycle; each concern lives in a child module with its
 //! own `impl Center` block: `store` (the store model), `client` (own
-//! writes), `votes` (claims of new ids), `beats` (heartbeats, lifecycles,
-//! node state), `floods`, `pulls` (anti-entropy), `dispatch` (arriving
+//! writes), `votes` (claims of new ids), `beats` (the executor of proto's
+//! link part: heartbeats, lifecycles, node state), `floods`, `pulls` (anti-entropy), `dispatch` (arriving
 //! messages) and `timers` (housekeeping). Must never decide protocol rules
 //! itself.
 
@@ -29,11 +29,12 @@ use regmesh_core::hlc::HlcClock;
 use regmesh_core::{Hlc, Record, Visibility};
 use regmesh_proto::lifecycle::PeerLifecycle;
 use regmesh_proto::mesh::floods::Floods;
+use regmesh_proto::mesh::link::{self, Link};
 use regmesh_proto::mesh::pulls::Pulls;
 use regmesh_proto::mesh::votes::{VoteId, Votes};
 use regmesh_proto::node_state::NodeState;
 use regmesh_proto::policy::ExportPolicy;
-use regmesh_proto::sync::{Marks, PeerMarks};
+use regmesh_proto::sync::Marks;
 use regmesh_proto::tally::{Quorum, Rule};
 use regmesh_proto::vote::Claims;
 use std::collections::HashMap;
@@ -73,7 +74,8 @@ pub const HOUSEKEEP_EVERY_MS: u64 = 250;
 
 #[derive(Debug, Clone)]
 pub enum Timer {
-    Beat,
+    /// A timer of the link part (beats, the lifecycle judge).
+    Link(link::Timer),
     Housekeep,
     VoteDeadline {
         vote: VoteId,
@@ -128,16 +130,8 @@ pub struct PeerSlot {
     pub id: String,
     /// What we send this peer.
     pub policy: ExportPolicy,
+    /// A copy of its lifecycle in the link part, refreshed at each change.
     pub life: PeerLifecycle,
-    pub marks: PeerMarks,
-    /// Its last heartbeat call was answered.
-    pub reachable: bool,
-    /// (beat number, our full marks it described) awaiting an answer.
-    awaiting: Option<(u64, HashMap<String, u64>)>,
-    /// Our marks as of the last beat it answered (deltas start there).
-    acked: HashMap<String, u64>,
-    beats_sent: u64,
-    digest_cursor: usize,
 }
 
 /// A create of this center's waiting for its vote.
@@ -166,6 +160,10 @@ pub struct Center {
     pub settings: Settings,
     pub store: Store,
     pub peers: Vec<PeerSlot>,
+    /// Peer lifecycles, beats and node state (`regmesh_proto::mesh::link`;
+    /// peers by their slot in `peers`).
+    link: Link,
+    /// A copy of the link part's node state, refreshed at each change.
     pub state: NodeState,
     pub marks: Marks,
     saved_marks: Marks,
@@ -176,7 +174,6 @@ pub struct Center {
     sync_since: Option<u64>,
     /// Part `pulls` of the mesh machine: pulls, resyncs, repair pacing.
     pulls: Pulls,
-    beat_no: u64,
     /// Claims of new ids and the votes collecting here (proto's part).
     votes: Votes,
     /// Own creates waiting for their votes, by vote counter.
@@ -222,6 +219,11 @@ impl Center {
             Quorum::Majority,
             std::iter::once(id.clone()).chain(peers.iter().map(|(_, p, _)| p.clone())),
         );
+        let link = Link::new(
+            &id,
+            interval,
+            peers.iter().map(|(_, p, policy)| (p.clone(), policy.clone())),
+        );
         let mut c = Center {
             votes: Votes::new(&id, rule, settings.vote_timeout_ms, Claims::default()),
             own_creates: HashMap::new(),
@@ -230,7 +232,8 @@ impl Center {
             up: true,
             epoch: 0,
             store: Store::default(),
-            state: NodeState::initial(!peers.is_empty()),
+            state: link.node_state(),
+            link,
             peers: peers
                 .into_iter()
                 .map(|(idx, id, policy)| PeerSlot {
@@ -238,12 +241,6 @@ impl Center {
                     id,
                     policy,
                     life: PeerLifecycle::known(interval),
-                    marks: PeerMarks::default(),
-                    reachable: false,
-                    awaiting: None,
-                    acked: HashMap::new(),
-                    beats_sent: 0,
-                    digest_cursor: 0,
                 })
                 .collect(),
             settings,
@@ -254,7 +251,6 @@ impl Center {
             floods: Floods::new("", [], None),
             sync_since: None,
             pulls,
-            beat_no: 0,
             last_flush: 0,
             last_save: 0,
             changes: Vec::new(),
@@ -302,13 +298,11 @@ impl Center {
     /// center active (the mesh has been up a while).
     pub fn bootstrap(&mut self, now: u64) {
         let local = self.local(now);
-        for p in &mut self.peers {
-            p.life.hello_answered(local);
-            p.life.beat_received(local, self.settings.interval_ms);
-            p.life.beat_acked(local);
-            p.reachable = true;
+        self.link.bootstrap(local);
+        for (i, p) in self.peers.iter_mut().enumerate() {
+            p.life = self.link.peer(i).lifecycle().clone();
         }
-        self.state = NodeState::Active;
+        self.state = self.link.node_state();
     }
 
     /// For the scale study: a new version of `key` written here (as an
@@ -329,10 +323,8 @@ impl Center {
 
     /// Starts (or restarts) this incarnation's timers.
     pub fn start(&mut self, now: u64, out: &mut Vec<Out>) {
-        out.push(Out::Timer {
-            at: now,
-            timer: Timer::Beat,
-        });
+        let local = self.local(now);
+        self.with_link(now, out, |link, _, cmds| link.start(local, cmds));
         out.push(Out::Timer {
             at: now + HOUSEKEEP_EVERY_MS,
             timer: Timer::Housekeep,
@@ -351,15 +343,17 @@ impl Center {
         self.store.recover();
         self.marks = self.saved_marks.clone();
         let interval = self.settings.interval_ms;
+        // Answers to the calls before the crash may still arrive.
+        self.link = Link::new(
+            &self.id,
+            interval,
+            self.peers.iter().map(|p| (p.id.clone(), p.policy.clone())),
+        )
+        .calls_after(self.link.last_call());
         for p in &mut self.peers {
             p.life = PeerLifecycle::known(interval);
-            p.marks = PeerMarks::default();
-            p.reachable = false;
-            p.awaiting = None;
-            p.acked.clear();
-            p.beats_sent = 0;
         }
-        self.state = NodeState::initial(!self.peers.is_empty());
+        self.state = self.link.node_state();
         let last = self
             .store
             .current

@@ -2,51 +2,40 @@
 //! one variant per call or answer, without the HTTP around it.
 
 use regmesh_core::Record;
-use regmesh_proto::digest::SetDigest;
 use regmesh_proto::mesh::votes::VoteId;
-use regmesh_proto::node_state::NodeState;
-use regmesh_proto::policy::ExportPolicy;
 use regmesh_proto::tally::Answer;
+use regmesh_proto::wire::beat::Beat;
 use regmesh_proto::wire::flood::Flood;
 use regmesh_proto::wire::hello::{Hello, HelloAnswer};
 use regmesh_proto::wire::pull::{PullPage, PullRequest};
 use regmesh_proto::wire::vote::VoteRequest;
-use std::collections::HashMap;
 
 /// (kind, id).
 pub type Key = (String, String);
 
-/// One heartbeat's contents.
-#[derive(Debug, Clone)]
-pub struct BeatBody {
-    pub state: NodeState,
-    pub interval_ms: u64,
-    /// All watermarks (`full`), or those changed since the last beat the
-    /// receiver answered.
-    pub marks: HashMap<String, u64>,
-    pub full: bool,
-    /// Per origin: digests per `kind` or `kind@class`.
-    pub digests: Vec<(String, Vec<(String, SetDigest)>)>,
-    /// What the sender sends the receiver (so a class it has nothing of
-    /// still compares).
-    pub policy: ExportPolicy,
-}
-
 #[derive(Debug, Clone)]
 pub enum Msg {
-    /// `POST /mesh/v1/hello`.
-    Hello(Hello),
+    /// `POST /mesh/v1/hello`, numbered (the link part's call) so its
+    /// answer can be matched.
+    Hello {
+        n: u64,
+        body: Hello,
+    },
     /// Its answer (accepted or refused).
-    HelloOk(HelloAnswer),
-    /// `POST /heartbeat/node/:id`, numbered so its answer can be matched.
+    HelloOk {
+        n: u64,
+        answer: HelloAnswer,
+    },
+    /// `POST /heartbeat/node/:id` (`wire::beat`), numbered so its answer
+    /// can be matched.
     Beat {
         n: u64,
-        body: BeatBody,
+        body: Beat,
     },
     /// The 200 answer, carrying the receiver's own beat.
     BeatOk {
         n: u64,
-        body: BeatBody,
+        body: Beat,
     },
     /// `POST /commit` (DRiP-Node-ID/-Counter/-Counter-reset,
     /// RegMesh-Seq-From).
@@ -93,10 +82,10 @@ impl Msg {
     /// Estimated bytes on the wire (request or answer, with its overhead).
     pub fn wire_bytes(&self) -> u64 {
         let body = match self {
-            Msg::Hello(_) | Msg::HelloOk(_) => 100,
+            Msg::Hello { .. } | Msg::HelloOk { .. } => 100,
             Msg::Beat { body, .. } | Msg::BeatOk { body, .. } => {
-                60 + MARK_WIRE_BYTES * body.marks.len() as u64
-                    + 90 * body.digests.iter().map(|(_, d)| d.len() as u64).sum::<u64>()
+                60 + MARK_WIRE_BYTES * body.watermarks.len() as u64
+                    + 90 * body.digests.values().map(|d| d.len() as u64).sum::<u64>()
             }
             Msg::Flood(f) => 40 + RECORD_WIRE_BYTES * f.records.len() as u64,
             Msg::PullReq { .. } => 80,

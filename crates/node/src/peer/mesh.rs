@@ -5,19 +5,19 @@
 //! log; every protocol decision is a call into proto, so the simulator
 //! (`regmesh-sim`) exercises the same code.
 //!
-//! Tasks: per peer, a beat loop (HELLO until introduced, then heartbeats
-//! carrying our interval, watermarks and digests, each call bounded by the
-//! interval); one task per flood call the floods part asks for; one judge
-//! that re-judges every peer's lifecycle on its own timer, whatever calls
-//! are in flight; one flooder that reads this center's own committed
-//! changes from the change log and floods them; pulls, full syncs and vote
-//! collections as they are needed.
+//! Tasks: one link task running the timers of `regmesh_proto::mesh::link`
+//! (beats and the lifecycle judge) and executing its commands (HELLO and
+//! heartbeat calls, each bounded by the interval, pulls, full syncs); one
+//! task per flood call the floods part asks for; one flooder that reads
+//! this center's own committed changes from the change log and floods them;
+//! pulls, full syncs and vote collections as they are needed.
 //!
 //! This file holds the types, construction, spawning and the small helpers
 //! the parts share (watermarks, ceilings, visibility); each concern lives in
-//! a child module with its own `impl Mesh` block: `beats` (beat loop,
-//! payloads, lifecycle judging, node state), `floods` (the executor of
-//! proto's floods part: flooder, calls, receipt), `pulls` (pulls, resyncs, serving pulls, digest
+//! a child module with its own `impl Mesh` block: `beats` (the executor of
+//! the link part: timers, HELLO and beat calls, received beats), `floods`
+//! (the executor of proto's floods part: flooder, calls, receipt), `pulls`
+//! (pulls, resyncs, serving pulls, digest
 //! repair), `full_sync`, `notify` (NOTIFY/RFI to fronts), `status`
 //! (`/v1/peers`) and `votes`. Must never decide protocol rules itself.
 
@@ -27,18 +27,18 @@ use crate::config::{Config, PeerConfig};
 use regmesh_core::Record;
 use regmesh_proto::lifecycle::PeerLifecycle;
 use regmesh_proto::mesh::floods::Floods;
+use regmesh_proto::mesh::link::{self, Link};
 use regmesh_proto::mesh::pulls::Pulls;
 use regmesh_proto::mesh::votes::Votes;
 use regmesh_proto::node_state::NodeState;
 use regmesh_proto::policy::ExportPolicy;
 use regmesh_proto::replay::ReplayCache;
-use regmesh_proto::sync::{Ceilings, Marks, PeerMarks};
+use regmesh_proto::sync::{Ceilings, Marks};
 use regmesh_proto::tally::{Decision, Quorum, Rule};
 use regmesh_proto::version::{PeerProtocol, Versions};
 use regmesh_proto::vote::Claims;
-use serde_json::Value;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -58,100 +58,14 @@ pub use votes::VoteOutcome;
 pub struct Peer {
     pub cfg: PeerConfig,
     policy: ExportPolicy,
+    /// Its index in the link part (`Mesh::link`).
+    ix: usize,
+    /// A copy of its lifecycle in the link part, refreshed at each change
+    /// (floods, votes and NOTIFY read it).
     life: Mutex<PeerLifecycle>,
     client: PeerClient,
-    /// Whether its last heartbeat call was answered 200 (DRiP §5.7).
-    reachable: AtomicBool,
-    /// The DRiP state it last announced.
-    announced: Mutex<Option<String>>,
-    /// Its per-origin watermarks, from its last beat.
-    their_marks: Mutex<PeerMarks>,
-    /// Whether its digests matched ours at equal watermarks (last compared).
-    digest_match: Mutex<Option<bool>>,
-    /// Our watermarks as of the last beat it answered (deltas start there).
-    acked_marks: Mutex<HashMap<String, u64>>,
-    beats_sent: AtomicU64,
-    /// Where the next beat's slice of digests starts.
-    digest_cursor: AtomicU64,
     /// The protocol version agreed with it, and the last HELLO refusal.
     protocol: Mutex<PeerProtocol>,
-}
-
-/// One heartbeat's contents (regmesh's JSON body; DRiP's plain state word
-/// also parses).
-#[derive(Debug, Default)]
-pub struct Beat {
-    pub state: Option<String>,
-    pub interval_ms: Option<u64>,
-    pub marks: HashMap<String, u64>,
-    /// Whether `marks` is the whole map (else only what changed since the
-    /// sender's last answered beat). Beats without the field are whole.
-    pub full: bool,
-    pub digests: Value,
-    /// What the sender sends us (regmesh beats carry it).
-    pub policy: Option<ExportPolicy>,
-}
-
-impl Beat {
-    /// Reads `{"state","interval_ms","watermarks","digests"}`, a bare state
-    /// string, or nothing.
-    pub fn parse(v: &Value) -> Result<Beat, String> {
-        let beat = match v {
-            Value::Object(m) => Beat {
-                state: m.get("state").and_then(Value::as_str).map(str::to_string),
-                interval_ms: m.get("interval_ms").and_then(Value::as_u64),
-                marks: m
-                    .get("watermarks")
-                    .and_then(Value::as_object)
-                    .map(|w| {
-                        w.iter()
-                            .take(4096)
-                            .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?)))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                digests: m.get("digests").cloned().unwrap_or(Value::Null),
-                full: m.get("full").and_then(Value::as_bool).unwrap_or(true),
-                policy: m.get("policy").map(|p| {
-                    let names = |f: &str| -> Vec<String> {
-                        p.get(f)
-                            .and_then(Value::as_array)
-                            .map(|a| {
-                                a.iter()
-                                    .take(1024)
-                                    .filter_map(|v| v.as_str().map(String::from))
-                                    .collect()
-                            })
-                            .unwrap_or_default()
-                    };
-                    ExportPolicy::new(names("kinds"), names("groups"))
-                }),
-            },
-            Value::String(s) => Beat {
-                state: Some(s.clone()),
-                full: true,
-                ..Beat::default()
-            },
-            Value::Null => Beat {
-                full: true,
-                ..Beat::default()
-            },
-            _ => return Err("a heartbeat body is a JSON object or a state".into()),
-        };
-        if let Some(s) = &beat.state {
-            if !matches!(s.as_str(), "active" | "inactive" | "sync") {
-                return Err(format!("state {s:?} is not active, inactive or sync"));
-            }
-        }
-        Ok(beat)
-    }
-}
-
-impl Peer {
-    /// Our next beat to it carries the whole watermark map.
-    pub fn forget_acked_marks(&self) {
-        self.acked_marks.lock().expect("marks lock").clear();
-    }
 }
 
 pub struct Mesh {
@@ -167,9 +81,15 @@ pub struct Mesh {
     /// Floods of own changes, receipt, relays, NOTIFY/RFI dispatch (proto).
     floods: Mutex<Floods>,
     pub replay: Mutex<ReplayCache>,
+    /// A copy of the link part's node state, refreshed at each change.
     state: Mutex<NodeState>,
-    /// When this center entered `sync` (ms), to judge when it has caught up.
-    sync_since: Mutex<Option<u64>>,
+    /// Peer lifecycles, beats and node state (`regmesh_proto::mesh::link`).
+    /// Taken alone or before the replica's locks, never while holding one.
+    link: Mutex<Link>,
+    /// When each of the link part's timers fires next (ms).
+    link_timers: Mutex<HashMap<link::Timer, u64>>,
+    /// Wakes the link task when a timer is armed.
+    link_wake: tokio::sync::Notify,
     /// Per origin: every seq up to this is applied here or was covered.
     marks: Mutex<Marks>,
     marks_dirty: AtomicBool,
@@ -230,18 +150,12 @@ impl Mesh {
         let versions = Versions::configured(p.protocol_min, p.protocol_max)?;
         let tls = super::pki::client_config(&p.cert, &p.key, &p.ca, true).map_err(MeshError::ClientTls)?;
         let mut peers = Vec::new();
-        for pc in &cfg.peers {
+        for (ix, pc) in cfg.peers.iter().enumerate() {
             peers.push(Arc::new(Peer {
                 policy: ExportPolicy::new(pc.kinds.iter().cloned(), pc.groups.iter().cloned()),
+                ix,
                 life: Mutex::new(PeerLifecycle::known(p.beat_interval_ms)),
                 client: PeerClient::new(&pc.id, &pc.url, tls.clone()),
-                reachable: AtomicBool::new(false),
-                announced: Mutex::new(None),
-                their_marks: Mutex::new(PeerMarks::default()),
-                digest_match: Mutex::new(None),
-                acked_marks: Mutex::new(HashMap::new()),
-                beats_sent: AtomicU64::new(0),
-                digest_cursor: AtomicU64::new(0),
                 protocol: Mutex::new(PeerProtocol::default()),
                 cfg: pc.clone(),
             }));
@@ -251,7 +165,12 @@ impl Mesh {
             peers.iter().map(|p| (p.cfg.id.clone(), p.policy.clone())),
             Some(center.own_seq()),
         );
-        let state = NodeState::initial(!peers.is_empty());
+        let link = Link::new(
+            &cfg.id,
+            p.beat_interval_ms,
+            peers.iter().map(|p| (p.cfg.id.clone(), p.policy.clone())),
+        );
+        let state = link.node_state();
         center.set_accepting_writes(state.accepts_updates());
         let (claims_log, promises) = super::claims_log::ClaimsLog::open(&cfg.data_dir)?;
         let mut claims = Claims::default();
@@ -266,7 +185,9 @@ impl Mesh {
             floods: Mutex::new(floods),
             replay: Mutex::new(ReplayCache::default()),
             state: Mutex::new(state),
-            sync_since: Mutex::new(None),
+            link: Mutex::new(link),
+            link_timers: Mutex::new(HashMap::new()),
+            link_wake: tokio::sync::Notify::new(),
             marks: Mutex::new(Marks::from_pairs(center.load_watermarks())),
             marks_dirty: AtomicBool::new(false),
             ceilings: Mutex::new(Ceilings::for_peers(cfg.peers.iter().map(|p| p.id.clone()))),
@@ -296,16 +217,13 @@ impl Mesh {
         Ok(mesh)
     }
 
-    /// Spawns the beat loops and the flooder.
+    /// Spawns the link task, the flooder and the saver.
     pub fn spawn(self: &Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
-        let mut tasks = Vec::new();
-        for peer in self.peers.iter().cloned() {
-            tasks.push(tokio::spawn(self.clone().beat_loop(peer)));
-        }
-        tasks.push(tokio::spawn(self.clone().flood_loop()));
-        tasks.push(tokio::spawn(self.clone().save_loop()));
-        tasks.push(tokio::spawn(self.clone().judge_loop()));
-        tasks
+        vec![
+            tokio::spawn(self.clone().flood_loop()),
+            tokio::spawn(self.clone().save_loop()),
+            tokio::spawn(self.clone().link_loop()),
+        ]
     }
 
     /// Persists watermarks every few seconds when they changed. A crash loses
@@ -389,30 +307,6 @@ impl Mesh {
         let mut c = self.ceilings.lock().expect("ceilings lock");
         for r in records {
             c.witness(&r.origin, r.seq);
-        }
-    }
-
-    /// What `peer` reports holding of each origin, less the claims a pull
-    /// from it could not back ([`Pulls::credible`]).
-    fn credible_marks(&self, peer: &Peer) -> HashMap<String, u64> {
-        let theirs = peer.their_marks.lock().expect("marks lock").latest().clone();
-        let pulls = self.pulls.lock().expect("pulls lock");
-        theirs
-            .into_iter()
-            .filter(|(o, w)| pulls.credible(&peer.cfg.id, o, *w))
-            .collect()
-    }
-
-    /// True if some peer has told us of an origin it holds further than we.
-    fn behind_any(&self) -> bool {
-        self.peers
-            .iter()
-            .any(|p| self.credible_marks(p).iter().any(|(o, w)| *w > self.mark(o)))
-    }
-
-    fn note(&self, peer: &Peer, t: Option<regmesh_proto::lifecycle::Transition>) {
-        if let Some(t) = t {
-            tracing::info!(peer = %peer.cfg.id, from = t.from.as_str(), to = t.to.as_str(), "peer state");
         }
     }
 }

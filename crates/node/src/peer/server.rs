@@ -18,7 +18,7 @@
 //! the token itself.
 
 use super::encoding;
-use super::mesh::{Beat, Mesh, ServePullError, SyncError};
+use super::mesh::{Mesh, ServePullError, SyncError};
 use super::pki::cert_is_for;
 use crate::center::now_ms;
 use crate::error::ApiError;
@@ -31,6 +31,7 @@ use axum::{Extension, Json, Router};
 use regmesh_proto::mesh::votes::VoteId;
 use regmesh_proto::replay::ReplayError;
 use regmesh_proto::version::RECORD_FORMAT_HEADER;
+use regmesh_proto::wire::beat::Beat;
 use regmesh_proto::wire::flood::{self as flood_wire, Answer, BodyError, Flood, FloodHead, Message, Verb};
 use regmesh_proto::wire::hello::{Hello, HELLO_BYTES_MAX};
 use regmesh_proto::wire::pull::{PullRequest, SyncAccepted, SyncRequestAccepted};
@@ -275,9 +276,10 @@ fn json_answer(headers: &HeaderMap, body: Vec<u8>) -> Response {
     }
 }
 
-/// Heartbeat body: `{"state": "...", "interval_ms": N}`, or the bare state
-/// word of DRiP's example. Without an interval, the sender is assumed to beat
-/// as often as we do.
+/// Heartbeat body: a beat (`wire::beat`: `{"state": "...", "interval_ms":
+/// N, ...}`), the bare state word of DRiP's example, or nothing. Without an
+/// interval, the sender is judged by the default one
+/// (`constants::BEAT_INTERVAL_DEFAULT_MS`).
 async fn heartbeat(
     State(mesh): State<Arc<Mesh>>,
     Extension(cert): Extension<PeerCert>,
@@ -287,21 +289,13 @@ async fn heartbeat(
 ) -> Result<Response, ApiError> {
     let sender = authenticate(&mesh, &headers, &cert, SENDER, Some(&id))?;
     let raw = read_body(&headers, body, 256 * 1024).await?;
-    let text = String::from_utf8_lossy(&raw).trim().to_string();
-    // A JSON body (regmesh), a bare state word (the draft), or nothing.
-    let v = match serde_json::from_str::<Value>(&text) {
-        Ok(v) => v,
-        Err(_) if text.is_empty() => Value::Null,
-        Err(_) => Value::String(text.trim_matches('"').to_string()),
-    };
-    let beat = Beat::parse(&v).map_err(|e| refuse(StatusCode::BAD_REQUEST, "invalid", e))?;
-    mesh.beat_from(&sender, beat);
+    let beat = Beat::from_body(&raw).map_err(|e| refuse(StatusCode::BAD_REQUEST, "invalid", e.to_string()))?;
     // The answer is this center's own beat for the sender, so each side
     // learns the other's watermarks on every exchange.
-    let peer = mesh
-        .peer(&sender)
+    let answer = mesh
+        .beat_received(&sender, beat)
         .ok_or_else(|| refuse(StatusCode::FORBIDDEN, "not_a_peer", "not a peer"))?;
-    Ok(Json(mesh.beat_payload(peer)).into_response())
+    Ok(Json(answer).into_response())
 }
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -428,7 +422,7 @@ async fn hello(
         // A peer introducing itself (again, say after a restart) may have
         // lost its view of our watermarks: the next beat carries the whole map.
         if let Some(peer) = mesh.peer(&hello.id) {
-            peer.forget_acked_marks();
+            mesh.hello_received(peer);
         }
     }
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);

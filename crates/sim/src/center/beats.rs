@@ -1,121 +1,152 @@
-//! A simulated center's heartbeats and lifecycles (the node's
-//! `peer/mesh/beats.rs`): the beat body it sends, the beat tick, judging
-//! peers' lifecycles, reassessing its node state, and the beats it
-//! receives. Decisions are `regmesh_proto`'s. Must never apply records or
-//! raise a watermark (floods and pulls do).
+//! A simulated center as the executor of proto's link part
+//! (`regmesh_proto::mesh::link`, as the node's `peer/mesh/beats.rs`): its
+//! timers on virtual time, HELLO and heartbeats as messages, the beats it
+//! receives and the answers to its calls fed back, and its other commands
+//! executed (pulls and repairs started here). Decisions — when to beat,
+//! what a beat carries, lifecycles, node state, what to pull — are the link
+//! part's. Must never apply records or raise a watermark (floods and pulls
+//! do).
+//!
+//! Not modelled: full syncs (a new center catches up by pulls) and
+//! ceilings (no peer here lies about an origin), so `RequestFullSync` and
+//! `OriginSpoke` are dropped.
 
 use super::{Center, Out, Timer};
-use crate::msg::{BeatBody, Msg};
-use regmesh_proto::lifecycle::PeerState;
-use regmesh_proto::sync as ae;
-use regmesh_proto::version::Versions;
+use crate::msg::Msg;
+use regmesh_proto::digest::SetDigest;
+use regmesh_proto::mesh::link::{self, Command, Link, Replica};
+use regmesh_proto::version::{self, Versions};
 use regmesh_proto::wire::hello::Hello;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+
+impl Replica for Center {
+    fn marks(&self) -> HashMap<String, u64> {
+        self.all_marks()
+    }
+
+    fn mark(&self, origin: &str) -> u64 {
+        Center::mark(self, origin)
+    }
+
+    fn class_digests(&self, origin: &str) -> BTreeMap<String, SetDigest> {
+        Center::class_digests(self, origin)
+    }
+
+    fn pulls_idle(&self) -> bool {
+        self.pulls.is_idle()
+    }
+}
 
 impl Center {
-    /// A beat for peer slot `pi`: whole, or what changed since its last
-    /// answered beat (proto::sync::beat_marks); with the full map.
-    pub(super) fn beat_body(&mut self, pi: usize, full: bool) -> (BeatBody, HashMap<String, u64>) {
-        let now = self.all_marks();
-        let digests = self.digests_for(pi);
-        let acked = &self.peers[pi].acked;
-        let full = full || acked.is_empty();
-        let body = BeatBody {
-            state: self.state,
-            interval_ms: self.settings.interval_ms,
-            marks: ae::beat_marks(&now, acked, full),
-            full,
-            digests,
-            policy: self.peers[pi].policy.clone(),
-        };
-        (body, now)
-    }
-
-    pub(super) fn beat_tick(&mut self, now: u64, out: &mut Vec<Out>) {
-        let local = self.local(now);
-        for pi in 0..self.peers.len() {
-            if self.peers[pi].life.state() <= PeerState::Known {
-                out.push(Out::Send {
-                    to: self.peers[pi].idx,
-                    msg: Msg::Hello(Hello::new(&self.id, self.settings.interval_ms, Versions::BUILD)),
-                });
-                self.peers[pi].reachable = false;
-            } else {
-                let full = self.peers[pi].beats_sent.is_multiple_of(ae::FULL_BEAT_EVERY);
-                let (body, sent) = self.beat_body(pi, full);
-                self.beat_no += 1;
-                let p = &mut self.peers[pi];
-                if p.awaiting.is_some() {
-                    // The last call had no answer within an interval.
-                    p.reachable = false;
-                }
-                p.beats_sent += 1;
-                p.awaiting = Some((self.beat_no, sent));
-                out.push(Out::Send {
-                    to: p.idx,
-                    msg: Msg::Beat { n: self.beat_no, body },
-                });
-            }
-            self.peers[pi].life.tick(local);
+    /// Runs `f` on the link part (this center as its replica), then
+    /// executes what it emitted.
+    pub(super) fn with_link<R>(
+        &mut self,
+        now: u64,
+        out: &mut Vec<Out>,
+        f: impl FnOnce(&mut Link, &Center, &mut Vec<Command>) -> R,
+    ) -> R {
+        let mut link = std::mem::take(&mut self.link);
+        let mut cmds = Vec::new();
+        let r = f(&mut link, self, &mut cmds);
+        self.link = link;
+        for c in cmds {
+            self.execute(now, c, out);
         }
-        self.reassess(now);
-        out.push(Out::Timer {
-            at: now + self.settings.interval_ms,
-            timer: Timer::Beat,
-        });
+        r
     }
 
-    /// Re-judges every peer's lifecycle now (the node does it on each beat
-    /// tick; the simulator also before checking the invariants).
+    fn execute(&mut self, now: u64, c: Command, out: &mut Vec<Out>) {
+        match c {
+            Command::SendHello { peer, call, .. } => out.push(Out::Send {
+                to: self.peers[peer].idx,
+                msg: Msg::Hello {
+                    n: call,
+                    body: Hello::new(&self.id, self.settings.interval_ms, Versions::BUILD),
+                },
+            }),
+            Command::SendBeat { peer, call, beat, .. } => out.push(Out::Send {
+                to: self.peers[peer].idx,
+                msg: Msg::Beat { n: call, body: beat },
+            }),
+            // The world judges every lifecycle after each step of this
+            // center (`tick_lifecycles`), its housekeeping included (every
+            // 250 ms, the judge step of a 1 s interval), so the judge timer
+            // is left unarmed: its steps between those would move
+            // transitions by a few ms and shift every seed's run away from
+            // the runs checked so far.
+            Command::Schedule {
+                timer: link::Timer::Judge,
+                ..
+            } => {}
+            Command::Schedule { timer, at_ms } => out.push(Out::Timer {
+                at: self.global(at_ms),
+                timer: Timer::Link(timer),
+            }),
+            Command::LifecycleChanged { peer, .. } => {
+                self.peers[peer].life = self.link.peer(peer).lifecycle().clone();
+            }
+            Command::NodeStateChanged { to, .. } => self.state = to,
+            Command::StartPull { peer, origin } => {
+                self.start_pull(now, peer, &origin, out);
+            }
+            Command::Repair { peer, origin } => self.repair(now, peer, &origin, out),
+            Command::RequestFullSync { .. } | Command::OriginSpoke { .. } => {}
+        }
+    }
+
+    /// Re-judges every peer's lifecycle now (the link part's judge timer
+    /// does too; the simulator also before checking the invariants).
     pub fn tick_lifecycles(&mut self, now: u64) {
         let local = self.local(now);
-        for p in &mut self.peers {
-            p.life.tick(local);
-        }
+        let mut out = Vec::new();
+        self.with_link(now, &mut out, |link, _, cmds| link.judge(local, cmds));
+        debug_assert!(out.is_empty(), "judging only changes lifecycles");
     }
 
-    pub(super) fn reassess(&mut self, now: u64) {
+    /// HELLO, heartbeats and their answers from peer slot `pi`.
+    pub(super) fn on_link_msg(&mut self, now: u64, pi: usize, msg: Msg, out: &mut Vec<Out>) {
         let local = self.local(now);
-        let reachable = self.peers.iter().filter(|p| p.reachable).count();
-        let behind = self.peers.iter().any(|p| p.marks.ahead_of(|o| self.mark(o)));
-        let caught_up = ae::caught_up(
-            self.sync_since,
-            local,
-            self.settings.interval_ms,
-            self.pulls.is_idle(),
-            behind,
-        );
-        let (next, start_sync) = self.state.next(reachable, caught_up);
-        if start_sync {
-            self.sync_since = Some(local);
-        }
-        self.state = next;
-    }
-
-    pub(super) fn beat_from(&mut self, now: u64, pi: usize, body: BeatBody, out: &mut Vec<Out>) {
-        let local = self.local(now);
-        let interval = body.interval_ms.clamp(50, 3_600_000);
-        self.peers[pi].life.beat_received(local, interval);
-        let prev = self.peers[pi].marks.beat(body.marks, body.full);
-        let latest = self.peers[pi].marks.latest().clone();
-        // Digests at equal watermarks: a difference re-pulls from seq 0.
-        for (origin, theirs) in &body.digests {
-            if latest.get(origin) != Some(&self.mark(origin)) || *origin == self.id {
-                continue;
+        let from = self.peers[pi].idx;
+        match msg {
+            Msg::Hello { n, body } => {
+                let verdict = version::judge_hello(Versions::BUILD, &body, true);
+                if verdict.is_ok() {
+                    self.link.on_hello_received(pi);
+                }
+                out.push(Out::Send {
+                    to: from,
+                    msg: Msg::HelloOk {
+                        n,
+                        answer: version::hello_answer(&self.id, Versions::BUILD, &verdict),
+                    },
+                });
             }
-            let ours = self.class_digests(origin);
-            let same = ae::digests_agree(theirs.iter().map(|(k, d)| (k.as_str(), d)), &ours, |k| {
-                let (kind, class) = ae::split_digest_key(k);
-                body.policy.sees_class(kind, class)
-            });
-            if !same {
-                // Paced by the part (one turn per peer and origin).
-                self.repair(now, pi, origin, out);
+            Msg::HelloOk { n, answer } => {
+                let status = if answer.accepted { 200 } else { 409 };
+                if version::conclude_hello(Versions::BUILD, status, &answer).is_ok() {
+                    self.with_link(now, out, |link, r, cmds| link.on_hello_answered(local, pi, n, r, cmds));
+                } else {
+                    self.with_link(now, out, |link, r, cmds| link.on_call_failed(local, pi, n, r, cmds));
+                }
             }
-        }
-        let origins = ae::origins_to_pull(&self.id, self.state, &latest, &prev, |o| self.mark(o), |_| true);
-        for origin in origins {
-            self.start_pull(now, pi, &origin, out);
+            Msg::Beat { n, body } => {
+                let mut later = Vec::new();
+                let answer = self.with_link(now, &mut later, |link, r, cmds| {
+                    link.on_beat_received(local, pi, body, r, cmds)
+                });
+                out.push(Out::Send {
+                    to: from,
+                    msg: Msg::BeatOk { n, body: answer },
+                });
+                out.extend(later);
+            }
+            Msg::BeatOk { n, body } => {
+                self.with_link(now, out, |link, r, cmds| {
+                    link.on_beat_answered(local, pi, n, Some(body), r, cmds)
+                });
+            }
+            _ => {}
         }
     }
 }

@@ -3,14 +3,13 @@
 //! the part what beats decide (a pull, a repair), page answers and page
 //! timeouts, executes its commands (send a page call and arm its timeout,
 //! merge, drop, raise a mark) and feeds their results back; it serves
-//! peers' pulls with `serve_page`, and keeps the digests beats carry.
+//! peers' pulls with `serve_page`, and computes the digests beats carry.
 //! Must never decide what to pull, what a page covers or what a resync
 //! drops (the part does); full sync is not modelled (crate docs).
 
 use super::{Center, Change, Out, Timer};
 use crate::msg::{Msg, RECORD_WIRE_BYTES};
 use regmesh_core::Record;
-use regmesh_proto::constants::DIGESTS_PER_BEAT;
 use regmesh_proto::digest::{element, SetDigest};
 use regmesh_proto::mesh::pulls::{self as part, Command, Replica};
 use regmesh_proto::policy::{class_of, ExportPolicy};
@@ -252,33 +251,5 @@ impl Center {
             out.entry(k).or_default().add(&e);
         }
         out
-    }
-
-    /// A slice of digests for peer `pi`: origins on which it last reported
-    /// our watermark, round robin, the classes its policy receives.
-    pub(super) fn digests_for(&mut self, pi: usize) -> Vec<(String, Vec<(String, SetDigest)>)> {
-        let cursor = self.peers[pi].digest_cursor;
-        self.peers[pi].digest_cursor += DIGESTS_PER_BEAT;
-        let slice = ae::digest_slice(
-            &self.all_marks(),
-            self.peers[pi].marks.latest(),
-            cursor,
-            DIGESTS_PER_BEAT,
-        );
-        let policy = self.peers[pi].policy.clone();
-        slice
-            .iter()
-            .map(|o| {
-                let d = self
-                    .class_digests(o)
-                    .into_iter()
-                    .filter(|(k, _)| {
-                        let (kind, class) = ae::split_digest_key(k);
-                        policy.sees_class(kind, class)
-                    })
-                    .collect();
-                (o.clone(), d)
-            })
-            .collect()
     }
 }

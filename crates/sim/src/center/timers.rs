@@ -12,7 +12,10 @@ use regmesh_core::Record;
 impl Center {
     pub fn on_timer(&mut self, now: u64, timer: Timer, out: &mut Vec<Out>) {
         match timer {
-            Timer::Beat => self.beat_tick(now, out),
+            Timer::Link(t) => {
+                let local = self.local(now);
+                self.with_link(now, out, |link, r, cmds| link.on_timer(local, t, r, cmds));
+            }
             Timer::Housekeep => self.housekeep(now, out),
             Timer::VoteDeadline { vote } => self.on_vote_deadline(now, vote, out),
             Timer::PullTimeout { call } => self.on_pull_timeout(now, call, out),

@@ -43,7 +43,7 @@ impl Invariant for PeerStatesFollowIntervals {
         let state = slot.life.state();
         let f = self.facts.entry((to.idx, from)).or_default();
         match msg {
-            Msg::HelloOk(a) if a.accepted && state <= PeerState::Known => {
+            Msg::HelloOk { answer, .. } if answer.accepted && state <= PeerState::Known => {
                 *f = Facts {
                     introduced: Some(now),
                     ..Facts::default()
@@ -51,7 +51,7 @@ impl Invariant for PeerStatesFollowIntervals {
             }
             Msg::Beat { body, .. } if state >= PeerState::Introduced => {
                 f.last_beat = Some(now);
-                f.their_interval = Some(body.interval_ms);
+                f.their_interval = body.interval_ms;
             }
             Msg::BeatOk { n, body } if f.awaiting == Some(*n) => {
                 // The answer carries the peer's own beat, which counts as one
@@ -59,7 +59,7 @@ impl Invariant for PeerStatesFollowIntervals {
                 f.awaiting = None;
                 f.last_ack = Some(now);
                 f.last_beat = Some(now);
-                f.their_interval = Some(body.interval_ms);
+                f.their_interval = body.interval_ms;
             }
             _ => {}
         }

@@ -1,208 +1,253 @@
-//! Heartbeats and lifecycles in the mesh runtime: the per-peer beat loop
-//! (HELLO until introduced, then heartbeats bounded by the interval), the
-//! beat payloads we send and answer with (watermarks, digests, policy), the
-//! beats we receive, the judge that re-judges every peer's lifecycle on its
-//! own timer, peers' announced states, and the reassessment of this
-//! center's node state. The I/O only: lifecycle transitions, node state and
-//! which marks to send are `regmesh_proto`'s. Must never apply records or
-//! raise a watermark (floods, pulls and full syncs do).
+//! The executor of the link part (`regmesh_proto::mesh::link`: peer
+//! lifecycles, beats, node state) in the mesh runtime: the link task that
+//! fires its timers on the real clock, the HELLO and heartbeat calls it
+//! asks for (each cut off at its deadline), the heartbeats and state
+//! announcements peers send us, and the execution of its other commands
+//! (pulls, repairs, full sync requests, ceilings). The I/O only: when to
+//! beat, what a beat carries, lifecycle and node state transitions and what
+//! a beat makes us pull are the link part's. Must never apply records or
+//! raise a watermark (floods, pulls and full syncs do), nor hold the link
+//! lock across an await or while executing a command.
 
-use super::{Beat, Mesh, Peer};
+use super::{Mesh, Peer};
 use crate::center::now_ms;
 use hyper::{Method, StatusCode};
-use regmesh_proto::constants::DIGESTS_PER_BEAT;
-use regmesh_proto::lifecycle::{self, PeerState};
+use regmesh_proto::digest::SetDigest;
+use regmesh_proto::mesh::link::{Command, Link, Replica};
+use regmesh_proto::node_state::NodeState;
 use regmesh_proto::sync as ae;
-use serde_json::{json, Value};
-use std::collections::HashMap;
+use regmesh_proto::wire::beat::Beat;
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// What the link part reads of this center: watermarks, digests, pulls.
+pub(super) struct NodeReplica<'a>(pub(super) &'a Mesh);
+
+impl Replica for NodeReplica<'_> {
+    fn marks(&self) -> HashMap<String, u64> {
+        self.0.marks()
+    }
+
+    fn mark(&self, origin: &str) -> u64 {
+        self.0.mark(origin)
+    }
+
+    fn class_digests(&self, origin: &str) -> BTreeMap<String, SetDigest> {
+        self.0
+            .center
+            .class_digests(origin)
+            .into_iter()
+            .map(|(k, c, d)| (ae::digest_key(&k, &c), d))
+            .collect()
+    }
+
+    fn pulls_idle(&self) -> bool {
+        self.0.pulls.lock().expect("pulls lock").is_idle()
+    }
+
+    fn knows(&self, origin: &str) -> bool {
+        self.0.center.key_of(origin).is_some()
+    }
+
+    fn credible(&self, peer: &str, origin: &str, claimed: u64) -> bool {
+        self.0.pulls.lock().expect("pulls lock").credible(peer, origin, claimed)
+    }
+
+    fn full_sync_received(&self) -> bool {
+        self.0.pulls.lock().expect("pulls lock").full_sync_done()
+    }
+}
+
 impl Mesh {
-    fn reassess_node_state(self: &Arc<Self>) {
-        let reachable = self
-            .peers
-            .iter()
-            .filter(|p| p.reachable.load(Ordering::Relaxed))
-            .count();
-        // Caught up: in sync for two beat intervals (so every reachable peer
-        // has told us its watermarks), no pull running, and nobody ahead.
-        let pulls_idle = self.pulls.lock().expect("pulls lock").is_idle();
-        let caught_up = ae::caught_up(
-            *self.sync_since.lock().expect("sync lock"),
-            now_ms(),
-            self.interval_ms,
-            pulls_idle,
-            self.behind_any(),
-        );
-        let mut st = self.state.lock().expect("state lock");
-        let (next, start_sync) = st.next(reachable, caught_up);
-        if start_sync {
-            *self.sync_since.lock().expect("sync lock") = Some(now_ms());
-            // A center that knows nothing of the mesh yet (a new one) asks a
-            // peer for a full sync (DRiP §5.6); others catch up by pulls.
-            let fresh = self.marks.lock().expect("marks lock").is_empty() && self.center.own_seq() == 0;
-            if fresh {
-                if let Some(peer) = self.peers.iter().find(|p| p.reachable.load(Ordering::Relaxed)).cloned() {
-                    tokio::spawn(self.clone().request_full_sync(peer));
+    /// Runs `f` on the link part, keeps the copies of its states and its
+    /// timers current (under its lock, so they change in its order), then
+    /// executes the rest of what it emitted.
+    pub(super) fn with_link<R>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut Link, &NodeReplica<'_>, &mut Vec<Command>) -> R,
+    ) -> R {
+        let mut out = Vec::new();
+        let r = {
+            let mut link = self.link.lock().expect("link lock");
+            let r = f(&mut link, &NodeReplica(self), &mut out);
+            let mut woke = false;
+            out.retain(|c| match c {
+                Command::Schedule { timer, at_ms } => {
+                    self.link_timers.lock().expect("timers lock").insert(*timer, *at_ms);
+                    woke = true;
+                    false
                 }
+                Command::LifecycleChanged { peer, .. } => {
+                    *self.peers[*peer].life.lock().expect("life lock") = link.peer(*peer).lifecycle().clone();
+                    true
+                }
+                Command::NodeStateChanged { to, .. } => {
+                    *self.state.lock().expect("state lock") = *to;
+                    self.center.set_accepting_writes(to.accepts_updates());
+                    true
+                }
+                _ => true,
+            });
+            if woke {
+                self.link_wake.notify_one();
             }
+            r
+        };
+        for c in out {
+            self.execute(c);
         }
-        if next != *st {
-            tracing::info!(from = st.as_str(), to = next.as_str(), reachable, "node state");
-            *st = next;
-            self.center.set_accepting_writes(next.accepts_updates());
+        r
+    }
+
+    fn execute(self: &Arc<Self>, c: Command) {
+        match c {
+            Command::SendHello {
+                peer,
+                call,
+                deadline_ms,
+            } => {
+                tokio::spawn(self.clone().hello(peer, call, deadline_ms));
+            }
+            Command::SendBeat {
+                peer,
+                call,
+                beat,
+                deadline_ms,
+            } => {
+                tokio::spawn(self.clone().heartbeat(peer, call, beat, deadline_ms));
+            }
+            Command::Schedule { .. } => {}
+            Command::LifecycleChanged { peer, from, to } => {
+                tracing::info!(peer = %self.peers[peer].cfg.id, from = from.as_str(), to = to.as_str(), "peer state");
+            }
+            Command::NodeStateChanged { from, to, reachable } => {
+                tracing::info!(from = from.as_str(), to = to.as_str(), reachable, "node state");
+            }
+            Command::StartPull { peer, origin } => self.start_pull(&self.peers[peer].clone(), &origin),
+            Command::Repair { peer, origin } => self.repair(&self.peers[peer].clone(), &origin),
+            Command::RequestFullSync { peer } => {
+                tokio::spawn(self.clone().request_full_sync(self.peers[peer].clone()));
+            }
+            Command::OriginSpoke { peer, seq } => self.origin_spoke(&self.peers[peer].clone(), seq),
         }
     }
 
-    /// Re-judges every peer's lifecycle on a timer of its own
-    /// ([`lifecycle::judge_every_ms`]), so a peer that stops answering is
-    /// DEGRADED past 2× and INTERRUPTED past 10× whatever calls to it are
-    /// doing.
-    pub(super) async fn judge_loop(self: Arc<Self>) {
-        let every = Duration::from_millis(lifecycle::judge_every_ms(self.interval_ms));
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    /// Fires the link part's timers on the real clock, whatever its calls
+    /// are doing.
+    pub(super) async fn link_loop(self: Arc<Self>) {
+        self.with_link(|link, _, out| link.start(now_ms(), out));
         loop {
-            tick.tick().await;
-            for peer in &self.peers {
-                let t = peer.life.lock().expect("life lock").tick(now_ms());
-                self.note(peer, t);
-            }
-        }
-    }
-
-    pub(super) async fn beat_loop(self: Arc<Self>, peer: Arc<Peer>) {
-        // A beat call never outlasts its interval: a hung one counts as
-        // unanswered and the next beat goes on time.
-        let deadline = Duration::from_millis(lifecycle::beat_deadline_ms(self.interval_ms));
-        let mut tick = tokio::time::interval(Duration::from_millis(self.interval_ms));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            let state = peer.life.lock().expect("life lock").state();
-            let ok = if state <= PeerState::Known {
-                let body = self.hello_body();
-                match peer
-                    .client
-                    .call_within(deadline, &self.center, Method::POST, "/mesh/v1/hello", &[], Some(body))
-                    .await
-                    .map(|a| (self.hello_answered(&peer, a.status.as_u16(), &a.body), a))
-                {
-                    Ok((Ok(_version), _)) => {
-                        let t = peer.life.lock().expect("life lock").hello_answered(now_ms());
-                        self.note(&peer, t);
-                        // A (re)introduced peer gets our whole map next.
-                        peer.forget_acked_marks();
-                        // Introduced: the first heartbeat goes now, not a
-                        // whole interval later.
-                        tick.reset_immediately();
-                        true
-                    }
-                    Ok((Err(why), a)) => {
-                        tracing::warn!(peer = %peer.cfg.id, status = %a.status, "HELLO refused: {why}");
-                        false
-                    }
-                    Err(e) => {
-                        tracing::debug!(peer = %peer.cfg.id, "HELLO failed: {e}");
-                        false
-                    }
-                }
-            } else {
-                let n = peer.beats_sent.fetch_add(1, Ordering::Relaxed);
-                let full = n.is_multiple_of(ae::FULL_BEAT_EVERY);
-                let (payload, sent) = self.beat_for(&peer, full);
-                let body = serde_json::to_vec(&payload).expect("json");
-                let path = format!("/heartbeat/node/{}", self.me);
-                match peer
-                    .client
-                    .call_within(
-                        deadline,
-                        &self.center,
-                        Method::POST,
-                        &path,
-                        &[("drip-node-id", self.me.clone())],
-                        Some(body),
-                    )
-                    .await
-                {
-                    Ok(a) if a.status == StatusCode::OK => {
-                        let t = peer.life.lock().expect("life lock").beat_acked(now_ms());
-                        self.note(&peer, t);
-                        *peer.acked_marks.lock().expect("marks lock") = sent;
-                        // The answer is the peer's own beat (regmesh peers
-                        // send one; an empty answer carries nothing).
-                        if let Ok(v) = serde_json::from_slice::<Value>(&a.body) {
-                            if let Ok(b) = Beat::parse(&v) {
-                                if b.state.is_some() {
-                                    self.beat_from(&peer.cfg.id, b);
-                                }
-                            }
-                        }
-                        true
-                    }
-                    Ok(a) => {
-                        tracing::debug!(peer = %peer.cfg.id, status = %a.status, "heartbeat refused");
-                        false
-                    }
-                    Err(e) => {
-                        tracing::debug!(peer = %peer.cfg.id, "heartbeat failed: {e}");
-                        false
-                    }
-                }
+            let next = {
+                let timers = self.link_timers.lock().expect("timers lock");
+                timers.iter().min_by_key(|(_, at)| **at).map(|(t, at)| (*t, *at))
             };
-            peer.reachable.store(ok, Ordering::Relaxed);
-            let t = peer.life.lock().expect("life lock").tick(now_ms());
-            self.note(&peer, t);
-            self.reassess_node_state();
+            let Some((timer, at)) = next else {
+                self.link_wake.notified().await;
+                continue;
+            };
+            let now = now_ms();
+            if at > now {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(at - now)) => {}
+                    _ = self.link_wake.notified() => {}
+                }
+                continue;
+            }
+            self.link_timers.lock().expect("timers lock").remove(&timer);
+            self.with_link(|link, r, out| link.on_timer(now, timer, r, out));
         }
     }
 
-    /// Our per-(origin, kind, visibility class) digests of live versions,
-    /// for a slice of the origins on which `peer` last reported our own
-    /// watermark, and only for the kinds and classes its policy receives:
-    /// `{origin: {kind or kind@class: hex}}`.
-    fn digests_for(&self, peer: &Peer) -> Value {
-        let theirs = peer.their_marks.lock().expect("marks lock").latest().clone();
-        let cursor = peer.digest_cursor.fetch_add(DIGESTS_PER_BEAT as u64, Ordering::Relaxed) as usize;
-        let mut out = serde_json::Map::new();
-        for origin in ae::digest_slice(&self.marks(), &theirs, cursor, DIGESTS_PER_BEAT) {
-            let kinds: serde_json::Map<String, Value> = self
-                .center
-                .class_digests(&origin)
-                .into_iter()
-                .filter(|(k, c, _)| peer.policy.sees_class(k, c))
-                .map(|(k, c, d)| (ae::digest_key(&k, &c), Value::String(d.to_hex())))
-                .collect();
-            out.insert(origin, Value::Object(kinds));
-        }
-        Value::Object(out)
-    }
-
-    /// What this center tells `peer` in its answer to the peer's heartbeat:
-    /// the watermarks changed since the peer last answered one of ours.
-    pub fn beat_payload(&self, peer: &Peer) -> Value {
-        self.beat_for(peer, false).0
-    }
-
-    /// A beat for `peer`: whole, or only the watermarks changed since the
-    /// last beat it answered; with the full map it describes.
-    fn beat_for(&self, peer: &Peer, full: bool) -> (Value, HashMap<String, u64>) {
-        let now = self.marks();
-        let acked = peer.acked_marks.lock().expect("marks lock").clone();
-        let full = full || acked.is_empty();
-        let marks = ae::beat_marks(&now, &acked, full);
-        let v = json!({
-            "state": self.node_state().as_str(),
-            "interval_ms": self.interval_ms,
-            "watermarks": marks,
-            "full": full,
-            "digests": self.digests_for(peer),
-            // What we send it, so it can compare classes we hold none of.
-            "policy": {"kinds": peer.policy.kinds, "groups": peer.policy.groups},
+    /// HELLO to peer `ix` (document 003: our id, interval and protocol
+    /// versions), cut off at `deadline_ms`; its answer sets the version we
+    /// speak with it (`hello.rs`).
+    async fn hello(self: Arc<Self>, ix: usize, call: u64, deadline_ms: u64) {
+        let peer = self.peers[ix].clone();
+        let deadline = Duration::from_millis(deadline_ms.saturating_sub(now_ms()));
+        let body = self.hello_body();
+        let ok = match peer
+            .client
+            .call_within(deadline, &self.center, Method::POST, "/mesh/v1/hello", &[], Some(body))
+            .await
+            .map(|a| (self.hello_answered(&peer, a.status.as_u16(), &a.body), a))
+        {
+            Ok((Ok(_version), _)) => true,
+            Ok((Err(why), a)) => {
+                tracing::warn!(peer = %peer.cfg.id, status = %a.status, "HELLO refused: {why}");
+                false
+            }
+            Err(e) => {
+                tracing::debug!(peer = %peer.cfg.id, "HELLO failed: {e}");
+                false
+            }
+        };
+        self.with_link(|link, r, out| {
+            if ok {
+                link.on_hello_answered(now_ms(), ix, call, r, out)
+            } else {
+                link.on_call_failed(now_ms(), ix, call, r, out)
+            }
         });
-        (v, now)
+    }
+
+    /// A heartbeat to peer `ix`, cut off at `deadline_ms`; its answer is
+    /// the peer's own beat (regmesh peers send one).
+    async fn heartbeat(self: Arc<Self>, ix: usize, call: u64, beat: Beat, deadline_ms: u64) {
+        let peer = self.peers[ix].clone();
+        let deadline = Duration::from_millis(deadline_ms.saturating_sub(now_ms()));
+        let path = format!("/heartbeat/node/{}", self.me);
+        let answer = match peer
+            .client
+            .call_within(
+                deadline,
+                &self.center,
+                Method::POST,
+                &path,
+                &[("drip-node-id", self.me.clone())],
+                Some(beat.to_body()),
+            )
+            .await
+        {
+            Ok(a) if a.status == StatusCode::OK => Some(Beat::from_body(&a.body).ok()),
+            Ok(a) => {
+                tracing::debug!(peer = %peer.cfg.id, status = %a.status, "heartbeat refused");
+                None
+            }
+            Err(e) => {
+                tracing::debug!(peer = %peer.cfg.id, "heartbeat failed: {e}");
+                None
+            }
+        };
+        self.with_link(|link, r, out| match answer {
+            Some(beat) => link.on_beat_answered(now_ms(), ix, call, beat, r, out),
+            None => link.on_call_failed(now_ms(), ix, call, r, out),
+        });
+    }
+
+    /// A heartbeat from peer `sender`; returns our answer (our own beat
+    /// for it), or `None` if it is not a peer.
+    pub fn beat_received(self: &Arc<Self>, sender: &str, beat: Beat) -> Option<Beat> {
+        let ix = self.peer(sender)?.ix;
+        Some(self.with_link(|link, r, out| link.on_beat_received(now_ms(), ix, beat, r, out)))
+    }
+
+    /// `peer` introduced itself (its HELLO): our next beat to it is whole.
+    pub fn hello_received(&self, peer: &Peer) {
+        self.link.lock().expect("link lock").on_hello_received(peer.ix);
+    }
+
+    /// A peer announced its DRiP state (`POST /node/:id/active|inactive`,
+    /// or a `state` NOTIFY); a word other than a state is ignored.
+    pub fn announce(&self, sender: &str, state: &str) {
+        let Ok(state) = serde_json::from_value::<NodeState>(json!(state)) else {
+            return;
+        };
+        if let Some(peer) = self.peer(sender) {
+            self.link.lock().expect("link lock").on_announce(peer.ix, state);
+        }
     }
 
     /// Peer `peer` said in its own beat that it has reached seq `own` of its
@@ -227,68 +272,7 @@ impl Mesh {
         if self.marks.lock().expect("marks lock").reset(origin) {
             self.marks_dirty.store(true, Ordering::Relaxed);
         }
-        *peer.digest_match.lock().expect("digest lock") = Some(false);
+        self.link.lock().expect("link lock").on_mark_reset(peer.ix);
         self.start_pull(peer, origin);
-    }
-
-    /// A heartbeat from peer `sender`, with its announced state, interval
-    /// and watermarks. Starts a pull for every origin it holds further.
-    pub fn beat_from(self: &Arc<Self>, sender: &str, beat: Beat) {
-        let Beat {
-            state,
-            interval_ms,
-            marks,
-            full,
-            digests,
-            policy,
-        } = beat;
-        let interval_ms = interval_ms.unwrap_or(1000).clamp(50, 3_600_000);
-        let Some(peer) = self.peer(sender).cloned() else { return };
-        // Floods in flight arrive within milliseconds: pull only on a lead
-        // that outlived one beat (or at once while catching up, `sync`).
-        let (prev, marks) = {
-            let mut view = peer.their_marks.lock().expect("marks lock");
-            let prev = view.beat(marks, full);
-            (prev, view.latest().clone())
-        };
-        if let Some(&own) = marks.get(sender) {
-            self.origin_spoke(&peer, own);
-        }
-        self.compare_digests(&peer, &marks, &digests, policy.as_ref());
-        let t = peer
-            .life
-            .lock()
-            .expect("life lock")
-            .beat_received(now_ms(), interval_ms);
-        self.note(&peer, t);
-        if state.is_some() {
-            *peer.announced.lock().expect("announced lock") = state;
-        }
-        // A claim a pull from this peer could not back starts no more pulls.
-        let credible = |m: &HashMap<String, u64>| -> HashMap<String, u64> {
-            let pulls = self.pulls.lock().expect("pulls lock");
-            m.iter()
-                .filter(|(o, w)| pulls.credible(sender, o, **w))
-                .map(|(o, w)| (o.clone(), *w))
-                .collect()
-        };
-        let origins = ae::origins_to_pull(
-            &self.me,
-            self.node_state(),
-            &credible(&marks),
-            &credible(&prev),
-            |o| self.mark(o),
-            |o| self.center.key_of(o).is_some(),
-        );
-        for origin in origins {
-            self.start_pull(&peer, &origin);
-        }
-    }
-
-    /// A peer announced its DRiP state (`POST /node/:id/active|inactive`).
-    pub fn announce(&self, sender: &str, state: &str) {
-        if let Some(peer) = self.peer(sender) {
-            *peer.announced.lock().expect("announced lock") = Some(state.to_string());
-        }
     }
 }

@@ -7,7 +7,7 @@
 //! A version is kept for a peer only from an authenticated exchange: the
 //! answer to our HELLO (over TLS verified for that peer), or a HELLO whose
 //! client certificate names the peer it claims to be. Must never change a
-//! peer's lifecycle (the beat loop does).
+//! peer's lifecycle (the link part does, `beats.rs`).
 
 use super::{Mesh, Peer};
 use crate::peer::pki::cert_is_for;

@@ -3,8 +3,8 @@
 //! pull, a digest repair), the answers of page calls and the results of
 //! the commands it emitted, and executes those commands: page calls over
 //! TLS bounded by the part's timeout, merges, resync drops, marks bounded
-//! by ceilings. It also serves peers' pulls with proto's `serve_page`, and
-//! compares digests at equal marks. Must never decide what to pull, how
+//! by ceilings. It also serves peers' pulls with proto's `serve_page`
+//! (digests are compared by the link part, `beats.rs`). Must never decide what to pull, how
 //! far a page covers, when a pull ends or what a resync drops (the part
 //! does), nor serve a record the asking peer's policy hides.
 
@@ -17,10 +17,8 @@ use regmesh_core::codec;
 use regmesh_core::Record;
 use regmesh_proto::mesh::pulls::{self as part, Command, PullEnd, Pulls, Replica, PULL_PAGE_RECORDS_MAX};
 use regmesh_proto::policy::ExportPolicy;
-use regmesh_proto::sync as ae;
 use regmesh_proto::wire::pull::{PullPage, PullRequest};
-use serde_json::Value;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -288,49 +286,6 @@ impl Mesh {
         let through = self.ceilings.lock().expect("ceilings lock").bound(origin, through);
         if self.marks.lock().expect("marks lock").raise(origin, through) {
             self.marks_dirty.store(true, Ordering::Relaxed);
-        }
-    }
-
-    /// Compares a peer's digests with ours where both hold the same
-    /// watermark; on a difference, asks the part for a repair of that
-    /// origin.
-    pub(super) fn compare_digests(
-        self: &Arc<Self>,
-        peer: &Arc<Peer>,
-        marks: &HashMap<String, u64>,
-        digests: &Value,
-        their_policy: Option<&ExportPolicy>,
-    ) {
-        let Some(origins) = digests.as_object() else { return };
-        let mut all_match = None;
-        for (origin, kinds) in origins {
-            if marks.get(origin) != Some(&self.mark(origin)) {
-                continue;
-            }
-            let ours: std::collections::BTreeMap<String, String> = self
-                .center
-                .class_digests(origin)
-                .into_iter()
-                .map(|(k, c, d)| (ae::digest_key(&k, &c), d.to_hex()))
-                .collect();
-            let Some(kinds) = kinds.as_object() else { continue };
-            let theirs: Vec<(&str, String)> = kinds
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str().unwrap_or("").to_string()))
-                .collect();
-            // A class it holds nothing of is absent from its beat: compare
-            // ours too where its policy (sent along) would send it to us.
-            let same = ae::digests_agree(theirs.iter().map(|(k, d)| (*k, d)), &ours, |k| {
-                let (kind, class) = ae::split_digest_key(k);
-                their_policy.is_some_and(|p| p.sees_class(kind, class))
-            });
-            all_match = Some(all_match.unwrap_or(true) && same);
-            if !same {
-                self.repair(peer, origin);
-            }
-        }
-        if all_match.is_some() {
-            *peer.digest_match.lock().expect("digest lock") = all_match;
         }
     }
 

@@ -2,6 +2,7 @@
 //! and the `/v1/peers` document (peers, flood and anti-entropy counters).
 //! Read only: must never change mesh state.
 
+use super::beats::NodeReplica;
 use super::Mesh;
 use regmesh_proto::lifecycle::PeerState;
 use serde_json::{json, Value};
@@ -9,21 +10,21 @@ use serde_json::{json, Value};
 impl Mesh {
     /// Each configured peer's id and lifecycle state.
     pub fn peer_states(&self) -> Vec<(String, PeerState)> {
-        self.peers
-            .iter()
-            .map(|p| (p.cfg.id.clone(), p.life.lock().expect("life lock").state()))
-            .collect()
+        let link = self.link.lock().expect("link lock");
+        link.peers().iter().map(|p| (p.id().to_string(), p.state())).collect()
     }
 
     /// What `/v1/peers` shows.
     pub fn peers_json(&self) -> Value {
         let floods = self.floods().stats();
         let pulls = self.pulls.lock().expect("pulls lock").stats();
+        let link = self.link.lock().expect("link lock");
         let items: Vec<Value> = self
             .peers
             .iter()
             .map(|p| {
-                let life = p.life.lock().expect("life lock");
+                let view = link.peer(p.ix);
+                let life = view.lifecycle();
                 let flow = self.floods().peer_stats(&p.cfg.id);
                 let protocol = p.protocol.lock().expect("protocol lock").clone();
                 json!({
@@ -32,12 +33,11 @@ impl Mesh {
                     "state": life.state().as_str(),
                     "announced_interval_ms": life.their_interval_ms(),
                     "last_heard": life.last_heard_ms().map(regmesh_core::time::rfc3339_ms),
-                    "announced_state": *p.announced.lock().expect("announced lock"),
+                    "announced_state": view.announced(),
                     "floods_sent": flow.sent,
                     "floods_dropped": flow.dropped + flow.failed,
-                    "digest_match": *p.digest_match.lock().expect("digest lock"),
-                    "records_behind": self.credible_marks(p).iter()
-                        .map(|(o, w)| w.saturating_sub(self.mark(o))).sum::<u64>(),
+                    "digest_match": view.digest_match(),
+                    "records_behind": link.records_behind(p.ix, &NodeReplica(self)),
                     "export": {"kinds": p.cfg.kinds, "groups": p.cfg.groups},
                     // The version agreed in HELLO, and why the last HELLO was refused.
                     "protocol": protocol.agreed_version(),
@@ -45,6 +45,7 @@ impl Mesh {
                 })
             })
             .collect();
+        drop(link);
         json!({
             "id": self.me,
             "state": self.node_state().as_str(),

@@ -1,1 +1,0 @@
-//! Part `link` of the mesh machine (see the module docs of `mesh`).
