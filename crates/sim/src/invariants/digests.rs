@@ -46,6 +46,7 @@ impl Invariant for EqualDigestsEqualSets {
             };
             for (origin, classes) in &body.digests {
                 for (dkey, d) in classes {
+                    let d = &d.0;
                     let set = spec::digested(&centers[*from].store.current, origin, dkey);
                     match self.of_set.get(&set) {
                         Some(other) if other != d => {
