@@ -182,7 +182,7 @@ mod tests {
         let mut at = t0;
         let mut resent = 0;
         let mut waits = vec![];
-        for _ in 0..20 {
+        for _ in 0..400 {
             at += Duration::from_millis(50);
             let d = c.due(at);
             resent += d.resend.len();
