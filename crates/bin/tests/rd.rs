@@ -44,6 +44,25 @@ fn free_base(n: usize) -> u16 {
     panic!("no free ports");
 }
 
+/// `regmesh init --fronts rd` of `n` centers in `dir` on free ports; the base port.
+fn init_rd(dir: &std::path::Path, n: usize) -> u16 {
+    let base = free_base(n);
+    let (ok, out) = run(Command::new(BIN)
+        .args([
+            "init",
+            "--centers",
+            &n.to_string(),
+            "--base-port",
+            &base.to_string(),
+            "--fronts",
+            "rd",
+            "--out",
+        ])
+        .arg(dir));
+    assert!(ok, "{out}");
+    base
+}
+
 /// Runs a client; returns (success, stdout + stderr).
 fn run(cmd: &mut Command) -> (bool, String) {
     let out = cmd.output().unwrap();
@@ -129,20 +148,7 @@ fn rd_in_a_mesh_with_outside_clients() {
     tool("aiocoap-client");
     tool("coap-client-notls");
     let dir = tempfile::tempdir().unwrap();
-    let base = free_base(3);
-    let (ok, out) = run(Command::new(BIN)
-        .args([
-            "init",
-            "--centers",
-            "3",
-            "--base-port",
-            &base.to_string(),
-            "--fronts",
-            "rd",
-            "--out",
-        ])
-        .arg(dir.path()));
-    assert!(ok, "{out}");
+    let base = init_rd(dir.path(), 3);
     // c1 also proxies a real aiocoap-rd (document 004's lookup proxy).
     let upstream_port = {
         let s = UdpSocket::bind("[::1]:0").unwrap();
@@ -531,20 +537,7 @@ fn ack_all(sock: &UdpSocket, to: &str, msgs: &[Vec<u8>]) {
 #[test]
 fn observers_that_never_acknowledge_are_dropped() {
     let dir = tempfile::tempdir().unwrap();
-    let base = free_base(2);
-    let (ok, out) = run(Command::new(BIN)
-        .args([
-            "init",
-            "--centers",
-            "2",
-            "--base-port",
-            &base.to_string(),
-            "--fronts",
-            "rd",
-            "--out",
-        ])
-        .arg(dir.path()));
-    assert!(ok, "{out}");
+    let base = init_rd(dir.path(), 2);
     let c1 = dir.path().join("c1.toml");
     let text = std::fs::read_to_string(&c1).unwrap();
     std::fs::write(
