@@ -71,6 +71,12 @@ fn run(cmd: &mut Command) -> (bool, String) {
     (out.status.success(), s)
 }
 
+/// POSTs link-format `links` to `uri` with libcoap's client; must succeed.
+fn register_libcoap(links: &str, uri: &str) {
+    let (ok, out) = libcoap(&["-m", "post", "-t", "40", "-e", links, uri]);
+    assert!(ok, "{out}");
+}
+
 fn aio(args: &[&str]) -> (bool, String) {
     run(Command::new(tool("aiocoap-client")).args(args))
 }
@@ -212,16 +218,10 @@ fn rd_in_a_mesh_with_outside_clients() {
     std::thread::sleep(Duration::from_millis(500));
 
     // Register at c1 with libcoap; look up at c2 with aiocoap.
-    let (ok, out) = libcoap(&[
-        "-m",
-        "post",
-        "-t",
-        "40",
-        "-e",
+    register_libcoap(
         "</sensors/temp>;rt=\"temperature-c observed\";if=\"sensor\",</sensors/light>;rt=\"light-lux\"",
         &format!("{rd1}/rd?ep=node1&base=coap://[2001:db8::1]:61616&et=oic.d.sensor&lt=300"),
-    ]);
-    assert!(ok, "{out}");
+    );
     let res = eventually(Duration::from_secs(5), || {
         let out = lookup(p2, "res?rt=temperature*&provenance");
         out.contains("<coap://[2001:db8::1]:61616/sensors/temp>").then_some(out)
@@ -418,16 +418,10 @@ fn rd_in_a_mesh_with_outside_clients() {
     assert!(!lookup(p1, "ep?ep=bad*").contains("bad"));
 
     // Handover: the same endpoint registers at c3; lookups show only the newer.
-    let (ok, out) = libcoap(&[
-        "-m",
-        "post",
-        "-t",
-        "40",
-        "-e",
+    register_libcoap(
         "</moved>;rt=\"handover\"",
         &format!("coap://[::1]:{p3}/rd?ep=node1&base=coap://[2001:db8::2]"),
-    ]);
-    assert!(ok, "{out}");
+    );
     let after = eventually(Duration::from_secs(5), || {
         let out = lookup(p2, "ep?ep=node1");
         out.contains("2001:db8::2").then_some(out)
