@@ -11,7 +11,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_regmesh");
 fn free_base() -> u16 {
     let seed = std::process::id() as usize;
     for k in 0..500 {
-        let base = 20_000 + ((seed * 19 + k * 131) % 3500) * 10 + 3;
+        let base = 20_000 + ((seed * 19 + k * 131) % 1200) * 10 + 3;
         if [0, 1, 10, 11, 20, 21]
             .iter()
             .all(|d| std::net::TcpListener::bind(("127.0.0.1", (base + d) as u16)).is_ok())

@@ -31,7 +31,7 @@ fn free_base(n: usize) -> u16 {
     static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let seed = std::process::id() as usize + 389 * CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     for k in 0..500 {
-        let base = 20_000 + ((seed * 7 + k * 131) % 3500) * 10;
+        let base = 20_000 + ((seed * 7 + k * 131) % 1200) * 10;
         let ok = (0..n).all(|i| {
             let p = base + 10 * i;
             (0..2).all(|d| std::net::TcpListener::bind(("127.0.0.1", (p + d) as u16)).is_ok())
