@@ -160,6 +160,7 @@ fn rpki_section(i: usize, api_port: usize) -> toml::Table {
         t.insert("rtr_listen".into(), format!("127.0.0.1:{}", api_port + 3).into());
     } else {
         t.insert("role".into(), "sync".into());
+        t.insert("console".into(), "c1".into());
     }
     t
 }
