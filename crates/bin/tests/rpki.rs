@@ -227,8 +227,10 @@ async fn a_console_and_two_sync_nodes_serve_the_lab_vrps() {
         "{metrics}"
     );
 
-    // The console restarts in the middle of a cycle (slow repositories):
-    // it starts over from snapshots and serves the same set again.
+    // The console is killed (SIGKILL) in the middle of a cycle (slow
+    // repositories) and restarted: it starts from the state it saved in
+    // its state_dir, fetches no snapshot, and serves the same set again.
+    assert!(dir.path().join("c1-data/rpki/repos").read_dir().unwrap().count() == 3);
     drop(p1.take());
     let (p1b, url) = spawn(dir.path(), "c1");
     let _p1b = p1b;
@@ -240,6 +242,15 @@ async fn a_console_and_two_sync_nodes_serve_the_lab_vrps() {
         s == 200 && vrp_triples(&v).len() == expected.len() - 4
     })
     .await;
+    let (_, s) = get(&c1, "/v1/rpki/status").await;
+    let repos = s["repositories"].as_array().unwrap();
+    assert_eq!(repos.len(), 3, "{s}");
+    for r in repos {
+        assert!(
+            r["serial"] == 3 && (r["how"] == "not-modified" || r["how"] == "unchanged"),
+            "after a restart nothing is fetched again: {s}"
+        );
+    }
 }
 
 /// Sends `signal` (`STOP`, `CONT`) to a center's process.

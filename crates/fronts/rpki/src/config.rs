@@ -66,6 +66,9 @@ pub struct RpkiConfig {
     pub designated: Vec<(String, String)>,
     /// A sync node's console: the only center whose tasks it takes.
     pub console: Option<String>,
+    /// The console's state folder (repository states, last good objects,
+    /// marked nodes), kept across restarts; none: memory only.
+    pub state_dir: Option<PathBuf>,
     /// How long the console waits for a sync node to answer one task
     /// message before it gives the task to another node, ms.
     pub task_stall_ms: u64,
@@ -85,6 +88,7 @@ impl Default for RpkiConfig {
             location: None,
             designated: Vec::new(),
             console: None,
+            state_dir: None,
             task_stall_ms: TASK_STALL_MS_DEFAULT,
         }
     }
@@ -197,6 +201,13 @@ impl RpkiConfig {
                     }
                 }
                 "console" => c.console = Some(label(k, v)?),
+                "state_dir" => {
+                    let s = string(k, v)?;
+                    if s.is_empty() {
+                        return Err(err("state_dir: an empty path"));
+                    }
+                    c.state_dir = Some(section.path(std::path::Path::new(&s)));
+                }
                 "task_stall_ms" => {
                     let n = v
                         .as_integer()
@@ -222,8 +233,10 @@ impl RpkiConfig {
                 }
             }
             Role::Sync => {
-                if !c.tals.is_empty() || c.rtr_listen.is_some() {
-                    return Err(err("tals and rtr_listen are the console's; a sync node has neither"));
+                if !c.tals.is_empty() || c.rtr_listen.is_some() || c.state_dir.is_some() {
+                    return Err(err(
+                        "tals, rtr_listen and state_dir are the console's; a sync node has none",
+                    ));
                 }
                 if c.console.is_none() {
                     return Err(err("a sync node needs console, the center id whose tasks it takes"));
@@ -255,6 +268,7 @@ allow_local_hosts = true
 algorithm = "network-aware"
 refresh_s = 30
 task_stall_ms = 1500
+state_dir = "rpki-state"
 rtr_listen = "127.0.0.1:3323""#,
         ))
         .unwrap();
@@ -265,6 +279,7 @@ rtr_listen = "127.0.0.1:3323""#,
         assert_eq!(c.algorithm, Algorithm::NetworkAware);
         assert_eq!(c.refresh_s, 30);
         assert_eq!(c.task_stall_ms, 1500);
+        assert_eq!(c.state_dir, Some(PathBuf::from("/etc/regmesh/rpki-state")));
         assert_eq!(c.rtr_listen, Some("127.0.0.1:3323".parse().unwrap()));
     }
 
@@ -274,7 +289,7 @@ rtr_listen = "127.0.0.1:3323""#,
             ("", "role is required"),
             ("role = \"boss\"", "role \"boss\""),
             ("role = \"console\"", "at least one file in tals"),
-            ("role = \"sync\"\ntals = [\"x\"]", "a sync node has neither"),
+            ("role = \"sync\"\ntals = [\"x\"]", "a sync node has none"),
             ("role = \"sync\"\nrefresh_s = 0", "refresh_s must be"),
             ("role = \"sync\"\nalgorithm = \"magic\"", "magic"),
             ("role = \"sync\"\nregion = \"mars\"", "region \"mars\""),

@@ -135,6 +135,8 @@ pub struct Console {
     /// gives the task to another, ms.
     pub task_stall_ms: u64,
     pub metrics: Option<crate::metrics::ConsoleMetrics>,
+    /// The state on disk, when `state_dir` is set.
+    persist: Option<crate::persist::Persist>,
 }
 
 /// A TAL file could not be read. The front did not start.
@@ -284,6 +286,7 @@ impl Console {
             task_within_ms: TASK_WITHIN_MS,
             task_stall_ms: crate::config::TASK_STALL_MS_DEFAULT,
             metrics: None,
+            persist: None,
         }
     }
 
@@ -321,6 +324,47 @@ impl Console {
                 })
             })
             .collect()
+    }
+
+    /// Keeps the state in `dir` from now on, starting from what is there:
+    /// repositories (so the next cycle fetches only what changed), last
+    /// good objects and marked nodes.
+    pub fn restore(&mut self, dir: &std::path::Path) -> Result<usize, crate::persist::PersistError> {
+        let mut p = crate::persist::Persist::open(dir)?;
+        let loaded = p.load();
+        let n = loaded.repos.len();
+        tracing::info!(
+            repositories = n,
+            dropped = loaded.dropped,
+            marked = loaded.marked.len(),
+            "console state loaded"
+        );
+        self.repos = loaded.repos;
+        self.last_good = loaded.last_good;
+        self.marked = loaded.marked;
+        self.persist = Some(p);
+        Ok(n)
+    }
+
+    /// Writes what changed to the state folder, off the async threads. A
+    /// failure is logged; the state in memory is unaffected.
+    async fn save(&mut self) {
+        let Some(mut p) = self.persist.take() else { return };
+        let (repos, last_good, marked) = (self.repos.clone(), self.last_good.clone(), self.marked.clone());
+        let done = tokio::task::spawn_blocking(move || {
+            let r = p.save(&repos, &last_good, &marked);
+            (p, r)
+        })
+        .await;
+        match done {
+            Ok((p, r)) => {
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "console state not saved");
+                }
+                self.persist = Some(p);
+            }
+            Err(e) => tracing::error!(error = %e, "console state saver failed; state kept in memory only"),
+        }
     }
 
     /// Nodes marked for wrong hashes.
@@ -504,6 +548,7 @@ impl Console {
         let ta_errors = self.refresh_anchors().await;
         let mut tried: BTreeSet<String> = self.repos.keys().cloned().collect();
         self.fetch(tried.iter().cloned().collect(), node).await;
+        self.save().await;
         let mut result = self.walk();
         self.repo_ta.append(&mut result.repo_ta);
         for _ in 0..ROUNDS_MAX {
@@ -513,11 +558,13 @@ impl Console {
             }
             tried.extend(new.iter().cloned());
             self.fetch(new, node).await;
+            self.save().await;
             result = self.walk();
             self.repo_ta.append(&mut result.repo_ta);
         }
         // Forget last-good points no CA names any more.
         self.last_good.retain(|mft, _| result.pps.contains_key(mft));
+        self.save().await;
         let count = |f: fn(&PpStatus) -> bool| result.pps.values().filter(|s| f(s)).count();
         let vrps = Arc::new(std::mem::take(&mut result.vrps));
         self.rtr.publish(&vrps);

@@ -16,6 +16,7 @@ pub mod console;
 pub mod fetch;
 pub mod kinds;
 pub mod metrics;
+pub mod persist;
 pub mod remote;
 pub mod routes;
 pub mod rrdp;
@@ -128,6 +129,11 @@ impl Front for RpkiFront {
             scheduler,
         );
         console.task_stall_ms = cfg.task_stall_ms;
+        if let Some(dir) = &cfg.state_dir {
+            console
+                .restore(dir)
+                .map_err(|e| FrontError::start(NAME, e.to_string()))?;
+        }
         console.shared = self.shared.clone();
         console.metrics =
             Some(metrics::ConsoleMetrics::register(node).map_err(|e| FrontError::start(NAME, e.to_string()))?);
