@@ -82,6 +82,7 @@ pub struct RepoStatus {
 #[derive(Debug, Default)]
 pub struct Published {
     pub vrps: Arc<VrpSet>,
+    pub aspas: Arc<crate::aspas::AspaSet>,
     pub cycles: u64,
     pub last_cycle_ms: Option<u64>,
     pub last_cycle_duration_ms: u64,
@@ -571,6 +572,7 @@ impl Console {
         {
             let mut p = self.shared.published.write().expect("published lock");
             p.vrps = vrps;
+            p.aspas = Arc::new(std::mem::take(&mut result.aspas));
             p.cycles += 1;
             p.last_cycle_ms = Some(now_ms());
             p.last_cycle_duration_ms = started.elapsed().as_millis() as u64;

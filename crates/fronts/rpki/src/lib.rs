@@ -11,6 +11,7 @@
 //! present. Must never: reach into the center, the mesh or the store, or
 //! write a kind other than its own three.
 
+pub mod aspas;
 pub mod config;
 pub mod console;
 pub mod fetch;
