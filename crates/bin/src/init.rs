@@ -158,8 +158,10 @@ fn rpki_section(i: usize, api_port: usize) -> toml::Table {
         t.insert("role".into(), "console".into());
         t.insert("tals".into(), toml::Value::Array(vec!["tals".into()]));
         t.insert("rtr_listen".into(), format!("127.0.0.1:{}", api_port + 3).into());
+        t.insert("state_dir".into(), "c1-data/rpki".into());
     } else {
         t.insert("role".into(), "sync".into());
+        t.insert("console".into(), "c1".into());
     }
     t
 }

@@ -5,9 +5,13 @@
 //! Routinator CSV and over RTR (read back with `rtrdump`), sync nodes
 //! publish their load, and once they are known the console's downloads go
 //! through them as tasks over the peer listener; a sync node killed
-//! mid-task leaves its repositories fetched by the console itself.
+//! mid-task leaves its repositories fetched anyway. A sync node paused with
+//! SIGSTOP has its tasks given to the other sync node within the console's
+//! `task_stall_ms`, and gets tasks again once it runs and writes its
+//! record.
 //!
-//! Budget: three processes, ~25 RSA keys, cycles every second: ~20 s.
+//! Budget: two meshes of three processes, ~25 RSA keys each, cycles every
+//! second: ~20 s each, run in parallel.
 
 mod peer_harness;
 #[path = "../../fronts/rpki/tests/world/mod.rs"]
@@ -63,9 +67,11 @@ fn repos_by(status: &Value) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_console_and_two_sync_nodes_serve_the_lab_vrps() {
-    let mut lab = Lab::start(3, lab_cas());
+/// `regmesh init --centers 3 --fronts rpki` in a new folder, with the
+/// lab's trust written there, every center allowed the lab's hosts and
+/// cycling every second, and `console_extra` added to c1's section.
+/// Returns the folder and the base port.
+fn init_mesh(lab: &Lab, console_extra: &str) -> (tempfile::TempDir, u16) {
     let dir = tempfile::tempdir().unwrap();
     let base = free_base();
     let out = Command::new(BIN)
@@ -89,12 +95,23 @@ async fn a_console_and_two_sync_nodes_serve_the_lab_vrps() {
         let p = dir.path().join(format!("{id}.toml"));
         let text = std::fs::read_to_string(&p).unwrap();
         assert!(text.contains("[fronts.rpki]\n"), "{text}");
+        if id != "c1" {
+            assert!(text.contains("console = \"c1\""), "{text}");
+        }
+        let extra = if id == "c1" { console_extra } else { "" };
         let text = text.replace(
             "[fronts.rpki]\n",
-            "[fronts.rpki]\nallow_local_hosts = true\nca_certs = [\"https-ca.pem\"]\nrefresh_s = 1\n",
+            &format!("[fronts.rpki]\nallow_local_hosts = true\nca_certs = [\"https-ca.pem\"]\nrefresh_s = 1\n{extra}"),
         );
         std::fs::write(&p, text).unwrap();
     }
+    (dir, base)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_console_and_two_sync_nodes_serve_the_lab_vrps() {
+    let mut lab = Lab::start(3, lab_cas());
+    let (dir, base) = init_mesh(&lab, "");
     let (p1, url) = spawn(dir.path(), "c1");
     let mut p1: Option<Proc> = Some(p1);
     let mut p2 = Some(spawn(dir.path(), "c2").0);
@@ -210,8 +227,10 @@ async fn a_console_and_two_sync_nodes_serve_the_lab_vrps() {
         "{metrics}"
     );
 
-    // The console restarts in the middle of a cycle (slow repositories):
-    // it starts over from snapshots and serves the same set again.
+    // The console is killed (SIGKILL) in the middle of a cycle (slow
+    // repositories) and restarted: it starts from the state it saved in
+    // its state_dir, fetches no snapshot, and serves the same set again.
+    assert!(dir.path().join("c1-data/rpki/repos").read_dir().unwrap().count() == 3);
     drop(p1.take());
     let (p1b, url) = spawn(dir.path(), "c1");
     let _p1b = p1b;
@@ -223,4 +242,98 @@ async fn a_console_and_two_sync_nodes_serve_the_lab_vrps() {
         s == 200 && vrp_triples(&v).len() == expected.len() - 4
     })
     .await;
+    let (_, s) = get(&c1, "/v1/rpki/status").await;
+    let repos = s["repositories"].as_array().unwrap();
+    assert_eq!(repos.len(), 3, "{s}");
+    for r in repos {
+        assert!(
+            r["serial"] == 3 && (r["how"] == "not-modified" || r["how"] == "unchanged"),
+            "after a restart nothing is fetched again: {s}"
+        );
+    }
+}
+
+/// Sends `signal` (`STOP`, `CONT`) to a center's process.
+fn signal(p: &Proc, signal: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{signal}"), &p.0.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{signal}");
+}
+
+async fn metric(c: &Client, name: &str) -> u64 {
+    let r = c.request(hyper::Method::GET, "/metrics", None).await.unwrap();
+    let text = String::from_utf8_lossy(&r.body).into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_sync_node_has_its_tasks_given_to_another() {
+    let mut lab = Lab::start(3, lab_cas());
+    // Every lab repository is c2's by the operator's table, so the first
+    // try of every task goes to c2.
+    let (dir, _) = init_mesh(
+        &lab,
+        "algorithm = \"designated\"\ntask_stall_ms = 1000\ndesignated = { localhost = \"c2\" }\n",
+    );
+    let (_p1, url) = spawn(dir.path(), "c1");
+    let p2 = spawn(dir.path(), "c2").0;
+    let _p3 = spawn(dir.path(), "c3").0;
+    let c1 = Client::new(&url, None).unwrap();
+    let expected = lab_expected().len();
+    wait_until("both sync nodes known", Duration::from_secs(30), || async {
+        let (_, s) = get(&c1, "/v1/rpki/status").await;
+        s["sync_nodes"].as_array().map(|a| a.len()) == Some(2) && s["cycles"].as_u64() >= Some(1)
+    })
+    .await;
+    let serial_by = |serial: u64, by: &'static str| {
+        let c1 = &c1;
+        move || async move {
+            let (_, s) = get(c1, "/v1/rpki/status").await;
+            let repos = s["repositories"].as_array().cloned().unwrap_or_default();
+            repos.len() == 3 && repos.iter().all(|r| r["serial"] == serial && r["by"] == by)
+        }
+    };
+    lab.world.specs[0].roas.pop();
+    lab.world.publish_all();
+    lab.republish();
+    wait_until("serial 2 fetched by c2", Duration::from_secs(20), serial_by(2, "c2")).await;
+
+    // c2 stops answering: each task given to it is taken back after the
+    // stall time and done by c3, not by the console.
+    signal(&p2, "STOP");
+    lab.world.specs[1].roas.pop();
+    lab.world.publish_all();
+    lab.republish();
+    let t = std::time::Instant::now();
+    wait_until(
+        "serial 3 fetched by c3 while c2 is stopped",
+        Duration::from_secs(20),
+        serial_by(3, "c3"),
+    )
+    .await;
+    let took = t.elapsed();
+    let (_, v) = get(&c1, "/v1/rpki/vrps").await;
+    assert_eq!(vrp_triples(&v).len(), expected - 4);
+    assert!(metric(&c1, "regmesh_rpki_tasks_total{outcome=\"stalled\"}").await >= 1);
+    assert!(metric(&c1, "regmesh_rpki_tasks_reassigned_total").await >= 1);
+    println!("serial 3 by c3 {took:?} after c2 stopped");
+
+    // c2 runs again: once its new record arrives it is given tasks again.
+    signal(&p2, "CONT");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    lab.world.specs[2].roas.pop();
+    lab.world.publish_all();
+    lab.republish();
+    wait_until(
+        "serial 4 fetched by c2 again",
+        Duration::from_secs(20),
+        serial_by(4, "c2"),
+    )
+    .await;
+    drop(p2);
 }

@@ -22,6 +22,10 @@ pub const CA_CERTS_MAX: usize = 32;
 pub const LABEL_BYTES_MAX: usize = 64;
 /// Most rows of the designated-assignment table.
 pub const DESIGNATED_MAX: usize = 4096;
+/// Default, shortest and longest `task_stall_ms`.
+pub const TASK_STALL_MS_DEFAULT: u64 = 5_000;
+pub const TASK_STALL_MS_MIN: u64 = 100;
+pub const TASK_STALL_MS_MAX: u64 = 600_000;
 
 const NAME: &str = crate::NAME;
 
@@ -60,6 +64,14 @@ pub struct RpkiConfig {
     /// The operator's table for the designated algorithm: repository host
     /// to sync-node center id.
     pub designated: Vec<(String, String)>,
+    /// A sync node's console: the only center whose tasks it takes.
+    pub console: Option<String>,
+    /// The console's state folder (repository states, last good objects,
+    /// marked nodes), kept across restarts; none: memory only.
+    pub state_dir: Option<PathBuf>,
+    /// How long the console waits for a sync node to answer one task
+    /// message before it gives the task to another node, ms.
+    pub task_stall_ms: u64,
 }
 
 impl Default for RpkiConfig {
@@ -75,6 +87,9 @@ impl Default for RpkiConfig {
             region: None,
             location: None,
             designated: Vec::new(),
+            console: None,
+            state_dir: None,
+            task_stall_ms: TASK_STALL_MS_DEFAULT,
         }
     }
 }
@@ -185,6 +200,25 @@ impl RpkiConfig {
                             .push((host.to_ascii_lowercase(), label("designated", center)?));
                     }
                 }
+                "console" => c.console = Some(label(k, v)?),
+                "state_dir" => {
+                    let s = string(k, v)?;
+                    if s.is_empty() {
+                        return Err(err("state_dir: an empty path"));
+                    }
+                    c.state_dir = Some(section.path(std::path::Path::new(&s)));
+                }
+                "task_stall_ms" => {
+                    let n = v
+                        .as_integer()
+                        .ok_or_else(|| err("task_stall_ms must be a whole number of milliseconds"))?;
+                    if n < TASK_STALL_MS_MIN as i64 || n > TASK_STALL_MS_MAX as i64 {
+                        return Err(err(format!(
+                            "task_stall_ms must be {TASK_STALL_MS_MIN} to {TASK_STALL_MS_MAX}"
+                        )));
+                    }
+                    c.task_stall_ms = n as u64;
+                }
                 other => return Err(err(format!("unknown key {other:?}"))),
             }
         }
@@ -194,10 +228,18 @@ impl RpkiConfig {
                 if c.tals.is_empty() {
                     return Err(err("a console needs at least one file in tals"));
                 }
+                if c.console.is_some() {
+                    return Err(err("console names a sync node's console; a console has none"));
+                }
             }
             Role::Sync => {
-                if !c.tals.is_empty() || c.rtr_listen.is_some() {
-                    return Err(err("tals and rtr_listen are the console's; a sync node has neither"));
+                if !c.tals.is_empty() || c.rtr_listen.is_some() || c.state_dir.is_some() {
+                    return Err(err(
+                        "tals, rtr_listen and state_dir are the console's; a sync node has none",
+                    ));
+                }
+                if c.console.is_none() {
+                    return Err(err("a sync node needs console, the center id whose tasks it takes"));
                 }
             }
         }
@@ -225,6 +267,8 @@ ca_certs = ["/abs/ca.pem"]
 allow_local_hosts = true
 algorithm = "network-aware"
 refresh_s = 30
+task_stall_ms = 1500
+state_dir = "rpki-state"
 rtr_listen = "127.0.0.1:3323""#,
         ))
         .unwrap();
@@ -234,6 +278,8 @@ rtr_listen = "127.0.0.1:3323""#,
         assert!(c.allow_local_hosts);
         assert_eq!(c.algorithm, Algorithm::NetworkAware);
         assert_eq!(c.refresh_s, 30);
+        assert_eq!(c.task_stall_ms, 1500);
+        assert_eq!(c.state_dir, Some(PathBuf::from("/etc/regmesh/rpki-state")));
         assert_eq!(c.rtr_listen, Some("127.0.0.1:3323".parse().unwrap()));
     }
 
@@ -243,12 +289,22 @@ rtr_listen = "127.0.0.1:3323""#,
             ("", "role is required"),
             ("role = \"boss\"", "role \"boss\""),
             ("role = \"console\"", "at least one file in tals"),
-            ("role = \"sync\"\ntals = [\"x\"]", "a sync node has neither"),
+            ("role = \"sync\"\ntals = [\"x\"]", "a sync node has none"),
             ("role = \"sync\"\nrefresh_s = 0", "refresh_s must be"),
             ("role = \"sync\"\nalgorithm = \"magic\"", "magic"),
             ("role = \"sync\"\nregion = \"mars\"", "region \"mars\""),
             ("role = \"sync\"\nrtr_listen = \"nope\"", "rtr_listen"),
             ("role = \"sync\"\nsurprise = 1", "unknown key \"surprise\""),
+            ("role = \"sync\"", "a sync node needs console"),
+            ("role = \"sync\"\nconsole = \"\"", "console must be"),
+            (
+                "role = \"sync\"\nconsole = \"c1\"\ntask_stall_ms = 5",
+                "task_stall_ms must be",
+            ),
+            (
+                "role = \"console\"\ntals = [\"x\"]\nconsole = \"c1\"",
+                "a console has none",
+            ),
         ] {
             let e = RpkiConfig::from_section(&section(text)).unwrap_err().to_string();
             assert!(e.contains(needle), "{text:?}: {e}");

@@ -34,6 +34,9 @@ pub const ROUNDS_MAX: usize = validate::DEPTH_MAX + 1;
 pub const REPOS_MAX: usize = 100_000;
 /// Default time a sync node has for one task, ms.
 pub const TASK_WITHIN_MS: u64 = 10 * 60_000;
+/// Sync nodes one repository is given to in one fetch before the console
+/// fetches it itself.
+pub const ATTEMPTS_MAX: usize = 3;
 
 /// Writes a task's record: one per repository (its latest task), so the
 /// records stay bounded. Best effort: the record is for operators and the
@@ -79,6 +82,7 @@ pub struct RepoStatus {
 #[derive(Debug, Default)]
 pub struct Published {
     pub vrps: Arc<VrpSet>,
+    pub aspas: Arc<crate::aspas::AspaSet>,
     pub cycles: u64,
     pub last_cycle_ms: Option<u64>,
     pub last_cycle_duration_ms: u64,
@@ -119,11 +123,21 @@ pub struct Console {
     scheduler: Scheduler,
     /// Sync nodes that returned wrong hashes: never scheduled again.
     marked: BTreeSet<String>,
+    /// Sync nodes that stalled, with the `seq` of their `rpki.node` record
+    /// then: avoided until a record with a higher one arrives.
+    suspects: BTreeMap<String, u64>,
+    /// The `seq` of each sync node's record last seen.
+    node_seq: BTreeMap<String, u64>,
     repo_ta: BTreeMap<String, String>,
     tasks: u64,
     /// How long a sync node has for one task, ms.
     pub task_within_ms: u64,
+    /// How long the console waits for one answer of a sync node before it
+    /// gives the task to another, ms.
+    pub task_stall_ms: u64,
     pub metrics: Option<crate::metrics::ConsoleMetrics>,
+    /// The state on disk, when `state_dir` is set.
+    persist: Option<crate::persist::Persist>,
 }
 
 /// A TAL file could not be read. The front did not start.
@@ -183,6 +197,48 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// The assignments of one [`Console::fetch`], shared by its concurrent
+/// jobs: the scheduler, the nodes' views with the tasks given so far, and
+/// the nodes found lying or stalled.
+struct Board<'a> {
+    scheduler: &'a mut Scheduler,
+    views: Vec<NodeView>,
+    tasks: &'a mut u64,
+    lied: BTreeSet<String>,
+    stalled: BTreeSet<String>,
+}
+
+impl Board<'_> {
+    /// A node for `repo` other than those in `tried` and those found
+    /// lying or stalled, with a new task id; it counts as queued there.
+    fn pick(&mut self, repo: &RepoView, notify: &str, tried: &[String]) -> Option<(String, String)> {
+        let open: Vec<NodeView> = self
+            .views
+            .iter()
+            .filter(|v| !tried.contains(&v.id) && !self.lied.contains(&v.id) && !self.stalled.contains(&v.id))
+            .cloned()
+            .collect();
+        let id = self.scheduler.pick(repo, &open)?;
+        if let Some(v) = self.views.iter_mut().find(|v| v.id == id) {
+            v.queued += 1;
+        }
+        *self.tasks += 1;
+        Some((id.clone(), task_id(notify, &id, *self.tasks)))
+    }
+
+    /// The task on `id` ended; what it showed of the node is kept.
+    fn release(&mut self, id: &str, remote: &Remote<'_>) {
+        if let Some(v) = self.views.iter_mut().find(|v| v.id == id) {
+            v.queued = v.queued.saturating_sub(1);
+        }
+        if remote.lied() {
+            self.lied.insert(id.to_string());
+        } else if remote.stalled() {
+            self.stalled.insert(id.to_string());
+        }
+    }
+}
+
 impl Console {
     pub fn new(tals: Vec<Tal>, client: Client, limits: RrdpLimits, rtr: RtrSource, center: &str) -> Console {
         Console::with_scheduler(
@@ -224,16 +280,20 @@ impl Console {
             center: center.into(),
             scheduler,
             marked: BTreeSet::new(),
+            suspects: BTreeMap::new(),
+            node_seq: BTreeMap::new(),
             repo_ta: BTreeMap::new(),
             tasks: 0,
             task_within_ms: TASK_WITHIN_MS,
+            task_stall_ms: crate::config::TASK_STALL_MS_DEFAULT,
             metrics: None,
+            persist: None,
         }
     }
 
     /// Sync nodes that may take tasks now: live `rpki.node` records of
-    /// role sync, not marked.
-    fn sync_nodes(&self, node: &NodeHandle) -> Vec<NodeView> {
+    /// role sync, not marked, and not stalled since their last record.
+    fn sync_nodes(&mut self, node: &NodeHandle) -> Vec<NodeView> {
         let q = regmesh_node::handle::ListQuery {
             limit: Some(crate::sync::NODES_LISTED_MAX.min(node.limits().list_limit_max)),
             ..Default::default()
@@ -241,9 +301,16 @@ impl Console {
         let Ok(page) = node.list(NODE, &q) else {
             return Vec::new();
         };
+        self.node_seq.clear();
+        for r in &page.records {
+            self.node_seq.insert(r.id.clone(), r.seq);
+        }
+        let node_seq = &self.node_seq;
+        self.suspects
+            .retain(|id, seq| node_seq.get(id).is_some_and(|s| s <= seq));
         page.records
             .iter()
-            .filter(|r| !node.is_stale(r) && r.id != self.center)
+            .filter(|r| !node.is_stale(r) && r.id != self.center && !self.suspects.contains_key(&r.id))
             .filter_map(|r| {
                 let b: NodeBody = serde_json::from_str(&r.body).ok()?;
                 (b.role == crate::config::Role::Sync && !b.expired).then(|| NodeView {
@@ -258,6 +325,47 @@ impl Console {
                 })
             })
             .collect()
+    }
+
+    /// Keeps the state in `dir` from now on, starting from what is there:
+    /// repositories (so the next cycle fetches only what changed), last
+    /// good objects and marked nodes.
+    pub fn restore(&mut self, dir: &std::path::Path) -> Result<usize, crate::persist::PersistError> {
+        let mut p = crate::persist::Persist::open(dir)?;
+        let loaded = p.load();
+        let n = loaded.repos.len();
+        tracing::info!(
+            repositories = n,
+            dropped = loaded.dropped,
+            marked = loaded.marked.len(),
+            "console state loaded"
+        );
+        self.repos = loaded.repos;
+        self.last_good = loaded.last_good;
+        self.marked = loaded.marked;
+        self.persist = Some(p);
+        Ok(n)
+    }
+
+    /// Writes what changed to the state folder, off the async threads. A
+    /// failure is logged; the state in memory is unaffected.
+    async fn save(&mut self) {
+        let Some(mut p) = self.persist.take() else { return };
+        let (repos, last_good, marked) = (self.repos.clone(), self.last_good.clone(), self.marked.clone());
+        let done = tokio::task::spawn_blocking(move || {
+            let r = p.save(&repos, &last_good, &marked);
+            (p, r)
+        })
+        .await;
+        match done {
+            Ok((p, r)) => {
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "console state not saved");
+                }
+                self.persist = Some(p);
+            }
+            Err(e) => tracing::error!(error = %e, "console state saver failed; state kept in memory only"),
+        }
     }
 
     /// Nodes marked for wrong hashes.
@@ -313,74 +421,95 @@ impl Console {
 
     /// Syncs `notifies` concurrently (at most [`FETCH_PARALLEL_MAX`] at
     /// once): each through the sync node the scheduler picks (one task per
-    /// repository), or locally when none is available. A task that fails is
-    /// done locally at once; a node that returned a wrong hash is marked.
+    /// repository), or locally when none is available. A task that fails,
+    /// stalls or returns a wrong hash goes to another node the scheduler
+    /// picks (at most [`ATTEMPTS_MAX`] nodes), then to the console itself.
+    /// A node that lied is marked for good; one that stalled is avoided
+    /// until it writes a newer `rpki.node` record.
     async fn fetch(&mut self, notifies: Vec<String>, node: Option<&NodeHandle>) {
         use futures_util::stream::{self, StreamExt};
-        let mut views = node.map(|n| self.sync_nodes(n)).unwrap_or_default();
-        let mut jobs = Vec::new();
-        for n in notifies {
-            let host = self.client.check_uri(&n).map(|h| h.0).unwrap_or_default();
-            let region = self
-                .repo_ta
-                .get(&n)
-                .filter(|t| crate::schedule::REGIONS.contains(&t.as_str()))
-                .cloned();
-            let pick = self.scheduler.pick(&RepoView { host, region }, &views);
-            if let Some(id) = &pick {
-                if let Some(v) = views.iter_mut().find(|v| &v.id == id) {
-                    v.queued += 1;
-                }
-                self.tasks += 1;
-            }
-            let task = pick.as_ref().map(|id| task_id(&n, id, self.tasks));
-            jobs.push((n.clone(), self.repos.get(&n).cloned(), pick, task));
-        }
-        let client = self.client.clone();
+        let views = node.map(|n| self.sync_nodes(n)).unwrap_or_default();
+        let shared = std::sync::Mutex::new(Board {
+            scheduler: &mut self.scheduler,
+            views,
+            tasks: &mut self.tasks,
+            lied: BTreeSet::new(),
+            stalled: BTreeSet::new(),
+        });
+        let jobs: Vec<_> = notifies
+            .into_iter()
+            .map(|n| {
+                let host = self.client.check_uri(&n).map(|h| h.0).unwrap_or_default();
+                let region = self
+                    .repo_ta
+                    .get(&n)
+                    .filter(|t| crate::schedule::REGIONS.contains(&t.as_str()))
+                    .cloned();
+                let held = self.repos.get(&n).cloned();
+                (n, RepoView { host, region }, held)
+            })
+            .collect();
+        let client = &self.client;
         let limits = self.limits;
-        let within_ms = self.task_within_ms;
+        let (within_ms, stall_ms) = (self.task_within_ms, self.task_stall_ms);
         let metrics = &self.metrics;
+        let board = &shared;
         let results: Vec<_> = stream::iter(jobs)
-            .map(|(n, held, pick, task)| {
-                let client = client.clone();
-                async move {
-                    if let (Some(node), Some(id), Some(task)) = (node, &pick, &task) {
-                        let remote = Remote::new(node, id, task, &n, within_ms);
-                        let r = rrdp::sync(&client, &remote, &n, held.clone(), limits).await;
-                        if remote.used() {
-                            let state = if r.is_ok() { TaskState::Done } else { TaskState::Failed };
-                            if let Some(m) = &metrics {
-                                match state {
-                                    TaskState::Done => m.tasks_done.add(1),
-                                    _ => m.tasks_failed.add(1),
-                                }
-                            }
-                            write_task(node, id, &n, within_ms, state).await;
-                        }
-                        let by = if remote.used() { id.clone() } else { "local".to_string() };
-                        match r {
-                            Ok(ok) => return (n, Ok(ok), by, None),
-                            Err(e) => {
-                                let lied = remote.lied().then(|| id.clone());
-                                tracing::info!(notify = %n, node = %id, error = %e, "task failed; fetching locally");
-                                let r = rrdp::sync(&client, &Local(&client), &n, held, limits).await;
-                                return (n, r, "local".into(), lied);
-                            }
+            .map(|(n, repo, held)| async move {
+                let mut tried = Vec::new();
+                while let (Some(node), true) = (node, tried.len() < ATTEMPTS_MAX) {
+                    let Some((id, task)) = board.lock().expect("board lock").pick(&repo, &n, &tried) else {
+                        break;
+                    };
+                    tried.push(id.clone());
+                    let remote = Remote::new(node, &id, &task, &n, within_ms, stall_ms);
+                    let r = rrdp::sync(client, &remote, &n, held.clone(), limits).await;
+                    board.lock().expect("board lock").release(&id, &remote);
+                    if !remote.used() {
+                        // The console's own notification fetch decided it.
+                        return (n, r, "local".to_string());
+                    }
+                    let state = match (&r, remote.stalled()) {
+                        (Ok(_), _) => TaskState::Done,
+                        (Err(_), true) => TaskState::Stalled,
+                        (Err(_), false) => TaskState::Failed,
+                    };
+                    if let Some(m) = metrics {
+                        match state {
+                            TaskState::Done => m.tasks_done.add(1),
+                            TaskState::Stalled => m.tasks_stalled.add(1),
+                            _ => m.tasks_failed.add(1),
                         }
                     }
-                    let r = rrdp::sync(&client, &Local(&client), &n, held, limits).await;
-                    (n, r, "local".into(), None)
+                    write_task(node, &id, &n, within_ms, state).await;
+                    match r {
+                        Ok(ok) => return (n, Ok(ok), id),
+                        Err(e) => {
+                            if let Some(m) = metrics {
+                                m.tasks_reassigned.add(1);
+                            }
+                            tracing::info!(notify = %n, node = %id, error = %e, "task failed; giving it to another node");
+                        }
+                    }
                 }
+                let r = rrdp::sync(client, &Local(client), &n, held, limits).await;
+                (n, r, "local".into())
             })
             .buffer_unordered(FETCH_PARALLEL_MAX)
             .collect()
             .await;
+        let Board { lied, stalled, .. } = shared.into_inner().expect("board lock");
+        for id in lied {
+            tracing::warn!(node = %id, "sync node returned a wrong hash; marked");
+            self.marked.insert(id);
+        }
+        for id in stalled {
+            let seq = self.node_seq.get(&id).copied().unwrap_or(0);
+            tracing::warn!(node = %id, "sync node stalled; avoided until it writes a newer record");
+            self.suspects.insert(id, seq);
+        }
         let now = now_ms();
-        for (n, r, by, lied) in results {
-            if let Some(id) = lied {
-                tracing::warn!(node = %id, notify = %n, "sync node returned a wrong hash; marked");
-                self.marked.insert(id);
-            }
+        for (n, r, by) in results {
             let st = self.status.entry(n.clone()).or_default();
             st.notify = n.clone();
             st.last_fetch_ms = now;
@@ -420,6 +549,7 @@ impl Console {
         let ta_errors = self.refresh_anchors().await;
         let mut tried: BTreeSet<String> = self.repos.keys().cloned().collect();
         self.fetch(tried.iter().cloned().collect(), node).await;
+        self.save().await;
         let mut result = self.walk();
         self.repo_ta.append(&mut result.repo_ta);
         for _ in 0..ROUNDS_MAX {
@@ -429,17 +559,20 @@ impl Console {
             }
             tried.extend(new.iter().cloned());
             self.fetch(new, node).await;
+            self.save().await;
             result = self.walk();
             self.repo_ta.append(&mut result.repo_ta);
         }
         // Forget last-good points no CA names any more.
         self.last_good.retain(|mft, _| result.pps.contains_key(mft));
+        self.save().await;
         let count = |f: fn(&PpStatus) -> bool| result.pps.values().filter(|s| f(s)).count();
         let vrps = Arc::new(std::mem::take(&mut result.vrps));
         self.rtr.publish(&vrps);
         {
             let mut p = self.shared.published.write().expect("published lock");
             p.vrps = vrps;
+            p.aspas = Arc::new(std::mem::take(&mut result.aspas));
             p.cycles += 1;
             p.last_cycle_ms = Some(now_ms());
             p.last_cycle_duration_ms = started.elapsed().as_millis() as u64;

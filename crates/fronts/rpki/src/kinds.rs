@@ -76,7 +76,10 @@ pub struct RepoBody {
 pub enum TaskState {
     Assigned,
     Done,
+    /// The node answered that the task failed (or sent wrong bytes).
     Failed,
+    /// The node did not answer within the console's `task_stall_ms`.
+    Stalled,
 }
 
 /// A fetch the console ordered (§3.1.2–3.1.3).

@@ -11,11 +11,13 @@
 //! present. Must never: reach into the center, the mesh or the store, or
 //! write a kind other than its own three.
 
+pub mod aspas;
 pub mod config;
 pub mod console;
 pub mod fetch;
 pub mod kinds;
 pub mod metrics;
+pub mod persist;
 pub mod remote;
 pub mod routes;
 pub mod rrdp;
@@ -61,7 +63,8 @@ impl Front for RpkiFront {
         if cfg.role == Role::Sync {
             let client = fetch::Client::new(&cfg.ca_certs, cfg.allow_local_hosts)
                 .map_err(|e| FrontError::config(NAME, e.to_string()))?;
-            self.rsn = Some(rsn::Rsn::new(client));
+            let console = cfg.console.as_deref().unwrap_or_default();
+            self.rsn = Some(rsn::Rsn::new(client, console));
         }
         self.cfg = Some(cfg);
         Ok(())
@@ -112,7 +115,26 @@ impl Front for RpkiFront {
                 }
             }));
         }
-        let mut console = console::Console::new(tals, client, rrdp::RrdpLimits::default(), rtr, node.center_id());
+        let seed = u64::from_le_bytes(
+            blake3::hash(node.center_id().as_bytes()).as_bytes()[..8]
+                .try_into()
+                .expect("8 bytes"),
+        );
+        let scheduler = schedule::Scheduler::new(cfg.algorithm, seed, &cfg.designated);
+        let mut console = console::Console::with_scheduler(
+            tals,
+            client,
+            rrdp::RrdpLimits::default(),
+            rtr,
+            node.center_id(),
+            scheduler,
+        );
+        console.task_stall_ms = cfg.task_stall_ms;
+        if let Some(dir) = &cfg.state_dir {
+            console
+                .restore(dir)
+                .map_err(|e| FrontError::start(NAME, e.to_string()))?;
+        }
         console.shared = self.shared.clone();
         console.metrics =
             Some(metrics::ConsoleMetrics::register(node).map_err(|e| FrontError::start(NAME, e.to_string()))?);

@@ -1,6 +1,7 @@
 //! The console's metrics (`regmesh_rpki_*` on the node's `/metrics`):
 //! VRPs, cycles and their duration, repositories by outcome, bytes
-//! fetched, tasks sent to sync nodes by outcome, and marked sync nodes.
+//! fetched, tasks sent to sync nodes by outcome and those reassigned, and
+//! marked sync nodes.
 //! Registered once at start; set after each cycle.
 //!
 //! Must never: register a series per repository or per node (the status
@@ -21,6 +22,8 @@ pub struct ConsoleMetrics {
     pub fetched_bytes: Metric,
     pub tasks_done: Metric,
     pub tasks_failed: Metric,
+    pub tasks_stalled: Metric,
+    pub tasks_reassigned: Metric,
     pub nodes_marked: Metric,
 }
 
@@ -53,6 +56,11 @@ impl ConsoleMetrics {
             )?,
             tasks_done: tasks("done")?,
             tasks_failed: tasks("failed")?,
+            tasks_stalled: tasks("stalled")?,
+            tasks_reassigned: c(
+                "regmesh_rpki_tasks_reassigned_total",
+                "Tasks given to another sync node (or the console) after one failed or stalled.",
+            )?,
             nodes_marked: g(
                 "regmesh_rpki_sync_nodes_marked",
                 "Sync nodes marked for returning wrong hashes.",

@@ -2,10 +2,14 @@
 //! `rpki.fetch` to the chosen sync node, poll `rpki.task` until it is done,
 //! failed or past its deadline, then pull each file by its SHA-256 with
 //! `rpki.blob` and check that hash itself. A node that returns bytes whose
-//! hash is wrong is reported as lying ([`Remote::lied`]).
+//! hash is wrong is reported as lying ([`Remote::lied`]); a node that does
+//! not answer one message within `stall_ms` (stopped, or its link frozen)
+//! as stalled ([`Remote::stalled`]), after which this download fails at
+//! once so the console can give the task to another node.
 //!
 //! Must never: accept a file whose SHA-256 is not the notification's, wait
-//! past the task's deadline, or pull more than the file's announced size.
+//! past the task's deadline or more than `stall_ms` for one answer, or pull
+//! more than the file's announced size.
 
 use crate::fetch::Limits;
 use crate::rrdp::{Download, RrdpError};
@@ -15,7 +19,7 @@ use bytes::{Bytes, BytesMut};
 use regmesh_node::messages::PeerVerb;
 use regmesh_node::NodeHandle;
 use rpki::rrdp::Hash;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// Time between two `rpki.task` polls.
@@ -28,21 +32,36 @@ pub struct Remote<'a> {
     pub task: String,
     pub notify: String,
     pub within_ms: u64,
+    /// Longest wait for one answer of the node, ms.
+    pub stall_ms: u64,
     lied: AtomicBool,
     used: AtomicBool,
+    stalled: AtomicBool,
+    /// Downloads sent so far (a delta path that fails is followed by the
+    /// snapshot: each is its own task at the node).
+    sent: AtomicU32,
 }
 
 impl<'a> Remote<'a> {
-    pub fn new(node: &'a NodeHandle, node_id: &str, task: &str, notify: &str, within_ms: u64) -> Self {
+    pub fn new(node: &'a NodeHandle, node_id: &str, task: &str, notify: &str, within_ms: u64, stall_ms: u64) -> Self {
         Remote {
             node,
             node_id: node_id.into(),
             task: task.into(),
             notify: notify.into(),
             within_ms,
+            stall_ms,
             lied: AtomicBool::new(false),
             used: AtomicBool::new(false),
+            stalled: AtomicBool::new(false),
+            sent: AtomicU32::new(0),
         }
+    }
+
+    /// Whether the node failed to answer a message within `stall_ms`, or
+    /// could not be reached at all.
+    pub fn stalled(&self) -> bool {
+        self.stalled.load(Ordering::Relaxed)
     }
 
     /// Whether a task was sent (the sync had files to download).
@@ -62,12 +81,29 @@ impl<'a> Remote<'a> {
         }
     }
 
+    /// Sends one RFI and waits at most `stall_ms` for its answer; no
+    /// answer (or no connection) marks the node stalled.
+    async fn call(
+        &self,
+        typ: &str,
+        fields: serde_json::Value,
+    ) -> Result<regmesh_node::messages::PeerAnswer, RrdpError> {
+        let send = self.node.send(&self.node_id, PeerVerb::Rfi, typ, fields);
+        match tokio::time::timeout(Duration::from_millis(self.stall_ms), send).await {
+            Ok(Ok(a)) => Ok(a),
+            Ok(Err(e)) => {
+                self.stalled.store(true, Ordering::Relaxed);
+                Err(self.err(e.to_string()))
+            }
+            Err(_) => {
+                self.stalled.store(true, Ordering::Relaxed);
+                Err(self.err(format!("{typ}: no answer within {} ms", self.stall_ms)))
+            }
+        }
+    }
+
     async fn rfi<T: serde::de::DeserializeOwned>(&self, typ: &str, fields: serde_json::Value) -> Result<T, RrdpError> {
-        let a = self
-            .node
-            .send(&self.node_id, PeerVerb::Rfi, typ, fields)
-            .await
-            .map_err(|e| self.err(e.to_string()))?;
+        let a = self.call(typ, fields).await?;
         if !a.accepted {
             return Err(self.err(format!("{typ} refused: {}", a.reason.unwrap_or_default())));
         }
@@ -117,8 +153,15 @@ impl<'a> Remote<'a> {
 
 impl Download for Remote<'_> {
     async fn download(&self, files: &[(String, Hash)], _limits: Limits) -> Result<Vec<Bytes>, RrdpError> {
+        if self.stalled() || self.lied() {
+            return Err(self.err("given up on for this task"));
+        }
         let deadline = Instant::now() + Duration::from_millis(self.within_ms);
         self.used.store(true, Ordering::Relaxed);
+        let task = match self.sent.fetch_add(1, Ordering::Relaxed) {
+            0 => self.task.clone(),
+            n => format!("{}.{n}", self.task),
+        };
         crate::console::write_task(
             self.node,
             &self.node_id,
@@ -135,21 +178,14 @@ impl Download for Remote<'_> {
             })
             .collect();
         let fetch = wire::Fetch {
-            task: self.task.clone(),
+            task: task.clone(),
             notify: self.notify.clone(),
             files: refs.clone(),
             within_ms: self.within_ms,
         };
         let a = self
-            .node
-            .send(
-                &self.node_id,
-                PeerVerb::Rfi,
-                wire::FETCH,
-                serde_json::to_value(fetch).expect("serializes"),
-            )
-            .await
-            .map_err(|e| self.err(e.to_string()))?;
+            .call(wire::FETCH, serde_json::to_value(fetch).expect("serializes"))
+            .await?;
         if !a.accepted {
             return Err(self.err(format!("task refused: {}", a.reason.unwrap_or_default())));
         }
@@ -158,9 +194,7 @@ impl Download for Remote<'_> {
                 return Err(self.err("task deadline passed"));
             }
             tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
-            let q = TaskQuery {
-                task: self.task.clone(),
-            };
+            let q = TaskQuery { task: task.clone() };
             let st: TaskState = self
                 .rfi(wire::TASK, serde_json::to_value(q).expect("serializes"))
                 .await?;

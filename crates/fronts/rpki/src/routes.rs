@@ -55,9 +55,9 @@ async fn vrps(
             "the only parameter is format=json|csv",
         );
     };
-    let (set, at) = {
+    let (set, aspas, at) = {
         let p = ctx.shared.published.read().expect("published lock");
-        (p.vrps.clone(), p.last_cycle_ms)
+        (p.vrps.clone(), p.aspas.clone(), p.last_cycle_ms)
     };
     let Some(at) = at else {
         return error(
@@ -69,7 +69,7 @@ async fn vrps(
     match q.format.as_deref() {
         None | Some("json") => (
             [(header::CONTENT_TYPE, "application/json")],
-            crate::vrps::to_json(&set, at / 1000),
+            crate::vrps::to_json_with(&set, &aspas, at / 1000),
         )
             .into_response(),
         Some("csv") => ([(header::CONTENT_TYPE, "text/csv")], crate::vrps::to_csv(&set)).into_response(),
@@ -86,6 +86,7 @@ async fn status(State(ctx): State<Ctx>) -> Response {
             "last_cycle_ms": p.last_cycle_ms,
             "last_cycle_duration_ms": p.last_cycle_duration_ms,
             "vrps": p.vrps.len(),
+            "aspas": p.aspas.len(),
             "publication_points": {"valid": p.pps_valid, "last_good": p.pps_last_good, "failed": p.pps_failed,
                                    "rsync_only": p.rsync_only},
             "trust_anchor_errors": p.ta_errors,

@@ -5,10 +5,13 @@
 //! against the task, and keeps the bodies in a content-addressed cache
 //! ([`BLOBS_BYTES_MAX`], oldest dropped first) that `rpki.blob` serves in
 //! chunks; `rpki.task` reports progress. Download speed per host is kept for
-//! the node's `rpki.node` record.
+//! the node's `rpki.node` record. All three messages are answered only for
+//! the configured console (the sender is the peer's authenticated id);
+//! another peer is refused with the reason and nothing changes.
 //!
-//! Must never: keep a body whose SHA-256 is not the task's, hold more than
-//! the cache limit, or run a task past its deadline.
+//! Must never: take a task from a center other than its console, keep a
+//! body whose SHA-256 is not the task's, hold more than the cache limit, or
+//! run a task past its deadline.
 
 use crate::fetch::{Client, Fetched, Limits};
 use crate::schedule::TASKS_PER_NODE_MAX;
@@ -48,6 +51,8 @@ pub struct Rsn {
     inner: Arc<Mutex<Inner>>,
     client: Client,
     blobs_bytes_max: u64,
+    /// The center id of the console, the only sender answered.
+    console: Arc<str>,
 }
 
 fn parse<T: DeserializeOwned>(mut msg: Value) -> Result<T, PeerAnswer> {
@@ -58,12 +63,24 @@ fn parse<T: DeserializeOwned>(mut msg: Value) -> Result<T, PeerAnswer> {
 }
 
 impl Rsn {
-    pub fn new(client: Client) -> Rsn {
+    /// A sync node that takes tasks from `console` only.
+    pub fn new(client: Client, console: &str) -> Rsn {
         Rsn {
             inner: Default::default(),
             client,
             blobs_bytes_max: BLOBS_BYTES_MAX,
+            console: console.into(),
         }
+    }
+
+    /// The refusal for a sender that is not the console, if it is not.
+    fn not_console(&self, from: &str) -> Option<PeerAnswer> {
+        (from != &*self.console).then(|| {
+            PeerAnswer::rejected(format!(
+                "{from} is not this sync node's console ({}); its tasks are refused",
+                self.console
+            ))
+        })
     }
 
     /// (active, queued) task counts.
@@ -91,18 +108,22 @@ impl Rsn {
                 let me = a.clone();
                 async move { me.on_fetch(&from, msg) }
             }),
-            PeerMessage::new(PeerVerb::Rfi, wire::TASK, move |_from: String, msg: Value| {
+            PeerMessage::new(PeerVerb::Rfi, wire::TASK, move |from: String, msg: Value| {
                 let me = b.clone();
-                async move { me.on_task(msg) }
+                async move { me.not_console(&from).unwrap_or_else(|| me.on_task(msg)) }
             }),
-            PeerMessage::new(PeerVerb::Rfi, wire::BLOB, move |_from: String, msg: Value| {
+            PeerMessage::new(PeerVerb::Rfi, wire::BLOB, move |from: String, msg: Value| {
                 let me = c.clone();
-                async move { me.on_blob(msg) }
+                async move { me.not_console(&from).unwrap_or_else(|| me.on_blob(msg)) }
             }),
         ]
     }
 
     fn on_fetch(&self, from: &str, msg: Value) -> PeerAnswer {
+        if let Some(refused) = self.not_console(from) {
+            tracing::warn!(from, console = %self.console, "task from a center that is not the console refused");
+            return refused;
+        }
         let f: Fetch = match parse(msg) {
             Ok(f) => f,
             Err(a) => return a,
@@ -259,5 +280,44 @@ impl Rsn {
             data: base64::engine::general_purpose::STANDARD.encode(&b[start..end]),
         };
         PeerAnswer::with_data(serde_json::to_value(chunk).expect("serializes"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    async fn ask(rsn: &Rsn, typ: &str, from: &str, msg: Value) -> PeerAnswer {
+        let msgs = rsn.messages();
+        let m = msgs.iter().find(|m| m.typ == typ).expect("registered");
+        m.handler.handle(from.into(), msg).await
+    }
+
+    #[tokio::test]
+    async fn only_the_console_gives_tasks_reads_progress_or_pulls_blobs() {
+        let rsn = Rsn::new(Client::new(&[] as &[&str], true).unwrap(), "c1");
+        let task = json!({"type": wire::FETCH, "task": "t1", "notify": "https://localhost:1/n.xml",
+            "files": [{"uri": "https://localhost:1/s.xml", "sha256": "ab".repeat(32)}], "within_ms": 1000});
+        let a = ask(&rsn, wire::FETCH, "c3", task.clone()).await;
+        assert!(!a.accepted);
+        let why = a.reason.unwrap();
+        assert!(why.contains("c3 is not this sync node's console (c1)"), "{why}");
+        assert_eq!(rsn.load(), (0, 0));
+        assert!(
+            rsn.inner.lock().unwrap().tasks.is_empty(),
+            "a refused task changes nothing"
+        );
+        let probe = json!({"type": wire::TASK, "task": "t1"});
+        let blob = json!({"type": wire::BLOB, "sha256": "ab".repeat(32), "offset": 0});
+        for (typ, msg) in [(wire::TASK, &probe), (wire::BLOB, &blob)] {
+            let a = ask(&rsn, typ, "c3", msg.clone()).await;
+            assert!(!a.accepted && a.reason.unwrap().contains("not this sync node's console"));
+        }
+
+        // The console's own task is taken, and only it may read its state.
+        assert!(ask(&rsn, wire::FETCH, "c1", task).await.accepted);
+        assert!(ask(&rsn, wire::TASK, "c1", probe.clone()).await.accepted);
+        assert!(!ask(&rsn, wire::TASK, "c3", probe).await.accepted);
     }
 }

@@ -1,7 +1,8 @@
 //! Top-down validation (RFC 6487, 9286, 6482): from each trust anchor's
 //! certificate, every CA's publication point in turn — its manifest, the
 //! CRL the manifest names, every listed file's hash — then child CA
-//! certificates (recursively) and ROAs into VRPs. A publication point that
+//! certificates (recursively), ROAs into VRPs and ASPA objects into
+//! attestations. A publication point that
 //! fails as a whole (RFC 9286 §6) falls back to its last good objects; the
 //! walk also reports the RRDP repositories it needed and did not have, so
 //! the caller can fetch them and walk again.
@@ -14,6 +15,7 @@
 use crate::rrdp::RepoState;
 use crate::vrps::{Vrp, VrpSet};
 use bytes::Bytes;
+use rpki::repository::aspa::Aspa;
 use rpki::repository::cert::{Cert, ResourceCert};
 use rpki::repository::crl::Crl;
 use rpki::repository::error::{ValidationError, VerificationError};
@@ -39,6 +41,7 @@ pub type PpObjects = BTreeMap<String, Bytes>;
 #[derive(Debug, Default)]
 pub struct WalkResult {
     pub vrps: VrpSet,
+    pub aspas: crate::aspas::AspaSet,
     /// RRDP notification URIs a CA named that the walk had no state for.
     pub wanted: BTreeSet<String>,
     /// Publication points: manifest URI → what happened.
@@ -104,6 +107,7 @@ pub struct Walker<'a> {
 
 struct PpOut {
     vrps: Vec<Vrp>,
+    aspas: Vec<crate::aspas::Aspa>,
     children: Vec<ResourceCert>,
     objects: PpObjects,
 }
@@ -195,6 +199,7 @@ impl<'a> Walker<'a> {
         match result {
             Some(out) => {
                 self.out.vrps.extend(out.vrps);
+                self.out.aspas.extend(out.aspas);
                 out.children
             }
             None => Vec::new(),
@@ -273,6 +278,7 @@ fn process(ca: &ResourceCert, get: &dyn Fn(&str) -> Option<Bytes>, ta: &str) -> 
     }
     let mut out = PpOut {
         vrps: Vec::new(),
+        aspas: Vec::new(),
         children: Vec::new(),
         objects,
     };
@@ -316,6 +322,26 @@ fn process(ca: &ResourceCert, get: &dyn Fn(&str) -> Option<Bytes>, ta: &str) -> 
                     }
                 }
                 Err(e) => tracing::debug!(uri = s, error = %e, "ROA invalid; skipped"),
+            }
+        } else if s.ends_with(".asa") {
+            let Ok(aspa) = Aspa::decode(data, false) else {
+                tracing::debug!(uri = s, "ASPA does not decode; skipped");
+                continue;
+            };
+            let checked = aspa.process(ca, false, |ee| {
+                if crl.contains(ee.serial_number()) {
+                    Err(VerificationError::new("EE certificate revoked").into())
+                } else {
+                    Ok(())
+                }
+            });
+            match checked {
+                Ok((_, content)) => out.aspas.push(crate::aspas::Aspa {
+                    customer: content.customer_as().into_u32(),
+                    providers: content.provider_as_set().iter().map(|a| a.into_u32()).collect(),
+                    ta: ta.to_string(),
+                }),
+                Err(e) => tracing::debug!(uri = s, error = %e, "ASPA invalid; skipped"),
             }
         }
     }

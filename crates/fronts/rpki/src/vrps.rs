@@ -31,6 +31,11 @@ pub type VrpSet = BTreeSet<Vrp>;
 
 /// rpki-client's JSON shape (the `roas` member; counts in `metadata`).
 pub fn to_json(vrps: &VrpSet, generated_s: u64) -> String {
+    to_json_with(vrps, &Default::default(), generated_s)
+}
+
+/// rpki-client's JSON shape with its `aspas` member too.
+pub fn to_json_with(vrps: &VrpSet, aspas: &crate::aspas::AspaSet, generated_s: u64) -> String {
     let roas: Vec<serde_json::Value> = vrps
         .iter()
         .map(|v| {
@@ -43,8 +48,9 @@ pub fn to_json(vrps: &VrpSet, generated_s: u64) -> String {
         })
         .collect();
     serde_json::json!({
-        "metadata": {"buildtime": generated_s, "vrps": vrps.len()},
+        "metadata": {"buildtime": generated_s, "vrps": vrps.len(), "aspas": aspas.len()},
         "roas": roas,
+        "aspas": crate::aspas::to_json(aspas),
     })
     .to_string()
 }

@@ -128,7 +128,9 @@ async fn full_sync_times() {
         let console = format!(
             "[rpki]\nrole = \"console\"\ntals = [{tal:?}]\nca_certs = [{ca:?}]\nallow_local_hosts = true\nrefresh_s = 1\n"
         );
-        let sync = format!("[rpki]\nrole = \"sync\"\nca_certs = [{ca:?}]\nallow_local_hosts = true\nrefresh_s = 1\n");
+        let sync = format!(
+            "[rpki]\nrole = \"sync\"\nconsole = \"c1\"\nca_certs = [{ca:?}]\nallow_local_hosts = true\nrefresh_s = 1\n"
+        );
         let mut fronts = vec![console.as_str()];
         fronts.extend(std::iter::repeat_n(sync.as_str(), k));
         let mdir = tempfile::tempdir().unwrap();

@@ -2,9 +2,10 @@
 //! (`rpki.fetch`, `rpki.task`, `rpki.blob`) with bytes that are not the
 //! files asked for. The console (a real center running the rpki front)
 //! must check every SHA-256 itself, keep the lab's VRPs exact by fetching
-//! locally, and mark the node so that it is never scheduled again.
+//! locally, and mark the node so that it is never scheduled again, also
+//! after the console restarts (the mark is kept in its `state_dir`).
 //!
-//! Budget: two in-process centers, one world, cycles every second: ~10 s.
+//! Budget: two in-process centers, one world, cycles every second: ~15 s.
 
 mod mesh;
 mod world;
@@ -91,7 +92,8 @@ async fn a_sync_node_returning_wrong_bytes_is_marked_and_the_vrps_stay_exact() {
     let dir = tempfile::tempdir().unwrap();
     let (tal, ca) = lab.write_trust(dir.path());
     let console = format!(
-        "[rpki]\nrole = \"console\"\ntals = [{tal:?}]\nca_certs = [{ca:?}]\nallow_local_hosts = true\nrefresh_s = 1\n"
+        "[rpki]\nrole = \"console\"\ntals = [{tal:?}]\nca_certs = [{ca:?}]\nallow_local_hosts = true\nrefresh_s = 1\nstate_dir = {:?}\n",
+        dir.path().join("c1-rpki")
     );
     let cfgs = mesh::configs(dir.path(), &[&console, "[rpki]\n"]);
     let c1 = NodeBuilder::new(cfgs[0].clone())
@@ -177,6 +179,37 @@ async fn a_sync_node_returning_wrong_bytes_is_marked_and_the_vrps_stay_exact() {
         s["repositories"].as_array().unwrap().iter().all(|r| r["serial"] == 3),
         "{s}"
     );
+    assert_eq!(served.load(Ordering::Relaxed), before);
+
+    // The console restarts: the mark is still there, and the liar still
+    // gets nothing.
+    c1.shutdown().await;
+    let c1 = NodeBuilder::new(cfgs[0].clone())
+        .front(regmesh_front_rpki::RpkiFront::new())
+        .start()
+        .await
+        .unwrap();
+    let api = Client::new(&format!("http://{}", c1.addr), None).unwrap();
+    lab.world.publish_all();
+    lab.republish();
+    for _ in 0..200 {
+        let r = api.request(hyper::Method::GET, "/v1/rpki/status", None).await.unwrap();
+        s = r.json();
+        let repos = s["repositories"].as_array().cloned().unwrap_or_default();
+        if repos.len() == 3 && repos.iter().all(|r| r["serial"] == 4) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        s["repositories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["serial"] == 4 && r["by"] == "c1"),
+        "{s}"
+    );
+    assert_eq!(s["marked_sync_nodes"], json!(["c2"]), "{s}");
     assert_eq!(served.load(Ordering::Relaxed), before);
     c1.shutdown().await;
     c2.shutdown().await;

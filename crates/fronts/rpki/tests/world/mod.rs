@@ -13,6 +13,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use rpki::crypto::softsigner::{KeyId, SoftSigner};
 use rpki::crypto::{PublicKey, PublicKeyFormat, Signer};
+use rpki::repository::aspa::AspaBuilder;
 use rpki::repository::cert::{KeyUsage, Overclaim, TbsCert};
 use rpki::repository::crl::{CrlEntry, TbsCertList};
 use rpki::repository::manifest::{FileAndHash, ManifestContent};
@@ -165,6 +166,9 @@ pub struct World {
     pub mft_number: u64,
     /// Time shift for CRLs' nextUpdate (negative: expired CRLs).
     pub crl_next_update_s: i64,
+    /// ASPA objects per CA (index in `specs`): customer AS, provider ASes.
+    /// None in the standard lab.
+    pub aspas: BTreeMap<usize, Vec<(u32, Vec<u32>)>>,
 }
 
 pub fn notify_uri(port: u16) -> String {
@@ -224,6 +228,7 @@ impl World {
             objects: vec![BTreeMap::new(); ports.len()],
             mft_number: 1,
             crl_next_update_s: 86_400,
+            aspas: BTreeMap::new(),
         };
         for spec in &specs {
             let (issuer_key, issuer_pub, issuer_cert_uri, issuer_repo_uri) = {
@@ -248,7 +253,10 @@ impl World {
             tbs.set_basic_ca(Some(true));
             tbs.set_authority_key_identifier(Some(issuer_pub.key_identifier()));
             tbs.set_ca_issuer(Some(issuer_cert_uri));
-            tbs.set_crl_uri(Some(issuer_repo_uri.join(b"crl.crl").unwrap()));
+            // The issuer's own CRL: the TA's is ta.crl (RFC 6487 §4.8.6;
+            // Routinator checks it against the issuer's manifest).
+            let issuer_crl: &[u8] = if spec.parent.is_none() { b"ta.crl" } else { b"crl.crl" };
+            tbs.set_crl_uri(Some(issuer_repo_uri.join(issuer_crl).unwrap()));
             tbs.set_ca_repository(Some(repo_uri.clone()));
             tbs.set_rpki_manifest(Some(repo_uri.join(b"mft.mft").unwrap()));
             tbs.set_rpki_notify(Some(uri::Https::from_string(notify_uri(ports[spec.repo])).unwrap()));
@@ -348,6 +356,26 @@ impl World {
                 )
                 .unwrap();
             files.push((name, roa.to_captured().into_bytes()));
+        }
+        let aspas = ca.and_then(|i| self.aspas.get(&i)).cloned().unwrap_or_default();
+        for (customer, providers) in aspas {
+            let name = format!("as{customer}.asa");
+            let providers: Vec<Asn> = providers.into_iter().map(Asn::from_u32).collect();
+            let aspa = AspaBuilder::new(Asn::from_u32(customer), providers)
+                .unwrap()
+                .finalize(
+                    SignedObjectBuilder::new(
+                        self.next_serial(),
+                        Validity::new(Time::five_minutes_ago(), Time::years_from_now(1)),
+                        crl_uri.clone(),
+                        cert_uri.clone(),
+                        repo_uri.join(name.as_bytes()).unwrap(),
+                    ),
+                    &self.signer,
+                    &key,
+                )
+                .unwrap();
+            files.push((name, aspa.to_captured().into_bytes()));
         }
         let now = Time::five_minutes_ago();
         let next = Time::new(chrono_now() + chrono_secs(self.crl_next_update_s));
