@@ -42,6 +42,7 @@ pub const NODE_ROUTES: &[&str] = &[
     "/v1/diagnose/record/{kind}/{id}",
     "/metrics",
     "/healthz",
+    "/v1/openapi.json",
     "/ui",
     "/ui/",
     "/ui/app.js",

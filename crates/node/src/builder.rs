@@ -152,5 +152,14 @@ pub(crate) fn routes_and_tasks(
         routes = routes.merge(r);
         tasks.extend(f.tasks(&h)?);
     }
+    // The OpenAPI document: the node's routes and every front's.
+    let doc = Arc::new(crate::openapi::document(fronts.iter().map(|f| f.openapi_paths())));
+    routes = routes.route(
+        "/v1/openapi.json",
+        axum::routing::get(move || {
+            let doc = doc.clone();
+            async move { axum::Json((*doc).clone()) }
+        }),
+    );
     Ok((routes, tasks))
 }

@@ -22,6 +22,7 @@ pub mod id_path;
 pub mod listener;
 pub mod messages;
 pub mod metrics;
+pub mod openapi;
 pub mod peer;
 pub mod serve;
 pub mod ui;

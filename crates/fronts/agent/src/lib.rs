@@ -11,6 +11,7 @@
 
 pub mod kind;
 pub mod limits;
+pub mod openapi;
 pub mod routes;
 
 pub use kind::{AgentKind, AGENT};
@@ -48,6 +49,10 @@ impl Front for AgentFront {
 
     fn routes(&self, node: &NodeHandle) -> axum::Router {
         routes::router(node.clone())
+    }
+
+    fn openapi_paths(&self) -> serde_json::Map<String, serde_json::Value> {
+        openapi::paths()
     }
 }
 
