@@ -112,6 +112,28 @@ async fn diagnose_explains_filtered_tombstoned_and_unreachable() {
     let long = "x".repeat(regmesh_core::id::RECORD_ID_BYTES_MAX + 1);
     assert_eq!(get(&c1, &format!("/v1/diagnose/record/agent/{long}")).await.0, 400);
 
+    // The same agent registered at c2 under another id: c1 finds the pair.
+    put_agents(&c2, "twin", 1, false).await;
+    wait_until(
+        "c1 lists open0 and twin0 as duplicates",
+        Duration::from_secs(10),
+        || async {
+            let (_, d) = get(&c1, "/v1/duplicates").await;
+            d["groups"].as_array().is_some_and(|g| {
+                g.iter().any(|g| {
+                    g["ids"] == json!(["open0", "twin0"])
+                        && g["origins"] == json!({"open0": "c1", "twin0": "c2"})
+                        && g["evidence"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .any(|e| e.as_str().unwrap().starts_with("same address 2001:db8::"))
+                })
+            })
+        },
+    )
+    .await;
+
     // c3 cut off from c1: c1 reports it unreachable, and sees it through c2.
     cut13.set(true);
     let (_, rep) = get(&c1, "/v1/diagnose/record/agent/open0").await;

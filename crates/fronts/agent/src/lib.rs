@@ -9,6 +9,7 @@
 //! Must never: reach into the center, the mesh or the store, or write a kind
 //! other than `agent`.
 
+pub mod duplicates;
 pub mod kind;
 pub mod limits;
 pub mod openapi;

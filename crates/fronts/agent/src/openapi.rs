@@ -57,6 +57,14 @@ pub fn paths() -> Map<String, Value> {
         }),
     );
     p.insert(
+        "/v1/duplicates".into(),
+        json!({"get": {"summary": "Agents under different ids sharing an endpoint, address or card, with the evidence",
+                       "responses": json_responses("200", "the groups", json!({"type": "object",
+                           "required": ["groups", "scanned", "complete"],
+                           "properties": {"groups": {"type": "array"}, "scanned": {"type": "integer"},
+                                          "complete": {"type": "boolean"}}}))}}),
+    );
+    p.insert(
         "/v1/agents/{id}/heartbeat".into(),
         json!({"post": {"summary": "Renew the lease and mark online", "parameters": id,
                         "responses": json_responses("200", "the agent", agent_schema())}}),
