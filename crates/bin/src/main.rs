@@ -2,6 +2,7 @@
 //! print the effective configuration (`config show`).
 
 mod demo;
+mod diagnose;
 mod init;
 
 use anyhow::{bail, Context, Result};
@@ -94,6 +95,13 @@ enum Cmd {
         config: PathBuf,
         /// JSON Lines file: {"id": "...", "addresses": [...], ...} per line.
         file: PathBuf,
+    },
+    /// Explain why a record differs across centers, or how the mesh stands.
+    Diagnose {
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(subcommand)]
+        cmd: diagnose::DiagnoseCmd,
     },
     /// Inspect configuration.
     Config {
@@ -262,6 +270,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             Ok(std::process::ExitCode::SUCCESS)
         }
         Cmd::Agent { conn, cmd } => agent(conn, cmd).await,
+        Cmd::Diagnose { conn, cmd } => diagnose::run(&Client::new(&conn.server, conn.token)?, cmd).await,
         Cmd::Demo {
             dir,
             base_port,

@@ -34,7 +34,20 @@ pub struct Api {
 }
 
 /// Paths the node serves itself; fronts' routes may not use them.
-pub const NODE_ROUTES: &[&str] = &["/v1/watch", "/v1/status", "/v1/peers", "/metrics", "/healthz"];
+pub const NODE_ROUTES: &[&str] = &[
+    "/v1/watch",
+    "/v1/status",
+    "/v1/peers",
+    "/v1/diagnose/mesh",
+    "/v1/diagnose/record/{kind}/{id}",
+    "/metrics",
+    "/healthz",
+    "/v1/openapi.json",
+    "/ui",
+    "/ui/",
+    "/ui/app.js",
+    "/ui/style.css",
+];
 
 /// Builds the router for `center` under `cfg`, with the fronts' `routes`
 /// merged in behind the same guard.
@@ -50,9 +63,12 @@ pub fn router(center: Arc<Center>, cfg: &Config, mesh: Option<Arc<crate::peer::m
         .route("/v1/watch", get(watch))
         .route("/v1/status", get(status))
         .route("/v1/peers", get(peers))
+        .route("/v1/diagnose/mesh", get(diagnose_mesh))
+        .route("/v1/diagnose/record/{kind}/{id}", get(diagnose_record))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .with_state(api.clone())
+        .merge(crate::ui::router())
         .merge(routes)
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
@@ -66,7 +82,7 @@ pub fn router(center: Arc<Center>, cfg: &Config, mesh: Option<Arc<crate::peer::m
 }
 
 fn required_scope(method: &Method, path: &str) -> Option<Scope> {
-    if path == "/healthz" {
+    if path == "/healthz" || crate::ui::is_ui_path(path) {
         return None;
     }
     match *method {
@@ -137,6 +153,28 @@ async fn peers(State(api): State<Api>) -> Json<Value> {
         Some(m) => Json(m.peers_json()),
         None => Json(json!({"id": api.center.id(), "state": "active", "peers": []})),
     }
+}
+
+/// Every reachable center's version of one record, and why each differs.
+async fn diagnose_record(
+    State(api): State<Api>,
+    axum::extract::Path((kind, _)): axum::extract::Path<(String, String)>,
+    crate::id_path::IdPath(id): crate::id_path::IdPath,
+) -> Result<Json<crate::diagnose::record::RecordReport>, ApiError> {
+    use crate::diagnose::DiagnoseError;
+    crate::diagnose::record::diagnose(&api.center, api.mesh.as_deref(), &kind, &id)
+        .await
+        .map(Json)
+        .map_err(|e| match e {
+            DiagnoseError::UnknownKind(_) => ApiError::not_found(e.to_string()),
+            DiagnoseError::BadId(_) => ApiError::bad("invalid_id", e.to_string()),
+            DiagnoseError::Read(r) => r.into(),
+        })
+}
+
+/// The centers, their states, the lag matrix and disagreeing links.
+async fn diagnose_mesh(State(api): State<Api>) -> Json<crate::diagnose::mesh::MeshReport> {
+    Json(crate::diagnose::mesh::diagnose(&api.center, api.mesh.as_deref()).await)
 }
 
 async fn status(State(api): State<Api>) -> Json<Value> {

@@ -87,6 +87,11 @@ pub(crate) fn peer_messages(
     cfg: &Config,
 ) -> Result<PeerMessages, StartError> {
     let mut reg = PeerMessages::default();
+    // The node's own RFI types (diagnostics), before any front's.
+    for m in mesh.map(crate::diagnose::peer_messages).unwrap_or_default() {
+        reg.register(crate::diagnose::NODE_FRONT, m)
+            .map_err(|e| FrontError::start(crate::diagnose::NODE_FRONT, e.to_string()))?;
+    }
     for f in fronts {
         for m in f.peer_messages(&handle(f.as_ref(), center, mesh, cfg)) {
             reg.register(f.name(), m)
@@ -147,5 +152,14 @@ pub(crate) fn routes_and_tasks(
         routes = routes.merge(r);
         tasks.extend(f.tasks(&h)?);
     }
+    // The OpenAPI document: the node's routes and every front's.
+    let doc = Arc::new(crate::openapi::document(fronts.iter().map(|f| f.openapi_paths())));
+    routes = routes.route(
+        "/v1/openapi.json",
+        axum::routing::get(move || {
+            let doc = doc.clone();
+            async move { axum::Json((*doc).clone()) }
+        }),
+    );
     Ok((routes, tasks))
 }

@@ -110,6 +110,12 @@ pub trait Front: Send + 'static {
         Router::new()
     }
 
+    /// OpenAPI 3.1 path items of its routes (path -> item), served in
+    /// `/v1/openapi.json` (helpers in [`crate::openapi`]). Default: none.
+    fn openapi_paths(&self) -> serde_json::Map<String, serde_json::Value> {
+        serde_json::Map::new()
+    }
+
     /// Background tasks it runs. Set up what can fail here (bind a socket
     /// with `std::net`, open a file) and return the error: the node then does
     /// not start.

@@ -13,6 +13,7 @@ pub mod builder;
 pub mod center;
 pub mod client;
 pub mod config;
+pub mod diagnose;
 pub mod error;
 pub mod front;
 pub mod handle;
@@ -21,8 +22,10 @@ pub mod id_path;
 pub mod listener;
 pub mod messages;
 pub mod metrics;
+pub mod openapi;
 pub mod peer;
 pub mod serve;
+pub mod ui;
 
 pub use builder::NodeBuilder;
 pub use center::Center;

@@ -9,8 +9,10 @@
 //! Must never: reach into the center, the mesh or the store, or write a kind
 //! other than `agent`.
 
+pub mod duplicates;
 pub mod kind;
 pub mod limits;
+pub mod openapi;
 pub mod routes;
 
 pub use kind::{AgentKind, AGENT};
@@ -48,6 +50,10 @@ impl Front for AgentFront {
 
     fn routes(&self, node: &NodeHandle) -> axum::Router {
         routes::router(node.clone())
+    }
+
+    fn openapi_paths(&self) -> serde_json::Map<String, serde_json::Value> {
+        openapi::paths()
     }
 }
 

@@ -27,6 +27,7 @@ pub fn router(node: NodeHandle) -> Router {
         .route("/v1/agents", get(list_agents))
         .route("/v1/agents/{id}", put(put_agent).get(get_agent).delete(delete_agent))
         .route("/v1/agents/{id}/heartbeat", post(heartbeat))
+        .route("/v1/duplicates", get(crate::duplicates::list))
         .with_state(node)
 }
 

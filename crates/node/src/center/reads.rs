@@ -23,6 +23,29 @@ impl Center {
         self.shared.read_verified(kind, id)
     }
 
+    /// The version held here, a tombstone included (for diagnostics),
+    /// checked against its verified digest like [`Center::get_held`].
+    pub fn get_version(&self, kind: &str, id: &str) -> Result<Option<Record>, ReadError> {
+        let entry = self.shared.index.read().expect("index lock").get(kind, id).cloned();
+        match entry {
+            Some(e) if e.deleted => {
+                let bytes = self
+                    .shared
+                    .store
+                    .get(kind, id)
+                    .map_err(|e| ReadError::Storage(e.to_string()))?;
+                match bytes {
+                    Some(b) if digest(&b) == e.digest => codec::decode(&b)
+                        .map(Some)
+                        .map_err(|e| ReadError::Storage(e.to_string())),
+                    // Raced with a commit: read the live version instead.
+                    _ => self.get_held(kind, id),
+                }
+            }
+            _ => self.get_held(kind, id),
+        }
+    }
+
     /// True for another center's record whose lease ended more than
     /// `leases.retention_s` ago without word from its origin. Such records
     /// are no longer served, but not deleted: expiry is the origin's call,

@@ -33,6 +33,26 @@ impl Center {
         })
     }
 
+    /// Live records per kind and origin (of `origins`), each count capped
+    /// at `cap`, for `diagnose mesh` and the dashboard.
+    pub fn live_by_origin(
+        &self,
+        origins: &[String],
+        cap: usize,
+    ) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, usize>> {
+        let ix = self.shared.index.read().expect("index lock");
+        let mut out = std::collections::BTreeMap::new();
+        for k in self.shared.kinds.names() {
+            let row: std::collections::BTreeMap<String, usize> = origins
+                .iter()
+                .map(|o| (o.clone(), ix.query(k, &[("origin", o)], None, cap).ids.len()))
+                .filter(|(_, n)| *n > 0)
+                .collect();
+            out.insert(k.to_string(), row);
+        }
+        out
+    }
+
     /// Numbers for `/metrics` that are read, not counted.
     pub fn gauges(&self) -> Vec<(&'static str, &'static str, String, u64)> {
         let ix = self.shared.index.read().expect("index lock");

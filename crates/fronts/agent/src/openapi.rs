@@ -1,0 +1,73 @@
+//! The OpenAPI path items of `/v1/agents` (served in `/v1/openapi.json`
+//! with the node's). Kept beside the routes they describe; must change
+//! with them.
+
+use regmesh_node::openapi::{json_responses, path_param};
+use serde_json::{json, Map, Value};
+
+/// An agent as the API answers it (document 000's fields, plus the record's).
+fn agent_schema() -> Value {
+    json!({"type": "object", "required": ["id", "origin", "version"],
+           "properties": {"id": {"type": "string"}, "origin": {"type": "string"}, "version": {"type": "string"}}})
+}
+
+/// An agent as a client sends it (the kind checks every field).
+fn agent_input() -> Value {
+    json!({"type": "object", "properties": {
+        "addresses": {"type": "array", "items": {"type": "string"}},
+        "capabilities": {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {
+            "name": {"type": "string"}, "description": {"type": "string"},
+            "tags": {"type": "array", "items": {"type": "string"}}, "visibility": {"type": "string"}}}},
+        "status": {"type": "string", "enum": ["online", "offline", "unknown"]},
+        "lease_s": {"type": "integer", "minimum": 0},
+        "visibility": {"type": "string"}
+    }})
+}
+
+pub fn paths() -> Map<String, Value> {
+    let query = |name: &str, schema: Value| json!({"name": name, "in": "query", "schema": schema});
+    let s = json!({"type": "string"});
+    let mut p = Map::new();
+    p.insert(
+        "/v1/agents".into(),
+        json!({"get": {
+            "summary": "List agents matching every filter, in id order, one page at a time",
+            "parameters": [query("capability", s.clone()), query("tag", s.clone()), query("status", s.clone()),
+                           query("origin", s.clone()), query("limit", json!({"type": "integer", "minimum": 1})),
+                           query("cursor", s)],
+            "responses": json_responses("200", "a page", json!({"type": "object", "required": ["items"],
+                "properties": {"items": {"type": "array", "items": agent_schema()}}}))
+        }}),
+    );
+    let id = json!([path_param("id")]);
+    let mut put = json_responses("200", "replaced", agent_schema());
+    put["201"] = json!({"description": "created", "content": {"application/json": {"schema": agent_schema()}}});
+    p.insert(
+        "/v1/agents/{id}".into(),
+        json!({
+            "put": {"summary": "Create or replace an agent (a new id is claimed across the mesh)",
+                    "parameters": id,
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": agent_input()}}},
+                    "responses": put},
+            "get": {"summary": "One agent", "parameters": id,
+                    "responses": json_responses("200", "the agent", agent_schema())},
+            "delete": {"summary": "Delete an agent (a tombstone)", "parameters": id,
+                       "responses": {"204": {"description": "deleted"},
+                                     "default": {"description": "an error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}}}
+        }),
+    );
+    p.insert(
+        "/v1/duplicates".into(),
+        json!({"get": {"summary": "Agents under different ids sharing an endpoint, address or card, with the evidence",
+                       "responses": json_responses("200", "the groups", json!({"type": "object",
+                           "required": ["groups", "scanned", "complete"],
+                           "properties": {"groups": {"type": "array"}, "scanned": {"type": "integer"},
+                                          "complete": {"type": "boolean"}}}))}}),
+    );
+    p.insert(
+        "/v1/agents/{id}/heartbeat".into(),
+        json!({"post": {"summary": "Renew the lease and mark online", "parameters": id,
+                        "responses": json_responses("200", "the agent", agent_schema())}}),
+    );
+    p
+}
