@@ -36,10 +36,14 @@ pub enum Variant {
     /// exactly one deletion past our mark is pulled from without a resync,
     /// so the record that deletion removed stays here.
     ResyncOffByOne,
+    /// [`crate::sync::Ceilings::bound`] takes a relay's claim whole, so a
+    /// peer that lies about another origin moves our mark past anything
+    /// that origin issued.
+    CeilingsTrustRelays,
 }
 
 impl Variant {
-    pub const ALL: [Variant; 8] = [
+    pub const ALL: [Variant; 9] = [
         Variant::WatermarkSkipsGaps,
         Variant::RelayIgnoresPolicy,
         Variant::VoteWithoutClaim,
@@ -48,6 +52,7 @@ impl Variant {
         Variant::ExportLetsTombstones,
         Variant::DigestSkipsLogical,
         Variant::ResyncOffByOne,
+        Variant::CeilingsTrustRelays,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -60,6 +65,7 @@ impl Variant {
             Variant::ExportLetsTombstones => "export-lets-tombstones",
             Variant::DigestSkipsLogical => "digest-skips-logical",
             Variant::ResyncOffByOne => "resync-off-by-one",
+            Variant::CeilingsTrustRelays => "ceilings-trust-relays",
         }
     }
 

@@ -18,6 +18,9 @@
 //!   ([`says_record_format`]); a receiver takes it only if it speaks 2
 //!   itself ([`read_record_format`]).
 //!
+//! A field an older build ignores and whose absence means what it meant
+//! before (a pull page's `held_above`) needs no new version.
+//!
 //! Must never: perform I/O, or take a version from an unauthenticated
 //! message as the version to speak to a peer (the caller decides what is
 //! authenticated; see [`PeerProtocol`]).

@@ -34,7 +34,7 @@ use regmesh_proto::mesh::pulls::Pulls;
 use regmesh_proto::mesh::votes::{VoteId, Votes};
 use regmesh_proto::node_state::NodeState;
 use regmesh_proto::policy::ExportPolicy;
-use regmesh_proto::sync::Marks;
+use regmesh_proto::sync::{Ceilings, Marks};
 use regmesh_proto::tally::{Quorum, Rule};
 use regmesh_proto::vote::Claims;
 use std::collections::HashMap;
@@ -167,6 +167,14 @@ pub struct Center {
     pub state: NodeState,
     pub marks: Marks,
     saved_marks: Marks,
+    /// How far each peer origin has shown it reached (`sync::Ceilings`, in
+    /// memory as in the node): no relay's claim moves a mark past it.
+    ceilings: Ceilings,
+    /// A faulty center (plan fault `Lie`): its pull pages to a peer (by
+    /// index) claim to cover these origins far past its own mark. Only
+    /// origins the puller hears directly: for others the protocol trusts
+    /// relays (PROTOCOL.md, "Anti-entropy").
+    pub lies_to: HashMap<usize, Vec<String>>,
     own_seq: u64,
     hlc: HlcClock,
     /// Floods of own changes, receipt and relays (proto's floods part).
@@ -246,6 +254,8 @@ impl Center {
             settings,
             marks: Marks::default(),
             saved_marks: Marks::default(),
+            ceilings: Ceilings::default(),
+            lies_to: HashMap::new(),
             own_seq: 0,
             hlc: HlcClock::resume(Hlc::new(0, 0)),
             floods: Floods::new("", [], None),
@@ -257,7 +267,19 @@ impl Center {
             stats: Stats::default(),
         };
         c.floods = Center::new_floods(&c.id, &c.peers, c.own_seq);
+        c.ceilings = c.new_ceilings();
         c
+    }
+
+    fn new_ceilings(&self) -> Ceilings {
+        Ceilings::for_peers(self.peers.iter().map(|p| p.id.clone()))
+    }
+
+    /// `from..=through` of `origin` was covered by a message or page: the
+    /// mark moves, never past what `origin` has shown (as the node's).
+    fn advance(&mut self, origin: &str, from: u64, through: u64) {
+        let through = self.ceilings.bound(origin, through);
+        self.marks.advance(origin, from, through);
     }
 
     /// Whose yes this center's claims need: a `quorum` of `members` (all
@@ -365,6 +387,7 @@ impl Center {
         // Windows and queues live in memory, as in the node.
         self.floods = Center::new_floods(&self.id, &self.peers, self.own_seq);
         self.sync_since = None;
+        self.ceilings = self.new_ceilings();
         self.pulls.reset();
         // Claims and doubts are promises to other centers: they survive the
         // crash (the node persists them). Our own votes ended with it.

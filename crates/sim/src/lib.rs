@@ -16,7 +16,10 @@
 //!
 //! Modelled rather than shared with the node: HTTP and TLS, record
 //! signatures, the writer's batching, digest comparison and full sync (the
-//! multi-process tests in crates/bin cover those).
+//! multi-process tests in crates/bin cover those). Flood calls end as soon
+//! as they are on a link, so the bounded per-peer flood queues never fill.
+//! Ceilings are executed as in the node, against a center that lies about
+//! other origins on some seeds (plan fault `Lie`).
 
 pub mod center;
 pub mod invariants;

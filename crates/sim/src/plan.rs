@@ -64,6 +64,12 @@ pub enum Fault {
     Unblock(Vec<(usize, usize)>),
     Crash(usize),
     Restart(usize),
+    /// The center starts lying: its pull pages claim to cover other
+    /// origins far past its mark (`LIE_AHEAD_SEQS` in center/pulls.rs), as the peer
+    /// of `bin/tests/peer_attacks.rs` does. Ceilings must bound the claim.
+    Lie(usize),
+    /// The center stops lying.
+    Honest(usize),
 }
 
 impl Plan {
@@ -136,7 +142,7 @@ impl Plan {
             }
         }
         let relaxed = rng.chance(0.5);
-        let settings = (0..n)
+        let mut settings: Vec<Settings> = (0..n)
             .map(|_| Settings {
                 interval_ms: *rng.pick(&[150, 300, 500, 1000]),
                 skew_ms: match clocks {
@@ -203,6 +209,24 @@ impl Plan {
                     let c = rng.below(n as u64) as usize;
                     faults.push((at, Fault::Crash(c)));
                     faults.push((end, Fault::Restart(c)));
+                }
+            }
+        }
+        // A lying center on a quarter of the seeds, drawn from a stream of
+        // its own so the rest of every plan stays as it was.
+        // Ceilings bound a lie only to what the origin has shown, so a mark
+        // may still skip records the liar lacked: digests repair those, but
+        // not a deletion already purged (PROTOCOL.md, "Known gaps"), so such
+        // seeds keep their tombstones past the run.
+        let mut lies = Rng::new(seed ^ 0x6c69_6573);
+        if lies.chance(0.25) {
+            let c = lies.below(n as u64) as usize;
+            let at = lies.range(1000, safety_ms - 10_000);
+            faults.push((at, Fault::Lie(c)));
+            faults.push((at + lies.range(2000, 8000), Fault::Honest(c)));
+            if !known_gaps {
+                for s in &mut settings {
+                    s.tombstone_horizon_ms = s.tombstone_horizon_ms.max(600_000);
                 }
             }
         }

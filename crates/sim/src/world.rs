@@ -399,6 +399,23 @@ impl World {
                 }
                 None
             }
+            Fault::Lie(c) | Fault::Honest(c) => {
+                let lie = matches!(f, Fault::Lie(_));
+                self.log.push(format!(
+                    "{} ms: {} {}",
+                    self.now,
+                    Plan::center_id(c),
+                    if lie { "lies" } else { "is honest again" }
+                ));
+                let lies_to = self.centers[c]
+                    .peers
+                    .iter()
+                    .filter(|_| lie)
+                    .map(|p| (p.idx, self.centers[p.idx].peers.iter().map(|q| q.id.clone()).collect()))
+                    .collect();
+                self.centers[c].lies_to = lies_to;
+                None
+            }
             Fault::Crash(c) => {
                 if !self.centers[c].up {
                     return None;

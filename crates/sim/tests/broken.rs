@@ -66,3 +66,8 @@ fn the_correct_protocol_passes_the_same_seeds() {
         assert!(o.violation.is_none(), "seed {seed}: {:?}", o.violation);
     }
 }
+
+#[test]
+fn ceilings_that_trust_a_lying_relay_are_caught() {
+    caught("ceilings-trust-relays", "no mark passes what its origin issued");
+}

@@ -74,6 +74,25 @@ pub struct PullPage<R> {
     /// centers: a resync then drops nothing.
     #[serde(default)]
     pub policy: Option<PolicyNames>,
+    /// On a page that ends at the responder's own mark (`more` false): the
+    /// keys of the origin it holds only in a version above that mark (one
+    /// the puller may see), which the page cannot carry. A resync keeps
+    /// what they name (PROTOCOL.md, "Tombstone horizon"). Empty, and
+    /// absent on the wire, when there are none and from older responders.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held_above: Vec<KeyName>,
+    /// The responder holds more above its mark than `held_above` names
+    /// ([`crate::mesh::pulls::HELD_ABOVE_NAMES_MAX`]): a resync may drop
+    /// nothing on this page's word.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held_above_more: bool,
+}
+
+/// A record's key, named without its version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyName {
+    pub kind: String,
+    pub id: String,
 }
 
 impl<R> PullPage<R> {
@@ -86,6 +105,8 @@ impl<R> PullPage<R> {
             more: self.more,
             purged_through: self.purged_through,
             policy: self.policy,
+            held_above: self.held_above,
+            held_above_more: self.held_above_more,
         })
     }
 }
@@ -136,13 +157,29 @@ mod tests {
                 kinds: vec!["agent".into()],
                 groups: vec![],
             }),
+            held_above: vec![],
+            held_above_more: false,
         };
         let v = serde_json::to_value(&page).expect("json");
         assert_eq!(
             v,
             serde_json::json!({"records":["x"],"covered_through":9,"more":true,"purged_through":3,
-                "policy":{"kinds":["agent"],"groups":[]}})
+                "policy":{"kinds":["agent"],"groups":[]}}),
+            "no names: the page an older center sends"
         );
+        let named = PullPage {
+            held_above: vec![KeyName {
+                kind: "agent".into(),
+                id: "y".into(),
+            }],
+            held_above_more: true,
+            ..page
+        };
+        let v = serde_json::to_value(&named).expect("json");
+        assert_eq!(v["held_above"], serde_json::json!([{"kind":"agent","id":"y"}]));
+        assert_eq!(v["held_above_more"], serde_json::json!(true));
+        let back: PullPage<String> = serde_json::from_value(v).expect("names read back");
+        assert_eq!(back, named);
         assert!(
             serde_json::from_str::<PullPage<String>>(r#"{"records":[]}"#).is_err(),
             "covered_through is required"

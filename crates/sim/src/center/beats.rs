@@ -7,14 +7,15 @@
 //! part's. Must never apply records or raise a watermark (floods and pulls
 //! do).
 //!
-//! Not modelled: full syncs (a new center catches up by pulls) and
-//! ceilings (no peer here lies about an origin), so `RequestFullSync` and
-//! `OriginSpoke` are dropped.
+//! A peer's word on its own origin (`OriginSpoke`) raises its ceiling, and
+//! a mark found ahead of it is reset and pulled again, as in the node. Not
+//! modelled: full syncs (a new center catches up by pulls), so
+//! `RequestFullSync` is dropped.
 
 use super::{Center, Out, Timer};
 use crate::msg::Msg;
 use regmesh_proto::digest::SetDigest;
-use regmesh_proto::mesh::link::{self, Command, Link, Replica};
+use regmesh_proto::mesh::link::{Command, Link, Replica};
 use regmesh_proto::version::{self, Versions};
 use regmesh_proto::wire::hello::Hello;
 use std::collections::{BTreeMap, HashMap};
@@ -69,16 +70,6 @@ impl Center {
                 to: self.peers[peer].idx,
                 msg: Msg::Beat { n: call, body: beat },
             }),
-            // The world judges every lifecycle after each step of this
-            // center (`tick_lifecycles`), its housekeeping included (every
-            // 250 ms, the judge step of a 1 s interval), so the judge timer
-            // is left unarmed: its steps between those would move
-            // transitions by a few ms and shift every seed's run away from
-            // the runs checked so far.
-            Command::Schedule {
-                timer: link::Timer::Judge,
-                ..
-            } => {}
             Command::Schedule { timer, at_ms } => out.push(Out::Timer {
                 at: self.global(at_ms),
                 timer: Timer::Link(timer),
@@ -91,7 +82,20 @@ impl Center {
                 self.start_pull(now, peer, &origin, out);
             }
             Command::Repair { peer, origin } => self.repair(now, peer, &origin, out),
-            Command::RequestFullSync { .. } | Command::OriginSpoke { .. } => {}
+            Command::OriginSpoke { peer, seq } => self.origin_spoke(now, peer, seq, out),
+            Command::RequestFullSync { .. } => {}
+        }
+    }
+
+    /// Peer slot `pi` said in its own beat that it reached seq `own` of its
+    /// own origin: its ceiling rises, and a mark of ours ahead of it (only a
+    /// false claim could have put it there) is reset and pulled again.
+    fn origin_spoke(&mut self, now: u64, pi: usize, own: u64, out: &mut Vec<Out>) {
+        let origin = self.peers[pi].id.clone();
+        self.ceilings.witness(&origin, own);
+        if self.ceilings.exceeded_by(&origin, self.mark(&origin)) && self.marks.reset(&origin) {
+            self.link.on_mark_reset(pi);
+            self.start_pull(now, pi, &origin, out);
         }
     }
 

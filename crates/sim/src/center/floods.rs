@@ -11,12 +11,14 @@ use crate::msg::Msg;
 use regmesh_core::{Record, Visibility};
 use regmesh_proto::mesh::floods::{Arrival, Command, Floods, View};
 use regmesh_proto::node_state::NodeState;
+use regmesh_proto::sync::Ceilings;
 use regmesh_proto::wire::flood::Flood;
 
 /// What the floods part sees of a simulated center.
 struct SimView<'a> {
     state: NodeState,
     peers: &'a [super::PeerSlot],
+    ceilings: &'a Ceilings,
 }
 
 impl View for SimView<'_> {
@@ -33,11 +35,8 @@ impl View for SimView<'_> {
         Vec::new()
     }
 
-    /// The simulator keeps no ceilings (part `pulls`' `sync::Ceilings`,
-    /// fed by beats in the node): every origin counts as not heard
-    /// directly, whose relays are trusted.
-    fn backs(&self, _: &str, _: u64) -> bool {
-        true
+    fn backs(&self, origin: &str, counter: u64) -> bool {
+        self.ceilings.backs(origin, counter)
     }
 }
 
@@ -58,6 +57,7 @@ impl Center {
         let view = SimView {
             state: self.state,
             peers: &self.peers,
+            ceilings: &self.ceilings,
         };
         self.floods.on_committed(self.local(now), records, &view, &mut cmds);
         self.run_floods(now, cmds, out);
@@ -71,6 +71,7 @@ impl Center {
         let view = SimView {
             state: self.state,
             peers: &self.peers,
+            ceilings: &self.ceilings,
         };
         let mut cmds = Vec::new();
         if self.floods.on_flood(local, &sender, &flood.head, &view) == Arrival::Verify {
@@ -104,16 +105,14 @@ impl Center {
                         let view = SimView {
                             state: self.state,
                             peers: &self.peers,
+                            ceilings: &self.ceilings,
                         };
                         self.floods.on_applied(local, done, &view, &mut more);
                         cmds.extend(more);
                     }
                 }
-                // No ceilings here (see `SimView::backs`).
-                Command::Witness { .. } => {}
-                Command::Covered { origin, from, through } => {
-                    self.marks.advance(&origin, from, through);
-                }
+                Command::Witness { origin, seq } => self.ceilings.witness(&origin, seq),
+                Command::Covered { origin, from, through } => self.advance(&origin, from, through),
                 // NOTIFY/RFI are not simulated.
                 Command::Answer(_)
                 | Command::Announce { .. }

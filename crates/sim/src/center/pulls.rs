@@ -17,6 +17,9 @@ use regmesh_proto::sync::{self as ae, Marks};
 use regmesh_proto::wire::pull::{PullPage, PullRequest};
 use std::collections::{BTreeMap, VecDeque};
 
+/// How far past the truth a lying center's pages claim to cover.
+pub const LIE_AHEAD_SEQS: u64 = 1000;
+
 /// The part's view of a simulated center's store and marks.
 struct View<'a> {
     me: &'a str,
@@ -152,13 +155,19 @@ impl Center {
                     call,
                     origin,
                     records,
-                    origin_said: _,
+                    origin_said,
                     advance,
                 } => {
-                    // No ceilings here: the simulator's centers never lie.
+                    // Applied (signed, in the node): their seqs and the
+                    // origin's own word raise its ceiling, then the mark
+                    // moves, bounded by it.
+                    let max_seq = records.iter().map(|r| r.seq).max();
                     self.apply_remote(now, records);
+                    for seq in max_seq.into_iter().chain(origin_said) {
+                        self.ceilings.witness(&origin, seq);
+                    }
                     if let Some((from, through)) = advance {
-                        self.marks.advance(&origin, from, through);
+                        self.advance(&origin, from, through);
                     }
                     Some(Input::Applied { call })
                 }
@@ -185,6 +194,7 @@ impl Center {
                     Some(Input::Forgot { call, dropped })
                 }
                 Command::RaiseMark { origin, through } => {
+                    let through = self.ceilings.bound(&origin, through);
                     self.marks.raise(&origin, through);
                     // The drops, purge mark and mark are durable together.
                     self.store.flush();
@@ -211,10 +221,8 @@ impl Center {
     /// makes of what the store holds.
     pub(super) fn serve_pull(&self, pi: usize, req: &PullRequest) -> PullPage<Record> {
         let policy = &self.peers[pi].policy;
-        let read = self
-            .store
-            .origin_after(&req.origin, req.after, part::page_limit(req.limit));
-        part::serve_page(
+        let read = |after, n| Ok::<_, std::convert::Infallible>(self.store.origin_after(&req.origin, after, n));
+        let page = part::serve_page(
             req.after,
             req.limit,
             read,
@@ -222,7 +230,18 @@ impl Center {
             |r| policy.allows(r, &[]).then(|| (r.clone(), RECORD_WIRE_BYTES as usize)),
             view!(self).purged_through(&req.origin),
             policy,
-        )
+        );
+        let mut page = match page {
+            Ok(p) => p,
+            Err(never) => match never {},
+        };
+        let puller = self.peers[pi].idx;
+        if self.lies_to.get(&puller).is_some_and(|o| o.contains(&req.origin)) && req.origin != self.id {
+            // The fault: claim to speak for far more than we hold.
+            page.covered_through += LIE_AHEAD_SEQS;
+            page.more = false;
+        }
+        page
     }
 
     /// Digests of `origin`'s versions, tombstones included, per (kind,

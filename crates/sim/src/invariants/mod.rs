@@ -12,6 +12,7 @@ pub mod acknowledged;
 pub mod convergence;
 pub mod digests;
 pub mod export_policy;
+pub mod marks_bounded;
 pub mod monotonic;
 pub mod no_resurrection;
 pub mod peer_states;
@@ -54,6 +55,7 @@ pub fn all() -> Vec<Box<dyn Invariant>> {
         Box::new(monotonic::VersionsNeverGoBack::default()),
         Box::new(single_owner::OneOwnerAfterAVote::default()),
         Box::new(resync_drops::DropsHadNewerVersions),
+        Box::new(marks_bounded::MarksNeverPassTheOrigin),
         Box::new(digests::EqualDigestsEqualSets::default()),
         Box::new(peer_states::PeerStatesFollowIntervals::default()),
         Box::new(convergence::SameRecordsEverywhere),

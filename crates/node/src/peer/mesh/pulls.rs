@@ -295,9 +295,7 @@ impl Mesh {
         let peer = self
             .peer(sender)
             .ok_or_else(|| ServePullError::NotAPeer(sender.to_string()))?;
-        let read = self
-            .center
-            .origin_after(&req.origin, req.after, part::page_limit(req.limit))?;
+        let read = |after, n| self.center.origin_after(&req.origin, after, n);
         let page = part::serve_page(
             req.after,
             req.limit,
@@ -312,7 +310,7 @@ impl Mesh {
             },
             self.center.purged_through(&req.origin),
             &peer.policy,
-        );
+        )?;
         Ok(serde_json::to_vec(&page).expect("json"))
     }
 }

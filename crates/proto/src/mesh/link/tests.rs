@@ -524,3 +524,17 @@ fn a_received_heartbeat_is_answered_with_our_own_beat() {
     run.link.on_announce(0, NodeState::Sync);
     assert_eq!(run.link.peer(0).announced(), Some(NodeState::Sync));
 }
+
+#[test]
+fn behind_only_while_a_peer_reports_more_than_we_hold() {
+    // Mutation testing found `behind` unchecked (`>` for `<` survived).
+    let mut run = Run::new(&["p"]);
+    run.link.bootstrap(0);
+    run.replica.marks = marks(&[("me", 1), ("x", 5)]);
+    run.received(0, beat_from_peer(&[("x", 5)], Some(I)));
+    assert!(!run.link.behind(&run.replica), "equal marks");
+    run.received(0, beat_from_peer(&[("x", 7)], Some(I)));
+    assert!(run.link.behind(&run.replica), "the peer holds x through 7, we 5");
+    run.replica.marks.insert("x".into(), 9);
+    assert!(!run.link.behind(&run.replica), "we are ahead");
+}

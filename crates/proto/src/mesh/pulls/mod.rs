@@ -40,6 +40,10 @@ pub const PULL_PAGE_RECORDS_MAX: usize = 1000;
 /// A page (and a full-sync message) stops growing at this many bytes of
 /// encoded records, whatever `limit` asked: records may be 64 KiB each.
 pub const PULL_PAGE_BYTES_MAX: usize = 2 << 20;
+/// Keys a page names at most as held above the responder's mark
+/// (`wire::pull::PullPage::held_above`); past it, the page says there are
+/// more and a resync drops nothing on its word.
+pub const HELD_ABOVE_NAMES_MAX: usize = 1000;
 /// Pages one catch-up or digest repair takes at most; an origin still
 /// behind after them is pulled again at a later beat (its mark moved).
 pub const PULL_PAGES_MAX: usize = 100;
@@ -215,6 +219,9 @@ struct Run {
     policy: Option<ExportPolicy>,
     /// `covered_through` of the last applied page.
     claimed: u64,
+    /// The last page said the responder holds more above its mark than it
+    /// named: a complete resync must not drop on its word.
+    names_cut: bool,
     stage: Stage,
 }
 

@@ -7,7 +7,8 @@
 
 use super::{Command, PullEnd, Pulls, Replica, Run, Stage};
 use super::{
-    PULLS_RUNNING_MAX, PULL_PAGES_MAX, PULL_PAGE_RECORDS_MAX, PULL_PAGE_TIMEOUT_MS, REPAIR_TURNS_MAX, RESYNC_PAGES_MAX,
+    HELD_ABOVE_NAMES_MAX, PULLS_RUNNING_MAX, PULL_PAGES_MAX, PULL_PAGE_RECORDS_MAX, PULL_PAGE_TIMEOUT_MS,
+    REPAIR_TURNS_MAX, RESYNC_PAGES_MAX,
 };
 use crate::sync::{self as ae, Resync};
 use crate::wire::pull::{PullPage, PullRequest};
@@ -68,6 +69,7 @@ impl Pulls {
             resync: None,
             policy: None,
             claimed: 0,
+            names_cut: false,
             stage: Stage::Waiting,
         };
         self.runs.insert(origin.to_string(), run);
@@ -123,7 +125,10 @@ impl Pulls {
         if run.peer != peer {
             return;
         }
-        if page.records.len() > PULL_PAGE_RECORDS_MAX || page.records.iter().any(|r| r.origin != origin) {
+        if page.records.len() > PULL_PAGE_RECORDS_MAX
+            || page.held_above.len() > HELD_ABOVE_NAMES_MAX
+            || page.records.iter().any(|r| r.origin != origin)
+        {
             self.end(&origin, PullEnd::BadAnswer, view, out);
             return;
         }
@@ -144,7 +149,12 @@ impl Pulls {
             for r in &page.records {
                 rs.sent(&r.kind, &r.id);
             }
+            // Held there above its mark: not gone, only not carried.
+            for k in &page.held_above {
+                rs.sent(&k.kind, &k.id);
+            }
         }
+        run.names_cut = page.held_above_more;
         if let Some(p) = page.policy {
             run.policy = Some(p.into());
         }
@@ -226,9 +236,10 @@ impl Pulls {
                 self.ask(&origin, out);
             }
             Some(PullEnd::Complete) if run.resync.is_some() => {
-                let Some(policy) = run.policy.clone() else {
+                let Some(policy) = run.policy.clone().filter(|_| !run.names_cut) else {
                     // An answer without the responder's policy cannot tell
-                    // withheld from gone: drop nothing.
+                    // withheld from gone, nor one naming only some of what
+                    // it holds above its mark: drop nothing.
                     self.end(&origin, PullEnd::ResyncUnfinished, view, out);
                     return;
                 };

@@ -658,3 +658,18 @@ fn bounded_collections() {
     let n = b.on_create(T0, ("agent", "z"), &Held::default(), &names(&["c"]), &mut out);
     assert!(matches!(&decided(&out)[..], [(m, Decision::Undecided(_))] if *m == n));
 }
+
+#[test]
+fn a_restart_ends_our_own_votes_but_keeps_promises_to_others() {
+    // Mutation testing found `restarted` unchecked (a no-op survived).
+    let mut a = part("a", Quorum::Majority, &["a", "b", "c"]);
+    let mut out = Vec::new();
+    a.on_create(T0, ("agent", "x"), &Held::default(), &names(&["b", "c"]), &mut out);
+    assert_eq!((a.claims_held(), a.collecting()), (1, 1), "our claim, our vote");
+    a.restarted();
+    assert_eq!((a.claims_held(), a.collecting()), (0, 0));
+    // The same id can be asked for again at once.
+    let mut out = Vec::new();
+    a.on_create(T0 + 1, ("agent", "x"), &Held::default(), &names(&["b", "c"]), &mut out);
+    assert!(out.iter().any(|c| matches!(c, Command::SendRequest { .. })), "{out:?}");
+}
