@@ -7,6 +7,10 @@
 //! Bounded: when the file holds more lines than twice the live promises
 //! (and at least [`COMPACT_LINES_MIN`]), it is rewritten from them.
 //!
+//! Group commit ([`Journal`]): promises given while a flush is on the disk
+//! wait in a queue and go to disk together, with one fsync, so concurrent
+//! votes share it. Every promise is still on disk before its yes leaves.
+//!
 //! Format 2 (written) starts with the line `#format<TAB>2`; format 1 (earlier
 //! builds) has no such line and the same promise lines, and is rewritten in
 //! format 2 when opened. A newer format is refused before anything is
@@ -16,6 +20,7 @@ use regmesh_proto::vote::Promise;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 
 /// Lines below which the log is never compacted.
 pub const COMPACT_LINES_MIN: usize = 10_000;
@@ -135,14 +140,23 @@ impl ClaimsLog {
 
     /// Appends `p` and waits until it is on disk.
     pub fn append(&mut self, p: &Promise) -> Result<(), ClaimsLogError> {
+        self.append_all(std::slice::from_ref(p))
+    }
+
+    /// Appends every promise of `ps` in one write and waits, with one
+    /// fsync, until all are on disk. On an error none may be counted as
+    /// durable (some lines may have reached the file; reading them back
+    /// only keeps a promise the caller then drops, which is safe).
+    pub fn append_all(&mut self, ps: &[Promise]) -> Result<(), ClaimsLogError> {
+        let text: String = ps.iter().map(line).collect();
         self.file
-            .write_all(line(p).as_bytes())
+            .write_all(text.as_bytes())
             .and_then(|_| self.file.sync_data())
             .map_err(|source| ClaimsLogError::Io {
                 path: self.path.clone(),
                 source,
             })?;
-        self.lines += 1;
+        self.lines += ps.len();
         Ok(())
     }
 
@@ -166,6 +180,65 @@ impl ClaimsLog {
         self.file = OpenOptions::new().append(true).open(&self.path).map_err(io)?;
         self.lines = live.len();
         Ok(())
+    }
+}
+
+/// The log with group commit: [`Journal::enqueue`] queues a promise, and
+/// one flusher at a time writes everything queued with one fsync
+/// ([`Journal::flush_queued`]). The queue holds at most the promises of the
+/// votes being collected (proto's `VOTES_COLLECTING_MAX`), since each vote
+/// persists one promise.
+pub struct Journal {
+    log: Mutex<ClaimsLog>,
+    /// Promises waiting for disk, and whether a flusher is at work.
+    queue: Mutex<(Vec<Promise>, bool)>,
+}
+
+impl Journal {
+    pub fn new(log: ClaimsLog) -> Self {
+        Journal {
+            log: Mutex::new(log),
+            queue: Mutex::new((Vec::new(), false)),
+        }
+    }
+
+    /// Queues `p` for disk. Returns true when the caller must now flush
+    /// ([`Journal::flush_queued`] until it returns `None`); false when a
+    /// flusher is at work already and will write `p` too.
+    pub fn enqueue(&self, p: Promise) -> bool {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        q.0.push(p);
+        !std::mem::replace(&mut q.1, true)
+    }
+
+    /// Blocking, for the flusher only: writes every queued promise with
+    /// one fsync and returns them with whether they are durable; then
+    /// `compact` may rewrite the log while it is still locked. `None` when
+    /// the queue was empty: the flusher's turn ended.
+    pub fn flush_queued(
+        &self,
+        compact: impl FnOnce(&mut ClaimsLog),
+    ) -> Option<(Vec<Promise>, Result<(), ClaimsLogError>)> {
+        let batch = {
+            let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            if q.0.is_empty() {
+                q.1 = false;
+                return None;
+            }
+            std::mem::take(&mut q.0)
+        };
+        let mut log = self.log();
+        let written = log.append_all(&batch);
+        if written.is_ok() {
+            compact(&mut log);
+        }
+        Some((batch, written))
+    }
+
+    /// The log itself (for tests and compaction).
+    pub fn log(&self) -> MutexGuard<'_, ClaimsLog> {
+        // A panic mid-flush leaves the file as any crash would.
+        self.log.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -203,6 +276,30 @@ mod tests {
         log.append(&p("d", 5)).unwrap();
         let (_, back) = ClaimsLog::open(dir.path()).unwrap();
         assert_eq!(back, vec![p("b", 0), p("d", 5)]);
+    }
+
+    #[test]
+    fn queued_promises_go_to_disk_together_and_the_flusher_turn_ends_when_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = ClaimsLog::open(dir.path()).unwrap();
+        let j = Journal::new(log);
+        // The first enqueuer flushes; the others find a flusher at work.
+        assert!(j.enqueue(p("a", 1)));
+        assert!(!j.enqueue(p("b", 2)));
+        assert!(!j.enqueue(p("c", 3)));
+        let (batch, written) = j.flush_queued(|_| {}).expect("a batch");
+        written.unwrap();
+        assert_eq!(batch, vec![p("a", 1), p("b", 2), p("c", 3)]);
+        // Queued while the batch was on the disk: the same flusher takes it.
+        assert!(!j.enqueue(p("d", 4)));
+        assert_eq!(j.flush_queued(|_| {}).expect("a batch").0, vec![p("d", 4)]);
+        assert!(j.flush_queued(|_| {}).is_none());
+        // The turn ended: the next enqueuer flushes.
+        assert!(j.enqueue(p("e", 5)));
+        assert!(j.flush_queued(|_| {}).is_some());
+        drop(j);
+        let (_, back) = ClaimsLog::open(dir.path()).unwrap();
+        assert_eq!(back, vec![p("a", 1), p("b", 2), p("c", 3), p("d", 4), p("e", 5)]);
     }
 
     #[test]

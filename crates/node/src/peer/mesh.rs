@@ -101,7 +101,7 @@ pub struct Mesh {
     /// Claims of new ids and the votes collecting here (proto's part).
     votes: Mutex<Votes>,
     /// The promises to other initiators, on disk before each yes leaves.
-    claims_log: Arc<Mutex<super::claims_log::ClaimsLog>>,
+    claims_log: Arc<super::claims_log::Journal>,
     /// Own votes' creates waiting for their decision, by vote counter.
     deciding: Mutex<HashMap<u64, tokio::sync::oneshot::Sender<Decision>>>,
     /// NOTIFY/RFI types registered by fronts (set once, before serving).
@@ -209,7 +209,7 @@ impl Mesh {
                 p.vote_timeout_ms,
                 claims,
             )),
-            claims_log: Arc::new(Mutex::new(claims_log)),
+            claims_log: Arc::new(super::claims_log::Journal::new(claims_log)),
             deciding: Mutex::new(HashMap::new()),
             front_messages: std::sync::OnceLock::new(),
             center,

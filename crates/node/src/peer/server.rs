@@ -397,6 +397,11 @@ async fn commit(
     }
     let head = FloodHead::parse(|n| header(&headers, n)).map_err(|e| bad(e.to_string()))?;
     let raw = read_body(&headers, body, mesh.max_body_bytes).await?;
+    // A copy seen before (another path's relay) is answered before its
+    // records are decoded.
+    if let Some(seen) = mesh.arrive(&sender, &head)? {
+        return Ok(Json(seen).into_response());
+    }
     let flood = Flood::decode(head, &raw).map_err(|e| match e {
         BodyError::WrongOrigin { .. } => refuse(StatusCode::BAD_REQUEST, "invalid", e.to_string()),
         e => refuse(StatusCode::BAD_REQUEST, "malformed", e.to_string()),

@@ -13,7 +13,7 @@ use regmesh_core::{Record, Visibility};
 use regmesh_proto::constants::FLOOD_BATCH_MAX;
 use regmesh_proto::mesh::floods::{Arrival, Command, Floods, Receipt, View};
 use regmesh_proto::node_state::NodeState;
-use regmesh_proto::wire::flood::{Flood, FloodAnswer};
+use regmesh_proto::wire::flood::{Flood, FloodAnswer, FloodHead};
 use std::collections::HashMap;
 use std::sync::{Arc, MutexGuard};
 
@@ -161,17 +161,20 @@ impl Mesh {
         }
     }
 
-    /// A flood arrived from peer `sender`: the part judges it, this
-    /// verifies its signatures and merges what the part says to.
-    pub async fn receive(self: &Arc<Self>, sender: &str, flood: Flood) -> Result<FloodAnswer, WriteError> {
-        let arrival = self
-            .floods()
-            .on_flood(now_ms(), sender, &flood.head, &NodeView::new(self));
-        match arrival {
-            Arrival::Inactive => return Err(WriteError::Inactive),
-            Arrival::Duplicate => return Ok(answer(true, 0)),
-            Arrival::Verify => {}
+    /// A flood with `head` arrived from peer `sender`, its body not yet
+    /// decoded: the part judges it first. `Some` is the whole answer (a
+    /// copy seen before); `None`: decode it and call [`Mesh::receive`].
+    pub fn arrive(&self, sender: &str, head: &FloodHead) -> Result<Option<FloodAnswer>, WriteError> {
+        match self.floods().on_flood(now_ms(), sender, head, &NodeView::new(self)) {
+            Arrival::Inactive => Err(WriteError::Inactive),
+            Arrival::Duplicate => Ok(Some(answer(true, 0))),
+            Arrival::Verify => Ok(None),
         }
+    }
+
+    /// A flood [`Mesh::arrive`] let through: this verifies its signatures
+    /// and merges what the part says to.
+    pub async fn receive(self: &Arc<Self>, sender: &str, flood: Flood) -> Result<FloodAnswer, WriteError> {
         let Flood { head, records } = flood;
         let verified = self.center.verify_remote(records);
         let passed = Flood {

@@ -218,37 +218,55 @@ impl Mesh {
     }
 
     /// Puts `promise` on disk (and compacts the log when it has grown),
-    /// then tells the part. The promise is already held in memory, so a
+    /// then tells the part. Group commit: a promise queued while another
+    /// task flushes is written by that task's next fsync, with every other
+    /// promise queued meanwhile, and each is reported only after the fsync
+    /// that covers it. The promise is already held in memory, so a
     /// compaction from the promises held keeps every line appended.
     async fn persist_promise(self: Arc<Self>, promise: Promise) {
-        let me = self.clone();
-        let p = promise.clone();
-        let durable = tokio::task::spawn_blocking(move || {
-            let mut log = me.claims_log.lock().expect("claims log lock");
-            if let Err(e) = log.append(&p) {
-                tracing::warn!("{e}");
-                return false;
-            }
-            let held = me.votes.lock().expect("votes lock").claims_held();
-            if log.wants_compaction(held) {
-                let live = me.votes.lock().expect("votes lock").promises();
-                if let Err(e) = log.compact(&live) {
-                    // The promise is appended; the log stays as it was.
-                    tracing::warn!("{e}");
+        if !self.claims_log.enqueue(promise) {
+            return;
+        }
+        loop {
+            let me = self.clone();
+            let flushed = tokio::task::spawn_blocking(move || {
+                me.claims_log.flush_queued(|log| {
+                    let held = me.votes.lock().expect("votes lock").claims_held();
+                    if log.wants_compaction(held) {
+                        let live = me.votes.lock().expect("votes lock").promises();
+                        if let Err(e) = log.compact(&live) {
+                            // The promises are appended; the log stays as it was.
+                            tracing::warn!("{e}");
+                        }
+                    }
+                })
+            })
+            .await;
+            let (batch, durable) = match flushed {
+                Ok(Some((batch, written))) => {
+                    if let Err(e) = &written {
+                        tracing::warn!("{e}");
+                    }
+                    (batch, written.is_ok())
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    // The flush panicked: what it took is not known to be
+                    // on disk, so it is never reported durable (those votes
+                    // end at their deadlines naming nobody here). The
+                    // turn goes on with what is queued.
+                    tracing::warn!("claims log task: {e}");
+                    continue;
+                }
+            };
+            let mut out = Vec::new();
+            {
+                let mut votes = self.votes.lock().expect("votes lock");
+                for p in &batch {
+                    votes.on_persisted(p, durable, &mut out);
                 }
             }
-            true
-        })
-        .await
-        .unwrap_or_else(|e| {
-            tracing::warn!("claims log task: {e}");
-            false
-        });
-        let mut out = Vec::new();
-        self.votes
-            .lock()
-            .expect("votes lock")
-            .on_persisted(&promise, durable, &mut out);
-        self.execute_votes(out);
+            self.execute_votes(out);
+        }
     }
 }
