@@ -1,7 +1,7 @@
 //! The wall clock the node reads ([`now_ms`]): the system clock unless a
 //! [`Clock`] of its own was installed on the running thread (by
 //! [`crate::NodeBuilder::clock`], for the whole-node simulation in
-//! `crates/sim/src/whole`, which runs every center on one thread).
+//! `crates/nodesim`, which runs every center on one thread).
 //!
 //! Timers and deadlines are tokio's (`tokio::time`), which a paused runtime
 //! already drives on simulated time; only the wall reading (record versions,

@@ -1,6 +1,6 @@
 //! How the node opens and accepts connections: the [`Transport`] seam. The
 //! default, [`Tcp`], is the operating system's TCP (with `TCP_NODELAY` on
-//! every connection); the whole-node simulation (`crates/sim/src/whole`)
+//! every connection); the whole-node simulation (`crates/nodesim`)
 //! passes its simulated network instead through
 //! [`crate::NodeBuilder::transport`] and [`crate::client::Client::with_transport`].
 //!

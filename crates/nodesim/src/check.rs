@@ -83,9 +83,17 @@ pub fn no_acked_write_lost(w: &World, history: &[Write]) -> Result<(), String> {
             let Some(last) = writes.iter().rposition(|x| x.acked()) else {
                 continue;
             };
-            // What may be there: the last acknowledged, or a later maybe-applied one.
+            // What may be there: the last acknowledged, a later write that
+            // may have been applied, or an earlier one whose answer never
+            // came (it may have committed late).
             let allowed: Vec<Option<String>> = std::iter::once(writes[last].addr.clone())
                 .chain(writes[last + 1..].iter().filter(|x| x.maybe()).map(|x| x.addr.clone()))
+                .chain(
+                    writes[..last]
+                        .iter()
+                        .filter(|x| x.status.is_none())
+                        .map(|x| x.addr.clone()),
+                )
                 .collect();
             let held = recs.get(&("agent".to_string(), id.to_string()));
             let now = held.and_then(addr_of);
@@ -100,14 +108,23 @@ pub fn no_acked_write_lost(w: &World, history: &[Write]) -> Result<(), String> {
     Ok(())
 }
 
-/// No id was acknowledged as created (201) at two different centers.
+/// No id was acknowledged as created (201) at two different centers
+/// without an acknowledged delete between the two.
 pub fn one_creator(history: &[Write]) -> Result<(), String> {
-    let mut first: BTreeMap<&str, &str> = BTreeMap::new();
-    for h in history.iter().filter(|h| h.status == Some(201)) {
-        if let Some(prev) = first.insert(&h.id, &h.at) {
-            if prev != h.at {
-                return Err(format!("{} was created at both {prev} and {}", h.id, h.at));
+    let mut creator: BTreeMap<&str, &str> = BTreeMap::new();
+    for h in history {
+        match (h.status, &h.addr) {
+            (Some(201), _) => {
+                if let Some(prev) = creator.insert(&h.id, &h.at) {
+                    if prev != h.at {
+                        return Err(format!("{} was created at both {prev} and {}", h.id, h.at));
+                    }
+                }
             }
+            (Some(s), None) if (200..300).contains(&s) => {
+                creator.remove(h.id.as_str());
+            }
+            _ => {}
         }
     }
     Ok(())

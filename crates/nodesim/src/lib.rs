@@ -24,6 +24,7 @@
 pub mod check;
 pub mod clock;
 pub mod net;
+pub mod run;
 pub mod world;
 
 pub use world::{World, WorldConfig};

@@ -111,6 +111,9 @@ impl World {
             .min_message_latency(Duration::ZERO)
             .max_message_latency(Duration::from_millis(wc.max_latency_ms))
             .rng_seed(wc.seed)
+            // Held links release their connection attempts at once; a
+            // backlog past this panics inside turmoil.
+            .tcp_capacity(4096)
             .epoch(UNIX_EPOCH + Duration::from_millis(EPOCH_MS))
             .build();
         let ids: Vec<String> = (1..=wc.centers).map(|i| format!("c{i}")).collect();
