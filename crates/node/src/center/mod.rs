@@ -163,7 +163,8 @@ impl Center {
         Self::open_in(cfg, kinds, store, WriterMode::Thread)
     }
 
-    /// [`Center::open_with`], with the writer run as `writer` says.
+    /// [`Center::open_with`], with the writer run as `writer` says
+    /// ([`WriterMode::Task`] needs to be called within a tokio runtime).
     pub fn open_in(
         cfg: &Config,
         kinds: Kinds,
@@ -396,7 +397,9 @@ impl Center {
 
     /// Stops accepting writes and waits until everything queued is committed.
     /// Other holders of the center (tasks still winding down) get
-    /// `ShuttingDown` for any write after this.
+    /// `ShuttingDown` for any write after this. With [`WriterMode::Task`]
+    /// it must be called off the runtime's thread (`spawn_blocking`, as
+    /// [`crate::Running::shutdown`] does), or it waits for itself.
     pub fn close(self: Arc<Self>) {
         let Some(handle) = self.writer.lock().expect("writer lock").take() else {
             return;
