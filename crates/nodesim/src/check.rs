@@ -11,7 +11,7 @@
 //! Must never: call `Record::supersedes`, a digest, or anything else of the
 //! code under test to decide what is right.
 
-use crate::world::{Held, World};
+use crate::world::{Held, Snapshot, World};
 use std::collections::BTreeMap;
 
 /// One client write as the client saw it.
@@ -38,7 +38,7 @@ impl Write {
 
 /// Every running center stores the same versions of everything.
 pub fn converged(w: &World) -> Result<(), String> {
-    let mut first: Option<(String, BTreeMap<(String, String), Held>)> = None;
+    let mut first: Option<(String, Snapshot)> = None;
     for id in &w.ids {
         let Some(r) = w.records(id) else { continue };
         match &first {

@@ -88,6 +88,9 @@ impl Held {
     }
 }
 
+/// Every version one center stores, by (kind, id).
+pub type Snapshot = BTreeMap<(String, String), Held>;
+
 /// A call started with [`World::start_call`]; its answer once it came.
 pub type Pending = Rc<RefCell<Option<Result<Reply, String>>>>;
 
@@ -261,7 +264,7 @@ impl World {
     }
 
     /// Every version center `of` stores (tombstones included), by (kind, id).
-    pub fn records(&self, of: &str) -> Option<BTreeMap<(String, String), Held>> {
+    pub fn records(&self, of: &str) -> Option<Snapshot> {
         let c = self.center(of)?;
         let mut out = BTreeMap::new();
         for origin in c.known_centers() {
