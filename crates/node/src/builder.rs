@@ -7,11 +7,13 @@
 //! routes of one name), or one whose config names a front it does not have.
 
 use crate::center::Center;
+use crate::clock::Clock;
 use crate::front::{Front, FrontError, Task};
 use crate::handle::NodeHandle;
 use crate::http::ApiLimits;
 use crate::messages::PeerMessages;
 use crate::peer::mesh::Mesh;
+use crate::transport::Transport;
 use crate::{Config, Running, StartError};
 use axum::Router;
 use regmesh_core::Kinds;
@@ -24,6 +26,13 @@ pub struct NodeBuilder {
     cfg: Config,
     fronts: Vec<Box<dyn Front>>,
     store: Option<Arc<dyn Store>>,
+    env: Env,
+}
+
+/// The clock and network a node runs on (the system's unless set).
+pub(crate) struct Env {
+    pub(crate) clock: Option<Arc<dyn Clock>>,
+    pub(crate) transport: Arc<dyn Transport>,
 }
 
 impl NodeBuilder {
@@ -32,6 +41,10 @@ impl NodeBuilder {
             cfg,
             fronts: Vec::new(),
             store: None,
+            env: Env {
+                clock: None,
+                transport: crate::transport::tcp(),
+            },
         }
     }
 
@@ -49,9 +62,27 @@ impl NodeBuilder {
         self
     }
 
+    /// Reads wall time from `clock` instead of the system clock (the
+    /// whole-node simulation). The node must then run on a current-thread
+    /// runtime: the clock is installed on that thread
+    /// ([`crate::clock::install`]), and the writer runs as a task on it
+    /// rather than on a thread of its own, so that a paused runtime cannot
+    /// move time while a batch commits.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.env.clock = Some(clock);
+        self
+    }
+
+    /// Listens and connects (client API, peer listener, peer calls) over
+    /// `transport` instead of the system's TCP.
+    pub fn transport(mut self, transport: Arc<dyn Transport>) -> Self {
+        self.env.transport = transport;
+        self
+    }
+
     /// Opens the center and serves. Nothing runs if this fails.
     pub async fn start(self) -> Result<Running, StartError> {
-        crate::start(&self.cfg, self.fronts, self.store).await
+        crate::start(&self.cfg, self.fronts, self.store, self.env).await
     }
 }
 

@@ -28,11 +28,22 @@ pub enum ClientError {
 }
 
 /// Where a center's API is and how to authenticate.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Client {
     /// `host:port`.
     pub authority: String,
     pub token: Option<String>,
+    /// How connections are opened (TCP unless [`Client::with_transport`]).
+    transport: std::sync::Arc<dyn crate::transport::Transport>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("authority", &self.authority)
+            .field("token", &self.token.as_ref().map(|_| "…"))
+            .finish()
+    }
 }
 
 /// A response read to the end.
@@ -61,7 +72,15 @@ impl Client {
         Ok(Client {
             authority: authority.to_string(),
             token,
+            transport: crate::transport::tcp(),
         })
+    }
+
+    /// The same client, connecting over `transport` (the whole-node
+    /// simulation's network).
+    pub fn with_transport(mut self, transport: std::sync::Arc<dyn crate::transport::Transport>) -> Self {
+        self.transport = transport;
+        self
     }
 
     pub async fn connect(&self) -> Result<Conn, ClientError> {
@@ -69,11 +88,10 @@ impl Client {
             addr: self.authority.clone(),
             msg,
         };
-        let stream = tokio::time::timeout(REQUEST_TIMEOUT, tokio::net::TcpStream::connect(&self.authority))
+        let stream = tokio::time::timeout(REQUEST_TIMEOUT, self.transport.connect(&self.authority))
             .await
             .map_err(|_| err("timed out".into()))?
             .map_err(|e| err(e.to_string()))?;
-        let _ = stream.set_nodelay(true);
         let (send, conn) = http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| err(e.to_string()))?;

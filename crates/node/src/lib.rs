@@ -12,6 +12,7 @@ pub mod api;
 pub mod builder;
 pub mod center;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod diagnose;
 pub mod error;
@@ -25,6 +26,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod peer;
 pub mod serve;
+pub mod transport;
 pub mod ui;
 
 pub use builder::NodeBuilder;
@@ -59,19 +61,32 @@ async fn start(
     cfg: &Config,
     fronts: Vec<Box<dyn Front>>,
     store: Option<Arc<dyn regmesh_store::Store>>,
+    env: builder::Env,
 ) -> Result<Running, StartError> {
     cfg.validate()?;
     let fronts = front::select(cfg, fronts)?;
     let kinds = builder::kinds_of(&fronts)?;
-    let center = Center::open_with(cfg, kinds, store)?;
+    let writer = match env.clock {
+        None => center::WriterMode::Thread,
+        Some(clock) => {
+            if tokio::runtime::Handle::current().runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread {
+                return Err(StartError::ClockNeedsCurrentThread);
+            }
+            clock::install(clock);
+            center::WriterMode::Task
+        }
+    };
+    let center = Center::open_in(cfg, kinds, store, writer)?;
+    let transport = env.transport;
     let mut tasks = Vec::new();
     let mut peer_addr = None;
     let mesh = match &cfg.peer {
         None => None,
         Some(p) => {
-            let mesh = peer::mesh::Mesh::new(center.clone(), cfg)?;
+            let mesh = peer::mesh::Mesh::new_with(center.clone(), cfg, transport.clone())?;
             let tls = peer::pki::server_config(&p.cert, &p.key, &p.ca).map_err(peer::mesh::MeshError::ServerTls)?;
-            let l = tokio::net::TcpListener::bind(p.listen)
+            let l = transport
+                .listen(p.listen)
                 .await
                 .map_err(|source| StartError::Listen { addr: p.listen, source })?;
             peer_addr = Some(
@@ -87,7 +102,8 @@ async fn start(
             Some(mesh)
         }
     };
-    let listener = tokio::net::TcpListener::bind(cfg.api.listen)
+    let listener = transport
+        .listen(cfg.api.listen)
         .await
         .map_err(|source| StartError::Listen {
             addr: cfg.api.listen,
@@ -178,4 +194,8 @@ pub enum StartError {
     Peer(#[from] peer::mesh::MeshError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
+    /// A clock of its own ([`NodeBuilder::clock`]) was given on a runtime
+    /// with several threads. Nothing was opened.
+    #[error("a node with a clock of its own must run on a current-thread tokio runtime")]
+    ClockNeedsCurrentThread,
 }

@@ -7,6 +7,7 @@
 //! Must never: read or write a connection's bytes (that is the server's), or
 //! let a count outlive its connection.
 
+use crate::transport::{BoxConn, Listen};
 use axum::serve::Listener;
 use std::collections::HashMap;
 use std::io;
@@ -15,19 +16,18 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub struct LimitedListener {
-    inner: TcpListener,
+    inner: Box<dyn Listen>,
     slots: Arc<Semaphore>,
     per_address: PerAddress,
 }
 
 impl LimitedListener {
-    pub fn new(inner: TcpListener, max: usize, per_address_max: usize) -> Self {
+    pub fn new(inner: impl Into<Box<dyn Listen>>, max: usize, per_address_max: usize) -> Self {
         LimitedListener {
-            inner,
+            inner: inner.into(),
             slots: Arc::new(Semaphore::new(max)),
             per_address: PerAddress::new(per_address_max),
         }
@@ -49,7 +49,6 @@ impl LimitedListener {
                         drop(stream);
                         continue;
                     };
-                    let _ = stream.set_nodelay(true);
                     return (
                         LimitedStream {
                             stream,
@@ -134,7 +133,7 @@ impl Drop for AddressSlot {
 
 /// A connection and its slots; the slots free when the connection drops.
 pub struct LimitedStream {
-    stream: TcpStream,
+    stream: BoxConn,
     _slot: OwnedSemaphorePermit,
     _address_slot: AddressSlot,
 }

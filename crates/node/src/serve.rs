@@ -55,7 +55,7 @@ pub struct ApiServer {
 }
 
 impl ApiServer {
-    pub fn new(listener: tokio::net::TcpListener, api: &ApiConfig) -> Self {
+    pub fn new(listener: impl Into<Box<dyn crate::transport::Listen>>, api: &ApiConfig) -> Self {
         ApiServer {
             listener: LimitedListener::new(listener, api.max_connections, api.max_connections_per_address),
             timeouts: ConnTimeouts::of_api(api),
@@ -175,15 +175,23 @@ struct ConnTimer {
 
 impl hyper::rt::Timer for ConnTimer {
     fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
-        self.sleep_until(Instant::now() + duration)
+        self.sleep_for(duration)
     }
 
     fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        // Measured on tokio's clock, which a paused runtime (the whole-node
+        // simulation) moves on its own.
+        self.sleep_for(deadline.saturating_duration_since(Instant::now()))
+    }
+}
+
+impl ConnTimer {
+    fn sleep_for(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
         let first = !self.served.swap(true, Ordering::Relaxed);
         let now = tokio::time::Instant::now();
         let (until, counting) = if first {
             // A new connection: its first request's headers are due now + header_read.
-            (tokio::time::Instant::from_std(deadline), true)
+            (now + duration, true)
         } else {
             (now + self.timeouts.idle, false)
         };

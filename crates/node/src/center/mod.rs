@@ -21,7 +21,7 @@ use regmesh_store::{Index, RedbStore, Store, WriteBatch};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc};
 
 mod apply;
@@ -46,12 +46,27 @@ pub use replica::{Refusal, RefusalReason, Verified};
 use leases::Deadlines;
 use writer::{Op, WriterState, CHANGE_RESERVED_META, PURGED_META};
 
-/// Milliseconds since the Unix epoch, from the system clock.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+/// Milliseconds since the Unix epoch (see [`crate::clock`]).
+pub use crate::clock::now_ms;
+
+/// Where the single writer runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriterMode {
+    /// On a thread of its own (operators; the default).
+    Thread,
+    /// As a task on the current-thread runtime that opened the center: a
+    /// batch runs to its commit without yielding, so nothing else runs and
+    /// a paused runtime cannot move time meanwhile (the whole-node
+    /// simulation; `spawn_blocking` would hold time too, but on another
+    /// thread, so the order of its replies would depend on the OS).
+    Task,
+}
+
+/// The running writer, to wait for when closing.
+enum WriterHandle {
+    Thread(std::thread::JoinHandle<()>),
+    /// Disconnects when the writer task ends (or is dropped).
+    Task(std::sync::mpsc::Receiver<()>),
 }
 
 /// File name of the identity key inside the data directory.
@@ -130,7 +145,7 @@ pub struct Center {
     /// Set once the center begins to close; long-lived streams end on it.
     closing: tokio::sync::watch::Sender<bool>,
     tx: mpsc::Sender<Op>,
-    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    writer: Mutex<Option<WriterHandle>>,
     started: Instant,
 }
 
@@ -145,6 +160,17 @@ impl Center {
     /// Opens with the given kinds, and a given store instead of the embedded
     /// one if `store` is set.
     pub fn open_with(cfg: &Config, kinds: Kinds, store: Option<Arc<dyn Store>>) -> Result<Arc<Center>, OpenError> {
+        Self::open_in(cfg, kinds, store, WriterMode::Thread)
+    }
+
+    /// [`Center::open_with`], with the writer run as `writer` says
+    /// ([`WriterMode::Task`] needs to be called within a tokio runtime).
+    pub fn open_in(
+        cfg: &Config,
+        kinds: Kinds,
+        store: Option<Arc<dyn Store>>,
+        writer: WriterMode,
+    ) -> Result<Arc<Center>, OpenError> {
         cfg.validate()?;
         let identity = match &cfg.peer {
             // In a mesh the identity is the key the center's certificate holds.
@@ -268,13 +294,25 @@ impl Center {
         };
         let (tx, rx) = mpsc::channel(shared.settings.write_queue);
         let w = shared.clone();
-        let writer = std::thread::Builder::new()
-            .name("regmesh-writer".into())
-            .spawn(move || w.writer_loop(rx, state))
-            .map_err(|e| OpenError::DataDir {
-                path: "writer thread".into(),
-                msg: e.to_string(),
-            })?;
+        let writer = match writer {
+            WriterMode::Thread => WriterHandle::Thread(
+                std::thread::Builder::new()
+                    .name("regmesh-writer".into())
+                    .spawn(move || w.writer_loop(rx, state))
+                    .map_err(|e| OpenError::DataDir {
+                        path: "writer thread".into(),
+                        msg: e.to_string(),
+                    })?,
+            ),
+            WriterMode::Task => {
+                let (done, ended) = std::sync::mpsc::channel::<()>();
+                tokio::spawn(async move {
+                    let _done = done;
+                    w.writer_task(rx, state).await;
+                });
+                WriterHandle::Task(ended)
+            }
+        };
         Ok(Arc::new(Center {
             shared,
             closing: tokio::sync::watch::Sender::new(false),
@@ -359,7 +397,9 @@ impl Center {
 
     /// Stops accepting writes and waits until everything queued is committed.
     /// Other holders of the center (tasks still winding down) get
-    /// `ShuttingDown` for any write after this.
+    /// `ShuttingDown` for any write after this. With [`WriterMode::Task`]
+    /// it must be called off the runtime's thread (`spawn_blocking`, as
+    /// [`crate::Running::shutdown`] does), or it waits for itself.
     pub fn close(self: Arc<Self>) {
         let Some(handle) = self.writer.lock().expect("writer lock").take() else {
             return;
@@ -383,7 +423,15 @@ impl Center {
                 Err(mpsc::error::TrySendError::Closed(_)) => return,
             }
         }
-        let _ = handle.join();
+        match handle {
+            WriterHandle::Thread(h) => {
+                let _ = h.join();
+            }
+            // Returns when the task has ended (its sender dropped).
+            WriterHandle::Task(ended) => {
+                let _ = ended.recv();
+            }
+        }
     }
 }
 

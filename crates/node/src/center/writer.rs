@@ -227,6 +227,28 @@ impl Shared {
 
     pub(super) fn writer_loop(self: Arc<Self>, mut rx: mpsc::Receiver<Op>, mut st: WriterState) {
         while let Some(first) = rx.blocking_recv() {
+            if self.writer_round(&mut rx, &mut st, first) {
+                break;
+            }
+        }
+        tracing::debug!("writer stopped");
+    }
+
+    /// [`Shared::writer_loop`] as a task ([`super::WriterMode::Task`]): it
+    /// yields only between batches.
+    pub(super) async fn writer_task(self: Arc<Self>, mut rx: mpsc::Receiver<Op>, mut st: WriterState) {
+        while let Some(first) = rx.recv().await {
+            if self.writer_round(&mut rx, &mut st, first) {
+                break;
+            }
+        }
+        tracing::debug!("writer stopped");
+    }
+
+    /// One batch: `first` and what else is queued (up to the batch size),
+    /// committed. True once a close was in it (then the writer stops).
+    fn writer_round(&self, rx: &mut mpsc::Receiver<Op>, st: &mut WriterState, first: Op) -> bool {
+        {
             let mut ops = vec![first];
             while ops.len() < self.settings.write_batch_max {
                 match rx.try_recv() {
@@ -239,7 +261,7 @@ impl Shared {
             if let Some(at) = close {
                 ops.truncate(at);
             }
-            self.commit_batch(&mut st, ops);
+            self.commit_batch(st, ops);
             if close.is_some() {
                 // Make any relaxed commits durable before stopping.
                 let flush = WriteBatch {
@@ -255,10 +277,10 @@ impl Shared {
                         let _ = r.send(Err(WriteError::ShuttingDown));
                     }
                 }
-                break;
+                return true;
             }
         }
-        tracing::debug!("writer stopped");
+        false
     }
 
     /// Applies `ops` in order, commits once, then publishes and answers.

@@ -79,7 +79,7 @@ impl Default for AcceptLimits {
 /// Accepts TLS connections until `closing` turns true; connections open then
 /// finish their requests in flight and close.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listener: impl Into<Box<dyn crate::transport::Listen>>,
     tls: Arc<rustls::ServerConfig>,
     router: Router,
     closing: tokio::sync::watch::Receiver<bool>,
@@ -89,12 +89,13 @@ pub async fn serve(
 
 /// [`serve`] under `limits`.
 pub async fn serve_with(
-    listener: tokio::net::TcpListener,
+    listener: impl Into<Box<dyn crate::transport::Listen>>,
     tls: Arc<rustls::ServerConfig>,
     router: Router,
     mut closing: tokio::sync::watch::Receiver<bool>,
     limits: AcceptLimits,
 ) {
+    let mut listener = listener.into();
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let slots = Arc::new(Semaphore::new(limits.connections_max));
     let pending = PerAddress::new(limits.pending_per_address_max);
@@ -120,7 +121,6 @@ pub async fn serve_with(
             tracing::debug!(%addr, "peer connection closed: too many unauthenticated from this address");
             continue;
         };
-        let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let (router, hello_only) = (router.clone(), hello_only.clone());
         let (handshake, evicted) = handshakes.admit();

@@ -38,6 +38,7 @@ pub struct PeerClient {
     slots: tokio::sync::Semaphore,
     /// False once this peer answered 415 to a deflated body.
     deflate_ok: AtomicBool,
+    transport: Arc<dyn crate::transport::Transport>,
 }
 
 /// One open connection: its request handle and the task driving it. The
@@ -64,6 +65,16 @@ pub struct Answer {
 
 impl PeerClient {
     pub fn new(id: &str, url: &str, tls: Arc<rustls::ClientConfig>) -> Self {
+        Self::new_with(id, url, tls, crate::transport::tcp())
+    }
+
+    /// [`PeerClient::new`] connecting over `transport`.
+    pub fn new_with(
+        id: &str,
+        url: &str,
+        tls: Arc<rustls::ClientConfig>,
+        transport: Arc<dyn crate::transport::Transport>,
+    ) -> Self {
         PeerClient {
             id: id.to_string(),
             authority: url.trim_start_matches("https://").trim_end_matches('/').to_string(),
@@ -71,16 +82,18 @@ impl PeerClient {
             idle: Mutex::new(Vec::new()),
             slots: tokio::sync::Semaphore::new(CONNECTIONS_PER_PEER),
             deflate_ok: AtomicBool::new(true),
+            transport,
         }
     }
 
     async fn connect(&self) -> Result<Conn, String> {
         let name = super::pki::server_name(&self.id).map_err(|e| e.to_string())?;
         let fut = async {
-            let tcp = tokio::net::TcpStream::connect(&self.authority)
+            let tcp = self
+                .transport
+                .connect(&self.authority)
                 .await
                 .map_err(|e| e.to_string())?;
-            let _ = tcp.set_nodelay(true);
             let tls = self.tls.connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))?;
             let (send, conn) = http1::handshake(TokioIo::new(tls)).await.map_err(|e| e.to_string())?;
             let task = tokio::spawn(async move {

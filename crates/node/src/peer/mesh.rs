@@ -146,6 +146,15 @@ pub enum MeshError {
 impl Mesh {
     /// Builds the mesh of `center` from its config; starts nothing.
     pub fn new(center: Arc<Center>, cfg: &Config) -> Result<Arc<Mesh>, MeshError> {
+        Self::new_with(center, cfg, crate::transport::tcp())
+    }
+
+    /// [`Mesh::new`] calling peers over `transport`.
+    pub fn new_with(
+        center: Arc<Center>,
+        cfg: &Config,
+        transport: Arc<dyn crate::transport::Transport>,
+    ) -> Result<Arc<Mesh>, MeshError> {
         let p = cfg.peer.as_ref().ok_or(MeshError::NoPeerSection)?;
         let versions = Versions::configured(p.protocol_min, p.protocol_max)?;
         let tls = super::pki::client_config(&p.cert, &p.key, &p.ca, true).map_err(MeshError::ClientTls)?;
@@ -155,7 +164,7 @@ impl Mesh {
                 policy: ExportPolicy::new(pc.kinds.iter().cloned(), pc.groups.iter().cloned()),
                 ix,
                 life: Mutex::new(PeerLifecycle::known(p.beat_interval_ms)),
-                client: PeerClient::new(&pc.id, &pc.url, tls.clone()),
+                client: PeerClient::new_with(&pc.id, &pc.url, tls.clone(), transport.clone()),
                 protocol: Mutex::new(PeerProtocol::default()),
                 cfg: pc.clone(),
             }));
