@@ -111,6 +111,7 @@ async fn zone_step(ctx: &Ctx, zone: &str, tick: u64, attempts: &mut BTreeMap<Str
                     v.addr = Some(f.addr.to_string());
                     v.reason = None;
                 }
+                Err(Refusal::Unreachable(why)) if v.center.is_some() => v.reason = Some(why),
                 Err(r) => {
                     *v = PeerView::new();
                     v.discovered_tick = tick;

@@ -27,6 +27,10 @@ pub enum Refusal {
     TlsaMismatch { name: String, addr: SocketAddr },
     #[error("identity {0} is not in the zone's HSYNC RRset")]
     NotInHsync(String),
+    /// The peer port did not present a certificate (down, unreachable):
+    /// an agent already KNOWN keeps its binding.
+    #[error("unreachable: {0}")]
+    Unreachable(String),
     #[error("{0}")]
     Other(String),
 }
@@ -146,7 +150,7 @@ pub async fn discover(resolver: SocketAddr, identity: &str) -> Result<Found, Ref
     let (_, tlsas) = lookup(resolver, &tlsa_name, wire::TYPE_TLSA).await?;
     let cert = net::probe_certificate(addr)
         .await
-        .map_err(|e| Refusal::Other(format!("certificate of {identity}: {e}")))?;
+        .map_err(|e| Refusal::Unreachable(format!("certificate of {identity}: {e}")))?;
     let hash =
         crate::cert::spki_sha256(&cert).ok_or_else(|| Refusal::Other(format!("{addr}: unreadable certificate")))?;
     let ok = tlsas
