@@ -58,6 +58,10 @@ impl Lab {
             "lab/dns/up: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let urls: Vec<String> = (0..providers)
+            .map(|i| lab.provider(i)["api"].as_str().unwrap().to_string())
+            .collect();
+        VIEWS.with(|v| *v.borrow_mut() = urls);
         lab
     }
 
@@ -103,17 +107,21 @@ impl Lab {
         );
     }
 
-    /// Stops one process `lab/dns/up` started (by its name in D/pids).
+    /// Stops one process `lab/dns/up` started (by its name in D/pids),
+    /// after checking that the pid still runs a command naming the lab.
     fn stop(&self, name: &str) {
         let pids = std::fs::read_to_string(self.dir.path().join("pids")).unwrap();
         let pid = pids
             .lines()
             .find_map(|l| l.strip_suffix(&format!(" {name}")))
             .unwrap_or_else(|| panic!("{name} not in {pids}"));
-        let ok = Command::new("kill")
-            .args(["-KILL", &format!("-{pid}")])
-            .status()
-            .unwrap();
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        assert!(
+            String::from_utf8_lossy(&cmd).contains(&dir),
+            "{name} ({pid}) is not running"
+        );
+        let ok = Command::new("kill").args(["-KILL", pid]).status().unwrap();
         assert!(ok.success());
     }
 
@@ -171,11 +179,29 @@ async fn zone(c: &Client) -> Value {
     v
 }
 
-/// Waits until every port serves `want`; returns how long it took.
+/// Waits until every port serves `want`; returns how long it took. On
+/// timeout, fails with what each port serves and each agent's view.
 async fn until_served(what: &str, ports: &[u16], want: &BTreeSet<String>, limit: Duration) -> Duration {
     let t0 = Instant::now();
-    wait_until(what, limit, || async { ports.iter().all(|p| &served(*p) == want) }).await;
+    while !ports.iter().all(|p| &served(*p) == want) {
+        if t0.elapsed() > limit {
+            let got: Vec<_> = ports.iter().map(|p| served(*p)).collect();
+            let views = VIEWS.with(|v| v.borrow().clone());
+            let mut dump = String::new();
+            for c in views {
+                let c = Client::new(&c, None).unwrap();
+                dump.push_str(&format!("\n{}", get(&c, &format!("/v1/dns/zones/{ZONE}")).await.1));
+            }
+            panic!("timed out after {limit:?} waiting for {what}: want {want:?}, served {got:?}{dump}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     t0.elapsed()
+}
+
+thread_local! {
+    /// The agents' API URLs, for failure messages.
+    static VIEWS: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 async fn all_operational(c: &Client, peers: usize) -> bool {

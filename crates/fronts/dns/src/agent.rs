@@ -26,7 +26,11 @@ use std::time::Duration;
 /// Ticks between re-discoveries of an identity already KNOWN.
 const REDISCOVER_TICKS: u64 = 5;
 /// Invalid elections in a row after which the initiator stops retrying.
-pub const ELECTION_ATTEMPTS_MAX: u32 = 3;
+pub const ELECTION_ATTEMPTS_MAX: u32 = 5;
+/// Intervals an election may wait for every vote; then this agent sends
+/// ELECTION-INVALID (a vote was lost, e.g. sent before the voter was
+/// introduced here).
+const ELECTION_VOTING_INTERVALS: u64 = 3;
 
 /// Runs the agent until the node closes.
 pub async fn run(ctx: Ctx) {
@@ -176,6 +180,7 @@ async fn zone_step(ctx: &Ctx, zone: &str, tick: u64, attempts: &mut BTreeMap<Str
             z.waiting = waiting.clone();
         }
     }
+    expire_election(ctx, zone);
     if waiting.is_none() {
         apply_all(ctx, zone, &union).await;
         maybe_elect(ctx, zone, &ids, attempts);
@@ -329,6 +334,30 @@ fn record(ctx: &Ctx, zone: &str, parent: bool, r: Result<(BTreeSet<String>, bool
         }
         Err(e) => slot.error = Some(e.to_string()),
     }
+}
+
+/// Invalidates an election that has waited too long for a vote.
+fn expire_election(ctx: &Ctx, zone: &str) {
+    let limit_ms = ELECTION_VOTING_INTERVALS * ctx.cfg.interval_ms;
+    let now = now_ms();
+    let expired = {
+        let mut zones = ctx.shared.lock();
+        let Some(e) = zones.get_mut(zone).and_then(|z| z.election.as_mut()) else {
+            return;
+        };
+        if e.phase != Phase::Voting || now <= e.started_ms + limit_ms {
+            return;
+        }
+        let missing: Vec<String> = e
+            .participants
+            .iter()
+            .filter(|p| !e.votes.contains_key(*p))
+            .cloned()
+            .collect();
+        let s = e.invalidate(format!("no vote from {} within {limit_ms} ms", missing.join(", ")));
+        (e.id.clone(), s)
+    };
+    messages::after(ctx, zone, &expired.0, expired.1);
 }
 
 /// The zone one label up (`example.lab.` → `lab.`).

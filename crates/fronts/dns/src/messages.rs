@@ -146,7 +146,7 @@ fn my_vote(ctx: &Ctx) -> u16 {
 }
 
 /// Sends what an election step asks for and keeps the leader current.
-fn after(ctx: &Ctx, zone: &str, election: &str, s: Send) {
+pub fn after(ctx: &Ctx, zone: &str, election: &str, s: Send) {
     {
         let mut zones = ctx.shared.lock();
         if let Some(z) = zones.get_mut(zone) {
