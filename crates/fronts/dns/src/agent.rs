@@ -45,7 +45,7 @@ pub async fn run(ctx: Ctx) {
     }
     let mut closing = ctx.node.closing();
     let mut tick = 0u64;
-    let mut attempts: BTreeMap<String, (u32, u64)> = BTreeMap::new();
+    let mut attempts: BTreeMap<String, Attempts> = BTreeMap::new();
     loop {
         tick += 1;
         let anchor = check_anchor(&ctx).await;
@@ -82,7 +82,7 @@ fn refuse(ctx: &Ctx, zone: &str, why: String) {
     }
 }
 
-async fn zone_step(ctx: &Ctx, zone: &str, tick: u64, attempts: &mut BTreeMap<String, (u32, u64)>) {
+async fn zone_step(ctx: &Ctx, zone: &str, tick: u64, attempts: &mut BTreeMap<String, Attempts>) {
     let me = ctx.cfg.identity.clone();
     let hs = match discovery::hsync(ctx.cfg.resolver, zone).await {
         Ok(h) => h,
@@ -169,6 +169,15 @@ async fn zone_step(ctx: &Ctx, zone: &str, tick: u64, attempts: &mut BTreeMap<Str
         let mut zones = ctx.shared.lock();
         if let Some(z) = zones.get_mut(zone) {
             z.peers = views.clone();
+            // A leader that is not OPERATIONAL may have restarted and
+            // forgotten it leads: elect again once all are back.
+            let lost = z
+                .leader
+                .as_ref()
+                .is_some_and(|l| !same_name(l, &me) && views.get(l).is_none_or(|v| v.state != Lifecycle::Operational));
+            if lost {
+                z.leader = None;
+            }
         }
     }
     own_contribution(ctx, zone).await;
@@ -368,14 +377,26 @@ pub fn parent_zone(zone: &str) -> String {
     }
 }
 
-/// Starts an election when the zone has no leader and this agent is the
-/// first identity (case-insensitive order); after an invalid one it waits
-/// two intervals and gives up after [`ELECTION_ATTEMPTS_MAX`] in a row.
-fn maybe_elect(ctx: &Ctx, zone: &str, ids: &[String], attempts: &mut BTreeMap<String, (u32, u64)>) {
-    let first = ids.iter().min_by_key(|i| i.to_ascii_lowercase());
-    if !first.is_some_and(|f| same_name(f, &ctx.cfg.identity)) {
-        return;
-    }
+/// Elections started by this agent for one zone.
+#[derive(Debug, Default, Clone, Copy)]
+struct Attempts {
+    /// Invalid elections in a row.
+    count: u32,
+    last_start_ms: u64,
+    /// Since when the zone has had no leader here.
+    leaderless_since_ms: Option<u64>,
+}
+
+/// Starts an election when the zone has no leader: the first identity
+/// (case-insensitive order) at once, any other after three intervals
+/// without a leader (the first may not know the leader is gone, e.g. a
+/// leader that restarted). After an invalid one only the first retries,
+/// two intervals later, at most [`ELECTION_ATTEMPTS_MAX`] times in a row.
+fn maybe_elect(ctx: &Ctx, zone: &str, ids: &[String], attempts: &mut BTreeMap<String, Attempts>) {
+    let first = ids
+        .iter()
+        .min_by_key(|i| i.to_ascii_lowercase())
+        .is_some_and(|f| same_name(f, &ctx.cfg.identity));
     let now = now_ms();
     let interval = ctx.cfg.interval_ms;
     let (leader_ok, phase, started) = match ctx.shared.lock().get(zone) {
@@ -386,20 +407,21 @@ fn maybe_elect(ctx: &Ctx, zone: &str, ids: &[String], attempts: &mut BTreeMap<St
         ),
         None => return,
     };
-    let entry = attempts.entry(zone.to_string()).or_insert((0, 0));
+    let a = attempts.entry(zone.to_string()).or_default();
+    if leader_ok {
+        *a = Attempts::default();
+        return;
+    }
+    let since = *a.leaderless_since_ms.get_or_insert(now);
+    let long = now > since + 3 * interval && now > a.last_start_ms + 3 * interval;
     let go = match phase {
-        _ if leader_ok => {
-            *entry = (0, 0);
-            false
-        }
-        None => true,
-        Some(Phase::Decided) => true,
-        Some(Phase::Voting) => now > started + 5 * interval,
-        Some(Phase::Invalid) => entry.0 < ELECTION_ATTEMPTS_MAX && now > entry.1 + 2 * interval,
+        None | Some(Phase::Decided) => first || long,
+        Some(Phase::Voting) => now > started + 5 * interval && (first || long),
+        Some(Phase::Invalid) => first && a.count < ELECTION_ATTEMPTS_MAX && now > a.last_start_ms + 2 * interval,
     };
     if go {
-        entry.0 += 1;
-        entry.1 = now;
+        a.count += 1;
+        a.last_start_ms = now;
         messages::start_election(ctx, zone);
     }
 }

@@ -167,3 +167,37 @@ pub fn read_anchor(text: &str) -> Vec<Vec<u8>> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(extra: &str) -> Section {
+        let text = format!(
+            "identity = \"agent.p1.lab\"\nresolver = \"127.0.0.1:53\"\ntrust_anchor = \"root.ds\"\nzones = [\"example.lab\"]\n{extra}\n[primary]\naddr = \"127.0.0.1:5300\"\ntsig = \"hmac-sha256:p1:AAAA\"\n"
+        );
+        Section {
+            table: toml::from_str(&text).unwrap(),
+            base_dir: Some(PathBuf::from("/etc/regmesh")),
+        }
+    }
+
+    #[test]
+    fn reads_a_section_and_refuses_bad_values() {
+        let c = DnsConfig::from_section("dns", &section("")).unwrap();
+        assert_eq!(c.identity, "agent.p1.lab.");
+        assert_eq!(c.zones, vec!["example.lab.".to_string()]);
+        assert_eq!(c.trust_anchor, PathBuf::from("/etc/regmesh/root.ds"));
+        assert_eq!(c.primary.key.name, "p1.");
+        assert!(DnsConfig::from_section("dns", &section("colour = 1")).is_err());
+        assert!(DnsConfig::from_section("dns", &section("interval_ms = 5")).is_err());
+        let e = DnsConfig::from_section("dns", &section("[contributions]\n\"other.lab.\" = [\"ns1.x.\"]"));
+        assert!(e.unwrap_err().to_string().contains("not in zones"));
+    }
+
+    #[test]
+    fn reads_sha256_digests_of_a_trust_anchor() {
+        let a = read_anchor(". 2 IN DS 32022 13 2 547F97FB\n. 2 IN DS 1 13 1 abcd\n; comment\n");
+        assert_eq!(a, vec![vec![0x54, 0x7f, 0x97, 0xfb]]);
+    }
+}
