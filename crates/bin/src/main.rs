@@ -254,6 +254,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                 .front(regmesh_front_agent::AgentFront::new())
                 .front(regmesh_front_rd::RdFront::new())
                 .front(regmesh_front_rpki::RpkiFront::new())
+                .front(regmesh_front_dns::DnsFront::new())
                 .start()
                 .await?;
             // Machine-readable line for scripts and tests: the bound address.

@@ -3,8 +3,8 @@
 //! vote), reads and lists of any kind, the change feed, the peers and their
 //! states, peer messages, and metrics of its own.
 //!
-//! Elections (document 003's ELECTION-START/VOTE/RESULT) are not offered yet:
-//! the node has none; the DNS front's issue adds them here.
+//! Elections (document 003's ELECTION-START/VOTE/RESULT) are not offered:
+//! the DNS front runs them itself over [`NodeHandle::send`].
 //!
 //! Must never: let a front write a kind it did not declare, skip the vote on
 //! a claimed kind's new id, or hand a front the center or mesh themselves.

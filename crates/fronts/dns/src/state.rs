@@ -1,0 +1,137 @@
+//! What the agent knows, per zone, shared by its loop, its peer-message
+//! handlers and its API: the HSYNC identities, each remote agent's
+//! lifecycle state (and why it is not further), the contributions, the NS
+//! sets applied at the primary and the parent, and the last election.
+//!
+//! Plain data behind one lock; never held across an await. Must never: do
+//! I/O.
+
+use crate::election::Election;
+use crate::kind::Contribution;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::Notify;
+
+/// A remote agent's lifecycle state for one zone (document 003).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Lifecycle {
+    Needed,
+    Known,
+    Introduced,
+    Operational,
+    Degraded,
+    Interrupted,
+}
+
+/// One remote agent of a zone.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerView {
+    pub state: Lifecycle,
+    /// Why it is not further (a refusal of discovery or of HELLO).
+    pub reason: Option<String>,
+    /// The center its validated certificate names.
+    pub center: Option<String>,
+    pub addr: Option<String>,
+    #[serde(skip)]
+    pub introduced: bool,
+    #[serde(skip)]
+    pub discovered_tick: u64,
+}
+
+impl PeerView {
+    pub fn new() -> Self {
+        PeerView {
+            state: Lifecycle::Needed,
+            reason: None,
+            center: None,
+            addr: None,
+            introduced: false,
+            discovered_tick: 0,
+        }
+    }
+}
+
+impl Default for PeerView {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// An NS set applied at a server, and when or why not.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Applied {
+    /// The NS set the server serves, as last read back from it.
+    pub ns: Vec<String>,
+    pub updated_ms: Option<u64>,
+    pub error: Option<String>,
+}
+
+/// One zone.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ZoneState {
+    /// Why the agent does nothing for the zone (not in HSYNC, no validated
+    /// HSYNC, wrong trust anchor).
+    pub refused: Option<String>,
+    /// Identities in the HSYNC RRset, as written there.
+    pub hsync: Vec<String>,
+    pub peers: BTreeMap<String, PeerView>,
+    /// Every provider's contribution known here, by identity.
+    pub contributions: BTreeMap<String, Contribution>,
+    /// Why the union is not applied now (a peer not OPERATIONAL).
+    pub waiting: Option<String>,
+    /// The union last computed.
+    pub union: Vec<String>,
+    pub primary: Applied,
+    pub parent: Option<Applied>,
+    pub election: Option<Election>,
+    /// The winner of the last valid election.
+    pub leader: Option<String>,
+    /// This provider's own contribution (config, then the API).
+    #[serde(skip)]
+    pub own: Vec<String>,
+    /// Contributions received by NOTIFY (newest serial wins over records).
+    #[serde(skip)]
+    pub notified: BTreeMap<String, Contribution>,
+}
+
+impl ZoneState {
+    /// The identity bound to `center` that is INTRODUCED or further.
+    pub fn identity_of(&self, center: &str) -> Option<String> {
+        self.peers
+            .iter()
+            .find(|(_, v)| v.introduced && v.center.as_deref() == Some(center))
+            .map(|(i, _)| i.clone())
+    }
+
+    /// Every remote peer's center that is INTRODUCED or further.
+    pub fn introduced_centers(&self) -> Vec<String> {
+        self.peers
+            .values()
+            .filter(|v| v.introduced)
+            .filter_map(|v| v.center.clone())
+            .collect()
+    }
+}
+
+/// The agent's state, shared.
+#[derive(Clone, Default)]
+pub struct Shared {
+    inner: Arc<Mutex<BTreeMap<String, ZoneState>>>,
+    pub wake: Arc<Notify>,
+}
+
+impl Shared {
+    pub fn lock(&self) -> MutexGuard<'_, BTreeMap<String, ZoneState>> {
+        self.inner.lock().expect("dns state lock")
+    }
+}
+
+/// Now, ms since the epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
