@@ -6,7 +6,8 @@
 //!   (lifetime, seconds, 1..=2^32-1; also the lease length), `attrs` (extra
 //!   registration attributes such as `et`, as `[name, value|null]` pairs),
 //!   `links` (the Limited Link Format payload parsed: `{href, attrs}`),
-//!   `expired` (set when the lease runs out).
+//!   `expired` (set when the lease runs out), `auth` (the DTLS PSK identity
+//!   that registered it over coaps; absent for coap: see [`crate::fcfr`]).
 //!
 //! The record id is `r` + 20 hex digits of BLAKE3(origin, ep, d): stable per
 //! (ep, d) at its origin, so a re-registration replaces the same record and
@@ -43,6 +44,9 @@ pub struct Registration {
     pub links: Vec<Link>,
     #[serde(default)]
     pub expired: bool,
+    /// The DTLS identity bound to the name (first come, first remembered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<String>,
 }
 
 impl Registration {
@@ -122,6 +126,11 @@ impl Kind for RegistrationKind {
         }
         if reg.attrs.len() > EXTRA_ATTRS_MAX {
             return Err(ValidationError::new("attrs", format!("at most {EXTRA_ATTRS_MAX}")));
+        }
+        if reg.auth.as_deref().is_some_and(|a| {
+            a.is_empty() || a.len() > crate::psk::IDENTITY_BYTES_MAX || a.chars().any(char::is_control)
+        }) {
+            return Err(ValidationError::new("auth", "must be a PSK identity"));
         }
         if reg.links.len() > links::LINKS_MAX {
             return Err(ValidationError::new("links", format!("at most {}", links::LINKS_MAX)));
