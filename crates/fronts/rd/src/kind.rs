@@ -30,6 +30,29 @@ pub const LT_MAX_S: u64 = u32::MAX as u64;
 pub const NAME_BYTES_MAX: usize = 63;
 /// Most extra registration attributes.
 pub const EXTRA_ATTRS_MAX: usize = 16;
+/// Longest prefix indexed for `*` lookups, characters: a value's prefixes of
+/// 1 to this many characters are index terms of `<field>_prefix`.
+pub const PREFIX_CHARS_MAX: usize = 12;
+/// The prefix-indexed fields, each with its prefix index field.
+pub const PREFIXED: &[(&str, &str)] = &[
+    ("ep", "ep_prefix"),
+    ("d", "d_prefix"),
+    ("et", "et_prefix"),
+    ("rt", "rt_prefix"),
+    ("if", "if_prefix"),
+];
+
+/// The prefixes of `v` a `<field>_prefix` index holds: 1 to
+/// [`PREFIX_CHARS_MAX`] characters.
+pub fn prefixes(v: &str) -> impl Iterator<Item = &str> {
+    v.char_indices()
+        .skip(1)
+        .map(|(i, _)| i)
+        .chain(std::iter::once(v.len()))
+        .take(PREFIX_CHARS_MAX)
+        .filter(|&i| i > 0)
+        .map(move |i| &v[..i])
+}
 
 /// One registration, as stored in the body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,10 +170,25 @@ impl Kind for RegistrationKind {
     }
 
     fn index_fields(&self) -> &'static [&'static str] {
-        &["epd", "ep", "d", "rt", "if", "et"]
+        &[
+            "epd",
+            "ep",
+            "d",
+            "rt",
+            "if",
+            "et",
+            "ep_prefix",
+            "d_prefix",
+            "rt_prefix",
+            "if_prefix",
+            "et_prefix",
+        ]
     }
 
     /// Nothing is indexed once expired: index lookups skip expired ones.
+    /// Besides each value (word, for `rt`, `if`, `et`), its first 1 to
+    /// [`PREFIX_CHARS_MAX`] characters under `<field>_prefix`, so that `rt=temp*`
+    /// is answered from the index and not by a scan.
     fn index_terms(&self, body: &Value) -> Vec<(&'static str, String)> {
         let Ok(r) = serde_json::from_value::<Registration>(body.clone()) else {
             return Vec::new();
@@ -184,6 +222,13 @@ impl Kind for RegistrationKind {
                 }
             }
         }
+        let mut prefixed = std::collections::BTreeSet::new();
+        for (f, v) in &out {
+            if let Some((_, pf)) = PREFIXED.iter().find(|(n, _)| n == f) {
+                prefixed.extend(prefixes(v).map(|p| (*pf, p.to_string())));
+            }
+        }
+        out.extend(prefixed);
         out
     }
 
@@ -225,6 +270,15 @@ mod tests {
         assert_eq!(p.lease_s, Some(60));
         let terms = RegistrationKind.index_terms(&p.body);
         assert!(terms.contains(&("rt", "x".into())) && terms.contains(&("et", "oic.d.sensor".into())));
+        // Prefixes of 1 to PREFIX_CHARS_MAX characters, per word.
+        for t in ["t", "te", "tem", "temp", "x"] {
+            assert!(terms.contains(&("rt_prefix", t.into())), "{t}");
+        }
+        assert!(terms.contains(&("ep_prefix", "node".into())));
+        assert!(terms.contains(&("et_prefix", "oic.d.senso".into())));
+        assert_eq!(prefixes("abcdefghijklmnop").last(), Some("abcdefghijkl"));
+        assert!(!terms.iter().any(|(f, v)| f.ends_with("_prefix") && v.is_empty()));
+        assert_eq!(prefixes("é1").collect::<Vec<_>>(), ["é", "é1"]);
         let mut b = p.body.clone();
         RegistrationKind.on_lease_expired(&mut b);
         assert!(RegistrationKind.is_expired_state(&b) && RegistrationKind.index_terms(&b).is_empty());
