@@ -2,7 +2,9 @@
 //! `coap-client-openssl` (Debian `libcoap3-bin`, installed by
 //! `scripts/test`): registration and lookup over DTLS, a wrong key refused
 //! with nothing stored, and first-come-first-remembered authorization of
-//! endpoint names across two centers. Budget: about 15 s (two processes,
+//! endpoint names across two centers, and a client that died without
+//! closing its session handshaking again from the same port. Budget: about
+//! 15 s (two processes,
 //! ~20 client runs).
 
 mod peer_harness;
@@ -193,6 +195,30 @@ fn coaps_with_psk_and_first_come_first_remembered() {
         (eps.contains("\"n3\"") && eps.contains("lt=900")).then_some(eps)
     });
     assert!(eps.contains("\"n1\""), "{eps}");
+    // A client back from the same address and port with a new handshake
+    // gets a new session (RFC 6347 §4.2.8), not silence.
+    let port = UdpSocket::bind("[::1]:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    // The first client observes, then dies without closing its session.
+    let mut gone = Command::new(CLIENT)
+        .args(["-u", "dev-b", "-k", "secretb", "-p", &port, "-s", "20"])
+        .arg(format!("{s1}/rd-lookup/ep?ep=n3"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    gone.kill().unwrap();
+    gone.wait().unwrap();
+    let out = coaps("dev-b", "secretb", &["-p", &port, &format!("{s1}/rd-lookup/ep?ep=n3")]);
+    assert!(
+        out.contains("\"n3\""),
+        "a new handshake from port {port} got no answer: {out}"
+    );
     let gone = coaps("dev-a", "secret-a", &["-m", "delete", &format!("{s1}/{loc}")]);
     assert!(!gone.contains("4.0"), "{gone}");
     // Once removed, the name is free again (remembered while registered).

@@ -38,6 +38,8 @@ struct Session {
     outbound: mpsc::Sender<Vec<u8>>,
     /// Tells this session from a later one of the same address.
     serial: u64,
+    /// Set once the handshake has completed.
+    established: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The coaps side of a [`Server`].
@@ -101,6 +103,12 @@ impl Dtls {
 /// Whether `data` is a plausible first datagram of a DTLS 1.x handshake.
 fn starts_handshake(data: &[u8]) -> bool {
     data.len() >= 13 && data[0] == CONTENT_HANDSHAKE && data[1] == 0xfe
+}
+
+/// Whether `data` is an epoch-0 ClientHello: on an established session, a
+/// client that lost its state starts a new one (RFC 6347 §4.2.8).
+fn is_new_client_hello(data: &[u8]) -> bool {
+    starts_handshake(data) && data[3..5] == [0, 0] && data.len() > 13 && data[13] == 1
 }
 
 /// The DTLS record layer's view of one peer: datagrams from the
@@ -171,8 +179,13 @@ impl Server {
             let data = buf[..n].to_vec();
             let mut sessions = lock(&dtls.sessions);
             if let Some(s) = sessions.get(&peer) {
-                let _ = s.inbound.try_send(data);
-                continue;
+                if !(s.established.load(Ordering::Relaxed) && is_new_client_hello(&data)) {
+                    let _ = s.inbound.try_send(data);
+                    continue;
+                }
+                // Dropping its queues ends the old session's task.
+                tracing::debug!(%peer, "rd: new DTLS handshake replaces the session");
+                sessions.remove(&peer);
             }
             if !starts_handshake(&data) {
                 continue;
@@ -185,12 +198,14 @@ impl Server {
             let (out_tx, out_rx) = mpsc::channel(QUEUED_MAX);
             let _ = in_tx.try_send(data);
             let serial = dtls.serial.fetch_add(1, Ordering::Relaxed);
+            let established = Arc::new(std::sync::atomic::AtomicBool::new(false));
             sessions.insert(
                 peer,
                 Session {
                     inbound: in_tx,
                     outbound: out_tx,
                     serial,
+                    established: established.clone(),
                 },
             );
             drop(sessions);
@@ -202,7 +217,7 @@ impl Server {
             let s = self.clone();
             let config = dtls.config();
             tokio::spawn(async move {
-                s.session(conn, config, out_rx).await;
+                s.session(conn, config, out_rx, established).await;
                 if let Transport::Dtls(d) = &s.transport {
                     d.end(peer, serial);
                 }
@@ -212,7 +227,13 @@ impl Server {
 
     /// One peer's session: the handshake, then its CoAP messages both ways
     /// until it closes, fails or idles out.
-    async fn session(self: &Arc<Self>, conn: Arc<PeerConn>, config: Config, mut outbound: mpsc::Receiver<Vec<u8>>) {
+    async fn session(
+        self: &Arc<Self>,
+        conn: Arc<PeerConn>,
+        config: Config,
+        mut outbound: mpsc::Receiver<Vec<u8>>,
+        established: Arc<std::sync::atomic::AtomicBool>,
+    ) {
         let peer = conn.peer;
         let handshake = DTLSConn::new(conn.clone(), config, false, None);
         let dtls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
@@ -234,6 +255,7 @@ impl Server {
             return;
         };
         let identity: Arc<str> = identity.into();
+        established.store(true, Ordering::Relaxed);
         tracing::debug!(%peer, identity = %identity, "rd: DTLS session open");
         let mut closing = self.node.closing();
         let mut buf = vec![0u8; DATAGRAM_BYTES_MAX];
