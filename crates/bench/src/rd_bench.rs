@@ -7,6 +7,9 @@
 //! `rd-bench --rd [::1]:5683 --registrations 200 --lookups 2000`, and with
 //! `--visible-at ADDR` (another center's RD) also the delay until a
 //! registration answered 2.01 at `--rd` shows in an endpoint lookup there.
+//! `--vs ADDR` (e.g. an aiocoap-rd) runs the same registrations and lookups
+//! against that RD too, in the same run, and prints the ratios.
+//! `scripts/rd-bench` starts a release mesh and aiocoap-rd and runs it.
 
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
@@ -238,28 +241,24 @@ fn visibility(rd: SocketAddr, other: SocketAddr, reg: &[String], n: usize, base:
     Ok(out)
 }
 
-fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str, default: &str| -> String {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-            .unwrap_or_else(|| default.to_string())
-    };
-    let rd: SocketAddr = arg("--rd", "[::1]:5683").parse()?;
-    let n: usize = arg("--registrations", "200").parse()?;
-    let m: usize = arg("--lookups", "2000").parse()?;
-    let conc: usize = arg("--concurrency", "32").parse()?;
+/// What one RD measured.
+struct Figures {
+    reg_per_s: f64,
+    look_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+/// Registers `n` endpoints (two links each) at `rd`, then makes `m`
+/// resource lookups by `ep`; prints and returns the figures.
+fn measure(rd: SocketAddr, n: usize, m: usize, conc: usize, base: u32) -> Result<(Figures, Vec<String>)> {
     let sock = UdpSocket::bind(if rd.is_ipv6() { "[::1]:0" } else { "127.0.0.1:0" })?;
-    sock.set_read_timeout(Some(Duration::from_millis(5)))?;
     let (reg, res) = {
         sock.set_read_timeout(Some(Duration::from_secs(3)))?;
         let r = discover(&sock, rd)?;
         sock.set_read_timeout(Some(Duration::from_millis(5)))?;
         r
     };
-    let base = (std::process::id() << 12) ^ 0x5a5a;
     let regs = (0..n)
         .map(|i| {
             let payload = format!("</s/{i}/temp>;rt=\"temperature\";if=\"sensor\",</s/{i}/light>;rt=\"light-lux\"");
@@ -291,13 +290,50 @@ fn main() -> Result<()> {
     let t = Instant::now();
     let (mut lat, bytes) = run(&sock, rd, looks, conc, base.wrapping_add(n as u32 + 1))?;
     let look_s = t.elapsed().as_secs_f64();
+    let f = Figures {
+        reg_per_s: n as f64 / reg_s,
+        look_per_s: m as f64 / look_s,
+        p50_ms: pct(&mut lat, 0.5),
+        p99_ms: pct(&mut lat, 0.99),
+    };
     println!(
         "{rd}: {m} resource lookups (ep=...) in {look_s:.2} s = {:.0}/s, latency p50 {:.2} ms p99 {:.2} ms, {} bytes",
-        m as f64 / look_s,
-        pct(&mut lat, 0.5),
-        pct(&mut lat, 0.99),
-        bytes
+        f.look_per_s, f.p50_ms, f.p99_ms, bytes
     );
+    Ok((f, reg))
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str, default: &str| -> String {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+            .unwrap_or_else(|| default.to_string())
+    };
+    let rd: SocketAddr = arg("--rd", "[::1]:5683").parse()?;
+    let n: usize = arg("--registrations", "200").parse()?;
+    let m: usize = arg("--lookups", "2000").parse()?;
+    let conc: usize = arg("--concurrency", "32").parse()?;
+    let base = (std::process::id() << 12) ^ 0x5a5a;
+    let (ours, reg) = measure(rd, n, m, conc, base)?;
+    for (k, vs) in args
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| *a == "--vs")
+        .filter_map(|(i, _)| args.get(i + 1))
+        .enumerate()
+    {
+        let vs: SocketAddr = vs.parse()?;
+        let (theirs, _) = measure(vs, n, m, conc, base.wrapping_add(0x0200_0000 * (k as u32 + 1)))?;
+        println!(
+            "ratio {rd} / {vs} at {n} registrations: registrations/s {:.1}x, lookups/s {:.1}x, lookup p50 latency {:.1}x lower",
+            ours.reg_per_s / theirs.reg_per_s,
+            ours.look_per_s / theirs.look_per_s,
+            theirs.p50_ms / ours.p50_ms
+        );
+    }
     if let Some(other) = args
         .iter()
         .position(|a| a == "--visible-at")

@@ -6,12 +6,15 @@
 //! Updates and removals of another center's registration are forwarded to
 //! the owner as an RFI `rd-forward` (document 004 §6.2.2) and its answer
 //! relayed; when the owner is not a peer or does not answer: 5.04.
+//! Registrations, updates and removals of a name bound to a DTLS identity
+//! are checked against it first ([`crate::fcfr`]), here and at the owner.
 //!
 //! Must never: write a registration this center does not own, forward a
 //! forwarded request again, or store anything from a request it answers
 //! with 4.xx.
 
 use crate::coap::LINK_FORMAT;
+use crate::fcfr;
 use crate::kind::{check_name, record_id, Registration, RegistrationKind, LT_DEFAULT_S, REGISTRATION};
 use crate::links::{self, write_attr};
 use crate::lookup::{self, LookupKind};
@@ -71,6 +74,8 @@ pub struct Request<'a> {
     pub content_format: Option<u16>,
     pub payload: &'a [u8],
     pub peer: SocketAddr,
+    /// The requester's DTLS PSK identity (coaps); None in the clear.
+    pub identity: Option<&'a str>,
     /// Links of third-party RDs this center proxies (resource lookups).
     pub proxied: &'a [Arc<Vec<Proxied>>],
 }
@@ -94,9 +99,12 @@ pub async fn handle(node: &NodeHandle, req: &Request<'_>) -> Reply {
         (Get, ["rd", id]) => read_registration(node, id),
         (Post | Delete, ["rd", id]) => match live(node, id) {
             Err(r) => r,
-            Ok((origin, _)) if origin != node.center_id() => forward(node, &origin, req, id).await,
-            Ok(_) if req.method == Post => update(node, req, id).await,
-            Ok(_) => remove(node, id).await,
+            Ok((origin, reg)) => match fcfr::check(reg.auth.as_deref(), req.identity) {
+                Err(r) => r,
+                Ok(()) if origin != node.center_id() => forward(node, &origin, req, id).await,
+                Ok(()) if req.method == Post => update(node, req, id).await,
+                Ok(()) => remove(node, id).await,
+            },
         },
         (Get, _) if lookup_of(req.path).is_some() => run_lookup(node, req),
         (_, [".well-known", "core" | "rd"] | ["rd"] | ["rd", _] | ["rd-lookup", "ep" | "res"]) => {
@@ -138,12 +146,14 @@ fn discovery(query: &[String]) -> Reply {
     Reply::links(ResponseType::Content, out.join(","))
 }
 
-fn default_base(peer: SocketAddr) -> String {
+/// The requester's address as a base URI: `coaps://` when it came over DTLS.
+fn default_base(peer: SocketAddr, secure: bool) -> String {
+    let scheme = if secure { "coaps" } else { "coap" };
     match peer {
-        SocketAddr::V4(a) => format!("coap://{}:{}", a.ip(), a.port()),
+        SocketAddr::V4(a) => format!("{scheme}://{}:{}", a.ip(), a.port()),
         SocketAddr::V6(a) => match a.ip().to_ipv4_mapped() {
-            Some(v4) => format!("coap://{}:{}", v4, a.port()),
-            None => format!("coap://[{}]:{}", a.ip(), a.port()),
+            Some(v4) => format!("{scheme}://{}:{}", v4, a.port()),
+            None => format!("{scheme}://[{}]:{}", a.ip(), a.port()),
         },
     }
 }
@@ -266,14 +276,18 @@ async fn register(node: &NodeHandle, req: &Request<'_>) -> Reply {
         Ok(l) => l,
         Err(r) => return r,
     };
+    if let Err(r) = fcfr::may_register(node, &ep, &d, req.identity) {
+        return r;
+    }
     let reg = Registration {
         ep,
         d,
-        base: p.base.unwrap_or_else(|| default_base(req.peer)),
+        base: p.base.unwrap_or_else(|| default_base(req.peer, req.identity.is_some())),
         lt: p.lt.unwrap_or(LT_DEFAULT_S),
         attrs: p.extra,
         links,
         expired: false,
+        auth: req.identity.map(str::to_string),
     };
     let id = record_id(node.center_id(), &reg.ep, &reg.d);
     store(node, &id, reg, ResponseType::Created).await
@@ -315,6 +329,7 @@ async fn forward(node: &NodeHandle, owner: &str, req: &Request<'_>, id: &str) ->
         "method": if req.method == RequestType::Delete { "delete" } else { "post" },
         "query": req.query,
         "payload_len": req.payload.len(),
+        "identity": req.identity,
     });
     let timeout = |why: String| {
         Reply::diag(
@@ -355,6 +370,11 @@ pub async fn forwarded(node: NodeHandle, from: String, msg: serde_json::Value) -
         _ => return PeerAnswer::rejected("query must be an array of at most 32 strings"),
     };
     let has_payload = msg.get("payload_len").and_then(serde_json::Value::as_u64).unwrap_or(0) > 0;
+    let identity = match msg.get("identity") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(s)) if s.len() <= crate::psk::IDENTITY_BYTES_MAX => Some(s.as_str()),
+        Some(_) => return PeerAnswer::rejected("identity must be a string of at most 128 bytes or null"),
+    };
     let req = Request {
         method,
         path: &[],
@@ -362,13 +382,14 @@ pub async fn forwarded(node: NodeHandle, from: String, msg: serde_json::Value) -
         content_format: None,
         payload: if has_payload { b"x" } else { b"" },
         peer: SocketAddr::from(([0u8; 16], 0)),
+        identity,
         proxied: &[],
     };
     tracing::debug!(%from, %id, "rd: forwarded request");
-    let reply = match own(&node, &id) {
+    let reply = match own(&node, &id).and_then(|reg| fcfr::check(reg.auth.as_deref(), identity)) {
         Err(r) => r,
-        Ok(_) if method == RequestType::Post => update(&node, &req, &id).await,
-        Ok(_) => remove(&node, &id).await,
+        Ok(()) if method == RequestType::Post => update(&node, &req, &id).await,
+        Ok(()) => remove(&node, &id).await,
     };
     PeerAnswer::with_data(serde_json::json!({
         "code": u8::from(MessageClass::Response(reply.code)),

@@ -6,7 +6,8 @@
 //!   (lifetime, seconds, 1..=2^32-1; also the lease length), `attrs` (extra
 //!   registration attributes such as `et`, as `[name, value|null]` pairs),
 //!   `links` (the Limited Link Format payload parsed: `{href, attrs}`),
-//!   `expired` (set when the lease runs out).
+//!   `expired` (set when the lease runs out), `auth` (the DTLS PSK identity
+//!   that registered it over coaps; absent for coap: see [`crate::fcfr`]).
 //!
 //! The record id is `r` + 20 hex digits of BLAKE3(origin, ep, d): stable per
 //! (ep, d) at its origin, so a re-registration replaces the same record and
@@ -29,6 +30,29 @@ pub const LT_MAX_S: u64 = u32::MAX as u64;
 pub const NAME_BYTES_MAX: usize = 63;
 /// Most extra registration attributes.
 pub const EXTRA_ATTRS_MAX: usize = 16;
+/// Longest prefix indexed for `*` lookups, characters: a value's prefixes of
+/// 1 to this many characters are index terms of `<field>_prefix`.
+pub const PREFIX_CHARS_MAX: usize = 12;
+/// The prefix-indexed fields, each with its prefix index field.
+pub const PREFIXED: &[(&str, &str)] = &[
+    ("ep", "ep_prefix"),
+    ("d", "d_prefix"),
+    ("et", "et_prefix"),
+    ("rt", "rt_prefix"),
+    ("if", "if_prefix"),
+];
+
+/// The prefixes of `v` a `<field>_prefix` index holds: 1 to
+/// [`PREFIX_CHARS_MAX`] characters.
+pub fn prefixes(v: &str) -> impl Iterator<Item = &str> {
+    v.char_indices()
+        .skip(1)
+        .map(|(i, _)| i)
+        .chain(std::iter::once(v.len()))
+        .take(PREFIX_CHARS_MAX)
+        .filter(|&i| i > 0)
+        .map(move |i| &v[..i])
+}
 
 /// One registration, as stored in the body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +67,9 @@ pub struct Registration {
     pub links: Vec<Link>,
     #[serde(default)]
     pub expired: bool,
+    /// The DTLS identity bound to the name (first come, first remembered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<String>,
 }
 
 impl Registration {
@@ -123,6 +150,11 @@ impl Kind for RegistrationKind {
         if reg.attrs.len() > EXTRA_ATTRS_MAX {
             return Err(ValidationError::new("attrs", format!("at most {EXTRA_ATTRS_MAX}")));
         }
+        if reg.auth.as_deref().is_some_and(|a| {
+            a.is_empty() || a.len() > crate::psk::IDENTITY_BYTES_MAX || a.chars().any(char::is_control)
+        }) {
+            return Err(ValidationError::new("auth", "must be a PSK identity"));
+        }
         if reg.links.len() > links::LINKS_MAX {
             return Err(ValidationError::new("links", format!("at most {}", links::LINKS_MAX)));
         }
@@ -138,10 +170,25 @@ impl Kind for RegistrationKind {
     }
 
     fn index_fields(&self) -> &'static [&'static str] {
-        &["epd", "ep", "d", "rt", "if", "et"]
+        &[
+            "epd",
+            "ep",
+            "d",
+            "rt",
+            "if",
+            "et",
+            "ep_prefix",
+            "d_prefix",
+            "rt_prefix",
+            "if_prefix",
+            "et_prefix",
+        ]
     }
 
     /// Nothing is indexed once expired: index lookups skip expired ones.
+    /// Besides each value (word, for `rt`, `if`, `et`), its first 1 to
+    /// [`PREFIX_CHARS_MAX`] characters under `<field>_prefix`, so that `rt=temp*`
+    /// is answered from the index and not by a scan.
     fn index_terms(&self, body: &Value) -> Vec<(&'static str, String)> {
         let Ok(r) = serde_json::from_value::<Registration>(body.clone()) else {
             return Vec::new();
@@ -175,6 +222,13 @@ impl Kind for RegistrationKind {
                 }
             }
         }
+        let mut prefixed = std::collections::BTreeSet::new();
+        for (f, v) in &out {
+            if let Some((_, pf)) = PREFIXED.iter().find(|(n, _)| n == f) {
+                prefixed.extend(prefixes(v).map(|p| (*pf, p.to_string())));
+            }
+        }
+        out.extend(prefixed);
         out
     }
 
@@ -216,6 +270,15 @@ mod tests {
         assert_eq!(p.lease_s, Some(60));
         let terms = RegistrationKind.index_terms(&p.body);
         assert!(terms.contains(&("rt", "x".into())) && terms.contains(&("et", "oic.d.sensor".into())));
+        // Prefixes of 1 to PREFIX_CHARS_MAX characters, per word.
+        for t in ["t", "te", "tem", "temp", "x"] {
+            assert!(terms.contains(&("rt_prefix", t.into())), "{t}");
+        }
+        assert!(terms.contains(&("ep_prefix", "node".into())));
+        assert!(terms.contains(&("et_prefix", "oic.d.senso".into())));
+        assert_eq!(prefixes("abcdefghijklmnop").last(), Some("abcdefghijkl"));
+        assert!(!terms.iter().any(|(f, v)| f.ends_with("_prefix") && v.is_empty()));
+        assert_eq!(prefixes("é1").collect::<Vec<_>>(), ["é", "é1"]);
         let mut b = p.body.clone();
         RegistrationKind.on_lease_expired(&mut b);
         assert!(RegistrationKind.is_expired_state(&b) && RegistrationKind.index_terms(&b).is_empty());

@@ -8,7 +8,10 @@
 //! `upstreams` (third-party RDs whose links this center serves as a lookup
 //! proxy, [`proxy`]) and `ack_timeout_ms` (RFC 7252's ACK_TIMEOUT for
 //! confirmable notifications, [`confirm`]; 2000 by default).
-//! Off unless the section is present. Without DTLS the RD is open.
+//! `coaps_listen` (UDP socket address) with `psk_file` ([`psk`]) adds a
+//! coaps listener (DTLS 1.2, PSK). Off unless the section is present.
+//! Over coap (no DTLS) the RD is open: anyone may register any name not yet
+//! bound to a DTLS identity.
 //!
 //! Must never: reach into the center, the mesh or the store, or write a kind
 //! other than `rd.registration`.
@@ -16,6 +19,7 @@
 pub mod coap;
 pub mod confirm;
 pub mod exchange;
+pub mod fcfr;
 pub mod handlers;
 pub mod kind;
 pub mod links;
@@ -23,6 +27,7 @@ pub mod lookup;
 pub mod matching;
 pub mod observe;
 pub mod proxy;
+pub mod psk;
 pub mod server;
 
 pub use kind::{RegistrationKind, REGISTRATION};
@@ -44,6 +49,8 @@ pub struct RdFront {
     upstreams: Vec<SocketAddr>,
     /// None: RFC 7252's default.
     ack_timeout_ms: Option<u64>,
+    coaps_listen: Option<SocketAddr>,
+    psk: Option<Arc<psk::PskTable>>,
 }
 
 impl RdFront {
@@ -96,11 +103,30 @@ impl Front for RdFront {
                         .ok_or_else(|| FrontError::config(NAME, "ack_timeout_ms must be an integer in 10..=60000"))?;
                     self.ack_timeout_ms = Some(ms as u64);
                 }
+                "coaps_listen" => {
+                    let s = v
+                        .as_str()
+                        .ok_or_else(|| FrontError::config(NAME, "coaps_listen must be a string"))?;
+                    self.coaps_listen = Some(s.parse().map_err(|_| {
+                        FrontError::config(NAME, format!("coaps_listen {s:?} is not a UDP socket address"))
+                    })?);
+                }
+                "psk_file" => {
+                    let s = v
+                        .as_str()
+                        .ok_or_else(|| FrontError::config(NAME, "psk_file must be a path"))?;
+                    let table = psk::PskTable::load(std::path::Path::new(s))
+                        .map_err(|e| FrontError::config(NAME, e.to_string()))?;
+                    self.psk = Some(Arc::new(table));
+                }
                 other => return Err(FrontError::config(NAME, format!("unknown key {other:?}"))),
             }
         }
         if self.listen.is_none() {
             return Err(FrontError::config(NAME, "listen is required (e.g. \"[::1]:5683\")"));
+        }
+        if self.coaps_listen.is_some() != self.psk.is_some() {
+            return Err(FrontError::config(NAME, "coaps_listen and psk_file go together"));
         }
         Ok(())
     }
@@ -124,7 +150,18 @@ impl Front for RdFront {
             std::net::UdpSocket::bind(addr).map_err(|e| FrontError::start(NAME, format!("binding UDP {addr}: {e}")))?;
         sock.set_nonblocking(true)
             .map_err(|e| FrontError::start(NAME, e.to_string()))?;
+        let coaps = match (self.coaps_listen, &self.psk) {
+            (Some(a), Some(psk)) => {
+                let s = std::net::UdpSocket::bind(a)
+                    .map_err(|e| FrontError::start(NAME, format!("binding coaps UDP {a}: {e}")))?;
+                s.set_nonblocking(true)
+                    .map_err(|e| FrontError::start(NAME, e.to_string()))?;
+                Some((s, psk.clone()))
+            }
+            _ => None,
+        };
         let options = server::Options {
+            coaps,
             upstreams: self.upstreams.clone(),
             ack_timeout: self
                 .ack_timeout_ms

@@ -1,11 +1,12 @@
 //! Lookups against the node: picks the candidates through the kind's index
-//! (an exact criterion on `ep`, `d`, `et`, `rt` or `if`), drops expired and
+//! (an exact criterion on `ep`, `d`, `et`, `rt` or `if`, else a `*` prefix
+//! criterion on one of them through its `_prefix` index), drops expired and
 //! superseded registrations (handover: the newest of an (ep, d) wins), and
 //! writes endpoint and resource lookup results.
 //!
 //! Must never: write; read more than [`CANDIDATES_MAX`] records per lookup.
 
-use crate::kind::{Registration, REGISTRATION};
+use crate::kind::{Registration, PREFIXED, PREFIX_CHARS_MAX, REGISTRATION};
 use crate::matching::{self, Entry, Query};
 use crate::proxy::{self, Proxied};
 use regmesh_core::Record;
@@ -85,14 +86,32 @@ fn is_current(node: &NodeHandle, r: &Record, reg: &Registration, now_ms: u64) ->
         .any(|o| o.id != r.id && entry(o, now_ms).is_some() && newer(o, r)))
 }
 
+/// The index filter that narrows `q`'s candidates: an exact criterion if
+/// there is one, else a prefix one (its first [`PREFIX_CHARS_MAX`]
+/// characters); None: every registration is a candidate.
+pub fn index_filter(q: &Query) -> Option<(&'static str, String)> {
+    let plain = |v: &str| !v.contains(' ');
+    let exact = q
+        .criteria
+        .iter()
+        .find(|(n, v)| INDEXED.contains(&n.as_str()) && !v.ends_with('*') && plain(v));
+    if let Some((n, v)) = exact {
+        let f = INDEXED.iter().find(|f| **f == n.as_str())?;
+        return Some((f, v.clone()));
+    }
+    q.criteria.iter().find_map(|(n, v)| {
+        let stem = v.strip_suffix('*').filter(|s| !s.is_empty() && plain(s))?;
+        let (_, field) = PREFIXED.iter().find(|(f, _)| *f == n.as_str())?;
+        let end = stem.char_indices().nth(PREFIX_CHARS_MAX).map_or(stem.len(), |(i, _)| i);
+        Some((*field, stem[..end].to_string()))
+    })
+}
+
 /// Every live, current registration matching the query's indexable part.
 fn candidates(node: &NodeHandle, q: &Query) -> Result<Vec<Entry>, LookupError> {
     let now = now_ms();
-    let pick = q
-        .criteria
-        .iter()
-        .find(|(n, v)| INDEXED.contains(&n.as_str()) && !v.ends_with('*') && !v.contains(' '));
-    let filters: Vec<(&str, &str)> = pick.map(|(n, v)| (n.as_str(), v.as_str())).into_iter().collect();
+    let pick = index_filter(q);
+    let filters: Vec<(&str, &str)> = pick.as_ref().map(|(n, v)| (*n, v.as_str())).into_iter().collect();
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
     let mut read = 0usize;
@@ -160,4 +179,30 @@ pub fn lookup(
     }
     let (skip, take) = matching::window(q, lines.len());
     Ok(lines.into_iter().skip(skip).take(take).collect::<Vec<_>>().join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matching::parse_query;
+
+    fn filter(args: &[&str]) -> Option<(&'static str, String)> {
+        let q = parse_query(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>()).unwrap();
+        index_filter(&q)
+    }
+
+    #[test]
+    fn prefix_criteria_use_the_prefix_index() {
+        assert_eq!(filter(&["rt=temp*"]), Some(("rt_prefix", "temp".into())));
+        assert_eq!(filter(&["ep=node*"]), Some(("ep_prefix", "node".into())));
+        // An exact criterion narrows more and is preferred.
+        assert_eq!(filter(&["rt=temp*", "if=sensor"]), Some(("if", "sensor".into())));
+        // Longer stems use the longest indexed prefix; matching does the rest.
+        assert_eq!(
+            filter(&["rt=abcdefghijklmnopq*"]),
+            Some(("rt_prefix", "abcdefghijkl".into()))
+        );
+        assert_eq!(filter(&["rt=*"]), None);
+        assert_eq!(filter(&["href=/t*"]), None);
+    }
 }

@@ -229,6 +229,7 @@ mod tests {
                 attrs: vec![("et".into(), Some("oic.d.sensor".into()))],
                 links: links::parse(payload).unwrap(),
                 expired: false,
+                auth: None,
             },
             remaining_s: 590,
         }

@@ -3,7 +3,8 @@
 //! [`crate::handlers`], frames replies (piggybacked ACK, Block2, Max-Age,
 //! Observe), sends notifications to observers, and makes the few requests of
 //! its own ([`client`]: simple registration's fetch, and the lookup proxy's
-//! observations, [`upstream`]).
+//! observations, [`upstream`]). The same loop serves coap (plain UDP) and
+//! coaps ([`dtls`]: one DTLS session per peer, PSK identities).
 //!
 //! Must never: answer a malformed confirmable message with anything but a
 //! Reset, run a duplicate request twice, or send a datagram over 1280 bytes
@@ -28,7 +29,10 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 mod client;
+mod dtls;
 mod upstream;
+
+pub use dtls::SESSIONS_MAX;
 
 /// Largest datagram read.
 const DATAGRAM_BYTES_MAX: usize = 1500;
@@ -46,9 +50,17 @@ const FETCH_WAITS: [Duration; 3] = [Duration::from_secs(2), Duration::from_secs(
 /// Our own request awaiting an answer: (peer, token).
 type PendingKey = (SocketAddr, Vec<u8>);
 
+/// How a server's datagrams travel.
+enum Transport {
+    /// coap: in the clear.
+    Udp(UdpSocket),
+    /// coaps: through each peer's DTLS session.
+    Dtls(dtls::Dtls),
+}
+
 struct Server {
     node: NodeHandle,
-    sock: UdpSocket,
+    transport: Transport,
     dedup: Mutex<Dedup>,
     block1: Mutex<Block1>,
     observers: Mutex<Observers>,
@@ -58,23 +70,56 @@ struct Server {
     /// Our own requests (simple registration's fetch) awaiting an answer.
     pending: Mutex<HashMap<PendingKey, client::Route>>,
     in_flight: Arc<tokio::sync::Semaphore>,
-    proxy: proxy::Store,
+    /// Shared by the coap and coaps servers; only the coap one fills it.
+    proxy: Arc<proxy::Store>,
     upstreams: Vec<SocketAddr>,
 }
 
 /// What `[fronts.rd]` sets besides the socket.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Options {
     /// Third-party RDs to proxy.
     pub upstreams: Vec<SocketAddr>,
     /// RFC 7252's ACK_TIMEOUT for our confirmable notifications.
     pub ack_timeout: Duration,
+    /// The coaps socket and the identities it admits.
+    pub coaps: Option<(std::net::UdpSocket, Arc<crate::psk::PskTable>)>,
 }
 
-/// The server task and the notifier task on `sock`.
+/// The server and notifier tasks on `sock`, and on the coaps socket if any.
 pub fn tasks(node: NodeHandle, sock: std::net::UdpSocket, options: Options) -> Vec<Task> {
+    let proxy = Arc::new(proxy::Store::default());
+    let mut out = server_tasks(
+        node.clone(),
+        sock,
+        None,
+        proxy.clone(),
+        options.upstreams,
+        options.ack_timeout,
+    );
+    if let Some((sock, psk)) = options.coaps {
+        out.extend(server_tasks(
+            node,
+            sock,
+            Some(psk),
+            proxy,
+            Vec::new(),
+            options.ack_timeout,
+        ));
+    }
+    out
+}
+
+/// One server's tasks: coap on `sock`, or coaps when `psk` is given.
+fn server_tasks(
+    node: NodeHandle,
+    sock: std::net::UdpSocket,
+    psk: Option<Arc<crate::psk::PskTable>>,
+    proxy: Arc<proxy::Store>,
+    upstreams: Vec<SocketAddr>,
+    ack_timeout: Duration,
+) -> Vec<Task> {
     let (tx, rx) = tokio::sync::oneshot::channel::<Arc<Server>>();
-    let options_ack_timeout = options.ack_timeout;
     let n = node.clone();
     let serve: Task = Box::pin(async move {
         let sock = match UdpSocket::from_std(sock) {
@@ -84,19 +129,23 @@ pub fn tasks(node: NodeHandle, sock: std::net::UdpSocket, options: Options) -> V
                 return;
             }
         };
+        let transport = match psk {
+            Some(psk) => Transport::Dtls(dtls::Dtls::new(sock, psk)),
+            None => Transport::Udp(sock),
+        };
         let seed = (crate::lookup::now_ms() & 0xffff) as u16;
         let s = Arc::new(Server {
             node: n,
-            sock,
+            transport,
             dedup: Mutex::new(Dedup::default()),
             block1: Mutex::new(Block1::default()),
             observers: Mutex::new(Observers::default()),
-            confirmables: Mutex::new(Confirmables::new(options.ack_timeout)),
+            confirmables: Mutex::new(Confirmables::new(ack_timeout)),
             next_mid: AtomicU16::new(seed),
             pending: Mutex::new(HashMap::new()),
             in_flight: Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT_MAX)),
-            proxy: proxy::Store::default(),
-            upstreams: options.upstreams,
+            proxy,
+            upstreams,
         });
         let _ = tx.send(s.clone());
         s.run().await;
@@ -105,7 +154,7 @@ pub fn tasks(node: NodeHandle, sock: std::net::UdpSocket, options: Options) -> V
         if let Ok(s) = rx.await {
             s.proxy_upstreams();
             let resend = s.clone();
-            tokio::spawn(async move { resend.retransmitter(options_ack_timeout).await });
+            tokio::spawn(async move { resend.retransmitter(ack_timeout).await });
             s.notifier().await;
         }
     });
@@ -118,11 +167,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Server {
     async fn run(self: Arc<Self>) {
+        let sock = match &self.transport {
+            Transport::Udp(sock) => sock,
+            Transport::Dtls(d) => return self.clone().run_dtls(d).await,
+        };
         let mut closing = self.node.closing();
         let mut buf = vec![0u8; DATAGRAM_BYTES_MAX];
         loop {
             let (n, peer) = tokio::select! {
-                r = self.sock.recv_from(&mut buf) => match r {
+                r = sock.recv_from(&mut buf) => match r {
                     Ok(x) => x,
                     Err(e) => {
                         tracing::debug!(error = %e, "rd: recv");
@@ -131,13 +184,18 @@ impl Server {
                 },
                 _ = closing.changed() => return,
             };
-            self.datagram(&buf[..n], peer);
+            self.datagram(&buf[..n], peer, None);
         }
     }
 
     fn send(&self, bytes: &[u8], peer: SocketAddr) {
-        if let Err(e) = self.sock.try_send_to(bytes, peer) {
-            tracing::debug!(error = %e, %peer, "rd: send");
+        match &self.transport {
+            Transport::Udp(sock) => {
+                if let Err(e) = sock.try_send_to(bytes, peer) {
+                    tracing::debug!(error = %e, %peer, "rd: send");
+                }
+            }
+            Transport::Dtls(d) => d.send(bytes, peer),
         }
     }
 
@@ -151,7 +209,9 @@ impl Server {
         }
     }
 
-    fn datagram(self: &Arc<Self>, data: &[u8], peer: SocketAddr) {
+    /// One CoAP message from `peer`; `identity` is its DTLS PSK identity
+    /// (coaps), None in the clear.
+    fn datagram(self: &Arc<Self>, data: &[u8], peer: SocketAddr, identity: Option<Arc<str>>) {
         let pkt = match Packet::from_bytes(data) {
             Ok(p) => p,
             Err(_) => {
@@ -241,7 +301,7 @@ impl Server {
             }
             tokio::spawn(async move {
                 let _permit = permit;
-                let mut r = s.simple_registration(&pkt, peer).await;
+                let mut r = s.simple_registration(&pkt, peer, identity.as_deref()).await;
                 r.header.set_type(MessageType::NonConfirmable);
                 r.header.message_id = s.next_mid.fetch_add(1, Ordering::Relaxed);
                 if let Ok(b) = r.to_bytes() {
@@ -252,7 +312,7 @@ impl Server {
         }
         tokio::spawn(async move {
             let _permit = permit;
-            let resp = s.request(&pkt, peer).await;
+            let resp = s.request(&pkt, peer, identity.as_deref()).await;
             let bytes = resp.to_bytes().unwrap_or_else(|_| {
                 coap::response(&pkt, ResponseType::InternalServerError)
                     .to_bytes()
@@ -274,7 +334,7 @@ impl Server {
 
     /// `POST /.well-known/rd?ep=...` (RFC 9176 §5.1): fetches the
     /// requester's `/.well-known/core` and registers its links; 2.04.
-    async fn simple_registration(&self, pkt: &Packet, peer: SocketAddr) -> Packet {
+    async fn simple_registration(&self, pkt: &Packet, peer: SocketAddr, identity: Option<&str>) -> Packet {
         let diag = |code, msg: String| {
             let mut r = coap::response(pkt, code);
             r.payload = msg.into_bytes();
@@ -303,6 +363,7 @@ impl Server {
             content_format: Some(coap::LINK_FORMAT),
             payload: &links,
             peer,
+            identity,
             proxied: &[],
         };
         let mut reply = handlers::handle(&self.node, &req).await;
@@ -320,7 +381,7 @@ impl Server {
     }
 
     /// Handles one request and frames its answer.
-    async fn request(&self, pkt: &Packet, peer: SocketAddr) -> Packet {
+    async fn request(&self, pkt: &Packet, peer: SocketAddr, identity: Option<&str>) -> Packet {
         let MessageClass::Request(method) = pkt.header.code else {
             return coap::response(pkt, ResponseType::BadRequest);
         };
@@ -371,6 +432,7 @@ impl Server {
             content_format,
             payload,
             peer,
+            identity,
             proxied: &self.proxy.snapshot(Instant::now()),
         };
         let reply = handlers::handle(&self.node, &req).await;

@@ -1,0 +1,229 @@
+//! The Resource Directory over coaps (DTLS 1.2, PSK), driven by libcoap's
+//! `coap-client-openssl` (Debian `libcoap3-bin`, installed by
+//! `scripts/test`): registration and lookup over DTLS, a wrong key refused
+//! with nothing stored, and first-come-first-remembered authorization of
+//! endpoint names across two centers, and a client that died without
+//! closing its session handshaking again from the same port. Budget: about
+//! 15 s (two processes,
+//! ~20 client runs).
+
+mod peer_harness;
+
+use peer_harness::{spawn, BIN};
+use std::net::UdpSocket;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const CLIENT: &str = "coap-client-openssl";
+
+fn need(name: &str) {
+    let ok = Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "{name} is not installed: run scripts/test (apt-get install libcoap3-bin)"
+    );
+}
+
+/// A base port with two centers' TCP ports, their CoAP ports and c1's
+/// coaps port (P + 5) free.
+fn free_base() -> u16 {
+    let seed = std::process::id() as usize;
+    for k in 0..500 {
+        let base = 20_000 + ((seed * 11 + k * 137) % 3500) * 10;
+        let ok = (0..2).all(|i| {
+            let p = base + 10 * i;
+            (0..2).all(|d| std::net::TcpListener::bind(("127.0.0.1", (p + d) as u16)).is_ok())
+                && UdpSocket::bind(("::1", (p + 2) as u16)).is_ok()
+        }) && UdpSocket::bind(("::1", (base + 5) as u16)).is_ok();
+        if ok {
+            return base as u16;
+        }
+    }
+    panic!("no free ports");
+}
+
+/// Runs a client; returns stdout + stderr.
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
+    s.push_str(&String::from_utf8_lossy(&out.stderr));
+    s
+}
+
+/// A coaps request as PSK identity `id` with key `key`; its output.
+fn coaps(id: &str, key: &str, args: &[&str]) -> String {
+    run(Command::new(CLIENT).args(["-u", id, "-k", key, "-B", "5"]).args(args))
+}
+
+fn coap(args: &[&str]) -> String {
+    run(Command::new(CLIENT).args(["-B", "5"]).args(args))
+}
+
+fn eventually<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let t = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(t.elapsed() < within, "condition not met within {within:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The registration resource path (`rd/...`) of `ep` in an endpoint lookup.
+fn location_of(lookup: &str, ep: &str) -> Option<String> {
+    lookup
+        .split(',')
+        .find(|l| l.contains(&format!("ep=\"{ep}\"")))
+        .map(|l| {
+            let s = l.find("</").unwrap() + 2;
+            let e = l.find('>').unwrap();
+            l[s..e].to_string()
+        })
+}
+
+#[test]
+fn coaps_with_psk_and_first_come_first_remembered() {
+    need(CLIENT);
+    let dir = tempfile::tempdir().unwrap();
+    let base = free_base();
+    let init = Command::new(BIN)
+        .args([
+            "init",
+            "--centers",
+            "2",
+            "--base-port",
+            &base.to_string(),
+            "--fronts",
+            "rd",
+            "--out",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    let psk = dir.path().join("psk.toml");
+    std::fs::write(
+        &psk,
+        "[identities]\n\"dev-a\" = \"secret-a\"\n\"dev-b\" = { hex = \"73656372657462\" }\n",
+    )
+    .unwrap();
+    let c1_cfg = dir.path().join("c1.toml");
+    let mut text = std::fs::read_to_string(&c1_cfg).unwrap();
+    text.push_str(&format!(
+        "coaps_listen = \"[::1]:{}\"\npsk_file = \"{}\"\n",
+        base + 5,
+        psk.display()
+    ));
+    std::fs::write(&c1_cfg, text).unwrap();
+    let (_c1, _) = spawn(dir.path(), "c1");
+    let (_c2, _) = spawn(dir.path(), "c2");
+    let s1 = format!("coaps://[::1]:{}", base + 5);
+    let p1 = format!("coap://[::1]:{}", base + 2);
+    let p2 = format!("coap://[::1]:{}", base + 12);
+    let rd = |ep: &str| format!("{s1}/rd?ep={ep}&lt=600");
+
+    // Registration over coaps (retried while the mesh comes up), then
+    // lookups over coaps at c1 and over coap at c2.
+    eventually(Duration::from_secs(10), || {
+        let out = coaps(
+            "dev-a",
+            "secret-a",
+            &["-m", "post", "-t", "40", "-e", "</t>;rt=temp", &rd("n1")],
+        );
+        (!out.contains("5.0")).then_some(())
+    });
+    let res = coaps("dev-a", "secret-a", &[&format!("{s1}/rd-lookup/res?rt=temp")]);
+    assert!(res.contains("</t>") || res.contains("/t>;rt=\"temp\""), "{res}");
+    assert!(
+        res.contains("coaps://"),
+        "a coaps registration's default base is coaps: {res}"
+    );
+    let loc = eventually(Duration::from_secs(5), || {
+        location_of(&coap(&[&format!("{p2}/rd-lookup/ep")]), "n1")
+    });
+
+    // A wrong key: no session, nothing stored.
+    let out = coaps("dev-a", "wrong", &["-m", "post", "-t", "40", "-e", "</x>", &rd("n2")]);
+    assert!(!out.contains("2.01"), "{out}");
+    let eps = coap(&[&format!("{p1}/rd-lookup/ep")]);
+    assert!(!eps.contains("\"n2\""), "a refused handshake stored {eps}");
+    // An unknown identity likewise.
+    coaps(
+        "nobody",
+        "secret-a",
+        &["-m", "post", "-t", "40", "-e", "</x>", &rd("n2")],
+    );
+    assert!(!coap(&[&format!("{p1}/rd-lookup/ep")]).contains("\"n2\""));
+
+    // First come, first remembered: n1 is dev-a's.
+    let before = coap(&[&format!("{p1}/rd-lookup/res")]);
+    let other = coaps(
+        "dev-b",
+        "secretb",
+        &["-m", "post", "-t", "40", "-e", "</evil>", &rd("n1")],
+    );
+    assert!(other.contains("4.03"), "another identity re-registered n1: {other}");
+    let plain = coap(&["-m", "post", "-t", "40", "-e", "</evil>", &format!("{p1}/rd?ep=n1")]);
+    assert!(plain.contains("4.01"), "a registration without DTLS took n1: {plain}");
+    let plain2 = coap(&["-m", "post", "-t", "40", "-e", "</evil>", &format!("{p2}/rd?ep=n1")]);
+    assert!(
+        plain2.contains("4.01"),
+        "another center let a plain registration take n1: {plain2}"
+    );
+    let upd = coaps("dev-b", "secretb", &["-m", "post", &format!("{s1}/{loc}?lt=5")]);
+    assert!(upd.contains("4.03"), "another identity updated n1: {upd}");
+    let del = coaps("dev-b", "secretb", &["-m", "delete", &format!("{s1}/{loc}")]);
+    assert!(del.contains("4.03"), "another identity removed n1: {del}");
+    let del2 = coap(&["-m", "delete", &format!("{p2}/{loc}")]);
+    assert!(del2.contains("4.01"), "a plain request at c2 removed n1: {del2}");
+    let after = coap(&[&format!("{p1}/rd-lookup/res")]);
+    assert_eq!(before, after, "a refused request changed the directory");
+    assert!(!after.contains("evil"), "{after}");
+
+    // The owner keeps every right; dev-b registers a name of its own.
+    let own = coaps("dev-a", "secret-a", &["-m", "post", &format!("{s1}/{loc}?lt=900")]);
+    assert!(!own.contains("4.0"), "{own}");
+    let b = coaps("dev-b", "secretb", &["-m", "post", "-t", "40", "-e", "</b>", &rd("n3")]);
+    assert!(!b.contains("4.0") && !b.contains("5.0"), "{b}");
+    let eps = eventually(Duration::from_secs(5), || {
+        let eps = coap(&[&format!("{p2}/rd-lookup/ep")]);
+        (eps.contains("\"n3\"") && eps.contains("lt=900")).then_some(eps)
+    });
+    assert!(eps.contains("\"n1\""), "{eps}");
+    // A client back from the same address and port with a new handshake
+    // gets a new session (RFC 6347 §4.2.8), not silence.
+    let port = UdpSocket::bind("[::1]:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    // The first client observes, then dies without closing its session.
+    let mut gone = Command::new(CLIENT)
+        .args(["-u", "dev-b", "-k", "secretb", "-p", &port, "-s", "20"])
+        .arg(format!("{s1}/rd-lookup/ep?ep=n3"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    gone.kill().unwrap();
+    gone.wait().unwrap();
+    let out = coaps("dev-b", "secretb", &["-p", &port, &format!("{s1}/rd-lookup/ep?ep=n3")]);
+    assert!(
+        out.contains("\"n3\""),
+        "a new handshake from port {port} got no answer: {out}"
+    );
+    let gone = coaps("dev-a", "secret-a", &["-m", "delete", &format!("{s1}/{loc}")]);
+    assert!(!gone.contains("4.0"), "{gone}");
+    // Once removed, the name is free again (remembered while registered).
+    eventually(Duration::from_secs(5), || {
+        let out = coap(&["-m", "post", "-t", "40", "-e", "</open>", &format!("{p1}/rd?ep=n1")]);
+        (!out.contains("4.0")).then_some(())
+    });
+}
