@@ -48,7 +48,10 @@ async fn the_openapi_document_holds_against_a_live_center() {
 
     if Command::new("st").arg("--version").output().is_err() {
         // CI installs it (scripts/test): there a missing tool is a failure, not a skip.
-        assert!(std::env::var_os("CI").is_none(), "not installed; scripts/test installs it");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "not installed; scripts/test installs it"
+        );
         eprintln!("SKIPPED the schemathesis run: st is not installed (scripts/test installs it)");
         return;
     }

@@ -209,7 +209,10 @@ fn wait_page(cdp: &mut Cdp, what: &str, expr: &str) {
 async fn the_dashboard_shows_the_mesh_and_live_changes() {
     let Some(browser) = start_browser() else {
         // CI installs it (scripts/test): there a missing tool is a failure, not a skip.
-        assert!(std::env::var_os("CI").is_none(), "not installed; scripts/test installs it");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "not installed; scripts/test installs it"
+        );
         eprintln!("SKIPPED: chromium is not installed (scripts/test installs it)");
         return;
     };
