@@ -21,7 +21,10 @@
 //! [`CLAIM_GRACE_MS`] and goes upstream only once it is durable
 //! ([`Command::Persist`]); the hop forwards the request to its other peers
 //! at once and answers upstream, once, with everything heard, when every
-//! asked peer answered or at its deadline.
+//! asked peer answered or at its deadline. Every answer names the highest
+//! version of the id held under it ([`Replica::version`], tombstones too),
+//! and the decision carries the highest counted, for the runtime to stamp
+//! the create above it.
 //!
 //! Must never: send a yes before its promise is durable, answer one vote
 //! twice upstream, decide before the count allows it, or hold more than
