@@ -203,6 +203,7 @@ async fn write_all_in_process(center: &Arc<Center>, n: usize, concurrency: usize
                             WriteOp::Put {
                                 prepared: prepared.clone(),
                                 if_version: None,
+                                above: None,
                             },
                         )
                         .await

@@ -382,6 +382,7 @@ async fn import(config: &std::path::Path, file: &std::path::Path) -> Result<std:
                     regmesh_node::center::WriteOp::Put {
                         prepared,
                         if_version: None,
+                        above: None,
                     },
                 )
                 .await

@@ -210,11 +210,11 @@ impl NodeHandle {
             // nothing (the writer would refuse the write anyway).
             return Err(WriteError::Inactive.into());
         }
-        let mut granted = None;
+        let (mut granted, mut above) = (None, None);
         if let (Creation::Claimed, Some(mesh)) = (k.creation(), &self.core.mesh) {
             if self.core.center.get(kind, id)?.is_none() {
                 match mesh.vote_new(kind, id).await {
-                    VoteOutcome::Granted(c) => granted = Some(c),
+                    VoteOutcome::Granted(c, h) => (granted, above) = (Some(c), h),
                     VoteOutcome::Refused(why) => return Err(HandleError::Claimed { id: id.into(), why }),
                     VoteOutcome::Undecided(why) => return Err(HandleError::Undecided { id: id.into(), why }),
                 }
@@ -223,7 +223,15 @@ impl NodeHandle {
         let result = self
             .core
             .center
-            .write(kind, id, WriteOp::Put { prepared, if_version })
+            .write(
+                kind,
+                id,
+                WriteOp::Put {
+                    prepared,
+                    if_version,
+                    above,
+                },
+            )
             .await;
         if let (Some(mesh), Some(c)) = (&self.core.mesh, granted) {
             mesh.release(kind, id, c);

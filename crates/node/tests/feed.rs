@@ -274,6 +274,7 @@ async fn a_second_kind_needs_no_store_or_center_changes() {
                 WriteOp::Put {
                     prepared: p,
                     if_version: None,
+                    above: None,
                 },
             )
             .await
@@ -288,6 +289,7 @@ async fn a_second_kind_needs_no_store_or_center_changes() {
             WriteOp::Put {
                 prepared: p,
                 if_version: None,
+                above: None,
             },
         )
         .await
@@ -312,6 +314,7 @@ async fn a_second_kind_needs_no_store_or_center_changes() {
             WriteOp::Put {
                 prepared: bad,
                 if_version: None,
+                above: None,
             },
         )
         .await
@@ -345,6 +348,7 @@ async fn tampered_bytes_are_caught_on_read_and_on_start() {
                 WriteOp::Put {
                     prepared: p,
                     if_version: None,
+                    above: None,
                 },
             )
             .await

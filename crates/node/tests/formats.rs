@@ -23,6 +23,7 @@ async fn put(center: &Center, id: &str, addr: &str) {
             WriteOp::Put {
                 prepared: prepared(id, addr),
                 if_version: None,
+                above: None,
             },
         )
         .await

@@ -62,6 +62,7 @@ async fn the_sweeper_defers_own_expiry_while_inactive() {
     let put = WriteOp::Put {
         prepared: p,
         if_version: None,
+        above: None,
     };
     assert!(matches!(
         center.write("agent", "a1", put).await,

@@ -133,7 +133,7 @@ proptest! {
                     let id = format!("a{id:02}");
                     let (v, m) = doc(*status, caps, tags);
                     let p = AgentKind.prepare(&id, v).unwrap();
-                    let out = rt.block_on(center.write("agent", &id, WriteOp::Put { prepared: p, if_version: None })).unwrap();
+                    let out = rt.block_on(center.write("agent", &id, WriteOp::Put { prepared: p, if_version: None, above: None })).unwrap();
                     let created = matches!(out, Outcome::Created(_));
                     prop_assert_eq!(created, !model.contains_key(&id));
                     model.insert(id, m);

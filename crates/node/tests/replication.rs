@@ -47,6 +47,7 @@ async fn put(c: &Center, id: &str, addr: &str) {
         WriteOp::Put {
             prepared: p,
             if_version: None,
+            above: None,
         },
     )
     .await
@@ -85,6 +86,7 @@ async fn merges_verified_versions_and_ignores_old_ones() {
             WriteOp::Put {
                 prepared: p,
                 if_version: None,
+                above: None,
             },
         )
         .await
@@ -160,6 +162,7 @@ async fn lapsed_leases_of_other_centers_are_stale_then_hidden_never_deleted() {
         WriteOp::Put {
             prepared: p,
             if_version: None,
+            above: None,
         },
     )
     .await
@@ -281,6 +284,7 @@ async fn close_commits_what_was_queued_even_while_the_center_is_shared() {
                 WriteOp::Put {
                     prepared: p,
                     if_version: None,
+                    above: None,
                 },
             )
             .await
@@ -303,6 +307,7 @@ async fn close_commits_what_was_queued_even_while_the_center_is_shared() {
             WriteOp::Put {
                 prepared: late,
                 if_version: None,
+                above: None,
             },
         )
         .await

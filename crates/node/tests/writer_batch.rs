@@ -74,6 +74,7 @@ fn put_op(id: &str) -> WriteOp {
     WriteOp::Put {
         prepared: AgentKind.prepare(id, common::agent("::1")).unwrap(),
         if_version: None,
+        above: None,
     }
 }
 

@@ -20,6 +20,7 @@
 //! decide before a quorum said yes.
 
 use crate::constants::VOTE_ANSWER_CENTERS_MAX;
+use regmesh_core::Hlc;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// How many of all configured centers must say yes to a new id
@@ -74,6 +75,11 @@ pub struct Answer {
     /// under this answer with no record of the id ([`crate::vote`]): a
     /// grant needs each of them to have said yes too.
     pub doubts: BTreeSet<String>,
+    /// The highest version of the id held by any center under this answer
+    /// (a tombstone included), if one holds any: the initiator stamps its
+    /// create above it, so the create wins the merge over every version a
+    /// voter held (PROTOCOL.md, "Votes on new ids").
+    pub hlc: Option<Hlc>,
 }
 
 /// An answer that names too many centers (nothing was counted).
@@ -125,6 +131,13 @@ impl Answer {
         if self.owner.is_none() {
             self.owner = other.owner;
         }
+        self.hlc = self.hlc.max(other.hlc);
+    }
+
+    /// This answer, naming `hlc` (the version of the id held here) too.
+    pub fn holding(mut self, hlc: Option<Hlc>) -> Answer {
+        self.hlc = self.hlc.max(hlc);
+        self
     }
 
     /// DRiP's one word for this answer, as hop `me` sends it: yes when it

@@ -19,7 +19,9 @@
 //!   itself ([`read_record_format`]).
 //!
 //! A field an older build ignores and whose absence means what it meant
-//! before (a pull page's `held_above`) needs no new version.
+//! before (a pull page's `held_above`, a vote answer's `hlc`) needs no new
+//! version. An older voter's answer carries no `hlc`: the initiator learns
+//! nothing of its clock, and stamps as it did before.
 //!
 //! Must never: perform I/O, or take a version from an unauthenticated
 //! message as the version to speak to a peer (the caller decides what is

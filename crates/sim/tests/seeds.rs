@@ -34,6 +34,19 @@ fn a_deletion_superseded_by_another_create_may_leave_nothing() {
 }
 
 #[test]
+fn a_create_is_stamped_above_every_version_a_voter_held() {
+    // Seed 8798: c00 deletes a08 with its clock 8 ms ahead, c01 claims it,
+    // c00 votes yes; without the voter's version in the answer c01 stamps
+    // its create below the deletion, which wins the merge, and c02 is
+    // later granted a08 too. Seed 9808 is the same on another id. Budget:
+    // two seeds, well under a second each in a debug build.
+    for seed in [8798, 9808] {
+        let (o, _) = run_seed(seed, None, false).expect("runs");
+        assert!(o.violation.is_none(), "seed {seed}: {:?}", o.violation);
+    }
+}
+
+#[test]
 fn a_seed_replays_exactly() {
     for seed in [3, 17] {
         let (a, wa) = run_seed(seed, None, false).expect("runs");

@@ -21,6 +21,10 @@ pub enum WriteOp {
     Put {
         prepared: Prepared,
         if_version: Option<Hlc>,
+        /// Stamp the version above this one (a granted vote's: the highest
+        /// version of the id a voter held); one beyond the clock's drift
+        /// bound refuses the write.
+        above: Option<Hlc>,
     },
     /// Delete (leave a tombstone).
     Delete { if_version: Option<Hlc> },
@@ -141,8 +145,15 @@ impl Shared {
         let kind = self.kind(kind_name).ok_or_else(not_found)?;
         match op {
             WriteOp::Forget { .. } | WriteOp::Close => Ok(Applied::Nothing),
-            WriteOp::Put { prepared, if_version } => {
+            WriteOp::Put {
+                prepared,
+                if_version,
+                above,
+            } => {
                 check_version(if_version)?;
+                if let Some(h) = above {
+                    st.hlc.observe(h, now).map_err(|e| WriteError::Invalid(e.to_string()))?;
+                }
                 let ext = self.settings.renewal_extension_ms;
                 let rec_lease = prepared.lease_s;
                 let rec = self.stamp(

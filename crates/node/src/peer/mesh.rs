@@ -34,7 +34,7 @@ use regmesh_proto::node_state::NodeState;
 use regmesh_proto::policy::ExportPolicy;
 use regmesh_proto::replay::ReplayCache;
 use regmesh_proto::sync::{Ceilings, Marks};
-use regmesh_proto::tally::{Decision, Quorum, Rule};
+use regmesh_proto::tally::{Quorum, Rule};
 use regmesh_proto::version::{PeerProtocol, Versions};
 use regmesh_proto::vote::Claims;
 use std::collections::HashMap;
@@ -103,7 +103,7 @@ pub struct Mesh {
     /// The promises to other initiators, on disk before each yes leaves.
     claims_log: Arc<super::claims_log::Journal>,
     /// Own votes' creates waiting for their decision, by vote counter.
-    deciding: Mutex<HashMap<u64, tokio::sync::oneshot::Sender<Decision>>>,
+    deciding: Mutex<HashMap<u64, tokio::sync::oneshot::Sender<votes::Counted>>>,
     /// NOTIFY/RFI types registered by fronts (set once, before serving).
     front_messages: std::sync::OnceLock<Arc<crate::messages::PeerMessages>>,
 }

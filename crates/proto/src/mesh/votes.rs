@@ -21,7 +21,10 @@
 //! [`CLAIM_GRACE_MS`] and goes upstream only once it is durable
 //! ([`Command::Persist`]); the hop forwards the request to its other peers
 //! at once and answers upstream, once, with everything heard, when every
-//! asked peer answered or at its deadline.
+//! asked peer answered or at its deadline. Every answer names the highest
+//! version of the id held under it ([`Replica::version`], tombstones too),
+//! and the decision carries the highest counted, for the runtime to stamp
+//! the create above it.
 //!
 //! Must never: send a yes before its promise is durable, answer one vote
 //! twice upstream, decide before the count allows it, or hold more than
@@ -32,6 +35,7 @@ use crate::dedup::{CounterWindow, Seen};
 use crate::tally::{Answer, Decision, Rule, Tally, TooManyCenters};
 use crate::vote::{self, Arrival, Ballot, Claims, DeadlineTooFar, Promise};
 use crate::wire::vote::VoteRequest;
+use regmesh_core::Hlc;
 use std::collections::HashMap;
 
 #[cfg(test)]
@@ -79,11 +83,15 @@ pub enum Command {
     /// This center's own vote `counter` on `kind/id` ended. On
     /// [`Decision::Granted`] the runtime writes the record, then calls
     /// [`Votes::on_written`]; on the others the claim is already dropped.
+    /// `hlc`: the highest version of the id any counted center held; the
+    /// runtime observes it into its clock before stamping the create, so
+    /// the create wins the merge over each of them.
     Decided {
         counter: u64,
         kind: String,
         id: String,
         decision: Decision,
+        hlc: Option<Hlc>,
     },
 }
 
@@ -93,6 +101,10 @@ pub trait Replica {
     /// create of it is refused, a vote for another initiator is answered
     /// `"owner"`, and it settles expired claims and doubts of the id.
     fn live_owner(&self, kind: &str, id: &str) -> Option<String>;
+
+    /// The version of `kind/id` held here, a tombstone included, if any:
+    /// every answer of this center to a vote on the id names it.
+    fn version(&self, kind: &str, id: &str) -> Option<Hlc>;
 }
 
 /// A vote request as it arrived from peer `from`.
@@ -230,6 +242,7 @@ impl Votes {
             kind: kind.to_string(),
             id: id.to_string(),
             decision,
+            hlc: None,
         };
         if self.collecting.len() >= VOTES_COLLECTING_MAX {
             out.push(decided(Decision::Undecided(
@@ -260,7 +273,7 @@ impl Votes {
             Ballot::Yes { .. } => {}
         }
         let vote = VoteId::new(&self.me, counter);
-        let own = Own::Ready(ballot.answer(&self.me));
+        let own = Own::Ready(ballot.answer(&self.me).holding(replica.version(kind, id)));
         self.start(vote, (kind, id), Upstream::Client, own, deadline_ms, targets, out);
         counter
     }
@@ -314,6 +327,7 @@ impl Votes {
         let (kind, id) = (req.request.kind.as_str(), req.request.id.as_str());
         self.prune_if_full(now_ms, replica);
         let owner = replica.live_owner(kind, id);
+        let held = replica.version(kind, id);
         let until_ms = deadline_ms.saturating_add(CLAIM_GRACE_MS);
         let ballot = self.claims.vote(
             (kind, id),
@@ -329,7 +343,7 @@ impl Votes {
                 out.push(Command::SendAnswer {
                     peer: req.from.clone(),
                     vote: req.vote.clone(),
-                    answer: ballot.answer(&self.me),
+                    answer: ballot.answer(&self.me).holding(held),
                 });
                 return Ok(());
             }
@@ -343,10 +357,10 @@ impl Votes {
                         until_ms,
                     },
                 });
-                Own::Persisting(ballot.answer(&self.me))
+                Own::Persisting(ballot.answer(&self.me).holding(held))
             }
             // A no still forwards: the centers behind this one count.
-            Ballot::No(_) => Own::Ready(ballot.answer(&self.me)),
+            Ballot::No(_) => Own::Ready(ballot.answer(&self.me).holding(held)),
         };
         let targets: Vec<String> = targets.iter().filter(|t| **t != req.from).cloned().collect();
         let upstream = Upstream::Peer(req.from.clone());
@@ -441,7 +455,7 @@ impl Votes {
             c.own = Own::Ready(if durable {
                 a.clone()
             } else {
-                Answer::no(&self.me, "this center could not record its claim")
+                Answer::no(&self.me, "this center could not record its claim").holding(a.hlc)
             });
             self.settle(&vote, false, out);
         }
@@ -494,11 +508,13 @@ impl Votes {
                 if decision != Decision::Granted {
                     self.claims.release(key, &self.me, vote.counter);
                 }
+                let hlc = c.got().hlc;
                 out.push(Command::Decided {
                     counter: vote.counter,
                     kind: c.kind,
                     id: c.id,
                     decision,
+                    hlc,
                 });
             }
         }

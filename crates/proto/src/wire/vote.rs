@@ -9,6 +9,7 @@
 //! decide a vote (that is `mesh::votes`, `vote` and `tally`).
 
 use crate::tally::{Answer, TooManyCenters};
+use regmesh_core::Hlc;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -82,7 +83,7 @@ impl Word {
 }
 
 /// The body of a vote answer: `{"reason", "yes": [ids], "no": {id: why},
-/// "owner", "doubts": [ids]}`. A body without `"yes"` (a plain DRiP node,
+/// "owner", "doubts": [ids], "hlc"}`. A body without `"yes"` (a plain DRiP node,
 /// or no body at all) speaks for its sender alone.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AnswerBody {
@@ -96,6 +97,11 @@ pub struct AnswerBody {
     pub owner: Option<String>,
     #[serde(default)]
     pub doubts: Option<BTreeSet<String>>,
+    /// The highest version of the id the centers under this answer hold
+    /// (`"<wall_ms>.<logical>"`), absent when none holds one. Optional: an
+    /// older center neither sends nor reads it (no version bump).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hlc: Option<Hlc>,
 }
 
 /// Why a center said no; a reason that is not a string reads as none given.
@@ -122,7 +128,9 @@ pub enum AnswerError {
     #[error("vote {0:?} is not yes or no")]
     Word(String),
     /// A field has the wrong shape.
-    #[error("a vote answer body is {{\"reason\",\"yes\":[ids],\"no\":{{id:why}},\"owner\",\"doubts\":[ids]}}: {0}")]
+    #[error(
+        "a vote answer body is {{\"reason\",\"yes\":[ids],\"no\":{{id:why}},\"owner\",\"doubts\":[ids],\"hlc\"}}: {0}"
+    )]
     Shape(serde_json::Error),
     /// More centers named than [`crate::constants::VOTE_ANSWER_CENTERS_MAX`].
     #[error(transparent)]
@@ -149,6 +157,7 @@ impl AnswerBody {
             ),
             owner: answer.owner.clone(),
             doubts: Some(answer.doubts.clone()),
+            hlc: answer.hlc,
         }
     }
 
@@ -160,10 +169,11 @@ impl AnswerBody {
     pub fn into_answer(self, sender: &str, word: Word) -> Result<Answer, TooManyCenters> {
         let Some(yes) = self.yes else {
             let reason = self.reason.unwrap_or_else(|| format!("center {sender} voted no"));
-            return Ok(match word {
+            let answer = match word {
                 Word::Yes => Answer::yes(sender),
                 Word::No => Answer::no(sender, &reason),
-            });
+            };
+            return Ok(answer.holding(self.hlc));
         };
         Answer {
             yes,
@@ -175,6 +185,7 @@ impl AnswerBody {
                 .collect(),
             owner: self.owner,
             doubts: self.doubts.unwrap_or_default(),
+            hlc: self.hlc,
         }
         .checked()
     }
@@ -221,6 +232,22 @@ mod tests {
         assert!(decode_answer("c2", "yes", br#"{"yes":[],"no":[]}"#).is_err());
         let odd = decode_answer("c2", "no", br#"{"yes":[],"no":{"c2":7}}"#).unwrap();
         assert_eq!(odd, Answer::no("c2", "no reason given"));
+    }
+
+    #[test]
+    fn an_answer_carries_the_voter_s_version_and_an_old_one_parses() {
+        let a = Answer::yes("c1").holding(Some(Hlc::new(1008, 2)));
+        let (word, body) = encode_answer("c1", &a);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["hlc"], "1008.2");
+        assert_eq!(decode_answer("c1", word.as_str(), &body).unwrap(), a);
+        // A plain DRiP body with a version, and an older center's body
+        // without one (it gives the initiator no clock).
+        let plain = decode_answer("c2", "yes", br#"{"hlc":"7.1"}"#).unwrap();
+        assert_eq!(plain.hlc, Some(Hlc::new(7, 1)));
+        let old = decode_answer("c2", "yes", br#"{"yes":["c2"],"no":{}}"#).unwrap();
+        assert_eq!(old, Answer::yes("c2"));
+        assert!(decode_answer("c2", "yes", br#"{"yes":["c2"],"hlc":7}"#).is_err());
     }
 
     #[test]

@@ -13,7 +13,7 @@
 
 use super::{body, Center, Note, Out, OwnCreate, Store, Timer};
 use crate::msg::{Key, Msg};
-use regmesh_core::Visibility;
+use regmesh_core::{Hlc, Visibility};
 use regmesh_proto::mesh::votes::{Command, Incoming, Replica, VoteId};
 use regmesh_proto::tally::{Answer, Decision};
 use regmesh_proto::wire::vote::VoteRequest;
@@ -28,6 +28,10 @@ impl Replica for Held<'_> {
             .get(&(kind.to_string(), id.to_string()))
             .filter(|r| !r.deleted)
             .map(|r| r.origin.clone())
+    }
+
+    fn version(&self, kind: &str, id: &str) -> Option<Hlc> {
+        self.0.get(&(kind.to_string(), id.to_string())).map(|r| r.version)
     }
 }
 
@@ -190,12 +194,21 @@ impl Center {
                     kind,
                     id,
                     decision,
-                } => self.vote_decided(now, counter, (kind, id), decision, out),
+                    hlc,
+                } => self.vote_decided(now, counter, (kind, id), (decision, hlc), out),
             }
         }
     }
 
-    fn vote_decided(&mut self, now: u64, counter: u64, (kind, id): Key, decision: Decision, out: &mut Vec<Out>) {
+    /// `hlc`: the highest version of the id a counted voter held.
+    fn vote_decided(
+        &mut self,
+        now: u64,
+        counter: u64,
+        (kind, id): Key,
+        (decision, hlc): (Decision, Option<Hlc>),
+        out: &mut Vec<Out>,
+    ) {
         let Some(c) = self.own_creates.remove(&counter) else {
             return;
         };
@@ -207,7 +220,9 @@ impl Center {
         };
         match decision {
             Decision::Granted => {
-                if self.state.accepts_updates() && self.live_owner(&c.key).is_none() {
+                // Stamped above every version a voter held (as the node).
+                let above = hlc.is_none_or(|h| self.hlc.observe(h, self.local(now)).is_ok());
+                if above && self.state.accepts_updates() && self.live_owner(&c.key).is_none() {
                     let exp = Some(self.local(now) + self.settings.lease_ms);
                     self.write_own(now, &kind, &id, body(1, true), exp, c.visibility.clone(), false, out);
                     out.push(Out::Note(Note::Granted {
@@ -218,7 +233,7 @@ impl Center {
                 } else {
                     refuse(
                         out,
-                        "granted, but the id arrived meanwhile or the center went inactive".into(),
+                        "granted, but the id arrived meanwhile, the center went inactive or a voter's version is too far ahead".into(),
                     );
                 }
                 // The write is durable (or failed): the record speaks now.

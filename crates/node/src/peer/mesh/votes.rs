@@ -13,6 +13,7 @@
 use super::Mesh;
 use crate::center::{now_ms, Center};
 use hyper::{Method, StatusCode};
+use regmesh_core::Hlc;
 use regmesh_proto::mesh::votes::{Command, Incoming, Replica, VoteId};
 use regmesh_proto::tally::{Answer, Decision, TooManyCenters};
 use regmesh_proto::vote::{DeadlineTooFar, Promise};
@@ -24,14 +25,19 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VoteOutcome {
     /// A quorum of all configured centers said yes (`[peer] claims`):
-    /// write, then [`Mesh::release`] with this counter.
-    Granted(u64),
+    /// write above the version (the highest any counted voter held of the
+    /// id, if any), then [`Mesh::release`] with this counter.
+    Granted(u64, Option<Hlc>),
     /// The id is owned or claimed elsewhere (too many said no for a quorum,
     /// or this center gave way to an earlier claim).
     Refused(String),
     /// Not enough centers could be heard in time; nothing was decided.
     Undecided(String),
 }
+
+/// How a vote ended, as the part decided it, with the highest version of
+/// the id a counted voter held.
+pub(super) type Counted = (Decision, Option<Hlc>);
 
 /// The store as the part sees it.
 struct Held<'a>(&'a Center);
@@ -40,6 +46,11 @@ impl Replica for Held<'_> {
     fn live_owner(&self, kind: &str, id: &str) -> Option<String> {
         // `get` serves live records only (not deleted, not lapsed long ago).
         self.0.get(kind, id).ok().flatten().map(|r| r.origin)
+    }
+
+    fn version(&self, kind: &str, id: &str) -> Option<Hlc> {
+        // Tombstones too: a create must be stamped above a deletion.
+        self.0.get_version(kind, id).ok().flatten().map(|r| r.version)
     }
 }
 
@@ -70,9 +81,9 @@ impl Mesh {
         let decision = rx.await;
         tracing::debug!(%kind, %id, counter, ?decision, "vote counted");
         match decision {
-            Ok(Decision::Granted) => VoteOutcome::Granted(counter),
-            Ok(Decision::Refused(why)) => VoteOutcome::Refused(why),
-            Ok(Decision::Undecided(why)) => VoteOutcome::Undecided(why),
+            Ok((Decision::Granted, hlc)) => VoteOutcome::Granted(counter, hlc),
+            Ok((Decision::Refused(why), _)) => VoteOutcome::Refused(why),
+            Ok((Decision::Undecided(why), _)) => VoteOutcome::Undecided(why),
             Err(_) => VoteOutcome::Undecided("the vote was dropped".into()),
         }
     }
@@ -151,10 +162,11 @@ impl Mesh {
                     kind,
                     id,
                     decision,
+                    hlc,
                 } => {
                     let waiting = self.deciding.lock().expect("deciding lock").remove(&counter);
                     let granted = decision == Decision::Granted;
-                    let delivered = waiting.is_some_and(|tx| tx.send(decision).is_ok());
+                    let delivered = waiting.is_some_and(|tx| tx.send((decision, hlc)).is_ok());
                     if granted && !delivered {
                         // Its create went away: nothing will be written.
                         self.release(&kind, &id, counter);

@@ -8,6 +8,7 @@ use crate::constants::{VOTE_DEADLINE_MAX_MS, VOTE_MARGIN_MS};
 use crate::tally::Quorum;
 use std::collections::BTreeSet;
 
+mod hlc;
 mod net;
 use net::*;
 
@@ -100,7 +101,8 @@ fn a_create_on_three_centers_all_yes() {
             counter: n,
             kind: "agent".into(),
             id: "x".into(),
-            decision: Decision::Granted
+            decision: Decision::Granted,
+            hlc: None,
         }]
     );
     // The granted claim is held until the write is done; c's late answer

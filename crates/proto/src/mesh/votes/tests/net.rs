@@ -11,13 +11,21 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 pub(super) const T0: u64 = 1_000_000;
 pub(super) const TIMEOUT_MS: u64 = 1000;
 
-/// Records held by one center: (kind, id) → origin.
+/// Records held by one center: (kind, id) → origin of the live ones, and
+/// (kind, id) → version of any held (tombstones too).
 #[derive(Default)]
-pub(super) struct Held(pub(super) HashMap<(String, String), String>);
+pub(super) struct Held(
+    pub(super) HashMap<(String, String), String>,
+    pub(super) HashMap<(String, String), Hlc>,
+);
 
 impl Replica for Held {
     fn live_owner(&self, kind: &str, id: &str) -> Option<String> {
         self.0.get(&(kind.to_string(), id.to_string())).cloned()
+    }
+
+    fn version(&self, kind: &str, id: &str) -> Option<Hlc> {
+        self.1.get(&(kind.to_string(), id.to_string())).copied()
     }
 }
 
@@ -177,6 +185,7 @@ impl Net {
                     kind,
                     id,
                     decision,
+                    ..
                 } => {
                     let (v, held) = self.centers.get_mut(at).unwrap();
                     if decision == Decision::Granted {
