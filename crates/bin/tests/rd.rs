@@ -6,70 +6,13 @@
 //! and about 12 s for confirmable notifications (two processes).
 
 mod peer_harness;
+mod rd_harness;
 
-use peer_harness::{spawn, Proc, BIN};
+use peer_harness::{spawn, Proc};
+use rd_harness::{eventually, init_rd, run, tool};
 use std::net::UdpSocket;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn tool(name: &str) -> &str {
-    let ok = Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "{name} is not installed: run scripts/test (it installs aiocoap-client with `pip install aiocoap` \
-         and coap-client-notls with `apt-get install libcoap3-bin`)"
-    );
-    name
-}
-
-/// A base port with the TCP ports of `n` centers and their CoAP UDP ports free.
-fn free_base(n: usize) -> u16 {
-    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let seed = std::process::id() as usize + 389 * CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    for k in 0..500 {
-        let base = 20_000 + ((seed * 7 + k * 131) % 1200) * 10;
-        let ok = (0..n).all(|i| {
-            let p = base + 10 * i;
-            (0..2).all(|d| std::net::TcpListener::bind(("127.0.0.1", (p + d) as u16)).is_ok())
-                && UdpSocket::bind(("::1", (p + 2) as u16)).is_ok()
-        });
-        if ok {
-            return base as u16;
-        }
-    }
-    panic!("no free ports");
-}
-
-/// `regmesh init --fronts rd` of `n` centers in `dir` on free ports; the base port.
-fn init_rd(dir: &std::path::Path, n: usize) -> u16 {
-    let base = free_base(n);
-    let (ok, out) = run(Command::new(BIN)
-        .args([
-            "init",
-            "--centers",
-            &n.to_string(),
-            "--base-port",
-            &base.to_string(),
-            "--fronts",
-            "rd",
-            "--out",
-        ])
-        .arg(dir));
-    assert!(ok, "{out}");
-    base
-}
-
-/// Runs a client; returns (success, stdout + stderr).
-fn run(cmd: &mut Command) -> (bool, String) {
-    let out = cmd.output().unwrap();
-    let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
-    s.push_str(&String::from_utf8_lossy(&out.stderr));
-    (out.status.success(), s)
-}
 
 /// POSTs link-format `links` to `uri` with libcoap's client; must succeed.
 fn register_libcoap(links: &str, uri: &str) {
@@ -83,18 +26,6 @@ fn aio(args: &[&str]) -> (bool, String) {
 
 fn libcoap(args: &[&str]) -> (bool, String) {
     run(Command::new(tool("coap-client-notls")).args(args))
-}
-
-/// Polls `f` until it returns Some, for up to `within`.
-fn eventually<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let t = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(t.elapsed() < within, "condition not met within {within:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// A CoAP message: type (0 CON), code, message id, token 0x42, Uri-Path,

@@ -8,70 +8,23 @@
 //! ~20 client runs).
 
 mod peer_harness;
+mod rd_harness;
 
-use peer_harness::{spawn, BIN};
+use peer_harness::spawn;
+use rd_harness::{eventually, init_rd, run, tool};
 use std::net::UdpSocket;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const CLIENT: &str = "coap-client-openssl";
 
-fn need(name: &str) {
-    let ok = Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "{name} is not installed: run scripts/test (apt-get install libcoap3-bin)"
-    );
-}
-
-/// A base port with two centers' TCP ports, their CoAP ports and c1's
-/// coaps port (P + 5) free.
-fn free_base() -> u16 {
-    let seed = std::process::id() as usize;
-    for k in 0..500 {
-        let base = 20_000 + ((seed * 11 + k * 137) % 3500) * 10;
-        let ok = (0..2).all(|i| {
-            let p = base + 10 * i;
-            (0..2).all(|d| std::net::TcpListener::bind(("127.0.0.1", (p + d) as u16)).is_ok())
-                && UdpSocket::bind(("::1", (p + 2) as u16)).is_ok()
-        }) && UdpSocket::bind(("::1", (base + 5) as u16)).is_ok();
-        if ok {
-            return base as u16;
-        }
-    }
-    panic!("no free ports");
-}
-
-/// Runs a client; returns stdout + stderr.
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
-    s.push_str(&String::from_utf8_lossy(&out.stderr));
-    s
-}
-
 /// A coaps request as PSK identity `id` with key `key`; its output.
 fn coaps(id: &str, key: &str, args: &[&str]) -> String {
-    run(Command::new(CLIENT).args(["-u", id, "-k", key, "-B", "5"]).args(args))
+    run(Command::new(CLIENT).args(["-u", id, "-k", key, "-B", "5"]).args(args)).1
 }
 
 fn coap(args: &[&str]) -> String {
-    run(Command::new(CLIENT).args(["-B", "5"]).args(args))
-}
-
-fn eventually<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let t = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(t.elapsed() < within, "condition not met within {within:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    run(Command::new(CLIENT).args(["-B", "5"]).args(args)).1
 }
 
 /// The registration resource path (`rd/...`) of `ep` in an endpoint lookup.
@@ -88,24 +41,9 @@ fn location_of(lookup: &str, ep: &str) -> Option<String> {
 
 #[test]
 fn coaps_with_psk_and_first_come_first_remembered() {
-    need(CLIENT);
+    tool(CLIENT);
     let dir = tempfile::tempdir().unwrap();
-    let base = free_base();
-    let init = Command::new(BIN)
-        .args([
-            "init",
-            "--centers",
-            "2",
-            "--base-port",
-            &base.to_string(),
-            "--fronts",
-            "rd",
-            "--out",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    let base = init_rd(dir.path(), 2);
     let psk = dir.path().join("psk.toml");
     std::fs::write(
         &psk,

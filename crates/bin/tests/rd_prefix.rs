@@ -6,28 +6,14 @@
 //! client runs).
 
 mod peer_harness;
+mod rd_harness;
 
-use peer_harness::{spawn, BIN};
+use peer_harness::spawn;
+use rd_harness::init_rd;
 use std::collections::BTreeSet;
 use std::net::UdpSocket;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn free_base() -> u16 {
-    let seed = std::process::id() as usize;
-    for k in 0..500 {
-        let base = 20_000 + ((seed * 13 + k * 139) % 3500) * 10;
-        let ok = (0..2).all(|i| {
-            let p = base + 10 * i;
-            (0..2).all(|d| std::net::TcpListener::bind(("127.0.0.1", (p + d) as u16)).is_ok())
-                && UdpSocket::bind(("::1", (p + 2) as u16)).is_ok()
-        });
-        if ok {
-            return base as u16;
-        }
-    }
-    panic!("no free ports");
-}
 
 /// A confirmable POST to /rd with Uri-Query `query` and a link-format payload.
 fn register_msg(mid: u16, query: &[String], payload: &str) -> Vec<u8> {
@@ -78,22 +64,7 @@ fn attr<'a>(link: &'a str, name: &str) -> Option<&'a str> {
 #[test]
 fn prefix_lookups_equal_the_full_scan() {
     let dir = tempfile::tempdir().unwrap();
-    let base = free_base();
-    let init = Command::new(BIN)
-        .args([
-            "init",
-            "--centers",
-            "2",
-            "--base-port",
-            &base.to_string(),
-            "--fronts",
-            "rd",
-            "--out",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    let base = init_rd(dir.path(), 2);
     let (_c1, _) = spawn(dir.path(), "c1");
     let (_c2, _) = spawn(dir.path(), "c2");
     let (p1, p2) = (base + 2, base + 12);
