@@ -206,6 +206,11 @@ pub struct Link {
     state: NodeState,
     /// When this center entered `sync`, to judge when it has caught up.
     sync_since_ms: Option<u64>,
+    /// A full sync was asked for (once per link): until then a center that
+    /// knows nothing of the mesh starts no pulls, so it catches up by the
+    /// full sync (DRiP §5.6) whether a beat or its own state change comes
+    /// first.
+    full_sync_asked: bool,
     /// Number of the last call made (HELLO and heartbeats alike).
     last_call: u64,
 }
@@ -244,6 +249,7 @@ impl Link {
             state: NodeState::initial(!peers.is_empty()),
             peers,
             sync_since_ms: None,
+            full_sync_asked: false,
             last_call: 0,
         }
     }
@@ -578,6 +584,9 @@ impl Link {
             |o| replica.mark(o),
             |o| replica.knows(o),
         );
+        if self.awaits_full_sync(replica) {
+            return;
+        }
         for origin in origins {
             out.push(Command::StartPull { peer, origin });
         }
@@ -642,6 +651,12 @@ impl Link {
             .sum()
     }
 
+    /// A center that knows nothing of the mesh yet and has not asked for a
+    /// full sync.
+    fn awaits_full_sync(&self, replica: &impl Replica) -> bool {
+        !self.full_sync_asked && !replica.full_sync_received() && replica.marks().values().all(|w| *w == 0)
+    }
+
     /// Re-judges the node state from how many peers answer, and whether a
     /// catch-up is done.
     fn reassess(&mut self, now_ms: u64, replica: &impl Replica, out: &mut Vec<Command>) {
@@ -660,10 +675,10 @@ impl Link {
             self.sync_since_ms = Some(now_ms);
             // A center that knows nothing of the mesh yet (a new one) asks a
             // peer for a full sync (DRiP §5.6); others catch up by pulls.
-            let fresh = replica.marks().values().all(|w| *w == 0);
-            if fresh && !replica.full_sync_received() {
+            if self.awaits_full_sync(replica) {
                 if let Some(peer) = self.peers.iter().position(|p| p.reachable) {
                     out.push(Command::RequestFullSync { peer });
+                    self.full_sync_asked = true;
                 }
             }
         }
