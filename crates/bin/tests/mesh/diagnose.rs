@@ -65,11 +65,7 @@ async fn diagnose_explains_filtered_tombstoned_and_unreachable() {
         .unwrap();
     assert_eq!(r.status.as_u16(), 201);
     put_agents(&c1, "gone", 1, false).await;
-    let r = c1
-        .request(hyper::Method::DELETE, "/v1/agents/gone0", None)
-        .await
-        .unwrap();
-    assert_eq!(r.status.as_u16(), 204);
+    assert_eq!(delete(&c1, "/v1/agents/gone0").await, 204);
     wait_until("c2 and c3 caught up with c1", Duration::from_secs(15), || async {
         let (_, m) = get(&c1, "/v1/diagnose/mesh").await;
         m["lag"].as_object().is_some_and(|rows| {

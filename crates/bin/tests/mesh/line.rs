@@ -35,14 +35,7 @@ async fn line_mesh_replicates_refuses_and_detects_failures() {
     assert!(r.json()["error"]["message"].as_str().unwrap().contains("c1"));
 
     // Delete propagates and is not resurrected.
-    assert_eq!(
-        c1.request(hyper::Method::DELETE, "/v1/agents/a03", None)
-            .await
-            .unwrap()
-            .status
-            .as_u16(),
-        204
-    );
+    assert_eq!(delete(&c1, "/v1/agents/a03").await, 204);
     wait_until("a03 deleted at c3", Duration::from_secs(10), || async {
         get(&c3, "/v1/agents/a03").await.0 == 404
     })
@@ -334,14 +327,7 @@ async fn line_mesh_replicates_refuses_and_detects_failures() {
         .iter()
         .any(|(id, s)| id == "c1" && s == "OPERATIONAL"));
     put_agents(&c1, "missed", 15, true).await;
-    assert_eq!(
-        c1.request(hyper::Method::DELETE, "/v1/agents/a05", None)
-            .await
-            .unwrap()
-            .status
-            .as_u16(),
-        204
-    );
+    assert_eq!(delete(&c1, "/v1/agents/a05").await, 204);
     wait_until("writes reach c2 with c3 down", Duration::from_secs(10), || async {
         get(&c2, "/v1/agents/missed14").await.0 == 200
     })

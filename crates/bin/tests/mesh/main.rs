@@ -27,6 +27,15 @@ async fn count(c: &Client, path: &str) -> usize {
     get(c, path).await.1["items"].as_array().map_or(0, Vec::len)
 }
 
+/// Deletes `path` at `c`; the status code.
+async fn delete(c: &Client, path: &str) -> u16 {
+    c.request(hyper::Method::DELETE, path, None)
+        .await
+        .unwrap()
+        .status
+        .as_u16()
+}
+
 async fn peer_states(c: &Client) -> Vec<(String, String)> {
     let (_, v) = get(c, "/v1/peers").await;
     v["peers"]

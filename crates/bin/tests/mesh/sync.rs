@@ -14,14 +14,7 @@ async fn a_new_center_gets_a_full_sync() {
     })
     .await;
     put_agents(&c1, "early", 30, true).await;
-    assert_eq!(
-        c1.request(hyper::Method::DELETE, "/v1/agents/early00", None)
-            .await
-            .unwrap()
-            .status
-            .as_u16(),
-        204
-    );
+    assert_eq!(delete(&c1, "/v1/agents/early00").await, 204);
     wait_until("c2 has them", Duration::from_secs(10), || async {
         get(&c2, "/v1/agents/early29").await.0 == 200
     })
