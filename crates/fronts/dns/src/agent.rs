@@ -14,7 +14,7 @@ use crate::discovery::{self, Refusal};
 use crate::election::Phase;
 use crate::kind::{record_id, Contribution, NsKind, NS_KIND};
 use crate::messages::{self, Ctx};
-use crate::state::{now_ms, Applied, Lifecycle, PeerView, ZoneState};
+use crate::state::{now_ms, Applied, PeerView, ZoneState};
 use crate::wire::same_name;
 use regmesh_core::Kind;
 use regmesh_node::handle::{ListQuery, PeerState};
@@ -126,7 +126,7 @@ async fn zone_step(ctx: &Ctx, zone: &str, tick: u64, attempts: &mut BTreeMap<Str
         }
         let center = v.center.clone().expect("discovered");
         if !mesh.contains_key(&center) {
-            v.state = Lifecycle::Known;
+            v.state = PeerState::Known;
             v.introduced = false;
             v.reason = Some(format!("center {center} is not a peer of this center's mesh"));
             continue;
@@ -158,11 +158,9 @@ async fn zone_step(ctx: &Ctx, zone: &str, tick: u64, attempts: &mut BTreeMap<Str
             }
         }
         v.state = match (v.introduced, mesh.get(&center)) {
-            (false, _) => Lifecycle::Known,
-            (true, Some(PeerState::Operational)) => Lifecycle::Operational,
-            (true, Some(PeerState::Degraded)) => Lifecycle::Degraded,
-            (true, Some(PeerState::Interrupted)) => Lifecycle::Interrupted,
-            (true, _) => Lifecycle::Introduced,
+            (false, _) => PeerState::Known,
+            (true, Some(s @ (PeerState::Operational | PeerState::Degraded | PeerState::Interrupted))) => *s,
+            (true, _) => PeerState::Introduced,
         };
     }
     {
@@ -174,7 +172,7 @@ async fn zone_step(ctx: &Ctx, zone: &str, tick: u64, attempts: &mut BTreeMap<Str
             let lost = z
                 .leader
                 .as_ref()
-                .is_some_and(|l| !same_name(l, &me) && views.get(l).is_none_or(|v| v.state != Lifecycle::Operational));
+                .is_some_and(|l| !same_name(l, &me) && views.get(l).is_none_or(|v| v.state != PeerState::Operational));
             if lost {
                 z.leader = None;
             }
@@ -278,10 +276,8 @@ fn union_of(
             continue;
         }
         let v = views.get(id);
-        if waiting.is_none() && v.is_none_or(|v| v.state != Lifecycle::Operational) {
-            let state = v
-                .map(|v| format!("{:?}", v.state).to_uppercase())
-                .unwrap_or("NEEDED".into());
+        if waiting.is_none() && v.is_none_or(|v| v.state != PeerState::Operational) {
+            let state = v.map_or(PeerState::Needed, |v| v.state).as_str();
             waiting = Some(format!("{id} is {state}, not OPERATIONAL"));
         }
         let from_record = v

@@ -8,27 +8,24 @@
 
 use crate::election::Election;
 use crate::kind::Contribution;
+use regmesh_node::handle::PeerState;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 
-/// A remote agent's lifecycle state for one zone (document 003).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Lifecycle {
-    Needed,
-    Known,
-    Introduced,
-    Operational,
-    Degraded,
-    Interrupted,
+/// Writes a lifecycle state as the document names it (`OPERATIONAL`).
+fn state_name<S: serde::Serializer>(s: &PeerState, ser: S) -> Result<S::Ok, S::Error> {
+    ser.serialize_str(s.as_str())
 }
 
 /// One remote agent of a zone.
 #[derive(Debug, Clone, Serialize)]
 pub struct PeerView {
-    pub state: Lifecycle,
+    /// The remote agent's lifecycle state for this zone: the mesh's own
+    /// (document 003's) states, NEEDED and KNOWN set by discovery here.
+    #[serde(serialize_with = "state_name")]
+    pub state: PeerState,
     /// Why it is not further (a refusal of discovery or of HELLO).
     pub reason: Option<String>,
     /// The center its validated certificate names.
@@ -43,7 +40,7 @@ pub struct PeerView {
 impl PeerView {
     pub fn new() -> Self {
         PeerView {
-            state: Lifecycle::Needed,
+            state: PeerState::Needed,
             reason: None,
             center: None,
             addr: None,
