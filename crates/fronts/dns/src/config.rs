@@ -6,7 +6,8 @@
 //! Must never: accept a key it does not know, a name that is not a domain
 //! name, or a TSIG secret that is not base64.
 
-use crate::wire::{check_name, TsigKey};
+use crate::tsig::TsigKey;
+use crate::wire::check_name;
 use base64::Engine;
 use regmesh_node::front::{FrontError, Section};
 use serde::Deserialize;

@@ -22,6 +22,7 @@ pub mod messages;
 pub mod net;
 pub mod routes;
 pub mod state;
+pub mod tsig;
 pub mod update;
 pub mod wire;
 

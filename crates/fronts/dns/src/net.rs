@@ -1,11 +1,13 @@
 //! DNS over TCP to one server (the validating resolver, a primary, the
-//! parent): one message out, one in, with a deadline and a size bound, and
+//! parent): one message out, one in, with a deadline and a size bound (to
+//! a primary or the parent signed, the answer's TSIG checked), and
 //! the TLS probe that reads the certificate an agent's peer port presents.
 //!
 //! Must never: wait without a deadline, read more than
 //! [`RESPONSE_BYTES_MAX`], or trust the probed certificate for anything but
 //! comparing it with a validated TLSA record.
 
+use crate::tsig::{self, TsigError, TsigKey};
 use crate::wire::{self, Response};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -29,6 +31,24 @@ pub enum NetError {
     Wire(wire::WireError, SocketAddr),
     #[error("{addr}: answer id {got} for query id {want}")]
     WrongId { addr: SocketAddr, got: u16, want: u16 },
+    /// The answer to a signed request is not validly signed: it is not
+    /// used (the server may have acted on the request).
+    #[error("{addr}: {0}", addr = .1)]
+    Tsig(TsigError, SocketAddr),
+}
+
+/// Signs `msg` with `key` at `now_s`, sends it to `addr`, and returns the
+/// answer only if its TSIG verifies over our request's MAC.
+pub async fn exchange_signed(
+    addr: SocketAddr,
+    mut msg: Vec<u8>,
+    key: &TsigKey,
+    now_s: u64,
+) -> Result<Response, NetError> {
+    let mac = tsig::sign(&mut msg, key, now_s, None);
+    let r = exchange(addr, &msg).await?;
+    tsig::verify(&r.msg, key, &mac, now_s).map_err(|e| NetError::Tsig(e, addr))?;
+    Ok(r)
 }
 
 /// Sends `msg` to `addr` over TCP and reads the answer.

@@ -2,13 +2,15 @@
 //! read the NS set it serves at `owner` (the zone apex at a primary, the
 //! delegation at the parent), then one UPDATE that adds what is missing
 //! before it deletes what is extra (so the set is never empty), then read
-//! it back.
+//! it back. Every request is TSIG-signed and every answer's TSIG checked
+//! ([`crate::net::exchange_signed`]): an answer that is not validly signed
+//! is an error, never taken as the server's word.
 //!
-//! Must never: send an unsigned UPDATE, or send one when the set already
-//! matches.
+//! Must never: send an unsigned UPDATE, send one when the set already
+//! matches, or trust an answer whose TSIG does not verify.
 
 use crate::config::Server;
-use crate::net::{exchange, new_id, NetError};
+use crate::net::{exchange_signed, new_id, NetError};
 use crate::wire::{self, Change};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -22,9 +24,12 @@ pub enum UpdateError {
     Refused { addr: SocketAddr, zone: String, rcode: u8 },
 }
 
-/// The NS set `addr` serves at `owner` (answer or referral), lower case.
-pub async fn served_ns(addr: SocketAddr, owner: &str) -> Result<BTreeSet<String>, NetError> {
-    let r = exchange(addr, &wire::query(new_id(), owner, wire::TYPE_NS, false)).await?;
+/// The NS set `server` serves at `owner` (answer or referral), lower
+/// case; the query is signed and the answer's TSIG checked.
+pub async fn served_ns(server: &Server, owner: &str, now_s: u64) -> Result<BTreeSet<String>, NetError> {
+    let addr = server.addr;
+    let q = wire::query(new_id(), owner, wire::TYPE_NS, false);
+    let r = exchange_signed(addr, q, &server.key, now_s).await?;
     let mut out = BTreeSet::new();
     for rr in r.answers.iter().chain(&r.authority) {
         if rr.rtype == wire::TYPE_NS && wire::same_name(&rr.name, owner) {
@@ -45,7 +50,7 @@ pub async fn apply(
     ttl: u32,
     now_s: u64,
 ) -> Result<(BTreeSet<String>, bool), UpdateError> {
-    let have = served_ns(server.addr, owner).await?;
+    let have = served_ns(server, owner, now_s).await?;
     if &have == want || want.is_empty() {
         return Ok((have, false));
     }
@@ -71,9 +76,8 @@ pub async fn apply(
         ttl: 0,
         rdata: rdata(n),
     }));
-    let mut m = wire::update(new_id(), zone, &changes);
-    wire::tsig_sign(&mut m, &server.key, now_s);
-    let r = exchange(server.addr, &m).await?;
+    let m = wire::update(new_id(), zone, &changes);
+    let r = exchange_signed(server.addr, m, &server.key, now_s).await?;
     if r.rcode != 0 {
         return Err(UpdateError::Refused {
             addr: server.addr,
@@ -81,5 +85,5 @@ pub async fn apply(
             rcode: r.rcode,
         });
     }
-    Ok((served_ns(server.addr, owner).await?, true))
+    Ok((served_ns(server, owner, now_s).await?, true))
 }

@@ -1,13 +1,11 @@
 //! The DNS wire format, as far as the agent needs it: names (case kept),
-//! queries, RFC 2136 UPDATE messages, TSIG signing (RFC 8945,
-//! hmac-sha256), and parsing of answers (compression pointers followed, the
+//! queries, RFC 2136 UPDATE messages (signed by [`crate::tsig`]), and
+//! parsing of answers (compression pointers followed, the
 //! RDATA of HSYNC, URI, SVCB, TLSA, NS, DNSKEY read).
 //!
-//! Pure: no I/O, no clock (the TSIG time is given). Must never: follow a
+//! Pure: no I/O, no clock. Must never: follow a
 //! compression pointer forward or loop, read past a message, or accept a
 //! name longer than 255 bytes.
-
-use ring::hmac;
 
 pub const TYPE_NS: u16 = 2;
 pub const TYPE_SOA: u16 = 6;
@@ -29,7 +27,7 @@ pub const NAME_BYTES_MAX: usize = 255;
 pub const RECORDS_MAX: usize = 512;
 
 /// A message could not be parsed or built. Nothing was changed.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum WireError {
     #[error("message truncated at byte {0}")]
     Short(usize),
@@ -179,59 +177,6 @@ pub fn update(id: u16, zone: &str, changes: &[Change]) -> Vec<u8> {
         m.extend_from_slice(&c.rdata);
     }
     m
-}
-
-/// A TSIG key: its name and hmac-sha256 secret.
-#[derive(Clone)]
-pub struct TsigKey {
-    pub name: String,
-    pub secret: Vec<u8>,
-}
-
-impl std::fmt::Debug for TsigKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "TsigKey({})", self.name)
-    }
-}
-
-const TSIG_ALG: &str = "hmac-sha256.";
-const TSIG_FUDGE_S: u16 = 300;
-
-/// Signs `m` (a complete message) with TSIG at `now_s`: appends the TSIG
-/// record and counts it in ARCOUNT (RFC 8945 §4.2, §4.3.3).
-pub fn tsig_sign(m: &mut Vec<u8>, key: &TsigKey, now_s: u64) {
-    let id = [m[0], m[1]];
-    let mut vars = Vec::new();
-    name_wire_lower(&key.name, &mut vars);
-    vars.extend_from_slice(&CLASS_ANY.to_be_bytes());
-    vars.extend_from_slice(&0u32.to_be_bytes());
-    name_wire(TSIG_ALG, &mut vars);
-    let time = &now_s.to_be_bytes()[2..];
-    vars.extend_from_slice(time);
-    vars.extend_from_slice(&TSIG_FUDGE_S.to_be_bytes());
-    vars.extend_from_slice(&[0, 0, 0, 0]); // error, other len
-    let k = hmac::Key::new(hmac::HMAC_SHA256, &key.secret);
-    let mut ctx = hmac::Context::with_key(&k);
-    ctx.update(m);
-    ctx.update(&vars);
-    let mac = ctx.sign();
-    let mac = mac.as_ref();
-    let mut rdata = Vec::new();
-    name_wire(TSIG_ALG, &mut rdata);
-    rdata.extend_from_slice(time);
-    rdata.extend_from_slice(&TSIG_FUDGE_S.to_be_bytes());
-    rdata.extend_from_slice(&(mac.len() as u16).to_be_bytes());
-    rdata.extend_from_slice(mac);
-    rdata.extend_from_slice(&id);
-    rdata.extend_from_slice(&[0, 0, 0, 0]);
-    name_wire_lower(&key.name, m);
-    m.extend_from_slice(&TYPE_TSIG.to_be_bytes());
-    m.extend_from_slice(&CLASS_ANY.to_be_bytes());
-    m.extend_from_slice(&0u32.to_be_bytes());
-    m.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
-    m.extend_from_slice(&rdata);
-    let ar = u16::from_be_bytes([m[10], m[11]]) + 1;
-    m[10..12].copy_from_slice(&ar.to_be_bytes());
 }
 
 /// A record of a parsed message; `rdata_at` is where its RDATA starts in
@@ -464,19 +409,5 @@ mod tests {
         );
         s.truncate(12);
         assert!(Svcb::parse(&s).is_err());
-    }
-
-    #[test]
-    fn tsig_counts_itself() {
-        let mut m = update(7, "example.lab.", &[]);
-        tsig_sign(
-            &mut m,
-            &TsigKey {
-                name: "k".into(),
-                secret: vec![1; 32],
-            },
-            1_700_000_000,
-        );
-        assert_eq!(u16::from_be_bytes([m[10], m[11]]), 1);
     }
 }
