@@ -4,8 +4,8 @@
 //! and the regmesh agents. What the primaries and the parent serve is read
 //! with kdig; HSYNC and TLSA are changed with knsupdate.
 //!
-//! Budget: two labs (four and three agents, six and five Knot servers, one
-//! Unbound each), every wait bounded: ~60 s and ~25 s.
+//! Budget: three labs (four, three and three agents, six or five Knot
+//! servers, one Unbound each), every wait bounded: ~60 s, ~25 s, ~30 s.
 
 mod peer_harness;
 
@@ -424,4 +424,170 @@ async fn equal_votes_invalidate_the_election_and_nobody_updates_the_parent() {
     // The parent still delegates to the zone owner's server only.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(served(lab.parent_port()), BTreeSet::from(["ns.lab.".to_string()]));
+}
+
+/// The `rtype` records at `name` that `port` serves, in any section (a
+/// referral's glue is in the additional one), RDATA as kdig writes it.
+fn records(port: u16, name: &str, rtype: &str) -> BTreeSet<String> {
+    let out = Command::new("kdig")
+        .args([
+            "@127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "+norec",
+            "+time=1",
+            "+retry=0",
+            name,
+            rtype,
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with(';'))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 4 && f[3] == rtype && f[0].eq_ignore_ascii_case(name)).then(|| f[4..].join(" "))
+        })
+        .collect()
+}
+
+/// Budget: one lab of three signing providers, every wait bounded (~30 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signers_serve_every_signers_keys_with_cds_cdnskey_csync_and_glue() {
+    let lab = Lab::up(3, &[]);
+    let c: Vec<Client> = (0..3).map(|i| lab.client(i)).collect();
+    let ports: Vec<u16> = (0..3).map(|i| lab.primary_port(i)).collect();
+    let parent = lab.parent_port();
+
+    // Each primary signs with its own KSK and ZSK: once synced, every
+    // primary serves all six DNSKEYs, and CDS and CDNSKEY for the three
+    // KSKs, the same at every provider (RFC 8901 model 2).
+    let t0 = Instant::now();
+    wait_until(
+        "every signer's keys at every primary",
+        Duration::from_secs(25),
+        || async {
+            let sets: Vec<_> = ports.iter().map(|p| records(*p, ZONE, "DNSKEY")).collect();
+            sets[0].len() == 6 && sets.iter().all(|s| s == &sets[0])
+        },
+    )
+    .await;
+    eprintln!(
+        "three signers' DNSKEYs at every primary {:?} after the lab was up",
+        t0.elapsed()
+    );
+    let keys = records(ports[0], ZONE, "DNSKEY");
+    let ksks: BTreeSet<String> = keys.iter().filter(|k| k.starts_with("257 ")).cloned().collect();
+    assert_eq!(ksks.len(), 3, "{keys:?}");
+    wait_until(
+        "CDS, CDNSKEY and CSYNC at every primary",
+        Duration::from_secs(10),
+        || async {
+            ports.iter().all(|p| {
+                records(*p, ZONE, "CDNSKEY") == ksks
+                    && records(*p, ZONE, "CDS").len() == 3
+                    && records(*p, ZONE, "CSYNC") == BTreeSet::from(["0 1 A NS AAAA".to_string()])
+            })
+        },
+    )
+    .await;
+    let cds = records(ports[0], ZONE, "CDS");
+    assert!(
+        ports.iter().all(|p| records(*p, ZONE, "CDS") == cds),
+        "one CDS set everywhere"
+    );
+    // Each primary still signs its DNSKEY RRset with its own KSK.
+    for p in &ports {
+        assert!(dnssec_signed(*p), "primary {p} signs its DNSKEY RRset");
+    }
+
+    // A nameserver inside the zone: its glue is served by every primary
+    // and, with the delegation, by the parent.
+    let r = c[0]
+        .request(
+            hyper::Method::PUT,
+            &format!("/v1/dns/zones/{ZONE}/ns"),
+            Some(&json!({"ns": ["ns1.example.lab.", "ns1.p1.lab."], "glue": {"ns1.example.lab.": ["127.0.0.53"]}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status.as_u16(), 200);
+    let mut want = ns_of(&[2, 3]);
+    want.extend(["ns1.example.lab.".to_string(), "ns1.p1.lab.".to_string()]);
+    let mut all = ports.clone();
+    all.push(parent);
+    let took = until_served("p1's in-zone nameserver", &all, &want, Duration::from_secs(15)).await;
+    let glue = BTreeSet::from(["127.0.0.53".to_string()]);
+    wait_until(
+        "glue at every primary and the parent",
+        Duration::from_secs(10),
+        || async { all.iter().all(|p| records(*p, "ns1.example.lab.", "A") == glue) },
+    )
+    .await;
+    eprintln!("in-zone nameserver with glue -> every primary and the parent: {took:?}+");
+    // A nameserver inside the zone without glue is refused, and changes
+    // nothing.
+    let r = c[1]
+        .request(
+            hyper::Method::PUT,
+            &format!("/v1/dns/zones/{ZONE}/ns"),
+            Some(&json!({"ns": ["ns9.example.lab."]})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status.as_u16(), 400);
+    let v = zone(&c[1]).await;
+    assert_eq!(
+        v["contributions"]["agent.p2.lab."]["ns"],
+        json!(["ns1.p2.lab.", "ns2.p2.lab."]),
+        "{v}"
+    );
+
+    // The glue leaves with its nameserver.
+    let r = c[0]
+        .request(
+            hyper::Method::PUT,
+            &format!("/v1/dns/zones/{ZONE}/ns"),
+            Some(&json!({"ns": ["ns1.p1.lab."]})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status.as_u16(), 200);
+    let mut want = ns_of(&[2, 3]);
+    want.insert("ns1.p1.lab.".to_string());
+    until_served(
+        "p1 without its in-zone nameserver",
+        &all,
+        &want,
+        Duration::from_secs(15),
+    )
+    .await;
+    wait_until(
+        "glue removed at every primary and the parent",
+        Duration::from_secs(10),
+        || async { all.iter().all(|p| records(*p, "ns1.example.lab.", "A").is_empty()) },
+    )
+    .await;
+}
+
+/// Whether `port` answers the zone's DNSKEY with an RRSIG (+dnssec).
+fn dnssec_signed(port: u16) -> bool {
+    let out = Command::new("kdig")
+        .args([
+            "@127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "+norec",
+            "+dnssec",
+            "+time=1",
+            "+retry=0",
+            ZONE,
+            "DNSKEY",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.split_whitespace().nth(3) == Some("RRSIG") && l.split_whitespace().nth(4) == Some("DNSKEY"))
 }

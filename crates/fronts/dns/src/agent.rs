@@ -12,12 +12,11 @@
 use crate::config::read_anchor;
 use crate::discovery::{self, Refusal};
 use crate::election::Phase;
-use crate::kind::{record_id, Contribution, NsKind, NS_KIND};
 use crate::messages::{self, Ctx};
-use crate::state::{now_ms, Applied, PeerView, ZoneState};
+use crate::state::{now_ms, PeerView, ZoneState};
+use crate::sync;
 use crate::wire::same_name;
-use regmesh_core::Kind;
-use regmesh_node::handle::{ListQuery, PeerState};
+use regmesh_node::handle::PeerState;
 use regmesh_node::messages::PeerVerb;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
@@ -39,6 +38,11 @@ pub async fn run(ctx: Ctx) {
         for z in &ctx.cfg.zones {
             zones.entry(z.clone()).or_insert_with(|| ZoneState {
                 own: ctx.cfg.contributions.get(z).cloned().unwrap_or_default(),
+                own_glue: crate::config::glue_for(
+                    &ctx.cfg.glue,
+                    z,
+                    ctx.cfg.contributions.get(z).map(Vec::as_slice).unwrap_or_default(),
+                ),
                 ..ZoneState::default()
             });
         }
@@ -92,12 +96,18 @@ async fn zone_step(ctx: &Ctx, zone: &str, tick: u64, attempts: &mut BTreeMap<Str
     if !ids.iter().any(|i| same_name(i, &me)) {
         return refuse(ctx, zone, Refusal::NotInHsync(me).to_string());
     }
+    let signers: BTreeSet<String> = hs
+        .iter()
+        .filter(|h| h.state == 1 && h.sign == 1)
+        .map(|h| h.identity.to_ascii_lowercase())
+        .collect();
     let others: Vec<String> = ids.iter().filter(|i| !same_name(i, &me)).cloned().collect();
     let mut views: BTreeMap<String, PeerView> = {
         let mut zones = ctx.shared.lock();
         let Some(z) = zones.get_mut(zone) else { return };
         z.refused = None;
         z.hsync = ids.clone();
+        z.signer = signers.contains(&me.to_ascii_lowercase());
         z.peers.retain(|i, _| others.contains(i));
         z.peers.clone()
     };
@@ -178,18 +188,14 @@ async fn zone_step(ctx: &Ctx, zone: &str, tick: u64, attempts: &mut BTreeMap<Str
             }
         }
     }
-    own_contribution(ctx, zone).await;
-    let (union, waiting) = union_of(ctx, zone, &ids, &views);
-    {
-        let mut zones = ctx.shared.lock();
-        if let Some(z) = zones.get_mut(zone) {
-            z.union = union.iter().cloned().collect();
-            z.waiting = waiting.clone();
-        }
+    sync::own_contribution(ctx, zone).await;
+    let (union, waiting) = sync::union_of(ctx, zone, &ids, &signers, &views);
+    if let Some(z) = ctx.shared.lock().get_mut(zone) {
+        z.waiting = waiting.clone();
     }
     expire_election(ctx, zone);
     if waiting.is_none() {
-        apply_all(ctx, zone, &union).await;
+        sync::apply_all(ctx, zone, &union).await;
         maybe_elect(ctx, zone, &ids, attempts);
     }
 }
@@ -197,147 +203,6 @@ async fn zone_step(ctx: &Ctx, zone: &str, tick: u64, attempts: &mut BTreeMap<Str
 fn set_view(ctx: &Ctx, zone: &str, id: &str, v: &PeerView) {
     if let Some(z) = ctx.shared.lock().get_mut(zone) {
         z.peers.insert(id.to_string(), v.clone());
-    }
-}
-
-/// Writes this provider's contribution record if it differs from what is
-/// wanted, and NOTIFYs every introduced agent at once.
-async fn own_contribution(ctx: &Ctx, zone: &str) {
-    let own = match ctx.shared.lock().get(zone) {
-        Some(z) => z.own.clone(),
-        None => return,
-    };
-    let id = record_id(zone, ctx.node.center_id());
-    let current: Option<Contribution> = ctx
-        .node
-        .get(NS_KIND, &id)
-        .ok()
-        .flatten()
-        .filter(|r| !r.deleted)
-        .and_then(|r| serde_json::from_str(&r.body).ok());
-    let want = Contribution {
-        zone: zone.to_string(),
-        identity: ctx.cfg.identity.clone(),
-        ns: own,
-        serial_ms: now_ms(),
-    };
-    let Ok(want) = want.checked() else { return };
-    let c = match current {
-        Some(c) if c.ns == want.ns && same_name(&c.identity, &want.identity) => c,
-        _ => {
-            let Ok(p) = NsKind.prepare(&id, serde_json::to_value(&want).expect("serializes")) else {
-                return;
-            };
-            if let Err(e) = ctx.node.put(NS_KIND, &id, p, None).await {
-                tracing::warn!(zone, error = %e, "writing this provider's contribution");
-                return;
-            }
-            messages::broadcast(ctx, zone, messages::NS, json!({"zone": zone, "contribution": want}));
-            want
-        }
-    };
-    if let Some(z) = ctx.shared.lock().get_mut(zone) {
-        z.contributions.insert(ctx.cfg.identity.clone(), c);
-    }
-}
-
-/// The union of the contributions of every identity in HSYNC, or why it
-/// must not be applied now.
-fn union_of(
-    ctx: &Ctx,
-    zone: &str,
-    ids: &[String],
-    views: &BTreeMap<String, PeerView>,
-) -> (BTreeSet<String>, Option<String>) {
-    let mut waiting = None;
-    let mut by_center: BTreeMap<String, Contribution> = BTreeMap::new();
-    let q = ListQuery {
-        filters: vec![("zone", zone)],
-        cursor: None,
-        limit: None,
-    };
-    if let Ok(page) = ctx.node.list(NS_KIND, &q) {
-        for r in page.records {
-            if let Ok(c) = serde_json::from_str::<Contribution>(&r.body) {
-                by_center.insert(r.origin.clone(), c);
-            }
-        }
-    }
-    let mut zones = ctx.shared.lock();
-    let Some(z) = zones.get_mut(zone) else {
-        return (BTreeSet::new(), Some("zone gone".into()));
-    };
-    let mut union = BTreeSet::new();
-    for id in ids {
-        if same_name(id, &ctx.cfg.identity) {
-            if let Some(c) = z.contributions.get(id) {
-                union.extend(c.ns.iter().cloned());
-            }
-            continue;
-        }
-        let v = views.get(id);
-        if waiting.is_none() && v.is_none_or(|v| v.state != PeerState::Operational) {
-            let state = v.map_or(PeerState::Needed, |v| v.state).as_str();
-            waiting = Some(format!("{id} is {state}, not OPERATIONAL"));
-        }
-        let from_record = v
-            .and_then(|v| v.center.as_ref())
-            .and_then(|c| by_center.get(c))
-            .filter(|c| same_name(&c.identity, id))
-            .cloned();
-        let best = match (from_record, z.notified.get(id).cloned()) {
-            (Some(a), Some(b)) => Some(if b.serial_ms > a.serial_ms { b } else { a }),
-            (a, b) => a.or(b),
-        };
-        match best {
-            Some(c) => {
-                union.extend(c.ns.iter().cloned());
-                z.contributions.insert(id.clone(), c);
-            }
-            None => {
-                z.contributions.remove(id);
-                if waiting.is_none() {
-                    waiting = Some(format!("no contribution from {id} yet"));
-                }
-            }
-        }
-    }
-    z.contributions.retain(|i, _| ids.contains(i));
-    (union, waiting)
-}
-
-async fn apply_all(ctx: &Ctx, zone: &str, union: &BTreeSet<String>) {
-    let now_s = now_ms() / 1000;
-    let r = crate::update::apply(&ctx.cfg.primary, zone, zone, union, ctx.cfg.ns_ttl_s, now_s).await;
-    record(ctx, zone, false, r);
-    let leader = ctx.shared.lock().get(zone).and_then(|z| z.leader.clone());
-    if let (Some(parent), Some(l)) = (&ctx.cfg.parent, leader) {
-        if same_name(&l, &ctx.cfg.identity) {
-            let pz = parent_zone(zone);
-            let r = crate::update::apply(parent, &pz, zone, union, ctx.cfg.ns_ttl_s, now_s).await;
-            record(ctx, zone, true, r);
-        }
-    }
-}
-
-fn record(ctx: &Ctx, zone: &str, parent: bool, r: Result<(BTreeSet<String>, bool), crate::update::UpdateError>) {
-    let mut zones = ctx.shared.lock();
-    let Some(z) = zones.get_mut(zone) else { return };
-    let slot = if parent {
-        z.parent.get_or_insert_with(Applied::default)
-    } else {
-        &mut z.primary
-    };
-    match r {
-        Ok((ns, sent)) => {
-            if sent {
-                tracing::info!(zone, parent, ns = ?ns, "NS set updated");
-                slot.updated_ms = Some(now_ms());
-            }
-            slot.ns = ns.into_iter().collect();
-            slot.error = None;
-        }
-        Err(e) => slot.error = Some(e.to_string()),
     }
 }
 
@@ -363,14 +228,6 @@ fn expire_election(ctx: &Ctx, zone: &str) {
         (e.id.clone(), s)
     };
     messages::after(ctx, zone, &expired.0, expired.1);
-}
-
-/// The zone one label up (`example.lab.` → `lab.`).
-pub fn parent_zone(zone: &str) -> String {
-    match zone.trim_end_matches('.').split_once('.') {
-        Some((_, p)) => format!("{p}."),
-        None => ".".into(),
-    }
 }
 
 /// Elections started by this agent for one zone.

@@ -1,7 +1,7 @@
 //! `[fronts.dns]`: the agent's identity, the validating resolver, the trust
 //! anchor file, the zones, its provider's primary (and the parent, if this
 //! provider may update the delegation), its nameserver contribution per
-//! zone, and the beat interval its lifecycle states are judged by.
+//! zone with the glue of those inside it, and the beat interval its lifecycle states are judged by.
 //!
 //! Must never: accept a key it does not know, a name that is not a domain
 //! name, or a TSIG secret that is not base64.
@@ -12,7 +12,7 @@ use base64::Engine;
 use regmesh_node::front::{FrontError, Section};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 /// Most zones one agent serves for.
@@ -32,6 +32,8 @@ struct Raw {
     parent: Option<RawServer>,
     #[serde(default)]
     contributions: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    glue: BTreeMap<String, Vec<Ipv4Addr>>,
     #[serde(default = "default_interval")]
     interval_ms: u64,
     #[serde(default = "default_ttl")]
@@ -73,6 +75,9 @@ pub struct DnsConfig {
     pub parent: Option<Server>,
     /// Zone → this provider's nameservers.
     pub contributions: BTreeMap<String, Vec<String>>,
+    /// Nameserver → its addresses, for this provider's nameservers that
+    /// are inside a zone they serve (glue).
+    pub glue: BTreeMap<String, Vec<Ipv4Addr>>,
     pub interval_ms: u64,
     pub ns_ttl_s: u32,
     /// A fixed election vote (tests force equal votes with it); random when
@@ -132,6 +137,22 @@ impl DnsConfig {
                 .collect::<Result<Vec<_>, _>>()?;
             contributions.insert(z, ns);
         }
+        let mut glue = BTreeMap::new();
+        for (n, a) in raw.glue {
+            glue.insert(name("glue", &n)?.to_ascii_lowercase(), a);
+        }
+        for (z, ns) in &contributions {
+            let c = crate::kind::Contribution {
+                zone: z.clone(),
+                identity: identity.clone(),
+                ns: ns.clone(),
+                serial_ms: 0,
+                glue: glue_for(&glue, z, ns),
+                dnskey: Vec::new(),
+            };
+            c.checked()
+                .map_err(|e| FrontError::config(front, format!("contributions {z}: {e}")))?;
+        }
         if !(100..=600_000).contains(&raw.interval_ms) {
             return Err(FrontError::config(front, "interval_ms: 100 to 600000"));
         }
@@ -143,11 +164,21 @@ impl DnsConfig {
             primary: server(front, "primary", raw.primary)?,
             parent: raw.parent.map(|p| server(front, "parent", p)).transpose()?,
             contributions,
+            glue,
             interval_ms: raw.interval_ms,
             ns_ttl_s: raw.ns_ttl_s,
             vote: raw.vote,
         })
     }
+}
+
+/// The entries of `glue` for the names of `ns` inside `zone`.
+pub fn glue_for(glue: &BTreeMap<String, Vec<Ipv4Addr>>, zone: &str, ns: &[String]) -> BTreeMap<String, Vec<Ipv4Addr>> {
+    ns.iter()
+        .map(|n| n.to_ascii_lowercase())
+        .filter(|n| crate::dnssec::in_zone(n, zone))
+        .filter_map(|n| glue.get(&n).map(|a| (n, a.clone())))
+        .collect()
 }
 
 /// The root DS digests (SHA-256, digest type 2) of a trust anchor file in
@@ -194,6 +225,15 @@ mod tests {
         assert!(DnsConfig::from_section("dns", &section("interval_ms = 5")).is_err());
         let e = DnsConfig::from_section("dns", &section("[contributions]\n\"other.lab.\" = [\"ns1.x.\"]"));
         assert!(e.unwrap_err().to_string().contains("not in zones"));
+        let inside = "[contributions]\n\"example.lab.\" = [\"ns1.example.lab.\"]";
+        let e = DnsConfig::from_section("dns", &section(inside));
+        assert!(e.unwrap_err().to_string().contains("needs glue"));
+        let c = DnsConfig::from_section(
+            "dns",
+            &section(&format!("{inside}\n[glue]\n\"ns1.example.lab\" = [\"127.0.0.9\"]")),
+        )
+        .unwrap();
+        assert_eq!(c.glue["ns1.example.lab."], vec![std::net::Ipv4Addr::new(127, 0, 0, 9)]);
     }
 
     #[test]

@@ -3,17 +3,28 @@
 //! agent center and replicated by the mesh like any record. A new body
 //! replaces the old one whole (document 003: full replacement, no deltas).
 //!
-//! Pure: no I/O. Must never: accept a name that is not a domain name or more
-//! than [`NS_MAX`] nameservers.
+//! Besides the nameservers, a contribution carries the glue of those inside
+//! the zone and, from a signing provider, its DNSKEYs.
+//!
+//! Pure: no I/O. Must never: accept a name that is not a domain name, more
+//! than [`NS_MAX`] nameservers, a nameserver inside the zone without glue,
+//! glue for any other name, or a malformed DNSKEY.
 
 use crate::config::NS_MAX;
+use crate::dnssec::{dnskey_from_text, dnskey_to_text, in_zone};
 use crate::wire::check_name;
 use regmesh_core::kind::{Kind, Prepared, ValidationError};
 use regmesh_core::Visibility;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 
 pub const NS_KIND: &str = "dns.ns";
+/// Most DNSKEYs one signer contributes.
+pub const DNSKEY_MAX: usize = 16;
+/// Most glue addresses of one nameserver.
+pub const GLUE_ADDRS_MAX: usize = 8;
 
 /// A contribution.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +37,14 @@ pub struct Contribution {
     pub ns: Vec<String>,
     /// When the provider set it, ms since the epoch (newest wins).
     pub serial_ms: u64,
+    /// Addresses of its nameservers inside the zone (each needs glue),
+    /// sorted, unique. Absent in records written before glue.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub glue: BTreeMap<String, Vec<Ipv4Addr>>,
+    /// Its signer's DNSKEYs (`FLAGS 3 ALG BASE64`), when its HSYNC record
+    /// says SIGN: every signing provider serves all of them (RFC 8901).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dnskey: Vec<String>,
 }
 
 impl Contribution {
@@ -46,6 +65,48 @@ impl Contribution {
         ns.sort();
         ns.dedup();
         self.ns = ns;
+        let mut glue = BTreeMap::new();
+        for (n, mut addrs) in std::mem::take(&mut self.glue) {
+            let n = check_name(&n).map_err(|e| bad("glue", e))?.to_ascii_lowercase();
+            if !self.ns.contains(&n) || !in_zone(&n, &self.zone) {
+                return Err(ValidationError::new(
+                    "glue",
+                    format!("{n} is not one of the nameservers inside {}", self.zone),
+                ));
+            }
+            addrs.sort();
+            addrs.dedup();
+            if addrs.is_empty() || addrs.len() > GLUE_ADDRS_MAX {
+                return Err(ValidationError::new(
+                    "glue",
+                    format!("{n}: 1 to {GLUE_ADDRS_MAX} addresses"),
+                ));
+            }
+            glue.insert(n, addrs);
+        }
+        if let Some(n) = self
+            .ns
+            .iter()
+            .find(|n| in_zone(n, &self.zone) && !glue.contains_key(*n))
+        {
+            return Err(ValidationError::new(
+                "glue",
+                format!("{n} is inside {} and needs glue", self.zone),
+            ));
+        }
+        self.glue = glue;
+        if self.dnskey.len() > DNSKEY_MAX {
+            return Err(ValidationError::new("dnskey", format!("at most {DNSKEY_MAX}")));
+        }
+        let mut keys = self
+            .dnskey
+            .iter()
+            .map(|k| dnskey_from_text(k).map(|w| dnskey_to_text(&w)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad("dnskey", e))?;
+        keys.sort();
+        keys.dedup();
+        self.dnskey = keys;
         Ok(self)
     }
 }
@@ -114,5 +175,21 @@ mod tests {
             .prepare("x", json!({"zone": "a.", "identity": "a.", "ns": many, "serial_ms": 1}))
             .is_err());
         assert_eq!(record_id("Example.lab.", "c1"), "example.lab~c1");
+        // Glue: required for, and only for, nameservers inside the zone.
+        let c = |ns: Value, glue: Value| {
+            NsKind.prepare(
+                "x",
+                json!({"zone": "example.lab.", "identity": "a.", "ns": ns, "glue": glue, "serial_ms": 1}),
+            )
+        };
+        let p = c(
+            json!(["NS1.example.lab.", "ns.p1.lab."]),
+            json!({"ns1.example.lab": ["127.0.0.9", "127.0.0.9"]}),
+        )
+        .unwrap();
+        assert_eq!(p.body["glue"], json!({"ns1.example.lab.": ["127.0.0.9"]}));
+        assert!(c(json!(["ns1.example.lab."]), json!({})).is_err());
+        assert!(c(json!(["ns.p1.lab."]), json!({"ns.p1.lab.": ["127.0.0.9"]})).is_err());
+        assert!(c(json!(["ns1.example.lab."]), json!({"ns1.example.lab.": []})).is_err());
     }
 }

@@ -1,12 +1,13 @@
 //! The DNS provider agent front (document 003, issue 14): a center is one
 //! DNS provider's agent. It finds the zone's other agents from DNS (HSYNC →
 //! URI → SVCB → TLSA, validated: [`discovery`]), introduces itself to them
-//! over the mesh ([`messages`]), keeps its provider's NS contribution as a
-//! `dns.ns` record ([`kind`]), applies the union of every provider's
-//! contribution to its primary with TSIG-signed UPDATE ([`update`]) while
-//! every peer of the zone is OPERATIONAL, and, as the elected leader
-//! ([`election`]), to the parent ([`agent`]). `/v1/dns/zones/...` shows it
-//! ([`routes`]).
+//! over the mesh ([`messages`]), keeps its provider's contribution (NS,
+//! glue, a signer's DNSKEYs) as a `dns.ns` record ([`kind`]), applies the
+//! union of every provider's contribution to its primary with TSIG-signed
+//! UPDATE ([`update`], [`tsig`]; NS, glue, CSYNC, and at signers DNSKEY,
+//! CDS, CDNSKEY: [`sync`], [`dnssec`]) while every peer of the zone is
+//! OPERATIONAL, and, as the elected leader ([`election`]), to the parent.
+//! `/v1/dns/zones/...` shows it ([`routes`]).
 //!
 //! Configured by `[fronts.dns]` ([`config`]); off unless the section is
 //! present. Must never: reach into the center, the mesh or the store, or
@@ -16,12 +17,14 @@ pub mod agent;
 pub mod cert;
 pub mod config;
 pub mod discovery;
+pub mod dnssec;
 pub mod election;
 pub mod kind;
 pub mod messages;
 pub mod net;
 pub mod routes;
 pub mod state;
+pub mod sync;
 pub mod tsig;
 pub mod update;
 pub mod wire;

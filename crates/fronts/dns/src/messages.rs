@@ -3,14 +3,16 @@
 //! - RFI `dns.hello` {zone, identity}: accepted only if both identities
 //!   are in the zone's HSYNC here and the sender's center is the one its
 //!   validated TLSA binds to that identity; answers {identity};
-//! - NOTIFY `dns.ns` {contribution}: a provider's complete NS contribution;
+//! - NOTIFY `dns.ns` {contribution}: a provider's complete contribution
+//!   (nameservers, their glue inside the zone, a signer's DNSKEYs);
 //! - RFI `dns.xfr` {zone}: the addresses to transfer the zone from
 //!   (upstream) and to allow transfers to (downstream);
 //! - NOTIFY `dns.election-start|vote|result|invalid`: see [`crate::election`].
 //!
 //! Must never: accept a message from a center not bound to an identity in
-//! the zone's HSYNC, or a contribution outside its policy (NS at the apex
-//! only, names valid, at most [`crate::config::NS_MAX`]).
+//! the zone's HSYNC, or a contribution outside its policy (names valid, at
+//! most [`crate::config::NS_MAX`], glue for and only for nameservers inside
+//! the zone, DNSKEYs well formed: [`Contribution::checked`]).
 
 use crate::config::DnsConfig;
 use crate::election::{Election, Phase, Send};

@@ -1,7 +1,8 @@
 //! The client API: `GET /v1/dns/zones/{zone}` (the peers and their
 //! lifecycle states, every contribution, the NS sets applied at the primary
 //! and the parent, the last election) and `PUT /v1/dns/zones/{zone}/ns`
-//! (this provider's contribution: `{"ns": [...]}`, sent at once).
+//! (this provider's contribution: `{"ns": [...], "glue": {name: [ipv4]}}`,
+//! sent at once).
 //!
 //! Must never: change anything on a GET, or accept a contribution the
 //! `dns.ns` kind would refuse.
@@ -59,6 +60,9 @@ async fn zone(State(ctx): State<Ctx>, Path(z): Path<String>) -> Response {
 #[serde(deny_unknown_fields)]
 struct SetNs {
     ns: Vec<String>,
+    /// Addresses of the nameservers inside the zone.
+    #[serde(default)]
+    glue: std::collections::BTreeMap<String, Vec<std::net::Ipv4Addr>>,
 }
 
 async fn set_ns(
@@ -75,7 +79,7 @@ async fn set_ns(
     let Ok(Json(b)) = body else {
         return answer(
             StatusCode::BAD_REQUEST,
-            json!({"error": "invalid", "message": "body: {\"ns\": [names]}"}),
+            json!({"error": "invalid", "message": "body: {\"ns\": [names], \"glue\": {name: [ipv4]}}"}),
         );
     };
     let c = Contribution {
@@ -83,6 +87,8 @@ async fn set_ns(
         identity: ctx.cfg.identity.clone(),
         ns: b.ns,
         serial_ms: now_ms(),
+        glue: b.glue,
+        dnskey: Vec::new(),
     };
     let c = match c.checked() {
         Ok(c) => c,
@@ -102,7 +108,8 @@ async fn set_ns(
             );
         };
         s.own = c.ns.clone();
+        s.own_glue = c.glue.clone();
     }
     ctx.shared.wake.notify_one();
-    answer(StatusCode::OK, json!({"zone": z, "ns": c.ns}))
+    answer(StatusCode::OK, json!({"zone": z, "ns": c.ns, "glue": c.glue}))
 }

@@ -56,11 +56,15 @@ impl Default for PeerView {
     }
 }
 
-/// An NS set applied at a server, and when or why not.
+/// An NS set (and the records kept with it) applied at a server, and when
+/// or why not.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Applied {
     /// The NS set the server serves, as last read back from it.
     pub ns: Vec<String>,
+    /// The other records kept there (`OWNER TYPE` → text RDATA), as last
+    /// read back: glue, and DNSKEY, CDS, CDNSKEY, CSYNC at the apex.
+    pub records: BTreeMap<String, Vec<String>>,
     pub updated_ms: Option<u64>,
     pub error: Option<String>,
 }
@@ -85,9 +89,20 @@ pub struct ZoneState {
     pub election: Option<Election>,
     /// The winner of the last valid election.
     pub leader: Option<String>,
+    /// The union's glue and (of signing providers) DNSKEYs, text form.
+    pub union_glue: BTreeMap<String, Vec<std::net::Ipv4Addr>>,
+    pub union_dnskey: Vec<String>,
+    /// Whether this agent's own HSYNC record says SIGN: its primary signs,
+    /// and it contributes its DNSKEYs and serves every signer's.
+    pub signer: bool,
     /// This provider's own contribution (config, then the API).
     #[serde(skip)]
     pub own: Vec<String>,
+    #[serde(skip)]
+    pub own_glue: BTreeMap<String, Vec<std::net::Ipv4Addr>>,
+    /// This provider's signing keys, as last read from its primary.
+    #[serde(skip)]
+    pub own_keys: Vec<String>,
     /// Contributions received by NOTIFY (newest serial wins over records).
     #[serde(skip)]
     pub notified: BTreeMap<String, Contribution>,

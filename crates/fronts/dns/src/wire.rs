@@ -7,11 +7,16 @@
 //! compression pointer forward or loop, read past a message, or accept a
 //! name longer than 255 bytes.
 
+pub const TYPE_A: u16 = 1;
 pub const TYPE_NS: u16 = 2;
 pub const TYPE_SOA: u16 = 6;
 pub const TYPE_OPT: u16 = 41;
+pub const TYPE_RRSIG: u16 = 46;
 pub const TYPE_DNSKEY: u16 = 48;
 pub const TYPE_TLSA: u16 = 52;
+pub const TYPE_CDS: u16 = 59;
+pub const TYPE_CDNSKEY: u16 = 60;
+pub const TYPE_CSYNC: u16 = 62;
 pub const TYPE_SVCB: u16 = 64;
 pub const TYPE_URI: u16 = 256;
 pub const TYPE_TSIG: u16 = 250;
@@ -191,7 +196,8 @@ pub struct Rr {
     pub rdata: Vec<u8>,
 }
 
-/// A parsed response: header bits and the answer and authority records.
+/// A parsed response: header bits and its records (a TSIG, if any, is the
+/// last of `additional`).
 #[derive(Debug, Clone)]
 pub struct Response {
     pub id: u16,
@@ -201,6 +207,8 @@ pub struct Response {
     pub truncated: bool,
     pub answers: Vec<Rr>,
     pub authority: Vec<Rr>,
+    /// Glue and the like; where a referral's addresses are.
+    pub additional: Vec<Rr>,
     pub msg: Vec<u8>,
 }
 
@@ -220,15 +228,16 @@ pub fn parse(m: Vec<u8>) -> Result<Response, WireError> {
     let qd = u16_at(&m, 4)? as usize;
     let an = u16_at(&m, 6)? as usize;
     let ns = u16_at(&m, 8)? as usize;
-    if an + ns > RECORDS_MAX {
+    let ar = u16_at(&m, 10)? as usize;
+    if an + ns + ar > RECORDS_MAX {
         return Err(WireError::TooMany);
     }
     let mut at = 12;
     for _ in 0..qd {
         at = read_name(&m, at)?.1 + 4;
     }
-    let mut rrs = Vec::with_capacity(an + ns);
-    for _ in 0..an + ns {
+    let mut rrs = Vec::with_capacity(an + ns + ar);
+    for _ in 0..an + ns + ar {
         let (name, end) = read_name(&m, at)?;
         let rtype = u16_at(&m, end)?;
         let class = u16_at(&m, end + 2)?;
@@ -249,6 +258,7 @@ pub fn parse(m: Vec<u8>) -> Result<Response, WireError> {
         });
         at = rdata_at + len;
     }
+    let additional = rrs.split_off(an + ns);
     let authority = rrs.split_off(an);
     Ok(Response {
         id,
@@ -257,6 +267,7 @@ pub fn parse(m: Vec<u8>) -> Result<Response, WireError> {
         truncated: flags & 0x0200 != 0,
         answers: rrs,
         authority,
+        additional,
         msg: m,
     })
 }

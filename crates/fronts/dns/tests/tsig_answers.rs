@@ -12,7 +12,6 @@ use regmesh_front_dns::net::NetError;
 use regmesh_front_dns::tsig::{self, TsigError, TsigKey};
 use regmesh_front_dns::update::{self, UpdateError};
 use regmesh_front_dns::wire;
-use std::collections::BTreeSet;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const NOW_S: u64 = 1_800_000_000;
@@ -92,16 +91,23 @@ async fn server(how: UpdateAnswer) -> std::net::SocketAddr {
     addr
 }
 
-async fn apply(how: UpdateAnswer) -> Result<(BTreeSet<String>, bool), UpdateError> {
+async fn apply(how: UpdateAnswer) -> Result<(update::Served, bool), UpdateError> {
     let server = Server {
         addr: server(how).await,
         key: key(1),
     };
-    let want: BTreeSet<String> = ["ns1.p1.lab.".to_string(), "ns2.p1.lab.".to_string()].into();
-    update::apply(&server, "example.lab.", "example.lab.", &want, 60, NOW_S).await
+    let want = update::Want {
+        owner: "example.lab.".into(),
+        rtype: wire::TYPE_NS,
+        rdata: ["ns1.p1.lab.", "ns2.p1.lab."]
+            .iter()
+            .map(|n| update::ns_rdata(n))
+            .collect(),
+    };
+    update::apply(&server, "example.lab.", &[want], 60, NOW_S).await
 }
 
-fn tsig_error(r: Result<(BTreeSet<String>, bool), UpdateError>) -> TsigError {
+fn tsig_error(r: Result<(update::Served, bool), UpdateError>) -> TsigError {
     match r {
         Err(UpdateError::Net(NetError::Tsig(e, _))) => e,
         other => panic!("want a TSIG refusal, got {other:?}"),
@@ -112,7 +118,7 @@ fn tsig_error(r: Result<(BTreeSet<String>, bool), UpdateError>) -> TsigError {
 async fn an_update_answer_must_carry_the_primarys_tsig_over_our_request() {
     let (ns, sent) = apply(UpdateAnswer::Signed).await.unwrap();
     assert!(sent);
-    assert_eq!(ns.len(), 2);
+    assert_eq!(ns[0].len(), 2);
 
     let e = tsig_error(apply(UpdateAnswer::Unsigned).await);
     assert_eq!(e, TsigError::Unsigned);
