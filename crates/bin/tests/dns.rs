@@ -228,6 +228,21 @@ async fn providers_sync_the_ns_set_at_every_primary_and_the_parent() {
         .await;
     }
     eprintln!("three agents OPERATIONAL {:?} after the lab was up", t0.elapsed());
+    // Each peer's record-signing key is learned from the certificate its
+    // validated TLSA pins: the same key `regmesh init` gave the mesh.
+    let cfg: toml::Table =
+        toml::from_str(&std::fs::read_to_string(lab.dir.path().join("agents/c1.toml")).unwrap()).unwrap();
+    let v1 = zone(&c[0]).await;
+    for (center, identity) in [("c2", "agent.p2.lab."), ("c3", "agent.p3.lab.")] {
+        let known = cfg["centers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["id"].as_str() == Some(center))
+            .and_then(|e| e["public_key"].as_str())
+            .unwrap();
+        assert_eq!(v1["peers"][identity]["record_key"], json!(known), "{v1}");
+    }
     let v4 = zone(&c[3]).await;
     assert!(
         v4["refused"]

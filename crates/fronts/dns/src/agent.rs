@@ -123,6 +123,7 @@ async fn zone_step(ctx: &Ctx, zone: &str, tick: u64, attempts: &mut BTreeMap<Str
                     }
                     v.center = Some(f.center);
                     v.addr = Some(f.addr.to_string());
+                    v.record_key = f.record_key;
                     v.reason = None;
                 }
                 Err(Refusal::Unreachable(why)) if v.center.is_some() => v.reason = Some(why),

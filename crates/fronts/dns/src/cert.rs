@@ -1,5 +1,6 @@
-//! The two things the agent reads from a peer's X.509 certificate: its
-//! SubjectPublicKeyInfo (to compare with TLSA 3 1 1) and its dNSName
+//! What the agent reads from a peer's X.509 certificate: its
+//! SubjectPublicKeyInfo (to compare with TLSA 3 1 1, and, once it matched,
+//! the Ed25519 key in it: the center's record-signing key) and its dNSName
 //! subject alternative names (the center id the mesh knows it by). A
 //! minimal DER walk; it checks nothing else.
 //!
@@ -63,6 +64,22 @@ pub fn spki_sha256(cert: &[u8]) -> Option<Vec<u8>> {
     )
 }
 
+/// The Ed25519 public key (OID 1.3.101.112) of the certificate's SPKI, in
+/// lower-case hex: a center's record-signing key, the same key its
+/// certificate holds. `None` for any other key type.
+pub fn ed25519_key_hex(cert: &[u8]) -> Option<String> {
+    const ED25519: &[u8] = &[0x06, 0x03, 0x2B, 0x65, 0x70];
+    let spki = spki(cert)?;
+    let (_, s, e) = tlv(&spki, 0)?;
+    let parts = children(&spki, s, e)?;
+    let (_, _, algs, alge) = *parts.first()?;
+    let (bt, _, bs, be) = *parts.get(1)?;
+    if spki.get(algs..alge)? != ED25519 || bt != 0x03 || be - bs != 33 || spki[bs] != 0 {
+        return None;
+    }
+    Some(spki[bs + 1..be].iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// The dNSName entries of the subjectAltName extension.
 pub fn dns_names(cert: &[u8]) -> Vec<String> {
     dns_names_opt(cert).unwrap_or_default()
@@ -104,5 +121,15 @@ mod tests {
         assert_eq!(spki(&der).unwrap(), rcgen::PublicKeyData::subject_public_key_info(&key));
         assert_eq!(dns_names(&der), vec!["c7".to_string()]);
         assert!(spki(&der[..20]).is_none());
+        // An ECDSA key is not a record key.
+        assert!(ed25519_key_hex(&der).is_none());
+        let ed = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["c8".to_string()])
+            .unwrap()
+            .self_signed(&ed)
+            .unwrap();
+        let raw = ed.public_key_raw();
+        let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(ed25519_key_hex(cert.der()), Some(hex));
     }
 }

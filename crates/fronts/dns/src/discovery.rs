@@ -109,6 +109,10 @@ pub struct Found {
     pub addr: SocketAddr,
     /// The center id its certificate names (its dNSName).
     pub center: String,
+    /// The center's record-signing key (Ed25519, hex) from the
+    /// certificate whose SPKI matched the validated TLSA: learned from
+    /// DNSSEC-validated data, not from the certificate's issuer.
+    pub record_key: Option<String>,
 }
 
 /// `https://host[:port]/...` → (host, port).
@@ -164,7 +168,12 @@ pub async fn discover(resolver: SocketAddr, identity: &str) -> Result<Found, Ref
         .into_iter()
         .next()
         .ok_or_else(|| Refusal::Other(format!("{addr}: certificate names no center")))?;
-    Ok(Found { addr, center })
+    let record_key = crate::cert::ed25519_key_hex(&cert);
+    Ok(Found {
+        addr,
+        center,
+        record_key,
+    })
 }
 
 #[cfg(test)]

@@ -31,6 +31,9 @@ pub struct PeerView {
     /// The center its validated certificate names.
     pub center: Option<String>,
     pub addr: Option<String>,
+    /// Its center's record-signing key (Ed25519, hex), from the
+    /// certificate its validated TLSA pins.
+    pub record_key: Option<String>,
     #[serde(skip)]
     pub introduced: bool,
     #[serde(skip)]
@@ -44,6 +47,7 @@ impl PeerView {
             reason: None,
             center: None,
             addr: None,
+            record_key: None,
             introduced: false,
             discovered_tick: 0,
         }
