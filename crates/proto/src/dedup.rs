@@ -336,6 +336,18 @@ mod tests {
     }
 
     #[test]
+    fn a_reset_to_a_counter_past_the_window_keeps_the_window_just_below_it() {
+        let mut w = CounterWindow::new();
+        let c = 3 * WINDOW + 17;
+        assert_eq!(w.observe(c, true), Seen::New);
+        assert_eq!(w.observe(c, true), Seen::Duplicate);
+        // The whole window below the reset counter is still open.
+        assert_eq!(w.observe(c - (WINDOW - 1), false), Seen::New);
+        assert_eq!(w.observe(c - WINDOW, false), Seen::Old);
+        assert_eq!(w.observe(c + 1, false), Seen::New);
+    }
+
+    #[test]
     fn persists() {
         let mut w = CounterWindow::new();
         for c in [1, 2, 5, 300, 299] {
