@@ -118,7 +118,7 @@ impl Hist {
 }
 
 /// A map capped at [`SERIES_MAX`] keys; later keys fold into `fold(key)`.
-fn slot<'a, K: Ord + Clone, V: Default>(map: &'a mut BTreeMap<K, V>, key: K, fold: impl FnOnce() -> K) -> &'a mut V {
+fn slot<K: Ord + Clone, V: Default>(map: &mut BTreeMap<K, V>, key: K, fold: impl FnOnce() -> K) -> &mut V {
     let key = if map.len() >= SERIES_MAX && !map.contains_key(&key) {
         fold()
     } else {
