@@ -202,7 +202,11 @@ pub(crate) async fn ask_peers<T: serde::de::DeserializeOwned>(mesh: &Mesh, typ: 
             direct_failed.insert(r.center.clone(), why.clone());
             why
         } else {
-            format!("not a direct peer of {}; asked via {}: {why}", mesh.me, r.via.join(" → "))
+            format!(
+                "not a direct peer of {}; asked via {}: {why}",
+                mesh.me,
+                r.via.join(" → ")
+            )
         };
         if let std::collections::hash_map::Entry::Vacant(e) = at.entry(r.center.clone()) {
             e.insert(out.len());
