@@ -48,10 +48,13 @@ impl Reach {
         }
     }
 
-    /// The `reach` field of a received RFI; None when absent or unreadable
-    /// (then the receiver answers alone).
+    /// The `reach` field of a received RFI, its hops and deadline capped at
+    /// [`RELAY_HOPS_MAX`] and [`super::DIAGNOSE_DEADLINE`]; None when
+    /// absent or unreadable (then the receiver answers alone).
     pub fn of_message(msg: &Value) -> Option<Reach> {
-        let r: Reach = serde_json::from_value(msg.get("reach")?.clone()).ok()?;
+        let mut r: Reach = serde_json::from_value(msg.get("reach")?.clone()).ok()?;
+        r.hops = r.hops.min(RELAY_HOPS_MAX);
+        r.deadline_ms = r.deadline_ms.min(super::DIAGNOSE_DEADLINE.as_millis() as u64);
         (r.covered.len() <= COVERED_MAX).then_some(r)
     }
 }
@@ -177,4 +180,21 @@ pub async fn answer(mesh: &Mesh, typ: &str, fields: &Value, reach: Option<Reach>
         o.insert("relayed".into(), serde_json::to_value(got).expect("entries serialize"));
     }
     view
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_received_reach_is_capped_and_a_bad_one_ignored() {
+        let msg = serde_json::json!({"reach": {"hops": 200, "covered": ["c1"], "deadline_ms": 600000}});
+        let r = Reach::of_message(&msg).unwrap();
+        assert_eq!((r.hops, r.deadline_ms), (RELAY_HOPS_MAX, 3000));
+        assert!(Reach::of_message(&serde_json::json!({"reach": "far"})).is_none());
+        assert!(Reach::of_message(&serde_json::json!({})).is_none());
+        let many: Vec<String> = (0..=COVERED_MAX).map(|i| format!("c{i}")).collect();
+        let msg = serde_json::json!({"reach": {"hops": 1, "covered": many, "deadline_ms": 1000}});
+        assert!(Reach::of_message(&msg).is_none());
+    }
 }
