@@ -363,6 +363,7 @@ async fn import(config: &std::path::Path, file: &std::path::Path) -> Result<std:
             refused += 1;
         }
     };
+    let mut progress = regmesh_node::progress::Progress::stderr("import", Some(n as u64));
     // The file is read on its own thread while the writes are in flight.
     let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
     let reader = {
@@ -372,6 +373,7 @@ async fn import(config: &std::path::Path, file: &std::path::Path) -> Result<std:
     while let Some((line, id, prepared)) = rx.recv().await {
         if inflight.len() >= 2048 {
             note(inflight.join_next().await.expect("not empty"));
+            progress.add(1);
         }
         let c = center.clone();
         inflight.spawn(async move {
@@ -394,12 +396,15 @@ async fn import(config: &std::path::Path, file: &std::path::Path) -> Result<std:
     reader.join().map_err(|_| anyhow::anyhow!("import reader panicked"))??;
     while let Some(r) = inflight.join_next().await {
         note(r);
+        progress.add(1);
     }
+    progress.finish();
     center.close();
+    let secs = t0.elapsed().as_secs_f64();
     eprintln!(
-        "imported {} of {n} agents in {:.1} s",
+        "imported {} of {n} agents in {secs:.1} s ({:.0}/s)",
         n - refused,
-        t0.elapsed().as_secs_f64()
+        n as f64 / secs.max(1e-3)
     );
     Ok(if refused == 0 {
         std::process::ExitCode::SUCCESS

@@ -1,7 +1,7 @@
 //! The dashboard (`/ui/`) in a real headless Chromium, driven over the
 //! DevTools protocol: the page loads with a read token, its graph shows the
 //! running mesh's three centers, and a change made through the API appears
-//! in its live list. Skipped, loudly, where `chromium` is not installed
+//! in its live list, and the latency tables show each peer and origin. Skipped, loudly, where `chromium` is not installed
 //! (`scripts/test` installs it). With `REGMESH_UI_SCREENSHOT=<path>` it also
 //! saves a screenshot there (how `docs/dashboard.png` was made).
 
@@ -275,6 +275,15 @@ async fn the_dashboard_shows_the_mesh_and_live_changes() {
         &mut cdp,
         "record counts by origin include c2's agent",
         "[...document.querySelectorAll('#counts tr')].some(r => r.textContent.startsWith('agentc21'))",
+    );
+    // "Why did latency rise": c1's calls to each peer, and c2's agent's
+    // propagation delay, each a row with its quantiles.
+    wait_page(
+        &mut cdp,
+        "peer call latency rows for c2 and c3, propagation for c2",
+        "[...document.querySelectorAll('#latency tr')].some(r => r.textContent.startsWith('c2heartbeat')) && \
+         [...document.querySelectorAll('#latency tr')].some(r => r.textContent.startsWith('c3heartbeat')) && \
+         [...document.querySelectorAll('#propagation tr')].some(r => r.textContent.startsWith('c2') && r.querySelector('svg'))",
     );
     if let Ok(path) = std::env::var("REGMESH_UI_SCREENSHOT") {
         // A little history for the rate lines.

@@ -25,6 +25,9 @@ pub const NODE_FAMILIES: &[&str] = &[
     "regmesh_changes_total",
     "regmesh_integrity_errors_total",
     "regmesh_watchers",
+    "regmesh_peer_call_seconds",
+    "regmesh_peer_call_failures_total",
+    "regmesh_propagation_seconds",
 ];
 
 /// Whether a front's series only goes up or may go both ways.
@@ -92,6 +95,8 @@ pub struct Metrics {
     pub watchers: AtomicU64,
     /// Records from peers refused by `Center::verify_remote`, by reason label.
     pub replica_refused: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    /// Per-peer call latency and per-origin propagation delay.
+    pub latency: crate::latency::Latency,
 }
 
 impl Metrics {
@@ -279,6 +284,7 @@ impl Metrics {
             "Open watch streams.",
             &[("", g(&self.watchers))],
         );
+        self.latency.render(&mut out);
         let mut last = "";
         for (name, help, labels, v) in gauges {
             if *name != last {

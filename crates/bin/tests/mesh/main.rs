@@ -4,12 +4,13 @@
 
 //!
 //! One test binary (`--test mesh`), one file per scenario family: `line`,
-//! `full`, `sync`, `cut`, `diagnose`. Processes, ports and proxies come from the shared
+//! `full`, `sync`, `cut`, `diagnose`, `latency`. Processes, ports and proxies come from the shared
 //! harness; this file keeps only what these scenarios share.
 
 mod cut;
 mod diagnose;
 mod full;
+mod latency;
 mod line;
 #[path = "../peer_harness/mod.rs"]
 mod peer_harness;

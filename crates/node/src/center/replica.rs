@@ -171,16 +171,27 @@ impl Center {
 
     /// Merges the versions that passed [`Center::verify_remote`]. Each merges
     /// under the lattice order, so older or duplicate versions change
-    /// nothing. Returns how many were newer than what this center held; if
+    /// nothing. Each that was newer counts in `regmesh_propagation_seconds`
+    /// (its HLC stamp to now). Returns how many were newer than what this center held; if
     /// any record was refused, [`WriteError::Refused`] (after the others
     /// were merged), so a caller never takes the call as covering them.
     pub async fn apply_verified(&self, records: Verified) -> Result<usize, WriteError> {
         let Verified { passed, refused } = records;
+        let stamps: Vec<(String, u64)> = passed.iter().map(|r| (r.origin.clone(), r.version.wall_ms)).collect();
         let ops = passed
             .into_iter()
             .map(|r| (r.kind.clone(), r.id.clone(), WriteOp::Merge(Box::new(r))));
         let outcomes = self.submit_all(ops).await?;
         let applied = outcomes.iter().filter(|o| !matches!(o, Outcome::Nothing)).count();
+        // Propagation delay of each version that was new here.
+        self.metrics().latency.observe_propagation(
+            now_ms(),
+            stamps
+                .iter()
+                .zip(&outcomes)
+                .filter(|(_, o)| !matches!(o, Outcome::Nothing))
+                .map(|((origin, at), _)| (origin.as_str(), *at)),
+        );
         if refused.is_empty() {
             Ok(applied)
         } else {

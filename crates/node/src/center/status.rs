@@ -33,6 +33,12 @@ impl Center {
         })
     }
 
+    /// Records held (live and tombstones) over all kinds.
+    pub fn entries_total(&self) -> u64 {
+        let ix = self.shared.index.read().expect("index lock");
+        self.shared.kinds.names().map(|k| ix.entries(k) as u64).sum()
+    }
+
     /// Live records per kind and origin (of `origins`), each count capped
     /// at `cap`, for `diagnose mesh` and the dashboard.
     pub fn live_by_origin(

@@ -118,7 +118,8 @@ pub fn local(center: &Center, mesh: Option<&Mesh>) -> MeshView {
     }
 }
 
-/// Asks every peer for its view of the mesh and summarizes.
+/// Asks every peer (and, through them, the centers only they reach) for
+/// its view of the mesh and summarizes.
 pub async fn diagnose(center: &Center, mesh: Option<&Mesh>) -> MeshReport {
     let mut asked = vec![Asked::Answered(local(center, mesh))];
     if let Some(m) = mesh {
@@ -130,22 +131,16 @@ pub async fn diagnose(center: &Center, mesh: Option<&Mesh>) -> MeshReport {
 /// The report from every center's answer; `known` are the centers whose
 /// keys the asking center holds (some may not be its peers).
 pub fn summarize(asked_by: &str, known: &[String], asked: Vec<Asked<MeshView>>) -> MeshReport {
-    let views: Vec<&MeshView> = asked
-        .iter()
-        .filter_map(|a| match a {
-            Asked::Answered(v) => Some(v),
-            Asked::Unreachable { .. } => None,
-        })
-        .collect();
+    let views: Vec<&MeshView> = asked.iter().filter_map(Asked::answer).collect();
     let mut centers = Vec::new();
     let mut listed = BTreeSet::new();
     for a in &asked {
         let row = match a {
-            Asked::Answered(v) => CenterRow {
+            Asked::Answered(v) | Asked::Relayed { answer: v, .. } => CenterRow {
                 center: v.center.clone(),
                 state: Some(v.state.clone()),
                 answered: true,
-                note: None,
+                note: a.reached_note(asked_by),
             },
             Asked::Unreachable { center, why } => CenterRow {
                 center: center.clone(),

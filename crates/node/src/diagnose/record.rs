@@ -166,7 +166,8 @@ pub fn local(center: &Center, mesh: Option<&Mesh>, kind: &str, id: &str) -> Resu
     })
 }
 
-/// Asks every peer for its view of `kind/id` and explains the differences.
+/// Asks every peer (and, through them, the centers only they reach) for
+/// its view of `kind/id` and explains the differences.
 pub async fn diagnose(
     center: &Center,
     mesh: Option<&Mesh>,
@@ -176,19 +177,29 @@ pub async fn diagnose(
     let mut asked = vec![Asked::Answered(local(center, mesh, kind, id)?)];
     if let Some(m) = mesh {
         asked.extend(ask_peers::<CenterRecord>(m, RFI_RECORD, json!({"kind": kind, "id": id})).await);
+        // Centers whose keys we hold that no path reached.
+        for c in center.known_centers() {
+            if !asked.iter().any(|a| match a {
+                Asked::Unreachable { center, .. } => *center == c,
+                a => a.answer().is_some_and(|v| v.center == c),
+            }) {
+                asked.push(Asked::Unreachable {
+                    center: c,
+                    why: format!(
+                        "not a direct peer of {}, and no peer reached it within {} relays",
+                        center.id(),
+                        super::relay::RELAY_HOPS_MAX
+                    ),
+                });
+            }
+        }
     }
     Ok(explain(kind, id, center.id(), asked))
 }
 
 /// Explains each center's copy against the newest version any holds.
 pub fn explain(kind: &str, id: &str, asked_by: &str, asked: Vec<Asked<CenterRecord>>) -> RecordReport {
-    let views: Vec<&CenterRecord> = asked
-        .iter()
-        .filter_map(|a| match a {
-            Asked::Answered(v) => Some(v),
-            Asked::Unreachable { .. } => None,
-        })
-        .collect();
+    let views: Vec<&CenterRecord> = asked.iter().filter_map(Asked::answer).collect();
     let newest = views
         .iter()
         .filter_map(|v| v.record.as_ref())
@@ -227,12 +238,15 @@ pub fn explain(kind: &str, id: &str, asked_by: &str, asked: Vec<Asked<CenterReco
                 });
                 continue;
             }
-            Asked::Answered(v) => v,
+            Asked::Answered(v) | Asked::Relayed { answer: v, .. } => v,
         };
-        let (verdict, why) = match &newest {
+        let (verdict, mut why) = match &newest {
             None => (Verdict::Absent, "no center that answered holds any version".to_string()),
             Some(n) => judge(v, n, origin_seq.unwrap_or(n.seq), origin_live, &views),
         };
+        if let Some(note) = a.reached_note(asked_by) {
+            why = format!("{why} ({note})");
+        }
         findings.push(Finding {
             center: v.center.clone(),
             verdict,

@@ -128,8 +128,26 @@ impl PeerClient {
     /// token), `Accept-Encoding: deflate` and, with a body,
     /// `Content-Type: application/json`. A body of [`encoding::COMPRESS_MIN`]
     /// bytes or more is deflated unless this peer refused that once (then the
-    /// call is repeated plain). The answer comes back inflated.
+    /// call is repeated plain). The answer comes back inflated. Its time
+    /// and outcome go to `regmesh_peer_call_seconds` (crate::latency).
     pub async fn call(
+        &self,
+        center: &Center,
+        method: Method,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Option<Vec<u8>>,
+    ) -> Result<Answer, String> {
+        let kind = crate::latency::CallKind::of_path(path);
+        let mut timer = crate::latency::CallTimer::start(&center.metrics().latency, &self.id, kind);
+        let answer = self.call_untimed(center, method, path, headers, body).await;
+        if answer.is_ok() {
+            timer.ok();
+        }
+        answer
+    }
+
+    async fn call_untimed(
         &self,
         center: &Center,
         method: Method,

@@ -104,6 +104,8 @@ pub struct Mesh {
     claims_log: Arc<super::claims_log::Journal>,
     /// Own votes' creates waiting for their decision, by vote counter.
     deciding: Mutex<HashMap<u64, tokio::sync::oneshot::Sender<votes::Counted>>>,
+    /// The progress of a full sync arriving, and from whom.
+    sync_progress: Mutex<Option<(String, crate::progress::Progress)>>,
     /// NOTIFY/RFI types registered by fronts (set once, before serving).
     front_messages: std::sync::OnceLock<Arc<crate::messages::PeerMessages>>,
 }
@@ -221,6 +223,7 @@ impl Mesh {
             claims_log: Arc::new(super::claims_log::Journal::new(claims_log)),
             deciding: Mutex::new(HashMap::new()),
             front_messages: std::sync::OnceLock::new(),
+            sync_progress: Mutex::new(None),
             center,
         });
         Ok(mesh)

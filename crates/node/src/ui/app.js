@@ -92,6 +92,59 @@ function drawRates(c) {
     box.append(row);
   }
 }
+// Histograms of /metrics (regmesh_peer_call_seconds by peer and call,
+// regmesh_propagation_seconds by origin): all-time quantiles, and p90 over
+// the last poll window, kept as a history for a sparkline per series.
+function histograms(metrics, name) {
+  const out = {};
+  for (const l of metrics.split("\n")) {
+    const m = l.match(new RegExp("^" + name + '_bucket\\{(.*),le="([^"]+)"\\} (\\S+)$'));
+    if (!m) continue;
+    (out[m[1]] ||= []).push([m[2] === "+Inf" ? Infinity : Number(m[2]), Number(m[3])]);
+  }
+  return out;
+}
+function quantile(buckets, q) {
+  const total = buckets.length ? buckets.at(-1)[1] : 0;
+  if (!total) return null;
+  const b = buckets.find(([, c]) => c >= q * total);
+  return b ? b[0] : Infinity;
+}
+const ms = (s) => (s == null ? "–" : s === Infinity ? "above the top bucket" : "≤ " + (s < 1 ? Number((s * 1000).toFixed(1)) + " ms" : s + " s"));
+const labelsOf = (key) => Object.fromEntries([...key.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1], m[2]]));
+const lastHist = {}, p90History = {};
+function windowed(name, key, buckets) {
+  const prev = lastHist[name + key]; lastHist[name + key] = buckets;
+  const delta = prev ? buckets.map(([le, c], i) => [le, c - (prev[i] ? prev[i][1] : 0)]) : [];
+  const p = quantile(delta, 0.9);
+  const h = (p90History[name + key] ||= []); h.push(p == null ? 0 : Math.min(p, 10)); if (h.length > HISTORY_MAX) h.shift();
+  return [p, h];
+}
+function spark(h) {
+  const max = Math.max(0.001, ...h), svg = el("svg", { width: 120, height: 20 });
+  svg.append(el("polyline", { fill: "none", stroke: "#c62828", "stroke-width": 1.5,
+    points: h.map((v, i) => `${(i * 120) / (HISTORY_MAX - 1)},${18 - (v / max) * 16}`).join(" ") }));
+  return svg;
+}
+function histTable(t, head, rows) {
+  table(t, head, rows.map((r) => r.slice(0, -1)));
+  [...t.querySelectorAll("tr")].slice(1).forEach((tr, i) => { const td = el("td"); td.append(spark(rows[i].at(-1))); tr.append(td); });
+  t.firstChild.append(el("th", {}, "p90 over time"));
+}
+function drawLatency(metrics) {
+  const calls = histograms(metrics, "regmesh_peer_call_seconds");
+  const failures = {};
+  for (const l of metrics.split("\n")) { const m = l.match(/^regmesh_peer_call_failures_total\{(.*)\} (\S+)$/); if (m) failures[m[1]] = Number(m[2]); }
+  histTable($("latency"), ["peer", "call", "calls", "failed", "p50", "p90", "p90 now"], Object.entries(calls).map(([k, b]) => {
+    const l = labelsOf(k), [now, h] = windowed("call", k, b);
+    return [l.peer, l.call, b.at(-1)[1], failures[k] || 0, ms(quantile(b, 0.5)), ms(quantile(b, 0.9)), ms(now), h];
+  }));
+  const prop = histograms(metrics, "regmesh_propagation_seconds");
+  histTable($("propagation"), ["origin", "records", "p50", "p90", "p90 now"], Object.entries(prop).map(([k, b]) => {
+    const [now, h] = windowed("prop", k, b);
+    return [labelsOf(k).origin, b.at(-1)[1], ms(quantile(b, 0.5)), ms(quantile(b, 0.9)), ms(now), h];
+  }));
+}
 function drawCounts(s, rep) {
   const rows = [];
   for (const [kind, n] of Object.entries(s.records)) rows.push([kind, "all", n]);
@@ -103,7 +156,7 @@ function drawCounts(s, rep) {
 async function poll() {
   try {
     const [s, p, metrics, rep] = await Promise.all([api("/v1/status"), api("/v1/peers"), api("/metrics", true), api("/v1/diagnose/mesh")]);
-    drawPeers(p); drawGraph(rep); drawLag(rep); drawRates(counters(metrics, p)); drawCounts(s, rep);
+    drawPeers(p); drawGraph(rep); drawLag(rep); drawRates(counters(metrics, p)); drawLatency(metrics); drawCounts(s, rep);
     $("error").textContent = "";
   } catch (e) { $("error").textContent = String(e.message || e); }
 }

@@ -90,6 +90,10 @@ impl Mesh {
     /// `DRiP-Sync-Complete: true` carrying our watermarks.
     pub(super) async fn push_full_sync(&self, peer: &Peer, page_records: usize, bytes_max: usize) {
         let marks = self.marks();
+        let mut progress = crate::progress::Progress::log(
+            &format!("full sync to {}", peer.cfg.id),
+            Some(self.center.entries_total()),
+        );
         let mut sent = 0usize;
         let mut ok = true;
         'origins: for origin in self.center.known_centers() {
@@ -107,6 +111,7 @@ impl Mesh {
                     break;
                 };
                 after = last;
+                progress.add(records.len() as u64);
                 let allowed: Vec<&Record> = records.iter().filter(|r| self.visible_to(&peer.policy, r)).collect();
                 // Messages stay far below the peer's body limit, however
                 // large the records (up to 64 KiB each).
@@ -142,6 +147,7 @@ impl Mesh {
                 .send_sync(peer, serde_json::to_vec(&body).expect("json"), true)
                 .await;
         }
+        progress.finish();
         tracing::info!(peer = %peer.cfg.id, records = sent, complete = ok, "full sync pushed");
     }
 
@@ -182,6 +188,22 @@ impl Mesh {
         let seen = records.clone();
         let applied = self.center.apply_remote(records).await?;
         self.witness_records(&seen);
+        {
+            // The sender knows the total, not we: records so far and rate.
+            let mut p = self.sync_progress.lock().expect("progress lock");
+            if p.as_ref().is_none_or(|(from, _)| from != sender) {
+                let what = format!("full sync from {sender}");
+                *p = Some((sender.to_string(), crate::progress::Progress::log(&what, None)));
+            }
+            if let Some((_, progress)) = p.as_mut() {
+                progress.add(seen.len() as u64);
+            }
+            if complete {
+                if let Some((_, progress)) = p.take() {
+                    progress.finish();
+                }
+            }
+        }
         if complete {
             // Adopted before the answer goes back.
             let mut cmds = Vec::new();

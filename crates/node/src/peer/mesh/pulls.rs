@@ -18,7 +18,7 @@ use regmesh_core::Record;
 use regmesh_proto::mesh::pulls::{self as part, Command, PullEnd, Pulls, Replica, PULL_PAGE_RECORDS_MAX};
 use regmesh_proto::policy::ExportPolicy;
 use regmesh_proto::wire::pull::{PullPage, PullRequest};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -120,6 +120,10 @@ impl Mesh {
     /// Executes the part's commands in order, feeding each result back.
     pub(super) async fn execute_pulls(self: Arc<Self>, cmds: Vec<Command>) {
         let mut queue: VecDeque<Command> = cmds.into();
+        // Per origin pulled in this run: its progress in seqs (pages come
+        // in seq order, resyncs from seq 0) and the seq it started after.
+        let mut progress: HashMap<String, (crate::progress::Progress, u64)> = HashMap::new();
+        let mut resyncing: HashMap<String, String> = HashMap::new();
         while let Some(cmd) = queue.pop_front() {
             let mut next = Vec::new();
             match cmd {
@@ -146,6 +150,21 @@ impl Mesh {
                     advance,
                 } => {
                     let max_seq = records.iter().map(|r| r.seq).max();
+                    let reached = max_seq.max(advance.map(|a| a.1));
+                    if let (Some(said), Some(reached)) = (origin_said, reached) {
+                        let start = advance.map_or(0, |a| a.0.saturating_sub(1));
+                        let (p, start) = progress.entry(origin.clone()).or_insert_with(|| {
+                            let what = match resyncing.get(&origin) {
+                                Some(peer) => format!("resync of {origin} from {peer}"),
+                                None => format!("pull of {origin}"),
+                            };
+                            (
+                                crate::progress::Progress::log(&what, Some(said.saturating_sub(start))),
+                                start,
+                            )
+                        });
+                        p.set(reached.saturating_sub(*start));
+                    }
                     let ok = match self.center.apply_remote(records).await {
                         Ok(_) => true,
                         Err(e) => {
@@ -180,6 +199,8 @@ impl Mesh {
                 } => {
                     tracing::info!(%peer, %origin, purged_through, mark,
                         "behind the peer's tombstone horizon: resyncing this origin");
+                    progress.remove(&origin);
+                    resyncing.insert(origin, peer);
                 }
                 Command::Forget {
                     call,
@@ -203,14 +224,19 @@ impl Mesh {
                     p.on_forgot(now_ms(), call, dropped, &View(&self), &mut next);
                 }
                 Command::RaiseMark { origin, through } => self.raise_mark(&origin, through),
-                Command::PullDone { peer, origin, end } => match end {
-                    // Failures and refused merges were logged where they
-                    // happened.
-                    PullEnd::BadAnswer | PullEnd::ResyncUnfinished => {
-                        tracing::warn!(%peer, %origin, ?end, "pull broken off")
+                Command::PullDone { peer, origin, end } => {
+                    if let Some((p, _)) = progress.remove(&origin) {
+                        p.finish();
                     }
-                    _ => tracing::debug!(%peer, %origin, ?end, "pull ended"),
-                },
+                    match end {
+                        // Failures and refused merges were logged where
+                        // they happened.
+                        PullEnd::BadAnswer | PullEnd::ResyncUnfinished => {
+                            tracing::warn!(%peer, %origin, ?end, "pull broken off")
+                        }
+                        _ => tracing::debug!(%peer, %origin, ?end, "pull ended"),
+                    }
+                }
                 Command::AskFullSync { peer } => self.ask_full_sync(&peer).await,
                 Command::PushFullSync {
                     peer,
