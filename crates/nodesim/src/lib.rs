@@ -14,8 +14,9 @@
 //! (`WriterMode::Task`), so time cannot move while a batch commits.
 //!
 //! `world` builds and drives a mesh; `net` and `clock` are the node's seams
-//! filled with turmoil; `check` holds the invariants, written from the
-//! acknowledged history only.
+//! filled with turmoil; `rogue` makes a member's calls no honest center
+//! would; `check` holds the invariants, written from the acknowledged
+//! history only.
 //!
 //! Must never: touch a real socket or the wall clock inside a center, or
 //! judge the mesh with the node's own code (the checks read records and
@@ -24,6 +25,7 @@
 pub mod check;
 pub mod clock;
 pub mod net;
+pub mod rogue;
 pub mod run;
 pub mod world;
 

@@ -34,7 +34,8 @@ pub const PEER_PORT: u16 = 7000;
 /// The shape of a simulated mesh.
 #[derive(Clone, Debug)]
 pub struct WorldConfig {
-    /// Centers `c1` … `cN`, all peered with each other.
+    /// Centers `c1` … `cN`, all peered with each other (one center runs
+    /// standalone, without a peer listener).
     pub centers: usize,
     /// Seeds turmoil's network randomness (latencies).
     pub seed: u64,
@@ -44,6 +45,11 @@ pub struct WorldConfig {
     pub tick_ms: u64,
     /// Message latency is drawn between 0 and this.
     pub max_latency_ms: u64,
+    /// Tombstones are purged this long after their delete (`None`: the
+    /// node's default, a week).
+    pub tombstone_horizon_s: Option<u64>,
+    /// Adds to every center's builder (a test's own front, say).
+    pub build: Option<fn(NodeBuilder) -> NodeBuilder>,
 }
 
 impl Default for WorldConfig {
@@ -55,6 +61,8 @@ impl Default for WorldConfig {
             vote_timeout_ms: 2000,
             tick_ms: 1,
             max_latency_ms: 5,
+            tombstone_horizon_s: None,
+            build: None,
         }
     }
 }
@@ -94,14 +102,22 @@ pub type Snapshot = BTreeMap<(String, String), Held>;
 /// A call started with [`World::start_call`]; its answer once it came.
 pub type Pending = Rc<RefCell<Option<Result<Reply, String>>>>;
 
+/// A client call, run on the client host.
+pub(crate) type Job = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
+
+/// The host every client call runs on.
+pub const CLIENT_HOST: &str = "clients";
+
 /// A simulated mesh of real centers.
 pub struct World {
-    sim: turmoil::Sim<'static>,
+    pub(crate) sim: turmoil::Sim<'static>,
     pub ids: Vec<String>,
     lives: Lives,
     clock: Arc<SimClock>,
-    calls: usize,
-    _dir: tempfile::TempDir,
+    /// Client calls to start on the client host.
+    jobs: tokio::sync::mpsc::UnboundedSender<Job>,
+    /// The CA, every center's key and certificate, and the stores.
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl World {
@@ -125,16 +141,19 @@ impl World {
         let clock = Arc::new(SimClock::default());
         for cfg in cfgs {
             let (lives, clock, name) = (lives.clone(), clock.clone(), cfg.id.clone());
+            let build = wc.build;
             sim.host(name.as_str(), move || {
                 let (cfg, lives, clock) = (cfg.clone(), lives.clone(), clock.clone());
                 async move {
                     let id = cfg.id.clone();
-                    let running = NodeBuilder::new(cfg)
+                    let mut builder = NodeBuilder::new(cfg)
                         .front(regmesh_front_agent::AgentFront::new())
                         .clock(clock)
-                        .transport(Arc::new(SimNet))
-                        .start()
-                        .await?;
+                        .transport(Arc::new(SimNet));
+                    if let Some(b) = build {
+                        builder = b(builder);
+                    }
+                    let running = builder.start().await?;
                     lives.borrow_mut().insert(
                         id,
                         Live {
@@ -149,13 +168,23 @@ impl World {
                 }
             });
         }
+        // One client host runs every client call (a host per call would
+        // stay in turmoil's tables and slow every later step). It is never
+        // cut off or frozen.
+        let (jobs, mut queued) = tokio::sync::mpsc::unbounded_channel::<Job>();
+        sim.client(CLIENT_HOST, async move {
+            while let Some(job) = queued.recv().await {
+                tokio::task::spawn_local(job);
+            }
+            Ok(())
+        });
         let mut w = World {
             sim,
             ids,
             lives,
             clock,
-            calls: 0,
-            _dir: dir,
+            jobs,
+            dir,
         };
         let all = w.ids.clone();
         assert!(
@@ -208,10 +237,9 @@ impl World {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> Pending {
-        self.calls += 1;
         let out: Pending = Rc::default();
         let (cell, url, path) = (out.clone(), format!("http://{at}:{API_PORT}"), path.to_string());
-        self.sim.client(format!("client{}", self.calls), async move {
+        self.spawn_client(async move {
             let client = Client::new(&url, None)
                 .expect("client url")
                 .with_transport(Arc::new(SimNet));
@@ -220,9 +248,13 @@ impl World {
                 .await
                 .map_err(|e| e.to_string());
             *cell.borrow_mut() = Some(r);
-            Ok(())
         });
         out
+    }
+
+    /// Starts `job` on the client host (it runs from the next step on).
+    pub(crate) fn spawn_client(&mut self, job: impl std::future::Future<Output = ()> + 'static) {
+        self.jobs.send(Box::pin(job)).expect("the client host runs");
     }
 
     /// A client call, run to its answer (the client's own deadline bounds it).
@@ -329,6 +361,11 @@ impl World {
     }
 }
 
+/// The signing key of the `i`th center (from 0), fixed so runs replay.
+pub(crate) fn identity(i: usize) -> Identity {
+    Identity::from_seed([i as u8 + 1; 32])
+}
+
 /// A CA, a key and certificate per center, and each center's config: all
 /// peered, beats and votes as `wc` says, listening on fixed ports of its
 /// host.
@@ -337,7 +374,7 @@ fn configs(dir: &std::path::Path, ids: &[String], wc: &WorldConfig) -> Vec<Confi
     std::fs::write(dir.join("ca.pem"), &ca.cert_pem).expect("write CA");
     let mut keys = Vec::new();
     for (i, id) in ids.iter().enumerate() {
-        let identity = Identity::from_seed([i as u8 + 1; 32]);
+        let identity = identity(i);
         let pem = identity.to_pkcs8_pem().expect("key PEM");
         std::fs::write(dir.join(format!("{id}.key")), &pem).expect("write key");
         std::fs::write(dir.join(format!("{id}.crt")), ca.issue(id, &pem).expect("cert")).expect("write cert");
@@ -347,7 +384,15 @@ fn configs(dir: &std::path::Path, ids: &[String], wc: &WorldConfig) -> Vec<Confi
         .enumerate()
         .map(|(i, id)| {
             let mut cfg = Config::for_test(id, &dir.join(id));
+            if let Some(h) = wc.tombstone_horizon_s {
+                cfg.leases.tombstone_horizon_s = h;
+            }
             cfg.api.listen = format!("127.0.0.1:{API_PORT}").parse().expect("addr");
+            if ids.len() == 1 {
+                // A world of one center runs it standalone: no peer
+                // listener, no mesh, no votes.
+                return cfg;
+            }
             cfg.peer = Some(PeerListenConfig {
                 listen: format!("127.0.0.1:{PEER_PORT}").parse().expect("addr"),
                 cert: dir.join(format!("{id}.crt")),

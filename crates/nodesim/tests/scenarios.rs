@@ -4,64 +4,11 @@
 //! simulates at most about two minutes of mesh time and takes a few seconds
 //! of real time.
 
+mod common;
+
+use common::*;
 use hyper::Method;
-use regmesh_nodesim::check::{self, Write};
-use regmesh_nodesim::{World, WorldConfig};
-use serde_json::{json, Value};
-
-const BEAT_MS: u64 = 1000;
-
-fn agent(addr: &str) -> Value {
-    json!({
-        "addresses": [addr],
-        "endpoints": [{"url": "https://agents.example.com/a2a", "protocol": "a2a"}],
-        "status": "online",
-        "capabilities": [{"name": "translate", "tags": ["en-fr"]}]
-    })
-}
-
-fn put(w: &mut World, at: &str, id: &str, addr: &str) -> Write {
-    let r = w.call(at, Method::PUT, &format!("/v1/agents/{id}"), Some(agent(addr)));
-    written(at, id, Some(addr), r)
-}
-
-fn written(at: &str, id: &str, addr: Option<&str>, r: Result<regmesh_node::client::Reply, String>) -> Write {
-    Write {
-        at: at.into(),
-        id: id.into(),
-        addr: addr.map(str::to_string),
-        status: r.ok().map(|r| r.status.as_u16()),
-    }
-}
-
-/// Three centers, every link OPERATIONAL both ways.
-fn operational_mesh() -> World {
-    let mut w = World::new(WorldConfig {
-        beat_interval_ms: BEAT_MS,
-        ..WorldConfig::default()
-    });
-    let pairs = [
-        ("c1", "c2"),
-        ("c1", "c3"),
-        ("c2", "c1"),
-        ("c2", "c3"),
-        ("c3", "c1"),
-        ("c3", "c2"),
-    ];
-    assert!(
-        w.run_until(10 * BEAT_MS, |w| pairs
-            .iter()
-            .all(|(a, b)| w.peer_state(a, b).as_deref() == Some("OPERATIONAL"))),
-        "the mesh comes up"
-    );
-    w
-}
-
-/// Runs until every center stores the same versions (at most `max_ms`).
-fn converge(w: &mut World, max_ms: u64) {
-    let ok = w.run_until(max_ms, |w| check::converged(w).is_ok());
-    assert!(ok, "no convergence within {max_ms} ms: {:?}", check::converged(w));
-}
+use regmesh_nodesim::check;
 
 #[test]
 fn a_create_reaches_every_center() {
