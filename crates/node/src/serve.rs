@@ -75,7 +75,7 @@ impl ApiServer {
                     let router = router.clone();
                     let stop = stop_rx.clone();
                     let open = open_tx.clone();
-                    tokio::spawn(async move {
+                    crate::spawn::spawn(async move {
                         serve_connection(io, router, timeouts, stop).await;
                         drop(open);
                     });

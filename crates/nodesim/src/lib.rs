@@ -6,9 +6,12 @@
 //!
 //! What is simulated: the network (turmoil's TCP: latency, partitions one
 //! way or both, links frozen with their bytes held), wall and timer time
-//! (each host's tokio runtime is paused and advanced by turmoil), and a
-//! kill (the host's runtime is dropped with every task; its store directory
-//! stays, like a process killed with its page cache kept). What is real:
+//! (each host's tokio runtime is paused and advanced by turmoil), a kill
+//! (the host's runtime is dropped with every task; its store directory
+//! stays, like a process killed with its page cache kept), and a pause (the
+//! node's tasks run under a [`regmesh_node::spawn::Gate`]; shut, none of
+//! them runs and no timer of theirs fires, while time goes on, as under
+//! SIGSTOP). What is real:
 //! every line of `regmesh-node` and the agent front, TLS, JWTs, signatures,
 //! redb on disk. The node runs its writer as a task on the host's runtime
 //! (`WriterMode::Task`), so time cannot move while a batch commits.

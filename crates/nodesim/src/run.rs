@@ -1,9 +1,9 @@
 //! A seeded run: a fault schedule and a client workload drawn from one
 //! seed, then a heal and the checks of [`crate::check`]. Faults: a link cut
 //! both ways or one way, a link frozen (bytes held), a center cut off
-//! (every link of it cut), a center paused as its peers see it (every link
-//! of it frozen), a kill with a restart one phase later, a heal of
-//! everything. Clients create, update and delete a small pool of ids at
+//! (every link of it cut), a center paused (SIGSTOP: no task or timer of
+//! it runs) and continued one phase later, a kill with a restart one phase
+//! later, a heal of everything. Clients create, update and delete a small pool of ids at
 //! random centers, one call at a time, so the history of each id is in
 //! order.
 //!
@@ -88,10 +88,15 @@ pub fn run(seed: u64, rc: &RunConfig) -> Result<Summary, String> {
     let mut sum = Summary::default();
     let mut history: Vec<Write> = Vec::new();
     let mut down: Option<String> = None;
+    let mut stopped: Option<String> = None;
     for _ in 0..rc.phases {
         if let Some(c) = down.take() {
             w.restart(&c);
             sum.faults.push(format!("restart {c}"));
+        }
+        if let Some(c) = stopped.take() {
+            w.resume(&c);
+            sum.faults.push(format!("resume {c}"));
         }
         let pick = |rng: &mut Rng| ids[rng.below(ids.len() as u64) as usize].clone();
         let (a, mut b) = (pick(&mut rng), pick(&mut rng));
@@ -118,9 +123,8 @@ pub fn run(seed: u64, rc: &RunConfig) -> Result<Summary, String> {
                 format!("isolate {a}")
             }
             4 => {
-                for o in ids.iter().filter(|o| **o != a) {
-                    w.hold(&a, o);
-                }
+                w.pause(&a);
+                stopped = Some(a.clone());
                 format!("pause {a}")
             }
             5 => {
@@ -162,6 +166,10 @@ pub fn run(seed: u64, rc: &RunConfig) -> Result<Summary, String> {
     if let Some(c) = down.take() {
         w.restart(&c);
         sum.faults.push(format!("restart {c}"));
+    }
+    if let Some(c) = stopped.take() {
+        w.resume(&c);
+        sum.faults.push(format!("resume {c}"));
     }
     w.heal_all();
     sum.faults.push("heal".into());

@@ -15,6 +15,7 @@ use regmesh_node::center::Center;
 use regmesh_node::client::{Client, Reply};
 use regmesh_node::config::{CenterKey, PeerConfig, PeerListenConfig};
 use regmesh_node::peer::mesh::Mesh;
+use regmesh_node::spawn::Gate;
 use regmesh_node::{Config, NodeBuilder};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -105,6 +106,12 @@ pub type Pending = Rc<RefCell<Option<Result<Reply, String>>>>;
 /// A client call, run on the client host.
 pub(crate) type Job = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
 
+/// How long the harness's client waits for an answer. A center answers a
+/// write within its vote timeout (2 s here) plus a commit, so 5 s is
+/// ample; the node client's own 30 s deadline made every call to a dead or
+/// paused center cost 30 s of simulated time.
+pub const CALL_DEADLINE_MS: u64 = 5_000;
+
 /// The host every client call runs on.
 pub const CLIENT_HOST: &str = "clients";
 
@@ -114,6 +121,8 @@ pub struct World {
     pub ids: Vec<String>,
     lives: Lives,
     clock: Arc<SimClock>,
+    /// Each center's gate: shut, the center is paused.
+    gates: HashMap<String, Arc<Gate>>,
     /// Client calls to start on the client host.
     jobs: tokio::sync::mpsc::UnboundedSender<Job>,
     /// The CA, every center's key and certificate, and the stores.
@@ -139,17 +148,21 @@ impl World {
         let cfgs = configs(dir.path(), &ids, &wc);
         let lives: Lives = Rc::default();
         let clock = Arc::new(SimClock::default());
+        let mut gates = HashMap::new();
         for cfg in cfgs {
             let (lives, clock, name) = (lives.clone(), clock.clone(), cfg.id.clone());
             let build = wc.build;
+            let gate = Gate::new();
+            gates.insert(name.clone(), gate.clone());
             sim.host(name.as_str(), move || {
-                let (cfg, lives, clock) = (cfg.clone(), lives.clone(), clock.clone());
+                let (cfg, lives, clock, gate) = (cfg.clone(), lives.clone(), clock.clone(), gate.clone());
                 async move {
                     let id = cfg.id.clone();
                     let mut builder = NodeBuilder::new(cfg)
                         .front(regmesh_front_agent::AgentFront::new())
                         .clock(clock)
-                        .transport(Arc::new(SimNet));
+                        .transport(Arc::new(SimNet))
+                        .gate(gate);
                     if let Some(b) = build {
                         builder = b(builder);
                     }
@@ -183,6 +196,7 @@ impl World {
             ids,
             lives,
             clock,
+            gates,
             jobs,
             dir,
         };
@@ -243,10 +257,11 @@ impl World {
             let client = Client::new(&url, None)
                 .expect("client url")
                 .with_transport(Arc::new(SimNet));
-            let r = client
-                .request(method, &path, body.as_ref())
-                .await
-                .map_err(|e| e.to_string());
+            let call = client.request(method, &path, body.as_ref());
+            let r = match tokio::time::timeout(Duration::from_millis(CALL_DEADLINE_MS), call).await {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("no answer within {CALL_DEADLINE_MS} ms")),
+            };
             *cell.borrow_mut() = Some(r);
         });
         out
@@ -257,7 +272,7 @@ impl World {
         self.jobs.send(Box::pin(job)).expect("the client host runs");
     }
 
-    /// A client call, run to its answer (the client's own deadline bounds it).
+    /// A client call, run to its answer (at most [`CALL_DEADLINE_MS`]).
     pub fn call(
         &mut self,
         at: &str,
@@ -319,9 +334,30 @@ impl World {
     /// serves.
     pub fn restart(&mut self, id: &str) {
         self.lives.borrow_mut().remove(id);
+        // A new process is not stopped.
+        self.gates[id].open();
         self.sim.bounce(id);
         let id = id.to_string();
         assert!(self.run_until(60_000, |w| w.center(&id).is_some()), "{id} restarts");
+    }
+
+    /// Pauses center `id` as SIGSTOP would: none of its tasks runs and none
+    /// of its timers fires while simulated time goes on; its network
+    /// still takes bytes in (the kernel's buffers). A no-op on a center
+    /// already paused.
+    pub fn pause(&mut self, id: &str) {
+        self.gates[id].shut();
+    }
+
+    /// Continues a paused center (SIGCONT): its tasks run again, each
+    /// overdue timer firing at once, late.
+    pub fn resume(&mut self, id: &str) {
+        self.gates[id].open();
+    }
+
+    /// Whether center `id` is paused.
+    pub fn is_paused(&self, id: &str) -> bool {
+        !self.gates[id].is_open()
     }
 
     /// Cuts `a`–`b` both ways (bytes in flight are dropped).

@@ -201,3 +201,61 @@ fn a_two_one_split_grants_only_the_majority() {
         assert_eq!(held.origin, "c2");
     }
 }
+
+/// (f) A center paused as by SIGSTOP for three beat intervals: none of its
+/// tasks or timers runs (a client's call to it gets no answer, its store
+/// takes nothing), its peers find it DEGRADED within twice the interval
+/// (issue 11 item 3, with a real pause rather than frozen links); once
+/// continued, its late timers fire, it answers the call it held, is
+/// OPERATIONAL again both ways, and no acknowledged write is lost.
+#[test]
+fn a_paused_center_is_degraded_then_recovers() {
+    let mut w = operational_mesh();
+    let mut history = vec![
+        put(&mut w, "c1", "s0", "2001:db8::1"),
+        put(&mut w, "c2", "s1", "2001:db8::2"),
+    ];
+    converge(&mut w, 10_000);
+    w.pause("c1");
+    let paused_at = w.now_ms();
+    let held = w.start_call("c1", Method::PUT, "/v1/agents/s0", Some(agent("2001:db8::aa")));
+    let bound = 2 * BEAT_MS + BEAT_MS / 4 + 10;
+    let degraded = |w: &regmesh_nodesim::World| {
+        ["c2", "c3"]
+            .iter()
+            .all(|p| w.peer_state(p, "c1").as_deref() == Some("DEGRADED"))
+    };
+    assert!(
+        w.run_until(bound, degraded),
+        "c1 paused {} ms: c2 sees {:?}, c3 sees {:?}",
+        w.now_ms() - paused_at,
+        w.peer_state("c2", "c1"),
+        w.peer_state("c3", "c1")
+    );
+    // The others go on: a create at c2 is granted by c2 and c3.
+    history.push(put(&mut w, "c2", "s2", "2001:db8::3"));
+    assert_eq!(history[2].status, Some(201), "create while c1 is paused");
+    w.run_for((paused_at + 3 * BEAT_MS).saturating_sub(w.now_ms()));
+    assert!(held.borrow().is_none(), "a paused center answered a call");
+    let at_c1 = w.records("c1").unwrap();
+    assert!(
+        !at_c1.contains_key(&("agent".to_string(), "s2".to_string())),
+        "a paused center took a flood in"
+    );
+    w.resume("c1");
+    assert!(
+        w.run_until(BEAT_MS, |_| held.borrow().is_some()),
+        "c1 answers its held call once continued"
+    );
+    let late = held.borrow_mut().take().unwrap();
+    history.push(written("c1", "s0", Some("2001:db8::aa"), late));
+    let pairs = [("c1", "c2"), ("c1", "c3"), ("c2", "c1"), ("c3", "c1")];
+    assert!(
+        w.run_until(10 * BEAT_MS, |w| pairs
+            .iter()
+            .all(|(a, b)| w.peer_state(a, b).as_deref() == Some("OPERATIONAL"))),
+        "c1 and its peers are OPERATIONAL again"
+    );
+    converge(&mut w, 30_000);
+    check::no_acked_write_lost(&w, &history).unwrap();
+}

@@ -306,7 +306,7 @@ impl Center {
             ),
             WriterMode::Task => {
                 let (done, ended) = std::sync::mpsc::channel::<()>();
-                tokio::spawn(async move {
+                crate::spawn::spawn(async move {
                     let _done = done;
                     w.writer_task(rx, state).await;
                 });

@@ -126,7 +126,7 @@ pub async fn serve_with(
         let (handshake, evicted) = handshakes.admit();
         let unauthenticated = unauthenticated.clone();
         let closing = closing.clone();
-        tokio::spawn(async move {
+        crate::spawn::spawn(async move {
             let _slot = slot;
             let tls = tokio::select! {
                 r = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)) => match r {

@@ -109,7 +109,7 @@ impl Mesh {
                 call,
                 deadline_ms,
             } => {
-                tokio::spawn(self.clone().hello(peer, call, deadline_ms));
+                crate::spawn::spawn(self.clone().hello(peer, call, deadline_ms));
             }
             Command::SendBeat {
                 peer,
@@ -117,7 +117,7 @@ impl Mesh {
                 beat,
                 deadline_ms,
             } => {
-                tokio::spawn(self.clone().heartbeat(peer, call, beat, deadline_ms));
+                crate::spawn::spawn(self.clone().heartbeat(peer, call, beat, deadline_ms));
             }
             Command::Schedule { .. } => {}
             Command::LifecycleChanged { peer, from, to } => {
@@ -129,7 +129,7 @@ impl Mesh {
             Command::StartPull { peer, origin } => self.start_pull(&self.peers[peer].clone(), &origin),
             Command::Repair { peer, origin } => self.repair(&self.peers[peer].clone(), &origin),
             Command::RequestFullSync { peer } => {
-                tokio::spawn(self.clone().request_full_sync(self.peers[peer].clone()));
+                crate::spawn::spawn(self.clone().request_full_sync(self.peers[peer].clone()));
             }
             Command::OriginSpoke { peer, seq } => self.origin_spoke(&self.peers[peer].clone(), seq),
         }
