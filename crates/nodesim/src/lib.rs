@@ -30,6 +30,7 @@ pub mod clock;
 pub mod net;
 pub mod rogue;
 pub mod run;
+pub mod trace;
 pub mod world;
 
 pub use world::{World, WorldConfig};

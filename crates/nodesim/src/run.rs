@@ -68,6 +68,8 @@ pub struct Summary {
     pub writes: usize,
     pub acked: usize,
     pub sim_ms: u64,
+    /// What the run did, for replay.
+    pub trace: crate::trace::Trace,
 }
 
 /// Runs seed `seed`; the first broken invariant is the error.
@@ -180,6 +182,9 @@ pub fn run(seed: u64, rc: &RunConfig) -> Result<Summary, String> {
         .filter(|h| h.status.is_some_and(|s| (200..300).contains(&s)))
         .count();
     sum.sim_ms = w.now_ms();
+    let mut trace = std::mem::take(&mut w.trace);
+    trace.end(&w);
+    sum.trace = trace;
     let ctx = |e: String| format!("seed {seed}: {e}; faults {:?}", sum.faults);
     if !ok {
         return Err(ctx(check::converged(&w).unwrap_err()));

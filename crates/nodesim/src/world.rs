@@ -123,6 +123,8 @@ pub struct World {
     clock: Arc<SimClock>,
     /// Each center's gate: shut, the center is paused.
     gates: HashMap<String, Arc<Gate>>,
+    /// What this run did, for replay (see [`crate::trace`]).
+    pub trace: crate::trace::Trace,
     /// Client calls to start on the client host.
     jobs: tokio::sync::mpsc::UnboundedSender<Job>,
     /// The CA, every center's key and certificate, and the stores.
@@ -197,6 +199,7 @@ impl World {
             lives,
             clock,
             gates,
+            trace: Default::default(),
             jobs,
             dir,
         };
@@ -217,6 +220,9 @@ impl World {
     pub fn step(&mut self) {
         self.sim.step().expect("simulation step");
         self.clock.observe_ms(self.sim.since_epoch().as_millis() as u64);
+        let mut trace = std::mem::take(&mut self.trace);
+        trace.look(self);
+        self.trace = trace;
     }
 
     /// Runs `ms` of simulated time.
@@ -280,9 +286,15 @@ impl World {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> Result<Reply, String> {
+        let line = format!("{} call {at} {method} {path}", self.now_ms());
         let p = self.start_call(at, method, path, body);
         assert!(self.run_until(120_000, |_| p.borrow().is_some()), "a client call ends");
         let r = p.borrow_mut().take().expect("answered");
+        let answer = match &r {
+            Ok(reply) => format!("{} {}", reply.status.as_u16(), String::from_utf8_lossy(&reply.body)),
+            Err(e) => format!("failed: {e}"),
+        };
+        self.trace.note(format!("{line} -> {} {answer}", self.now_ms()));
         r
     }
 
@@ -303,6 +315,19 @@ impl World {
             .into_iter()
             .find(|(p, _)| p == peer)
             .map(|(_, s)| s.as_str().to_string())
+    }
+
+    /// Every peer's lifecycle state at `of` (nothing if it is down), in
+    /// peer order.
+    pub fn peer_states(&self, of: &str) -> Vec<(String, String)> {
+        let Some(m) = self.mesh(of) else { return Vec::new() };
+        let mut out: Vec<(String, String)> = m
+            .peer_states()
+            .into_iter()
+            .map(|(p, s)| (p, s.as_str().to_string()))
+            .collect();
+        out.sort();
+        out
     }
 
     /// `of`'s own node state (`active`, `inactive`, `sync`).

@@ -290,7 +290,7 @@ impl Center {
             purged,
             purged_dirty: false,
             change_reserved,
-            last_durable: Instant::now(),
+            last_durable: tokio::time::Instant::now(),
         };
         let (tx, rx) = mpsc::channel(shared.settings.write_queue);
         let w = shared.clone();

@@ -142,7 +142,8 @@ impl Mesh {
         loop {
             let next = {
                 let timers = self.link_timers.lock().expect("timers lock");
-                timers.iter().min_by_key(|(_, at)| **at).map(|(t, at)| (*t, *at))
+                // Ties go by timer, not by the map's order, so a seed replays.
+                timers.iter().min_by_key(|(t, at)| (**at, **t)).map(|(t, at)| (*t, *at))
             };
             let Some((timer, at)) = next else {
                 self.link_wake.notified().await;
@@ -150,7 +151,10 @@ impl Mesh {
             };
             let now = now_ms();
             if at > now {
+                // `biased`: a fixed order, so a seed replays (tokio draws
+                // the order from an unseeded source otherwise).
                 tokio::select! {
+                    biased;
                     _ = tokio::time::sleep(Duration::from_millis(at - now)) => {}
                     _ = self.link_wake.notified() => {}
                 }
