@@ -8,7 +8,9 @@
 //! way or both, links frozen with their bytes held), wall and timer time
 //! (each host's tokio runtime is paused and advanced by turmoil), a kill
 //! (the host's runtime is dropped with every task; its store directory
-//! stays, like a process killed with its page cache kept), and a pause (the
+//! stays, like a process killed with its page cache kept), a power loss
+//! (a kill whose restart finds only what the store made durable:
+//! [`disk::SimDisk`]), and a pause (the
 //! node's tasks run under a [`regmesh_node::spawn::Gate`]; shut, none of
 //! them runs and no timer of theirs fires, while time goes on, as under
 //! SIGSTOP). What is real:
@@ -27,6 +29,7 @@
 
 pub mod check;
 pub mod clock;
+pub mod disk;
 pub mod net;
 pub mod rogue;
 pub mod run;

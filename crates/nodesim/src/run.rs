@@ -2,8 +2,9 @@
 //! seed, then a heal and the checks of [`crate::check`]. Faults: a link cut
 //! both ways or one way, a link frozen (bytes held), a center cut off
 //! (every link of it cut), a center paused (SIGSTOP: no task or timer of
-//! it runs) and continued one phase later, a kill with a restart one phase
-//! later, a heal of everything. Clients create, update and delete a small pool of ids at
+//! it runs) and continued one phase later, a power loss (a kill that
+//! loses what was not made durable) with a restart one phase later, a heal
+//! of everything. Clients create, update and delete a small pool of ids at
 //! random centers, one call at a time, so the history of each id is in
 //! order.
 //!
@@ -130,9 +131,11 @@ pub fn run(seed: u64, rc: &RunConfig) -> Result<Summary, String> {
                 format!("pause {a}")
             }
             5 => {
-                w.kill(&a);
+                // A power loss: the restart finds only what was made
+                // durable (a process kill keeps more, so this covers it).
+                w.power_loss(&a);
                 down = Some(a.clone());
-                format!("kill {a}")
+                format!("power loss {a}")
             }
             6 => {
                 w.heal_all();

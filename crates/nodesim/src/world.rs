@@ -9,6 +9,7 @@
 //! reopens the store the killed run let go).
 
 use crate::clock::SimClock;
+use crate::disk::SimDisk;
 use crate::net::SimNet;
 use regmesh_core::{Identity, Record};
 use regmesh_node::center::Center;
@@ -160,7 +161,9 @@ impl World {
                 let (cfg, lives, clock, gate) = (cfg.clone(), lives.clone(), clock.clone(), gate.clone());
                 async move {
                     let id = cfg.id.clone();
+                    let disk = SimDisk::open(&cfg.data_dir)?;
                     let mut builder = NodeBuilder::new(cfg)
+                        .store(Arc::new(disk))
                         .front(regmesh_front_agent::AgentFront::new())
                         .clock(clock)
                         .transport(Arc::new(SimNet))
@@ -353,6 +356,13 @@ impl World {
         self.sim.crash(id);
         self.lives.borrow_mut().remove(id);
         assert!(self.center(id).is_none(), "a killed center holds nothing");
+    }
+
+    /// Kills center `id` as a power loss would: on its restart it finds
+    /// only what its store had made durable (see [`crate::disk`]).
+    pub fn power_loss(&mut self, id: &str) {
+        self.kill(id);
+        SimDisk::lose_unsynced(&self.dir.path().join(id)).expect("disk image in place");
     }
 
     /// Starts center `id` again from its store directory; returns once it

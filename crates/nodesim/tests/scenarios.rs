@@ -259,3 +259,36 @@ fn a_paused_center_is_degraded_then_recovers() {
     converge(&mut w, 30_000);
     check::no_acked_write_lost(&w, &history).unwrap();
 }
+
+/// (g) Acknowledged means on disk: as (c), but the kill is a power loss, so
+/// the restarted center finds only what its store made durable (fsync). A
+/// write answered before its commit was durable (say, committed relaxed
+/// like a replicated copy) would be gone; a kill that keeps the page cache,
+/// as in (c), cannot tell.
+#[test]
+fn an_acknowledged_write_survives_a_power_loss() {
+    let mut w = operational_mesh();
+    let mut history = Vec::new();
+    for i in 0..5 {
+        history.push(put(&mut w, "c1", &format!("k{i}"), &format!("2001:db8::{i}")));
+    }
+    // Replicated copies at c1 may be lost (relaxed), and come back by pulls.
+    history.push(put(&mut w, "c2", "from-c2", "2001:db8::c2"));
+    w.partition("c1", "c2");
+    w.partition("c1", "c3");
+    let last = put(&mut w, "c1", "k0", "2001:db8::ff");
+    assert_eq!(last.status, Some(200));
+    history.push(last);
+    w.power_loss("c1");
+    w.restart("c1");
+    let got = w.call("c1", Method::GET, "/v1/agents/k0", None).unwrap();
+    assert_eq!(got.status.as_u16(), 200, "{:?}", got.json());
+    assert_eq!(
+        got.json().pointer("/addresses/0").and_then(|a| a.as_str()),
+        Some("2001:db8::ff"),
+        "an acknowledged update did not survive a power loss"
+    );
+    w.heal_all();
+    converge(&mut w, 30_000);
+    check::no_acked_write_lost(&w, &history).unwrap();
+}
