@@ -331,7 +331,9 @@ async fn watch(
             if *st.closing.borrow() {
                 return None;
             }
+            // `biased`: a fixed order, so a simulated run replays.
             let received = tokio::select! {
+                biased;
                 r = st.rx.recv() => r,
                 _ = st.closing.changed() => return None,
             };

@@ -33,6 +33,8 @@ pub struct NodeBuilder {
 pub(crate) struct Env {
     pub(crate) clock: Option<Arc<dyn Clock>>,
     pub(crate) transport: Arc<dyn Transport>,
+    /// Every task of the node runs only while this is open.
+    pub(crate) gate: Option<Arc<crate::spawn::Gate>>,
 }
 
 impl NodeBuilder {
@@ -44,6 +46,7 @@ impl NodeBuilder {
             env: Env {
                 clock: None,
                 transport: crate::transport::tcp(),
+                gate: None,
             },
         }
     }
@@ -82,7 +85,17 @@ impl NodeBuilder {
 
     /// Opens the center and serves. Nothing runs if this fails.
     pub async fn start(self) -> Result<Running, StartError> {
-        crate::start(&self.cfg, self.fronts, self.store, self.env).await
+        match self.env.gate.clone() {
+            Some(gate) => crate::spawn::under(gate, crate::start(&self.cfg, self.fronts, self.store, self.env)).await,
+            None => crate::start(&self.cfg, self.fronts, self.store, self.env).await,
+        }
+    }
+
+    /// Runs every task of the node under `gate` (the whole-node
+    /// simulation's pause; see [`crate::spawn`]).
+    pub fn gate(mut self, gate: Arc<crate::spawn::Gate>) -> Self {
+        self.env.gate = Some(gate);
+        self
     }
 }
 

@@ -95,7 +95,7 @@ impl Client {
         let (send, conn) = http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| err(e.to_string()))?;
-        tokio::spawn(async move {
+        crate::spawn::spawn(async move {
             let _ = conn.await;
         });
         Ok(Conn {

@@ -432,7 +432,9 @@ impl Subscription {
             if *self.closing.borrow() {
                 return Ok(None);
             }
+            // `biased`: a fixed order, so a simulated run replays.
             let received = tokio::select! {
+                biased;
                 r = self.rx.recv() => r,
                 _ = self.closing.changed() => return Ok(None),
             };

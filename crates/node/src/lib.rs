@@ -28,6 +28,7 @@ pub mod openapi;
 pub mod peer;
 pub mod progress;
 pub mod serve;
+pub mod spawn;
 pub mod transport;
 pub mod ui;
 
@@ -98,7 +99,12 @@ async fn start(
             let router = peer::server::router(mesh.clone());
             // Before the listener serves: the fronts' message types.
             mesh.set_front_messages(Arc::new(builder::peer_messages(&fronts, &center, Some(&mesh), cfg)?));
-            tasks.push(tokio::spawn(peer::server::serve(l, tls, router, center.closing())));
+            tasks.push(crate::spawn::spawn(peer::server::serve(
+                l,
+                tls,
+                router,
+                center.closing(),
+            )));
             tasks.extend(mesh.spawn());
             tracing::info!(addr = ?peer_addr, peers = cfg.peers.len(), "peer listener serving (mutual TLS)");
             Some(mesh)
@@ -133,15 +139,15 @@ async fn start(
     let app = api::router(center.clone(), cfg, mesh.clone(), front_routes);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let api = app.clone();
-    let server = tokio::spawn(async move {
+    let server = crate::spawn::spawn(async move {
         listener
             .run(app, async {
                 let _ = stopped.await;
             })
             .await
     });
-    let sweeper = tokio::spawn(center.clone().run_sweeper());
-    tasks.extend(front_tasks.into_iter().map(tokio::spawn));
+    let sweeper = crate::spawn::spawn(center.clone().run_sweeper());
+    tasks.extend(front_tasks.into_iter().map(crate::spawn::spawn));
     tracing::info!(id = center.id(), %addr, key = %center.public_key_hex(), "registry center serving");
     Ok(Running {
         addr,

@@ -70,12 +70,15 @@ impl ApiServer {
         let (open_tx, mut open_rx) = mpsc::channel::<()>(1);
         tokio::pin!(shutdown);
         loop {
+            // `biased` (here and below): a fixed order, so a simulated run
+            // replays; tokio draws the order from an unseeded source otherwise.
             tokio::select! {
+                biased;
                 (io, _addr) = listener.accept() => {
                     let router = router.clone();
                     let stop = stop_rx.clone();
                     let open = open_tx.clone();
-                    tokio::spawn(async move {
+                    crate::spawn::spawn(async move {
                         serve_connection(io, router, timeouts, stop).await;
                         drop(open);
                     });
@@ -115,6 +118,7 @@ where
         .serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
     tokio::select! {
+        biased;
         _ = conn.as_mut() => {}
         _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => {
             conn.as_mut().graceful_shutdown();
@@ -178,10 +182,13 @@ impl hyper::rt::Timer for ConnTimer {
         self.sleep_for(duration)
     }
 
-    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
-        // Measured on tokio's clock, which a paused runtime (the whole-node
-        // simulation) moves on its own.
-        self.sleep_for(deadline.saturating_duration_since(Instant::now()))
+    fn sleep_until(&self, _deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        // hyper asks only for the header read deadline, which it set at
+        // `Instant::now() + header_read` a moment ago: measured on tokio's
+        // clock instead (a paused runtime, in the whole-node simulation,
+        // moves it on its own), and without the real microseconds hyper
+        // took, so a simulated run replays.
+        self.sleep_for(self.timeouts.header_read)
     }
 }
 

@@ -1,9 +1,10 @@
 //! A seeded run: a fault schedule and a client workload drawn from one
 //! seed, then a heal and the checks of [`crate::check`]. Faults: a link cut
 //! both ways or one way, a link frozen (bytes held), a center cut off
-//! (every link of it cut), a center paused as its peers see it (every link
-//! of it frozen), a kill with a restart one phase later, a heal of
-//! everything. Clients create, update and delete a small pool of ids at
+//! (every link of it cut), a center paused (SIGSTOP: no task or timer of
+//! it runs) and continued one phase later, a power loss (a kill that
+//! loses what was not made durable) with a restart one phase later, a heal
+//! of everything. Clients create, update and delete a small pool of ids at
 //! random centers, one call at a time, so the history of each id is in
 //! order.
 //!
@@ -68,6 +69,8 @@ pub struct Summary {
     pub writes: usize,
     pub acked: usize,
     pub sim_ms: u64,
+    /// What the run did, for replay.
+    pub trace: crate::trace::Trace,
 }
 
 /// Runs seed `seed`; the first broken invariant is the error.
@@ -88,10 +91,15 @@ pub fn run(seed: u64, rc: &RunConfig) -> Result<Summary, String> {
     let mut sum = Summary::default();
     let mut history: Vec<Write> = Vec::new();
     let mut down: Option<String> = None;
+    let mut stopped: Option<String> = None;
     for _ in 0..rc.phases {
         if let Some(c) = down.take() {
             w.restart(&c);
             sum.faults.push(format!("restart {c}"));
+        }
+        if let Some(c) = stopped.take() {
+            w.resume(&c);
+            sum.faults.push(format!("resume {c}"));
         }
         let pick = |rng: &mut Rng| ids[rng.below(ids.len() as u64) as usize].clone();
         let (a, mut b) = (pick(&mut rng), pick(&mut rng));
@@ -118,15 +126,16 @@ pub fn run(seed: u64, rc: &RunConfig) -> Result<Summary, String> {
                 format!("isolate {a}")
             }
             4 => {
-                for o in ids.iter().filter(|o| **o != a) {
-                    w.hold(&a, o);
-                }
+                w.pause(&a);
+                stopped = Some(a.clone());
                 format!("pause {a}")
             }
             5 => {
-                w.kill(&a);
+                // A power loss: the restart finds only what was made
+                // durable (a process kill keeps more, so this covers it).
+                w.power_loss(&a);
                 down = Some(a.clone());
-                format!("kill {a}")
+                format!("power loss {a}")
             }
             6 => {
                 w.heal_all();
@@ -163,6 +172,10 @@ pub fn run(seed: u64, rc: &RunConfig) -> Result<Summary, String> {
         w.restart(&c);
         sum.faults.push(format!("restart {c}"));
     }
+    if let Some(c) = stopped.take() {
+        w.resume(&c);
+        sum.faults.push(format!("resume {c}"));
+    }
     w.heal_all();
     sum.faults.push("heal".into());
     let ok = w.run_until(rc.converge_ms, |w| check::converged(w).is_ok());
@@ -172,6 +185,9 @@ pub fn run(seed: u64, rc: &RunConfig) -> Result<Summary, String> {
         .filter(|h| h.status.is_some_and(|s| (200..300).contains(&s)))
         .count();
     sum.sim_ms = w.now_ms();
+    let mut trace = std::mem::take(&mut w.trace);
+    trace.end(&w);
+    sum.trace = trace;
     let ctx = |e: String| format!("seed {seed}: {e}; faults {:?}", sum.faults);
     if !ok {
         return Err(ctx(check::converged(&w).unwrap_err()));

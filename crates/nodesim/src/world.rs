@@ -9,12 +9,14 @@
 //! reopens the store the killed run let go).
 
 use crate::clock::SimClock;
+use crate::disk::SimDisk;
 use crate::net::SimNet;
 use regmesh_core::{Identity, Record};
 use regmesh_node::center::Center;
 use regmesh_node::client::{Client, Reply};
 use regmesh_node::config::{CenterKey, PeerConfig, PeerListenConfig};
 use regmesh_node::peer::mesh::Mesh;
+use regmesh_node::spawn::Gate;
 use regmesh_node::{Config, NodeBuilder};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -34,7 +36,8 @@ pub const PEER_PORT: u16 = 7000;
 /// The shape of a simulated mesh.
 #[derive(Clone, Debug)]
 pub struct WorldConfig {
-    /// Centers `c1` … `cN`, all peered with each other.
+    /// Centers `c1` … `cN`, all peered with each other (one center runs
+    /// standalone, without a peer listener).
     pub centers: usize,
     /// Seeds turmoil's network randomness (latencies).
     pub seed: u64,
@@ -44,6 +47,11 @@ pub struct WorldConfig {
     pub tick_ms: u64,
     /// Message latency is drawn between 0 and this.
     pub max_latency_ms: u64,
+    /// Tombstones are purged this long after their delete (`None`: the
+    /// node's default, a week).
+    pub tombstone_horizon_s: Option<u64>,
+    /// Adds to every center's builder (a test's own front, say).
+    pub build: Option<fn(NodeBuilder) -> NodeBuilder>,
 }
 
 impl Default for WorldConfig {
@@ -55,6 +63,8 @@ impl Default for WorldConfig {
             vote_timeout_ms: 2000,
             tick_ms: 1,
             max_latency_ms: 5,
+            tombstone_horizon_s: None,
+            build: None,
         }
     }
 }
@@ -94,14 +104,32 @@ pub type Snapshot = BTreeMap<(String, String), Held>;
 /// A call started with [`World::start_call`]; its answer once it came.
 pub type Pending = Rc<RefCell<Option<Result<Reply, String>>>>;
 
+/// A client call, run on the client host.
+pub(crate) type Job = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
+
+/// How long the harness's client waits for an answer. A center answers a
+/// write within its vote timeout (2 s here) plus a commit, so 5 s is
+/// ample; the node client's own 30 s deadline made every call to a dead or
+/// paused center cost 30 s of simulated time.
+pub const CALL_DEADLINE_MS: u64 = 5_000;
+
+/// The host every client call runs on.
+pub const CLIENT_HOST: &str = "clients";
+
 /// A simulated mesh of real centers.
 pub struct World {
-    sim: turmoil::Sim<'static>,
+    pub(crate) sim: turmoil::Sim<'static>,
     pub ids: Vec<String>,
     lives: Lives,
     clock: Arc<SimClock>,
-    calls: usize,
-    _dir: tempfile::TempDir,
+    /// Each center's gate: shut, the center is paused.
+    gates: HashMap<String, Arc<Gate>>,
+    /// What this run did, for replay (see [`crate::trace`]).
+    pub trace: crate::trace::Trace,
+    /// Client calls to start on the client host.
+    jobs: tokio::sync::mpsc::UnboundedSender<Job>,
+    /// The CA, every center's key and certificate, and the stores.
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl World {
@@ -123,18 +151,27 @@ impl World {
         let cfgs = configs(dir.path(), &ids, &wc);
         let lives: Lives = Rc::default();
         let clock = Arc::new(SimClock::default());
+        let mut gates = HashMap::new();
         for cfg in cfgs {
             let (lives, clock, name) = (lives.clone(), clock.clone(), cfg.id.clone());
+            let build = wc.build;
+            let gate = Gate::new();
+            gates.insert(name.clone(), gate.clone());
             sim.host(name.as_str(), move || {
-                let (cfg, lives, clock) = (cfg.clone(), lives.clone(), clock.clone());
+                let (cfg, lives, clock, gate) = (cfg.clone(), lives.clone(), clock.clone(), gate.clone());
                 async move {
                     let id = cfg.id.clone();
-                    let running = NodeBuilder::new(cfg)
+                    let disk = SimDisk::open(&cfg.data_dir)?;
+                    let mut builder = NodeBuilder::new(cfg)
+                        .store(Arc::new(disk))
                         .front(regmesh_front_agent::AgentFront::new())
                         .clock(clock)
                         .transport(Arc::new(SimNet))
-                        .start()
-                        .await?;
+                        .gate(gate);
+                    if let Some(b) = build {
+                        builder = b(builder);
+                    }
+                    let running = builder.start().await?;
                     lives.borrow_mut().insert(
                         id,
                         Live {
@@ -149,13 +186,25 @@ impl World {
                 }
             });
         }
+        // One client host runs every client call (a host per call would
+        // stay in turmoil's tables and slow every later step). It is never
+        // cut off or frozen.
+        let (jobs, mut queued) = tokio::sync::mpsc::unbounded_channel::<Job>();
+        sim.client(CLIENT_HOST, async move {
+            while let Some(job) = queued.recv().await {
+                tokio::task::spawn_local(job);
+            }
+            Ok(())
+        });
         let mut w = World {
             sim,
             ids,
             lives,
             clock,
-            calls: 0,
-            _dir: dir,
+            gates,
+            trace: Default::default(),
+            jobs,
+            dir,
         };
         let all = w.ids.clone();
         assert!(
@@ -174,6 +223,9 @@ impl World {
     pub fn step(&mut self) {
         self.sim.step().expect("simulation step");
         self.clock.observe_ms(self.sim.since_epoch().as_millis() as u64);
+        let mut trace = std::mem::take(&mut self.trace);
+        trace.look(self);
+        self.trace = trace;
     }
 
     /// Runs `ms` of simulated time.
@@ -208,24 +260,28 @@ impl World {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> Pending {
-        self.calls += 1;
         let out: Pending = Rc::default();
         let (cell, url, path) = (out.clone(), format!("http://{at}:{API_PORT}"), path.to_string());
-        self.sim.client(format!("client{}", self.calls), async move {
+        self.spawn_client(async move {
             let client = Client::new(&url, None)
                 .expect("client url")
                 .with_transport(Arc::new(SimNet));
-            let r = client
-                .request(method, &path, body.as_ref())
-                .await
-                .map_err(|e| e.to_string());
+            let call = client.request(method, &path, body.as_ref());
+            let r = match tokio::time::timeout(Duration::from_millis(CALL_DEADLINE_MS), call).await {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("no answer within {CALL_DEADLINE_MS} ms")),
+            };
             *cell.borrow_mut() = Some(r);
-            Ok(())
         });
         out
     }
 
-    /// A client call, run to its answer (the client's own deadline bounds it).
+    /// Starts `job` on the client host (it runs from the next step on).
+    pub(crate) fn spawn_client(&mut self, job: impl std::future::Future<Output = ()> + 'static) {
+        self.jobs.send(Box::pin(job)).expect("the client host runs");
+    }
+
+    /// A client call, run to its answer (at most [`CALL_DEADLINE_MS`]).
     pub fn call(
         &mut self,
         at: &str,
@@ -233,9 +289,15 @@ impl World {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> Result<Reply, String> {
+        let line = format!("{} call {at} {method} {path}", self.now_ms());
         let p = self.start_call(at, method, path, body);
         assert!(self.run_until(120_000, |_| p.borrow().is_some()), "a client call ends");
         let r = p.borrow_mut().take().expect("answered");
+        let answer = match &r {
+            Ok(reply) => format!("{} {}", reply.status.as_u16(), String::from_utf8_lossy(&reply.body)),
+            Err(e) => format!("failed: {e}"),
+        };
+        self.trace.note(format!("{line} -> {} {answer}", self.now_ms()));
         r
     }
 
@@ -256,6 +318,19 @@ impl World {
             .into_iter()
             .find(|(p, _)| p == peer)
             .map(|(_, s)| s.as_str().to_string())
+    }
+
+    /// Every peer's lifecycle state at `of` (nothing if it is down), in
+    /// peer order.
+    pub fn peer_states(&self, of: &str) -> Vec<(String, String)> {
+        let Some(m) = self.mesh(of) else { return Vec::new() };
+        let mut out: Vec<(String, String)> = m
+            .peer_states()
+            .into_iter()
+            .map(|(p, s)| (p, s.as_str().to_string()))
+            .collect();
+        out.sort();
+        out
     }
 
     /// `of`'s own node state (`active`, `inactive`, `sync`).
@@ -283,13 +358,41 @@ impl World {
         assert!(self.center(id).is_none(), "a killed center holds nothing");
     }
 
+    /// Kills center `id` as a power loss would: on its restart it finds
+    /// only what its store had made durable (see [`crate::disk`]).
+    pub fn power_loss(&mut self, id: &str) {
+        self.kill(id);
+        SimDisk::lose_unsynced(&self.dir.path().join(id)).expect("disk image in place");
+    }
+
     /// Starts center `id` again from its store directory; returns once it
     /// serves.
     pub fn restart(&mut self, id: &str) {
         self.lives.borrow_mut().remove(id);
+        // A new process is not stopped.
+        self.gates[id].open();
         self.sim.bounce(id);
         let id = id.to_string();
         assert!(self.run_until(60_000, |w| w.center(&id).is_some()), "{id} restarts");
+    }
+
+    /// Pauses center `id` as SIGSTOP would: none of its tasks runs and none
+    /// of its timers fires while simulated time goes on; its network
+    /// still takes bytes in (the kernel's buffers). A no-op on a center
+    /// already paused.
+    pub fn pause(&mut self, id: &str) {
+        self.gates[id].shut();
+    }
+
+    /// Continues a paused center (SIGCONT): its tasks run again, each
+    /// overdue timer firing at once, late.
+    pub fn resume(&mut self, id: &str) {
+        self.gates[id].open();
+    }
+
+    /// Whether center `id` is paused.
+    pub fn is_paused(&self, id: &str) -> bool {
+        !self.gates[id].is_open()
     }
 
     /// Cuts `a`–`b` both ways (bytes in flight are dropped).
@@ -329,6 +432,11 @@ impl World {
     }
 }
 
+/// The signing key of the `i`th center (from 0), fixed so runs replay.
+pub(crate) fn identity(i: usize) -> Identity {
+    Identity::from_seed([i as u8 + 1; 32])
+}
+
 /// A CA, a key and certificate per center, and each center's config: all
 /// peered, beats and votes as `wc` says, listening on fixed ports of its
 /// host.
@@ -337,7 +445,7 @@ fn configs(dir: &std::path::Path, ids: &[String], wc: &WorldConfig) -> Vec<Confi
     std::fs::write(dir.join("ca.pem"), &ca.cert_pem).expect("write CA");
     let mut keys = Vec::new();
     for (i, id) in ids.iter().enumerate() {
-        let identity = Identity::from_seed([i as u8 + 1; 32]);
+        let identity = identity(i);
         let pem = identity.to_pkcs8_pem().expect("key PEM");
         std::fs::write(dir.join(format!("{id}.key")), &pem).expect("write key");
         std::fs::write(dir.join(format!("{id}.crt")), ca.issue(id, &pem).expect("cert")).expect("write cert");
@@ -347,7 +455,15 @@ fn configs(dir: &std::path::Path, ids: &[String], wc: &WorldConfig) -> Vec<Confi
         .enumerate()
         .map(|(i, id)| {
             let mut cfg = Config::for_test(id, &dir.join(id));
+            if let Some(h) = wc.tombstone_horizon_s {
+                cfg.leases.tombstone_horizon_s = h;
+            }
             cfg.api.listen = format!("127.0.0.1:{API_PORT}").parse().expect("addr");
+            if ids.len() == 1 {
+                // A world of one center runs it standalone: no peer
+                // listener, no mesh, no votes.
+                return cfg;
+            }
             cfg.peer = Some(PeerListenConfig {
                 listen: format!("127.0.0.1:{PEER_PORT}").parse().expect("addr"),
                 cert: dir.join(format!("{id}.crt")),

@@ -2,10 +2,10 @@
 //! from each seed, then a heal; every run must converge, lose no
 //! acknowledged write and acknowledge no id to two creators.
 //!
-//! Budget: `CI_SEEDS` seeds, about 60 s of real time on this loaded 2-core
-//! machine. More: `REGMESH_NODESIM_SEEDS=500 cargo test -p regmesh-nodesim
-//! --release --test seeds -- --nocapture`; one seed again:
-//! `REGMESH_NODESIM_SEED=17`.
+//! Budget: `CI_SEEDS` seeds, about 15 s of real time on this loaded 2-core
+//! machine (19-37 s simulated each). More:
+//! `REGMESH_NODESIM_SEEDS=500 scripts/test -p regmesh-nodesim --test seeds
+//! --no-capture`; one seed again: `REGMESH_NODESIM_SEED=17`.
 
 use regmesh_nodesim::run::{run, RunConfig};
 

@@ -290,7 +290,7 @@ impl Center {
             purged,
             purged_dirty: false,
             change_reserved,
-            last_durable: Instant::now(),
+            last_durable: tokio::time::Instant::now(),
         };
         let (tx, rx) = mpsc::channel(shared.settings.write_queue);
         let w = shared.clone();
@@ -306,7 +306,7 @@ impl Center {
             ),
             WriterMode::Task => {
                 let (done, ended) = std::sync::mpsc::channel::<()>();
-                tokio::spawn(async move {
+                crate::spawn::spawn(async move {
                     let _done = done;
                     w.writer_task(rx, state).await;
                 });

@@ -53,8 +53,10 @@ pub(super) struct WriterState {
     /// crash that loses relaxed commits never leads to a number being
     /// reused (the next start resumes above it).
     pub(super) change_reserved: u64,
-    /// When the writer last committed durably.
-    pub(super) last_durable: Instant,
+    /// When the writer last committed durably, on tokio's clock (simulated
+    /// time in the whole-node simulation, so a seed replays which commits
+    /// were relaxed; the system's monotonic clock otherwise).
+    pub(super) last_durable: tokio::time::Instant,
 }
 
 /// The per-key state of one batch: the record before the batch and after the
@@ -462,7 +464,7 @@ impl Shared {
             }
             self.metrics.observe_commit(batch.records.len(), t0.elapsed());
             if !batch.relaxed {
-                st.last_durable = Instant::now();
+                st.last_durable = tokio::time::Instant::now();
             }
             self.publish(st, &slots, events);
         }

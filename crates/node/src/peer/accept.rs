@@ -106,7 +106,10 @@ pub async fn serve_with(
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
+        // `biased` (here and below): a fixed order, so a simulated run
+        // replays; tokio draws the order from an unseeded source otherwise.
         let (tcp, addr) = tokio::select! {
+            biased;
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
@@ -126,9 +129,10 @@ pub async fn serve_with(
         let (handshake, evicted) = handshakes.admit();
         let unauthenticated = unauthenticated.clone();
         let closing = closing.clone();
-        tokio::spawn(async move {
+        crate::spawn::spawn(async move {
             let _slot = slot;
             let tls = tokio::select! {
+                biased;
                 r = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)) => match r {
                     Ok(Ok(t)) => t,
                     Ok(Err(e)) => {

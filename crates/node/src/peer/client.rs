@@ -96,7 +96,7 @@ impl PeerClient {
                 .map_err(|e| e.to_string())?;
             let tls = self.tls.connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))?;
             let (send, conn) = http1::handshake(TokioIo::new(tls)).await.map_err(|e| e.to_string())?;
-            let task = tokio::spawn(async move {
+            let task = crate::spawn::spawn(async move {
                 let _ = conn.await;
             });
             Ok::<_, String>(Conn { send, task })

@@ -232,9 +232,9 @@ impl Mesh {
     /// Spawns the link task, the flooder and the saver.
     pub fn spawn(self: &Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
         vec![
-            tokio::spawn(self.clone().flood_loop()),
-            tokio::spawn(self.clone().save_loop()),
-            tokio::spawn(self.clone().link_loop()),
+            crate::spawn::spawn(self.clone().flood_loop()),
+            crate::spawn::spawn(self.clone().save_loop()),
+            crate::spawn::spawn(self.clone().link_loop()),
         ]
     }
 

@@ -109,7 +109,7 @@ impl Mesh {
                 call,
                 deadline_ms,
             } => {
-                tokio::spawn(self.clone().hello(peer, call, deadline_ms));
+                crate::spawn::spawn(self.clone().hello(peer, call, deadline_ms));
             }
             Command::SendBeat {
                 peer,
@@ -117,7 +117,7 @@ impl Mesh {
                 beat,
                 deadline_ms,
             } => {
-                tokio::spawn(self.clone().heartbeat(peer, call, beat, deadline_ms));
+                crate::spawn::spawn(self.clone().heartbeat(peer, call, beat, deadline_ms));
             }
             Command::Schedule { .. } => {}
             Command::LifecycleChanged { peer, from, to } => {
@@ -129,7 +129,7 @@ impl Mesh {
             Command::StartPull { peer, origin } => self.start_pull(&self.peers[peer].clone(), &origin),
             Command::Repair { peer, origin } => self.repair(&self.peers[peer].clone(), &origin),
             Command::RequestFullSync { peer } => {
-                tokio::spawn(self.clone().request_full_sync(self.peers[peer].clone()));
+                crate::spawn::spawn(self.clone().request_full_sync(self.peers[peer].clone()));
             }
             Command::OriginSpoke { peer, seq } => self.origin_spoke(&self.peers[peer].clone(), seq),
         }
@@ -142,7 +142,8 @@ impl Mesh {
         loop {
             let next = {
                 let timers = self.link_timers.lock().expect("timers lock");
-                timers.iter().min_by_key(|(_, at)| **at).map(|(t, at)| (*t, *at))
+                // Ties go by timer, not by the map's order, so a seed replays.
+                timers.iter().min_by_key(|(t, at)| (**at, **t)).map(|(t, at)| (*t, *at))
             };
             let Some((timer, at)) = next else {
                 self.link_wake.notified().await;
@@ -150,7 +151,10 @@ impl Mesh {
             };
             let now = now_ms();
             if at > now {
+                // `biased`: a fixed order, so a seed replays (tokio draws
+                // the order from an unseeded source otherwise).
                 tokio::select! {
+                    biased;
                     _ = tokio::time::sleep(Duration::from_millis(at - now)) => {}
                     _ = self.link_wake.notified() => {}
                 }

@@ -95,7 +95,7 @@ impl Mesh {
     /// the slot to the next flood waiting for this peer.
     fn send_flood(self: &Arc<Self>, peer: Arc<Peer>, flood: Flood) {
         let me = self.clone();
-        tokio::spawn(async move {
+        crate::spawn::spawn(async move {
             let mut headers = flood.head.headers();
             headers.extend(me.record_format_header(&peer));
             let ok = match peer

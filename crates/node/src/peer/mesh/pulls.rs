@@ -99,7 +99,7 @@ impl Mesh {
         let mut cmds = Vec::new();
         let t = f(&mut self.pulls.lock().expect("pulls lock"), &View(self), &mut cmds);
         if !cmds.is_empty() {
-            tokio::spawn(self.clone().execute_pulls(cmds));
+            crate::spawn::spawn(self.clone().execute_pulls(cmds));
         }
         t
     }

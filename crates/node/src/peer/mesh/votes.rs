@@ -140,17 +140,17 @@ impl Mesh {
         for c in out {
             match c {
                 Command::SendRequest { peer, vote, request } => {
-                    tokio::spawn(self.clone().send_vote_request(peer, vote, request));
+                    crate::spawn::spawn(self.clone().send_vote_request(peer, vote, request));
                 }
                 Command::SendAnswer { peer, vote, answer } => {
-                    tokio::spawn(self.clone().send_vote_answer(peer, vote, answer));
+                    crate::spawn::spawn(self.clone().send_vote_answer(peer, vote, answer));
                 }
                 Command::Persist { promise } => {
-                    tokio::spawn(self.clone().persist_promise(promise));
+                    crate::spawn::spawn(self.clone().persist_promise(promise));
                 }
                 Command::Schedule { at_ms, vote } => {
                     let me = self.clone();
-                    tokio::spawn(async move {
+                    crate::spawn::spawn(async move {
                         tokio::time::sleep(Duration::from_millis(at_ms.saturating_sub(now_ms()))).await;
                         let mut out = Vec::new();
                         me.votes.lock().expect("votes lock").on_deadline(&vote, &mut out);
