@@ -457,8 +457,9 @@ fn a_full_peer_queue_drops_and_counts() {
     let view = Mesh::new(&["c2"]);
     let total = (FLOODS_IN_FLIGHT + PEER_QUEUE + 2) as u64;
     let mut out = Vec::new();
+    // Odd seqs only: no flood continues the one before, none coalesce.
     for s in 1..=total {
-        f.on_committed(0, &[public("c1", s)], &view, &mut out);
+        f.on_committed(0, &[public("c1", 2 * s - 1)], &view, &mut out);
     }
     assert_eq!(out.len(), FLOODS_IN_FLIGHT, "only the call slots go at once");
     assert_eq!(f.backlog("c2"), (PEER_QUEUE, FLOODS_IN_FLIGHT));
@@ -466,7 +467,7 @@ fn a_full_peer_queue_drops_and_counts() {
     // A slot freed: the oldest waiting goes.
     let mut out = Vec::new();
     f.on_sent(0, "c2", false, &mut out);
-    let next = FLOODS_IN_FLIGHT as u64 + 1;
+    let next = 2 * (FLOODS_IN_FLIGHT as u64 + 1) - 1;
     assert_eq!(
         out,
         vec![send(
@@ -484,6 +485,72 @@ fn a_full_peer_queue_drops_and_counts() {
         }
     );
     assert_eq!(f.backlog("c2"), (PEER_QUEUE - 1, FLOODS_IN_FLIGHT));
+}
+
+#[test]
+fn floods_waiting_for_a_peer_join_when_they_continue_each_other() {
+    let mut f = Floods::new("c1", [("c2".to_string(), ExportPolicy::default())], None);
+    let view = Mesh::new(&["c2"]);
+    let mut out = Vec::new();
+    for s in 1..=FLOODS_IN_FLIGHT as u64 {
+        f.on_committed(0, &[public("c1", s)], &view, &mut out);
+    }
+    assert_eq!(out.len(), FLOODS_IN_FLIGHT);
+    // Seqs 5, 6, 7 meet end to end: one waiting flood; 9 leaves a gap.
+    let first = FLOODS_IN_FLIGHT as u64 + 1;
+    for s in [first, first + 1, first + 2, first + 4] {
+        f.on_committed(0, &[public("c1", s)], &view, &mut out);
+    }
+    assert_eq!(f.backlog("c2"), (2, FLOODS_IN_FLIGHT));
+    let mut out = Vec::new();
+    f.on_sent(0, "c2", true, &mut out);
+    f.on_sent(0, "c2", true, &mut out);
+    assert_eq!(
+        out,
+        vec![
+            send(
+                "c2",
+                head("c1", first + 2, false, Some(first)),
+                (first..=first + 2).map(|s| public("c1", s)).collect()
+            ),
+            send(
+                "c2",
+                head("c1", first + 4, false, Some(first + 4)),
+                vec![public("c1", first + 4)]
+            ),
+        ]
+    );
+}
+
+#[test]
+fn waiting_floods_join_only_up_to_a_batch_and_never_across_initiators_or_resets() {
+    let mut f = Floods::new("c1", [("c2".to_string(), ExportPolicy::default())], None);
+    let view = Mesh::new(&["c2"]);
+    let mut out = Vec::new();
+    for s in 1..=FLOODS_IN_FLIGHT as u64 {
+        f.on_committed(0, &[public("c1", s)], &view, &mut out);
+    }
+    // A full batch, then one more record: they stay two messages.
+    let from = FLOODS_IN_FLIGHT as u64 + 1;
+    let batch: Vec<Record> = (from..from + FLOOD_BATCH_MAX as u64).map(|s| public("c1", s)).collect();
+    f.on_committed(0, &batch, &view, &mut out);
+    let next = from + FLOOD_BATCH_MAX as u64;
+    f.on_committed(0, &[public("c1", next)], &view, &mut out);
+    assert_eq!(f.backlog("c2").0, 2, "a batch is never exceeded");
+    // A counter that went back (reset) never joins.
+    f.on_committed(0, &[public("c1", 1)], &view, &mut out);
+    assert_eq!(f.backlog("c2").0, 3, "a reset starts its own message");
+    // A relay of another initiator never joins an own flood.
+    let mut a = Flood {
+        head: head("c1", 5, false, Some(5)),
+        records: vec![public("c1", 5)],
+    };
+    let b = Flood {
+        head: head("c3", 6, false, Some(6)),
+        records: vec![public("c3", 6)],
+    };
+    assert!(!coalesce(&mut a, &b));
+    assert_eq!(a.records.len(), 1, "a refused join leaves the flood as it was");
 }
 
 fn msg(v: serde_json::Value) -> Message {
