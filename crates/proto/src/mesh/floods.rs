@@ -24,7 +24,8 @@
 //!   counter; applied but not relayed when the window is past it
 //!   ([`Seen::Old`]) or when it is a relay whose counter the origin has not
 //!   shown (unbacked: it marks no window and moves no watermark); applied,
-//!   covered and relayed (never back to its sender or initiator) otherwise;
+//!   covered and relayed (never back to its sender or initiator, nor to a
+//!   center the message says an earlier hop reached) otherwise;
 //! - a refused record (bad signature, unknown kind) stops the message from
 //!   marking, covering or relaying anything;
 //! - at most [`FLOODS_IN_FLIGHT`] calls per peer, [`PEER_QUEUE`] waiting;
@@ -212,6 +213,13 @@ impl Floods {
         Some(self.windows.entry(initiator.to_string()).or_default())
     }
 
+    /// Whether peer `pi` takes one more flood without dropping it (a free
+    /// call slot or room in its queue).
+    fn has_room(&self, pi: usize) -> bool {
+        let p = &self.peers[pi];
+        p.in_flight < FLOODS_IN_FLIGHT || p.queue.len() < PEER_QUEUE
+    }
+
     /// Sends or queues `flood` to peer `pi`, or drops it if its queue is
     /// full.
     fn enqueue(&mut self, pi: usize, flood: Flood, out: &mut Vec<Command>) -> bool {
@@ -258,7 +266,15 @@ fn coalesce(last: &mut Flood, next: &Flood) -> bool {
     {
         return false;
     }
+    // Reached by the joined message: reached by both.
+    let both: Vec<String> = a
+        .reached
+        .iter()
+        .filter(|id| b.reached.binary_search(id).is_ok())
+        .cloned()
+        .collect();
     last.head.counter = b.counter;
+    last.head.reached = both;
     last.records.extend(next.records.iter().cloned());
     true
 }
