@@ -241,13 +241,14 @@ async fn mesh_put(conn: &mut regmesh_node::client::Conn, id: &str, body: &Value)
 // ---------------------------------------------------------------- workloads
 
 /// Runs `CLIENTS` clients against one system for `secs` and returns
-/// completed operations per second. Each client connects first (not timed),
-/// then calls `op(connection, client number, n)` for n = 0, 1, 2, … The
+/// completed operations per second. Client `w` connects first with
+/// `connect(w)` (not timed), then calls `op(connection, w, n)` for n = 0, 1,
+/// 2, … The
 /// connection goes in and comes back, so `op` can be a plain async closure.
 async fn measure<Conn, C, CF, O, OF>(secs: u64, connect: C, op: O) -> Result<f64>
 where
     Conn: Send + 'static,
-    C: Fn() -> CF + Send + Sync + Clone + 'static,
+    C: Fn(usize) -> CF + Send + Sync + Clone + 'static,
     CF: std::future::Future<Output = Result<Conn>> + Send,
     O: Fn(Conn, usize, usize) -> OF + Send + Sync + Clone + 'static,
     OF: std::future::Future<Output = Result<Conn>> + Send,
@@ -260,7 +261,7 @@ where
         let (done, stop, start) = (done.clone(), stop.clone(), start.clone());
         let (connect, op) = (connect.clone(), op.clone());
         tasks.push(tokio::spawn(async move {
-            let conn = connect().await;
+            let conn = connect(w).await;
             start.wait().await;
             let mut conn = conn?;
             let mut n = 0;
@@ -309,6 +310,9 @@ struct Figures {
     lookups: f64,
     /// CPU time of all three members per acknowledged write, µs.
     cpu_per_write_us: f64,
+    /// Writes/s with client w at member w % 3.
+    writes_spread: f64,
+    cpu_per_write_spread_us: f64,
     resync_s: f64,
     resync_bytes: f64,
     missed_bytes: f64,
@@ -337,7 +341,7 @@ async fn etcd_run(dir: &Path, z: &Sizes) -> Result<Figures> {
 
     // 2. Writes: 16 clients at m1, each over its own keys.
     let m1_addr = c.clients[0].clone();
-    let connect = move || {
+    let connect = move |_| {
         let a = m1_addr.clone();
         async move { Etcd::connect(&a).await }
     };
@@ -350,6 +354,22 @@ async fn etcd_run(dir: &Path, z: &Sizes) -> Result<Figures> {
     .await?;
     let cpu1: u64 = c.procs.0.iter().map(|p| cpu_micros(p.id())).sum();
     f.cpu_per_write_us = (cpu1 - cpu0) as f64 / (f.writes * z.secs as f64);
+    // 2b. The same writes with client w at member w % 3 (followers forward
+    // to the leader).
+    let members = c.clients.clone();
+    let spread = move |w: usize| {
+        let a = members[w % 3].clone();
+        async move { Etcd::connect(&a).await }
+    };
+    let cpu0: u64 = c.procs.0.iter().map(|p| cpu_micros(p.id())).sum();
+    f.writes_spread = measure(z.secs, spread, |mut e: Etcd, w, n| async move {
+        let i = w * 64 + n % 64;
+        e.put(format!("s/{i:04}").as_bytes(), &etcd_value(i, n)).await?;
+        Ok(e)
+    })
+    .await?;
+    let cpu1: u64 = c.procs.0.iter().map(|p| cpu_micros(p.id())).sum();
+    f.cpu_per_write_spread_us = (cpu1 - cpu0) as f64 / (f.writes_spread * z.secs as f64);
     eprintln!("  etcd: writes done");
 
     // 3. Reads by key, and prefix lookups (the keys carry the capability).
@@ -468,7 +488,7 @@ async fn mesh_run(dir: &Path, z: &Sizes) -> Result<Figures> {
     // vote), then 16 clients update their own at c1.
     load_mesh(&m.clients[0], "w", 0, KEYS).await?;
     let c1_client = m.clients[0].clone();
-    let connect = move || {
+    let connect = move |_| {
         let c = c1_client.clone();
         async move { Ok(c.connect().await?) }
     };
@@ -490,6 +510,28 @@ async fn mesh_run(dir: &Path, z: &Sizes) -> Result<Figures> {
     .await?;
     let cpu1: u64 = m.procs.0.iter().map(|p| cpu_micros(p.id())).sum();
     f.cpu_per_write_us = (cpu1 - cpu0) as f64 / (f.writes * z.secs as f64);
+    // 2b. The same writes with client w at center w % 3, over agents that
+    // center created (only a record's origin may change it).
+    load_mesh_spread(&m.clients, "s").await?;
+    let centers = m.clients.clone();
+    let spread = move |w: usize| {
+        let c = centers[w % 3].clone();
+        async move { Ok(c.connect().await?) }
+    };
+    let cpu0: u64 = m.procs.0.iter().map(|p| cpu_micros(p.id())).sum();
+    f.writes_spread = measure(z.secs, spread, |mut conn: Conn, w, n| async move {
+        let i = w * 64 + n % 64;
+        let r = conn
+            .request(hyper::Method::PUT, &format!("/v1/agents/s{i:07}"), Some(&agent(i, n + 1)))
+            .await?;
+        if !r.status.is_success() {
+            bail!("update refused: {}", r.status);
+        }
+        Ok(conn)
+    })
+    .await?;
+    let cpu1: u64 = m.procs.0.iter().map(|p| cpu_micros(p.id())).sum();
+    f.cpu_per_write_spread_us = (cpu1 - cpu0) as f64 / (f.writes_spread * z.secs as f64);
     eprintln!("  regmesh: writes done");
 
     // 3. Reads by id, and capability lookups (10 agents per capability).
@@ -599,6 +641,29 @@ async fn load_mesh(c: &Client, prefix: &str, from: usize, to: usize) -> Result<u
     Ok(total)
 }
 
+/// Creates agents `{prefix}{i}` for the spread writes: client w's 64 ids
+/// (`w * 64 ..`) at center w % 3, so each center originates the ones its
+/// clients update.
+async fn load_mesh_spread(centers: &[Client], prefix: &str) -> Result<()> {
+    let mut tasks = Vec::new();
+    for w in 0..CLIENTS {
+        let (c, prefix) = (centers[w % centers.len()].clone(), prefix.to_string());
+        tasks.push(tokio::spawn(async move {
+            let mut conn = c.connect().await?;
+            for i in w * 64..(w + 1) * 64 {
+                if !mesh_put(&mut conn, &format!("{prefix}{i:07}"), &agent(i, 0)).await? {
+                    bail!("create {prefix}{i:07} refused");
+                }
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
     let z = if quick {
@@ -645,7 +710,7 @@ fn main() -> Result<()> {
         env!("CARGO_PKG_VERSION")
     );
     println!(
-        "{CLIENTS} clients at member 1; ~500-byte records; {} s per rate; {} propagation writes; {} missed records; {} records for memory.\n",
+        "{CLIENTS} clients at member 1 (or spread, client w at member w mod 3); ~500-byte records; {} s per rate; {} propagation writes; {} missed records; {} records for memory.\n",
         z.secs, z.prop, z.resync, z.memory
     );
     println!("| workload | regmesh | etcd | regmesh / etcd | better |");
@@ -671,6 +736,20 @@ fn main() -> Result<()> {
         "CPU per write, all three members",
         r.cpu_per_write_us,
         e.cpu_per_write_us,
+        " µs",
+        false,
+    );
+    let ws = row(
+        "writes/s, 16 clients spread over the three members",
+        r.writes_spread,
+        e.writes_spread,
+        "",
+        true,
+    );
+    row(
+        "CPU per write, spread, all three members",
+        r.cpu_per_write_spread_us,
+        e.cpu_per_write_spread_us,
         " µs",
         false,
     );
@@ -707,7 +786,7 @@ fn main() -> Result<()> {
     );
     let _ = (p50, rb);
     println!(
-        "\nsummary (regmesh/etcd): propagation p99 {p99:.2}×, writes {w:.2}×, reads {rd:.2}×, lookups {lk:.2}×, resync time {rs:.2}×, resync bytes {rbx:.2}× missed size (etcd {ebx:.2}×), memory/record {mem:.2}×"
+        "\nsummary (regmesh/etcd): propagation p99 {p99:.2}×, writes {w:.2}× (spread {ws:.2}×), reads {rd:.2}×, lookups {lk:.2}×, resync time {rs:.2}×, resync bytes {rbx:.2}× missed size (etcd {ebx:.2}×), memory/record {mem:.2}×"
     );
     Ok(())
 }

@@ -24,16 +24,18 @@
 //!   counter; applied but not relayed when the window is past it
 //!   ([`Seen::Old`]) or when it is a relay whose counter the origin has not
 //!   shown (unbacked: it marks no window and moves no watermark); applied,
-//!   covered and relayed (never back to its sender or initiator) otherwise;
+//!   covered and relayed (never back to its sender or initiator, nor to a
+//!   center the message says an earlier hop reached) otherwise;
 //! - a refused record (bad signature, unknown kind) stops the message from
 //!   marking, covering or relaying anything;
 //! - at most [`FLOODS_IN_FLIGHT`] calls per peer, [`PEER_QUEUE`] waiting;
-//!   more are dropped and counted.
+//!   more are dropped and counted; a flood that continues the last one
+//!   waiting joins it (see `coalesce`).
 //!
 //! Must never: perform I/O, read a clock, verify or merge records itself,
 //! relay what it did not accept, or keep anything without a bound.
 
-use crate::constants::{FLOODS_IN_FLIGHT, FLOOD_INITIATORS_MAX, PEER_QUEUE};
+use crate::constants::{FLOODS_IN_FLIGHT, FLOOD_BATCH_MAX, FLOOD_INITIATORS_MAX, PEER_QUEUE};
 use crate::dedup::CounterWindow;
 use crate::flood;
 use crate::node_state::NodeState;
@@ -211,6 +213,13 @@ impl Floods {
         Some(self.windows.entry(initiator.to_string()).or_default())
     }
 
+    /// Whether peer `pi` takes one more flood without dropping it (a free
+    /// call slot or room in its queue).
+    fn has_room(&self, pi: usize) -> bool {
+        let p = &self.peers[pi];
+        p.in_flight < FLOODS_IN_FLIGHT || p.queue.len() < PEER_QUEUE
+    }
+
     /// Sends or queues `flood` to peer `pi`, or drops it if its queue is
     /// full.
     fn enqueue(&mut self, pi: usize, flood: Flood, out: &mut Vec<Command>) -> bool {
@@ -222,6 +231,8 @@ impl Floods {
                 flood,
             });
             true
+        } else if p.queue.back_mut().is_some_and(|last| coalesce(last, &flood)) {
+            true
         } else if p.queue.len() < PEER_QUEUE {
             p.queue.push_back(flood);
             true
@@ -230,6 +241,42 @@ impl Floods {
             false
         }
     }
+}
+
+/// Appends `next` to `last` (both waiting for the same peer) when one
+/// message can say what the two said: the same initiator, no reset, a higher
+/// counter, and covered ranges that are both absent or meet end to end, at
+/// most [`FLOOD_BATCH_MAX`] records together. Under load this turns a queue
+/// of small floods into few large ones (one call, one token, one signature
+/// check pass per batch at the peer). Returns whether it did; `last` is
+/// unchanged when not.
+fn coalesce(last: &mut Flood, next: &Flood) -> bool {
+    let (a, b) = (&last.head, &next.head);
+    let ranges_meet = match (a.seq_from, b.seq_from) {
+        (None, None) => true,
+        (Some(_), Some(from)) => from == a.counter + 1,
+        _ => false,
+    };
+    if a.initiator != b.initiator
+        || a.reset
+        || b.reset
+        || b.counter <= a.counter
+        || !ranges_meet
+        || last.records.len() + next.records.len() > FLOOD_BATCH_MAX
+    {
+        return false;
+    }
+    // Reached by the joined message: reached by both.
+    let both: Vec<String> = a
+        .reached
+        .iter()
+        .filter(|id| b.reached.binary_search(id).is_ok())
+        .cloned()
+        .collect();
+    last.head.counter = b.counter;
+    last.head.reached = both;
+    last.records.extend(next.records.iter().cloned());
+    true
 }
 
 /// Whether `flood` is worth a message to a peer with `policy` (see

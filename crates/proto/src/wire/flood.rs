@@ -5,7 +5,9 @@
 //! `/commit` headers: `DRiP-Node-ID` (the initiator), `DRiP-Node-Counter`,
 //! `DRiP-Node-Counter-reset` (`true`/`false`, absent = false),
 //! `DRiP-Transaction-Type` (`update`; `sync` is part `pulls`' full sync) and
-//! regmesh's `RegMesh-Seq-From` (first seq of the range the message covers).
+//! regmesh's `RegMesh-Seq-From` (first seq of the range the message covers)
+//! and `RegMesh-Reached` (the centers an earlier hop sent the whole message
+//! to, comma-separated, at most [`REACHED_MAX`]: relays skip them).
 //! The body carries each record as base64url (no padding) of its canonical
 //! signed encoding (`regmesh_core::codec`).
 //!
@@ -31,6 +33,13 @@ pub const TRANSACTION_TYPE: &str = "drip-transaction-type";
 /// regmesh header: first seq of the range `seq_from..=counter` covered.
 pub const SEQ_FROM: &str = "regmesh-seq-from";
 
+/// regmesh header: centers already sent this whole message by its
+/// initiator or an earlier relay.
+pub const REACHED: &str = "regmesh-reached";
+/// Most centers a `RegMesh-Reached` header names; a longer list is cut
+/// (the centers left out are relayed to as if the header were absent).
+pub const REACHED_MAX: usize = 64;
+
 /// The `/commit` headers of one flood message (`update`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FloodHead {
@@ -42,6 +51,11 @@ pub struct FloodHead {
     pub reset: bool,
     /// First seq of the covered range, if the message covers one.
     pub seq_from: Option<u64>,
+    /// `RegMesh-Reached`: centers sent every record of this message
+    /// directly by an earlier hop (sorted, at most [`REACHED_MAX`]). A
+    /// relay skips them; an old peer that ignores the header relays as
+    /// DRiP does.
+    pub reached: Vec<String>,
 }
 
 /// A header of a flood could not be read. Nothing was applied.
@@ -107,11 +121,25 @@ impl FloodHead {
         if seq_from.is_some_and(|f| f > counter) {
             return Err(HeadError::SeqFromAboveCounter);
         }
+        let mut reached = Vec::new();
+        for id in get(REACHED).unwrap_or("").split(',').filter(|s| !s.is_empty()) {
+            if reached.len() == REACHED_MAX || regmesh_core::validate_center_id(id).is_err() {
+                return Err(HeadError::Malformed {
+                    header: "RegMesh-Reached",
+                    want: "at most 64 comma-separated center ids",
+                    got: id.chars().take(64).collect(),
+                });
+            }
+            reached.push(id.to_string());
+        }
+        reached.sort();
+        reached.dedup();
         Ok(FloodHead {
             initiator,
             counter,
             reset,
             seq_from,
+            reached,
         })
     }
 
@@ -125,6 +153,9 @@ impl FloodHead {
         ];
         if let Some(f) = self.seq_from {
             h.push((SEQ_FROM, f.to_string()));
+        }
+        if !self.reached.is_empty() {
+            h.push((REACHED, self.reached.join(",")));
         }
         h
     }
@@ -387,8 +418,10 @@ mod tests {
             counter: 9,
             reset: true,
             seq_from: Some(3),
+            reached: vec!["c2".into(), "c3".into()],
         };
         let h: HashMap<&str, String> = head.headers().into_iter().collect();
+        assert_eq!(h[REACHED], "c2,c3");
         assert_eq!(h[TRANSACTION_TYPE], "update");
         assert_eq!(FloodHead::parse(|n| h.get(n).map(String::as_str)), Ok(head));
         let with = |k: &'static str, v: &'static str| {
@@ -398,6 +431,28 @@ mod tests {
         };
         assert!(matches!(with(COUNTER_RESET, "yes"), Err(HeadError::Malformed { .. })));
         assert_eq!(with(SEQ_FROM, "10"), Err(HeadError::SeqFromAboveCounter));
+        assert!(matches!(
+            with(REACHED, "c2,not a center"),
+            Err(HeadError::Malformed { .. })
+        ));
+        let many = (0..=REACHED_MAX).map(|i| format!("c{i}")).collect::<Vec<_>>().join(",");
+        let mut long = h.clone();
+        long.insert(REACHED, many);
+        assert!(matches!(
+            FloodHead::parse(|n| long.get(n).map(String::as_str)),
+            Err(HeadError::Malformed { .. })
+        ));
+        // Unsorted and repeated names read as one sorted set; none is none.
+        assert_eq!(
+            with(REACHED, "c3,c2,c3").map(|h| h.reached),
+            Ok(vec!["c2".into(), "c3".into()])
+        );
+        let mut without = h.clone();
+        without.remove(REACHED);
+        assert_eq!(
+            FloodHead::parse(|n| without.get(n).map(String::as_str)).map(|h| h.reached),
+            Ok(vec![])
+        );
         assert_eq!(
             with(NODE_COUNTER, "9223372036854775808"),
             Err(HeadError::CounterOutOfRange)

@@ -6,7 +6,7 @@
 use super::{for_peer, Command, Floods, View};
 use crate::constants::FLOOD_BATCH_MAX;
 use crate::flood;
-use crate::wire::flood::{Flood, FloodHead};
+use crate::wire::flood::{Flood, FloodHead, REACHED_MAX};
 use regmesh_core::{Record, Visibility};
 
 impl Floods {
@@ -28,6 +28,7 @@ impl Floods {
                 counter,
                 reset,
                 seq_from: Some(from),
+                reached: Vec::new(),
             };
             let records: Vec<Record> = batch.iter().map(|r| (*r).clone()).collect();
             self.fan_out(head, &records, None, view, out);
@@ -35,8 +36,10 @@ impl Floods {
     }
 
     /// Queues `records` under `head` to every peer [`flood::sends_to`]
-    /// names but `except`, each getting what its policy allows; returns how
-    /// many peers got a copy.
+    /// names but `except` and those `head.reached` names, each getting what
+    /// its policy allows; returns how many peers got a copy. The copies say
+    /// in `reached` which centers this hop (or an earlier one) sends every
+    /// record to, so their relays skip them.
     pub(super) fn fan_out(
         &mut self,
         head: FloodHead,
@@ -52,21 +55,34 @@ impl Floods {
         let relayed = head.initiator != self.me;
         // Computed once per message, then judged per peer.
         let parts: Vec<Vec<Visibility>> = records.iter().map(|r| view.parts(r)).collect();
-        let mut queued = 0;
+        let mut copies = Vec::new();
+        let mut reached = head.reached.clone();
         for pi in 0..self.peers.len() {
             let id = &self.peers[pi].id;
-            if !flood::sends_to(state, id, view.receives_propagation(id), &head.initiator, except) {
+            if !flood::sends_to(state, id, view.receives_propagation(id), &head.initiator, except)
+                || head.reached.binary_search(id).is_ok()
+            {
                 continue;
             }
             let allowed = for_peer(&self.peers[pi].policy, records, &parts, relayed);
             if !flood::worth_sending(allowed.len(), head.seq_from.is_some()) {
                 continue;
             }
-            let flood = Flood {
-                head: head.clone(),
-                records: allowed,
+            // Reached: it gets every record, and its slot or queue takes the
+            // copy for sure.
+            if allowed.len() == records.len() && self.has_room(pi) && reached.len() < REACHED_MAX {
+                reached.push(id.clone());
+            }
+            copies.push((pi, allowed));
+        }
+        reached.sort();
+        let mut queued = 0;
+        for (pi, allowed) in copies {
+            let head = FloodHead {
+                reached: reached.clone(),
+                ..head.clone()
             };
-            if self.enqueue(pi, flood, out) {
+            if self.enqueue(pi, Flood { head, records: allowed }, out) {
                 queued += 1;
             }
         }

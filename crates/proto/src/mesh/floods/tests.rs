@@ -76,6 +76,7 @@ fn head(initiator: &str, counter: u64, reset: bool, seq_from: Option<u64>) -> Fl
         counter,
         reset,
         seq_from,
+        reached: Vec::new(),
     }
 }
 
@@ -84,6 +85,20 @@ fn send(peer: &str, head: FloodHead, records: Vec<Record>) -> Command {
         peer: peer.into(),
         flood: Flood { head, records },
     }
+}
+
+/// `cmds` with every flood's `reached` list emptied, for tests about
+/// something else (the lists have tests of their own).
+fn unreached(cmds: &[Command]) -> Vec<Command> {
+    cmds.iter()
+        .cloned()
+        .map(|mut c| {
+            if let Command::SendFlood { flood, .. } = &mut c {
+                flood.head.reached.clear();
+            }
+            c
+        })
+        .collect()
 }
 
 /// Center `me` with peers `c2`, `c3`, `c4`, all receiving everything.
@@ -141,7 +156,7 @@ fn an_own_change_goes_to_every_peer_whose_policy_receives_it_and_no_other() {
     f.on_committed(0, &records, &view, &mut out);
     let h = head("c1", 4, false, Some(1));
     assert_eq!(
-        out,
+        unreached(&out),
         vec![
             send("all", h.clone(), vec![live.clone()]),
             send("group", h.clone(), vec![live, hidden_part, tomb]),
@@ -174,7 +189,16 @@ fn own_changes_are_batched_at_the_cap() {
     let heads: Vec<(FloodHead, usize)> = out
         .iter()
         .map(|c| match c {
-            Command::SendFlood { flood, .. } => (flood.head.clone(), flood.records.len()),
+            Command::SendFlood { flood, .. } => {
+                assert_eq!(flood.head.reached, vec!["c2".to_string()]);
+                (
+                    FloodHead {
+                        reached: Vec::new(),
+                        ..flood.head.clone()
+                    },
+                    flood.records.len(),
+                )
+            }
             c => panic!("{c:?}"),
         })
         .collect();
@@ -198,7 +222,7 @@ fn a_counter_not_above_the_last_one_sent_goes_with_a_reset() {
     f.on_committed(0, &[public("c1", 3)], &view, &mut out);
     f.on_committed(0, &[public("c1", 4)], &view, &mut out);
     assert_eq!(
-        out,
+        unreached(&out),
         vec![
             send("c2", head("c1", 3, true, Some(3)), vec![public("c1", 3)]),
             send("c2", head("c1", 4, false, Some(4)), vec![public("c1", 4)]),
@@ -229,7 +253,7 @@ fn a_received_reset_starts_the_window_over_once() {
     let (r, out) = receive(&mut f, "c1", reset.clone(), &view);
     assert_eq!(r, Some(Receipt::Accepted { relay: true }));
     assert_eq!(
-        out,
+        unreached(&out),
         vec![
             Command::Witness {
                 origin: "c1".into(),
@@ -290,7 +314,7 @@ fn a_duplicate_flood_is_ignored() {
         Receipt::Duplicate
     );
     assert_eq!(
-        out,
+        unreached(&out),
         vec![Command::Witness {
             origin: "c1".into(),
             seq: 7
@@ -324,7 +348,7 @@ fn an_out_of_order_counter_inside_the_window_is_accepted_once() {
     );
     let (r, out) = receive(&mut f, "c1", late.clone(), &view);
     assert_eq!(r, Some(Receipt::Accepted { relay: true }));
-    assert!(out.contains(&send("c3", late.head.clone(), late.records.clone())));
+    assert!(unreached(&out).contains(&send("c3", late.head.clone(), late.records.clone())));
     assert!(out.contains(&Command::Covered {
         origin: "c1".into(),
         from: 7,
@@ -375,7 +399,7 @@ fn an_unbacked_relay_is_applied_not_relayed_and_marks_nothing() {
     let (r, out) = receive(&mut f, "c3", relayed.clone(), &view);
     assert_eq!(r, Some(Receipt::Unbacked));
     assert_eq!(
-        out,
+        unreached(&out),
         vec![
             Command::Witness {
                 origin: "c1".into(),
@@ -397,7 +421,7 @@ fn an_unbacked_relay_is_applied_not_relayed_and_marks_nothing() {
         from: 41,
         through: 50
     }));
-    assert!(out.contains(&send("c4", relayed.head.clone(), relayed.records.clone())));
+    assert!(unreached(&out).contains(&send("c4", relayed.head.clone(), relayed.records.clone())));
     assert!(!out
         .iter()
         .any(|c| matches!(c, Command::SendFlood { peer, .. } if peer == "c1")));
@@ -424,7 +448,7 @@ fn a_refused_record_marks_covers_and_relays_nothing() {
     assert_eq!(f.on_flood(0, "c1", &m.head, &view), Arrival::Verify);
     assert_eq!(f.on_verified(0, "c1", m.clone(), 1, &view, &mut out), Receipt::Refused);
     assert_eq!(
-        out,
+        unreached(&out),
         vec![Command::Apply {
             records: m.records.clone(),
             then: None
@@ -457,8 +481,9 @@ fn a_full_peer_queue_drops_and_counts() {
     let view = Mesh::new(&["c2"]);
     let total = (FLOODS_IN_FLIGHT + PEER_QUEUE + 2) as u64;
     let mut out = Vec::new();
+    // Odd seqs only: no flood continues the one before, none coalesce.
     for s in 1..=total {
-        f.on_committed(0, &[public("c1", s)], &view, &mut out);
+        f.on_committed(0, &[public("c1", 2 * s - 1)], &view, &mut out);
     }
     assert_eq!(out.len(), FLOODS_IN_FLIGHT, "only the call slots go at once");
     assert_eq!(f.backlog("c2"), (PEER_QUEUE, FLOODS_IN_FLIGHT));
@@ -466,9 +491,9 @@ fn a_full_peer_queue_drops_and_counts() {
     // A slot freed: the oldest waiting goes.
     let mut out = Vec::new();
     f.on_sent(0, "c2", false, &mut out);
-    let next = FLOODS_IN_FLIGHT as u64 + 1;
+    let next = 2 * (FLOODS_IN_FLIGHT as u64 + 1) - 1;
     assert_eq!(
-        out,
+        unreached(&out),
         vec![send(
             "c2",
             head("c1", next, false, Some(next)),
@@ -484,6 +509,72 @@ fn a_full_peer_queue_drops_and_counts() {
         }
     );
     assert_eq!(f.backlog("c2"), (PEER_QUEUE - 1, FLOODS_IN_FLIGHT));
+}
+
+#[test]
+fn floods_waiting_for_a_peer_join_when_they_continue_each_other() {
+    let mut f = Floods::new("c1", [("c2".to_string(), ExportPolicy::default())], None);
+    let view = Mesh::new(&["c2"]);
+    let mut out = Vec::new();
+    for s in 1..=FLOODS_IN_FLIGHT as u64 {
+        f.on_committed(0, &[public("c1", s)], &view, &mut out);
+    }
+    assert_eq!(out.len(), FLOODS_IN_FLIGHT);
+    // Seqs 5, 6, 7 meet end to end: one waiting flood; 9 leaves a gap.
+    let first = FLOODS_IN_FLIGHT as u64 + 1;
+    for s in [first, first + 1, first + 2, first + 4] {
+        f.on_committed(0, &[public("c1", s)], &view, &mut out);
+    }
+    assert_eq!(f.backlog("c2"), (2, FLOODS_IN_FLIGHT));
+    let mut out = Vec::new();
+    f.on_sent(0, "c2", true, &mut out);
+    f.on_sent(0, "c2", true, &mut out);
+    assert_eq!(
+        unreached(&out),
+        vec![
+            send(
+                "c2",
+                head("c1", first + 2, false, Some(first)),
+                (first..=first + 2).map(|s| public("c1", s)).collect()
+            ),
+            send(
+                "c2",
+                head("c1", first + 4, false, Some(first + 4)),
+                vec![public("c1", first + 4)]
+            ),
+        ]
+    );
+}
+
+#[test]
+fn waiting_floods_join_only_up_to_a_batch_and_never_across_initiators_or_resets() {
+    let mut f = Floods::new("c1", [("c2".to_string(), ExportPolicy::default())], None);
+    let view = Mesh::new(&["c2"]);
+    let mut out = Vec::new();
+    for s in 1..=FLOODS_IN_FLIGHT as u64 {
+        f.on_committed(0, &[public("c1", s)], &view, &mut out);
+    }
+    // A full batch, then one more record: they stay two messages.
+    let from = FLOODS_IN_FLIGHT as u64 + 1;
+    let batch: Vec<Record> = (from..from + FLOOD_BATCH_MAX as u64).map(|s| public("c1", s)).collect();
+    f.on_committed(0, &batch, &view, &mut out);
+    let next = from + FLOOD_BATCH_MAX as u64;
+    f.on_committed(0, &[public("c1", next)], &view, &mut out);
+    assert_eq!(f.backlog("c2").0, 2, "a batch is never exceeded");
+    // A counter that went back (reset) never joins.
+    f.on_committed(0, &[public("c1", 1)], &view, &mut out);
+    assert_eq!(f.backlog("c2").0, 3, "a reset starts its own message");
+    // A relay of another initiator never joins an own flood.
+    let mut a = Flood {
+        head: head("c1", 5, false, Some(5)),
+        records: vec![public("c1", 5)],
+    };
+    let b = Flood {
+        head: head("c3", 6, false, Some(6)),
+        records: vec![public("c3", 6)],
+    };
+    assert!(!coalesce(&mut a, &b));
+    assert_eq!(a.records.len(), 1, "a refused join leaves the flood as it was");
 }
 
 fn msg(v: serde_json::Value) -> Message {
@@ -512,7 +603,7 @@ fn notify_goes_to_the_registered_front_and_unknown_types_are_rejected() {
     let m = msg(json!({"type": "rd.moved", "n": 3}));
     f.on_message(0, "c2", Verb::Notify, m.clone(), &mut out);
     assert_eq!(
-        out,
+        unreached(&out),
         vec![Command::DeliverToFront {
             front: "rd".into(),
             verb: Verb::Notify,
@@ -525,7 +616,7 @@ fn notify_goes_to_the_registered_front_and_unknown_types_are_rejected() {
     f.on_message(0, "c2", Verb::Notify, msg(json!({"type": "dns.ns"})), &mut out);
     f.on_message(0, "c2", Verb::Notify, msg(json!({"n": 1})), &mut out);
     assert_eq!(
-        out,
+        unreached(&out),
         vec![
             Command::Answer(Answer::rejected("c1 does not answer RFI type \"rd.moved\"")),
             Command::Answer(Answer::rejected("c1 does not handle NOTIFY type \"dns.ns\"")),
@@ -554,7 +645,7 @@ fn built_in_messages_are_the_nodes() {
     );
     f.on_message(0, "c2", Verb::Rfi, msg(json!({"type": "sync-state"})), &mut out);
     assert_eq!(
-        out,
+        unreached(&out),
         vec![
             Command::Announce {
                 peer: "c2".into(),
@@ -589,14 +680,86 @@ fn a_relay_goes_to_the_other_operational_peers_each_with_what_its_policy_allows(
     };
     let (r, out) = receive(&mut f, "c3", m.clone(), &view);
     assert_eq!(r, Some(Receipt::Accepted { relay: true }));
-    let sends: Vec<&Command> = out.iter().filter(|c| matches!(c, Command::SendFlood { .. })).collect();
+    let sends: Vec<Command> = out
+        .iter()
+        .filter(|c| matches!(c, Command::SendFlood { .. }))
+        .cloned()
+        .collect();
+    // c5 gets every record, c4 not the grouped one: only c5 is reached.
+    let relayed = FloodHead {
+        reached: vec!["c5".into()],
+        ..m.head.clone()
+    };
     assert_eq!(
         sends,
         vec![
-            &send("c4", m.head.clone(), vec![open.clone()]),
-            &send("c5", m.head.clone(), vec![open, grouped]),
+            send("c4", relayed.clone(), vec![open.clone()]),
+            send("c5", relayed, vec![open, grouped]),
         ],
         "not back to c3 (sender) or c1 (initiator); c6 is not OPERATIONAL"
     );
     assert_eq!(f.stats().relayed, 2);
+}
+
+#[test]
+fn a_relay_skips_the_centers_an_earlier_hop_reached_and_adds_its_own() {
+    let mut f = three("c2");
+    let view = Mesh::new(&["c1", "c3", "c4"]);
+    // c1 sent this to c2 and c3 itself: c2 relays to c4 only.
+    let m = Flood {
+        head: FloodHead {
+            reached: vec!["c2".into(), "c3".into()],
+            ..head("c1", 7, false, Some(7))
+        },
+        records: vec![public("c1", 7)],
+    };
+    let (r, out) = receive(&mut f, "c1", m.clone(), &view);
+    assert_eq!(r, Some(Receipt::Accepted { relay: true }));
+    let sends: Vec<Command> = out
+        .into_iter()
+        .filter(|c| matches!(c, Command::SendFlood { .. }))
+        .collect();
+    let onward = FloodHead {
+        reached: vec!["c2".into(), "c3".into(), "c4".into()],
+        ..m.head.clone()
+    };
+    assert_eq!(sends, vec![send("c4", onward, m.records.clone())]);
+    // Own floods name every peer that gets the whole message.
+    let mut out = Vec::new();
+    f.on_committed(0, &[public("c2", 1)], &view, &mut out);
+    let reached: Vec<Vec<String>> = out
+        .iter()
+        .map(|c| match c {
+            Command::SendFlood { flood, .. } => flood.head.reached.clone(),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(reached, vec![vec!["c3".to_string(), "c4".to_string()]; 2]);
+}
+
+#[test]
+fn a_peer_whose_queue_is_full_is_not_claimed_reached() {
+    let mut f = Floods::new(
+        "c1",
+        ["c2", "c3"].map(|p| (p.to_string(), ExportPolicy::default())),
+        None,
+    );
+    // Odd seqs: nothing joins; c2 fills up while c3 is not OPERATIONAL.
+    let mut out = Vec::new();
+    let fill = (FLOODS_IN_FLIGHT + PEER_QUEUE) as u64;
+    for s in 1..=fill {
+        f.on_committed(0, &[public("c1", 2 * s - 1)], &Mesh::new(&["c2"]), &mut out);
+    }
+    let mut out = Vec::new();
+    f.on_committed(0, &[public("c1", 2 * fill + 1)], &Mesh::new(&["c2", "c3"]), &mut out);
+    assert_eq!(f.peer_stats("c2").dropped, 1);
+    let Some(Command::SendFlood { peer, flood }) = out.last() else {
+        panic!("no flood to c3: {out:?}");
+    };
+    assert_eq!(peer, "c3");
+    assert_eq!(
+        flood.head.reached,
+        vec!["c3".to_string()],
+        "c2 dropped its copy: not reached"
+    );
 }
