@@ -169,6 +169,12 @@ pub struct World {
     /// ASPA objects per CA (index in `specs`): customer AS, provider ASes.
     /// None in the standard lab.
     pub aspas: BTreeMap<usize, Vec<(u32, Vec<u32>)>>,
+    /// ASPA EE certificates' validity by customer AS, seconds from now
+    /// (default one year).
+    pub aspa_valid_s: BTreeMap<u32, i64>,
+    /// CRL nextUpdate by CA name ("ta" for the trust anchor), seconds from
+    /// now; overrides `crl_next_update_s`.
+    pub crl_next_update_s_for: BTreeMap<String, i64>,
 }
 
 pub fn notify_uri(port: u16) -> String {
@@ -229,6 +235,8 @@ impl World {
             mft_number: 1,
             crl_next_update_s: 86_400,
             aspas: BTreeMap::new(),
+            aspa_valid_s: BTreeMap::new(),
+            crl_next_update_s_for: BTreeMap::new(),
         };
         for spec in &specs {
             let (issuer_key, issuer_pub, issuer_cert_uri, issuer_repo_uri) = {
@@ -311,7 +319,7 @@ impl World {
     }
 
     fn publication_point(&mut self, ca: Option<usize>, children: &[usize]) {
-        let (key, pubkey, cert_uri, repo_uri, repo, revoked) = {
+        let (key, pubkey, cert_uri, repo_uri, repo, revoked, ca_name) = {
             let c = match ca {
                 None => &self.ta,
                 Some(i) => &self.cas[i],
@@ -323,6 +331,7 @@ impl World {
                 c.repo_uri.clone(),
                 c.repo,
                 c.revoked.clone(),
+                c.name.clone(),
             )
         };
         let crl_name = if ca.is_none() { "ta.crl" } else { "crl.crl" };
@@ -358,15 +367,16 @@ impl World {
             files.push((name, roa.to_captured().into_bytes()));
         }
         let aspas = ca.and_then(|i| self.aspas.get(&i)).cloned().unwrap_or_default();
-        for (customer, providers) in aspas {
-            let name = format!("as{customer}.asa");
+        for (n, (customer, providers)) in aspas.into_iter().enumerate() {
+            let name = format!("as{customer}-{n}.asa");
+            let valid_s = self.aspa_valid_s.get(&customer).copied().unwrap_or(365 * 86_400);
             let providers: Vec<Asn> = providers.into_iter().map(Asn::from_u32).collect();
             let aspa = AspaBuilder::new(Asn::from_u32(customer), providers)
                 .unwrap()
                 .finalize(
                     SignedObjectBuilder::new(
                         self.next_serial(),
-                        Validity::new(Time::five_minutes_ago(), Time::years_from_now(1)),
+                        Validity::new(Time::five_minutes_ago(), Time::new(chrono_now() + chrono_secs(valid_s))),
                         crl_uri.clone(),
                         cert_uri.clone(),
                         repo_uri.join(name.as_bytes()).unwrap(),
@@ -378,7 +388,12 @@ impl World {
             files.push((name, aspa.to_captured().into_bytes()));
         }
         let now = Time::five_minutes_ago();
-        let next = Time::new(chrono_now() + chrono_secs(self.crl_next_update_s));
+        let next_s = self
+            .crl_next_update_s_for
+            .get(&ca_name)
+            .copied()
+            .unwrap_or(self.crl_next_update_s);
+        let next = Time::new(chrono_now() + chrono_secs(next_s));
         let entries: Vec<CrlEntry> = revoked
             .iter()
             .map(|s| CrlEntry::new((*s).into(), Time::five_minutes_ago()))
