@@ -185,7 +185,43 @@ fn rsync(s: &str) -> uri::Rsync {
     uri::Rsync::from_string(s.to_string()).unwrap()
 }
 
+/// A TA certificate for `key`, valid until `not_after`.
+fn ta_cert(signer: &SoftSigner, key: KeyId, pubkey: &PublicKey, port0: u16, not_after: Time) -> Bytes {
+    let ta_repo = rsync("rsync://localhost/repo0/ta/");
+    let mut tbs = TbsCert::new(
+        1u64.into(),
+        pubkey.to_subject_name(),
+        Validity::new(Time::five_minutes_ago(), not_after),
+        None,
+        pubkey.clone(),
+        KeyUsage::Ca,
+        Overclaim::Refuse,
+    );
+    tbs.set_basic_ca(Some(true));
+    tbs.set_ca_repository(Some(ta_repo.clone()));
+    tbs.set_rpki_manifest(Some(ta_repo.join(b"ta.mft").unwrap()));
+    tbs.set_rpki_notify(Some(uri::Https::from_string(notify_uri(port0)).unwrap()));
+    tbs.build_v4_resource_blocks(|b| b.push(Prefix::new(IpAddr::from([0u8, 0, 0, 0]), 0)));
+    tbs.build_v6_resource_blocks(|b| b.push(Prefix::new(IpAddr::from([0u16; 8]), 0)));
+    tbs.build_as_resource_blocks(|b| b.push((Asn::MIN, Asn::MAX)));
+    tbs.into_cert(signer, &key).unwrap().to_captured().into_bytes()
+}
+
 impl World {
+    /// Issues the TA certificate again (same key, so the TAL stays),
+    /// valid for `valid_s` seconds from now; returns when it expires.
+    pub fn reissue_ta(&mut self, valid_s: i64) -> std::time::SystemTime {
+        let not_after = chrono_now() + chrono_secs(valid_s);
+        self.ta.cert_der = ta_cert(
+            &self.signer,
+            self.ta.key,
+            &self.ta.pubkey,
+            self.ports[0],
+            Time::new(not_after),
+        );
+        std::time::SystemTime::from(not_after)
+    }
+
     fn next_serial(&self) -> Serial {
         self.serial.fetch_add(1, Ordering::Relaxed).into()
     }
@@ -197,27 +233,11 @@ impl World {
         let key = signer.create_key(PublicKeyFormat::Rsa).unwrap();
         let pubkey = signer.get_key_info(&key).unwrap();
         let ta_repo = rsync("rsync://localhost/repo0/ta/");
-        let mut tbs = TbsCert::new(
-            1u64.into(),
-            pubkey.to_subject_name(),
-            Validity::new(Time::five_minutes_ago(), Time::years_from_now(1)),
-            None,
-            pubkey.clone(),
-            KeyUsage::Ca,
-            Overclaim::Refuse,
-        );
-        tbs.set_basic_ca(Some(true));
-        tbs.set_ca_repository(Some(ta_repo.clone()));
-        tbs.set_rpki_manifest(Some(ta_repo.join(b"ta.mft").unwrap()));
-        tbs.set_rpki_notify(Some(uri::Https::from_string(notify_uri(ports[0])).unwrap()));
-        tbs.build_v4_resource_blocks(|b| b.push(Prefix::new(IpAddr::from([0u8, 0, 0, 0]), 0)));
-        tbs.build_v6_resource_blocks(|b| b.push(Prefix::new(IpAddr::from([0u16; 8]), 0)));
-        tbs.build_as_resource_blocks(|b| b.push((Asn::MIN, Asn::MAX)));
-        let cert = tbs.into_cert(&signer, &key).unwrap();
+        let cert_der = ta_cert(&signer, key, &pubkey, ports[0], Time::years_from_now(1));
         let ta = BuiltCa {
             key,
             pubkey,
-            cert_der: cert.to_captured().into_bytes(),
+            cert_der,
             cert_uri: rsync("rsync://localhost/repo0/ta.cer"),
             repo_uri: ta_repo,
             repo: 0,
@@ -581,6 +601,9 @@ pub struct Link {
     /// Answers with `Content-Encoding: gzip` (a body we never asked to be
     /// compressed).
     pub gzip: bool,
+    /// Closes every new connection at once, before TLS: the host is
+    /// unreachable.
+    pub unreachable: bool,
 }
 
 /// A loopback HTTPS server for one repository.
@@ -651,6 +674,10 @@ impl RepoServer {
             let l = tokio::net::TcpListener::from_std(l).unwrap();
             loop {
                 let Ok((sock, _)) = l.accept().await else { return };
+                if me.link.lock().unwrap().unreachable {
+                    drop(sock);
+                    continue;
+                }
                 let me = me.clone();
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
