@@ -13,14 +13,17 @@
 //!
 //! Test support only. Needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN); every
 //! name carries the worktree tag and the process id; everything is removed
-//! on drop (deleting a namespace deletes its end of each pair). Must never
-//! touch the machine's own namespace: every `ip`/`tc` call names its
-//! namespace.
+//! on drop (deleting a namespace deletes its end of each pair), and
+//! namespaces left by a killed test run (its process gone) are removed by
+//! the next. Programs run on a host die with the thread that started them
+//! (`PR_SET_PDEATHSIG`). Must never touch the machine's own namespace:
+//! every `ip`/`tc` call names its namespace.
 #![allow(dead_code)]
 
 use anyhow::{bail, Context};
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsRawFd;
+use std::path::Path;
 use std::process::Command;
 
 /// The repositories' address on the far network (the hub's).
@@ -46,11 +49,30 @@ fn run(args: &[&str]) -> anyhow::Result<()> {
 }
 
 impl Net {
+    /// Removes namespaces named for `tag` whose test process is gone.
+    fn sweep(tag: &str) {
+        let Ok(o) = Command::new("ip").args(["netns", "list"]).output() else {
+            return;
+        };
+        let prefix = format!("rm{tag}");
+        for line in String::from_utf8_lossy(&o.stdout).lines() {
+            let name = line.split_whitespace().next().unwrap_or("");
+            let Some(rest) = name.strip_prefix(&prefix) else {
+                continue;
+            };
+            let pid: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            if !pid.is_empty() && !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = run(&["ip", "netns", "del", name]);
+            }
+        }
+    }
+
     /// Creates the hub and `hosts` host namespaces, all links up.
     pub fn create(tag: &str, hosts: usize) -> anyhow::Result<Net> {
         if hosts > HOSTS_MAX {
             bail!("at most {HOSTS_MAX} hosts");
         }
+        Net::sweep(tag);
         let net = Net {
             prefix: format!("rm{tag}{}", std::process::id()),
             hosts: 0,
@@ -171,10 +193,22 @@ impl Net {
         Ok((read(format!("f{i}"))?, read(format!("n{i}"))?))
     }
 
-    /// `program` to be run in host `i`'s namespace.
+    /// `program` to be run in host `i`'s namespace; it is killed if the
+    /// thread that starts it ends (a test killed mid-run leaves nothing).
     pub fn command(&self, i: usize, program: &str) -> Command {
+        use std::os::unix::process::CommandExt;
         let mut c = Command::new("ip");
         c.args(["netns", "exec", &self.host(i), program]);
+        // SAFETY: prctl is async-signal-safe; it only sets this child's
+        // parent-death signal, kept across `ip netns exec`'s execve.
+        unsafe {
+            c.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         c
     }
 }
