@@ -8,10 +8,11 @@
 //! mid-task leaves its repositories fetched anyway. A sync node paused with
 //! SIGSTOP has its tasks given to the other sync node within the console's
 //! `task_stall_ms`, and gets tasks again once it runs and writes its
-//! record.
+//! record. A console killed and restarted while the trust anchor's host is
+//! unreachable validates from the TA certificate it saved.
 //!
-//! Budget: two meshes of three processes, ~25 RSA keys each, cycles every
-//! second: ~20 s each, run in parallel.
+//! Budget: two meshes of three processes and one console alone, ~25 RSA
+//! keys each, cycles every second: ~20 s each, run in parallel.
 
 mod peer_harness;
 #[path = "../../fronts/rpki/tests/world/mod.rs"]
@@ -336,4 +337,39 @@ async fn a_stalled_sync_node_has_its_tasks_given_to_another() {
     )
     .await;
     drop(p2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_console_restarted_while_the_ta_is_unreachable_validates_from_its_saved_certificate() {
+    let lab = Lab::start(3, lab_cas());
+    let (dir, _) = init_mesh(&lab, "");
+    let expected: BTreeSet<_> = lab_expected().into_iter().collect();
+    let (p1, url) = spawn(dir.path(), "c1");
+    let c1 = Client::new(&url, None).unwrap();
+    wait_until("the console's first VRPs", Duration::from_secs(20), || async {
+        let (s, v) = get(&c1, "/v1/rpki/vrps").await;
+        s == 200 && vrp_triples(&v) == expected
+    })
+    .await;
+    let saved = dir.path().join("c1-data/rpki/ta");
+    assert_eq!(saved.read_dir().unwrap().count(), 1, "the TA certificate is saved");
+
+    // SIGKILL; the TA's host (it also serves repository 0) goes away; the
+    // console starts again from its state_dir.
+    drop(p1);
+    lab.servers[0].link.lock().unwrap().unreachable = true;
+    let (_p1, url) = spawn(dir.path(), "c1");
+    let c1 = Client::new(&url, None).unwrap();
+    wait_until("a cycle after the restart", Duration::from_secs(20), || async {
+        let (s, _) = get(&c1, "/v1/rpki/vrps").await;
+        s == 200
+    })
+    .await;
+    let (_, v) = get(&c1, "/v1/rpki/vrps").await;
+    assert_eq!(vrp_triples(&v), expected, "validated from the saved TA certificate");
+    let (_, s) = get(&c1, "/v1/rpki/status").await;
+    assert!(
+        s["trust_anchor_errors"]["lab"].is_string(),
+        "the TA's fetch error is shown: {s}"
+    );
 }

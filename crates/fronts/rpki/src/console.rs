@@ -329,9 +329,25 @@ impl Console {
 
     /// Keeps the state in `dir` from now on, starting from what is there:
     /// repositories (so the next cycle fetches only what changed), last
-    /// good objects and marked nodes.
+    /// good objects, marked nodes, and each TAL's last valid trust anchor
+    /// certificate — used only if it still carries the TAL's key and is
+    /// valid now (the walk checks it again every cycle).
     pub fn restore(&mut self, dir: &std::path::Path) -> Result<usize, crate::persist::PersistError> {
         let mut p = crate::persist::Persist::open(dir)?;
+        for a in &mut self.anchors {
+            let loaded = p.load_ta(&crate::persist::ta_key(&a.tal));
+            match loaded.map(|der| der.map(|d| (validate::trust_anchor(&a.tal, d.clone()), d))) {
+                Ok(Some((Ok(_), der))) => {
+                    tracing::info!(tal = %a.name, "saved trust anchor certificate loaded");
+                    a.cert = Some(der);
+                }
+                Ok(Some((Err(e), _))) => {
+                    tracing::warn!(tal = %a.name, error = %e, "saved trust anchor certificate refused")
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(tal = %a.name, error = %e, "saved trust anchor certificate not read"),
+            }
+        }
         let loaded = p.load();
         let n = loaded.repos.len();
         tracing::info!(
@@ -352,8 +368,13 @@ impl Console {
     async fn save(&mut self) {
         let Some(mut p) = self.persist.take() else { return };
         let (repos, last_good, marked) = (self.repos.clone(), self.last_good.clone(), self.marked.clone());
+        let tas: BTreeMap<String, Bytes> = self
+            .anchors
+            .iter()
+            .filter_map(|a| Some((crate::persist::ta_key(&a.tal), a.cert.clone()?)))
+            .collect();
         let done = tokio::task::spawn_blocking(move || {
-            let r = p.save(&repos, &last_good, &marked);
+            let r = p.save(&repos, &last_good, &marked, &tas);
             (p, r)
         })
         .await;

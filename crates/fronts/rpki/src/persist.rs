@@ -2,11 +2,15 @@
 //! restarted picks up where it was instead of fetching every snapshot
 //! again: each repository's RRDP state (session, serial, conditional-GET
 //! validators, objects), the last good objects of every publication point,
-//! and the sync nodes marked for lying.
+//! the sync nodes marked for lying, and each trust anchor's last valid
+//! certificate (so a restarted console validates while the TA's URI is
+//! unreachable; the console checks it against the TAL and the clock again
+//! on load).
 //!
 //! Layout: `blobs/<BLAKE3 hex>` holds each object body once; `repos/<repo
 //! id>.json` and `last_good.json` map URIs to blob names; `marked.json`
-//! lists node ids. Every file is written to a temporary name, synced and
+//! lists node ids; `ta/<key>.cer` is the certificate of the TAL whose key
+//! hashes (BLAKE3, hex) to `key`. Every file is written to a temporary name, synced and
 //! renamed, and blobs before the index that names them, so a kill at any
 //! point leaves the last complete state. Blobs no index names are removed
 //! after each save. On load every blob is hashed again; a repository with a
@@ -31,6 +35,8 @@ pub const INDEX_BYTES_MAX: u64 = 512 << 20;
 pub const BLOB_BYTES_MAX: u64 = 8 << 20;
 /// Most repository index files read.
 pub const REPOS_MAX: usize = crate::console::REPOS_MAX;
+/// Largest trust anchor certificate file read, bytes.
+pub const TA_BYTES_MAX: u64 = crate::console::TA_CERT_BYTES_MAX;
 
 /// The state could not be read or written. Reading: nothing was loaded
 /// from the file named. Writing: the files already renamed stay, the rest
@@ -85,6 +91,13 @@ pub struct Persist {
     repo_blobs: BTreeMap<String, BTreeSet<String>>,
     last_good: BTreeMap<String, BTreeMap<String, String>>,
     marked: BTreeSet<String>,
+    /// TAL key digest → the BLAKE3 name of the certificate last written.
+    tas: BTreeMap<String, String>,
+}
+
+/// The file key of a TAL: BLAKE3 (hex) of its public key's DER.
+pub fn ta_key(tal: &rpki::repository::tal::Tal) -> String {
+    name(&tal.key_info().to_info_bytes())
 }
 
 fn name(b: &[u8]) -> String {
@@ -126,7 +139,7 @@ fn sync_dir(dir: &Path) -> Result<(), PersistError> {
 impl Persist {
     /// Opens (creating) the state folder.
     pub fn open(dir: &Path) -> Result<Persist, PersistError> {
-        for d in [dir.to_path_buf(), dir.join("blobs"), dir.join("repos")] {
+        for d in [dir.to_path_buf(), dir.join("blobs"), dir.join("repos"), dir.join("ta")] {
             std::fs::create_dir_all(&d).map_err(io(&d))?;
         }
         Ok(Persist {
@@ -135,7 +148,24 @@ impl Persist {
             repo_blobs: BTreeMap::new(),
             last_good: BTreeMap::new(),
             marked: BTreeSet::new(),
+            tas: BTreeMap::new(),
         })
+    }
+
+    fn ta_path(&self, key: &str) -> PathBuf {
+        self.dir.join("ta").join(format!("{key}.cer"))
+    }
+
+    /// The trust anchor certificate saved for the TAL whose [`ta_key`] is
+    /// `key`, if there is one. Not checked here: the caller validates it.
+    pub fn load_ta(&mut self, key: &str) -> Result<Option<Bytes>, PersistError> {
+        let path = self.ta_path(key);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let b = read_limited(&path, TA_BYTES_MAX)?;
+        self.tas.insert(key.to_string(), name(&b));
+        Ok(Some(Bytes::from(b)))
     }
 
     fn blob(&self, n: &str) -> Result<Bytes, PersistError> {
@@ -250,8 +280,17 @@ impl Persist {
         repos: &BTreeMap<String, Arc<RepoState>>,
         last_good: &BTreeMap<String, PpObjects>,
         marked: &BTreeSet<String>,
+        tas: &BTreeMap<String, Bytes>,
     ) -> Result<(), PersistError> {
         let mut changed = false;
+        for (key, der) in tas {
+            let n = name(der);
+            if self.tas.get(key) != Some(&n) {
+                write_atomic(&self.ta_path(key), der)?;
+                self.tas.insert(key.clone(), n);
+                changed = true;
+            }
+        }
         for (n, st) in repos {
             let key = (st.session.clone(), st.serial, st.validators.clone());
             if self.saved.get(n) == Some(&key) {
@@ -301,6 +340,7 @@ impl Persist {
             changed = true;
         }
         if changed {
+            sync_dir(&self.dir.join("ta"))?;
             sync_dir(&self.dir.join("repos"))?;
             sync_dir(&self.dir)?;
             self.sweep();
@@ -370,9 +410,18 @@ mod tests {
         let mut lg = BTreeMap::new();
         lg.insert("rsync://a/m.mft".to_string(), repos["https://a/n.xml"].objects.clone());
         let marked: BTreeSet<String> = ["c4".to_string()].into();
-        p.save(&repos, &lg, &marked).unwrap();
+        let tas: BTreeMap<String, Bytes> = [("k1".to_string(), Bytes::from_static(b"ta cert"))].into();
+        p.save(&repos, &lg, &marked, &tas).unwrap();
 
-        let got = Persist::open(dir.path()).unwrap().load();
+        let mut reopened = Persist::open(dir.path()).unwrap();
+        assert_eq!(reopened.load_ta("k1").unwrap(), Some(Bytes::from_static(b"ta cert")));
+        assert_eq!(reopened.load_ta("k2").unwrap(), None);
+        std::fs::write(dir.path().join("ta/k3.cer"), vec![0u8; TA_BYTES_MAX as usize + 1]).unwrap();
+        assert!(
+            matches!(reopened.load_ta("k3"), Err(PersistError::Bad { .. })),
+            "over the bound"
+        );
+        let got = reopened.load();
         assert_eq!(got.repos.len(), 2);
         assert_eq!(got.repos["https://b/n.xml"].serial, 5);
         assert_eq!(got.repos["https://a/n.xml"].objects, repos["https://a/n.xml"].objects);
@@ -388,7 +437,7 @@ mod tests {
             "https://b/n.xml".to_string(),
             state("https://b/n.xml", 6, &[("rsync://b/y.roa", "yb2")]),
         );
-        p.save(&repos, &lg, &marked).unwrap();
+        p.save(&repos, &lg, &marked, &tas).unwrap();
         assert!(!dir.path().join("blobs").join(name(b"yb")).exists());
 
         // A damaged blob drops its repository only.

@@ -2,7 +2,9 @@
 //! certificate, every CA's publication point in turn — its manifest, the
 //! CRL the manifest names, every listed file's hash — then child CA
 //! certificates (recursively), ROAs into VRPs and ASPA objects into
-//! attestations. A publication point that
+//! attestations, each attestation with its expiry (the earliest notAfter
+//! and CRL nextUpdate on its chain, see [`crate::aspas`]). A publication
+//! point that
 //! fails as a whole (RFC 9286 §6) falls back to its last good objects; the
 //! walk also reports the RRDP repositories it needed and did not have, so
 //! the caller can fetch them and walk again.
@@ -108,8 +110,14 @@ pub struct Walker<'a> {
 struct PpOut {
     vrps: Vec<Vrp>,
     aspas: Vec<crate::aspas::Aspa>,
-    children: Vec<ResourceCert>,
+    /// Valid child CAs, each with its chain's expiry (Unix seconds).
+    children: Vec<(ResourceCert, i64)>,
     objects: PpObjects,
+}
+
+/// A certificate's notAfter, Unix seconds.
+fn not_after_s(cert: &Cert) -> i64 {
+    cert.validity().not_after().timestamp()
 }
 
 impl<'a> Walker<'a> {
@@ -131,21 +139,25 @@ impl<'a> Walker<'a> {
 
     /// Walks the tree under `ca` (a trust anchor first).
     pub fn walk(&mut self, ca: ResourceCert) {
-        let mut stack = vec![(ca, 0usize)];
-        while let Some((ca, depth)) = stack.pop() {
+        let expires_s = not_after_s(&ca);
+        // Each CA with the earliest notAfter and CRL nextUpdate above it
+        // (its own notAfter included, its own CRL not yet).
+        let mut stack = vec![(ca, 0usize, expires_s)];
+        while let Some((ca, depth, expires_s)) = stack.pop() {
             let ski = ca.subject_key_identifier().as_slice().to_vec();
             if depth > DEPTH_MAX || self.cas >= CAS_MAX || !self.seen.insert(ski) {
                 continue;
             }
             self.cas += 1;
-            for child in self.publication_point(&ca) {
-                stack.push((child, depth + 1));
+            for (child, child_expires_s) in self.publication_point(&ca, expires_s) {
+                stack.push((child, depth + 1, child_expires_s));
             }
         }
     }
 
-    /// One CA's publication point; returns its valid child CAs.
-    fn publication_point(&mut self, ca: &ResourceCert) -> Vec<ResourceCert> {
+    /// One CA's publication point; returns its valid child CAs with their
+    /// chains' expiry.
+    fn publication_point(&mut self, ca: &ResourceCert, expires_s: i64) -> Vec<(ResourceCert, i64)> {
         let (Some(notify), Some(mft)) = (ca.rpki_notify(), ca.rpki_manifest()) else {
             self.out.rsync_only += 1;
             return Vec::new();
@@ -160,14 +172,14 @@ impl<'a> Walker<'a> {
             self.out.pps.insert(mft_uri, PpStatus::Missing { notify });
             return Vec::new();
         };
-        let current = process(ca, &|u| repo.objects.get(u).cloned(), &self.ta_name);
+        let current = process(ca, &|u| repo.objects.get(u).cloned(), &self.ta_name, expires_s);
         let (result, status) = match current {
             Ok(out) => {
                 self.last_good.insert(mft_uri.clone(), out.objects.clone());
                 (Some(out), PpStatus::Valid { notify })
             }
             Err(e) => match self.last_good.get(&mft_uri) {
-                Some(good) => match process(ca, &|u| good.get(u).cloned(), &self.ta_name) {
+                Some(good) => match process(ca, &|u| good.get(u).cloned(), &self.ta_name, expires_s) {
                     Ok(out) => (
                         Some(out),
                         PpStatus::LastGood {
@@ -199,7 +211,9 @@ impl<'a> Walker<'a> {
         match result {
             Some(out) => {
                 self.out.vrps.extend(out.vrps);
-                self.out.aspas.extend(out.aspas);
+                for a in out.aspas {
+                    crate::aspas::merge(&mut self.out.aspas, a);
+                }
                 out.children
             }
             None => Vec::new(),
@@ -221,8 +235,9 @@ fn valid_file_name(name: &[u8]) -> bool {
         && ext.iter().all(u8::is_ascii_lowercase)
 }
 
-/// Validates one publication point from `get` (rsync URI → content).
-fn process(ca: &ResourceCert, get: &dyn Fn(&str) -> Option<Bytes>, ta: &str) -> Result<PpOut, PpError> {
+/// Validates one publication point from `get` (rsync URI → content);
+/// `expires_s` is the earliest notAfter and CRL nextUpdate above it.
+fn process(ca: &ResourceCert, get: &dyn Fn(&str) -> Option<Bytes>, ta: &str, expires_s: i64) -> Result<PpOut, PpError> {
     let mft_uri = ca.rpki_manifest().ok_or_else(|| rule("no manifest URI"))?;
     let repo_uri = ca.ca_repository().ok_or_else(|| rule("no caRepository URI"))?;
     let mft_bytes = get(mft_uri.as_str()).ok_or_else(|| rule(format!("{mft_uri} not in the repository")))?;
@@ -273,6 +288,7 @@ fn process(ca: &ResourceCert, get: &dyn Fn(&str) -> Option<Bytes>, ta: &str) -> 
         return Err(rule(format!("{crl_uri}: stale (nextUpdate passed)")));
     }
     crl.cache_serials();
+    let expires_s = expires_s.min(crl.next_update().timestamp());
     if crl.contains(mft_ee.serial_number()) {
         return Err(rule(format!("{mft_uri}: its EE certificate is revoked")));
     }
@@ -293,7 +309,10 @@ fn process(ca: &ResourceCert, get: &dyn Fn(&str) -> Option<Bytes>, ta: &str) -> 
                 continue;
             }
             match cert.validate_ca(ca, false) {
-                Ok(child) => out.children.push(child),
+                Ok(child) => {
+                    let child_expires_s = expires_s.min(not_after_s(&child));
+                    out.children.push((child, child_expires_s));
+                }
                 Err(e) => tracing::debug!(uri = s, error = %e, "CA certificate invalid; skipped"),
             }
         } else if s.ends_with(".roa") {
@@ -336,10 +355,11 @@ fn process(ca: &ResourceCert, get: &dyn Fn(&str) -> Option<Bytes>, ta: &str) -> 
                 }
             });
             match checked {
-                Ok((_, content)) => out.aspas.push(crate::aspas::Aspa {
+                Ok((ee, content)) => out.aspas.push(crate::aspas::Aspa {
                     customer: content.customer_as().into_u32(),
                     providers: content.provider_as_set().iter().map(|a| a.into_u32()).collect(),
                     ta: ta.to_string(),
+                    expires_s: expires_s.min(not_after_s(&ee)),
                 }),
                 Err(e) => tracing::debug!(uri = s, error = %e, "ASPA invalid; skipped"),
             }

@@ -27,6 +27,7 @@ const LINK: Link = Link {
     latency_ms: 100,
     rate_bps: 1_000_000,
     gzip: false,
+    unreachable: false,
 };
 
 fn specs() -> Vec<CaSpec> {

@@ -57,7 +57,7 @@ async fn vrps_and_aspas_are_identical_to_routinator() {
         (p.vrps.clone(), p.aspas.clone())
     };
     let our_aspas: std::collections::BTreeSet<(u32, Vec<u32>)> =
-        our_aspas.iter().map(|a| (a.customer, a.providers.clone())).collect();
+        our_aspas.values().map(|a| (a.customer, a.providers.clone())).collect();
     assert_eq!(our_aspas.len(), 3, "the console validates the lab's ASPAs");
     let expected: std::collections::BTreeSet<_> = lab_expected().into_iter().collect();
     let triples: std::collections::BTreeSet<_> = ours.iter().map(|v| (v.asn, v.prefix(), v.max_len)).collect();

@@ -8,9 +8,11 @@
 //! the temp folder the caller gives.
 #![allow(dead_code)]
 
+mod serve;
+
+pub use serve::*;
+
 use bytes::Bytes;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use rpki::crypto::softsigner::{KeyId, SoftSigner};
 use rpki::crypto::{PublicKey, PublicKeyFormat, Signer};
 use rpki::repository::aspa::AspaBuilder;
@@ -26,7 +28,6 @@ use rpki::uri;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 /// A ROA: origin AS and (prefix, length, max length) entries.
 #[derive(Clone, Debug)]
@@ -156,6 +157,9 @@ pub struct BuiltCa {
 /// The whole world: signer, CAs, the objects of each repository.
 pub struct World {
     pub signer: SoftSigner,
+    /// The repositories' host in every URI (`localhost` unless built on
+    /// another).
+    pub host: String,
     pub ports: Vec<u16>,
     pub ta: BuiltCa,
     pub cas: Vec<BuiltCa>,
@@ -169,49 +173,86 @@ pub struct World {
     /// ASPA objects per CA (index in `specs`): customer AS, provider ASes.
     /// None in the standard lab.
     pub aspas: BTreeMap<usize, Vec<(u32, Vec<u32>)>>,
+    /// ASPA EE certificates' validity by customer AS, seconds from now
+    /// (default one year).
+    pub aspa_valid_s: BTreeMap<u32, i64>,
+    /// CRL nextUpdate by CA name ("ta" for the trust anchor), seconds from
+    /// now; overrides `crl_next_update_s`.
+    pub crl_next_update_s_for: BTreeMap<String, i64>,
 }
 
 pub fn notify_uri(port: u16) -> String {
-    format!("https://localhost:{port}/notification.xml")
+    notify_uri_on("localhost", port)
+}
+
+/// A repository's notification URI on `host` (a name or an IP literal).
+pub fn notify_uri_on(host: &str, port: u16) -> String {
+    format!("https://{host}:{port}/notification.xml")
 }
 
 fn rsync(s: &str) -> uri::Rsync {
     uri::Rsync::from_string(s.to_string()).unwrap()
 }
 
+/// A TA certificate for `key`, valid until `not_after`.
+fn ta_cert(signer: &SoftSigner, key: KeyId, pubkey: &PublicKey, host: &str, port0: u16, not_after: Time) -> Bytes {
+    let ta_repo = rsync("rsync://localhost/repo0/ta/");
+    let mut tbs = TbsCert::new(
+        1u64.into(),
+        pubkey.to_subject_name(),
+        Validity::new(Time::five_minutes_ago(), not_after),
+        None,
+        pubkey.clone(),
+        KeyUsage::Ca,
+        Overclaim::Refuse,
+    );
+    tbs.set_basic_ca(Some(true));
+    tbs.set_ca_repository(Some(ta_repo.clone()));
+    tbs.set_rpki_manifest(Some(ta_repo.join(b"ta.mft").unwrap()));
+    tbs.set_rpki_notify(Some(uri::Https::from_string(notify_uri_on(host, port0)).unwrap()));
+    tbs.build_v4_resource_blocks(|b| b.push(Prefix::new(IpAddr::from([0u8, 0, 0, 0]), 0)));
+    tbs.build_v6_resource_blocks(|b| b.push(Prefix::new(IpAddr::from([0u16; 8]), 0)));
+    tbs.build_as_resource_blocks(|b| b.push((Asn::MIN, Asn::MAX)));
+    tbs.into_cert(signer, &key).unwrap().to_captured().into_bytes()
+}
+
 impl World {
+    /// Issues the TA certificate again (same key, so the TAL stays),
+    /// valid for `valid_s` seconds from now; returns when it expires.
+    pub fn reissue_ta(&mut self, valid_s: i64) -> std::time::SystemTime {
+        let not_after = chrono_now() + chrono_secs(valid_s);
+        self.ta.cert_der = ta_cert(
+            &self.signer,
+            self.ta.key,
+            &self.ta.pubkey,
+            &self.host,
+            self.ports[0],
+            Time::new(not_after),
+        );
+        std::time::SystemTime::from(not_after)
+    }
+
     fn next_serial(&self) -> Serial {
         self.serial.fetch_add(1, Ordering::Relaxed).into()
     }
 
     /// Builds the TA and the CAs of `specs`; repository `i` is served on
-    /// `ports[i]` (repository 0 holds the TA's publication point).
+    /// `localhost:ports[i]` (repository 0 holds the TA's publication point).
     pub fn build(ports: &[u16], specs: Vec<CaSpec>) -> World {
+        World::build_on("localhost", ports, specs)
+    }
+
+    /// As [`World::build`], with repositories served on `host`.
+    pub fn build_on(host: &str, ports: &[u16], specs: Vec<CaSpec>) -> World {
         let signer = SoftSigner::new();
         let key = signer.create_key(PublicKeyFormat::Rsa).unwrap();
         let pubkey = signer.get_key_info(&key).unwrap();
         let ta_repo = rsync("rsync://localhost/repo0/ta/");
-        let mut tbs = TbsCert::new(
-            1u64.into(),
-            pubkey.to_subject_name(),
-            Validity::new(Time::five_minutes_ago(), Time::years_from_now(1)),
-            None,
-            pubkey.clone(),
-            KeyUsage::Ca,
-            Overclaim::Refuse,
-        );
-        tbs.set_basic_ca(Some(true));
-        tbs.set_ca_repository(Some(ta_repo.clone()));
-        tbs.set_rpki_manifest(Some(ta_repo.join(b"ta.mft").unwrap()));
-        tbs.set_rpki_notify(Some(uri::Https::from_string(notify_uri(ports[0])).unwrap()));
-        tbs.build_v4_resource_blocks(|b| b.push(Prefix::new(IpAddr::from([0u8, 0, 0, 0]), 0)));
-        tbs.build_v6_resource_blocks(|b| b.push(Prefix::new(IpAddr::from([0u16; 8]), 0)));
-        tbs.build_as_resource_blocks(|b| b.push((Asn::MIN, Asn::MAX)));
-        let cert = tbs.into_cert(&signer, &key).unwrap();
+        let cert_der = ta_cert(&signer, key, &pubkey, host, ports[0], Time::years_from_now(1));
         let ta = BuiltCa {
             key,
             pubkey,
-            cert_der: cert.to_captured().into_bytes(),
+            cert_der,
             cert_uri: rsync("rsync://localhost/repo0/ta.cer"),
             repo_uri: ta_repo,
             repo: 0,
@@ -220,6 +261,7 @@ impl World {
         };
         let mut w = World {
             signer,
+            host: host.to_string(),
             ports: ports.to_vec(),
             ta,
             cas: Vec::new(),
@@ -229,6 +271,8 @@ impl World {
             mft_number: 1,
             crl_next_update_s: 86_400,
             aspas: BTreeMap::new(),
+            aspa_valid_s: BTreeMap::new(),
+            crl_next_update_s_for: BTreeMap::new(),
         };
         for spec in &specs {
             let (issuer_key, issuer_pub, issuer_cert_uri, issuer_repo_uri) = {
@@ -259,7 +303,9 @@ impl World {
             tbs.set_crl_uri(Some(issuer_repo_uri.join(issuer_crl).unwrap()));
             tbs.set_ca_repository(Some(repo_uri.clone()));
             tbs.set_rpki_manifest(Some(repo_uri.join(b"mft.mft").unwrap()));
-            tbs.set_rpki_notify(Some(uri::Https::from_string(notify_uri(ports[spec.repo])).unwrap()));
+            tbs.set_rpki_notify(Some(
+                uri::Https::from_string(notify_uri_on(host, ports[spec.repo])).unwrap(),
+            ));
             let v4 = spec.v4.clone();
             let v6 = spec.v6.clone();
             tbs.build_v4_resource_blocks(|b| {
@@ -311,7 +357,7 @@ impl World {
     }
 
     fn publication_point(&mut self, ca: Option<usize>, children: &[usize]) {
-        let (key, pubkey, cert_uri, repo_uri, repo, revoked) = {
+        let (key, pubkey, cert_uri, repo_uri, repo, revoked, ca_name) = {
             let c = match ca {
                 None => &self.ta,
                 Some(i) => &self.cas[i],
@@ -323,6 +369,7 @@ impl World {
                 c.repo_uri.clone(),
                 c.repo,
                 c.revoked.clone(),
+                c.name.clone(),
             )
         };
         let crl_name = if ca.is_none() { "ta.crl" } else { "crl.crl" };
@@ -358,15 +405,16 @@ impl World {
             files.push((name, roa.to_captured().into_bytes()));
         }
         let aspas = ca.and_then(|i| self.aspas.get(&i)).cloned().unwrap_or_default();
-        for (customer, providers) in aspas {
-            let name = format!("as{customer}.asa");
+        for (n, (customer, providers)) in aspas.into_iter().enumerate() {
+            let name = format!("as{customer}-{n}.asa");
+            let valid_s = self.aspa_valid_s.get(&customer).copied().unwrap_or(365 * 86_400);
             let providers: Vec<Asn> = providers.into_iter().map(Asn::from_u32).collect();
             let aspa = AspaBuilder::new(Asn::from_u32(customer), providers)
                 .unwrap()
                 .finalize(
                     SignedObjectBuilder::new(
                         self.next_serial(),
-                        Validity::new(Time::five_minutes_ago(), Time::years_from_now(1)),
+                        Validity::new(Time::five_minutes_ago(), Time::new(chrono_now() + chrono_secs(valid_s))),
                         crl_uri.clone(),
                         cert_uri.clone(),
                         repo_uri.join(name.as_bytes()).unwrap(),
@@ -378,7 +426,12 @@ impl World {
             files.push((name, aspa.to_captured().into_bytes()));
         }
         let now = Time::five_minutes_ago();
-        let next = Time::new(chrono_now() + chrono_secs(self.crl_next_update_s));
+        let next_s = self
+            .crl_next_update_s_for
+            .get(&ca_name)
+            .copied()
+            .unwrap_or(self.crl_next_update_s);
+        let next = Time::new(chrono_now() + chrono_secs(next_s));
         let entries: Vec<CrlEntry> = revoked
             .iter()
             .map(|s| CrlEntry::new((*s).into(), Time::five_minutes_ago()))
@@ -437,7 +490,8 @@ impl World {
         use base64::Engine;
         let key = self.ta.pubkey.to_info_bytes();
         format!(
-            "https://localhost:{}/ta.cer\n\n{}\n",
+            "https://{}:{}/ta.cer\n\n{}\n",
+            self.host,
             self.ports[0],
             base64::engine::general_purpose::STANDARD.encode(key)
         )
@@ -460,11 +514,18 @@ pub struct Publisher {
     /// (serial, path, content) of deltas kept.
     pub deltas: Vec<(u64, String, Bytes)>,
     pub port: u16,
+    pub host: String,
 }
 
 impl Publisher {
     pub fn new(port: u16) -> Publisher {
+        Publisher::new_on("localhost", port)
+    }
+
+    /// A publisher whose URIs name `host`.
+    pub fn new_on(host: &str, port: u16) -> Publisher {
         Publisher {
+            host: host.to_string(),
             session: {
                 let mut b = [0u8; 16];
                 getrandom::fill(&mut b).unwrap();
@@ -511,7 +572,7 @@ impl Publisher {
 
     /// The files for the current state.
     pub fn files(&self) -> BTreeMap<String, Bytes> {
-        let base = format!("https://localhost:{}", self.port);
+        let base = format!("https://{}:{}", self.host, self.port);
         let snap = rpki::rrdp::Snapshot::new(
             self.session,
             self.serial,
@@ -556,166 +617,6 @@ impl Publisher {
     }
 }
 
-/// How a repository server behaves.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Link {
-    /// Added before each answer.
-    pub latency_ms: u64,
-    /// Body bytes per second; 0: unlimited.
-    pub rate_bps: u64,
-    /// Answers with `Content-Encoding: gzip` (a body we never asked to be
-    /// compressed).
-    pub gzip: bool,
-}
-
-/// A loopback HTTPS server for one repository.
-#[derive(Clone)]
-pub struct RepoServer {
-    pub files: Arc<Mutex<BTreeMap<String, Bytes>>>,
-    pub link: Arc<Mutex<Link>>,
-    pub requests: Arc<AtomicU64>,
-    pub port: u16,
-}
-
-/// A CA and a server certificate for `localhost` and 127.0.0.1.
-pub struct Tls {
-    pub ca_pem: String,
-    pub server: Arc<rustls::ServerConfig>,
-}
-
-pub fn tls() -> Tls {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name
-        .push(rcgen::DnType::CommonName, "regmesh rpki test CA");
-    let ca_cert = p.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(p, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let mut sp = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-    sp.distinguished_name.push(rcgen::DnType::CommonName, "localhost");
-    let cert = sp.signed_by(&key, &issuer).unwrap();
-    let der = rustls::pki_types::CertificateDer::from(cert.der().to_vec());
-    let ca_der = rustls::pki_types::CertificateDer::from(ca_cert.der().to_vec());
-    let pk = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
-    let server = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![der, ca_der], pk)
-        .unwrap();
-    Tls {
-        ca_pem: ca_cert.pem(),
-        server: Arc::new(server),
-    }
-}
-
-impl RepoServer {
-    /// Binds 127.0.0.1:0 (blocking bind, so the port is known at once).
-    pub fn bind() -> (RepoServer, std::net::TcpListener) {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.set_nonblocking(true).unwrap();
-        let port = l.local_addr().unwrap().port();
-        (
-            RepoServer {
-                files: Default::default(),
-                link: Default::default(),
-                requests: Default::default(),
-                port,
-            },
-            l,
-        )
-    }
-
-    /// Serves until the runtime ends.
-    pub fn serve(&self, l: std::net::TcpListener, tls: Arc<rustls::ServerConfig>) {
-        let me = self.clone();
-        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-        tokio::spawn(async move {
-            let l = tokio::net::TcpListener::from_std(l).unwrap();
-            loop {
-                let Ok((sock, _)) = l.accept().await else { return };
-                let me = me.clone();
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(sock).await else { return };
-                    let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        let me = me.clone();
-                        let inm = req
-                            .headers()
-                            .get("if-none-match")
-                            .and_then(|v| v.to_str().ok())
-                            .map(str::to_string);
-                        async move { Ok::<_, std::convert::Infallible>(me.answer(req.uri().path(), inm).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tls), svc)
-                        .await;
-                });
-            }
-        });
-    }
-
-    async fn answer(
-        &self,
-        path: &str,
-        if_none_match: Option<String>,
-    ) -> hyper::Response<http_body_util::StreamBody<BodyStream>> {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        let link = *self.link.lock().unwrap();
-        if link.latency_ms > 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(link.latency_ms)).await;
-        }
-        let body = self.files.lock().unwrap().get(path).cloned();
-        let (status, body) = match body {
-            Some(b) => (200, b),
-            None => (404, Bytes::from_static(b"not found")),
-        };
-        // Strong validator: the body's SHA-256.
-        let etag = format!("\"{}\"", Hash::from_data(&body));
-        if status == 200 && if_none_match.as_deref() == Some(etag.as_str()) {
-            return hyper::Response::builder()
-                .status(304)
-                .header("etag", etag)
-                .body(http_body_util::StreamBody::new(paced(Bytes::new(), 0)))
-                .unwrap();
-        }
-        let len = body.len();
-        let stream = paced(body, link.rate_bps);
-        let mut b = hyper::Response::builder()
-            .status(status)
-            .header("content-length", len)
-            .header("etag", etag);
-        if link.gzip {
-            b = b.header("content-encoding", "gzip");
-        }
-        b.body(http_body_util::StreamBody::new(stream)).unwrap()
-    }
-}
-
-pub type BodyStream = std::pin::Pin<
-    Box<dyn futures_util::Stream<Item = Result<hyper::body::Frame<Bytes>, std::convert::Infallible>> + Send>,
->;
-
-/// The body in 16 KiB frames, each after the time `rate_bps` allows.
-fn paced(body: Bytes, rate_bps: u64) -> BodyStream {
-    const CHUNK: usize = 16 * 1024;
-    let chunks: Vec<Bytes> = (0..body.len().div_ceil(CHUNK))
-        .map(|i| body.slice(i * CHUNK..((i + 1) * CHUNK).min(body.len())))
-        .collect();
-    Box::pin(futures_util::stream::unfold(
-        chunks.into_iter(),
-        move |mut it| async move {
-            let c = it.next()?;
-            if let Some(us) = (c.len() as u64 * 1_000_000).checked_div(rate_bps) {
-                tokio::time::sleep(std::time::Duration::from_micros(us)).await;
-            }
-            Some((Ok(hyper::body::Frame::data(c)), it))
-        },
-    ))
-}
-
 /// A lab: world, publishers and servers, everything published.
 pub struct Lab {
     pub world: World,
@@ -727,16 +628,28 @@ pub struct Lab {
 impl Lab {
     /// Builds `specs` over `repos` repositories and starts serving.
     pub fn start(repos: usize, specs: Vec<CaSpec>) -> Lab {
-        let tls = tls();
-        let bound: Vec<_> = (0..repos).map(|_| RepoServer::bind()).collect();
+        Lab::start_inner(None, repos, specs)
+    }
+
+    /// As [`Lab::start`], every repository served on `ip` and named by it
+    /// in URIs.
+    pub fn start_on(ip: IpAddr, repos: usize, specs: Vec<CaSpec>) -> Lab {
+        Lab::start_inner(Some(ip), repos, specs)
+    }
+
+    fn start_inner(ip: Option<IpAddr>, repos: usize, specs: Vec<CaSpec>) -> Lab {
+        let host = ip.map(|i| i.to_string()).unwrap_or_else(|| "localhost".into());
+        let tls = tls_for(&[host.as_str()]);
+        let bind = ip.unwrap_or_else(|| "127.0.0.1".parse().unwrap());
+        let bound: Vec<_> = (0..repos).map(|_| RepoServer::bind_on(bind)).collect();
         let ports: Vec<u16> = bound.iter().map(|(s, _)| s.port).collect();
-        let world = World::build(&ports, specs);
+        let world = World::build_on(&host, &ports, specs);
         let mut servers = Vec::new();
         for (s, l) in bound {
             s.serve(l, tls.server.clone());
             servers.push(s);
         }
-        let publishers = ports.iter().map(|p| Publisher::new(*p)).collect();
+        let publishers = ports.iter().map(|p| Publisher::new_on(&host, *p)).collect();
         let mut lab = Lab {
             world,
             publishers,
