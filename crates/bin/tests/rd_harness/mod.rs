@@ -137,3 +137,23 @@ pub fn exchange(sock: &UdpSocket, to: &str, msg: &[u8]) -> Vec<u8> {
 pub fn code(resp: &[u8]) -> String {
     format!("{}.{:02}", resp[1] >> 5, resp[1] & 0x1f)
 }
+
+/// Starts center `id` from its config in `dir` with the default log filter
+/// (no `REGMESH_LOG`), its log written to `log`; killed when dropped.
+pub fn spawn_logged(dir: &Path, id: &str, log: &Path) -> crate::peer_harness::Proc {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(dir.join(format!("{id}.toml")))
+        .env_remove("REGMESH_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("listening on "), "{id}: {line:?}");
+    crate::peer_harness::Proc(child)
+}
