@@ -8,7 +8,7 @@ mod peer_harness;
 mod rd_harness;
 
 use peer_harness::spawn;
-use rd_harness::{coap_msg, code, eventually, exchange, init_rd_topology};
+use rd_harness::{coap_msg, code, eventually, exchange, init_rd_topology, lookup_ep};
 use std::net::UdpSocket;
 use std::time::Duration;
 
@@ -23,14 +23,6 @@ fn path_of(sock: &UdpSocket, to: &str, mid: &mut u16, ep: &str) -> String {
         let end = body[start..].find('>')? + start;
         Some(body[start + 1..end].to_string())
     })
-}
-
-/// The body of an endpoint lookup of `ep` at `to`.
-fn lookup_ep(sock: &UdpSocket, to: &str, mid: &mut u16, ep: &str) -> String {
-    *mid += 1;
-    let q = format!("ep={ep}");
-    let r = exchange(sock, to, &coap_msg(0, 0x01, *mid, &["rd-lookup", "ep"], &[&q], b""));
-    String::from_utf8_lossy(&r).into_owned()
 }
 
 #[test]

@@ -157,3 +157,12 @@ pub fn spawn_logged(dir: &Path, id: &str, log: &Path) -> crate::peer_harness::Pr
     assert!(line.starts_with("listening on "), "{id}: {line:?}");
     crate::peer_harness::Proc(child)
 }
+
+/// The answer body of `GET /rd-lookup/ep?ep=<ep>` at `to` (a CON with
+/// message id `mid`, raw CoAP over `sock`).
+pub fn lookup_ep(sock: &UdpSocket, to: &str, mid: &mut u16, ep: &str) -> String {
+    *mid = mid.wrapping_add(1);
+    let q = format!("ep={ep}");
+    let r = exchange(sock, to, &coap_msg(0, 0x01, *mid, &["rd-lookup", "ep"], &[&q], b""));
+    String::from_utf8_lossy(&r).into_owned()
+}
