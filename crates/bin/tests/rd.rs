@@ -9,7 +9,7 @@ mod peer_harness;
 mod rd_harness;
 
 use peer_harness::{spawn, Proc};
-use rd_harness::{coap_msg, code, eventually, exchange, init_rd, run, tool};
+use rd_harness::{coap_msg, coap_msg_with, code, eventually, exchange, init_rd, run, tool};
 use std::net::UdpSocket;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -291,6 +291,23 @@ fn rd_in_a_mesh_with_outside_clients() {
         (
             coap_msg(0, 0x01, 0x2004, &["rd-lookup", "res"], &["page=1"], b""),
             "4.00",
+        ),
+        // Accept other than link format on a lookup; a Block1 given twice.
+        (
+            coap_msg_with(0, 0x01, 0x2005, &["rd-lookup", "res"], &[], &[(17, &[50])], b""),
+            "4.06",
+        ),
+        (
+            coap_msg_with(
+                0,
+                0x02,
+                0x2006,
+                &["rd"],
+                &["ep=bad3"],
+                &[(27, &[0x06]), (27, &[0x16])],
+                b"</x>",
+            ),
+            "4.02",
         ),
     ] {
         let r = exchange(&sock, &to, &msg);

@@ -95,6 +95,20 @@ pub fn eventually<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
 /// A CoAP message: type (0 CON), code, message id, token 0x42, Uri-Path,
 /// Content-Format 40 if there is a payload, Uri-Query, payload.
 pub fn coap_msg(typ: u8, code: u8, mid: u16, path: &[&str], query: &[&str], payload: &[u8]) -> Vec<u8> {
+    coap_msg_with(typ, code, mid, path, query, &[], payload)
+}
+
+/// As [`coap_msg`], with `extra` options after the Uri-Query ones (numbers
+/// 15 to 27, in order).
+pub fn coap_msg_with(
+    typ: u8,
+    code: u8,
+    mid: u16,
+    path: &[&str],
+    query: &[&str],
+    extra: &[(u16, &[u8])],
+    payload: &[u8],
+) -> Vec<u8> {
     let mut m = vec![0x40 | (typ << 4) | 1, code, (mid >> 8) as u8, mid as u8, 0x42];
     let mut last = 0u16;
     let mut opt = |m: &mut Vec<u8>, n: u16, v: &[u8]| {
@@ -118,6 +132,9 @@ pub fn coap_msg(typ: u8, code: u8, mid: u16, path: &[&str], query: &[&str], payl
     }
     for q in query {
         opt(&mut m, 15, q.as_bytes());
+    }
+    for (n, v) in extra {
+        opt(&mut m, *n, v);
     }
     if !payload.is_empty() {
         m.push(0xff);
