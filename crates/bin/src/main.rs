@@ -4,6 +4,7 @@
 mod demo;
 mod diagnose;
 mod init;
+mod log_filter;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -243,8 +244,10 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Cmd::Serve(a) => {
             tracing_subscriber::fmt()
                 .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_env("REGMESH_LOG")
-                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                    tracing_subscriber::EnvFilter::try_new(log_filter::directives(
+                        std::env::var("REGMESH_LOG").ok().as_deref(),
+                    ))
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log_filter::directives(None))),
                 )
                 .with_writer(std::io::stderr)
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

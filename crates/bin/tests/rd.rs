@@ -9,7 +9,7 @@ mod peer_harness;
 mod rd_harness;
 
 use peer_harness::{spawn, Proc};
-use rd_harness::{eventually, init_rd, run, tool};
+use rd_harness::{coap_msg, coap_msg_with, code, eventually, exchange, init_rd, run, tool};
 use std::net::UdpSocket;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -26,52 +26,6 @@ fn aio(args: &[&str]) -> (bool, String) {
 
 fn libcoap(args: &[&str]) -> (bool, String) {
     run(Command::new(tool("coap-client-notls")).args(args))
-}
-
-/// A CoAP message: type (0 CON), code, message id, token 0x42, Uri-Path,
-/// Content-Format 40 if there is a payload, Uri-Query, payload.
-fn coap_msg(typ: u8, code: u8, mid: u16, path: &[&str], query: &[&str], payload: &[u8]) -> Vec<u8> {
-    let mut m = vec![0x40 | (typ << 4) | 1, code, (mid >> 8) as u8, mid as u8, 0x42];
-    let mut last = 0u16;
-    let mut opt = |m: &mut Vec<u8>, n: u16, v: &[u8]| {
-        let delta = n - last;
-        last = n;
-        assert!(delta < 13 && v.len() < 269);
-        let (l, ext) = if v.len() < 13 {
-            (v.len() as u8, None)
-        } else {
-            (13, Some((v.len() - 13) as u8))
-        };
-        m.push(((delta as u8) << 4) | l);
-        m.extend(ext);
-        m.extend_from_slice(v);
-    };
-    for p in path {
-        opt(&mut m, 11, p.as_bytes());
-    }
-    if !payload.is_empty() {
-        opt(&mut m, 12, &[40]);
-    }
-    for q in query {
-        opt(&mut m, 15, q.as_bytes());
-    }
-    if !payload.is_empty() {
-        m.push(0xff);
-        m.extend_from_slice(payload);
-    }
-    m
-}
-
-fn exchange(sock: &UdpSocket, to: &str, msg: &[u8]) -> Vec<u8> {
-    sock.send_to(msg, to).unwrap();
-    let mut buf = [0u8; 1500];
-    let (n, _) = sock.recv_from(&mut buf).expect("an answer");
-    buf[..n].to_vec()
-}
-
-/// "c.dd" of a response's code byte.
-fn code(resp: &[u8]) -> String {
-    format!("{}.{:02}", resp[1] >> 5, resp[1] & 0x1f)
 }
 
 fn lookup(port: u16, what: &str) -> String {
@@ -337,6 +291,23 @@ fn rd_in_a_mesh_with_outside_clients() {
         (
             coap_msg(0, 0x01, 0x2004, &["rd-lookup", "res"], &["page=1"], b""),
             "4.00",
+        ),
+        // Accept other than link format on a lookup; a Block1 given twice.
+        (
+            coap_msg_with(0, 0x01, 0x2005, &["rd-lookup", "res"], &[], &[(17, &[50])], b""),
+            "4.06",
+        ),
+        (
+            coap_msg_with(
+                0,
+                0x02,
+                0x2006,
+                &["rd"],
+                &["ep=bad3"],
+                &[(27, &[0x06]), (27, &[0x16])],
+                b"</x>",
+            ),
+            "4.02",
         ),
     ] {
         let r = exchange(&sock, &to, &msg);

@@ -1,7 +1,8 @@
 //! Helpers shared by the Resource Directory tests (`rd.rs`, `rd_dtls.rs`,
-//! `rd_prefix.rs`): free ports for a mesh of rd fronts, `regmesh init --fronts
-//! rd`, running an outside CoAP client, and polling. It owns no assertion
-//! about the RD; each test states its own.
+//! `rd_prefix.rs`, `rd_relay.rs`): free ports for a mesh of rd fronts,
+//! `regmesh init --fronts rd`, running an outside CoAP client, raw CoAP
+//! messages over UDP, and polling. It owns no assertion about the RD; each
+//! test states its own.
 #![allow(dead_code)]
 
 use crate::peer_harness::BIN;
@@ -47,12 +48,19 @@ pub fn free_base(n: usize) -> u16 {
 
 /// `regmesh init --fronts rd` of `n` centers in `dir` on free ports; the base port.
 pub fn init_rd(dir: &Path, n: usize) -> u16 {
+    init_rd_topology(dir, n, "full")
+}
+
+/// As [`init_rd`], peered as `topology` (`full`, `line`, `ring`, `star`).
+pub fn init_rd_topology(dir: &Path, n: usize, topology: &str) -> u16 {
     let base = free_base(n);
     let (ok, out) = run(Command::new(BIN)
         .args([
             "init",
             "--centers",
             &n.to_string(),
+            "--topology",
+            topology,
             "--base-port",
             &base.to_string(),
             "--fronts",
@@ -82,4 +90,96 @@ pub fn eventually<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
         assert!(t.elapsed() < within, "condition not met within {within:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A CoAP message: type (0 CON), code, message id, token 0x42, Uri-Path,
+/// Content-Format 40 if there is a payload, Uri-Query, payload.
+pub fn coap_msg(typ: u8, code: u8, mid: u16, path: &[&str], query: &[&str], payload: &[u8]) -> Vec<u8> {
+    coap_msg_with(typ, code, mid, path, query, &[], payload)
+}
+
+/// As [`coap_msg`], with `extra` options after the Uri-Query ones (numbers
+/// 15 to 27, in order).
+pub fn coap_msg_with(
+    typ: u8,
+    code: u8,
+    mid: u16,
+    path: &[&str],
+    query: &[&str],
+    extra: &[(u16, &[u8])],
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut m = vec![0x40 | (typ << 4) | 1, code, (mid >> 8) as u8, mid as u8, 0x42];
+    let mut last = 0u16;
+    let mut opt = |m: &mut Vec<u8>, n: u16, v: &[u8]| {
+        let delta = n - last;
+        last = n;
+        assert!(delta < 13 && v.len() < 269);
+        let (l, ext) = if v.len() < 13 {
+            (v.len() as u8, None)
+        } else {
+            (13, Some((v.len() - 13) as u8))
+        };
+        m.push(((delta as u8) << 4) | l);
+        m.extend(ext);
+        m.extend_from_slice(v);
+    };
+    for p in path {
+        opt(&mut m, 11, p.as_bytes());
+    }
+    if !payload.is_empty() {
+        opt(&mut m, 12, &[40]);
+    }
+    for q in query {
+        opt(&mut m, 15, q.as_bytes());
+    }
+    for (n, v) in extra {
+        opt(&mut m, *n, v);
+    }
+    if !payload.is_empty() {
+        m.push(0xff);
+        m.extend_from_slice(payload);
+    }
+    m
+}
+
+pub fn exchange(sock: &UdpSocket, to: &str, msg: &[u8]) -> Vec<u8> {
+    sock.send_to(msg, to).unwrap();
+    let mut buf = [0u8; 1500];
+    let (n, _) = sock.recv_from(&mut buf).expect("an answer");
+    buf[..n].to_vec()
+}
+
+/// "c.dd" of a response's code byte.
+pub fn code(resp: &[u8]) -> String {
+    format!("{}.{:02}", resp[1] >> 5, resp[1] & 0x1f)
+}
+
+/// Starts center `id` from its config in `dir` with the default log filter
+/// (no `REGMESH_LOG`), its log written to `log`; killed when dropped.
+pub fn spawn_logged(dir: &Path, id: &str, log: &Path) -> crate::peer_harness::Proc {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(dir.join(format!("{id}.toml")))
+        .env_remove("REGMESH_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("listening on "), "{id}: {line:?}");
+    crate::peer_harness::Proc(child)
+}
+
+/// The answer body of `GET /rd-lookup/ep?ep=<ep>` at `to` (a CON with
+/// message id `mid`, raw CoAP over `sock`).
+pub fn lookup_ep(sock: &UdpSocket, to: &str, mid: &mut u16, ep: &str) -> String {
+    *mid = mid.wrapping_add(1);
+    let q = format!("ep={ep}");
+    let r = exchange(sock, to, &coap_msg(0, 0x01, *mid, &["rd-lookup", "ep"], &[&q], b""));
+    String::from_utf8_lossy(&r).into_owned()
 }

@@ -95,9 +95,78 @@ pub fn unknown_critical(p: &Packet) -> Option<u16> {
     })
 }
 
+/// Critical options that may appear once (RFC 7252 §5.10, RFC 7959):
+/// Uri-Host, If-None-Match, Uri-Port, Accept, Block2, Block1, Proxy-Uri,
+/// Proxy-Scheme. Repeated, they are treated as unrecognized: 4.02.
+const CRITICAL_ONCE: [u16; 8] = [3, 5, 7, 17, 23, 27, 35, 39];
+/// Content-Format (elective, once).
+const CONTENT_FORMAT: u16 = 12;
+/// Accept.
+const ACCEPT: u16 = 17;
+
+/// What is wrong with a request's options, as the answer to give: an
+/// unknown critical option or a critical one repeated (4.02), two
+/// different Content-Formats (4.00), or an Accept other than link format
+/// on a request whose answer is link format (`answers_links`, 4.06).
+pub fn option_problem(p: &Packet, answers_links: bool) -> Option<(ResponseType, String)> {
+    if let Some(n) = unknown_critical(p) {
+        return Some((ResponseType::BadOption, format!("unsupported critical option {n}")));
+    }
+    for (n, values) in p.options() {
+        if values.len() > 1 && CRITICAL_ONCE.contains(n) {
+            return Some((
+                ResponseType::BadOption,
+                format!("option {n} given {} times", values.len()),
+            ));
+        }
+        if *n == CONTENT_FORMAT && values.iter().any(|v| Some(v) != values.front()) {
+            return Some((ResponseType::BadRequest, "two different Content-Formats".into()));
+        }
+        if *n == ACCEPT && answers_links && values.front().and_then(|v| read_uint(v)) != Some(u32::from(LINK_FORMAT)) {
+            return Some((
+                ResponseType::NotAcceptable,
+                "this resource answers in link format (Accept: 40) only".into(),
+            ));
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn with(opts: &[(u16, &[u8])]) -> Packet {
+        let mut p = Packet::new();
+        for (n, v) in opts {
+            p.add_option(CoapOption::from(*n), v.to_vec());
+        }
+        p
+    }
+
+    #[test]
+    fn unknown_repeated_and_contradictory_options() {
+        assert_eq!(option_problem(&with(&[(11, b"rd"), (17, &[40])]), true), None);
+        let code = |opts: &[(u16, &[u8])], links| option_problem(&with(opts), links).map(|(c, _)| c);
+        assert_eq!(
+            code(&[(9, b"")], false),
+            Some(ResponseType::BadOption),
+            "unknown critical"
+        );
+        assert_eq!(
+            code(&[(27, &[0x0e]), (27, &[0x1e])], false),
+            Some(ResponseType::BadOption)
+        );
+        assert_eq!(code(&[(12, &[40]), (12, &[50])], false), Some(ResponseType::BadRequest));
+        assert_eq!(code(&[(12, &[40]), (12, &[40])], false), None, "the same value twice");
+        assert_eq!(code(&[(17, &[50])], true), Some(ResponseType::NotAcceptable));
+        assert_eq!(code(&[(17, &[50])], false), None, "diagnostics are not link format");
+        assert_eq!(
+            code(&[(14, &[60]), (14, &[5])], false),
+            None,
+            "an elective option repeated is ignored"
+        );
+    }
 
     #[test]
     fn block_and_uint() {

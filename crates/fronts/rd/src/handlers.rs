@@ -3,15 +3,13 @@
 //! two lookups. Returns a [`Reply`]; the server loop frames it (Block2,
 //! Observe, dedup).
 //!
-//! Updates and removals of another center's registration are forwarded to
-//! the owner as an RFI `rd-forward` (document 004 §6.2.2) and its answer
-//! relayed; when the owner is not a peer or does not answer: 5.04.
+//! Updates and removals of another center's registration go to the owner
+//! through [`crate::forward`] (document 004 §6.2.2).
 //! Registrations, updates and removals of a name bound to a DTLS identity
 //! are checked against it first ([`crate::fcfr`]), here and at the owner.
 //!
-//! Must never: write a registration this center does not own, forward a
-//! forwarded request again, or store anything from a request it answers
-//! with 4.xx.
+//! Must never: write a registration this center does not own, or store
+//! anything from a request it answers with 4.xx.
 
 use crate::coap::LINK_FORMAT;
 use crate::fcfr;
@@ -20,9 +18,8 @@ use crate::links::{self, write_attr};
 use crate::lookup::{self, LookupKind};
 use crate::matching::{self, parse_query};
 use crate::proxy::Proxied;
-use coap_lite::{MessageClass, RequestType, ResponseType};
+use coap_lite::{RequestType, ResponseType};
 use regmesh_core::Kind;
-use regmesh_node::messages::{PeerAnswer, PeerVerb};
 use regmesh_node::NodeHandle;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -101,7 +98,7 @@ pub async fn handle(node: &NodeHandle, req: &Request<'_>) -> Reply {
             Err(r) => r,
             Ok((origin, reg)) => match fcfr::check(reg.auth.as_deref(), req.identity) {
                 Err(r) => r,
-                Ok(()) if origin != node.center_id() => forward(node, &origin, req, id).await,
+                Ok(()) if origin != node.center_id() => crate::forward::forward(node, &origin, req, id).await,
                 Ok(()) if req.method == Post => update(node, req, id).await,
                 Ok(()) => remove(node, id).await,
             },
@@ -308,7 +305,7 @@ fn live(node: &NodeHandle, id: &str) -> Result<(String, Registration), Reply> {
     }
 }
 
-fn own(node: &NodeHandle, id: &str) -> Result<Registration, Reply> {
+pub(crate) fn own(node: &NodeHandle, id: &str) -> Result<Registration, Reply> {
     let (origin, reg) = live(node, id)?;
     if origin != node.center_id() {
         return Err(Reply::diag(
@@ -317,84 +314,6 @@ fn own(node: &NodeHandle, id: &str) -> Result<Registration, Reply> {
         ));
     }
     Ok(reg)
-}
-
-/// The peer message type of forwarded updates and removals.
-pub const FORWARD_TYPE: &str = "rd-forward";
-
-/// Sends an update or removal to the owning center and relays its answer.
-async fn forward(node: &NodeHandle, owner: &str, req: &Request<'_>, id: &str) -> Reply {
-    let msg = serde_json::json!({
-        "id": id,
-        "method": if req.method == RequestType::Delete { "delete" } else { "post" },
-        "query": req.query,
-        "payload_len": req.payload.len(),
-        "identity": req.identity,
-    });
-    let timeout = |why: String| {
-        Reply::diag(
-            ResponseType::GatewayTimeout,
-            format!("registration is owned by center {owner}, which cannot be reached: {why}"),
-        )
-    };
-    match node.send(owner, PeerVerb::Rfi, FORWARD_TYPE, msg).await {
-        Ok(a) if a.accepted => {
-            let data = a.data.unwrap_or_default();
-            let code = data.get("code").and_then(serde_json::Value::as_u64).unwrap_or(0);
-            let payload = data.get("payload").and_then(serde_json::Value::as_str).unwrap_or("");
-            match MessageClass::from(code as u8) {
-                MessageClass::Response(c) if code <= 0xff => Reply::diag(c, payload),
-                _ => Reply::diag(ResponseType::BadGateway, "the owner answered with no CoAP code"),
-            }
-        }
-        Ok(a) => timeout(a.reason.unwrap_or_default()),
-        Err(e) => timeout(e.to_string()),
-    }
-}
-
-/// Answers an `rd-forward` RFI from peer `from`: runs the update or removal
-/// here if this center owns the registration (never forwards again).
-pub async fn forwarded(node: NodeHandle, from: String, msg: serde_json::Value) -> PeerAnswer {
-    let id = msg
-        .get("id")
-        .and_then(serde_json::Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    let method = match msg.get("method").and_then(serde_json::Value::as_str) {
-        Some("post") => RequestType::Post,
-        Some("delete") => RequestType::Delete,
-        _ => return PeerAnswer::rejected("method must be post or delete"),
-    };
-    let query: Vec<String> = match msg.get("query").and_then(serde_json::Value::as_array) {
-        Some(q) if q.len() <= 32 => q.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
-        _ => return PeerAnswer::rejected("query must be an array of at most 32 strings"),
-    };
-    let has_payload = msg.get("payload_len").and_then(serde_json::Value::as_u64).unwrap_or(0) > 0;
-    let identity = match msg.get("identity") {
-        None | Some(serde_json::Value::Null) => None,
-        Some(serde_json::Value::String(s)) if s.len() <= crate::psk::IDENTITY_BYTES_MAX => Some(s.as_str()),
-        Some(_) => return PeerAnswer::rejected("identity must be a string of at most 128 bytes or null"),
-    };
-    let req = Request {
-        method,
-        path: &[],
-        query: &query,
-        content_format: None,
-        payload: if has_payload { b"x" } else { b"" },
-        peer: SocketAddr::from(([0u8; 16], 0)),
-        identity,
-        proxied: &[],
-    };
-    tracing::debug!(%from, %id, "rd: forwarded request");
-    let reply = match own(&node, &id).and_then(|reg| fcfr::check(reg.auth.as_deref(), identity)) {
-        Err(r) => r,
-        Ok(()) if method == RequestType::Post => update(&node, &req, &id).await,
-        Ok(()) => remove(&node, &id).await,
-    };
-    PeerAnswer::with_data(serde_json::json!({
-        "code": u8::from(MessageClass::Response(reply.code)),
-        "payload": String::from_utf8_lossy(&reply.payload),
-    }))
 }
 
 fn read_registration(node: &NodeHandle, id: &str) -> Reply {
@@ -419,7 +338,7 @@ fn read_registration(node: &NodeHandle, id: &str) -> Reply {
 
 /// `POST /rd/<id>?...`: renews the lifetime; new `lt`, `base` or extra
 /// attributes replace the old ones.
-async fn update(node: &NodeHandle, req: &Request<'_>, id: &str) -> Reply {
+pub(crate) async fn update(node: &NodeHandle, req: &Request<'_>, id: &str) -> Reply {
     let mut reg = match own(node, id) {
         Ok(r) => r,
         Err(r) => return r,
@@ -453,7 +372,7 @@ async fn update(node: &NodeHandle, req: &Request<'_>, id: &str) -> Reply {
     store(node, id, reg, ResponseType::Changed).await
 }
 
-async fn remove(node: &NodeHandle, id: &str) -> Reply {
+pub(crate) async fn remove(node: &NodeHandle, id: &str) -> Reply {
     if let Err(r) = own(node, id) {
         return r;
     }

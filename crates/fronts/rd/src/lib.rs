@@ -20,6 +20,7 @@ pub mod coap;
 pub mod confirm;
 pub mod exchange;
 pub mod fcfr;
+pub mod forward;
 pub mod handlers;
 pub mod kind;
 pub mod links;
@@ -136,11 +137,14 @@ impl Front for RdFront {
     }
 
     fn peer_messages(&self, node: &NodeHandle) -> Vec<PeerMessage> {
-        let node = node.clone();
+        let forwarder = Arc::new(forward::Forwarder::new(node.clone()));
         vec![PeerMessage::new(
             PeerVerb::Rfi,
-            handlers::FORWARD_TYPE,
-            move |from, msg| handlers::forwarded(node.clone(), from, msg),
+            forward::FORWARD_TYPE,
+            move |from, msg| {
+                let f = forwarder.clone();
+                async move { f.handle(from, msg).await }
+            },
         )]
     }
 

@@ -343,6 +343,9 @@ impl Server {
         let Some((_, query)) = coap::path_and_query(pkt) else {
             return diag(ResponseType::BadRequest, "Uri-Query is not UTF-8".into());
         };
+        if let Some((code, why)) = coap::option_problem(pkt, false) {
+            return diag(code, why);
+        }
         if !pkt.payload.is_empty() {
             return diag(ResponseType::BadRequest, "a simple registration has no payload".into());
         }
@@ -390,12 +393,13 @@ impl Server {
             r.payload = msg.as_bytes().to_vec();
             r
         };
-        if let Some(n) = coap::unknown_critical(pkt) {
-            return err(ResponseType::BadOption, &format!("unsupported critical option {n}"));
-        }
         let Some((path, query)) = coap::path_and_query(pkt) else {
             return err(ResponseType::BadRequest, "Uri-Path or Uri-Query is not UTF-8");
         };
+        // GETs here answer link format: discovery, a registration, lookups.
+        if let Some((code, why)) = coap::option_problem(pkt, method == RequestType::Get) {
+            return err(code, &why);
+        }
         let content_format = coap::opt_uint(pkt, CoapOption::ContentFormat).map(|c| c as u16);
         // Block1: reassemble the payload first.
         let mut block1_echo = None;
