@@ -242,12 +242,14 @@ async fn mark_at(c: &regmesh_node::client::Client, origin: &str) -> u64 {
 
 /// Item 4: one peer cannot set another origin's watermark at c2, neither
 /// by a full sync nobody asked for nor by a flood that claims more than the
-/// origin has shown; c2 keeps pulling c3's changes.
+/// origin has shown; c2 keeps pulling c3's changes. A line c1 — c2 — c3,
+/// so c3's floods reach c1 only as c2's relays (in a full mesh c3 names c1
+/// reached and nobody relays).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_cannot_poison_another_origins_watermark() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let base = init(d, 3, "full");
+    let base = init(d, 3, "line");
     let (_p1, c1) = serve(d, "c1");
     let (_p2, c2) = serve(d, "c2");
     let (_p3, c3) = serve(d, "c3");

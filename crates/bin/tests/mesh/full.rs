@@ -33,19 +33,23 @@ async fn full_mesh_every_write_reaches_every_center_once() {
         })
         .await;
     }
-    // In a full mesh every flood also arrives relayed: each center saw some
-    // copies twice and applied them once.
+    // In a full mesh each origin names every peer it sends to reached
+    // (RegMesh-Reached), so nobody relays. Without it each flood was relayed
+    // by both receivers (relayed = 2 × initiated); a peer judged DEGRADED
+    // for a moment on a loaded machine may still earn a relay or two.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut dups = 0;
+    let (mut initiated, mut relayed) = (0, 0);
     for c in &clients {
         wait_until("active", Duration::from_secs(10), || async {
             get(c, "/v1/peers").await.1["state"] == "active"
         })
         .await;
         let (_, v) = get(c, "/v1/peers").await;
-        dups += v["floods"]["duplicates"].as_u64().unwrap();
+        initiated += v["floods"]["initiated"].as_u64().unwrap();
+        relayed += v["floods"]["relayed"].as_u64().unwrap();
     }
-    assert!(dups > 0, "relayed copies were expected in a full mesh");
+    assert!(initiated > 0);
+    assert!(relayed * 4 <= initiated, "{relayed} relays for {initiated} floods in a full mesh");
     for c in &clients {
         let (_, st) = get(c, "/v1/status").await;
         assert_eq!(st["records"]["agent"], 30);
