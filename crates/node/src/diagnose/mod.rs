@@ -91,7 +91,7 @@ pub fn peer_messages(mesh: &Arc<Mesh>) -> Vec<PeerMessage> {
 /// [`DIAGNOSE_DEADLINE`], and decodes each answer's data as `T`.
 pub(crate) async fn ask_peers<T: serde::de::DeserializeOwned>(mesh: &Mesh, typ: &str, fields: Value) -> Vec<Asked<T>> {
     let body = serde_json::to_vec(&message_body(typ, fields).expect("fields are an object")).expect("JSON serializes");
-    let calls = mesh.peers.iter().map(|p| {
+    let calls = mesh.peers().into_iter().map(|p| {
         let (to, body) = (p.cfg.id.clone(), body.clone());
         async move {
             let unreachable = |why: String| Asked::Unreachable {
