@@ -34,7 +34,11 @@ fn lone(dir: &Path, id: &str, seed: u8) -> (Config, [u8; 32], String) {
     std::fs::write(dir.join(format!("{id}.key")), &pem).unwrap();
     std::fs::write(dir.join(format!("{id}.crt")), &cert).unwrap();
     let der = CertificateDer::pem_slice_iter(cert.as_bytes()).next().unwrap().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut cfg = Config::for_test(id, &dir.join(id));
     cfg.api.tokens.push(TokenConfig {
         name: "t".into(),
@@ -90,7 +94,11 @@ async fn centers_with_separate_cas_peer_by_pin_and_replicate() {
     let (cfg2, pin2, key2) = lone(dir.path(), "c2", 2);
     let (cfg3, _, key3) = lone(dir.path(), "c3", 3);
     let (c1, c2, c3) = (start(cfg1).await, start(cfg2).await, start(cfg3).await);
-    let (m1, m2, m3) = (c1.mesh.clone().unwrap(), c2.mesh.clone().unwrap(), c3.mesh.clone().unwrap());
+    let (m1, m2, m3) = (
+        c1.mesh.clone().unwrap(),
+        c2.mesh.clone().unwrap(),
+        c3.mesh.clone().unwrap(),
+    );
 
     // Refused, nothing changed.
     let bad = |r: Result<(), AddPeerError>| match r {

@@ -9,13 +9,13 @@
 //! certificate. A peer found from DNS has no certificate from our CA: it is
 //! trusted by the SPKI pin its validated TLSA gives (`pins.rs`).
 
+use super::pins::{ClientVerifier, ServerVerifier, Trust};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
     PKCS_ED25519,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use super::pins::{ClientVerifier, ServerVerifier, Trust};
 use std::path::Path;
 use std::sync::Arc;
 

@@ -88,7 +88,9 @@ impl Mesh {
         };
         {
             let mut link = self.link.lock().expect("link lock");
-            let ix = link.add_peer(id, policy.clone()).expect("not a peer yet: checked above");
+            let ix = link
+                .add_peer(id, policy.clone())
+                .expect("not a peer yet: checked above");
             let mut peers = self.peers.write().expect("peers lock");
             debug_assert_eq!(ix, peers.len());
             peers.push(Arc::new(Peer {

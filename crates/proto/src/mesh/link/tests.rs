@@ -544,7 +544,10 @@ fn a_peer_added_at_runtime_is_said_hello_at_the_next_beat_and_gets_no_duplicate(
     let mut run = Run::new(&[]);
     assert_eq!(run.link.node_state(), NodeState::Active, "no peers: standalone");
     let out = run.until(0);
-    assert!(!out.iter().any(|(_, c)| matches!(c, Command::SendHello { .. })), "{out:?}");
+    assert!(
+        !out.iter().any(|(_, c)| matches!(c, Command::SendHello { .. })),
+        "{out:?}"
+    );
     assert_eq!(run.link.add_peer("p", ExportPolicy::default()), Some(0));
     assert_eq!(run.link.add_peer("p", ExportPolicy::default()), None, "duplicate");
     assert_eq!(run.link.peers().len(), 1);
