@@ -198,3 +198,50 @@ impl ServerCertVerifier for ServerVerifier {
         self.0.ca_server.supported_verify_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::peer::pki::Ca;
+    use rustls::pki_types::pem::PemObject;
+
+    fn cert(ca: &Ca, id: &str, seed: u8) -> CertificateDer<'static> {
+        let key = regmesh_core::Identity::from_seed([seed; 32]).to_pkcs8_pem().unwrap();
+        let pem = ca.issue(id, &key).unwrap();
+        CertificateDer::pem_slice_iter(pem.as_bytes()).next().unwrap().unwrap()
+    }
+
+    #[test]
+    fn a_pinned_certificate_speaks_only_for_its_own_center() {
+        let (ours, theirs) = (Ca::generate("ours").unwrap(), Ca::generate("theirs").unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, &ours.cert_pem).unwrap();
+        let trust = crate::peer::pki::trust(&ca).unwrap();
+        let c2 = cert(&ours, "c2", 2);
+        let d1 = cert(&theirs, "d1", 3);
+        // A runtime peer's certificate that also calls itself c2.
+        let fake_c2 = cert(&theirs, "c2", 3);
+        assert!(trust.names(&c2, "c2"), "the CA's");
+        assert!(!trust.names(&d1, "d1"), "not pinned yet");
+        assert!(trust.pin("d1", pin_of(&d1).unwrap()));
+        assert!(!trust.pin("d1", [0; 32]), "pinned once: unchanged");
+        assert!(trust.names(&d1, "d1"));
+        assert!(!trust.names(&fake_c2, "c2"), "c2 is trusted by the CA only");
+        assert!(!trust.names(&c2, "d1"), "names another center");
+        let v = ClientVerifier(trust.clone());
+        let now = UnixTime::now();
+        assert!(v.verify_client_cert(&d1, &[], now).is_ok());
+        assert!(v.verify_client_cert(&c2, &[], now).is_ok());
+        assert!(v.verify_client_cert(&cert(&theirs, "d2", 4), &[], now).is_err());
+        let s = ServerVerifier(trust);
+        let name = |n: &str| ServerName::try_from(n.to_string()).unwrap();
+        assert!(s.verify_server_cert(&d1, &[], &name("d1"), &[], now).is_ok());
+        assert!(
+            s.verify_server_cert(&c2, &[], &name("d1"), &[], now).is_err(),
+            "not d1's pin"
+        );
+        assert!(s.verify_server_cert(&c2, &[], &name("c2"), &[], now).is_ok());
+        assert!(s.verify_server_cert(&fake_c2, &[], &name("c2"), &[], now).is_err());
+    }
+}
