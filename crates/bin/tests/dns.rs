@@ -4,12 +4,13 @@
 //! and the regmesh agents. What the primaries and the parent serve is read
 //! with kdig; HSYNC and TLSA are changed with knsupdate.
 //!
-//! Budget: three labs (four, three and three agents, six or five Knot
-//! servers, one Unbound each), every wait bounded: ~60 s, ~25 s, ~30 s.
+//! Budget: four labs (four, three, three and three agents, six or five
+//! Knot servers, one Unbound each), every wait bounded: ~60 s, ~25 s,
+//! ~30 s, ~20 s.
 
 mod peer_harness;
 
-use peer_harness::{get, wait_until, Proc, BIN};
+use peer_harness::{create_agents, get, wait_mesh_up, wait_until, Proc, BIN};
 use regmesh_node::client::Client;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -605,4 +606,55 @@ fn dnssec_signed(port: u16) -> bool {
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .any(|l| l.split_whitespace().nth(3) == Some("RRSIG") && l.split_whitespace().nth(4) == Some("DNSKEY"))
+}
+
+/// Agents with no `[[peers]]`, no `[[centers]]` and a CA each find each
+/// other from DNS alone: each discovered peer joins the mesh trusted by
+/// the SPKI pin of its validated TLSA and the record key in that
+/// certificate, and the mesh links become OPERATIONAL and replicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_with_no_peers_configured_and_separate_cas_mesh_from_dns_alone() {
+    let lab = Lab::up(3, &["--dns-only"]);
+    let agents = lab.dir.path().join("agents");
+    let mut cas = BTreeSet::new();
+    for i in 1..=3 {
+        let cfg: toml::Table =
+            toml::from_str(&std::fs::read_to_string(agents.join(format!("c{i}.toml"))).unwrap()).unwrap();
+        assert!(cfg.get("peers").is_none() && cfg.get("centers").is_none(), "{cfg}");
+        let ca = cfg["peer"]["ca"].as_str().unwrap();
+        cas.insert(std::fs::read_to_string(agents.join(ca)).unwrap());
+    }
+    assert_eq!(cas.len(), 3, "a CA per agent");
+    let c: Vec<Client> = (0..3).map(|i| lab.client(i)).collect();
+    let t0 = Instant::now();
+    for (i, ci) in c.iter().enumerate() {
+        wait_until(
+            &format!("agent {} OPERATIONAL with both peers", i + 1),
+            Duration::from_secs(30),
+            || all_operational(ci, 2),
+        )
+        .await;
+    }
+    eprintln!(
+        "three DNS-only agents OPERATIONAL {:?} after the lab was up",
+        t0.elapsed()
+    );
+    wait_mesh_up(&c.iter().collect::<Vec<_>>()).await;
+    // The mesh replicates: an agent record created at c1 reaches c2 and c3.
+    create_agents(&c[0], "dns-only-", 1).await;
+    for ci in &c[1..] {
+        wait_until("the record replicated", Duration::from_secs(10), || async {
+            get(ci, "/v1/agents/dns-only-0").await.0 == 200
+        })
+        .await;
+    }
+    // And the NS union is applied at every primary.
+    let primaries: Vec<u16> = (0..3).map(|i| lab.primary_port(i)).collect();
+    until_served(
+        "three providers' NS set",
+        &primaries,
+        &ns_of(&[1, 2, 3]),
+        Duration::from_secs(15),
+    )
+    .await;
 }

@@ -58,6 +58,19 @@ pub enum HandleError {
     Unexpected(String),
 }
 
+/// A peer was not added at runtime ([`NodeHandle::add_peer`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddPeerError {
+    /// This center has no mesh (`[peer]` is not configured). Nothing
+    /// changed.
+    #[error("this center is not in a mesh")]
+    NoMesh,
+    /// The mesh refused it (duplicate, invalid, full; see its variants).
+    /// Nothing changed.
+    #[error("{0}")]
+    Refused(#[from] crate::peer::mesh::AddPeerError),
+}
+
 /// A peer message could not be sent or was not answered.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
@@ -306,7 +319,8 @@ impl NodeHandle {
         }
     }
 
-    /// The configured peers and their lifecycle states (none outside a mesh).
+    /// The peers (configured and added at runtime) and their lifecycle
+    /// states (none outside a mesh).
     pub fn peers(&self) -> Vec<PeerInfo> {
         match &self.core.mesh {
             None => Vec::new(),
@@ -316,6 +330,17 @@ impl NodeHandle {
                 .map(|(id, state)| PeerInfo { id, state })
                 .collect(),
         }
+    }
+
+    /// Adds center `id` at `url` (`https://host:port`) as a peer at
+    /// runtime, trusted without the mesh's CA: its TLS certificate by the
+    /// SHA-256 of its SPKI (`spki_pin`, e.g. from a DNSSEC-validated TLSA
+    /// 3 1 1) and its records by `record_key` (Ed25519, hex). At most
+    /// [`crate::peer::mesh::RUNTIME_PEERS_MAX`]; on an error nothing
+    /// changed.
+    pub fn add_peer(&self, id: &str, url: &str, spki_pin: [u8; 32], record_key: &str) -> Result<(), AddPeerError> {
+        let mesh = self.core.mesh.as_ref().ok_or(AddPeerError::NoMesh)?;
+        Ok(mesh.add_peer(id, url, spki_pin, record_key)?)
     }
 
     /// Sends a NOTIFY or RFI of type `typ` with `fields` (a JSON object) to

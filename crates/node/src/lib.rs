@@ -87,7 +87,8 @@ async fn start(
         None => None,
         Some(p) => {
             let mesh = peer::mesh::Mesh::new_with(center.clone(), cfg, transport.clone())?;
-            let tls = peer::pki::server_config(&p.cert, &p.key, &p.ca).map_err(peer::mesh::MeshError::ServerTls)?;
+            let tls = peer::pki::server_config_trusting(&p.cert, &p.key, mesh.trust())
+                .map_err(peer::mesh::MeshError::ServerTls)?;
             let l = transport
                 .listen(p.listen)
                 .await

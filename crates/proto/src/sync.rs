@@ -108,6 +108,12 @@ impl Ceilings {
         }
     }
 
+    /// `origin` became a peer at runtime: its marks are bounded from now on.
+    /// Returns false (nothing changed) if it already was one.
+    pub fn add_direct(&mut self, origin: &str) -> bool {
+        self.direct.insert(origin.to_string())
+    }
+
     /// `origin` has reached `seq` (its own word, or a record it signed).
     pub fn witness(&mut self, origin: &str, seq: u64) {
         let c = self.by_origin.entry(origin.to_string()).or_insert(0);
@@ -485,6 +491,16 @@ mod tests {
             c.backs("c9", u64::MAX / 2),
             "origins heard only through relays are not judged"
         );
+    }
+
+    #[test]
+    fn an_origin_added_as_a_peer_is_bounded_from_then_on() {
+        let mut c = Ceilings::for_peers([]);
+        assert!(c.backs("c3", 9), "not a peer: relays trusted");
+        assert!(c.add_direct("c3"));
+        assert!(!c.add_direct("c3"), "duplicate: unchanged");
+        assert!(!c.backs("c3", 9));
+        assert_eq!(c.bound("c3", 9), 0);
     }
 
     use super::*;

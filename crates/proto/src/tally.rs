@@ -221,6 +221,13 @@ impl Rule {
         }
     }
 
+    /// Center `id` joined the mesh at runtime (a peer found from DNS): it
+    /// counts toward the quorum of votes started from now on. Returns false
+    /// (nothing changed) if it already was a member.
+    pub fn add_member(&mut self, id: &str) -> bool {
+        self.members.insert(id.to_string())
+    }
+
     pub fn quorum(&self) -> Quorum {
         self.quorum
     }
@@ -312,5 +319,18 @@ mod tests {
         assert!(t.answer("b", b));
         assert_eq!(rule.yes_count(t.got()), 3);
         assert_eq!(rule.decide(t.got(), false), Some(Decision::Granted));
+    }
+
+    #[test]
+    fn a_member_added_at_runtime_counts_toward_the_quorum() {
+        let mut rule = Rule::new(Quorum::Majority, names(&["a"]));
+        assert_eq!(rule.needed(), 1);
+        assert!(rule.add_member("b"));
+        assert!(!rule.add_member("b"), "duplicate: unchanged");
+        assert_eq!(rule.needed(), 2);
+        let mut a = Answer::yes("a");
+        assert_eq!(rule.decide(&a, false), None, "b must say yes too");
+        a.merge(Answer::yes("b"));
+        assert_eq!(rule.decide(&a, false), Some(Decision::Granted));
     }
 }

@@ -16,8 +16,9 @@ use crate::messages::{self, Ctx};
 use crate::state::{now_ms, PeerView, ZoneState};
 use crate::sync;
 use crate::wire::same_name;
-use regmesh_node::handle::PeerState;
+use regmesh_node::handle::{AddPeerError, PeerState};
 use regmesh_node::messages::PeerVerb;
+use regmesh_node::peer::mesh::AddPeerError as MeshAddPeerError;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -124,6 +125,7 @@ async fn zone_step(ctx: &Ctx, zone: &str, tick: u64, attempts: &mut BTreeMap<Str
                     v.center = Some(f.center);
                     v.addr = Some(f.addr.to_string());
                     v.record_key = f.record_key;
+                    v.pin = Some(f.pin);
                     v.reason = None;
                 }
                 Err(Refusal::Unreachable(why)) if v.center.is_some() => v.reason = Some(why),
@@ -139,8 +141,10 @@ async fn zone_step(ctx: &Ctx, zone: &str, tick: u64, attempts: &mut BTreeMap<Str
         if !mesh.contains_key(&center) {
             v.state = PeerState::Known;
             v.introduced = false;
-            v.reason = Some(format!("center {center} is not a peer of this center's mesh"));
-            continue;
+            if let Err(why) = join(ctx, &center, v) {
+                v.reason = Some(why);
+                continue;
+            }
         }
         if !v.introduced {
             // Store the binding first: the peer's HELLO to us may cross ours.
@@ -198,6 +202,26 @@ async fn zone_step(ctx: &Ctx, zone: &str, tick: u64, attempts: &mut BTreeMap<Str
     if waiting.is_none() {
         sync::apply_all(ctx, zone, &union).await;
         maybe_elect(ctx, zone, &ids, attempts);
+    }
+}
+
+/// Makes `center`, found from DNS alone, a peer of this center's mesh:
+/// trusted by the SPKI pin its validated TLSA gave and by the record key
+/// in that certificate (no `[[peers]]`, no shared CA). The error is the
+/// reason shown for the peer.
+fn join(ctx: &Ctx, center: &str, v: &PeerView) -> Result<(), String> {
+    let (Some(addr), Some(pin), Some(key)) = (&v.addr, v.pin, &v.record_key) else {
+        return Err(format!(
+            "center {center} is not a peer of this center's mesh, and its certificate has no Ed25519 record key"
+        ));
+    };
+    match ctx.node.add_peer(center, &format!("https://{addr}"), pin, key) {
+        Ok(()) => {
+            tracing::info!(center, %addr, "dns agent: peer found from DNS joins the mesh");
+            Ok(())
+        }
+        Err(AddPeerError::Refused(MeshAddPeerError::Duplicate(_))) => Ok(()),
+        Err(e) => Err(format!("center {center} cannot join this center's mesh: {e}")),
     }
 }
 

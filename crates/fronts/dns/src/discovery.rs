@@ -113,6 +113,9 @@ pub struct Found {
     /// certificate whose SPKI matched the validated TLSA: learned from
     /// DNSSEC-validated data, not from the certificate's issuer.
     pub record_key: Option<String>,
+    /// SHA-256 of the certificate's SPKI: the validated TLSA 3 1 1 data
+    /// it matched (the mesh trusts the peer's TLS by it).
+    pub pin: [u8; 32],
 }
 
 /// `https://host[:port]/...` → (host, port).
@@ -169,10 +172,15 @@ pub async fn discover(resolver: SocketAddr, identity: &str) -> Result<Found, Ref
         .next()
         .ok_or_else(|| Refusal::Other(format!("{addr}: certificate names no center")))?;
     let record_key = crate::cert::ed25519_key_hex(&cert);
+    let pin = hash
+        .as_slice()
+        .try_into()
+        .map_err(|_| Refusal::Other(format!("{addr}: SPKI digest is not 32 bytes")))?;
     Ok(Found {
         addr,
         center,
         record_key,
+        pin,
     })
 }
 

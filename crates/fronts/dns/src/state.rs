@@ -34,6 +34,9 @@ pub struct PeerView {
     /// Its center's record-signing key (Ed25519, hex), from the
     /// certificate its validated TLSA pins.
     pub record_key: Option<String>,
+    /// The SPKI pin its validated TLSA gave (what `add_peer` trusts).
+    #[serde(skip)]
+    pub pin: Option<[u8; 32]>,
     #[serde(skip)]
     pub introduced: bool,
     #[serde(skip)]
@@ -48,6 +51,7 @@ impl PeerView {
             center: None,
             addr: None,
             record_key: None,
+            pin: None,
             introduced: false,
             discovered_tick: 0,
         }

@@ -110,7 +110,9 @@ impl Settings {
 struct Shared {
     id: String,
     identity: Identity,
-    keys: HashMap<String, VerifyingKey>,
+    /// Record keys: `[[centers]]`, this center's, and those of peers added
+    /// at runtime ([`Center::add_key`]).
+    keys: RwLock<HashMap<String, VerifyingKey>>,
     kinds: Kinds,
     store: Arc<dyn Store>,
     index: RwLock<Index>,
@@ -259,7 +261,7 @@ impl Center {
         let shared = Arc::new(Shared {
             id: cfg.id.clone(),
             identity,
-            keys,
+            keys: RwLock::new(keys),
             kinds,
             store,
             index: RwLock::new(Index::new()),
@@ -363,14 +365,26 @@ impl Center {
 
     /// Every center whose records this center accepts, itself included.
     pub fn known_centers(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.shared.keys.keys().cloned().collect();
+        let mut v: Vec<String> = self.shared.keys.read().expect("keys lock").keys().cloned().collect();
         v.sort();
         v
     }
 
     /// Known public key of center `id`.
     pub fn key_of(&self, id: &str) -> Option<VerifyingKey> {
-        self.shared.keys.get(id).copied()
+        self.shared.keys.read().expect("keys lock").get(id).copied()
+    }
+
+    /// Accepts records of center `id` signed with `key` from now on (a peer
+    /// found from DNS: its key is the one its validated TLSA pins). Returns
+    /// false, changing nothing, if `id` already has a key.
+    pub fn add_key(&self, id: &str, key: VerifyingKey) -> bool {
+        let mut keys = self.shared.keys.write().expect("keys lock");
+        if keys.contains_key(id) {
+            return false;
+        }
+        keys.insert(id.to_string(), key);
+        true
     }
 
     /// Signs a peer-call token for `aud`.

@@ -82,14 +82,14 @@ impl Shared {
     pub(super) fn verify_chunk(&self, chunk: &[Vec<u8>]) -> Vec<Result<Record, Unverified>> {
         let one = |b: &Vec<u8>| -> Result<Record, Unverified> {
             let r = codec::decode(b)?;
-            let Some(key) = self.keys.get(&r.origin) else {
+            let Some(key) = self.keys.read().expect("keys lock").get(&r.origin).copied() else {
                 return Err(Unverified::UnknownOrigin {
                     kind: r.kind,
                     id: r.id,
                     origin: r.origin,
                 });
             };
-            verify_record(&r, key)?;
+            verify_record(&r, &key)?;
             Ok(r)
         };
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);

@@ -136,8 +136,8 @@ impl Center {
     pub(super) fn check_remote(&self, r: &Record) -> Result<(), RefusalReason> {
         let kind = self.shared.kinds.get(&r.kind).ok_or(RefusalReason::UnknownKind)?;
         regmesh_core::validate_record_id(&r.id).map_err(|e| RefusalReason::BadId(e.to_string()))?;
-        let key = self.shared.keys.get(&r.origin).ok_or(RefusalReason::UnknownOrigin)?;
-        verify_record(r, key).map_err(|_| RefusalReason::BadSignature)?;
+        let key = self.key_of(&r.origin).ok_or(RefusalReason::UnknownOrigin)?;
+        verify_record(r, &key).map_err(|_| RefusalReason::BadSignature)?;
         let (now, limit_ms) = (now_ms(), HlcClock::DRIFT_MAX_MS);
         if r.version.wall_ms > now.saturating_add(limit_ms) {
             return Err(RefusalReason::ClockAhead {

@@ -130,7 +130,7 @@ pub fn local(center: &Center, mesh: Option<&Mesh>, kind: &str, id: &str) -> Resu
     };
     let exports = match (mesh, &rec) {
         (Some(m), Some(r)) => m
-            .peers
+            .peers()
             .iter()
             .map(|p| Export {
                 peer: p.cfg.id.clone(),

@@ -78,7 +78,7 @@ pub struct Relayed {
 /// and each relayed one, `via` naming the path from here.
 pub async fn gather(mesh: &Mesh, typ: &str, fields: &Value, reach: &Reach) -> Vec<Relayed> {
     let targets: Vec<String> = mesh
-        .peers
+        .peers()
         .iter()
         .map(|p| p.cfg.id.clone())
         .filter(|p| !reach.covered.contains(p))
@@ -91,7 +91,7 @@ pub async fn gather(mesh: &Mesh, typ: &str, fields: &Value, reach: &Reach) -> Ve
             .iter()
             .cloned()
             .chain(std::iter::once(mesh.me.clone()))
-            .chain(mesh.peers.iter().map(|p| p.cfg.id.clone()))
+            .chain(mesh.peers().iter().map(|p| p.cfg.id.clone()))
             .take(COVERED_MAX)
             .collect(),
         deadline_ms: (deadline - RELAY_MARGIN).as_millis() as u64,

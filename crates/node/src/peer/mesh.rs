@@ -18,7 +18,8 @@
 //! the link part: timers, HELLO and beat calls, received beats), `floods`
 //! (the executor of proto's floods part: flooder, calls, receipt), `pulls`
 //! (pulls, resyncs, serving pulls, digest
-//! repair), `full_sync`, `notify` (NOTIFY/RFI to fronts), `status`
+//! repair), `full_sync`, `join` (peers added at runtime, found from DNS),
+//! `notify` (NOTIFY/RFI to fronts), `status`
 //! (`/v1/peers`) and `votes`. Must never decide protocol rules itself.
 
 use super::client::PeerClient;
@@ -46,15 +47,17 @@ mod beats;
 mod floods;
 mod full_sync;
 mod hello;
+mod join;
 mod notify;
 mod pulls;
 mod status;
 mod votes;
 pub use full_sync::SyncError;
+pub use join::{AddPeerError, RUNTIME_PEERS_MAX};
 pub use pulls::ServePullError;
 pub use votes::VoteOutcome;
 
-/// A configured peer and what we know of it.
+/// A peer (configured, or added at runtime) and what we know of it.
 pub struct Peer {
     pub cfg: PeerConfig,
     policy: ExportPolicy,
@@ -77,7 +80,16 @@ pub struct Mesh {
     versions: Versions,
     pub skew_s: u64,
     pub max_body_bytes: usize,
-    pub peers: Vec<Arc<Peer>>,
+    /// The configured peers, then those added at runtime (`join`); never
+    /// removed, so a peer's index (`Peer::ix`, the link part's) stays valid.
+    peers: std::sync::RwLock<Vec<Arc<Peer>>>,
+    /// The CA and the pins of runtime peers (both TLS directions).
+    trust: Arc<super::pins::Trust>,
+    /// The TLS client every peer client uses (verifies by `trust`).
+    tls: Arc<rustls::ClientConfig>,
+    transport: Arc<dyn crate::transport::Transport>,
+    /// Peers added at runtime so far (at most `join::RUNTIME_PEERS_MAX`).
+    runtime_peers: Mutex<usize>,
     /// Floods of own changes, receipt, relays, NOTIFY/RFI dispatch (proto).
     floods: Mutex<Floods>,
     pub replay: Mutex<ReplayCache>,
@@ -159,7 +171,8 @@ impl Mesh {
     ) -> Result<Arc<Mesh>, MeshError> {
         let p = cfg.peer.as_ref().ok_or(MeshError::NoPeerSection)?;
         let versions = Versions::configured(p.protocol_min, p.protocol_max)?;
-        let tls = super::pki::client_config(&p.cert, &p.key, &p.ca, true).map_err(MeshError::ClientTls)?;
+        let trust = super::pki::trust(&p.ca).map_err(MeshError::ClientTls)?;
+        let tls = super::pki::client_config_trusting(&p.cert, &p.key, &trust, true).map_err(MeshError::ClientTls)?;
         let mut peers = Vec::new();
         for (ix, pc) in cfg.peers.iter().enumerate() {
             peers.push(Arc::new(Peer {
@@ -192,7 +205,11 @@ impl Mesh {
             versions,
             skew_s: p.clock_skew_s,
             max_body_bytes: p.max_body_bytes,
-            peers,
+            peers: std::sync::RwLock::new(peers),
+            trust,
+            tls,
+            transport,
+            runtime_peers: Mutex::new(0),
             floods: Mutex::new(floods),
             replay: Mutex::new(ReplayCache::default()),
             state: Mutex::new(state),
@@ -305,8 +322,28 @@ impl Mesh {
         }
     }
 
-    pub fn peer(&self, id: &str) -> Option<&Arc<Peer>> {
-        self.peers.iter().find(|p| p.cfg.id == id)
+    pub fn peer(&self, id: &str) -> Option<Arc<Peer>> {
+        self.peers
+            .read()
+            .expect("peers lock")
+            .iter()
+            .find(|p| p.cfg.id == id)
+            .cloned()
+    }
+
+    /// Every peer, configured and added at runtime, in index order.
+    pub fn peers(&self) -> Vec<Arc<Peer>> {
+        self.peers.read().expect("peers lock").clone()
+    }
+
+    /// The peer at index `ix` of the link part.
+    fn peer_at(&self, ix: usize) -> Arc<Peer> {
+        self.peers.read().expect("peers lock")[ix].clone()
+    }
+
+    /// Trust in peer certificates (the listener's TLS uses it too).
+    pub fn trust(&self) -> &Arc<super::pins::Trust> {
+        &self.trust
     }
 
     pub fn node_state(&self) -> NodeState {

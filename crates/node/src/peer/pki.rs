@@ -6,8 +6,10 @@
 //! to the center id. Peers authenticate each other with mutual TLS. The
 //! listener also accepts connections without a client certificate, but only
 //! HELLO may use them (document 003); every other route requires a verified
-//! certificate.
+//! certificate. A peer found from DNS has no certificate from our CA: it is
+//! trusted by the SPKI pin its validated TLSA gives (`pins.rs`).
 
+use super::pins::{ClientVerifier, ServerVerifier, Trust};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
     PKCS_ED25519,
@@ -98,17 +100,36 @@ fn roots(ca: &Path) -> Result<Arc<rustls::RootCertStore>, PkiError> {
     Ok(Arc::new(roots))
 }
 
+/// The CA's verifiers for both directions, with no pins yet
+/// ([`super::pins::Trust`]).
+pub fn trust(ca: &Path) -> Result<Arc<Trust>, PkiError> {
+    let roots = roots(ca)?;
+    let server = rustls::client::WebPkiServerVerifier::builder_with_provider(roots.clone(), provider())
+        .build()
+        .map_err(|e| err("server verifier", e))?;
+    let client = rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider())
+        .build()
+        .map_err(|e| err("client verifier", e))?;
+    Ok(Trust::new(server, client))
+}
+
 /// Server side: our certificate; client certificates verified against the
 /// CA when offered (HELLO comes without one).
 pub fn server_config(cert: &Path, key_path: &Path, ca: &Path) -> Result<Arc<rustls::ServerConfig>, PkiError> {
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(roots(ca)?, provider())
-        .allow_unauthenticated()
-        .build()
-        .map_err(|e| err("client verifier", e))?;
+    server_config_trusting(cert, key_path, &trust(ca)?)
+}
+
+/// [`server_config`] accepting client certificates that `trust` accepts:
+/// the CA's, or a runtime peer's pinned one.
+pub fn server_config_trusting(
+    cert: &Path,
+    key_path: &Path,
+    trust: &Arc<Trust>,
+) -> Result<Arc<rustls::ServerConfig>, PkiError> {
     let mut c = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| err("TLS versions", e))?
-        .with_client_cert_verifier(verifier)
+        .with_client_cert_verifier(Arc::new(ClientVerifier(trust.clone())))
         .with_single_cert(certs(cert)?, key(key_path)?)
         .map_err(|e| err("server certificate", e))?;
     c.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -124,10 +145,22 @@ pub fn client_config(
     ca: &Path,
     with_cert: bool,
 ) -> Result<Arc<rustls::ClientConfig>, PkiError> {
+    client_config_trusting(cert, key_path, &trust(ca)?, with_cert)
+}
+
+/// [`client_config`] verifying servers as `trust` does: a pinned peer by
+/// its pin, any other by the CA.
+pub fn client_config_trusting(
+    cert: &Path,
+    key_path: &Path,
+    trust: &Arc<Trust>,
+    with_cert: bool,
+) -> Result<Arc<rustls::ClientConfig>, PkiError> {
     let b = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| err("TLS versions", e))?
-        .with_root_certificates(roots(ca)?);
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(ServerVerifier(trust.clone())));
     let mut c = if with_cert {
         b.with_client_auth_cert(certs(cert)?, key(key_path)?)
             .map_err(|e| err("client certificate", e))?

@@ -19,7 +19,6 @@
 
 use super::encoding;
 use super::mesh::{Mesh, ServePullError, SyncError};
-use super::pki::cert_is_for;
 use crate::center::now_ms;
 use crate::error::ApiError;
 use axum::body::Body;
@@ -95,12 +94,13 @@ enum NodeHeader {
 
 /// Authenticates the sender of a peer call; returns its center id.
 ///
-/// The sender is who the client certificate names, among the configured
-/// peers. The token must be issued by that same center (`iss`), signed with
-/// its key, for us, fresh and unused. `DRiP-Node-ID` must name it too where
-/// the route speaks for the sender ([`NodeHeader::Sender`]), and so must the
-/// path's node id (`path_id`) where the route has one. Refusals change
-/// nothing (the replay cache remembers only accepted tokens).
+/// The sender is who the client certificate names, among the peers
+/// (configured, or added at runtime and pinned). The token must be issued
+/// by that same center (`iss`), signed with its key, for us, fresh and
+/// unused. `DRiP-Node-ID` must name it too where the route speaks for the
+/// sender ([`NodeHeader::Sender`]), and so must the path's node id
+/// (`path_id`) where the route has one. Refusals change nothing (the
+/// replay cache remembers only accepted tokens).
 fn authenticate(
     mesh: &Mesh,
     headers: &HeaderMap,
@@ -115,12 +115,13 @@ fn authenticate(
             "this call needs a client certificate",
         ));
     };
-    // Who the certificate names (the CA issued it for one center id).
+    // Who the certificate names: the CA issued it for one center id, or it
+    // matches the TLSA pin of a peer found from DNS (`pins.rs`).
     let Some(sender) = mesh
-        .peers
+        .peers()
         .iter()
         .map(|p| p.cfg.id.as_str())
-        .find(|id| cert_is_for(cert, id))
+        .find(|id| mesh.trust().names(cert, id))
         .map(str::to_string)
     else {
         return Err(refuse(
@@ -427,7 +428,7 @@ async fn hello(
         // A peer introducing itself (again, say after a restart) may have
         // lost its view of our watermarks: the next beat carries the whole map.
         if let Some(peer) = mesh.peer(&hello.id) {
-            mesh.hello_received(peer);
+            mesh.hello_received(&peer);
         }
     }
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
@@ -453,7 +454,7 @@ async fn pull(
         ServePullError::Read(_) => refuse(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()),
     })?;
     let mut answer = json_answer(&headers, out);
-    if let Some((name, value)) = mesh.peer(&sender).and_then(|p| mesh.record_format_header(p)) {
+    if let Some((name, value)) = mesh.peer(&sender).and_then(|p| mesh.record_format_header(&p)) {
         answer
             .headers_mut()
             .insert(name, value.parse().expect("a number is a header value"));
@@ -542,7 +543,6 @@ async fn sync_request(
     let sender = authenticate(&mesh, &headers, &cert, SENDER, Some(&id))?;
     let peer = mesh
         .peer(&sender)
-        .cloned()
         .ok_or_else(|| refuse(StatusCode::FORBIDDEN, "not_a_peer", "not a peer"))?;
     mesh.full_sync_asked(&peer);
     Ok(Json(SyncRequestAccepted { accepted: true }).into_response())

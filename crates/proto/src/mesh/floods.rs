@@ -180,6 +180,23 @@ impl Floods {
         }
     }
 
+    /// Adds peer `id` (what it may receive: `policy`) at runtime, with an
+    /// empty queue; it receives floods from the next own change on.
+    /// Returns false (nothing changed) if it is already here.
+    pub fn add_peer(&mut self, id: &str, policy: ExportPolicy) -> bool {
+        if self.peers.iter().any(|p| p.id == id) {
+            return false;
+        }
+        self.peers.push(PeerFlow {
+            id: id.to_string(),
+            policy,
+            queue: VecDeque::new(),
+            in_flight: 0,
+            stats: PeerFlowStats::default(),
+        });
+        true
+    }
+
     /// The NOTIFY/RFI types fronts registered (set before serving).
     pub fn set_fronts(&mut self, fronts: Fronts) {
         self.fronts = fronts;

@@ -193,6 +193,12 @@ impl Votes {
         &self.rule
     }
 
+    /// A peer joined at runtime: a member of the rule from now on (see
+    /// [`Rule::add_member`]).
+    pub fn add_member(&mut self, id: &str) -> bool {
+        self.rule.add_member(id)
+    }
+
     /// Grants by `rule` from now on (the simulator's plans choose it).
     pub fn set_rule(&mut self, rule: Rule) {
         self.rule = rule;

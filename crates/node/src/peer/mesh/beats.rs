@@ -81,7 +81,7 @@ impl Mesh {
                     false
                 }
                 Command::LifecycleChanged { peer, .. } => {
-                    *self.peers[*peer].life.lock().expect("life lock") = link.peer(*peer).lifecycle().clone();
+                    *self.peer_at(*peer).life.lock().expect("life lock") = link.peer(*peer).lifecycle().clone();
                     true
                 }
                 Command::NodeStateChanged { to, .. } => {
@@ -121,17 +121,17 @@ impl Mesh {
             }
             Command::Schedule { .. } => {}
             Command::LifecycleChanged { peer, from, to } => {
-                tracing::info!(peer = %self.peers[peer].cfg.id, from = from.as_str(), to = to.as_str(), "peer state");
+                tracing::info!(peer = %self.peer_at(peer).cfg.id, from = from.as_str(), to = to.as_str(), "peer state");
             }
             Command::NodeStateChanged { from, to, reachable } => {
                 tracing::info!(from = from.as_str(), to = to.as_str(), reachable, "node state");
             }
-            Command::StartPull { peer, origin } => self.start_pull(&self.peers[peer].clone(), &origin),
-            Command::Repair { peer, origin } => self.repair(&self.peers[peer].clone(), &origin),
+            Command::StartPull { peer, origin } => self.start_pull(&self.peer_at(peer), &origin),
+            Command::Repair { peer, origin } => self.repair(&self.peer_at(peer), &origin),
             Command::RequestFullSync { peer } => {
-                crate::spawn::spawn(self.clone().request_full_sync(self.peers[peer].clone()));
+                crate::spawn::spawn(self.clone().request_full_sync(self.peer_at(peer)));
             }
-            Command::OriginSpoke { peer, seq } => self.origin_spoke(&self.peers[peer].clone(), seq),
+            Command::OriginSpoke { peer, seq } => self.origin_spoke(&self.peer_at(peer), seq),
         }
     }
 
@@ -169,7 +169,7 @@ impl Mesh {
     /// versions), cut off at `deadline_ms`; its answer sets the version we
     /// speak with it (`hello.rs`).
     async fn hello(self: Arc<Self>, ix: usize, call: u64, deadline_ms: u64) {
-        let peer = self.peers[ix].clone();
+        let peer = self.peer_at(ix);
         let deadline = Duration::from_millis(deadline_ms.saturating_sub(now_ms()));
         let body = self.hello_body();
         let ok = match peer
@@ -200,7 +200,7 @@ impl Mesh {
     /// A heartbeat to peer `ix`, cut off at `deadline_ms`; its answer is
     /// the peer's own beat (regmesh peers send one).
     async fn heartbeat(self: Arc<Self>, ix: usize, call: u64, beat: Beat, deadline_ms: u64) {
-        let peer = self.peers[ix].clone();
+        let peer = self.peer_at(ix);
         let deadline = Duration::from_millis(deadline_ms.saturating_sub(now_ms()));
         let path = format!("/heartbeat/node/{}", self.me);
         let answer = match peer

@@ -78,7 +78,7 @@ impl Mesh {
     pub(super) fn run_floods(self: &Arc<Self>, commands: Vec<Command>) {
         for c in commands {
             match c {
-                Command::SendFlood { peer, flood } => match self.peer(&peer).cloned() {
+                Command::SendFlood { peer, flood } => match self.peer(&peer) {
                     Some(p) => self.send_flood(p, flood),
                     None => tracing::warn!(peer, "floods part named an unknown peer"),
                 },

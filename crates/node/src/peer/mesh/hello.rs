@@ -10,7 +10,6 @@
 //! peer's lifecycle (the link part does, `beats.rs`).
 
 use super::{Mesh, Peer};
-use crate::peer::pki::cert_is_for;
 use regmesh_proto::version::{self, HelloRefusal, RecordFormatError};
 use regmesh_proto::wire::hello::{Hello, HelloAnswer};
 use rustls::pki_types::CertificateDer;
@@ -50,7 +49,7 @@ impl Mesh {
     pub fn answer_hello(&self, hello: &Hello, cert: Option<&CertificateDer<'_>>) -> (u16, HelloAnswer) {
         let peer = self.peer(&hello.id);
         let verdict = version::judge_hello(self.versions, hello, peer.is_some());
-        if let Some(peer) = peer.filter(|_| cert.is_some_and(|c| cert_is_for(c, &hello.id))) {
+        if let Some(peer) = peer.filter(|_| cert.is_some_and(|c| self.trust.names(c, &hello.id))) {
             let mut p = peer.protocol.lock().expect("protocol lock");
             match &verdict {
                 Ok(v) => p.agreed(*v),

@@ -71,7 +71,7 @@ impl Mesh {
             state: self.node_state().as_str().to_string(),
             watermarks: self.marks(),
             peers: self
-                .peers
+                .peers()
                 .iter()
                 .map(|p| PeerSyncState {
                     id: p.cfg.id.clone(),

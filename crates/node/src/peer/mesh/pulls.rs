@@ -243,7 +243,7 @@ impl Mesh {
                     page_records,
                     message_bytes_max,
                 } => {
-                    if let Some(p) = self.peer(&peer).cloned() {
+                    if let Some(p) = self.peer(&peer) {
                         self.push_full_sync(&p, page_records, message_bytes_max).await;
                     }
                     self.pulls

@@ -20,7 +20,7 @@ impl Mesh {
         let pulls = self.pulls.lock().expect("pulls lock").stats();
         let link = self.link.lock().expect("link lock");
         let items: Vec<Value> = self
-            .peers
+            .peers()
             .iter()
             .map(|p| {
                 let view = link.peer(p.ix);

@@ -58,7 +58,7 @@ impl Mesh {
     /// Peers a vote is forwarded to: DRiP §5.7, peers that do not answer
     /// heartbeats are not used for propagation (OPERATIONAL only).
     fn vote_targets(&self) -> Vec<String> {
-        self.peers
+        self.peers()
             .iter()
             .filter(|p| p.life.lock().expect("life lock").receives_propagation())
             .map(|p| p.cfg.id.clone())
@@ -179,7 +179,7 @@ impl Mesh {
     /// `POST /voting` to `peer`, within the time the vote has left; a call
     /// that fails speaks for nobody.
     async fn send_vote_request(self: Arc<Self>, peer: String, vote: VoteId, request: VoteRequest) {
-        let Some(p) = self.peer(&peer).cloned() else {
+        let Some(p) = self.peer(&peer) else {
             return;
         };
         let headers = [
@@ -211,7 +211,7 @@ impl Mesh {
     /// The answer to `vote` for `peer`, which asked us.
     async fn send_vote_answer(self: Arc<Self>, peer: String, vote: VoteId, answer: Answer) {
         tracing::debug!(initiator = %vote.initiator, counter = vote.counter, %peer, ?answer, "vote answered");
-        let Some(p) = self.peer(&peer).cloned() else {
+        let Some(p) = self.peer(&peer) else {
             return;
         };
         let headers = [

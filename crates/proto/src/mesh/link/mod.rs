@@ -254,6 +254,30 @@ impl Link {
         }
     }
 
+    /// Adds peer `id` (what we send it: `policy`) at runtime, KNOWN: it is
+    /// said HELLO at the next beat. Returns its index, or `None` (nothing
+    /// changed) if a peer of that id is already here. Peers are never
+    /// removed, so indexes stay valid.
+    pub fn add_peer(&mut self, id: &str, policy: ExportPolicy) -> Option<usize> {
+        if self.position(id).is_some() {
+            return None;
+        }
+        self.peers.push(PeerLink {
+            id: id.to_string(),
+            policy,
+            life: PeerLifecycle::known(self.interval_ms),
+            reachable: false,
+            announced: None,
+            marks: PeerMarks::default(),
+            digest_match: None,
+            acked: HashMap::new(),
+            beats_sent: 0,
+            digest_cursor: 0,
+            call: None,
+        });
+        Some(self.peers.len() - 1)
+    }
+
     /// The same part numbering its calls after `last_call`, so a runtime
     /// that restarts it (a simulated restart, where answers to the calls of
     /// the incarnation before may still arrive) never takes an old answer

@@ -538,3 +538,32 @@ fn behind_only_while_a_peer_reports_more_than_we_hold() {
     run.replica.marks.insert("x".into(), 9);
     assert!(!run.link.behind(&run.replica), "we are ahead");
 }
+
+#[test]
+fn a_peer_added_at_runtime_is_said_hello_at_the_next_beat_and_gets_no_duplicate() {
+    let mut run = Run::new(&[]);
+    assert_eq!(run.link.node_state(), NodeState::Active, "no peers: standalone");
+    let out = run.until(0);
+    assert!(
+        !out.iter().any(|(_, c)| matches!(c, Command::SendHello { .. })),
+        "{out:?}"
+    );
+    assert_eq!(run.link.add_peer("p", ExportPolicy::default()), Some(0));
+    assert_eq!(run.link.add_peer("p", ExportPolicy::default()), None, "duplicate");
+    assert_eq!(run.link.peers().len(), 1);
+    assert_eq!(run.link.peer(0).state(), Known);
+    let out = run.until(I);
+    let call = out
+        .iter()
+        .find_map(|(_, c)| match c {
+            Command::SendHello { peer: 0, call, .. } => Some(*call),
+            _ => None,
+        })
+        .expect("a HELLO to the new peer");
+    // Unreachable so far: the center is no longer standalone.
+    assert_eq!(run.link.node_state(), NodeState::Inactive);
+    let out = run.hello_answered(0, call);
+    assert!(sent_beat(&out, 0).is_some(), "introduced: a heartbeat at once");
+    assert_eq!(run.link.peer(0).state(), Introduced);
+    assert_eq!(run.link.node_state(), NodeState::Sync);
+}
