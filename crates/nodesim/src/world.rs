@@ -52,6 +52,9 @@ pub struct WorldConfig {
     pub tombstone_horizon_s: Option<u64>,
     /// Adds to every center's builder (a test's own front, say).
     pub build: Option<fn(NodeBuilder) -> NodeBuilder>,
+    /// Changes every center's config (a test's own `[api]` limits, say)
+    /// before its peers are added.
+    pub tune: Option<fn(&mut Config)>,
 }
 
 impl Default for WorldConfig {
@@ -65,6 +68,7 @@ impl Default for WorldConfig {
             max_latency_ms: 5,
             tombstone_horizon_s: None,
             build: None,
+            tune: None,
         }
     }
 }
@@ -459,6 +463,9 @@ fn configs(dir: &std::path::Path, ids: &[String], wc: &WorldConfig) -> Vec<Confi
                 cfg.leases.tombstone_horizon_s = h;
             }
             cfg.api.listen = format!("127.0.0.1:{API_PORT}").parse().expect("addr");
+            if let Some(tune) = wc.tune {
+                tune(&mut cfg);
+            }
             if ids.len() == 1 {
                 // A world of one center runs it standalone: no peer
                 // listener, no mesh, no votes.

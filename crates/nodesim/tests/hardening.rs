@@ -11,8 +11,9 @@ mod pulse;
 use hyper::Method;
 use regmesh_core::{Hlc, Record, Visibility};
 use regmesh_nodesim::check;
+use regmesh_nodesim::flood::Flood;
 use regmesh_nodesim::rogue::RogueCall;
-use regmesh_nodesim::world::EPOCH_MS;
+use regmesh_nodesim::world::{API_PORT, EPOCH_MS, PEER_PORT};
 use regmesh_nodesim::{World, WorldConfig};
 use regmesh_proto::wire::flood::encode_records;
 use std::sync::atomic::Ordering;
@@ -305,4 +306,122 @@ fn a_peer_call_names_only_the_certificates_sender() {
         vec![("c1".into(), "OPERATIONAL".into()), ("c3".into(), "OPERATIONAL".into())],
         "c2's view of its peers"
     );
+}
+
+/// Client API limits for the slow-client scenario, scaled down from the
+/// defaults (4,096 connections, 256 per address) so a flood that fills
+/// them costs 100 connections, not 4,200: the ratio is what matters.
+fn small_api(cfg: &mut regmesh_node::Config) {
+    cfg.api.max_connections = 64;
+    cfg.api.max_connections_per_address = 16;
+}
+
+/// Half a request head: never finished.
+const HALF_HEAD: &[u8] = b"GET /healthz HTTP/1.1\r\nhost: c1\r\n";
+
+/// Item 6: idle and half-sent connections were never closed, so 4,200
+/// unfinished requests held every connection slot and `/healthz` timed
+/// out. 100 connections from one address (half of them with half a request
+/// head, half silent) must leave `/healthz` and a create answering at once,
+/// and be closed within the header-read deadline (10 s) and a second.
+/// Budget: 12 s of simulated time, about a second of real time.
+#[test]
+fn slow_clients_cannot_hold_the_client_api() {
+    let mut w = operational_mesh_with(WorldConfig {
+        beat_interval_ms: BEAT_MS,
+        tune: Some(small_api),
+        ..WorldConfig::default()
+    });
+    let n = 100;
+    let log = w.flood(Flood {
+        host: "slowloris".into(),
+        to: "c1".into(),
+        port: API_PORT,
+        connections: n,
+        prefix: |k| if k % 2 == 0 { HALF_HEAD } else { b"" },
+    });
+    let start_ms = w.now_ms();
+    w.run_for(500);
+    let t = w.now_ms();
+    let health = w.call("c1", Method::GET, "/healthz", None);
+    let took_ms = w.now_ms() - t;
+    let health = health.map(|r| r.status.as_u16());
+    assert_eq!(health, Ok(200), "/healthz under {n} slow connections");
+    assert!(took_ms < 1_000, "/healthz took {took_ms} ms");
+    let write = put(&mut w, "c1", "a1", "2001:db8::1");
+    assert_eq!(write.status, Some(201), "a create under {n} slow connections");
+    assert_eq!(log.borrow().opened, n, "{:?}", log.borrow());
+    let all_closed = w.run_until(11_000, |_| log.borrow().closed_at_ms.len() == log.borrow().opened);
+    let log = log.borrow();
+    assert!(
+        all_closed,
+        "{} of {} slow connections still open {} ms after they opened",
+        log.opened - log.closed_at_ms.len(),
+        log.opened,
+        w.now_ms() - start_ms
+    );
+}
+
+/// The first bytes of a TLS ClientHello record that announces 512 bytes
+/// and never sends them: a handshake begun and left.
+const HALF_HELLO: &[u8] = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03";
+
+/// Item 7: a flood of raw connections held all 1,024 peer connection slots
+/// until each handshake's 10 s deadline, delaying real peer calls by
+/// seconds. 1,200 connections from one address to c2's peer port (one in
+/// 15 with half a ClientHello, the rest silent) must not make c1 judge c2
+/// anything but OPERATIONAL, nor delay a peer call or a create (which needs
+/// c2's vote) past a second. Budget: 6 s of simulated time, a few seconds
+/// of real time.
+#[test]
+fn a_connection_flood_on_the_peer_port_does_not_delay_peer_calls() {
+    let mut w = operational_mesh();
+    let n = 1_200;
+    let log = w.flood(Flood {
+        host: "flood".into(),
+        to: "c2".into(),
+        port: PEER_PORT,
+        connections: n,
+        prefix: |k| if k % 15 == 0 { HALF_HELLO } else { b"" },
+    });
+    let mut judged = Vec::new();
+    w.run_until(1_000, |w| {
+        if w.peer_state("c1", "c2").as_deref() != Some("OPERATIONAL") {
+            judged.push((w.now_ms(), w.peer_state("c1", "c2")));
+        }
+        false
+    });
+    let t = w.now_ms();
+    let pull = w.rogue_call(RogueCall {
+        as_center: "c1".into(),
+        to: "c2".into(),
+        method: Method::POST,
+        path: "/mesh/v1/pull".into(),
+        headers: vec![header("DRiP-Node-ID", "c1")],
+        body: Some(r#"{"origin":"c3","after":0}"#.into()),
+        ..RogueCall::default()
+    });
+    let took_ms = w.now_ms() - t;
+    assert_eq!(pull.map(|(s, _)| s), Ok(200), "a peer call to c2 under the flood");
+    assert!(took_ms < 1_000, "a peer call to c2 took {took_ms} ms under the flood");
+    let t = w.now_ms();
+    let write = put(&mut w, "c1", "a1", "2001:db8::1");
+    assert_eq!(write.status, Some(201), "a create at c1 (c2 votes) under the flood");
+    let took_ms = w.now_ms() - t;
+    assert!(took_ms < 1_000, "a create took {took_ms} ms under the flood");
+    w.run_until(3 * BEAT_MS, |w| {
+        if w.peer_state("c1", "c2").as_deref() != Some("OPERATIONAL") {
+            judged.push((w.now_ms(), w.peer_state("c1", "c2")));
+        }
+        false
+    });
+    assert!(
+        judged.is_empty(),
+        "c1 judged c2 under the flood: {:?}",
+        &judged[..judged.len().min(3)]
+    );
+    // c2 took every flood connection and, past its 3 s handshake deadline,
+    // holds none of them.
+    let log = log.borrow();
+    assert_eq!((log.opened, log.closed_at_ms.len()), (n, n), "{} failed", log.failed);
 }
