@@ -46,6 +46,14 @@ pub fn now_ms() -> u64 {
     }
 }
 
+/// Whether this thread reads a clock of its own (the whole-node
+/// simulation): then blocking work runs inline, on the simulated thread,
+/// since a real thread's finishing time would decide when its waiter wakes
+/// and a seed would not replay.
+pub fn installed() -> bool {
+    INSTALLED.with(|c| c.borrow().is_some())
+}
+
 /// Makes `clock` the reading of [`now_ms`] on this thread from now on.
 pub fn install(clock: Arc<dyn Clock>) {
     INSTALLED.with(|c| *c.borrow_mut() = Some(clock));

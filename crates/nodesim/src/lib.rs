@@ -20,7 +20,8 @@
 //!
 //! `world` builds and drives a mesh; `net` and `clock` are the node's seams
 //! filled with turmoil; `rogue` makes a member's calls no honest center
-//! would; `check` holds the invariants, written from the acknowledged
+//! would; `flood` holds connections open as slow clients and floods do;
+//! `check` holds the invariants, written from the acknowledged
 //! history only.
 //!
 //! Must never: touch a real socket or the wall clock inside a center, or
@@ -30,6 +31,7 @@
 pub mod check;
 pub mod clock;
 pub mod disk;
+pub mod flood;
 pub mod net;
 pub mod rogue;
 pub mod run;

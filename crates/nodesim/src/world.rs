@@ -52,6 +52,9 @@ pub struct WorldConfig {
     pub tombstone_horizon_s: Option<u64>,
     /// Adds to every center's builder (a test's own front, say).
     pub build: Option<fn(NodeBuilder) -> NodeBuilder>,
+    /// Changes every center's config (a test's own `[api]` limits, say)
+    /// before its peers are added.
+    pub tune: Option<fn(&mut Config)>,
 }
 
 impl Default for WorldConfig {
@@ -65,6 +68,7 @@ impl Default for WorldConfig {
             max_latency_ms: 5,
             tombstone_horizon_s: None,
             build: None,
+            tune: None,
         }
     }
 }
@@ -135,6 +139,7 @@ pub struct World {
 impl World {
     /// Builds the mesh and starts every center; returns once each serves.
     pub fn new(wc: WorldConfig) -> World {
+        align_task_ids();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut sim = turmoil::Builder::new()
             .simulation_duration(Duration::from_secs(24 * 3600))
@@ -432,6 +437,32 @@ impl World {
     }
 }
 
+/// Task ids are aligned to a multiple of this at the start of each world.
+const TASK_ID_ALIGN: u64 = 256;
+
+/// Moves tokio's process-wide task id counter to a multiple of
+/// [`TASK_ID_ALIGN`]. A runtime keeps its tasks in lists chosen by task id
+/// (id mod 4 in tokio 1.x's current-thread runtime), and a killed center's
+/// runtime drops them list by list, so the order in which its sockets close
+/// (and the network's latency draws after that) would depend on how many
+/// tasks the process ran before this world: a second run of one seed in the
+/// same process would not replay.
+fn align_task_ids() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime to align task ids");
+    rt.block_on(async {
+        loop {
+            let task = tokio::spawn(async {});
+            let id: u64 = task.id().to_string().parse().expect("a task id is a number");
+            let _ = task.await;
+            if id % TASK_ID_ALIGN == TASK_ID_ALIGN - 1 {
+                break;
+            }
+        }
+    });
+}
+
 /// The signing key of the `i`th center (from 0), fixed so runs replay.
 pub(crate) fn identity(i: usize) -> Identity {
     Identity::from_seed([i as u8 + 1; 32])
@@ -459,6 +490,9 @@ fn configs(dir: &std::path::Path, ids: &[String], wc: &WorldConfig) -> Vec<Confi
                 cfg.leases.tombstone_horizon_s = h;
             }
             cfg.api.listen = format!("127.0.0.1:{API_PORT}").parse().expect("addr");
+            if let Some(tune) = wc.tune {
+                tune(&mut cfg);
+            }
             if ids.len() == 1 {
                 // A world of one center runs it standalone: no peer
                 // listener, no mesh, no votes.

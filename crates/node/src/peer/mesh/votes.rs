@@ -241,7 +241,7 @@ impl Mesh {
         }
         loop {
             let me = self.clone();
-            let flushed = tokio::task::spawn_blocking(move || {
+            let flush = move || {
                 me.claims_log.flush_queued(|log| {
                     let held = me.votes.lock().expect("votes lock").claims_held();
                     if log.wants_compaction(held) {
@@ -252,8 +252,14 @@ impl Mesh {
                         }
                     }
                 })
-            })
-            .await;
+            };
+            // Under simulation inline: a blocking thread's real finishing
+            // time would decide when this task wakes (`clock::installed`).
+            let flushed = if crate::clock::installed() {
+                Ok(flush())
+            } else {
+                tokio::task::spawn_blocking(flush).await
+            };
             let (batch, durable) = match flushed {
                 Ok(Some((batch, written))) => {
                     if let Err(e) = &written {
