@@ -139,6 +139,7 @@ async fn start(
             .await
     });
     let sweeper = tokio::spawn(center.clone().run_sweeper());
+    tasks.push(tokio::spawn(center.clone().run_shared()));
     tasks.extend(front_tasks.into_iter().map(tokio::spawn));
     tracing::info!(id = center.id(), %addr, key = %center.public_key_hex(), "registry center serving");
     Ok(Running {
