@@ -157,3 +157,85 @@ fn three_processes_one_database_one_center() {
         let _ = c.wait();
     }
 }
+
+/// Rough throughput of 1, 2 and 3 processes on one PostgreSQL against one
+/// process on redb: 8 HTTP writers (then readers) spread over the processes,
+/// 3 s each. Prints figures; asserts only that every run made progress. Run
+/// by hand (`scripts/test --run-ignored only shared_pg_throughput`); with a
+/// debug build and a loaded machine, read the ratios, not the numbers.
+/// Budget: about 40 s.
+#[test]
+#[ignore]
+fn shared_pg_throughput() {
+    let Some(pg) = pg_cluster::start_or_skip("bench") else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut rows = Vec::new();
+    for (name, n) in [("redb", 1usize), ("postgres", 1), ("postgres", 2), ("postgres", 3)] {
+        let dir = tempfile::Builder::new().prefix("regmesh-pg-bench-").tempdir().unwrap();
+        let config = dir.path().join("b.toml");
+        let store = if name == "redb" {
+            String::new()
+        } else {
+            let url = pg.create_db(&format!("bench{n}"));
+            format!("[store]\nbackend = \"postgres\"\nurl = \"{url}\"\npool = 4\n")
+        };
+        std::fs::write(&config, format!("id = \"bench1\"\n{store}")).unwrap();
+        let mut procs: Vec<(Child, String)> = (0..n).map(|_| serve(dir.path(), &config)).collect();
+        let urls: Vec<String> = procs.iter().map(|p| p.1.clone()).collect();
+        let (w, r) = rt.block_on(async {
+            let run = |write: bool| {
+                let urls = urls.clone();
+                async move {
+                    let t0 = Instant::now();
+                    let mut tasks = Vec::new();
+                    for k in 0..8usize {
+                        let c = Client::new(&urls[k % urls.len()], None).unwrap();
+                        tasks.push(tokio::spawn(async move {
+                            let mut conn = c.connect().await.unwrap();
+                            let (mut done, mut tried) = (0u64, 0u64);
+                            while t0.elapsed() < Duration::from_secs(3) {
+                                // Reads cycle over ids every run's writes reached.
+                                let id = format!("b{k}-{}", tried % 50);
+                                tried += 1;
+                                let ok = if write {
+                                    let body = device(&format!("2001:db8::{k}:{tried}"));
+                                    conn.request(Method::PUT, &format!("/v1/agents/{id}"), Some(&body))
+                                        .await
+                                } else {
+                                    conn.request(Method::GET, &format!("/v1/agents/{id}"), None).await
+                                }
+                                .is_ok_and(|r| r.status.is_success());
+                                done += ok as u64;
+                            }
+                            done
+                        }));
+                    }
+                    let mut total = 0;
+                    for t in tasks {
+                        total += t.await.unwrap();
+                    }
+                    total as f64 / t0.elapsed().as_secs_f64()
+                }
+            };
+            let w = run(true).await;
+            let r = run(false).await;
+            (w, r)
+        });
+        assert!(w > 0.0 && r > 0.0, "{name} x{n} made no progress");
+        rows.push(format!("| {name} | {n} | {w:.0} | {r:.0} |"));
+        for (c, _) in procs.iter_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+    println!(
+        "| backend | processes | writes/s | lookups/s |\n|---|---|---|---|\n{}",
+        rows.join("\n")
+    );
+}
