@@ -191,9 +191,33 @@ pub enum Scope {
     Admin,
 }
 
+/// A `[store] backend`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    #[default]
+    Redb,
+    Postgres,
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
+    /// Where records live: `redb` (one file in the data directory, the
+    /// default) or `postgres` (the database at `url`, which several
+    /// processes serving this center may share: shared authority).
+    pub backend: StoreBackend,
+    /// PostgreSQL connection URL (`postgres://user@host:port/db`); only with
+    /// `backend = "postgres"`.
+    pub url: String,
+    /// PostgreSQL connections this process opens (1..=256).
+    pub pool: usize,
+    /// Shared authority: how often an idle process takes up what the others
+    /// committed (its indexes, listings and watch streams lag this much).
+    pub follow_interval_ms: u64,
+    /// Shared authority: the lease of the process running the center's
+    /// timers; another takes them over this long after it dies.
+    pub timers_lease_ms: u64,
     /// Page cache of the embedded database, MiB.
     pub cache_mib: usize,
     /// Writes waiting for the writer; more get 503.
@@ -272,6 +296,11 @@ impl Default for ApiConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
+            backend: StoreBackend::Redb,
+            url: String::new(),
+            pool: 4,
+            follow_interval_ms: 200,
+            timers_lease_ms: 5000,
             cache_mib: 128,
             write_queue: 4096,
             write_batch_max: 1024,
@@ -372,6 +401,8 @@ impl Config {
             ("store.write_queue", self.store.write_queue as u64),
             ("store.write_batch_max", self.store.write_batch_max as u64),
             ("store.watch_history", self.store.watch_history),
+            ("store.follow_interval_ms", self.store.follow_interval_ms),
+            ("store.timers_lease_ms", self.store.timers_lease_ms),
             ("leases.sweep_interval_ms", self.leases.sweep_interval_ms),
             ("limits.max_record_bytes", self.limits.max_record_bytes as u64),
             ("limits.list_limit_default", self.limits.list_limit_default as u64),
@@ -381,6 +412,25 @@ impl Config {
             if v == 0 {
                 return Err(ConfigError(format!("{name} must be greater than 0")));
             }
+        }
+        match self.store.backend {
+            StoreBackend::Postgres if self.store.url.is_empty() => {
+                return Err(ConfigError("store.url: backend \"postgres\" needs a url".into()))
+            }
+            StoreBackend::Postgres if !(1..=regmesh_store::PG_POOL_MAX).contains(&self.store.pool) => {
+                return Err(ConfigError(format!(
+                    "store.pool must be 1..={}",
+                    regmesh_store::PG_POOL_MAX
+                )))
+            }
+            StoreBackend::Postgres if self.leases.renewal_extension_s > 0 => {
+                return Err(ConfigError(
+                    "leases.renewal_extension_s must be 0 with backend \"postgres\" (renewals kept in one \
+                     process's memory would be unknown to the process running the timers)"
+                        .into(),
+                ))
+            }
+            _ => {}
         }
         if self.limits.list_limit_default > self.limits.list_limit_max {
             return Err(ConfigError(
@@ -473,8 +523,28 @@ impl Config {
         for t in &mut c.api.tokens {
             t.token = "<redacted>".into();
         }
+        c.store.url = redact_url_password(&c.store.url);
         toml::to_string(&c).expect("config serializes")
     }
+}
+
+/// `url` with the password of `scheme://user:password@host` and of a
+/// `password=` parameter replaced by `<redacted>`.
+fn redact_url_password(url: &str) -> String {
+    let mut out = url.to_string();
+    if let Some(s) = out.find("://") {
+        let auth_end = out[s + 3..].find(['/', '?']).map_or(out.len(), |e| s + 3 + e);
+        if let Some(at) = out[s + 3..auth_end].rfind('@').map(|a| s + 3 + a) {
+            if let Some(colon) = out[s + 3..at].find(':').map(|c| s + 3 + c) {
+                out.replace_range(colon + 1..at, "<redacted>");
+            }
+        }
+    }
+    if let Some(p) = out.find("password=") {
+        let end = out[p..].find(['&', ' ']).map_or(out.len(), |e| p + e);
+        out.replace_range(p + "password=".len()..end, "<redacted>");
+    }
+    out
 }
 
 /// The host name, reduced to the characters a center id allows.
@@ -605,7 +675,27 @@ mod tests {
             token: "s3cr3t-s3cr3t-s3cr3t".into(),
             scopes: vec![Scope::Read],
         });
+        c.store.url = "postgres://rm:pw-s3cr3t@db:5432/regmesh?sslmode=disable&password=s3cr3t2".into();
         let t = c.to_toml_redacted();
-        assert!(!t.contains("s3cr3t") && t.contains("<redacted>"));
+        assert!(!t.contains("s3cr3t") && t.contains("<redacted>"), "{t}");
+        assert!(
+            t.contains("postgres://rm:<redacted>@db:5432/regmesh?sslmode=disable&password=<redacted>"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn postgres_backend_needs_url_and_pool() {
+        let c: Config = toml::from_str("id = \"c1\"").unwrap();
+        assert_eq!(c.store.backend, StoreBackend::Redb, "the default backend");
+        let c: Config = toml::from_str("id = \"c1\"\n[store]\nbackend = \"postgres\"").unwrap();
+        assert!(c.validate().unwrap_err().0.contains("store.url"));
+        let ok = "id = \"c1\"\n[store]\nbackend = \"postgres\"\nurl = \"postgres://u@h/d\"\npool = 8";
+        let c: Config = toml::from_str(ok).unwrap();
+        c.validate().unwrap();
+        assert_eq!((c.store.backend, c.store.pool), (StoreBackend::Postgres, 8));
+        let c: Config = toml::from_str(&ok.replace("pool = 8", "pool = 0")).unwrap();
+        assert!(c.validate().unwrap_err().0.contains("store.pool"));
+        assert!(toml::from_str::<Config>("id = \"c1\"\n[store]\nbackend = \"mysql\"").is_err());
     }
 }

@@ -148,6 +148,7 @@ async fn start(
             .await
     });
     let sweeper = crate::spawn::spawn(center.clone().run_sweeper());
+    tasks.push(crate::spawn::spawn(center.clone().run_shared()));
     tasks.extend(front_tasks.into_iter().map(crate::spawn::spawn));
     tracing::info!(id = center.id(), %addr, key = %center.public_key_hex(), "registry center serving");
     Ok(Running {

@@ -5,7 +5,7 @@
 //!
 //! Each check panics with a message naming the broken rule.
 
-use crate::{Store, WriteBatch};
+use crate::{Store, StoreError, WriteBatch};
 use std::path::Path;
 
 fn put(kind: &str, id: &str, v: &[u8]) -> WriteBatch {
@@ -31,6 +31,7 @@ pub fn run(fresh: &dyn Fn() -> Box<dyn Store>) {
     change_log(&*fresh());
     meta_cells(&*fresh());
     large_values(&*fresh());
+    fenced_batches(&*fresh());
 }
 
 /// Runs the checks for durable backends: what `apply` acknowledged is there
@@ -269,4 +270,38 @@ fn large_values(s: &dyn Store) {
     let big = vec![0xab; 256 * 1024];
     s.apply(&put("agent", "big", &big)).unwrap();
     assert_eq!(s.get("agent", "big").unwrap(), Some(big));
+}
+
+/// A batch with `expect_meta` applies only while the cell holds the value
+/// expected; otherwise it is refused whole with `Conflict`.
+fn fenced_batches(s: &dyn Store) {
+    let fenced = |want: Option<&[u8]>, next: &[u8], id: &str| {
+        let mut b = put("agent", id, b"v");
+        b.changes.push((id.len() as u64, b"c".to_vec()));
+        b.expect_meta = Some(("head".into(), want.map(|w| w.to_vec())));
+        b.meta.push(("head".into(), next.to_vec()));
+        b
+    };
+    s.apply(&fenced(None, b"1", "a")).expect("absent as expected");
+    assert_eq!(s.meta("head").unwrap().as_deref(), Some(&b"1"[..]));
+    for (want, id) in [(None, "bb"), (Some(&b"0"[..]), "ccc")] {
+        match s.apply(&fenced(want, b"2", id)) {
+            Err(StoreError::Conflict(k)) => assert_eq!(k, "head"),
+            other => panic!("a batch whose fence does not hold: {other:?}"),
+        }
+        assert_eq!(held(s, "agent", id), None, "a refused fenced batch wrote its record");
+        assert_eq!(
+            s.change_bounds().unwrap(),
+            Some((1, 1)),
+            "a refused fenced batch wrote a change"
+        );
+        assert_eq!(
+            s.meta("head").unwrap().as_deref(),
+            Some(&b"1"[..]),
+            "a refused batch moved the cell"
+        );
+    }
+    s.apply(&fenced(Some(b"1"), b"2", "dd")).expect("the fence holds");
+    assert_eq!(held(s, "agent", "dd").as_deref(), Some(&b"v"[..]));
+    assert_eq!(s.meta("head").unwrap().as_deref(), Some(&b"2"[..]));
 }

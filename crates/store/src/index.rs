@@ -50,6 +50,8 @@ struct KindIndex {
     order: BTreeSet<Arc<str>>,
     /// field → value → ids.
     terms: HashMap<&'static str, HashMap<Box<str>, BTreeSet<Arc<str>>>>,
+    /// With [`Index::track_terms`]: the terms each live id is indexed with.
+    terms_of: HashMap<Arc<str>, Vec<(&'static str, String)>>,
     live: usize,
 }
 
@@ -97,11 +99,33 @@ pub struct Index {
     /// Kind names and origins, one shared copy each (a million entries of
     /// the same few strings would otherwise each allocate their own).
     interned: std::collections::HashSet<Arc<str>>,
+    /// Keep each id's terms, for callers that update an id without the
+    /// version it replaces (a process following another's writes).
+    track_terms: bool,
 }
 
 impl Index {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An index that also remembers each live id's terms
+    /// ([`Index::terms_of`]), at the memory cost of one copy of them.
+    pub fn track_terms() -> Self {
+        Index {
+            track_terms: true,
+            ..Self::default()
+        }
+    }
+
+    /// The terms `(kind, id)` is indexed with, if tracked
+    /// ([`Index::track_terms`]); empty for an absent id or a tombstone.
+    pub fn terms_of(&self, kind: &str, id: &str) -> Vec<(&'static str, String)> {
+        self.kinds
+            .get(kind)
+            .and_then(|k| k.terms_of.get(id))
+            .cloned()
+            .unwrap_or_default()
     }
 
     fn intern(&mut self, s: &str) -> Arc<str> {
@@ -167,6 +191,13 @@ impl Index {
                     .insert(key.clone());
             }
         }
+        if self.track_terms {
+            if live {
+                k.terms_of.insert(key.clone(), new_terms.to_vec());
+            } else {
+                k.terms_of.remove(id);
+            }
+        }
         k.live = k.live + live as usize - was_live as usize;
         self.by_origin_seq
             .entry(entry.origin.clone())
@@ -224,6 +255,7 @@ impl Index {
     pub fn remove(&mut self, kind: &str, id: &str, old_terms: &[(&'static str, String)]) {
         let Some(k) = self.kinds.get_mut(kind) else { return };
         k.unindex(id, old_terms);
+        k.terms_of.remove(id);
         if let Some(e) = k.primary.remove(id) {
             if let Some(m) = self.by_origin_seq.get_mut(&e.origin) {
                 m.remove(&e.seq);

@@ -1,8 +1,9 @@
 //! Storage for regmesh: a byte-level [`Store`] trait keyed by `(kind, id)`,
 //! an append-only change log for watchers, and small metadata cells.
 //!
-//! Backends: [`RedbStore`] (embedded, single file, crash-safe; the default)
-//! and [`MemStore`] (volatile; for tests and simulation). Every backend must
+//! Backends: [`RedbStore`] (embedded, single file, crash-safe; the default),
+//! [`PgStore`] (PostgreSQL; one database several processes may share) and
+//! [`MemStore`] (volatile; for tests and simulation). Every backend must
 //! pass [`conformance`]. The store knows nothing about kinds or record
 //! formats: it stores opaque bytes, so adding a kind never touches it.
 //!
@@ -14,10 +15,12 @@
 pub mod conformance;
 mod index;
 mod mem;
+mod pg;
 mod redb_store;
 
 pub use index::{digest, Digest, Index, IndexEntry, Page};
 pub use mem::MemStore;
+pub use pg::{PgStore, PG_STORE_FORMAT, POOL_MAX as PG_POOL_MAX};
 pub use redb_store::RedbStore;
 
 use thiserror::Error;
@@ -29,6 +32,15 @@ pub enum StoreError {
     /// was not committed; state is as before the call.
     #[error("storage backend: {0}")]
     Backend(String),
+    /// The connection to a networked backend broke while a batch was being
+    /// committed: it may or may not be durable. Only [`Store::apply`] returns
+    /// this; read the state again before relying on either outcome.
+    #[error("storage backend: the commit's outcome is unknown (it may have been applied): {0}")]
+    CommitUnknown(String),
+    /// The batch's [`WriteBatch::expect_meta`] did not hold: another writer
+    /// on the same store committed first. Nothing of the batch was applied.
+    #[error("storage conflict: metadata cell {0:?} changed since it was read; nothing was applied")]
+    Conflict(String),
     /// Stored data is not what this version of regmesh wrote. State unchanged.
     #[error("storage is corrupt: {0}")]
     Corrupt(String),
@@ -99,6 +111,10 @@ pub struct WriteBatch {
     /// applied (which makes it durable too, in order). For copies that can
     /// be fetched again, such as other centers' records.
     pub relaxed: bool,
+    /// Apply only if metadata cell `.0` holds `.1` (`None`: absent) at
+    /// commit; else nothing is applied and [`StoreError::Conflict`] returned.
+    /// Several processes writing one store fence their batches with it.
+    pub expect_meta: Option<(String, Option<Vec<u8>>)>,
 }
 
 impl WriteBatch {
@@ -120,7 +136,11 @@ impl WriteBatch {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty() && self.changes.is_empty() && self.trim_changes_below.is_none() && self.meta.is_empty()
+        self.records.is_empty()
+            && self.changes.is_empty()
+            && self.trim_changes_below.is_none()
+            && self.meta.is_empty()
+            && self.expect_meta.is_none()
     }
 }
 
@@ -153,6 +173,6 @@ pub trait Store: Send + Sync + 'static {
     /// One metadata cell.
     fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
 
-    /// Short backend name for status output (`redb`, `memory`).
+    /// Short backend name for status output (`redb`, `postgres`, `memory`).
     fn backend(&self) -> &'static str;
 }

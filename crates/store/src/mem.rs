@@ -27,6 +27,11 @@ impl MemStore {
 impl Store for MemStore {
     fn apply(&self, b: &WriteBatch) -> Result<(), StoreError> {
         let mut g = self.inner.write().expect("memstore lock");
+        if let Some((k, want)) = &b.expect_meta {
+            if g.meta.get(k) != want.as_ref() {
+                return Err(StoreError::Conflict(k.clone()));
+            }
+        }
         // In order: a later op on a key overrides an earlier one.
         for op in &b.records {
             match op {

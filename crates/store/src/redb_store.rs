@@ -76,6 +76,14 @@ impl Store for RedbStore {
         if b.relaxed {
             w.set_durability(Durability::None).map_err(be)?;
         }
+        if let Some((k, want)) = &b.expect_meta {
+            let meta = w.open_table(META).map_err(be)?;
+            let held = meta.get(k.as_str()).map_err(be)?.map(|v| v.value().to_vec());
+            if held != *want {
+                // Dropping the transaction aborts it: nothing is written.
+                return Err(StoreError::Conflict(k.clone()));
+            }
+        }
         {
             let mut records = w.open_table(RECORDS).map_err(be)?;
             // In order: a later op on a key overrides an earlier one.

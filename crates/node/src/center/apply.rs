@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 
 /// An op for the writer. Clients submit `Put`, `Delete` and `Heartbeat`
 /// through [`Center::write`](super::Center::write); the rest are internal.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum WriteOp {
     /// Create or replace with a validated body. `if_version`: only if the
     /// current version is this one (HTTP `If-Match`).
@@ -51,6 +51,10 @@ pub enum WriteOp {
     /// Internal: stop the writer once everything queued before is committed.
     #[doc(hidden)]
     Close,
+    /// Internal (shared authority): take up what other processes committed.
+    /// The writer follows before every batch; this op only wakes it.
+    #[doc(hidden)]
+    Follow,
 }
 
 /// Result of an accepted write.
@@ -144,7 +148,7 @@ impl Shared {
         };
         let kind = self.kind(kind_name).ok_or_else(not_found)?;
         match op {
-            WriteOp::Forget { .. } | WriteOp::Close => Ok(Applied::Nothing),
+            WriteOp::Forget { .. } | WriteOp::Close | WriteOp::Follow => Ok(Applied::Nothing),
             WriteOp::Put {
                 prepared,
                 if_version,

@@ -8,7 +8,7 @@
 
 use super::events::Event;
 use super::writer::{
-    Pending, ReplyTo, Slot, WriterState, CHANGE_RESERVE, CHANGE_RESERVED_META, PARALLEL_SIGN_MIN, PURGED_META,
+    Pending, Results, Slot, WriterState, CHANGE_RESERVE, CHANGE_RESERVED_META, PARALLEL_SIGN_MIN, PURGED_META,
     RELAXED_FOR_MS,
 };
 use super::{Outcome, Shared, WriteError};
@@ -76,24 +76,25 @@ impl Shared {
         &self,
         now: u64,
         keys: impl Iterator<Item = &'a (String, String)>,
-        replies: Vec<(Option<ReplyTo>, Result<Outcome, WriteError>)>,
+        replies: Results,
         err: &WriteError,
-    ) {
+    ) -> Results {
         let mut dl = self.deadlines.lock().expect("deadlines lock");
         for (k, i) in keys {
             dl.set(k, i, Some(now + 1000));
         }
         drop(dl);
-        for (reply, res) in replies {
-            let res = match res {
-                Ok(Outcome::Nothing) => Ok(Outcome::Nothing),
-                Ok(_) => Err(err.clone()),
-                Err(e) => Err(e),
-            };
-            if let Some(r) = reply {
-                let _ = r.send(res);
-            }
-        }
+        replies
+            .into_iter()
+            .map(|(at, res)| {
+                let res = match res {
+                    Ok(Outcome::Nothing) => Ok(Outcome::Nothing),
+                    Ok(_) => Err(err.clone()),
+                    Err(e) => Err(e),
+                };
+                (at, res)
+            })
+            .collect()
     }
 
     /// A batch is committed: the indexes and deadlines take each touched

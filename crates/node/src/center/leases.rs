@@ -57,6 +57,10 @@ impl Center {
     /// Queues sweeps for deadlines that have passed, at most
     /// `store.write_batch_max` per call. Returns how many.
     pub async fn sweep_due(&self) -> usize {
+        // Shared authority: only the process holding the timers lease.
+        if !self.runs_timers() {
+            return 0;
+        }
         let due = self
             .shared
             .deadlines

@@ -13,11 +13,11 @@
 //! indexes, counters or clock ahead of the store; apply a version from
 //! another center that failed its checks.
 
-use crate::config::Config;
+use crate::config::{Config, StoreBackend};
 use crate::metrics::Metrics;
 use regmesh_core::sign::key_hex;
 use regmesh_core::{Hlc, HlcClock, Identity, Kind, Kinds, Record, VerifyingKey};
-use regmesh_store::{Index, RedbStore, Store, WriteBatch};
+use regmesh_store::{Index, PgStore, RedbStore, Store, WriteBatch};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -28,9 +28,11 @@ mod apply;
 mod commit;
 mod errors;
 mod events;
+mod follow;
 mod format;
 mod identity;
 mod leases;
+mod owner;
 mod reads;
 mod rebuild;
 mod replica;
@@ -87,6 +89,9 @@ pub struct Settings {
     pub sweep_interval_ms: u64,
     /// `leases.renewal_extension_s` in ms.
     pub renewal_extension_ms: u64,
+    /// Shared authority: `store.follow_interval_ms`, `store.timers_lease_ms`.
+    pub follow_interval_ms: u64,
+    pub timers_lease_ms: u64,
 }
 
 impl Settings {
@@ -100,6 +105,8 @@ impl Settings {
             tombstone_horizon_ms: c.leases.tombstone_horizon_s.saturating_mul(1000),
             sweep_interval_ms: c.leases.sweep_interval_ms,
             renewal_extension_ms: c.leases.renewal_extension_s.saturating_mul(1000),
+            follow_interval_ms: c.store.follow_interval_ms,
+            timers_lease_ms: c.store.timers_lease_ms,
         }
     }
 }
@@ -135,6 +142,14 @@ struct Shared {
     /// False while the mesh says this center is `inactive` (DRiP §5.7):
     /// client writes are refused and the sweeper defers own expiries.
     accepting: AtomicBool,
+    /// Several processes serve this center from one store (`[store] backend
+    /// = "postgres"`): see `follow` and `owner`.
+    shared_authority: bool,
+    /// Shared authority: this process runs the center's timers until this
+    /// time (ms; the lease it holds). Always `u64::MAX` otherwise.
+    timers_until_ms: AtomicU64,
+    /// A random number naming this process among those sharing the store.
+    process: u64,
     settings: Settings,
     metrics: Arc<Metrics>,
 }
@@ -194,7 +209,12 @@ impl Center {
         })?;
         let store: Arc<dyn Store> = match store {
             Some(s) => s,
-            None => Arc::new(RedbStore::open(&cfg.data_dir.join(DB_FILE), cfg.store.cache_mib << 20)?),
+            None => match cfg.store.backend {
+                StoreBackend::Redb => {
+                    Arc::new(RedbStore::open(&cfg.data_dir.join(DB_FILE), cfg.store.cache_mib << 20)?)
+                }
+                StoreBackend::Postgres => Arc::new(PgStore::open(&cfg.store.url, cfg.store.pool)?),
+            },
         };
         // Refuses a newer format before anything is written.
         let format = format::stored_format(&*store)?;
@@ -243,6 +263,7 @@ impl Center {
             _ => 0,
         };
         let (first_change, change) = store.change_bounds()?.unwrap_or((1, 0));
+        let log_end = change;
         let change_reserved = match store.meta(CHANGE_RESERVED_META)? {
             Some(b) if b.len() == 8 => u64::from_be_bytes(b.try_into().unwrap()),
             _ => 0,
@@ -257,6 +278,14 @@ impl Center {
             .meta("watermarks")?
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
+        let shared_authority = cfg.store.backend == StoreBackend::Postgres;
+        let fence = if shared_authority {
+            store.meta(follow::SHARED_HEAD_META)?
+        } else {
+            None
+        };
+        // Another process may have numbered changes above this log's end.
+        let change = change.max(fence.as_deref().map_or(0, follow::fence_change));
         let (events, _) = broadcast::channel(4096);
         let shared = Arc::new(Shared {
             id: cfg.id.clone(),
@@ -264,7 +293,11 @@ impl Center {
             keys: RwLock::new(keys),
             kinds,
             store,
-            index: RwLock::new(Index::new()),
+            index: RwLock::new(if shared_authority {
+                Index::track_terms()
+            } else {
+                Index::new()
+            }),
             deadlines: Mutex::new(Deadlines::default()),
             renewed: Mutex::new(HashMap::new()),
             started_ms: now_ms(),
@@ -274,6 +307,9 @@ impl Center {
             purged: RwLock::new(purged.clone()),
             saved_marks: RwLock::new(saved_marks),
             accepting: AtomicBool::new(true),
+            shared_authority,
+            timers_until_ms: AtomicU64::new(if shared_authority { 0 } else { u64::MAX }),
+            process: owner::process_nonce(),
             settings,
             metrics,
         });
@@ -293,6 +329,12 @@ impl Center {
             purged_dirty: false,
             change_reserved,
             last_durable: tokio::time::Instant::now(),
+            follower: shared_authority.then(|| follow::Follower {
+                fence,
+                followed: log_end,
+                commits: 0,
+                process: shared.process,
+            }),
         };
         let (tx, rx) = mpsc::channel(shared.settings.write_queue);
         let w = shared.clone();

@@ -114,6 +114,9 @@ impl Shared {
     /// Reads `(kind, id)` from the store and checks it against the index
     /// digest. None for absent or tombstone.
     pub(super) fn read_verified(&self, kind: &str, id: &str) -> Result<Option<Record>, ReadError> {
+        if self.shared_authority {
+            return self.read_shared(kind, id);
+        }
         let mut last_digest = None;
         for attempt in 0..5 {
             let entry = self.index.read().expect("index lock").get(kind, id).cloned();

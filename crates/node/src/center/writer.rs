@@ -15,10 +15,11 @@
 
 use super::apply::{Applied, WriteOp};
 use super::events::{encode_event, DeleteReason, Event, EventType};
+use super::follow::Follower;
 use super::{now_ms, Center, Outcome, Shared, WriteError};
 use regmesh_core::codec::{self, canonical_json};
 use regmesh_core::{HlcClock, Record};
-use regmesh_store::{digest, Digest, WriteBatch};
+use regmesh_store::{digest, Digest, StoreError, WriteBatch};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -36,6 +37,19 @@ pub(super) struct Op {
     /// single writer does not spend its time on it.
     pub(super) canonical: Option<String>,
     pub(super) reply: Option<ReplyTo>,
+}
+
+impl Op {
+    /// The op without its reply (to build a batch again after a conflict).
+    fn copy(&self) -> Op {
+        Op {
+            kind: self.kind.clone(),
+            id: self.id.clone(),
+            op: self.op.clone(),
+            canonical: self.canonical.clone(),
+            reply: None,
+        }
+    }
 }
 
 /// The writer's private clock and counters.
@@ -57,6 +71,8 @@ pub(super) struct WriterState {
     /// time in the whole-node simulation, so a seed replays which commits
     /// were relaxed; the system's monotonic clock otherwise).
     pub(super) last_durable: tokio::time::Instant,
+    /// Shared authority only: where this process stands among the others.
+    pub(super) follower: Option<Follower>,
 }
 
 /// The per-key state of one batch: the record before the batch and after the
@@ -76,7 +92,8 @@ pub(super) struct Pending {
     pub(super) typ: EventType,
     pub(super) reason: Option<DeleteReason>,
     pub(super) done: Done,
-    pub(super) reply: Option<ReplyTo>,
+    /// The op's place in its batch.
+    pub(super) at: usize,
 }
 
 /// One record change of a batch, in op order.
@@ -125,12 +142,22 @@ pub(super) const CHANGE_RESERVE: u64 = 4096;
 /// next durable one, at the latest this long after the previous.
 pub(super) const RELAXED_FOR_MS: u128 = 1000;
 
+/// Shared authority: how often a batch is built again after another process
+/// committed first, before its writes fail.
+const CONFLICT_RETRIES: usize = 32;
+
+/// The outcome of each op of a batch, by its place in the batch.
+pub(super) type Results = Vec<(usize, Result<Outcome, WriteError>)>;
+
 impl Center {
     /// Queues a write and waits for it to be durable. Refuses at once when
     /// the queue is full, and client writes (put, delete, heartbeat) while
     /// the center is `inactive` ([`Center::set_accepting_writes`]).
     pub async fn write(&self, kind: &str, id: &str, op: WriteOp) -> Result<Outcome, WriteError> {
-        if matches!(op, WriteOp::Merge(_) | WriteOp::Forget { .. } | WriteOp::Close) {
+        if matches!(
+            op,
+            WriteOp::Merge(_) | WriteOp::Forget { .. } | WriteOp::Close | WriteOp::Follow
+        ) {
             return Err(WriteError::Invalid(
                 "versions from other centers go through apply_remote and forget".into(),
             ));
@@ -212,6 +239,12 @@ impl Shared {
             .get(kind, id)
             .map_err(|e| WriteError::Storage(e.to_string()))?;
         match bytes {
+            // Shared authority: the timer owner purged this tombstone (a
+            // purge logs no change for the others to follow).
+            None if self.shared_authority && entry.deleted => {
+                self.index.write().expect("index lock").remove(kind, id, &[]);
+                Ok(None)
+            }
             Some(b) if digest(&b) == entry.digest => codec::decode(&b)
                 .map(Some)
                 .map_err(|e| WriteError::Storage(e.to_string())),
@@ -285,14 +318,51 @@ impl Shared {
         false
     }
 
-    /// Applies `ops` in order, commits once, then publishes and answers.
-    pub(super) fn commit_batch(&self, st: &mut WriterState, ops: Vec<Op>) {
+    /// Applies `ops` in order, commits once, then publishes and answers. In
+    /// shared authority mode it first follows the other processes, and
+    /// builds the batch again when one of them committed first.
+    pub(super) fn commit_batch(&self, st: &mut WriterState, mut ops: Vec<Op>) {
+        let reply_to: Vec<Option<ReplyTo>> = ops.iter_mut().map(|o| o.reply.take()).collect();
+        let mut attempt = 0;
+        let results = loop {
+            if let Err(e) = self.follow(st) {
+                // Building on a state that may be stale could reuse numbers.
+                let err = WriteError::Storage(format!("following the other processes: {e}"));
+                break (0..ops.len()).map(|at| (at, Err(err.clone()))).collect();
+            }
+            let this = match st.follower {
+                Some(_) => ops.iter().map(Op::copy).collect(),
+                None => std::mem::take(&mut ops),
+            };
+            match self.try_batch(st, this) {
+                Ok(r) => break r,
+                Err(e) => {
+                    attempt += 1;
+                    if attempt > CONFLICT_RETRIES {
+                        tracing::error!("batch given up after {attempt} conflicts: {e}");
+                        let err = WriteError::Storage(e.to_string());
+                        break (0..ops.len()).map(|at| (at, Err(err.clone()))).collect();
+                    }
+                }
+            }
+        };
+        let mut reply_to = reply_to;
+        for (at, res) in results {
+            if let Some(r) = reply_to.get_mut(at).and_then(Option::take) {
+                let _ = r.send(res);
+            }
+        }
+    }
+
+    /// One attempt at a batch: its results, or the conflict that refused it
+    /// (shared authority; nothing of it happened, `st` is as before).
+    fn try_batch(&self, st: &mut WriterState, ops: Vec<Op>) -> Result<Results, StoreError> {
         let now = now_ms();
         let before_state = st.clone();
         let mut slots: HashMap<(String, String), Slot> = HashMap::new();
         let mut batch = WriteBatch::default();
         let mut events: Vec<Event> = Vec::new();
-        let mut replies: Vec<(Option<ReplyTo>, Result<Outcome, WriteError>)> = Vec::with_capacity(ops.len());
+        let mut replies: Results = Vec::with_capacity(ops.len());
         // Sweeps that found nothing due (re-arm from the record) and sweeps
         // that could not load the record (look again in a second).
         let mut resweep: Vec<(String, String)> = Vec::new();
@@ -310,7 +380,11 @@ impl Shared {
             WriteOp::Forget { .. } => true,
             _ => false,
         });
-        for op in ops {
+        for (at, op) in ops.into_iter().enumerate() {
+            if matches!(op.op, WriteOp::Follow) {
+                replies.push((at, Ok(Outcome::Nothing)));
+                continue;
+            }
             let key = (op.kind.clone(), op.id.clone());
             if !slots.contains_key(&key) {
                 match self.load_for_write(&op.kind, &op.id) {
@@ -329,7 +403,7 @@ impl Shared {
                         if matches!(op.op, WriteOp::Sweep) {
                             retry.push(key);
                         }
-                        replies.push((op.reply, Err(e)));
+                        replies.push((at, Err(e)));
                         continue;
                     }
                 }
@@ -354,7 +428,7 @@ impl Shared {
                         typ,
                         reason,
                         done: outcome,
-                        reply: op.reply,
+                        at,
                     });
                 }
                 Ok(Applied::Purge) => {
@@ -369,7 +443,7 @@ impl Shared {
                     slot.after = None;
                     slot.after_digest = None;
                     slot.touched = true;
-                    replies.push((op.reply, Ok(Outcome::Nothing)));
+                    replies.push((at, Ok(Outcome::Nothing)));
                 }
                 Ok(Applied::Forget(record)) => {
                     steps.push(Step::Remove(key.clone()));
@@ -382,7 +456,7 @@ impl Shared {
                     batch
                         .changes
                         .push((st.change, encode_event(typ, reason, &codec::encode(&record))));
-                    replies.push((op.reply, Ok(Outcome::Deleted(record.clone()))));
+                    replies.push((at, Ok(Outcome::Deleted(record.clone()))));
                     events.push(Event {
                         no: st.change,
                         typ,
@@ -394,18 +468,18 @@ impl Shared {
                     if is_sweep {
                         resweep.push(key);
                     }
-                    replies.push((op.reply, Ok(Outcome::Nothing)));
+                    replies.push((at, Ok(Outcome::Nothing)));
                 }
                 Ok(Applied::Deferred) => {
                     retry.push(key);
-                    replies.push((op.reply, Ok(Outcome::Nothing)));
+                    replies.push((at, Ok(Outcome::Nothing)));
                 }
                 Ok(Applied::Renewed(record)) => {
                     // The lease deadline moves; nothing is written.
                     resweep.push(key);
-                    replies.push((op.reply, Ok(Outcome::Renewed(record))));
+                    replies.push((at, Ok(Outcome::Renewed(record))));
                 }
-                Err(e) => replies.push((op.reply, Err(e))),
+                Err(e) => replies.push((at, Err(e))),
             }
         }
 
@@ -419,7 +493,7 @@ impl Shared {
             batch.changes.push((st.change, encode_event(p.typ, p.reason, &bytes)));
             let d = digest(&bytes);
             signed.push(Some((p.record.clone(), bytes, d)));
-            replies.push((p.reply, Ok(p.done.with(&p.record))));
+            replies.push((p.at, Ok(p.done.with(&p.record))));
             events.push(Event {
                 no: st.change,
                 typ: p.typ,
@@ -450,18 +524,22 @@ impl Shared {
         }
         if !batch.records.is_empty() || st.purged_dirty {
             self.seal(st, &mut batch, relaxed);
+            self.fence(st, &mut batch);
             let t0 = Instant::now();
             if let Err(e) = self.store.apply(&batch) {
-                tracing::error!("commit of {} writes failed: {e}", batch.records.len());
                 *st = before_state;
-                self.fail(
+                if matches!(e, StoreError::Conflict(_)) {
+                    return Err(e);
+                }
+                tracing::error!("commit of {} writes failed: {e}", batch.records.len());
+                return Ok(self.fail(
                     now,
                     slots.keys().chain(retry.iter()),
                     replies,
                     &WriteError::Storage(e.to_string()),
-                );
-                return;
+                ));
             }
+            self.fenced_commit_done(st, &batch);
             self.metrics.observe_commit(batch.records.len(), t0.elapsed());
             if !batch.relaxed {
                 st.last_durable = tokio::time::Instant::now();
@@ -481,10 +559,6 @@ impl Shared {
                 dl.set(&k, &i, Some(now + 1000));
             }
         }
-        for (reply, res) in replies {
-            if let Some(r) = reply {
-                let _ = r.send(res);
-            }
-        }
+        Ok(replies)
     }
 }
