@@ -200,6 +200,14 @@ enum AgentCmd {
     Rm { id: String },
     /// Heartbeat: renew the lease and mark online.
     Beat { id: String },
+    /// Mark agent ID an alias of agent OF (at ID's origin center), show
+    /// the alias (without OF), or remove it (--remove).
+    Alias {
+        id: String,
+        of: Option<String>,
+        #[arg(long, conflicts_with = "of")]
+        remove: bool,
+    },
 }
 
 fn effective_config(a: &ServeArgs) -> Result<Config> {
@@ -524,6 +532,17 @@ async fn agent(conn: ConnArgs, cmd: AgentCmd) -> Result<std::process::ExitCode> 
             client
                 .request(Method::POST, &format!("/v1/agents/{}/heartbeat", enc(&id)?), None)
                 .await?
+        }
+        AgentCmd::Alias { id, of, remove } => {
+            let path = format!("/v1/agents/{}/alias", enc(&id)?);
+            match (of, remove) {
+                (Some(of), _) => {
+                    let body = json!({"of": enc(&of)?});
+                    client.request(Method::PUT, &path, Some(&body)).await?
+                }
+                (None, true) => client.request(Method::DELETE, &path, None).await?,
+                (None, false) => client.request(Method::GET, &path, None).await?,
+            }
         }
         AgentCmd::Ls {
             capability,

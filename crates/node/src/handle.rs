@@ -16,6 +16,7 @@ use crate::metrics::{MetricError, MetricType};
 use crate::peer::mesh::{Mesh, VoteOutcome};
 use regmesh_core::{Creation, Hlc, Kind, Prepared, Record};
 pub use regmesh_proto::lifecycle::PeerState;
+pub use regmesh_proto::policy::ExportPolicy;
 use serde_json::Value;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -316,6 +317,14 @@ impl NodeHandle {
                 .map(|(id, state)| PeerInfo { id, state })
                 .collect(),
         }
+    }
+
+    /// What this center exports to peer `peer` (kinds and visibility
+    /// groups); None if it is not a configured peer. Fronts answering a
+    /// peer's RFI with records must answer only what this policy allows.
+    pub fn export_policy(&self, peer: &str) -> Option<ExportPolicy> {
+        let mesh = self.core.mesh.as_ref()?;
+        mesh.peer(peer).map(|p| p.policy().clone())
     }
 
     /// Sends a NOTIFY or RFI of type `typ` with `fields` (a JSON object) to

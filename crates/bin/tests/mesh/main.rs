@@ -3,10 +3,11 @@
 //! (the DRiP draft's requests).
 
 //!
-//! One test binary (`--test mesh`), one file per scenario family: `line`,
+//! One test binary (`--test mesh`), one file per scenario family: `alias`, `line`,
 //! `full`, `sync`, `cut`, `diagnose`. Processes, ports and proxies come from the shared
 //! harness; this file keeps only what these scenarios share.
 
+mod alias;
 mod cut;
 mod diagnose;
 mod full;

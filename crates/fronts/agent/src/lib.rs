@@ -7,8 +7,10 @@
 //! on by default, so a config without the section runs it.
 //!
 //! Must never: reach into the center, the mesh or the store, or write a kind
-//! other than `agent`.
+//! other than `agent` and `agent.alias`.
 
+pub mod alias;
+pub mod alias_kind;
 pub mod duplicates;
 pub mod kind;
 pub mod limits;
@@ -45,7 +47,7 @@ impl Front for AgentFront {
     }
 
     fn kinds(&self) -> Vec<Arc<dyn Kind>> {
-        vec![Arc::new(AgentKind)]
+        vec![Arc::new(AgentKind), Arc::new(alias_kind::AliasKind)]
     }
 
     fn routes(&self, node: &NodeHandle) -> axum::Router {
@@ -57,10 +59,11 @@ impl Front for AgentFront {
     }
 }
 
-/// A kind set holding only the agent kind, for tools that open a center
+/// A kind set holding the front's kinds (agents and their aliases), for tools that open a center
 /// without starting a node (`regmesh import`, tests, benchmarks).
 pub fn kinds() -> Kinds {
     let mut k = Kinds::default();
     k.register(Arc::new(AgentKind)).expect("one kind");
+    k.register(Arc::new(alias_kind::AliasKind)).expect("a second kind");
     k
 }

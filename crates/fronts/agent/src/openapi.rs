@@ -64,6 +64,26 @@ pub fn paths() -> Map<String, Value> {
                            "properties": {"groups": {"type": "array"}, "scanned": {"type": "integer"},
                                           "complete": {"type": "boolean"}}}))}}),
     );
+    let alias = json!({"type": "object", "required": ["id", "of", "origin", "version"],
+        "properties": {"id": {"type": "string"}, "of": {"type": "string"}, "origin": {"type": "string"},
+                       "version": {"type": "string"}, "counts": {"type": "boolean"}, "resolves_to": {"type": "string"}}});
+    let mut alias_put = json_responses("200", "replaced", alias.clone());
+    alias_put["201"] = json!({"description": "created", "content": {"application/json": {"schema": alias}}});
+    p.insert(
+        "/v1/agents/{id}/alias".into(),
+        json!({
+            "put": {"summary": "Mark agent {id} (owned by this center) an alias of another agent",
+                    "parameters": id,
+                    "requestBody": {"required": true, "content": {"application/json": {"schema":
+                        {"type": "object", "required": ["of"], "properties": {"of": {"type": "string"}}}}}},
+                    "responses": alias_put},
+            "get": {"summary": "The alias of agent {id}, whether it counts here, and what {id} resolves to",
+                    "parameters": id, "responses": json_responses("200", "the alias", alias)},
+            "delete": {"summary": "Agent {id} stands for itself again (at the alias's origin)", "parameters": id,
+                       "responses": {"204": {"description": "removed"},
+                                     "default": {"description": "an error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}}}
+        }),
+    );
     p.insert(
         "/v1/agents/{id}/heartbeat".into(),
         json!({"post": {"summary": "Renew the lease and mark online", "parameters": id,

@@ -16,7 +16,7 @@ use regmesh_core::kind::view_json;
 use regmesh_node::center::Outcome;
 use regmesh_node::error::ApiError;
 use regmesh_node::handle::ListQuery;
-use regmesh_node::http::{if_match, json_body, json_text, record_response, RecordId};
+use regmesh_node::http::{etag, if_match, json_body, json_text, record_response, RecordId};
 use regmesh_node::NodeHandle;
 use serde::Deserialize;
 
@@ -27,6 +27,12 @@ pub fn router(node: NodeHandle) -> Router {
         .route("/v1/agents", get(list_agents))
         .route("/v1/agents/{id}", put(put_agent).get(get_agent).delete(delete_agent))
         .route("/v1/agents/{id}/heartbeat", post(heartbeat))
+        .route(
+            "/v1/agents/{id}/alias",
+            put(crate::alias::put)
+                .get(crate::alias::get)
+                .delete(crate::alias::delete),
+        )
         .route("/v1/duplicates", get(crate::duplicates::list))
         .with_state(node)
 }
@@ -62,9 +68,18 @@ async fn put_agent(
     }
 }
 
+/// One agent; an alias answers its canonical agent, with `resolved_from`.
 async fn get_agent(State(node): State<NodeHandle>, RecordId(id): RecordId) -> Result<Response, ApiError> {
-    match node.get(AGENT, &id)? {
-        Some(r) => Ok(record_response(StatusCode::OK, &r, node.is_stale(&r))),
+    let canonical = crate::alias::resolve(&node, &id)?;
+    match node.get(AGENT, &canonical)? {
+        Some(r) if canonical == id => Ok(record_response(StatusCode::OK, &r, node.is_stale(&r))),
+        Some(r) => {
+            let mut v = regmesh_core::kind::view(&r, node.is_stale(&r));
+            v["resolved_from"] = serde_json::Value::String(id);
+            let mut resp = axum::Json(v).into_response();
+            resp.headers_mut().insert(header::ETAG, etag(&r));
+            Ok(resp)
+        }
         None => Err(ApiError::not_found(format!("agent {id} does not exist"))),
     }
 }
@@ -119,12 +134,19 @@ async fn list_agents(
             limit: q.limit,
         },
     )?;
+    // An alias is not listed: its canonical agent answers for it.
+    let aliases = crate::alias::any(&node)?;
     let mut out = String::with_capacity(page.records.iter().map(|r| r.body.len() + 256).sum::<usize>() + 64);
     out.push_str("{\"items\":[");
-    for (i, r) in page.records.iter().enumerate() {
-        if i > 0 {
+    let mut first = true;
+    for r in &page.records {
+        if aliases && crate::alias::resolve(&node, &r.id)? != r.id {
+            continue;
+        }
+        if !first {
             out.push(',');
         }
+        first = false;
         out.push_str(&view_json(r, node.is_stale(r)));
     }
     out.push_str("],\"next_cursor\":");
