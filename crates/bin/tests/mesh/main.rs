@@ -4,7 +4,7 @@
 
 //!
 //! One test binary (`--test mesh`), one file per scenario family: `alias`, `line`,
-//! `full`, `sync`, `cut`, `diagnose`. Processes, ports and proxies come from the shared
+//! `full`, `sync`, `cut`, `diagnose`, `scope`. Processes, ports and proxies come from the shared
 //! harness; this file keeps only what these scenarios share.
 
 mod alias;
@@ -14,6 +14,7 @@ mod full;
 mod line;
 #[path = "../peer_harness/mod.rs"]
 mod peer_harness;
+mod scope;
 mod sync;
 
 pub use peer_harness::*;

@@ -12,8 +12,12 @@
 pub mod alias;
 pub mod alias_kind;
 pub mod duplicates;
+pub mod fetch_cache;
 pub mod kind;
 pub mod limits;
+pub mod mesh_answer;
+pub mod mesh_query;
+pub mod mesh_routes;
 pub mod openapi;
 pub mod routes;
 
@@ -21,6 +25,7 @@ pub use kind::{AgentKind, AGENT};
 
 use regmesh_core::{Kind, Kinds};
 use regmesh_node::front::Front;
+use regmesh_node::messages::PeerMessage;
 use regmesh_node::NodeHandle;
 use std::sync::Arc;
 
@@ -29,11 +34,14 @@ pub const NAME: &str = "agent";
 
 /// The agent registry front.
 #[derive(Default)]
-pub struct AgentFront;
+pub struct AgentFront {
+    /// Agents fetched from other centers by `?scope=mesh`.
+    cache: Arc<fetch_cache::FetchCache>,
+}
 
 impl AgentFront {
     pub fn new() -> Self {
-        AgentFront
+        Self::default()
     }
 }
 
@@ -50,8 +58,12 @@ impl Front for AgentFront {
         vec![Arc::new(AgentKind), Arc::new(alias_kind::AliasKind)]
     }
 
+    fn peer_messages(&self, node: &NodeHandle) -> Vec<PeerMessage> {
+        vec![mesh_answer::peer_message(node.clone())]
+    }
+
     fn routes(&self, node: &NodeHandle) -> axum::Router {
-        routes::router(node.clone())
+        routes::router(node.clone(), self.cache.clone())
     }
 
     fn openapi_paths(&self) -> serde_json::Map<String, serde_json::Value> {
