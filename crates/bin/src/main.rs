@@ -175,7 +175,12 @@ enum AgentCmd {
         if_version: Option<String>,
     },
     /// Show one agent.
-    Get { id: String },
+    Get {
+        id: String,
+        /// local (this center's copy) or mesh (also ask every peer).
+        #[arg(long)]
+        scope: Option<String>,
+    },
     /// List agents, optionally filtered.
     Ls {
         #[arg(long)]
@@ -195,6 +200,9 @@ enum AgentCmd {
         /// Follow next_cursor until the end.
         #[arg(long)]
         all: bool,
+        /// local (this center's copy) or mesh (also ask every peer; one page).
+        #[arg(long)]
+        scope: Option<String>,
     },
     /// Delete an agent.
     Rm { id: String },
@@ -514,9 +522,12 @@ async fn agent(conn: ConnArgs, cmd: AgentCmd) -> Result<std::process::ExitCode> 
             }
             c.send_raw(b.body(http_body_util::Full::new(body.into()))?).await?
         }
-        AgentCmd::Get { id } => {
+        AgentCmd::Get { id, scope } => {
+            let q = scope
+                .map(|s| format!("?scope={}", query_escape(&s)))
+                .unwrap_or_default();
             client
-                .request(Method::GET, &format!("/v1/agents/{}", enc(&id)?), None)
+                .request(Method::GET, &format!("/v1/agents/{}{q}", enc(&id)?), None)
                 .await?
         }
         AgentCmd::Rm { id } => {
@@ -552,6 +563,7 @@ async fn agent(conn: ConnArgs, cmd: AgentCmd) -> Result<std::process::ExitCode> 
             limit,
             cursor,
             all,
+            scope,
         } => {
             let mut params: Vec<(String, String)> = Vec::new();
             for (k, v) in [
@@ -560,6 +572,7 @@ async fn agent(conn: ConnArgs, cmd: AgentCmd) -> Result<std::process::ExitCode> 
                 ("status", status),
                 ("origin", origin),
                 ("cursor", cursor),
+                ("scope", scope),
             ] {
                 if let Some(v) = v {
                     params.push((k.into(), v));

@@ -111,6 +111,16 @@ async fn alias_answers_once_everywhere_and_resolves_the_duplicate() {
         assert_eq!(g["canonical"], "real0", "{name}: {g}");
         assert_eq!(g["aliases"], json!({"copy0": "real0"}), "{name}: {g}");
     }
+    let (_, d) = get(&c3, "/v1/duplicates").await;
+    println!(
+        "GET /v1/duplicates at c3:\n{}",
+        serde_json::to_string_pretty(&d).unwrap()
+    );
+    let (_, v) = get(&c3, "/v1/agents/copy0").await;
+    println!(
+        "GET /v1/agents/copy0 at c3:\n{}",
+        serde_json::to_string_pretty(&v).unwrap()
+    );
     let (s, a) = get(&c3, "/v1/agents/copy0/alias").await;
     assert_eq!(s, 200);
     assert_eq!(

@@ -76,6 +76,14 @@ async fn mesh_scope_fetches_from_the_origin_and_names_who_did_not_answer() {
     let (_, v) = get(&c2, "/v1/agents/home?scope=mesh").await;
     assert_eq!(v["mesh"], json!({"cached": true}), "{v}");
     assert!(v["cached_age_ms"].as_u64().is_some(), "{v}");
+    // The same through the CLI.
+    let out = Command::new(BIN)
+        .args(["agent", "get", "home", "--scope", "mesh", "--server", &url2])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("\"source\": \"c1\""), "{text}");
+    println!("$ regmesh agent get home --scope mesh --server <c2>\n{text}");
     // Still not a record at c2.
     assert_eq!(get(&c2, "/v1/agents/home").await.0, 404);
 
@@ -119,5 +127,9 @@ async fn mesh_scope_fetches_from_the_origin_and_names_who_did_not_answer() {
     assert_eq!(missing[0]["center"], "c3");
     assert!(!missing[0]["why"].as_str().unwrap().is_empty(), "{v}");
     assert_eq!(ids(&v), ["home", "open0", "other0", "secret"], "{v}");
+    println!(
+        "GET /v1/agents?scope=mesh&capability=translate at c2, c3 stopped:\n{}",
+        serde_json::to_string_pretty(&v).unwrap()
+    );
     let _ = url3;
 }
