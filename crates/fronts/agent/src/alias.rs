@@ -62,10 +62,15 @@ pub fn target(node: &NodeHandle, id: &str) -> Result<Option<String>, HandleError
 
 /// The canonical id of agent `id`: itself unless an alias of it counts.
 pub fn resolve(node: &NodeHandle, id: &str) -> Result<String, HandleError> {
+    resolve_with(id, |x| target(node, x))
+}
+
+/// [`resolve`] over any `target` (the id an id is an alias of, if any).
+pub fn resolve_with<E>(id: &str, mut target: impl FnMut(&str) -> Result<Option<String>, E>) -> Result<String, E> {
     let mut chain = vec![id.to_string()];
     loop {
         let cur = chain.last().expect("never empty").clone();
-        let Some(next) = target(node, &cur)? else {
+        let Some(next) = target(&cur)? else {
             return Ok(cur);
         };
         if let Some(pos) = chain.iter().position(|c| *c == next) {
@@ -152,4 +157,33 @@ pub async fn delete(State(node): State<NodeHandle>, RecordId(id): RecordId) -> R
     }
     node.delete(ALIAS, &id, None).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn resolve_in(aliases: &[(&str, &str)], id: &str) -> String {
+        let m: HashMap<&str, &str> = aliases.iter().copied().collect();
+        resolve_with::<()>(id, |x| Ok(m.get(x).map(|s| s.to_string()))).unwrap()
+    }
+
+    #[test]
+    fn chains_cycles_and_depth() {
+        assert_eq!(resolve_in(&[], "a"), "a");
+        assert_eq!(resolve_in(&[("c", "b"), ("b", "a")], "c"), "a");
+        // Two origins aliased each other's agents: both sides pick the least id.
+        let cycle = [("b", "a"), ("a", "b")];
+        assert_eq!(
+            (resolve_in(&cycle, "a"), resolve_in(&cycle, "b")),
+            ("a".into(), "a".into())
+        );
+        assert_eq!(resolve_in(&[("d", "c"), ("c", "b"), ("b", "c")], "d"), "b");
+        // Longer than DEPTH_MAX: the id stands for itself.
+        let ids: Vec<String> = (0..=DEPTH_MAX + 1).map(|i| format!("x{i:02}")).collect();
+        let long: Vec<(&str, &str)> = ids.windows(2).map(|w| (w[0].as_str(), w[1].as_str())).collect();
+        assert_eq!(resolve_in(&long, "x00"), "x00");
+        assert_eq!(resolve_in(&long[..3], "x00"), "x03");
+    }
 }
