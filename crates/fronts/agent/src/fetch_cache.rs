@@ -77,7 +77,7 @@ impl FetchCache {
     /// is not cached.
     pub fn put(&self, id: &str, item: Value, now: Instant) {
         let bytes = item.to_string().len() + id.len();
-        if bytes > self.bytes_max || self.entries_max == 0 {
+        if bytes > self.bytes_max || self.entries_max == 0 || self.ttl.is_zero() {
             return;
         }
         let mut g = self.inner.lock().expect("cache lock");
