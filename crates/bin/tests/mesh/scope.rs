@@ -3,7 +3,8 @@
 //! from the origin with that part cut out, then answered from the cache;
 //! a search merged from every center without duplicates and without
 //! leaking through a filter; a record for a group the asker is not in
-//! never answered; and a stopped center listed as not answering.
+//! never answered; a stopped center listed as not answering, and a silent
+//! one cut off by the deadline.
 
 use super::*;
 
@@ -16,14 +17,20 @@ fn ids(v: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Budget: three centers, four writes, one stopped center, under 30 s
-/// (mesh up, one propagation, mesh queries bounded by their 2 s deadline).
+/// Budget: three centers, four writes, one stopped center and one frozen
+/// link, under 30 s (mesh up, one propagation, mesh queries bounded by
+/// their 2 s deadline).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mesh_scope_fetches_from_the_origin_and_names_who_did_not_answer() {
     let dir = tempfile::tempdir().unwrap();
     init(dir.path(), 3, "full");
     // c2 is in group partners at c1; c3 is in no group anywhere.
     set_peer_field(dir.path(), "c1", "c2", "groups", r#"["partners"]"#);
+    // c2's calls to c1 run through a proxy the test freezes at the end.
+    let l21 = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let to1 = route_peer(dir.path(), "c2", "c1", l21.local_addr().unwrap().port());
+    let freeze21 = std::sync::Arc::new(Freeze::default());
+    tokio::spawn(freezable_proxy(l21, to1, freeze21.clone()));
     let (_p1, url1) = spawn(dir.path(), "c1");
     let (_p2, url2) = spawn(dir.path(), "c2");
     let (p3, url3) = spawn(dir.path(), "c3");
@@ -131,5 +138,25 @@ async fn mesh_scope_fetches_from_the_origin_and_names_who_did_not_answer() {
         "GET /v1/agents?scope=mesh&capability=translate at c2, c3 stopped:\n{}",
         serde_json::to_string_pretty(&v).unwrap()
     );
+
+    // c1 silent too (its link frozen): the deadline ends the wait, and c2
+    // answers from its own copy, naming both.
+    freeze21.set(true);
+    let t0 = Instant::now();
+    let (s, v) = get(&c2, "/v1/agents?scope=mesh&capability=translate").await;
+    let waited = t0.elapsed();
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["answered"], json!([]), "{v}");
+    let missing = v["not_answered"].as_array().unwrap();
+    assert_eq!(
+        (&missing[0]["center"], &missing[1]["center"]),
+        (&json!("c1"), &json!("c3")),
+        "{v}"
+    );
+    assert_eq!(missing[0]["why"], "no answer within 2000 ms", "{v}");
+    // The peer call's own timeout is 30 s: only the 2 s deadline ends it this soon.
+    assert!(waited < Duration::from_secs(10), "{waited:?}");
+    assert_eq!(ids(&v), ["open0", "other0", "secret"], "{v}");
+    freeze21.set(false);
     let _ = url3;
 }
