@@ -35,6 +35,20 @@ pub const ANSWER_BYTES_MAX: usize = 512 * 1024;
 /// The filters a search may carry (those of `GET /v1/agents`).
 pub const FILTERS: &[&str] = &["capability", "tag", "status", "origin"];
 
+/// A received `agent.query` is not one. Nothing was read or changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    /// `id` is not a string, or not a valid record id.
+    #[error("id: {0}")]
+    BadId(String),
+    /// A filter this query does not know.
+    #[error("unknown filter {0:?}")]
+    UnknownFilter(String),
+    /// A filter's value is not a string.
+    #[error("filter {0} must be a string")]
+    BadFilter(String),
+}
+
 /// What a peer asks.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Query {
@@ -58,18 +72,18 @@ impl Query {
     }
 
     /// Reads a query from a received message; the reason if it is not one.
-    pub fn from_message(msg: &Value) -> Result<Query, String> {
+    pub fn from_message(msg: &Value) -> Result<Query, QueryError> {
         if let Some(id) = msg.get("id") {
-            let id = id.as_str().ok_or("id must be a string")?;
-            regmesh_core::validate_record_id(id).map_err(|e| e.0)?;
+            let id = id.as_str().ok_or(QueryError::BadId("must be a string".into()))?;
+            regmesh_core::validate_record_id(id).map_err(|e| QueryError::BadId(e.0))?;
             return Ok(Query::Id(id.to_string()));
         }
         let mut filters = Vec::new();
         for (k, v) in msg.get("filters").and_then(Value::as_object).into_iter().flatten() {
             if !FILTERS.contains(&k.as_str()) {
-                return Err(format!("unknown filter {k:?}"));
+                return Err(QueryError::UnknownFilter(k.clone()));
             }
-            let v = v.as_str().ok_or_else(|| format!("filter {k} must be a string"))?;
+            let v = v.as_str().ok_or_else(|| QueryError::BadFilter(k.clone()))?;
             filters.push((k.clone(), v.to_string()));
         }
         let limit = msg.get("limit").and_then(Value::as_u64).unwrap_or(ITEMS_MAX as u64);
@@ -95,7 +109,7 @@ pub fn answer(node: &NodeHandle, from: &str, msg: &Value) -> PeerAnswer {
     };
     let query = match Query::from_message(msg) {
         Ok(q) => q,
-        Err(why) => return PeerAnswer::rejected(why),
+        Err(why) => return PeerAnswer::rejected(why.to_string()),
     };
     if !(policy.kinds.is_empty() || policy.kinds.contains(AGENT)) {
         return PeerAnswer::with_data(json!({"items": [], "truncated": false}));
