@@ -149,7 +149,37 @@ pub struct NodeHandle {
     core: Arc<Core>,
 }
 
+/// A [`NodeHandle`] that does not keep the node alive: what a front's
+/// peer-message handler holds (the mesh holds the handler, so a strong
+/// handle there would keep the center, its store included, open forever).
+#[derive(Clone)]
+pub struct WeakNodeHandle {
+    front: &'static str,
+    own: Arc<Vec<&'static str>>,
+    core: std::sync::Weak<Core>,
+}
+
+impl WeakNodeHandle {
+    /// The handle, while the node runs.
+    pub fn upgrade(&self) -> Option<NodeHandle> {
+        Some(NodeHandle {
+            front: self.front,
+            own: self.own.clone(),
+            core: self.core.upgrade()?,
+        })
+    }
+}
+
 impl NodeHandle {
+    /// A handle that does not keep the node alive ([`WeakNodeHandle`]).
+    pub fn downgrade(&self) -> WeakNodeHandle {
+        WeakNodeHandle {
+            front: self.front,
+            own: self.own.clone(),
+            core: Arc::downgrade(&self.core),
+        }
+    }
+
     pub(crate) fn new(
         front: &'static str,
         own: Vec<&'static str>,

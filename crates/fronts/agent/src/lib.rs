@@ -97,7 +97,7 @@ impl Front for AgentFront {
     }
 
     fn peer_messages(&self, node: &NodeHandle) -> Vec<PeerMessage> {
-        vec![mesh_answer::peer_message(node.clone())]
+        vec![mesh_answer::peer_message(node)]
     }
 
     fn routes(&self, node: &NodeHandle) -> axum::Router {

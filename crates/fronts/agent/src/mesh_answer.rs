@@ -94,11 +94,18 @@ impl Query {
     }
 }
 
-/// The RFI `agent.query`, answered by [`answer`].
-pub fn peer_message(node: NodeHandle) -> PeerMessage {
+/// The RFI `agent.query`, answered by [`answer`]. The handler holds the
+/// node weakly: the mesh holds the handler.
+pub fn peer_message(node: &NodeHandle) -> PeerMessage {
+    let weak = node.downgrade();
     PeerMessage::new(PeerVerb::Rfi, RFI_QUERY, move |from: String, msg: Value| {
-        let node = node.clone();
-        async move { answer(&node, &from, &msg) }
+        let node = weak.upgrade();
+        async move {
+            match node {
+                Some(node) => answer(&node, &from, &msg),
+                None => PeerAnswer::rejected("the center is shutting down"),
+            }
+        }
     })
 }
 
