@@ -38,6 +38,8 @@ pub const NAME: &str = "agent";
 pub struct AgentFront {
     /// Agents fetched from other centers by `?scope=mesh`.
     cache: Arc<fetch_cache::FetchCache>,
+    /// The routes' handle, weakly, for the `agent.query` handler.
+    node: Arc<std::sync::OnceLock<regmesh_node::handle::WeakNodeHandle>>,
 }
 
 impl AgentFront {
@@ -96,11 +98,13 @@ impl Front for AgentFront {
         vec![Arc::new(AgentKind), Arc::new(alias_kind::AliasKind)]
     }
 
-    fn peer_messages(&self, node: &NodeHandle) -> Vec<PeerMessage> {
-        vec![mesh_answer::peer_message(node)]
+    fn peer_messages(&self, _node: &NodeHandle) -> Vec<PeerMessage> {
+        vec![mesh_answer::peer_message(self.node.clone())]
     }
 
     fn routes(&self, node: &NodeHandle) -> axum::Router {
+        // Called once per node; a second call would keep the first handle.
+        let _ = self.node.set(node.downgrade());
         routes::router(node.clone(), self.cache.clone())
     }
 

@@ -21,10 +21,11 @@
 
 use crate::kind::AGENT;
 use regmesh_core::{Record, Visibility};
-use regmesh_node::handle::{ExportPolicy, ListQuery};
+use regmesh_node::handle::{ExportPolicy, ListQuery, WeakNodeHandle};
 use regmesh_node::messages::{PeerAnswer, PeerMessage, PeerVerb};
 use regmesh_node::NodeHandle;
 use serde_json::{json, Value};
+use std::sync::{Arc, OnceLock};
 
 /// The RFI type.
 pub const RFI_QUERY: &str = "agent.query";
@@ -94,16 +95,17 @@ impl Query {
     }
 }
 
-/// The RFI `agent.query`, answered by [`answer`]. The handler holds the
-/// node weakly: the mesh holds the handler.
-pub fn peer_message(node: &NodeHandle) -> PeerMessage {
-    let weak = node.downgrade();
+/// The RFI `agent.query`, answered by [`answer`] with the handle the
+/// front's routes run on (`node`, filled when they are built). The handler
+/// holds it weakly: the mesh holds the handler, and the routes keep the
+/// handle alive while the center serves.
+pub fn peer_message(node: Arc<OnceLock<WeakNodeHandle>>) -> PeerMessage {
     PeerMessage::new(PeerVerb::Rfi, RFI_QUERY, move |from: String, msg: Value| {
-        let node = weak.upgrade();
+        let node = node.get().and_then(WeakNodeHandle::upgrade);
         async move {
             match node {
                 Some(node) => answer(&node, &from, &msg),
-                None => PeerAnswer::rejected("the center is shutting down"),
+                None => PeerAnswer::rejected("the agent front is not serving"),
             }
         }
     })
