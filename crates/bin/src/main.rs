@@ -176,7 +176,12 @@ enum AgentCmd {
         if_version: Option<String>,
     },
     /// Show one agent.
-    Get { id: String },
+    Get {
+        id: String,
+        /// local (this center's copy) or mesh (also ask every peer).
+        #[arg(long)]
+        scope: Option<String>,
+    },
     /// List agents, optionally filtered.
     Ls {
         #[arg(long)]
@@ -196,11 +201,22 @@ enum AgentCmd {
         /// Follow next_cursor until the end.
         #[arg(long)]
         all: bool,
+        /// local (this center's copy) or mesh (also ask every peer; one page).
+        #[arg(long)]
+        scope: Option<String>,
     },
     /// Delete an agent.
     Rm { id: String },
     /// Heartbeat: renew the lease and mark online.
     Beat { id: String },
+    /// Mark agent ID an alias of agent OF (at ID's origin center), show
+    /// the alias (without OF), or remove it (--remove).
+    Alias {
+        id: String,
+        of: Option<String>,
+        #[arg(long, conflicts_with = "of")]
+        remove: bool,
+    },
 }
 
 fn effective_config(a: &ServeArgs) -> Result<Config> {
@@ -514,9 +530,12 @@ async fn agent(conn: ConnArgs, cmd: AgentCmd) -> Result<std::process::ExitCode> 
             }
             c.send_raw(b.body(http_body_util::Full::new(body.into()))?).await?
         }
-        AgentCmd::Get { id } => {
+        AgentCmd::Get { id, scope } => {
+            let q = scope
+                .map(|s| format!("?scope={}", query_escape(&s)))
+                .unwrap_or_default();
             client
-                .request(Method::GET, &format!("/v1/agents/{}", enc(&id)?), None)
+                .request(Method::GET, &format!("/v1/agents/{}{q}", enc(&id)?), None)
                 .await?
         }
         AgentCmd::Rm { id } => {
@@ -533,6 +552,17 @@ async fn agent(conn: ConnArgs, cmd: AgentCmd) -> Result<std::process::ExitCode> 
                 .request(Method::POST, &format!("/v1/agents/{}/heartbeat", enc(&id)?), None)
                 .await?
         }
+        AgentCmd::Alias { id, of, remove } => {
+            let path = format!("/v1/agents/{}/alias", enc(&id)?);
+            match (of, remove) {
+                (Some(of), _) => {
+                    let body = json!({"of": enc(&of)?});
+                    client.request(Method::PUT, &path, Some(&body)).await?
+                }
+                (None, true) => client.request(Method::DELETE, &path, None).await?,
+                (None, false) => client.request(Method::GET, &path, None).await?,
+            }
+        }
         AgentCmd::Ls {
             capability,
             tag,
@@ -541,6 +571,7 @@ async fn agent(conn: ConnArgs, cmd: AgentCmd) -> Result<std::process::ExitCode> 
             limit,
             cursor,
             all,
+            scope,
         } => {
             let mut params: Vec<(String, String)> = Vec::new();
             for (k, v) in [
@@ -549,6 +580,7 @@ async fn agent(conn: ConnArgs, cmd: AgentCmd) -> Result<std::process::ExitCode> 
                 ("status", status),
                 ("origin", origin),
                 ("cursor", cursor),
+                ("scope", scope),
             ] {
                 if let Some(v) = v {
                     params.push((k.into(), v));

@@ -16,6 +16,7 @@ use crate::metrics::{MetricError, MetricType};
 use crate::peer::mesh::{Mesh, VoteOutcome};
 use regmesh_core::{Creation, Hlc, Kind, Prepared, Record};
 pub use regmesh_proto::lifecycle::PeerState;
+pub use regmesh_proto::policy::ExportPolicy;
 use serde_json::Value;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -161,7 +162,37 @@ pub struct NodeHandle {
     core: Arc<Core>,
 }
 
+/// A [`NodeHandle`] that does not keep the node alive: what a front's
+/// peer-message handler holds (the mesh holds the handler, so a strong
+/// handle there would keep the center, its store included, open forever).
+#[derive(Clone)]
+pub struct WeakNodeHandle {
+    front: &'static str,
+    own: Arc<Vec<&'static str>>,
+    core: std::sync::Weak<Core>,
+}
+
+impl WeakNodeHandle {
+    /// The handle, while the node runs.
+    pub fn upgrade(&self) -> Option<NodeHandle> {
+        Some(NodeHandle {
+            front: self.front,
+            own: self.own.clone(),
+            core: self.core.upgrade()?,
+        })
+    }
+}
+
 impl NodeHandle {
+    /// A handle that does not keep the node alive ([`WeakNodeHandle`]).
+    pub fn downgrade(&self) -> WeakNodeHandle {
+        WeakNodeHandle {
+            front: self.front,
+            own: self.own.clone(),
+            core: Arc::downgrade(&self.core),
+        }
+    }
+
     pub(crate) fn new(
         front: &'static str,
         own: Vec<&'static str>,
@@ -341,6 +372,14 @@ impl NodeHandle {
     pub fn add_peer(&self, id: &str, url: &str, spki_pin: [u8; 32], record_key: &str) -> Result<(), AddPeerError> {
         let mesh = self.core.mesh.as_ref().ok_or(AddPeerError::NoMesh)?;
         Ok(mesh.add_peer(id, url, spki_pin, record_key)?)
+    }
+
+    /// What this center exports to peer `peer` (kinds and visibility
+    /// groups); None if it is not a configured peer. Fronts answering a
+    /// peer's RFI with records must answer only what this policy allows.
+    pub fn export_policy(&self, peer: &str) -> Option<ExportPolicy> {
+        let mesh = self.core.mesh.as_ref()?;
+        mesh.peer(peer).map(|p| p.policy().clone())
     }
 
     /// Sends a NOTIFY or RFI of type `typ` with `fields` (a JSON object) to

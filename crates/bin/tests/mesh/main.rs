@@ -3,10 +3,11 @@
 //! (the DRiP draft's requests).
 
 //!
-//! One test binary (`--test mesh`), one file per scenario family: `line`,
-//! `full`, `sync`, `cut`, `diagnose`, `latency`. Processes, ports and proxies come from the shared
+//! One test binary (`--test mesh`), one file per scenario family: `alias`, `line`,
+//! `full`, `sync`, `cut`, `diagnose`, `latency`, `scope`. Processes, ports and proxies come from the shared
 //! harness; this file keeps only what these scenarios share.
 
+mod alias;
 mod cut;
 mod diagnose;
 mod full;
@@ -14,6 +15,7 @@ mod latency;
 mod line;
 #[path = "../peer_harness/mod.rs"]
 mod peer_harness;
+mod scope;
 mod sync;
 
 pub use peer_harness::*;

@@ -5,7 +5,9 @@
 //!
 //! Bounded: at most [`SCAN_MAX`] agents are read per request (the answer
 //! says whether the scan was complete) and [`GROUPS_MAX`] groups returned.
-//! Must never change state; marking an alias is not offered yet.
+//! A group whose ids all resolve to one agent (an operator marked the
+//! others aliases, `alias.rs`) is still listed, as `resolved`, with its
+//! canonical id. Must never change state.
 
 use crate::kind::AGENT;
 use axum::extract::State;
@@ -77,6 +79,26 @@ pub fn find(agents: &[(String, String, Value)]) -> Vec<Value> {
         .collect()
 }
 
+/// Says whether an operator resolved group `g` with aliases: `aliases`
+/// maps each aliased id to its canonical one, and `resolved` is true once
+/// every id of the group resolves to one agent (`canonical`).
+fn mark_resolution(node: &NodeHandle, g: &mut Value) -> Result<(), ApiError> {
+    let mut aliases = BTreeMap::new();
+    let mut canonical = BTreeSet::new();
+    for id in g["ids"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+        let c = crate::alias::resolve(node, id)?;
+        if c != id {
+            aliases.insert(id.to_string(), c.clone());
+        }
+        canonical.insert(c);
+    }
+    let one = canonical.len() == 1;
+    g["resolved"] = json!(one);
+    g["canonical"] = if one { json!(canonical.pop_first()) } else { Value::Null };
+    g["aliases"] = json!(aliases);
+    Ok(())
+}
+
 /// `GET /v1/duplicates`.
 pub async fn list(State(node): State<NodeHandle>) -> Result<Json<Value>, ApiError> {
     let mut agents = Vec::new();
@@ -99,8 +121,12 @@ pub async fn list(State(node): State<NodeHandle>) -> Result<Json<Value>, ApiErro
             break;
         }
     }
+    let mut groups = find(&agents);
+    for g in &mut groups {
+        mark_resolution(&node, g)?;
+    }
     Ok(Json(json!({
-        "groups": find(&agents),
+        "groups": groups,
         "scanned": agents.len(),
         "complete": cursor.is_none(),
     })))

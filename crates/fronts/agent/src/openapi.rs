@@ -8,7 +8,12 @@ use serde_json::{json, Map, Value};
 /// An agent as the API answers it (document 000's fields, plus the record's).
 fn agent_schema() -> Value {
     json!({"type": "object", "required": ["id", "origin", "version"],
-           "properties": {"id": {"type": "string"}, "origin": {"type": "string"}, "version": {"type": "string"}}})
+           "properties": {"id": {"type": "string"}, "origin": {"type": "string"}, "version": {"type": "string"},
+                          "stale": {"type": "boolean"}, "resolved_from": {"type": "string"},
+                          "source": {"type": "string", "description": "scope=mesh: the center whose copy answered"},
+                          "partial": {"type": "boolean", "description": "scope=mesh: parts the origin keeps from this center were cut out"},
+                          "withheld_parts": {"type": "integer"}, "cached_age_ms": {"type": "integer"},
+                          "mesh": {"type": "object", "description": "scope=mesh: asked, answered, not_answered, cached"}}})
 }
 
 /// An agent as a client sends it (the kind checks every field).
@@ -24,6 +29,12 @@ fn agent_input() -> Value {
     }})
 }
 
+/// `?scope=local|mesh`: this center's copy, or also every peer's.
+fn scope() -> Value {
+    json!({"name": "scope", "in": "query", "schema": {"type": "string", "enum": ["local", "mesh"]},
+           "description": "mesh: also ask every peer (2 s deadline); the answer names who did not answer"})
+}
+
 pub fn paths() -> Map<String, Value> {
     let query = |name: &str, schema: Value| json!({"name": name, "in": "query", "schema": schema});
     let s = json!({"type": "string"});
@@ -31,10 +42,10 @@ pub fn paths() -> Map<String, Value> {
     p.insert(
         "/v1/agents".into(),
         json!({"get": {
-            "summary": "List agents matching every filter, in id order, one page at a time",
+            "summary": "List agents matching every filter, in id order, one page at a time (scope=mesh: one merged page of at most 100)",
             "parameters": [query("capability", s.clone()), query("tag", s.clone()), query("status", s.clone()),
                            query("origin", s.clone()), query("limit", json!({"type": "integer", "minimum": 1})),
-                           query("cursor", s)],
+                           query("cursor", s), scope()],
             "responses": json_responses("200", "a page", json!({"type": "object", "required": ["items"],
                 "properties": {"items": {"type": "array", "items": agent_schema()}}}))
         }}),
@@ -49,7 +60,8 @@ pub fn paths() -> Map<String, Value> {
                     "parameters": id,
                     "requestBody": {"required": true, "content": {"application/json": {"schema": agent_input()}}},
                     "responses": put},
-            "get": {"summary": "One agent", "parameters": id,
+            "get": {"summary": "One agent (an alias answers its canonical agent); scope=mesh also asks every peer",
+                    "parameters": [path_param("id"), scope()],
                     "responses": json_responses("200", "the agent", agent_schema())},
             "delete": {"summary": "Delete an agent (a tombstone)", "parameters": id,
                        "responses": {"204": {"description": "deleted"},
@@ -63,6 +75,26 @@ pub fn paths() -> Map<String, Value> {
                            "required": ["groups", "scanned", "complete"],
                            "properties": {"groups": {"type": "array"}, "scanned": {"type": "integer"},
                                           "complete": {"type": "boolean"}}}))}}),
+    );
+    let alias = json!({"type": "object", "required": ["id", "of", "origin", "version"],
+        "properties": {"id": {"type": "string"}, "of": {"type": "string"}, "origin": {"type": "string"},
+                       "version": {"type": "string"}, "counts": {"type": "boolean"}, "resolves_to": {"type": "string"}}});
+    let mut alias_put = json_responses("200", "replaced", alias.clone());
+    alias_put["201"] = json!({"description": "created", "content": {"application/json": {"schema": alias}}});
+    p.insert(
+        "/v1/agents/{id}/alias".into(),
+        json!({
+            "put": {"summary": "Mark agent {id} (owned by this center) an alias of another agent",
+                    "parameters": id,
+                    "requestBody": {"required": true, "content": {"application/json": {"schema":
+                        {"type": "object", "required": ["of"], "properties": {"of": {"type": "string"}}}}}},
+                    "responses": alias_put},
+            "get": {"summary": "The alias of agent {id}, whether it counts here, and what {id} resolves to",
+                    "parameters": id, "responses": json_responses("200", "the alias", alias)},
+            "delete": {"summary": "Agent {id} stands for itself again (at the alias's origin)", "parameters": id,
+                       "responses": {"204": {"description": "removed"},
+                                     "default": {"description": "an error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}}}
+        }),
     );
     p.insert(
         "/v1/agents/{id}/heartbeat".into(),

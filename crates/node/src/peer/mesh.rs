@@ -71,6 +71,13 @@ pub struct Peer {
     protocol: Mutex<PeerProtocol>,
 }
 
+impl Peer {
+    /// What this center exports to it (kinds and visibility groups).
+    pub fn policy(&self) -> &ExportPolicy {
+        &self.policy
+    }
+}
+
 pub struct Mesh {
     pub center: Arc<Center>,
     pub me: String,
