@@ -403,6 +403,20 @@ impl NodeHandle {
         mesh.send_message(to, verb, bytes).await
     }
 
+    /// Pulls part of blob `key` of type `typ` from peer `to` over the peer
+    /// listener: raw bytes from `offset`, at most
+    /// [`crate::messages::PEER_BLOB_BYTES_MAX`], and the blob's total length.
+    pub async fn fetch_blob(
+        &self,
+        to: &str,
+        typ: &str,
+        key: &str,
+        offset: u64,
+    ) -> Result<crate::messages::PeerBlob, SendError> {
+        let mesh = self.core.mesh.as_ref().ok_or(SendError::NoMesh)?;
+        mesh.fetch_blob(to, typ, key, offset).await
+    }
+
     /// Registers a counter `name{labels}`; `name` must start with
     /// `regmesh_<front>_` (the front's name, `-` as `_`).
     pub fn counter(&self, name: &str, help: &str, labels: &[(&str, &str)]) -> Result<Metric, MetricError> {

@@ -1,7 +1,9 @@
 //! Peer messages of fronts: NOTIFY and RFI (document 003) with a type a front
 //! chose, the answer every one of them gets (accepted or rejected, with a
 //! reason), and the registry that routes a received message to the front that
-//! registered its type at this center.
+//! registered its type at this center. A type may also carry a blob
+//! source: raw bytes by key, pulled by peers with `GET
+//! /mesh/v1/blob/<type>/<key>?offset=` (no JSON, no base64).
 //!
 //! Which (verb, type) goes where, and the wire types, are proto's
 //! (`mesh::floods::Fronts`, `wire::flood`); this registry holds each type's
@@ -48,12 +50,52 @@ where
     }
 }
 
+/// Most bytes of one blob answer (under the peer client's answer limit).
+pub const PEER_BLOB_BYTES_MAX: usize = 4 << 20;
+/// Longest blob key, bytes (`[0-9A-Za-z._-]`).
+pub const PEER_BLOB_KEY_BYTES_MAX: usize = 128;
+
+/// Part of a blob: its total length and at most [`PEER_BLOB_BYTES_MAX`]
+/// bytes from the offset asked for. On the wire: the total as 8 bytes big
+/// endian, then the data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerBlob {
+    pub total: u64,
+    pub data: bytes::Bytes,
+}
+
+/// Serves a type's blobs: gets the asking peer's authenticated center id,
+/// the key and the offset; answers the part from the offset, or why not
+/// (nothing changes either way). Closures `Fn(&str, &str, u64) ->
+/// Result<PeerBlob, String>` implement it. Must answer without blocking.
+pub trait PeerBlobSource: Send + Sync + 'static {
+    fn blob(&self, from: &str, key: &str, offset: u64) -> Result<PeerBlob, String>;
+}
+
+impl<F> PeerBlobSource for F
+where
+    F: Fn(&str, &str, u64) -> Result<PeerBlob, String> + Send + Sync + 'static,
+{
+    fn blob(&self, from: &str, key: &str, offset: u64) -> Result<PeerBlob, String> {
+        self(from, key, offset)
+    }
+}
+
+/// Whether `key` may name a blob.
+pub fn valid_blob_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= PEER_BLOB_KEY_BYTES_MAX
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
 /// One message type a front handles.
 #[derive(Clone)]
 pub struct PeerMessage {
     pub verb: PeerVerb,
     pub typ: String,
     pub handler: Arc<dyn PeerHandler>,
+    /// Raw bytes served under this type, if any.
+    pub blobs: Option<Arc<dyn PeerBlobSource>>,
 }
 
 impl PeerMessage {
@@ -62,6 +104,23 @@ impl PeerMessage {
             verb,
             typ: typ.into(),
             handler: Arc::new(handler),
+            blobs: None,
+        }
+    }
+
+    /// A type whose blobs `source` serves; an RFI of this type is
+    /// answered rejected (the bytes travel by the blob path only).
+    pub fn blobs(typ: impl Into<String>, source: impl PeerBlobSource) -> Self {
+        let typ = typ.into();
+        let why = format!("{typ} is read with GET /mesh/v1/blob/{typ}/<key>");
+        PeerMessage {
+            verb: PeerVerb::Rfi,
+            handler: Arc::new(move |_: String, _: Value| {
+                let why = why.clone();
+                async move { PeerAnswer::rejected(why) }
+            }),
+            typ,
+            blobs: Some(Arc::new(source)),
         }
     }
 }
@@ -72,12 +131,16 @@ impl PeerMessage {
 pub struct PeerMessages {
     fronts: Fronts,
     handlers: HashMap<(PeerVerb, String), (String, Arc<dyn PeerHandler>)>,
+    blobs: HashMap<String, Arc<dyn PeerBlobSource>>,
 }
 
 impl PeerMessages {
     /// Registers `m` for front `front`.
     pub fn register(&mut self, front: &str, m: PeerMessage) -> Result<(), RegisterError> {
         self.fronts.register(front, m.verb, &m.typ)?;
+        if let Some(b) = m.blobs {
+            self.blobs.insert(m.typ.clone(), b);
+        }
         self.handlers.insert((m.verb, m.typ), (front.to_string(), m.handler));
         Ok(())
     }
@@ -85,6 +148,25 @@ impl PeerMessages {
     /// The registered types (for the mesh's dispatch).
     pub fn fronts(&self) -> &Fronts {
         &self.fronts
+    }
+
+    /// Part of blob `key` of type `typ` for peer `from`; None if no front
+    /// serves blobs of `typ`.
+    pub fn blob(&self, typ: &str, from: &str, key: &str, offset: u64) -> Option<Result<PeerBlob, String>> {
+        let src = self.blobs.get(typ)?;
+        Some(if valid_blob_key(key) {
+            src.blob(from, key, offset).and_then(|b| {
+                if b.data.len() > PEER_BLOB_BYTES_MAX {
+                    Err(format!("blob part over {PEER_BLOB_BYTES_MAX} bytes"))
+                } else {
+                    Ok(b)
+                }
+            })
+        } else {
+            Err(format!(
+                "blob key {key:?} is not 1 to {PEER_BLOB_KEY_BYTES_MAX} of [0-9A-Za-z._-]"
+            ))
+        })
     }
 
     /// Runs the handler registered for (`verb`, `typ`) with its deadline;
@@ -155,6 +237,47 @@ mod tests {
         ));
         reg.register("dns", PeerMessage::new(PeerVerb::Rfi, "rd.moved", noop))
             .unwrap();
+    }
+
+    #[test]
+    fn blobs_are_served_by_key_within_the_limit() {
+        let mut reg = PeerMessages::default();
+        let src = |from: &str, key: &str, offset: u64| {
+            if from != "c1" {
+                return Err(format!("{from} may not"));
+            }
+            let n = if key == "big" { PEER_BLOB_BYTES_MAX + 1 } else { 3 };
+            Ok(PeerBlob {
+                total: n as u64,
+                data: bytes::Bytes::from(vec![7u8; n.saturating_sub(offset as usize)]),
+            })
+        };
+        reg.register("rpki", PeerMessage::blobs("rpki.blob", src)).unwrap();
+        let b = reg.blob("rpki.blob", "c1", "ab", 1).unwrap().unwrap();
+        assert_eq!((b.total, b.data.len()), (3, 2));
+        assert!(reg
+            .blob("rpki.blob", "c2", "ab", 0)
+            .unwrap()
+            .unwrap_err()
+            .contains("c2 may not"));
+        assert!(
+            reg.blob("rpki.blob", "c1", "big", 0).unwrap().is_err(),
+            "over the part limit"
+        );
+        for bad in ["", "a/b", "a b", &"x".repeat(PEER_BLOB_KEY_BYTES_MAX + 1)] {
+            assert!(reg.blob("rpki.blob", "c1", bad, 0).unwrap().is_err(), "{bad:?}");
+        }
+        assert!(reg.blob("other", "c1", "ab", 0).is_none());
+        // The type is taken for RFIs too, answered with where to read it.
+        assert!(matches!(
+            reg.register(
+                "dns",
+                PeerMessage::new(PeerVerb::Rfi, "rpki.blob", |_: String, _: Value| async {
+                    PeerAnswer::accepted()
+                })
+            ),
+            Err(RegisterError::Taken { .. })
+        ));
     }
 
     #[test]

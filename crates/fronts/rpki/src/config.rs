@@ -26,6 +26,9 @@ pub const DESIGNATED_MAX: usize = 4096;
 pub const TASK_STALL_MS_DEFAULT: u64 = 5_000;
 pub const TASK_STALL_MS_MIN: u64 = 100;
 pub const TASK_STALL_MS_MAX: u64 = 600_000;
+/// Shortest `lease_s` of a sync node's record (the longest is
+/// [`crate::kinds::NODE_LEASE_S_MAX`]).
+pub const LEASE_S_MIN: u64 = 3;
 
 const NAME: &str = crate::NAME;
 
@@ -72,6 +75,18 @@ pub struct RpkiConfig {
     /// How long the console waits for a sync node to answer one task
     /// message before it gives the task to another node, ms.
     pub task_stall_ms: u64,
+    /// A sync node's record lease, seconds: how long the console keeps
+    /// scheduling on it after its last record. None: three `refresh_s`.
+    pub lease_s: Option<u64>,
+}
+
+impl RpkiConfig {
+    /// The lease a sync node gives its record, seconds.
+    pub fn node_lease_s(&self) -> u64 {
+        self.lease_s
+            .unwrap_or(self.refresh_s.saturating_mul(3))
+            .clamp(LEASE_S_MIN, crate::kinds::NODE_LEASE_S_MAX)
+    }
 }
 
 impl Default for RpkiConfig {
@@ -90,6 +105,7 @@ impl Default for RpkiConfig {
             console: None,
             state_dir: None,
             task_stall_ms: TASK_STALL_MS_DEFAULT,
+            lease_s: None,
         }
     }
 }
@@ -219,6 +235,16 @@ impl RpkiConfig {
                     }
                     c.task_stall_ms = n as u64;
                 }
+                "lease_s" => {
+                    let max = crate::kinds::NODE_LEASE_S_MAX;
+                    let n = v
+                        .as_integer()
+                        .ok_or_else(|| err("lease_s must be a whole number of seconds"))?;
+                    if n < LEASE_S_MIN as i64 || n > max as i64 {
+                        return Err(err(format!("lease_s must be {LEASE_S_MIN} to {max}")));
+                    }
+                    c.lease_s = Some(n as u64);
+                }
                 other => return Err(err(format!("unknown key {other:?}"))),
             }
         }
@@ -301,6 +327,7 @@ rtr_listen = "127.0.0.1:3323""#,
                 "role = \"sync\"\nconsole = \"c1\"\ntask_stall_ms = 5",
                 "task_stall_ms must be",
             ),
+            ("role = \"sync\"\nconsole = \"c1\"\nlease_s = 2", "lease_s must be"),
             (
                 "role = \"console\"\ntals = [\"x\"]\nconsole = \"c1\"",
                 "a console has none",

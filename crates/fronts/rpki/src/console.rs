@@ -94,6 +94,8 @@ pub struct Published {
     pub ta_errors: BTreeMap<String, String>,
     /// Sync nodes marked for returning wrong hashes.
     pub marked: Vec<String>,
+    /// Sync nodes avoided after a stall until they write a newer record.
+    pub avoided: Vec<String>,
 }
 
 /// The console's shared output.
@@ -604,6 +606,7 @@ impl Console {
             p.rsync_only = result.rsync_only;
             p.ta_errors = ta_errors;
             p.marked = self.marked.iter().cloned().collect();
+            p.avoided = self.suspects.keys().cloned().collect();
         }
         if let Some(m) = &self.metrics {
             let p = self.shared.published.read().expect("published lock");

@@ -1,7 +1,7 @@
 //! The console's side of a task (document 001 §3.1.3–3.1.4): send
 //! `rpki.fetch` to the chosen sync node, poll `rpki.task` until it is done,
-//! failed or past its deadline, then pull each file by its SHA-256 with
-//! `rpki.blob` and check that hash itself. A node that returns bytes whose
+//! failed or past its deadline, then pull each file by its SHA-256 as raw
+//! bytes on the blob path (`rpki.blob`) and check that hash itself. A node that returns bytes whose
 //! hash is wrong is reported as lying ([`Remote::lied`]); a node that does
 //! not answer one message within `stall_ms` (stopped, or its link frozen)
 //! as stalled ([`Remote::stalled`]), after which this download fails at
@@ -13,8 +13,7 @@
 
 use crate::fetch::Limits;
 use crate::rrdp::{Download, RrdpError};
-use crate::wire::{self, BlobChunk, BlobQuery, FileRef, Progress, TaskQuery, TaskState};
-use base64::Engine;
+use crate::wire::{self, FileRef, Progress, TaskQuery, TaskState};
 use bytes::{Bytes, BytesMut};
 use regmesh_node::messages::PeerVerb;
 use regmesh_node::NodeHandle;
@@ -117,21 +116,26 @@ impl<'a> Remote<'a> {
             if Instant::now() > deadline {
                 return Err(self.err("deadline passed while pulling"));
             }
-            let q = BlobQuery {
-                sha256: hex.into(),
-                offset: buf.len() as u64,
+            let get = self.node.fetch_blob(&self.node_id, wire::BLOB, hex, buf.len() as u64);
+            let c = match tokio::time::timeout(Duration::from_millis(self.stall_ms), get).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => {
+                    if matches!(e, regmesh_node::handle::SendError::Call { .. }) {
+                        self.stalled.store(true, Ordering::Relaxed);
+                    }
+                    return Err(self.err(format!("blob {hex}: {e}")));
+                }
+                Err(_) => {
+                    self.stalled.store(true, Ordering::Relaxed);
+                    return Err(self.err(format!("blob {hex}: no answer within {} ms", self.stall_ms)));
+                }
             };
-            let c: BlobChunk = self
-                .rfi(wire::BLOB, serde_json::to_value(q).expect("serializes"))
-                .await?;
             let t = *total.get_or_insert(c.total);
             if c.total != t || t > crate::fetch::Limits::BULK.body_bytes_max {
                 return Err(self.err("blob size changed or over the limit"));
             }
-            let data = base64::engine::general_purpose::STANDARD
-                .decode(c.data.as_bytes())
-                .map_err(|e| self.err(format!("blob data: {e}")))?;
-            if data.len() > wire::BLOB_CHUNK_BYTES || buf.len() as u64 + data.len() as u64 > t {
+            let data = c.data;
+            if buf.len() as u64 + data.len() as u64 > t {
                 return Err(self.err("blob chunk too long"));
             }
             if data.is_empty() && (buf.len() as u64) < t {

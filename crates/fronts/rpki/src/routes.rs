@@ -91,6 +91,7 @@ async fn status(State(ctx): State<Ctx>) -> Response {
                                    "rsync_only": p.rsync_only},
             "trust_anchor_errors": p.ta_errors,
             "marked_sync_nodes": p.marked,
+            "avoided_sync_nodes": p.avoided,
             "repositories": p.repos.values().collect::<Vec<_>>(),
         })
     };

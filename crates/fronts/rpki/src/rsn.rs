@@ -3,8 +3,9 @@
 //! [`crate::schedule::TASKS_PER_NODE_MAX`] held), a worker downloads its
 //! files with the node's own HTTPS client and limits, checks each SHA-256
 //! against the task, and keeps the bodies in a content-addressed cache
-//! ([`BLOBS_BYTES_MAX`], oldest dropped first) that `rpki.blob` serves in
-//! chunks; `rpki.task` reports progress. Download speed per host is kept for
+//! ([`BLOBS_BYTES_MAX`], oldest dropped first) that `rpki.blob` serves as
+//! raw bytes by SHA-256 on the node's blob path (no JSON, no base64);
+//! `rpki.task` reports progress. Download speed per host is kept for
 //! the node's `rpki.node` record. All three messages are answered only for
 //! the configured console (the sender is the peer's authenticated id);
 //! another peer is refused with the reason and nothing changes.
@@ -15,10 +16,9 @@
 
 use crate::fetch::{Client, Fetched, Limits};
 use crate::schedule::TASKS_PER_NODE_MAX;
-use crate::wire::{self, BlobChunk, BlobQuery, Fetch, Progress, TaskQuery, TaskState};
-use base64::Engine;
+use crate::wire::{self, Fetch, Progress, TaskQuery, TaskState};
 use bytes::Bytes;
-use regmesh_node::messages::{PeerAnswer, PeerMessage, PeerVerb};
+use regmesh_node::messages::{PeerAnswer, PeerBlob, PeerMessage, PeerVerb, PEER_BLOB_BYTES_MAX};
 use rpki::rrdp::Hash;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -112,9 +112,8 @@ impl Rsn {
                 let me = b.clone();
                 async move { me.not_console(&from).unwrap_or_else(|| me.on_task(msg)) }
             }),
-            PeerMessage::new(PeerVerb::Rfi, wire::BLOB, move |from: String, msg: Value| {
-                let me = c.clone();
-                async move { me.not_console(&from).unwrap_or_else(|| me.on_blob(msg)) }
+            PeerMessage::blobs(wire::BLOB, move |from: &str, key: &str, offset: u64| {
+                c.on_blob(from, key, offset)
             }),
         ]
     }
@@ -265,21 +264,20 @@ impl Rsn {
         }
     }
 
-    fn on_blob(&self, msg: Value) -> PeerAnswer {
-        let q: BlobQuery = match parse(msg) {
-            Ok(q) => q,
-            Err(a) => return a,
+    /// Part of a downloaded file by its SHA-256 (hex), for the console only.
+    fn on_blob(&self, from: &str, sha256: &str, offset: u64) -> Result<PeerBlob, String> {
+        if let Some(refused) = self.not_console(from) {
+            return Err(refused.reason.unwrap_or_default());
+        }
+        let Some(b) = self.inner.lock().expect("rsn lock").blobs.get(sha256).cloned() else {
+            return Err("no such blob".into());
         };
-        let Some(b) = self.inner.lock().expect("rsn lock").blobs.get(&q.sha256).cloned() else {
-            return PeerAnswer::rejected("no such blob");
-        };
-        let start = (q.offset.min(b.len() as u64)) as usize;
-        let end = (start + wire::BLOB_CHUNK_BYTES).min(b.len());
-        let chunk = BlobChunk {
+        let start = (offset.min(b.len() as u64)) as usize;
+        let end = (start + PEER_BLOB_BYTES_MAX).min(b.len());
+        Ok(PeerBlob {
             total: b.len() as u64,
-            data: base64::engine::general_purpose::STANDARD.encode(&b[start..end]),
-        };
-        PeerAnswer::with_data(serde_json::to_value(chunk).expect("serializes"))
+            data: b.slice(start..end),
+        })
     }
 }
 
@@ -309,11 +307,13 @@ mod tests {
             "a refused task changes nothing"
         );
         let probe = json!({"type": wire::TASK, "task": "t1"});
-        let blob = json!({"type": wire::BLOB, "sha256": "ab".repeat(32), "offset": 0});
-        for (typ, msg) in [(wire::TASK, &probe), (wire::BLOB, &blob)] {
-            let a = ask(&rsn, typ, "c3", msg.clone()).await;
-            assert!(!a.accepted && a.reason.unwrap().contains("not this sync node's console"));
-        }
+        let a = ask(&rsn, wire::TASK, "c3", probe.clone()).await;
+        assert!(!a.accepted && a.reason.unwrap().contains("not this sync node's console"));
+        rsn.keep(&"ab".repeat(32), Bytes::from_static(b"x"), "", 1);
+        let why = rsn.on_blob("c3", &"ab".repeat(32), 0).unwrap_err();
+        assert!(why.contains("not this sync node's console"), "{why}");
+        let part = rsn.on_blob("c1", &"ab".repeat(32), 0).unwrap();
+        assert_eq!((part.total, &part.data[..]), (1, &b"x"[..]));
 
         // The console's own task is taken, and only it may read its state.
         assert!(ask(&rsn, wire::FETCH, "c1", task).await.accepted);

@@ -1,7 +1,7 @@
 //! The sync node (RSN) side of the control plane: it publishes its
 //! metadata and load as its `rpki.node` record (document 001 §3.2.3) every
-//! `refresh_s`, with a lease of three periods so the console stops
-//! scheduling on a node that died. Also reads those records back for the
+//! `refresh_s`, with a lease (`lease_s`, three periods by default) so the
+//! console stops scheduling on a node that died. Also reads those records back for the
 //! console's status.
 //!
 //! Must never: write another node's record, or report load it did not
@@ -47,7 +47,7 @@ pub fn measure(cfg: &RpkiConfig, active: u32, queued: u32) -> NodeBody {
         active,
         queued,
         speed_bps: Default::default(),
-        lease_s: (cfg.refresh_s * 3).clamp(3, crate::kinds::NODE_LEASE_S_MAX),
+        lease_s: cfg.node_lease_s(),
         expired: false,
     }
 }

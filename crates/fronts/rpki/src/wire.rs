@@ -1,10 +1,11 @@
 //! The peer messages between the console and sync nodes (RFIs over the
 //! peer listener, mutual TLS): `rpki.fetch` (a task: files to download with
-//! their SHA-256), `rpki.task` (a task's progress), `rpki.blob` (a chunk of
-//! a downloaded file, addressed by its SHA-256). Typed, serde, bounded.
+//! their SHA-256), `rpki.task` (a task's progress); and `rpki.blob`, the
+//! type whose blobs are the downloaded files as raw bytes, keyed by their
+//! SHA-256 in lowercase hex, pulled on the node's blob path
+//! (`regmesh_node::messages::PeerBlobSource`). Typed, serde, bounded.
 //!
-//! Must never: carry more than [`BLOB_CHUNK_BYTES`] of data in one answer,
-//! or more than [`TASK_FILES_MAX`] files in one task.
+//! Must never: carry more than [`TASK_FILES_MAX`] files in one task.
 
 use serde::{Deserialize, Serialize};
 
@@ -12,9 +13,6 @@ pub const FETCH: &str = "rpki.fetch";
 pub const TASK: &str = "rpki.task";
 pub const BLOB: &str = "rpki.blob";
 
-/// Raw bytes of a file per `rpki.blob` answer (base64 in JSON: ~1.4 MB,
-/// under the peer client's 8 MiB answer limit).
-pub const BLOB_CHUNK_BYTES: usize = 1 << 20;
 /// Most files in one task (a snapshot, or deltas up to the delta limit).
 pub const TASK_FILES_MAX: usize = 128;
 
@@ -64,23 +62,6 @@ pub struct TaskState {
     pub error: Option<String>,
     pub bytes: u64,
     pub elapsed_ms: u64,
-}
-
-/// `rpki.blob` request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BlobQuery {
-    pub sha256: String,
-    pub offset: u64,
-}
-
-/// `rpki.blob` answer data.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BlobChunk {
-    pub total: u64,
-    /// Base64 of at most [`BLOB_CHUNK_BYTES`] from `offset`.
-    pub data: String,
 }
 
 /// A SHA-256 in lowercase hex: 64 of 0-9 a-f.

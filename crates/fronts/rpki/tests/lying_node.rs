@@ -10,13 +10,12 @@
 mod mesh;
 mod world;
 
-use base64::Engine;
 use regmesh_core::Kind;
 use regmesh_front_rpki::kinds::{self, NodeBody, NODE};
 use regmesh_front_rpki::wire;
 use regmesh_node::client::Client;
 use regmesh_node::front::{Front, FrontError, Section, Task};
-use regmesh_node::messages::{PeerAnswer, PeerMessage, PeerVerb};
+use regmesh_node::messages::{PeerAnswer, PeerBlob, PeerMessage, PeerVerb};
 use regmesh_node::{NodeBuilder, NodeHandle};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -51,13 +50,12 @@ impl Front for Liar {
             PeerMessage::new(PeerVerb::Rfi, wire::TASK, |_: String, _: Value| async {
                 PeerAnswer::with_data(json!({"progress": "done", "bytes": 9, "elapsed_ms": 1}))
             }),
-            PeerMessage::new(PeerVerb::Rfi, wire::BLOB, move |_: String, _: Value| {
-                let served = served.clone();
-                async move {
-                    served.fetch_add(1, Ordering::Relaxed);
-                    let data = base64::engine::general_purpose::STANDARD.encode(b"not the file");
-                    PeerAnswer::with_data(json!({"total": 12, "data": data}))
-                }
+            PeerMessage::blobs(wire::BLOB, move |_: &str, _: &str, _: u64| {
+                served.fetch_add(1, Ordering::Relaxed);
+                Ok(PeerBlob {
+                    total: 12,
+                    data: bytes::Bytes::from_static(b"not the file"),
+                })
             }),
         ]
     }

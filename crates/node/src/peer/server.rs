@@ -56,6 +56,7 @@ pub fn router(mesh: Arc<Mesh>) -> Router {
         .route("/mesh/v1/hello", post(hello))
         .route("/mesh/v1/pull", post(pull))
         .route("/mesh/v1/{message}", post(message))
+        .route("/mesh/v1/blob/{typ}/{key}", get(blob))
         .route("/voting", post(voting))
         .route("/sync/node/{id}", post(sync_request).put(sync_request))
         // The draft spells the vote answer three ways; all are accepted.
@@ -572,4 +573,33 @@ async fn message(
         Err(e) => Answer::rejected(e.to_string()),
     };
     Ok(Json(answer).into_response())
+}
+
+#[derive(serde::Deserialize)]
+struct BlobOffset {
+    #[serde(default)]
+    offset: u64,
+}
+
+/// `GET /mesh/v1/blob/{typ}/{key}?offset=`: part of a front's blob, raw
+/// (the total as 8 bytes big endian, then the data); 404 with the reason
+/// when the front has no such blob or refuses this peer.
+async fn blob(
+    State(mesh): State<Arc<Mesh>>,
+    Extension(cert): Extension<PeerCert>,
+    Path((typ, key)): Path<(String, String)>,
+    axum::extract::Query(q): axum::extract::Query<BlobOffset>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let sender = authenticate(&mesh, &headers, &cert, SENDER_IF_SENT, None)?;
+    match mesh.front_blob(&typ, &sender, &key, q.offset) {
+        None => Err(ApiError::not_found("no front serves blobs of this type")),
+        Some(Err(why)) => Err(ApiError::not_found(why)),
+        Some(Ok(b)) => {
+            let mut body = Vec::with_capacity(8 + b.data.len());
+            body.extend_from_slice(&b.total.to_be_bytes());
+            body.extend_from_slice(&b.data);
+            Ok(([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
+        }
+    }
 }

@@ -6,7 +6,7 @@
 
 use super::Mesh;
 use crate::center::now_ms;
-use crate::messages::{PeerAnswer, PeerMessages, PeerVerb};
+use crate::messages::{PeerAnswer, PeerBlob, PeerMessages, PeerVerb};
 use hyper::{Method, StatusCode};
 use regmesh_proto::mesh::floods::Command;
 use regmesh_proto::wire::flood::{Message, PeerSyncState, SyncState};
@@ -107,5 +107,49 @@ impl Mesh {
                 body: String::from_utf8_lossy(&a.body[..a.body.len().min(512)]).into_owned(),
             }),
         }
+    }
+
+    /// Part of a front's blob for peer `from` (the blob path's server side).
+    pub fn front_blob(&self, typ: &str, from: &str, key: &str, offset: u64) -> Option<Result<PeerBlob, String>> {
+        self.front_messages.get()?.blob(typ, from, key, offset)
+    }
+
+    /// Pulls part of blob `key` of type `typ` from peer `to`, raw bytes
+    /// from `offset` (at most [`crate::messages::PEER_BLOB_BYTES_MAX`]).
+    pub async fn fetch_blob(
+        &self,
+        to: &str,
+        typ: &str,
+        key: &str,
+        offset: u64,
+    ) -> Result<PeerBlob, crate::handle::SendError> {
+        use crate::handle::SendError;
+        if !crate::messages::valid_type(typ) || !crate::messages::valid_blob_key(key) {
+            return Err(SendError::Invalid(format!("blob {typ:?}/{key:?}: bad type or key")));
+        }
+        let peer = self.peer(to).ok_or_else(|| SendError::NotAPeer(to.into()))?;
+        let path = format!("/mesh/v1/blob/{typ}/{key}?offset={offset}");
+        let headers = [("drip-node-id", self.me.clone())];
+        let a = peer
+            .client
+            .call(&self.center, Method::GET, &path, &headers, None)
+            .await
+            .map_err(|why| SendError::Call { peer: to.into(), why })?;
+        let bad = |why: &str| SendError::BadAnswer {
+            peer: to.into(),
+            status: a.status.as_u16(),
+            body: format!("{why}{}", String::from_utf8_lossy(&a.body[..a.body.len().min(512)])),
+        };
+        if a.status != StatusCode::OK {
+            return Err(bad(""));
+        }
+        if a.body.len() < 8 || a.body.len() - 8 > crate::messages::PEER_BLOB_BYTES_MAX {
+            return Err(bad("blob answer of a wrong length: "));
+        }
+        let total = u64::from_be_bytes(a.body[..8].try_into().expect("8 bytes"));
+        Ok(PeerBlob {
+            total,
+            data: a.body.slice(8..),
+        })
     }
 }
