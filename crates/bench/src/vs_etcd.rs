@@ -522,7 +522,11 @@ async fn mesh_run(dir: &Path, z: &Sizes) -> Result<Figures> {
     f.writes_spread = measure(z.secs, spread, |mut conn: Conn, w, n| async move {
         let i = w * 64 + n % 64;
         let r = conn
-            .request(hyper::Method::PUT, &format!("/v1/agents/s{i:07}"), Some(&agent(i, n + 1)))
+            .request(
+                hyper::Method::PUT,
+                &format!("/v1/agents/s{i:07}"),
+                Some(&agent(i, n + 1)),
+            )
             .await?;
         if !r.status.is_success() {
             bail!("update refused: {}", r.status);

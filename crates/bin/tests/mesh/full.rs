@@ -49,7 +49,10 @@ async fn full_mesh_every_write_reaches_every_center_once() {
         relayed += v["floods"]["relayed"].as_u64().unwrap();
     }
     assert!(initiated > 0);
-    assert!(relayed * 4 <= initiated, "{relayed} relays for {initiated} floods in a full mesh");
+    assert!(
+        relayed * 4 <= initiated,
+        "{relayed} relays for {initiated} floods in a full mesh"
+    );
     for c in &clients {
         let (_, st) = get(c, "/v1/status").await;
         assert_eq!(st["records"]["agent"], 30);

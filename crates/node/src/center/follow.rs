@@ -179,7 +179,11 @@ impl Shared {
 
     /// True if `r` carries a valid signature of its origin.
     fn verifies(&self, r: &Record) -> bool {
-        self.keys.read().expect("keys lock").get(&r.origin).is_some_and(|k| verify_record(r, k).is_ok())
+        self.keys
+            .read()
+            .expect("keys lock")
+            .get(&r.origin)
+            .is_some_and(|k| verify_record(r, k).is_ok())
     }
 
     /// A point read in shared mode: what the store holds now, whoever wrote
