@@ -492,24 +492,7 @@ async fn mesh_run(dir: &Path, z: &Sizes) -> Result<Figures> {
         let c = c1_client.clone();
         async move { Ok(c.connect().await?) }
     };
-    let cpu0: u64 = m.procs.0.iter().map(|p| cpu_micros(p.id())).sum();
-    f.writes = measure(z.secs, connect.clone(), |mut conn: Conn, w, n| async move {
-        let i = w * 64 + n % 64;
-        let r = conn
-            .request(
-                hyper::Method::PUT,
-                &format!("/v1/agents/w{i:07}"),
-                Some(&agent(i, n + 1)),
-            )
-            .await?;
-        if !r.status.is_success() {
-            bail!("update refused: {}", r.status);
-        }
-        Ok(conn)
-    })
-    .await?;
-    let cpu1: u64 = m.procs.0.iter().map(|p| cpu_micros(p.id())).sum();
-    f.cpu_per_write_us = (cpu1 - cpu0) as f64 / (f.writes * z.secs as f64);
+    (f.writes, f.cpu_per_write_us) = mesh_updates(&m, z.secs, connect.clone(), "w").await?;
     // 2b. The same writes with client w at center w % 3, over agents that
     // center created (only a record's origin may change it).
     load_mesh_spread(&m.clients, "s").await?;
@@ -518,24 +501,7 @@ async fn mesh_run(dir: &Path, z: &Sizes) -> Result<Figures> {
         let c = centers[w % 3].clone();
         async move { Ok(c.connect().await?) }
     };
-    let cpu0: u64 = m.procs.0.iter().map(|p| cpu_micros(p.id())).sum();
-    f.writes_spread = measure(z.secs, spread, |mut conn: Conn, w, n| async move {
-        let i = w * 64 + n % 64;
-        let r = conn
-            .request(
-                hyper::Method::PUT,
-                &format!("/v1/agents/s{i:07}"),
-                Some(&agent(i, n + 1)),
-            )
-            .await?;
-        if !r.status.is_success() {
-            bail!("update refused: {}", r.status);
-        }
-        Ok(conn)
-    })
-    .await?;
-    let cpu1: u64 = m.procs.0.iter().map(|p| cpu_micros(p.id())).sum();
-    f.cpu_per_write_spread_us = (cpu1 - cpu0) as f64 / (f.writes_spread * z.secs as f64);
+    (f.writes_spread, f.cpu_per_write_spread_us) = mesh_updates(&m, z.secs, spread, "s").await?;
     eprintln!("  regmesh: writes done");
 
     // 3. Reads by id, and capability lookups (10 agents per capability).
@@ -643,6 +609,34 @@ async fn load_mesh(c: &Client, prefix: &str, from: usize, to: usize) -> Result<u
         total += t.await??;
     }
     Ok(total)
+}
+
+/// 16 clients (client w connected by `connect(w)`) updating their own 64
+/// agents `{prefix}{w * 64 + k}` for `secs`: writes/s and the CPU time of
+/// all three centers per write, µs.
+async fn mesh_updates<C, CF>(m: &MeshCluster, secs: u64, connect: C, prefix: &'static str) -> Result<(f64, f64)>
+where
+    C: Fn(usize) -> CF + Send + Sync + Clone + 'static,
+    CF: std::future::Future<Output = Result<Conn>> + Send,
+{
+    let cpu0: u64 = m.procs.0.iter().map(|p| cpu_micros(p.id())).sum();
+    let writes = measure(secs, connect, move |mut conn: Conn, w, n| async move {
+        let i = w * 64 + n % 64;
+        let r = conn
+            .request(
+                hyper::Method::PUT,
+                &format!("/v1/agents/{prefix}{i:07}"),
+                Some(&agent(i, n + 1)),
+            )
+            .await?;
+        if !r.status.is_success() {
+            bail!("update refused: {}", r.status);
+        }
+        Ok(conn)
+    })
+    .await?;
+    let cpu1: u64 = m.procs.0.iter().map(|p| cpu_micros(p.id())).sum();
+    Ok((writes, (cpu1 - cpu0) as f64 / (writes * secs as f64)))
 }
 
 /// Creates agents `{prefix}{i}` for the spread writes: client w's 64 ids
