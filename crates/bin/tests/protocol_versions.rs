@@ -112,6 +112,10 @@ async fn a_center_pinned_to_version_1_replicates_both_ways() {
     wait_for(&c3, "from-v2", "2001:db8::11").await;
     wait_for(&c1, "from-v1", "2001:db8::33").await;
     wait_for(&c2, "from-v1", "2001:db8::33").await;
+    // c2 writes too: in a full mesh nobody relays (RegMesh-Reached), so
+    // only its own writes make c2 flood c3.
+    assert_eq!(put(&c2, "from-v2-at-c2", "2001:db8::2").await, 201);
+    wait_for(&c3, "from-v2-at-c2", "2001:db8::2").await;
 
     // The version 2 centers flooded c3 in version 1: it took every flood
     // (it refuses version 2's header, see below), and the floods between
