@@ -160,3 +160,53 @@ async fn mesh_scope_fetches_from_the_origin_and_names_who_did_not_answer() {
     freeze21.set(false);
     let _ = url3;
 }
+
+/// Budget: three centers in a line, one write, two mesh lookups bounded by
+/// their 2 s deadline, under 20 s. A lookup at c1 reaches c3 through c2:
+/// an agent c3 keeps home (a `local` capability) is never replicated, so
+/// only c3 itself can show it, and the answer names the path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mesh_scope_reaches_centers_beyond_the_peers() {
+    let dir = tempfile::tempdir().unwrap();
+    init(dir.path(), 3, "line");
+    let (_p1, url1) = spawn(dir.path(), "c1");
+    let (_p2, url2) = spawn(dir.path(), "c2");
+    let (p3, url3) = spawn(dir.path(), "c3");
+    let (c1, c2, c3) = (
+        Client::new(&url1, None).unwrap(),
+        Client::new(&url2, None).unwrap(),
+        Client::new(&url3, None).unwrap(),
+    );
+    wait_mesh_up(&[&c1, &c2, &c3]).await;
+    let far = json!({"addresses": ["2001:db8::98"], "capabilities": [
+        {"name": "translate"}, {"name": "payroll", "visibility": "local"}]});
+    let r = c3
+        .request(hyper::Method::PUT, "/v1/agents/far", Some(&far))
+        .await
+        .unwrap();
+    assert_eq!(r.status.as_u16(), 201, "{:?}", r.json());
+
+    let (s, v) = get(&c1, "/v1/agents/far?scope=mesh").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!((&v["origin"], &v["source"]), (&json!("c3"), &json!("c3")), "{v}");
+    assert_eq!((&v["partial"], &v["withheld_parts"]), (&json!(true), &json!(1)), "{v}");
+    assert!(!v.to_string().contains("payroll"), "{v}");
+    assert_eq!(v["mesh"]["asked"], json!(["c2"]), "{v}");
+    assert_eq!(v["mesh"]["answered"], json!(["c2", "c3"]), "{v}");
+    assert_eq!(v["mesh"]["via"], json!({"c3": ["c2"]}), "{v}");
+    assert_eq!(v["mesh"]["not_answered"], json!([]), "{v}");
+    // A search reaches it too, and a filter on the withheld part does not.
+    let (_, v) = get(&c1, "/v1/agents?scope=mesh&capability=translate").await;
+    assert_eq!(ids(&v), ["far"], "{v}");
+    let (_, v) = get(&c1, "/v1/agents?scope=mesh&capability=payroll").await;
+    assert_eq!(ids(&v), Vec::<String>::new(), "{v}");
+
+    // c3 stopped: c1's search names it, reached through c2, as not answering.
+    drop(p3);
+    let (s, v) = get(&c1, "/v1/agents?scope=mesh&capability=translate").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["answered"], json!(["c2"]), "{v}");
+    assert_eq!(v["not_answered"][0]["center"], "c3", "{v}");
+    assert_eq!(v["via"], json!({"c3": ["c2"]}), "{v}");
+    let _ = (url2, url3);
+}

@@ -15,11 +15,19 @@
 //! - A search matches a projection only on what the projection shows, so
 //!   a filter on a withheld capability finds nothing.
 //!
-//! Bounded: at most [`ITEMS_MAX`] items and [`ANSWER_BYTES_MAX`] bytes per
+//! - With a `reach` (`mesh_reach.rs`), the query is passed on to this
+//!   center's peers not yet covered, and their answers returned as
+//!   `relayed` entries (`center`, `via`, `items` or `why`), each item cut
+//!   again to what this center's policy to the asker allows: a relay never
+//!   passes on what it could not answer itself.
+//!
+//! Bounded: at most [`ITEMS_MAX`] items of its own, [`RELAYED_MAX`]
+//! relayed entries, and [`ANSWER_BYTES_MAX`] bytes of items in all per
 //! answer (`truncated` says so). Must never: answer anything outside the
 //! asker's export policy, or change state.
 
 use crate::kind::AGENT;
+use crate::mesh_reach::{Reach, RELAYED_MAX};
 use regmesh_core::{Record, Visibility};
 use regmesh_node::handle::{ExportPolicy, ListQuery, WeakNodeHandle};
 use regmesh_node::messages::{PeerAnswer, PeerMessage, PeerVerb};
@@ -104,15 +112,16 @@ pub fn peer_message(node: Arc<OnceLock<WeakNodeHandle>>) -> PeerMessage {
         let node = node.get().and_then(WeakNodeHandle::upgrade);
         async move {
             match node {
-                Some(node) => answer(&node, &from, &msg),
+                Some(node) => answer(&node, &from, &msg).await,
                 None => PeerAnswer::rejected("the agent front is not serving"),
             }
         }
     })
 }
 
-/// The answer to `msg` from peer `from`: `{"items": [...], "truncated"}`.
-pub fn answer(node: &NodeHandle, from: &str, msg: &Value) -> PeerAnswer {
+/// The answer to `msg` from peer `from`: `{"items": [...], "truncated",
+/// "relayed": [...]}`.
+pub async fn answer(node: &NodeHandle, from: &str, msg: &Value) -> PeerAnswer {
     let Some(policy) = node.export_policy(from) else {
         return PeerAnswer::rejected(format!("{from} is not a peer of {}", node.center_id()));
     };
@@ -153,7 +162,75 @@ pub fn answer(node: &NodeHandle, from: &str, msg: &Value) -> PeerAnswer {
         }
         items.push(item);
     }
-    PeerAnswer::with_data(json!({"items": items, "truncated": truncated}))
+    let mut relayed = Vec::new();
+    if let Some(reach) = Reach::of_message(msg, crate::mesh_query::DEADLINE) {
+        let peers: Vec<String> = node.peers().into_iter().map(|p| p.id).collect();
+        let targets: Vec<String> = peers
+            .iter()
+            .filter(|p| *p != from && !reach.covered.contains(*p))
+            .cloned()
+            .collect();
+        let deadline = std::time::Duration::from_millis(reach.deadline_ms);
+        let below = Reach::below(&reach.covered, reach.hops, node.center_id(), &peers, deadline);
+        if let (Some(below), false) = (below, targets.is_empty()) {
+            let wait = std::time::Duration::from_millis(below.deadline_ms);
+            let asked = crate::mesh_query::ask_peers(node, targets, &query, wait, Some(&below)).await;
+            truncated |= asked.truncated;
+            let mut by_center: std::collections::BTreeMap<&str, Vec<Value>> = Default::default();
+            for (center, item) in &asked.items {
+                if let Some(cut) = pass_on(&policy, item, &filters) {
+                    let size = cut.to_string().len();
+                    if bytes + size > ANSWER_BYTES_MAX {
+                        truncated = true;
+                        continue;
+                    }
+                    bytes += size;
+                    by_center.entry(center.as_str()).or_default().push(cut);
+                }
+            }
+            let via = |c: &str| asked.via.get(c).cloned().unwrap_or_default();
+            for c in &asked.answered {
+                let items = by_center.remove(c.as_str()).unwrap_or_default();
+                relayed.push(json!({"center": c, "via": via(c), "items": items}));
+            }
+            for (c, why) in &asked.not_answered {
+                relayed.push(json!({"center": c, "via": via(c), "why": why}));
+            }
+            truncated |= relayed.len() > RELAYED_MAX;
+            relayed.truncate(RELAYED_MAX);
+        }
+    }
+    PeerAnswer::with_data(json!({"items": items, "truncated": truncated, "relayed": relayed}))
+}
+
+/// What of `item`, answered to this center by another, it may pass on to
+/// an asker under `policy`: nothing if the asker may not see the whole,
+/// else the item without the capabilities the asker may not see (and
+/// nothing if a search's capability filter then no longer matches).
+fn pass_on(policy: &ExportPolicy, item: &Value, filters: &[(String, String)]) -> Option<Value> {
+    let seen = Visibility::parse(item["visibility"].as_str()?).ok()?;
+    if !policy.sees(&seen) {
+        return None;
+    }
+    let (mut cut, withheld) = project(policy, item.clone());
+    if withheld > 0 {
+        let names: Vec<&str> = cut["capabilities"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        if !filters
+            .iter()
+            .all(|(n, v)| n != "capability" || names.contains(&v.as_str()))
+        {
+            return None;
+        }
+        let before = cut["withheld_parts"].as_u64().unwrap_or(0);
+        cut["partial"] = json!(true);
+        cut["withheld_parts"] = json!(before + withheld as u64);
+    }
+    Some(cut)
 }
 
 /// What peer policy `policy` may be told of `r`: the whole view, a

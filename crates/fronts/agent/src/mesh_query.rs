@@ -6,6 +6,9 @@
 //! - Every peer is asked at once, at most [`FANOUT_MAX`] calls in flight,
 //!   all under one [`DEADLINE`]; a peer that fails, refuses or is late is
 //!   listed in `not_answered` with why.
+//! - Each peer passes the query on to its own peers not yet covered
+//!   (`mesh_reach.rs`); their answers come back as `relayed` entries, and
+//!   `via` names, per center reached through others, the relays between.
 //! - Merge: per id the highest version wins; at equal versions a whole
 //!   record beats a projection, and this center's copy beats a peer's.
 //!   Every item says where it came from (`source`), its `origin`, whether
@@ -20,6 +23,7 @@
 
 use crate::fetch_cache::FetchCache;
 use crate::mesh_answer::{Query, ITEMS_MAX, RFI_QUERY};
+use crate::mesh_reach::{Reach, RELAYED_MAX};
 use regmesh_node::messages::PeerVerb;
 use regmesh_node::NodeHandle;
 use serde_json::{json, Value};
@@ -37,7 +41,10 @@ pub const FANOUT_MAX: usize = 16;
 pub struct Asked {
     /// Peers asked, in config order.
     pub asked: Vec<String>,
+    /// Centers that answered: the peers, then those reached through them.
     pub answered: Vec<String>,
+    /// Per center reached through others, the relays between (first: the peer).
+    pub via: BTreeMap<String, Vec<String>>,
     /// `(peer, why)` for each peer that gave no usable answer.
     pub not_answered: Vec<(String, String)>,
     /// `(peer, item)`: the items answered.
@@ -52,47 +59,87 @@ impl Asked {
         json!({
             "asked": self.asked,
             "answered": self.answered,
+            "via": self.via,
             "not_answered": self.not_answered.iter()
                 .map(|(c, why)| json!({"center": c, "why": why})).collect::<Vec<_>>(),
         })
     }
 }
 
-/// Asks every peer `query`, bounded as the module says.
+/// Asks every peer `query`, bounded as the module says, each passing it on
+/// as far as a fresh [`Reach`] allows.
 pub async fn ask(node: &NodeHandle, query: &Query) -> Asked {
+    let peers: Vec<String> = node.peers().into_iter().map(|p| p.id).collect();
+    let below = Reach::below(
+        &Default::default(),
+        crate::mesh_reach::HOPS_MAX,
+        node.center_id(),
+        &peers,
+        DEADLINE,
+    );
+    ask_peers(node, peers, query, DEADLINE, below.as_ref()).await
+}
+
+/// Asks `targets` (peers) `query` within `deadline`, with `below` as the
+/// reach they pass it on with (None: they answer alone).
+pub async fn ask_peers(
+    node: &NodeHandle,
+    targets: Vec<String>,
+    query: &Query,
+    deadline: Duration,
+    below: Option<&Reach>,
+) -> Asked {
     let mut out = Asked::default();
-    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let mut fields = query.fields();
+    if let Some(b) = below {
+        fields["reach"] = serde_json::to_value(b).expect("a reach serializes");
+    }
+    let until = tokio::time::Instant::now() + deadline;
     let permits = Arc::new(tokio::sync::Semaphore::new(FANOUT_MAX));
     let mut calls = tokio::task::JoinSet::new();
-    for p in node.peers() {
-        out.asked.push(p.id.clone());
-        let (node, fields, permits) = (node.clone(), query.fields(), permits.clone());
+    for p in targets {
+        out.asked.push(p.clone());
+        let (node, fields, permits) = (node.clone(), fields.clone(), permits.clone());
         calls.spawn(async move {
             let call = async {
                 let _permit = permits.acquire().await.expect("never closed");
-                node.send(&p.id, PeerVerb::Rfi, RFI_QUERY, fields).await
+                node.send(&p, PeerVerb::Rfi, RFI_QUERY, fields).await
             };
-            let got = tokio::time::timeout_at(deadline, call).await;
-            (p.id, got)
+            let got = tokio::time::timeout_at(until, call).await;
+            (p, got)
         });
     }
     let mut answered = BTreeMap::new();
+    let mut relayed_why = Vec::new();
     while let Some(joined) = calls.join_next().await {
         let Ok((peer, got)) = joined else { continue };
         let why = match got {
-            Err(_) => format!("no answer within {} ms", DEADLINE.as_millis()),
+            Err(_) => format!("no answer within {} ms", deadline.as_millis()),
             Ok(Err(e)) => e.to_string(),
             Ok(Ok(a)) if !a.accepted => format!("refused: {}", a.reason.unwrap_or_default()),
             Ok(Ok(a)) => match a.data.as_ref().and_then(|d| d["items"].as_array()) {
                 Some(items) => {
-                    let items: Vec<Value> = items
-                        .iter()
-                        .filter(|i| well_formed(i))
-                        .take(ITEMS_MAX)
-                        .cloned()
-                        .collect();
-                    out.truncated |= a.data.as_ref().is_some_and(|d| d["truncated"] == true);
-                    answered.insert(peer, items);
+                    let data = a.data.as_ref().expect("matched above");
+                    out.truncated |= data["truncated"] == true;
+                    let mut got = vec![(peer.clone(), Vec::new(), Ok(items_of(items)))];
+                    for r in data["relayed"].as_array().into_iter().flatten().take(RELAYED_MAX) {
+                        let Some(center) = r["center"].as_str() else { continue };
+                        let mut via = vec![peer.clone()];
+                        via.extend(
+                            r["via"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .filter_map(|v| v.as_str().map(String::from)),
+                        );
+                        out.truncated |= r["truncated"] == true;
+                        let what = match r["items"].as_array() {
+                            Some(items) => Ok(items_of(items)),
+                            None => Err(r["why"].as_str().unwrap_or("no reason given").to_string()),
+                        };
+                        got.push((center.to_string(), via, what));
+                    }
+                    answered.insert(peer, got);
                     continue;
                 }
                 None => "answered without items".to_string(),
@@ -101,15 +148,45 @@ pub async fn ask(node: &NodeHandle, query: &Query) -> Asked {
         out.not_answered.push((peer, why));
     }
     // Config order, not arrival order, so answers read the same each time.
+    let mut reached = Vec::new();
     for peer in &out.asked {
-        if let Some(items) = answered.remove(peer) {
-            out.answered.push(peer.clone());
-            out.items.extend(items.into_iter().map(|i| (peer.clone(), i)));
+        for (center, via, what) in answered.remove(peer).into_iter().flatten() {
+            if center == node.center_id()
+                || out.via.contains_key(&center)
+                || out.asked.contains(&center) && !via.is_empty()
+            {
+                continue;
+            }
+            if !via.is_empty() {
+                out.via.insert(center.clone(), via);
+            }
+            match what {
+                Ok(items) => {
+                    reached.push(center.clone());
+                    out.items.extend(items.into_iter().map(|i| (center.clone(), i)));
+                }
+                Err(why) => relayed_why.push((center, why)),
+            }
         }
     }
+    let direct: Vec<String> = reached.iter().filter(|c| !out.via.contains_key(*c)).cloned().collect();
+    out.answered = direct;
+    out.answered
+        .extend(reached.into_iter().filter(|c| out.via.contains_key(c)));
     out.not_answered
         .sort_by_key(|(p, _)| out.asked.iter().position(|a| a == p));
+    out.not_answered.extend(relayed_why);
     out
+}
+
+/// The well-formed items of an answer, at most [`ITEMS_MAX`].
+fn items_of(items: &[Value]) -> Vec<Value> {
+    items
+        .iter()
+        .filter(|i| well_formed(i))
+        .take(ITEMS_MAX)
+        .cloned()
+        .collect()
 }
 
 /// An item has the envelope every answer carries.
