@@ -46,14 +46,7 @@ async fn group_of(c: &Client, id: &str) -> Option<Value> {
 async fn alias_answers_once_everywhere_and_resolves_the_duplicate() {
     let dir = tempfile::tempdir().unwrap();
     init(dir.path(), 3, "full");
-    let (_p1, url1) = spawn(dir.path(), "c1");
-    let (_p2, url2) = spawn(dir.path(), "c2");
-    let (_p3, url3) = spawn(dir.path(), "c3");
-    let (c1, c2, c3) = (
-        Client::new(&url1, None).unwrap(),
-        Client::new(&url2, None).unwrap(),
-        Client::new(&url3, None).unwrap(),
-    );
+    let [(_p1, _url1, c1), (_p2, url2, c2), (_p3, _url3, c3)] = spawn_all(dir.path(), ["c1", "c2", "c3"]);
     wait_mesh_up(&[&c1, &c2, &c3]).await;
 
     // One agent, registered at c1 as "real0" and at c2 as "copy0".

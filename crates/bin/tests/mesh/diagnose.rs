@@ -47,14 +47,7 @@ async fn diagnose_explains_filtered_tombstoned_and_unreachable() {
     let to3 = route_peer(dir.path(), "c1", "c3", l13.local_addr().unwrap().port());
     let cut13 = std::sync::Arc::new(Cut::default());
     tokio::spawn(cuttable_proxy(l13, to3, cut13.clone()));
-    let (_p1, url1) = spawn(dir.path(), "c1");
-    let (_p2, url2) = spawn(dir.path(), "c2");
-    let (_p3, url3) = spawn(dir.path(), "c3");
-    let (c1, c2, c3) = (
-        Client::new(&url1, None).unwrap(),
-        Client::new(&url2, None).unwrap(),
-        Client::new(&url3, None).unwrap(),
-    );
+    let [(_p1, url1, c1), (_p2, url2, c2), (_p3, url3, c3)] = spawn_all(dir.path(), ["c1", "c2", "c3"]);
     wait_mesh_up(&[&c1, &c2, &c3]).await;
 
     put_agents(&c1, "open", 1, false).await;
@@ -192,14 +185,7 @@ async fn diagnose_explains_filtered_tombstoned_and_unreachable() {
 async fn diagnose_reaches_centers_beyond_relays() {
     let dir = tempfile::tempdir().unwrap();
     init(dir.path(), 3, "line");
-    let (_p1, url1) = spawn(dir.path(), "c1");
-    let (_p2, url2) = spawn(dir.path(), "c2");
-    let (_p3, url3) = spawn(dir.path(), "c3");
-    let (c1, c2, c3) = (
-        Client::new(&url1, None).unwrap(),
-        Client::new(&url2, None).unwrap(),
-        Client::new(&url3, None).unwrap(),
-    );
+    let [(_p1, url1, c1), (_p2, _url2, c2), (_p3, _url3, c3)] = spawn_all(dir.path(), ["c1", "c2", "c3"]);
     wait_mesh_up(&[&c1, &c2, &c3]).await;
     put_agents(&c3, "far", 1, false).await;
     wait_until("c1 holds c3's agent", Duration::from_secs(15), || async {

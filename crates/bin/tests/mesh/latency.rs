@@ -72,11 +72,7 @@ async fn latency_histograms_move_when_a_link_slows() {
     let to1 = route_peer(dir.path(), "c2", "c1", listen.local_addr().unwrap().port());
     let delay_ms = Arc::new(AtomicU64::new(0));
     tokio::spawn(slow_proxy(listen, to1, delay_ms.clone()));
-    let (_p1, url1) = spawn(dir.path(), "c1");
-    let (_p2, url2) = spawn(dir.path(), "c2");
-    let (_p3, url3) = spawn(dir.path(), "c3");
-    let (c1, c2) = (Client::new(&url1, None).unwrap(), Client::new(&url2, None).unwrap());
-    let c3 = Client::new(&url3, None).unwrap();
+    let [(_p1, _url1, c1), (_p2, _url2, c2), (_p3, _url3, c3)] = spawn_all(dir.path(), ["c1", "c2", "c3"]);
     wait_mesh_up(&[&c1, &c2, &c3]).await;
 
     let beats = "peer=\"c1\",call=\"heartbeat\"";

@@ -31,14 +31,7 @@ async fn mesh_scope_fetches_from_the_origin_and_names_who_did_not_answer() {
     let to1 = route_peer(dir.path(), "c2", "c1", l21.local_addr().unwrap().port());
     let freeze21 = std::sync::Arc::new(Freeze::default());
     tokio::spawn(freezable_proxy(l21, to1, freeze21.clone()));
-    let (_p1, url1) = spawn(dir.path(), "c1");
-    let (_p2, url2) = spawn(dir.path(), "c2");
-    let (p3, url3) = spawn(dir.path(), "c3");
-    let (c1, c2, c3) = (
-        Client::new(&url1, None).unwrap(),
-        Client::new(&url2, None).unwrap(),
-        Client::new(&url3, None).unwrap(),
-    );
+    let [(_p1, _url1, c1), (_p2, url2, c2), (p3, url3, c3)] = spawn_all(dir.path(), ["c1", "c2", "c3"]);
     wait_mesh_up(&[&c1, &c2, &c3]).await;
 
     // "home": one public capability, one its origin keeps local, so the
@@ -169,14 +162,7 @@ async fn mesh_scope_fetches_from_the_origin_and_names_who_did_not_answer() {
 async fn mesh_scope_reaches_centers_beyond_the_peers() {
     let dir = tempfile::tempdir().unwrap();
     init(dir.path(), 3, "line");
-    let (_p1, url1) = spawn(dir.path(), "c1");
-    let (_p2, url2) = spawn(dir.path(), "c2");
-    let (p3, url3) = spawn(dir.path(), "c3");
-    let (c1, c2, c3) = (
-        Client::new(&url1, None).unwrap(),
-        Client::new(&url2, None).unwrap(),
-        Client::new(&url3, None).unwrap(),
-    );
+    let [(_p1, _url1, c1), (_p2, url2, c2), (p3, url3, c3)] = spawn_all(dir.path(), ["c1", "c2", "c3"]);
     wait_mesh_up(&[&c1, &c2, &c3]).await;
     let far = json!({"addresses": ["2001:db8::98"], "capabilities": [
         {"name": "translate"}, {"name": "payroll", "visibility": "local"}]});

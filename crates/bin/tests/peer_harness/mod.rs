@@ -98,6 +98,17 @@ pub fn spawn(dir: &Path, id: &str) -> (Proc, String) {
 }
 
 /// Starts `id` from its config in `dir`, with a client for its API.
+/// Starts centers `ids` from `dir` (made by `init`): for each, its
+/// process, its client API's URL and a client for it.
+#[allow(dead_code)]
+pub fn spawn_all<const N: usize>(dir: &Path, ids: [&str; N]) -> [(Proc, String, Client); N] {
+    ids.map(|id| {
+        let (p, url) = spawn(dir, id);
+        let c = Client::new(&url, None).expect("a client for a center's URL");
+        (p, url, c)
+    })
+}
+
 pub fn serve(dir: &Path, id: &str) -> (Proc, Client) {
     let (p, url) = spawn(dir, id);
     (p, Client::new(&url, None).unwrap())
