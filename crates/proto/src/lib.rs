@@ -42,6 +42,7 @@ pub mod lifecycle;
 pub mod mesh;
 pub mod node_state;
 pub mod policy;
+pub mod reach;
 pub mod replay;
 pub mod sync;
 pub mod tally;

@@ -18,7 +18,6 @@ pub mod kind;
 pub mod limits;
 pub mod mesh_answer;
 pub mod mesh_query;
-pub mod mesh_reach;
 pub mod mesh_routes;
 pub mod openapi;
 pub mod routes;

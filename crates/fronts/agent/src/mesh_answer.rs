@@ -15,7 +15,7 @@
 //! - A search matches a projection only on what the projection shows, so
 //!   a filter on a withheld capability finds nothing.
 //!
-//! - With a `reach` (`mesh_reach.rs`), the query is passed on to this
+//! - With a `reach` (`regmesh_proto::reach`), the query is passed on to this
 //!   center's peers not yet covered, and their answers returned as
 //!   `relayed` entries (`center`, `via`, `items` or `why`), each item cut
 //!   again to what this center's policy to the asker allows: a relay never
@@ -27,11 +27,11 @@
 //! asker's export policy, or change state.
 
 use crate::kind::AGENT;
-use crate::mesh_reach::{Reach, RELAYED_MAX};
 use regmesh_core::{Record, Visibility};
 use regmesh_node::handle::{ExportPolicy, ListQuery, WeakNodeHandle};
 use regmesh_node::messages::{PeerAnswer, PeerMessage, PeerVerb};
 use regmesh_node::NodeHandle;
+use regmesh_proto::reach::{Reach, RELAYED_MAX};
 use serde_json::{json, Value};
 use std::sync::{Arc, OnceLock};
 

@@ -7,7 +7,7 @@
 //!   all under one [`DEADLINE`]; a peer that fails, refuses or is late is
 //!   listed in `not_answered` with why.
 //! - Each peer passes the query on to its own peers not yet covered
-//!   (`mesh_reach.rs`); their answers come back as `relayed` entries, and
+//!   (`regmesh_proto::reach`); their answers come back as `relayed` entries, and
 //!   `via` names, per center reached through others, the relays between.
 //! - Merge: per id the highest version wins; at equal versions a whole
 //!   record beats a projection, and this center's copy beats a peer's.
@@ -23,9 +23,9 @@
 
 use crate::fetch_cache::FetchCache;
 use crate::mesh_answer::{Query, ITEMS_MAX, RFI_QUERY};
-use crate::mesh_reach::{Reach, RELAYED_MAX};
 use regmesh_node::messages::PeerVerb;
 use regmesh_node::NodeHandle;
+use regmesh_proto::reach::{Reach, RELAYED_MAX};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -72,7 +72,7 @@ pub async fn ask(node: &NodeHandle, query: &Query) -> Asked {
     let peers: Vec<String> = node.peers().into_iter().map(|p| p.id).collect();
     let below = Reach::below(
         &Default::default(),
-        crate::mesh_reach::HOPS_MAX,
+        regmesh_proto::reach::HOPS_MAX,
         node.center_id(),
         &peers,
         DEADLINE,

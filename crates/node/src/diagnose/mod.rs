@@ -111,7 +111,14 @@ pub fn peer_messages(mesh: &Arc<Mesh>) -> Vec<PeerMessage> {
                     Ok(view) => {
                         let view = serde_json::to_value(view).expect("a view serializes");
                         PeerAnswer::with_data(
-                            relay::answer(&mesh, RFI_RECORD, &msg, relay::Reach::of_message(&msg), view).await,
+                            relay::answer(
+                                &mesh,
+                                RFI_RECORD,
+                                &msg,
+                                relay::Reach::of_message(&msg, DIAGNOSE_DEADLINE),
+                                view,
+                            )
+                            .await,
                         )
                     }
                     Err(e) => PeerAnswer::rejected(e.to_string()),
@@ -126,7 +133,14 @@ pub fn peer_messages(mesh: &Arc<Mesh>) -> Vec<PeerMessage> {
                         let view =
                             serde_json::to_value(mesh::local(&mesh.center, Some(&mesh))).expect("a view serializes");
                         PeerAnswer::with_data(
-                            relay::answer(&mesh, RFI_MESH, &msg, relay::Reach::of_message(&msg), view).await,
+                            relay::answer(
+                                &mesh,
+                                RFI_MESH,
+                                &msg,
+                                relay::Reach::of_message(&msg, DIAGNOSE_DEADLINE),
+                                view,
+                            )
+                            .await,
                         )
                     }
                     None => PeerAnswer::rejected("the center is shutting down"),

@@ -14,50 +14,9 @@ use crate::messages::{message_body, PeerVerb};
 use crate::peer::mesh::Mesh;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::BTreeSet;
 use std::time::Duration;
 
-/// How many relays deep a diagnosis reaches at most.
-pub const RELAY_HOPS_MAX: u8 = 3;
-/// How much less time each hop has than the one that asked it, to answer
-/// in time with what it gathered.
-pub const RELAY_MARGIN: Duration = Duration::from_millis(500);
-/// Most relayed entries one answer carries.
-pub const RELAYED_MAX: usize = 64;
-/// Most centers a [`Reach`] names as covered.
-pub const COVERED_MAX: usize = 1024;
-
-/// How far a relayed diagnosis may still go; sent as the RFI's `reach`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Reach {
-    /// Relays left below the center that gets it (0: answer alone).
-    pub hops: u8,
-    /// Centers already asked or being asked by someone upstream.
-    pub covered: BTreeSet<String>,
-    /// Time the receiver has to answer, in ms.
-    pub deadline_ms: u64,
-}
-
-impl Reach {
-    /// The reach of a diagnosis started at `me`.
-    pub fn start(me: &str, deadline: Duration) -> Reach {
-        Reach {
-            hops: RELAY_HOPS_MAX,
-            covered: BTreeSet::from([me.to_string()]),
-            deadline_ms: deadline.as_millis() as u64,
-        }
-    }
-
-    /// The `reach` field of a received RFI, its hops and deadline capped at
-    /// [`RELAY_HOPS_MAX`] and [`super::DIAGNOSE_DEADLINE`]; None when
-    /// absent or unreadable (then the receiver answers alone).
-    pub fn of_message(msg: &Value) -> Option<Reach> {
-        let mut r: Reach = serde_json::from_value(msg.get("reach")?.clone()).ok()?;
-        r.hops = r.hops.min(RELAY_HOPS_MAX);
-        r.deadline_ms = r.deadline_ms.min(super::DIAGNOSE_DEADLINE.as_millis() as u64);
-        (r.covered.len() <= COVERED_MAX).then_some(r)
-    }
-}
+pub use regmesh_proto::reach::{Reach, COVERED_MAX, HOPS_MAX as RELAY_HOPS_MAX, MARGIN as RELAY_MARGIN, RELAYED_MAX};
 
 /// One center's answer as a relay passes it on, or why it gave none.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,18 +43,8 @@ pub async fn gather(mesh: &Mesh, typ: &str, fields: &Value, reach: &Reach) -> Ve
         .filter(|p| !reach.covered.contains(p))
         .collect();
     let deadline = Duration::from_millis(reach.deadline_ms);
-    let below = (reach.hops > 0 && deadline > RELAY_MARGIN * 2).then(|| Reach {
-        hops: reach.hops - 1,
-        covered: reach
-            .covered
-            .iter()
-            .cloned()
-            .chain(std::iter::once(mesh.me.clone()))
-            .chain(mesh.peers().iter().map(|p| p.cfg.id.clone()))
-            .take(COVERED_MAX)
-            .collect(),
-        deadline_ms: (deadline - RELAY_MARGIN).as_millis() as u64,
-    });
+    let peers: Vec<String> = mesh.peers().iter().map(|p| p.cfg.id.clone()).collect();
+    let below = Reach::below(&reach.covered, reach.hops, &mesh.me, &peers, deadline);
     ask(mesh, typ, fields, targets, deadline, below.as_ref()).await
 }
 
@@ -189,12 +138,12 @@ mod tests {
     #[test]
     fn a_received_reach_is_capped_and_a_bad_one_ignored() {
         let msg = serde_json::json!({"reach": {"hops": 200, "covered": ["c1"], "deadline_ms": 600000}});
-        let r = Reach::of_message(&msg).unwrap();
+        let r = Reach::of_message(&msg, crate::diagnose::DIAGNOSE_DEADLINE).unwrap();
         assert_eq!((r.hops, r.deadline_ms), (RELAY_HOPS_MAX, 3000));
-        assert!(Reach::of_message(&serde_json::json!({"reach": "far"})).is_none());
-        assert!(Reach::of_message(&serde_json::json!({})).is_none());
+        assert!(Reach::of_message(&serde_json::json!({"reach": "far"}), crate::diagnose::DIAGNOSE_DEADLINE).is_none());
+        assert!(Reach::of_message(&serde_json::json!({}), crate::diagnose::DIAGNOSE_DEADLINE).is_none());
         let many: Vec<String> = (0..=COVERED_MAX).map(|i| format!("c{i}")).collect();
         let msg = serde_json::json!({"reach": {"hops": 1, "covered": many, "deadline_ms": 1000}});
-        assert!(Reach::of_message(&msg).is_none());
+        assert!(Reach::of_message(&msg, crate::diagnose::DIAGNOSE_DEADLINE).is_none());
     }
 }

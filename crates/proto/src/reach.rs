@@ -1,9 +1,9 @@
-//! How far a `?scope=mesh` query is passed on beyond the direct peers, as
-//! the node's relayed diagnosis does (`node::diagnose::relay`): the asker
-//! sends `agent.query` with a `reach` (hops left, centers already covered,
-//! time left); a center that gets one asks its own peers not yet covered
-//! with a reach one hop shorter and [`MARGIN`] less time, and passes on
-//! what they answered, each entry naming its path (`via`).
+//! How far a relayed RFI is passed on beyond the direct peers (the node's
+//! diagnoses, the agent front's `?scope=mesh` queries): the asker sends it
+//! with a `reach` (hops left, centers already covered, time left); a center
+//! that gets one asks its own peers not yet covered with a reach one hop
+//! shorter and [`MARGIN`] less time, and passes on what they answered, each
+//! entry naming its path (`via`).
 //!
 //! Owns the reach's bounds and its reading from a message. Must never:
 //! allow more than [`HOPS_MAX`] hops, more time than the asker's deadline,
@@ -14,7 +14,7 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-/// How many relays deep a mesh query reaches at most.
+/// How many relays deep a relayed RFI reaches at most.
 pub const HOPS_MAX: u8 = 3;
 /// How much less time each hop has than the one that asked it.
 pub const MARGIN: Duration = Duration::from_millis(500);
@@ -23,7 +23,7 @@ pub const RELAYED_MAX: usize = 64;
 /// Most centers a reach names as covered.
 pub const COVERED_MAX: usize = 1024;
 
-/// How far a relayed query may still go; sent as the RFI's `reach`.
+/// How far a relayed RFI may still go; sent as its `reach`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reach {
     /// Relays left below the center that gets it (0: answer alone).
@@ -35,7 +35,16 @@ pub struct Reach {
 }
 
 impl Reach {
-    /// The `reach` of a received query, capped at [`HOPS_MAX`] and
+    /// The reach of an RFI first sent by `me`, with `deadline` to answer.
+    pub fn start(me: &str, deadline: Duration) -> Reach {
+        Reach {
+            hops: HOPS_MAX,
+            covered: BTreeSet::from([me.to_string()]),
+            deadline_ms: deadline.as_millis() as u64,
+        }
+    }
+
+    /// The `reach` of a received RFI, capped at [`HOPS_MAX`] and
     /// `deadline_max`; None when absent or unreadable (answer alone).
     pub fn of_message(msg: &Value, deadline_max: Duration) -> Option<Reach> {
         let mut r: Reach = serde_json::from_value(msg.get("reach")?.clone()).ok()?;
